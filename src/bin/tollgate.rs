@@ -1,0 +1,137 @@
+//! `tollgate check CONFIG` and `tollgate render CONFIG`: the filter's own configuration code, run
+//! before deploy.
+
+use std::process::ExitCode;
+
+use tollgate::config::{self, ProcessEnv, Report, Strictness};
+use tollgate::render::{self, RenderOptions};
+
+const USAGE: &str = "usage:
+  tollgate check CONFIG
+  tollgate render CONFIG [--listen HOST:PORT] [--admin HOST:PORT] [--wasm PATH] [--ca-file PATH] [-o FILE]
+
+CONFIG is a LiteLLM-style config.yaml (or .json).";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(code) => code,
+        Err(msg) => {
+            eprintln!("tollgate: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: &[String]) -> Result<ExitCode, String> {
+    let (cmd, rest) = args.split_first().ok_or(USAGE)?;
+    match cmd.as_str() {
+        "check" => {
+            let [path] = rest else {
+                return Err(USAGE.into());
+            };
+            let doc = read_document(path)?;
+            let report = config::load(&doc, &ProcessEnv, Strictness::Check);
+            print_issues(&report);
+            match &report.config {
+                Some(c) => {
+                    println!(
+                        "OK: {} deployments in {} model groups, {} upstream clusters, {} warning(s)",
+                        c.deployments.len(),
+                        c.model_names.len(),
+                        c.clusters.len(),
+                        report.warnings.len()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => {
+                    eprintln!(
+                        "{} error(s): the gateway would refuse to start",
+                        report.errors.len()
+                    );
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        "render" => {
+            let (path, opts) = render_args(rest)?;
+            let doc = read_document(&path)?;
+            let report = config::load(&doc, &ProcessEnv, Strictness::Check);
+            let Some(cfg) = &report.config else {
+                print_issues(&report);
+                eprintln!("{} error(s): not rendering", report.errors.len());
+                return Ok(ExitCode::FAILURE);
+            };
+            let plugin_json = serde_json::to_string(&doc).map_err(|e| e.to_string())?;
+            let bootstrap = render::bootstrap(cfg, &plugin_json, &opts.0);
+            let yaml = serde_yaml_ng::to_string(&bootstrap).map_err(|e| e.to_string())?;
+            let out = format!(
+                "# Rendered by `tollgate render {path}`; regenerate rather than edit.\n{yaml}"
+            );
+            match opts.1 {
+                Some(file) => {
+                    std::fs::write(&file, out).map_err(|e| format!("cannot write {file}: {e}"))?
+                }
+                None => print!("{out}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        "version" | "--version" => {
+            println!("tollgate {}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
+        "help" | "--help" | "-h" => {
+            println!("{USAGE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        other => Err(format!("unknown command '{other}'\n{USAGE}")),
+    }
+}
+
+fn render_args(rest: &[String]) -> Result<(String, (RenderOptions, Option<String>)), String> {
+    let mut opts = RenderOptions::default();
+    let mut output = None;
+    let mut path = None;
+    let mut it = rest.iter();
+    while let Some(a) = it.next() {
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{a} needs a value"))
+        };
+        match a.as_str() {
+            "--listen" => {
+                (opts.listen_host, opts.listen_port) = render::parse_host_port(&value()?)?
+            }
+            "--admin" => (opts.admin_host, opts.admin_port) = render::parse_host_port(&value()?)?,
+            "--wasm" => opts.wasm_path = value()?,
+            "--ca-file" => opts.ca_file = value()?,
+            "-o" | "--output" => output = Some(value()?),
+            flag if flag.starts_with('-') => return Err(format!("unknown option {flag}\n{USAGE}")),
+            p => {
+                if path.replace(p.to_string()).is_some() {
+                    return Err(USAGE.into());
+                }
+            }
+        }
+    }
+    Ok((path.ok_or(USAGE)?, (opts, output)))
+}
+
+fn read_document(path: &str) -> Result<serde_json::Value, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    if path.ends_with(".json") {
+        serde_json::from_str(&text).map_err(|e| format!("{path} is not valid JSON: {e}"))
+    } else {
+        serde_yaml_ng::from_str(&text).map_err(|e| format!("{path} is not valid YAML: {e}"))
+    }
+}
+
+fn print_issues(report: &Report) {
+    for e in &report.errors {
+        eprintln!("error: {e}");
+    }
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+}

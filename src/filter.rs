@@ -1,0 +1,545 @@
+//! The request's path through the gateway, one method per host callback. Pure: it talks to Envoy
+//! only through [`HttpHost`], so native tests drive it with a mock host.
+//!
+//! Envoy 1.40 fixes what happens where (see ARCHITECTURE.md): request headers are final after the
+//! headers phase, so routing uses the `model` that Envoy's `json_to_metadata` filter extracted
+//! before this filter runs; the body is rewritten in the body phase; response headers are decided
+//! from headers alone and the body is translated in the body phase, chunk by chunk when streaming.
+
+use std::rc::Rc;
+
+use crate::auth;
+use crate::config::{Config, Deployment};
+use crate::error::ApiError;
+use crate::host::{Action, HttpHost};
+use crate::openai::{self, ResponseCtx};
+use crate::providers::{client_status, Operation, RequestOptions, StreamTranslator};
+use crate::router;
+
+/// The request header the route matches on to pick the deployment's cluster (`cluster_header`).
+pub const CLUSTER_HEADER: &str = "x-tollgate-cluster";
+/// Dynamic metadata namespace written by `json_to_metadata` in front of the filter.
+pub const METADATA_NAMESPACE: &str = "tollgate";
+
+/// Client request headers that may go upstream; everything else (credentials, cookies, SDK
+/// telemetry, the client's own provider headers) is removed.
+const FORWARDED_HEADERS: [&str; 9] = [
+    "content-type",
+    "x-request-id",
+    "traceparent",
+    "tracestate",
+    "baggage",
+    "b3",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-envoy-expected-rq-timeout-ms",
+];
+
+/// Provider response headers that identify the gateway's provider account; never shown to clients.
+const HIDDEN_RESPONSE_HEADERS: [&str; 6] = [
+    "set-cookie",
+    "openai-organization",
+    "openai-project",
+    "anthropic-organization-id",
+    "x-amzn-requestid",
+    "x-goog-api-key",
+];
+
+pub struct HttpFilter {
+    config: Rc<Config>,
+    state: State,
+}
+
+enum State {
+    /// Nothing decided yet.
+    Start,
+    /// Answered locally, or not ours: let everything pass.
+    Done,
+    Routed(Box<Routed>),
+}
+
+struct Routed {
+    op: Operation,
+    deployment: usize,
+    ctx: ResponseCtx,
+    stream: bool,
+    embeddings_base64: bool,
+    response: ResponsePlan,
+}
+
+enum ResponsePlan {
+    Pending,
+    /// Buffer the whole body, then translate it (a completion, or an error with its status).
+    Translate {
+        upstream_error: Option<(u16, Option<String>)>,
+    },
+    Stream(Box<dyn StreamTranslator>),
+}
+
+/// What the client asked for, from method and path.
+#[derive(Debug, PartialEq, Eq)]
+enum Endpoint<'a> {
+    Api(Operation),
+    Models,
+    Model(&'a str),
+    Health,
+    WrongMethod(&'static str),
+    Unknown,
+}
+
+fn classify<'a>(method: &str, path: &'a str) -> Endpoint<'a> {
+    let path = path.split(['?', '#']).next().unwrap_or(path);
+    let path = path
+        .strip_suffix('/')
+        .filter(|p| !p.is_empty())
+        .unwrap_or(path);
+    let bare = path
+        .strip_prefix("/v1")
+        .filter(|p| p.starts_with('/'))
+        .unwrap_or(path);
+    let (expected, endpoint) = match bare {
+        "/chat/completions" => ("POST", Endpoint::Api(Operation::Chat)),
+        "/embeddings" => ("POST", Endpoint::Api(Operation::Embeddings)),
+        "/models" => ("GET", Endpoint::Models),
+        "/health/liveliness" | "/health/liveness" | "/health/readiness" => {
+            ("GET", Endpoint::Health)
+        }
+        other => match other.strip_prefix("/models/") {
+            Some(id) if !id.is_empty() => ("GET", Endpoint::Model(id)),
+            _ => return Endpoint::Unknown,
+        },
+    };
+    if method == expected {
+        endpoint
+    } else {
+        Endpoint::WrongMethod(expected)
+    }
+}
+
+impl HttpFilter {
+    pub fn new(config: Rc<Config>) -> Self {
+        HttpFilter {
+            config,
+            state: State::Start,
+        }
+    }
+
+    fn reply_error(&mut self, host: &mut dyn HttpHost, err: &ApiError) -> Action {
+        self.state = State::Done;
+        send_error(host, err);
+        Action::Pause
+    }
+
+    pub fn on_request_headers(&mut self, host: &mut dyn HttpHost, _end_of_stream: bool) -> Action {
+        match self.route(host) {
+            Ok(Some(routed)) => {
+                self.state = State::Routed(Box::new(routed));
+                Action::Continue
+            }
+            Ok(None) => {
+                self.state = State::Done;
+                Action::Pause
+            }
+            Err(e) => self.reply_error(host, &e),
+        }
+    }
+
+    /// Decides everything about the upstream request that lives in headers. `Ok(None)` means a
+    /// local reply was sent.
+    fn route(&self, host: &mut dyn HttpHost) -> Result<Option<Routed>, ApiError> {
+        let method = host.request_header(":method").unwrap_or_default();
+        let path = host.request_header(":path").unwrap_or_default();
+        let op = match classify(&method, &path) {
+            Endpoint::Api(op) => op,
+            Endpoint::Models => {
+                auth::authenticate(&self.config, host)?;
+                host.send_reply(
+                    200,
+                    &[("content-type", "application/json")],
+                    &self.config.models_json,
+                );
+                return Ok(None);
+            }
+            Endpoint::Model(id) => {
+                auth::authenticate(&self.config, host)?;
+                if self.config.group(id).is_none() {
+                    return Err(ApiError::not_found(format!(
+                        "The model `{id}` does not exist or you do not have access to it."
+                    ))
+                    .with_param("model")
+                    .with_code("model_not_found"));
+                }
+                let body = json_model(id);
+                host.send_reply(200, &[("content-type", "application/json")], &body);
+                return Ok(None);
+            }
+            Endpoint::Health => {
+                host.send_reply(
+                    200,
+                    &[("content-type", "application/json")],
+                    br#"{"status":"healthy"}"#,
+                );
+                return Ok(None);
+            }
+            Endpoint::WrongMethod(expected) => {
+                return Err(ApiError::new(
+                    405,
+                    "invalid_request_error",
+                    format!(
+                        "Method {method} is not allowed on {}; use {expected}.",
+                        path.split('?').next().unwrap_or(&path)
+                    ),
+                )
+                .with_code("method_not_allowed"))
+            }
+            Endpoint::Unknown => {
+                return Err(ApiError::not_found(format!(
+                    "Invalid URL ({method} {})",
+                    path.split('?').next().unwrap_or(&path)
+                ))
+                .with_code("unknown_url"))
+            }
+        };
+        auth::authenticate(&self.config, host)?;
+
+        let meta = |host: &dyn HttpHost, key: &str| {
+            host.property(&["metadata", "filter_metadata", METADATA_NAMESPACE, key])
+        };
+        if meta(host, "body_error").is_some() {
+            let ct = host.request_header("content-type").unwrap_or_default();
+            return Err(if ct.to_ascii_lowercase().starts_with("application/json") {
+                ApiError::invalid_request(
+                    "We could not parse the JSON body of your request. The gateway expects a JSON object (valid UTF-8, nested at most 128 levels deep).",
+                )
+                .with_code("invalid_json")
+            } else {
+                ApiError::invalid_request(format!(
+                    "Unsupported Content-Type '{ct}': send the request body as JSON with 'Content-Type: application/json'."
+                ))
+                .with_code("invalid_content_type")
+            });
+        }
+        let alias = match meta(host, "model") {
+            Some(bytes) => String::from_utf8(bytes).map_err(|_| ApiError::invalid_param("model", "model must be a UTF-8 string"))?,
+            None if meta(host, "model_missing").is_some() => {
+                return Err(ApiError::invalid_param("model", "you must provide a model parameter"))
+            }
+            None => {
+                return Err(ApiError::server(
+                    "Gateway misconfigured: Envoy's json_to_metadata filter must run before Tollgate and extract `model` (see envoy/README.md).",
+                )
+                .with_code("gateway_misconfigured"))
+            }
+        };
+        let stream = matches!(
+            meta(host, "stream").as_deref(),
+            Some([1]) | Some(b"1") | Some(b"true")
+        );
+        let index = router::pick(&self.config, &alias, op)?;
+        let d = self
+            .config
+            .deployment(index)
+            .ok_or_else(|| ApiError::server("deployment index out of range"))?;
+
+        prepare_upstream_headers(host, d, op, stream);
+        let request_id = host.request_header("x-request-id").unwrap_or_default();
+        let id_prefix = match op {
+            Operation::Chat => "chatcmpl-",
+            Operation::Embeddings => "emb-",
+        };
+        let ctx = ResponseCtx {
+            id: format!("{id_prefix}{}", request_id.replace('-', "")),
+            created: host.now_ms() / 1000,
+            model: alias,
+            include_usage: false,
+        };
+        Ok(Some(Routed {
+            op,
+            deployment: index,
+            ctx,
+            stream,
+            embeddings_base64: false,
+            response: ResponsePlan::Pending,
+        }))
+    }
+
+    pub fn on_request_body(
+        &mut self,
+        host: &mut dyn HttpHost,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Action {
+        let State::Routed(routed) = &mut self.state else {
+            return Action::Continue;
+        };
+        if !end_of_stream {
+            // Buffer until the whole body is here (json_to_metadata has usually buffered it already).
+            return Action::Pause;
+        }
+        let body = host.request_body(body_size).unwrap_or_default();
+        let Some(d) = self.config.deployment(routed.deployment) else {
+            return self.reply_error(host, &ApiError::server("deployment index out of range"));
+        };
+        let translated = match routed.op {
+            Operation::Chat => openai::parse_chat(&body).and_then(|req| {
+                if req.model.as_str() != routed.ctx.model {
+                    return Err(ApiError::invalid_param(
+                        "model",
+                        "Invalid type for 'model': expected a string.",
+                    ));
+                }
+                if req.stream != routed.stream {
+                    return Err(ApiError::invalid_param(
+                        "stream",
+                        "Invalid type for 'stream': expected a boolean.",
+                    ));
+                }
+                routed.ctx.include_usage = req.include_usage;
+                d.provider.chat_request(
+                    &req,
+                    d,
+                    RequestOptions {
+                        drop_params: d.drop_params,
+                    },
+                )
+            }),
+            Operation::Embeddings => openai::parse_embeddings(&body).and_then(|req| {
+                if req.model.as_str() != routed.ctx.model {
+                    return Err(ApiError::invalid_param(
+                        "model",
+                        "Invalid type for 'model': expected a string.",
+                    ));
+                }
+                routed.embeddings_base64 = req.base64;
+                d.provider.embeddings_request(&req, d)
+            }),
+        };
+        match translated {
+            Ok(out) => {
+                if !host.replace_request_body(body_size, &out) {
+                    return self.reply_error(
+                        host,
+                        &ApiError::server("could not replace the request body"),
+                    );
+                }
+                Action::Continue
+            }
+            Err(e) => self.reply_error(host, &e),
+        }
+    }
+
+    pub fn on_response_headers(&mut self, host: &mut dyn HttpHost, end_of_stream: bool) -> Action {
+        let State::Routed(routed) = &mut self.state else {
+            return Action::Continue;
+        };
+        let Some(d) = self.config.deployment(routed.deployment) else {
+            return Action::Continue;
+        };
+        let status: u16 = host
+            .response_header(":status")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(502);
+        let via_upstream =
+            host.property(&["response", "code_details"]).as_deref() == Some(b"via_upstream");
+        if !via_upstream {
+            // Envoy answered itself (connect failure, timeout, missing cluster): replace its
+            // plain-text reply with an OpenAI-shaped one.
+            let details = host
+                .property(&["response", "code_details"])
+                .map(|b| String::from_utf8_lossy(&b).into_owned());
+            let err = envoy_error(status, details.as_deref().unwrap_or(""), d);
+            return self.reply_error(host, &err);
+        }
+        for h in HIDDEN_RESPONSE_HEADERS {
+            host.remove_response_header(h);
+        }
+        host.remove_response_header("content-length");
+        if status >= 400 {
+            let error_type = host.response_header("x-amzn-errortype");
+            host.set_response_header(":status", &client_status(status).to_string());
+            host.set_response_header("content-type", "application/json");
+            if end_of_stream {
+                let err = d.provider.error(status, error_type.as_deref(), b"");
+                return self.reply_error(host, &err);
+            }
+            routed.response = ResponsePlan::Translate {
+                upstream_error: Some((status, error_type)),
+            };
+        } else if routed.stream && routed.op == Operation::Chat {
+            host.set_response_header("content-type", "text/event-stream");
+            host.set_response_header("cache-control", "no-cache");
+            routed.response = ResponsePlan::Stream(d.provider.chat_stream(routed.ctx.clone()));
+        } else {
+            host.set_response_header("content-type", "application/json");
+            if end_of_stream {
+                let err = ApiError::bad_gateway(format!(
+                    "{} returned an empty response",
+                    d.provider.name()
+                ));
+                return self.reply_error(host, &err);
+            }
+            routed.response = ResponsePlan::Translate {
+                upstream_error: None,
+            };
+        }
+        Action::Continue
+    }
+
+    pub fn on_response_body(
+        &mut self,
+        host: &mut dyn HttpHost,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Action {
+        let State::Routed(routed) = &mut self.state else {
+            return Action::Continue;
+        };
+        let Some(d) = self.config.deployment(routed.deployment) else {
+            return Action::Continue;
+        };
+        match &mut routed.response {
+            ResponsePlan::Pending => Action::Continue,
+            ResponsePlan::Stream(translator) => {
+                let chunk = if body_size > 0 {
+                    host.response_body(body_size).unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
+                let mut out = Vec::with_capacity(chunk.len().saturating_mul(2).max(64));
+                translator.feed(&chunk, &mut out);
+                if end_of_stream {
+                    translator.finish(&mut out);
+                }
+                if out != chunk {
+                    host.replace_response_body(body_size, &out);
+                }
+                Action::Continue
+            }
+            ResponsePlan::Translate { upstream_error } => {
+                if !end_of_stream {
+                    return Action::Pause;
+                }
+                let body = host.response_body(body_size).unwrap_or_default();
+                let out = match upstream_error {
+                    Some((status, error_type)) => d
+                        .provider
+                        .error(*status, error_type.as_deref(), &body)
+                        .to_json(),
+                    None => {
+                        let result = match routed.op {
+                            Operation::Chat => d.provider.chat_response(&body, &routed.ctx),
+                            Operation::Embeddings => d.provider.embeddings_response(
+                                &body,
+                                routed.embeddings_base64,
+                                &routed.ctx,
+                            ),
+                        };
+                        match result {
+                            Ok(t) => t.body,
+                            Err(e) => {
+                                log::warn!(
+                                    "tollgate: could not translate a {} response: {}",
+                                    d.provider.name(),
+                                    e.message
+                                );
+                                e.to_json()
+                            }
+                        }
+                    }
+                };
+                host.replace_response_body(body_size, &out);
+                Action::Continue
+            }
+        }
+    }
+}
+
+/// Rewrites the request's headers for the chosen deployment. Must run in the headers phase:
+/// Envoy does not let a wasm filter change request headers after it.
+fn prepare_upstream_headers(host: &mut dyn HttpHost, d: &Deployment, op: Operation, stream: bool) {
+    for name in host.request_header_names() {
+        if !name.starts_with(':')
+            && !FORWARDED_HEADERS.contains(&name.as_str())
+            && !name.starts_with("x-b3-")
+        {
+            host.remove_request_header(&name);
+        }
+    }
+    host.set_request_header(CLUSTER_HEADER, &d.cluster);
+    host.set_request_header(":path", &d.provider.path(d, op, stream));
+    host.set_request_header(":authority", &d.authority);
+    host.set_request_header("content-type", "application/json");
+    host.set_request_header(
+        "user-agent",
+        concat!("tollgate/", env!("CARGO_PKG_VERSION")),
+    );
+    for (name, value) in &d.headers {
+        host.set_request_header(name, value);
+    }
+}
+
+/// An OpenAI-shaped error for a reply Envoy generated itself instead of the upstream's.
+fn envoy_error(status: u16, details: &str, d: &Deployment) -> ApiError {
+    let provider = d.provider.name();
+    if status == 504 || details.contains("timeout") {
+        ApiError::new(
+            504,
+            "api_error",
+            format!("The request to {provider} timed out (deployment {}).", d.id),
+        )
+        .with_code("timeout")
+    } else if details == "cluster_not_found" {
+        ApiError::server(format!(
+            "Gateway misconfigured: Envoy has no cluster named '{}' for deployment {} (render the Envoy config with `tollgate render`).",
+            d.cluster, d.id
+        ))
+        .with_code("gateway_misconfigured")
+    } else if details.contains("upstream_reset_before_response_started")
+        || details.contains("no_healthy_upstream")
+        || status == 503
+    {
+        ApiError::bad_gateway(format!(
+            "Could not reach {provider} (deployment {}): {}.",
+            d.id,
+            details.replace('_', " ")
+        ))
+    } else {
+        ApiError::from_status(
+            status,
+            format!(
+                "The gateway could not complete the request to {provider}: {}",
+                details.replace('_', " ")
+            ),
+        )
+    }
+}
+
+fn send_error(host: &mut dyn HttpHost, err: &ApiError) {
+    let body = err.to_json();
+    let mut headers: Vec<(&str, &str)> = vec![("content-type", "application/json")];
+    if err.status == 429 || err.status >= 500 {
+        // The OpenAI SDKs retry these on their own unless told otherwise; leave them that choice.
+    } else {
+        headers.push(("x-should-retry", "false"));
+    }
+    host.send_reply(err.status, &headers, &body);
+}
+
+fn json_model(id: &str) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    struct Model<'a> {
+        id: &'a str,
+        object: &'static str,
+        created: u64,
+        owned_by: &'static str,
+    }
+    crate::json::to_vec(&Model {
+        id,
+        object: "model",
+        created: 0,
+        owned_by: "tollgate",
+    })
+}
+
+#[cfg(test)]
+mod tests;

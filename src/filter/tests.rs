@@ -1,0 +1,224 @@
+use super::*;
+use crate::config::{load, Strictness};
+use crate::host::mock::MockHost;
+use hashbrown::HashMap;
+use serde_json::json;
+
+fn gateway() -> Rc<Config> {
+    let doc = json!({
+        "model_list": [
+            {"model_name": "gpt", "litellm_params": {"model": "openai/gpt-4o-mini", "api_key": "sk-provider-secret", "api_base": "http://127.0.0.1:9001/v1"}}
+        ],
+        "general_settings": {"master_key": "sk-master"}
+    });
+    let r = load(&doc, &HashMap::<String, String>::new(), Strictness::Serve);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    Rc::new(r.config.unwrap())
+}
+
+fn chat_host(body: &str) -> MockHost {
+    let mut h = MockHost::request(
+        "POST",
+        "/v1/chat/completions",
+        &[
+            ("authorization", "Bearer sk-master"),
+            ("content-type", "application/json"),
+            ("cookie", "c=1"),
+            ("x-stainless-os", "Linux"),
+        ],
+    )
+    .metadata("model", b"gpt");
+    h.request_body = body.as_bytes().to_vec();
+    h
+}
+
+#[test]
+fn routes_a_chat_request() {
+    let mut f = HttpFilter::new(gateway());
+    let mut h = chat_host(r#"{"model":"gpt","messages":[{"role":"user","content":"hi"}]}"#);
+    assert_eq!(f.on_request_headers(&mut h, false), Action::Continue);
+    assert!(h.reply.is_none());
+    assert_eq!(
+        h.header(CLUSTER_HEADER).as_deref(),
+        Some("tollgate_127.0.0.1_9001")
+    );
+    assert_eq!(h.header(":path").as_deref(), Some("/v1/chat/completions"));
+    assert_eq!(h.header(":authority").as_deref(), Some("127.0.0.1:9001"));
+    assert_eq!(
+        h.header("authorization").as_deref(),
+        Some("Bearer sk-provider-secret")
+    );
+    assert!(h.header("cookie").is_none() && h.header("x-stainless-os").is_none());
+    let size = h.request_body.len();
+    assert_eq!(f.on_request_body(&mut h, size, true), Action::Continue);
+    let sent: serde_json::Value = serde_json::from_slice(&h.request_body).unwrap();
+    assert_eq!(sent["model"], "gpt-4o-mini");
+
+    h.response_headers = vec![
+        (":status".into(), "200".into()),
+        ("content-type".into(), "application/json".into()),
+        ("set-cookie".into(), "x".into()),
+    ];
+    h.properties
+        .insert("response.code_details".into(), b"via_upstream".to_vec());
+    assert_eq!(f.on_response_headers(&mut h, false), Action::Continue);
+    assert!(h.response_header("set-cookie").is_none());
+    h.response_body = br#"{"id":"x","object":"chat.completion","created":1,"model":"gpt-4o-mini-2024","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#.to_vec();
+    let n = h.response_body.len();
+    assert_eq!(f.on_response_body(&mut h, n, false), Action::Pause);
+    assert_eq!(f.on_response_body(&mut h, n, true), Action::Continue);
+    let got: serde_json::Value = serde_json::from_slice(&h.response_body).unwrap();
+    assert_eq!(got["model"], "gpt");
+}
+
+#[test]
+fn refuses_bad_requests_with_openai_errors() {
+    let cases: Vec<(MockHost, u16, &str)> = vec![
+        (
+            MockHost::request("POST", "/v1/chat/completions", &[]).metadata("model", b"gpt"),
+            401,
+            "authentication_error",
+        ),
+        (
+            MockHost::request(
+                "POST",
+                "/v1/chat/completions",
+                &[("authorization", "Bearer nope")],
+            )
+            .metadata("model", b"gpt"),
+            401,
+            "authentication_error",
+        ),
+        (
+            MockHost::request(
+                "POST",
+                "/v1/chat/completions",
+                &[("authorization", "Bearer sk-master")],
+            )
+            .metadata("model", b"nosuch"),
+            404,
+            "invalid_request_error",
+        ),
+        (
+            MockHost::request("POST", "/v1/chat/completions", &[("api-key", "sk-master")])
+                .metadata("model_missing", b"x"),
+            400,
+            "invalid_request_error",
+        ),
+        (
+            MockHost::request(
+                "POST",
+                "/v1/chat/completions",
+                &[
+                    ("authorization", "Bearer sk-master"),
+                    ("content-type", "application/json"),
+                ],
+            )
+            .metadata("body_error", b"x"),
+            400,
+            "invalid_request_error",
+        ),
+        (
+            MockHost::request("GET", "/v1/chat/completions", &[]),
+            405,
+            "invalid_request_error",
+        ),
+        (
+            MockHost::request("POST", "/v1/completions", &[]),
+            404,
+            "invalid_request_error",
+        ),
+        (
+            MockHost::request(
+                "POST",
+                "/v1/chat/completions",
+                &[("authorization", "Bearer sk-master")],
+            ),
+            500,
+            "api_error",
+        ),
+    ];
+    for (mut h, status, kind) in cases {
+        let mut f = HttpFilter::new(gateway());
+        assert_eq!(f.on_request_headers(&mut h, false), Action::Pause);
+        let (s, _, _) = h.reply.clone().unwrap();
+        assert_eq!(s, status, "{:?}", h.reply_json());
+        assert_eq!(h.reply_json()["error"]["type"], kind);
+    }
+}
+
+#[test]
+fn body_errors_reply_from_the_body_phase() {
+    let mut f = HttpFilter::new(gateway());
+    let mut h = chat_host(r#"{"model":"gpt","messages":[],"temperature":1}"#);
+    assert_eq!(f.on_request_headers(&mut h, false), Action::Continue);
+    let n = h.request_body.len();
+    assert_eq!(f.on_request_body(&mut h, n, true), Action::Pause);
+    assert_eq!(h.reply_json()["error"]["param"], "messages");
+}
+
+#[test]
+fn lists_models() {
+    let mut f = HttpFilter::new(gateway());
+    let mut h = MockHost::request(
+        "GET",
+        "/v1/models",
+        &[("authorization", "Bearer sk-master")],
+    );
+    f.on_request_headers(&mut h, true);
+    assert_eq!(h.reply_json()["data"][0]["id"], "gpt");
+    let mut f = HttpFilter::new(gateway());
+    let mut h = MockHost::request(
+        "GET",
+        "/v1/models/gpt",
+        &[("authorization", "Bearer sk-master")],
+    );
+    f.on_request_headers(&mut h, true);
+    assert_eq!(h.reply_json()["id"], "gpt");
+}
+
+#[test]
+fn envoy_generated_errors_become_openai_errors() {
+    for (status, details, want) in [
+        (
+            503,
+            "upstream_reset_before_response_started{connection_failure}",
+            502,
+        ),
+        (504, "response_timeout", 504),
+        (503, "cluster_not_found", 500),
+    ] {
+        let mut f = HttpFilter::new(gateway());
+        let mut h = chat_host(r#"{"model":"gpt","messages":[{"role":"user","content":"x"}]}"#);
+        f.on_request_headers(&mut h, false);
+        let n = h.request_body.len();
+        f.on_request_body(&mut h, n, true);
+        h.response_headers = vec![(":status".into(), status.to_string())];
+        h.properties
+            .insert("response.code_details".into(), details.as_bytes().to_vec());
+        assert_eq!(f.on_response_headers(&mut h, false), Action::Pause);
+        assert_eq!(h.reply.as_ref().unwrap().0, want);
+    }
+}
+
+#[test]
+fn classify_paths() {
+    assert_eq!(
+        classify("POST", "/v1/chat/completions?x=1"),
+        Endpoint::Api(Operation::Chat)
+    );
+    assert_eq!(
+        classify("POST", "/chat/completions/"),
+        Endpoint::Api(Operation::Chat)
+    );
+    assert_eq!(
+        classify("POST", "/v1/embeddings"),
+        Endpoint::Api(Operation::Embeddings)
+    );
+    assert_eq!(
+        classify("GET", "/v1/models/claude"),
+        Endpoint::Model("claude")
+    );
+    assert_eq!(classify("GET", "/v1"), Endpoint::Unknown);
+    assert_eq!(classify("PUT", "/v1/models"), Endpoint::WrongMethod("GET"));
+}

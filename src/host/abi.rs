@@ -1,0 +1,248 @@
+//! The proxy-wasm ABI calls the filter makes, returning errors instead of panicking.
+//!
+//! proxy-wasm-rust-sdk 0.2.5 panics on any status it does not expect (even `NotFound` from
+//! `set_map_value`), and a panic kills the worker's VM. These bindings call the same host
+//! functions and hand every status back to the caller.
+
+use std::ptr::{null, null_mut};
+
+pub const REQUEST_HEADERS: u32 = 0;
+pub const RESPONSE_HEADERS: u32 = 2;
+pub const REQUEST_BODY: u32 = 0;
+pub const RESPONSE_BODY: u32 = 1;
+pub const PLUGIN_CONFIGURATION: u32 = 7;
+
+const OK: u32 = 0;
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_header_map_value(
+        map: u32,
+        key: *const u8,
+        key_len: usize,
+        out: *mut *mut u8,
+        out_len: *mut usize,
+    ) -> u32;
+    fn proxy_get_header_map_pairs(map: u32, out: *mut *mut u8, out_len: *mut usize) -> u32;
+    fn proxy_replace_header_map_value(
+        map: u32,
+        key: *const u8,
+        key_len: usize,
+        value: *const u8,
+        value_len: usize,
+    ) -> u32;
+    fn proxy_remove_header_map_value(map: u32, key: *const u8, key_len: usize) -> u32;
+    fn proxy_get_buffer_bytes(
+        buffer: u32,
+        start: usize,
+        max: usize,
+        out: *mut *mut u8,
+        out_len: *mut usize,
+    ) -> u32;
+    fn proxy_set_buffer_bytes(
+        buffer: u32,
+        start: usize,
+        size: usize,
+        data: *const u8,
+        data_len: usize,
+    ) -> u32;
+    fn proxy_get_property(
+        path: *const u8,
+        path_len: usize,
+        out: *mut *mut u8,
+        out_len: *mut usize,
+    ) -> u32;
+    #[allow(clippy::too_many_arguments)]
+    fn proxy_send_local_response(
+        status: u32,
+        details: *const u8,
+        details_len: usize,
+        body: *const u8,
+        body_len: usize,
+        headers: *const u8,
+        headers_len: usize,
+        grpc_status: i32,
+    ) -> u32;
+    fn proxy_get_current_time_nanoseconds(out: *mut u64) -> u32;
+}
+
+/// Takes ownership of a buffer the host allocated through `proxy_on_memory_allocate`.
+///
+/// # Safety
+/// `ptr` must be null or a host-returned allocation of exactly `len` bytes.
+unsafe fn take(ptr: *mut u8, len: usize) -> Option<Vec<u8>> {
+    if ptr.is_null() {
+        None
+    } else {
+        Some(Vec::from_raw_parts(ptr, len, len))
+    }
+}
+
+pub fn header(map: u32, name: &str) -> Option<Vec<u8>> {
+    let mut ptr = null_mut();
+    let mut len = 0;
+    // SAFETY: pointers refer to live locals; the host writes an owned allocation into them.
+    let status =
+        unsafe { proxy_get_header_map_value(map, name.as_ptr(), name.len(), &mut ptr, &mut len) };
+    if status != OK {
+        return None;
+    }
+    // SAFETY: on OK the host returned an allocation of `len` bytes (or null for empty).
+    Some(unsafe { take(ptr, len) }.unwrap_or_default())
+}
+
+/// Header names of a map (values are not needed by the callers).
+pub fn header_names(map: u32) -> Vec<String> {
+    let mut ptr = null_mut();
+    let mut len = 0;
+    // SAFETY: as in `header`.
+    let status = unsafe { proxy_get_header_map_pairs(map, &mut ptr, &mut len) };
+    if status != OK {
+        return Vec::new();
+    }
+    // SAFETY: as in `header`.
+    let Some(bytes) = (unsafe { take(ptr, len) }) else {
+        return Vec::new();
+    };
+    parse_pair_names(&bytes).unwrap_or_default()
+}
+
+/// Parses the ABI's serialized map: count, then (key length, value length) pairs, then each key
+/// and value followed by a NUL byte.
+fn parse_pair_names(bytes: &[u8]) -> Option<Vec<String>> {
+    let read_u32 = |at: usize| -> Option<usize> {
+        let b = bytes.get(at..at.checked_add(4)?)?;
+        Some(u32::from_le_bytes([*b.first()?, *b.get(1)?, *b.get(2)?, *b.get(3)?]) as usize)
+    };
+    let count = read_u32(0)?;
+    let mut sizes = Vec::with_capacity(count.min(256));
+    let mut at = 4usize;
+    for _ in 0..count {
+        sizes.push((read_u32(at)?, read_u32(at.checked_add(4)?)?));
+        at = at.checked_add(8)?;
+    }
+    let mut names = Vec::with_capacity(sizes.len());
+    for (k, v) in sizes {
+        let key = bytes.get(at..at.checked_add(k)?)?;
+        names.push(String::from_utf8_lossy(key).into_owned());
+        at = at
+            .checked_add(k)?
+            .checked_add(1)?
+            .checked_add(v)?
+            .checked_add(1)?;
+    }
+    Some(names)
+}
+
+pub fn set_header(map: u32, name: &str, value: &str) -> Result<(), u32> {
+    // SAFETY: pointers and lengths describe live borrowed slices.
+    let status = unsafe {
+        proxy_replace_header_map_value(map, name.as_ptr(), name.len(), value.as_ptr(), value.len())
+    };
+    if status == OK {
+        Ok(())
+    } else {
+        Err(status)
+    }
+}
+
+pub fn remove_header(map: u32, name: &str) -> Result<(), u32> {
+    // SAFETY: as in `set_header`.
+    let status = unsafe { proxy_remove_header_map_value(map, name.as_ptr(), name.len()) };
+    if status == OK {
+        Ok(())
+    } else {
+        Err(status)
+    }
+}
+
+pub fn buffer(kind: u32, start: usize, max: usize) -> Option<Vec<u8>> {
+    let mut ptr = null_mut();
+    let mut len = 0;
+    // SAFETY: as in `header`.
+    let status = unsafe { proxy_get_buffer_bytes(kind, start, max, &mut ptr, &mut len) };
+    if status != OK {
+        return None;
+    }
+    // SAFETY: as in `header`.
+    unsafe { take(ptr, len) }
+}
+
+pub fn set_buffer(kind: u32, start: usize, size: usize, data: &[u8]) -> Result<(), u32> {
+    // SAFETY: as in `set_header`.
+    let status = unsafe { proxy_set_buffer_bytes(kind, start, size, data.as_ptr(), data.len()) };
+    if status == OK {
+        Ok(())
+    } else {
+        Err(status)
+    }
+}
+
+pub fn property(path: &[&str]) -> Option<Vec<u8>> {
+    let mut serialized = Vec::with_capacity(path.iter().map(|p| p.len() + 1).sum());
+    for (i, part) in path.iter().enumerate() {
+        if i > 0 {
+            serialized.push(0);
+        }
+        serialized.extend_from_slice(part.as_bytes());
+    }
+    let mut ptr = null_mut();
+    let mut len = 0;
+    // SAFETY: as in `header`.
+    let status =
+        unsafe { proxy_get_property(serialized.as_ptr(), serialized.len(), &mut ptr, &mut len) };
+    if status != OK {
+        return None;
+    }
+    // SAFETY: as in `header`.
+    unsafe { take(ptr, len) }
+}
+
+pub fn send_local_response(status: u16, headers: &[(&str, &str)], body: &[u8]) -> Result<(), u32> {
+    let mut map = Vec::with_capacity(
+        4 + headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 10)
+            .sum::<usize>(),
+    );
+    map.extend_from_slice(&(headers.len() as u32).to_le_bytes());
+    for (k, v) in headers {
+        map.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        map.extend_from_slice(&(v.len() as u32).to_le_bytes());
+    }
+    for (k, v) in headers {
+        map.extend_from_slice(k.as_bytes());
+        map.push(0);
+        map.extend_from_slice(v.as_bytes());
+        map.push(0);
+    }
+    // SAFETY: all pointers describe live slices for the duration of the call.
+    let status = unsafe {
+        proxy_send_local_response(
+            u32::from(status),
+            null(),
+            0,
+            body.as_ptr(),
+            body.len(),
+            map.as_ptr(),
+            map.len(),
+            -1,
+        )
+    };
+    if status == OK {
+        Ok(())
+    } else {
+        Err(status)
+    }
+}
+
+pub fn now_ns() -> u64 {
+    let mut t = 0u64;
+    // SAFETY: the host writes one u64 into a live local.
+    let status = unsafe { proxy_get_current_time_nanoseconds(&mut t) };
+    if status == OK {
+        t
+    } else {
+        0
+    }
+}

@@ -1,0 +1,179 @@
+//! The proxy-wasm contexts: the root context loads the configuration once per worker VM; each HTTP
+//! context hands its callbacks to the pure [`HttpFilter`] through [`EnvoyHost`].
+
+use std::rc::Rc;
+
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action as HostAction, ContextType, LogLevel};
+
+use super::{abi, Action, HttpHost};
+use crate::config::{self, Config, ProcessEnv, Strictness};
+use crate::error::ApiError;
+use crate::filter::HttpFilter;
+
+pub fn start() {
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { config: None }) });
+}
+
+struct Root {
+    config: Option<Rc<Config>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, size: usize) -> bool {
+        let text = abi::buffer(abi::PLUGIN_CONFIGURATION, 0, size).unwrap_or_default();
+        let report = config::load_json(&text, &ProcessEnv, Strictness::Serve);
+        for w in &report.warnings {
+            log::warn!("tollgate config warning: {w}");
+        }
+        for e in &report.errors {
+            log::error!("tollgate config error: {e}");
+        }
+        match report.config {
+            Some(c) => {
+                log::info!(
+                    "tollgate: configured {} deployments in {} model groups",
+                    c.deployments.len(),
+                    c.model_names.len()
+                );
+                self.config = Some(Rc::new(c));
+                true
+            }
+            None => {
+                log::error!(
+                    "tollgate: refusing to start: {} configuration error(s), listed above",
+                    report.errors.len()
+                );
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        // Returning None makes the SDK panic; a context without config answers 503 instead.
+        Some(Box::new(Http {
+            filter: self.config.clone().map(HttpFilter::new),
+            host: EnvoyHost,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Http {
+    filter: Option<HttpFilter>,
+    host: EnvoyHost,
+}
+
+fn to_host(a: Action) -> HostAction {
+    match a {
+        Action::Continue => HostAction::Continue,
+        Action::Pause => HostAction::Pause,
+    }
+}
+
+impl Context for Http {}
+
+impl HttpContext for Http {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> HostAction {
+        match &mut self.filter {
+            Some(f) => to_host(f.on_request_headers(&mut self.host, end_of_stream)),
+            None => {
+                let e = ApiError::new(503, "api_error", "The gateway has no valid configuration.");
+                self.host
+                    .send_reply(503, &[("content-type", "application/json")], &e.to_json());
+                HostAction::Pause
+            }
+        }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> HostAction {
+        match &mut self.filter {
+            Some(f) => to_host(f.on_request_body(&mut self.host, body_size, end_of_stream)),
+            None => HostAction::Continue,
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> HostAction {
+        match &mut self.filter {
+            Some(f) => to_host(f.on_response_headers(&mut self.host, end_of_stream)),
+            None => HostAction::Continue,
+        }
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> HostAction {
+        match &mut self.filter {
+            Some(f) => to_host(f.on_response_body(&mut self.host, body_size, end_of_stream)),
+            None => HostAction::Continue,
+        }
+    }
+}
+
+/// [`HttpHost`] over the proxy-wasm ABI of the current stream.
+struct EnvoyHost;
+
+impl EnvoyHost {
+    fn log_failure(what: &str, name: &str, status: u32) {
+        log::warn!("tollgate: could not {what} '{name}' (host status {status})");
+    }
+}
+
+impl HttpHost for EnvoyHost {
+    fn request_header(&self, name: &str) -> Option<String> {
+        abi::header(abi::REQUEST_HEADERS, name).map(|v| String::from_utf8_lossy(&v).into_owned())
+    }
+    fn request_header_names(&self) -> Vec<String> {
+        abi::header_names(abi::REQUEST_HEADERS)
+    }
+    fn set_request_header(&mut self, name: &str, value: &str) {
+        if let Err(s) = abi::set_header(abi::REQUEST_HEADERS, name, value) {
+            Self::log_failure("set request header", name, s);
+        }
+    }
+    fn remove_request_header(&mut self, name: &str) {
+        if let Err(s) = abi::remove_header(abi::REQUEST_HEADERS, name) {
+            Self::log_failure("remove request header", name, s);
+        }
+    }
+    fn response_header(&self, name: &str) -> Option<String> {
+        abi::header(abi::RESPONSE_HEADERS, name).map(|v| String::from_utf8_lossy(&v).into_owned())
+    }
+    fn set_response_header(&mut self, name: &str, value: &str) {
+        if let Err(s) = abi::set_header(abi::RESPONSE_HEADERS, name, value) {
+            Self::log_failure("set response header", name, s);
+        }
+    }
+    fn remove_response_header(&mut self, name: &str) {
+        if let Err(s) = abi::remove_header(abi::RESPONSE_HEADERS, name) {
+            Self::log_failure("remove response header", name, s);
+        }
+    }
+    fn request_body(&self, size: usize) -> Option<Vec<u8>> {
+        abi::buffer(abi::REQUEST_BODY, 0, size)
+    }
+    fn replace_request_body(&mut self, size: usize, body: &[u8]) -> bool {
+        abi::set_buffer(abi::REQUEST_BODY, 0, size, body).is_ok()
+    }
+    fn response_body(&self, size: usize) -> Option<Vec<u8>> {
+        abi::buffer(abi::RESPONSE_BODY, 0, size)
+    }
+    fn replace_response_body(&mut self, size: usize, body: &[u8]) -> bool {
+        abi::set_buffer(abi::RESPONSE_BODY, 0, size, body).is_ok()
+    }
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        abi::property(path)
+    }
+    fn send_reply(&mut self, status: u16, headers: &[(&str, &str)], body: &[u8]) {
+        if let Err(s) = abi::send_local_response(status, headers, body) {
+            log::error!("tollgate: could not send a local reply (host status {s})");
+        }
+    }
+    fn now_ms(&self) -> u64 {
+        abi::now_ns() / 1_000_000
+    }
+}

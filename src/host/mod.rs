@@ -1,0 +1,42 @@
+//! The seam between the pure core and the host. [`HttpHost`] is everything the request pipeline
+//! asks of Envoy; `envoy` implements it over the proxy-wasm ABI (without the SDK's panicking
+//! wrappers), and `mock` implements it in memory for native tests.
+
+#[cfg(all(target_arch = "wasm32", not(test)))]
+pub mod abi;
+#[cfg(all(target_arch = "wasm32", not(test)))]
+pub mod envoy;
+#[cfg(test)]
+pub mod mock;
+
+/// What the request pipeline needs from the host for one HTTP stream. Calls never panic: a
+/// failed header write is logged by the implementation and otherwise ignored.
+pub trait HttpHost {
+    fn request_header(&self, name: &str) -> Option<String>;
+    /// Every request header name, for removing all but an allow-list before going upstream.
+    fn request_header_names(&self) -> Vec<String>;
+    fn set_request_header(&mut self, name: &str, value: &str);
+    fn remove_request_header(&mut self, name: &str);
+    fn response_header(&self, name: &str) -> Option<String>;
+    fn set_response_header(&mut self, name: &str, value: &str);
+    fn remove_response_header(&mut self, name: &str);
+    /// The request body buffered so far (`size` bytes).
+    fn request_body(&self, size: usize) -> Option<Vec<u8>>;
+    fn replace_request_body(&mut self, size: usize, body: &[u8]) -> bool;
+    /// The response body buffered so far, or the current chunk when streaming.
+    fn response_body(&self, size: usize) -> Option<Vec<u8>>;
+    fn replace_response_body(&mut self, size: usize, body: &[u8]) -> bool;
+    /// An Envoy attribute, e.g. `["metadata","filter_metadata","tollgate","model"]`.
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
+    /// Answers the client directly (the request goes no further).
+    fn send_reply(&mut self, status: u16, headers: &[(&str, &str)], body: &[u8]);
+    /// Wall-clock time, milliseconds since the Unix epoch.
+    fn now_ms(&self) -> u64;
+}
+
+/// What a callback tells the host to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Continue,
+    Pause,
+}

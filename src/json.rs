@@ -1,0 +1,263 @@
+//! Small JSON helpers shared by the request parsers and translators.
+//!
+//! Bodies are split once into their top-level fields (borrowed `RawValue`s), and each known
+//! field is then parsed into its typed form; unknown fields stay raw and can be copied
+//! verbatim into a pass-through body.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::value::RawValue;
+
+use crate::error::ApiError;
+
+/// The top-level fields of a JSON object, in body order, later duplicates replacing earlier ones.
+pub type Fields<'a> = Vec<(Text<'a>, &'a RawValue)>;
+
+/// A JSON string that borrows from the body when it has no escapes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Text<'a>(pub Cow<'a, str>);
+
+impl<'a> Text<'a> {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'a> From<&'a str> for Text<'a> {
+    fn from(s: &'a str) -> Self {
+        Text(Cow::Borrowed(s))
+    }
+}
+
+impl Serialize for Text<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+struct TopLevel<'a>(Fields<'a>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for TopLevel<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TopLevel<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut fields: Fields<'de> = Vec::with_capacity(16);
+                while let Some(key) = map.next_key::<Text<'de>>()? {
+                    let value: &'de RawValue = map.next_value()?;
+                    if let Some(slot) = fields.iter_mut().find(|(k, _)| k.0 == key.0) {
+                        slot.1 = value;
+                    } else {
+                        fields.push((key, value));
+                    }
+                }
+                Ok(TopLevel(fields))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Why a body could not be split into fields.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SplitError {
+    /// Not JSON at all (syntax, invalid UTF-8, too deeply nested, empty).
+    Malformed(String),
+    /// Valid JSON, but not an object.
+    NotAnObject,
+}
+
+/// Splits a JSON object into its top-level fields without parsing their values.
+pub fn split_object(body: &[u8]) -> Result<Fields<'_>, SplitError> {
+    match serde_json::from_slice::<TopLevel>(body) {
+        Ok(t) => Ok(t.0),
+        Err(e) if e.classify() == serde_json::error::Category::Data => Err(SplitError::NotAnObject),
+        Err(e) => Err(SplitError::Malformed(e.to_string())),
+    }
+}
+
+/// The standard 400 for a request body that is not a JSON object.
+pub fn body_error(e: SplitError) -> ApiError {
+    match e {
+        SplitError::Malformed(detail) => ApiError::invalid_request(format!(
+            "We could not parse the JSON body of your request ({detail}). The gateway expects \
+             a JSON object with Content-Type: application/json."
+        )),
+        SplitError::NotAnObject => ApiError::invalid_request(
+            "The request body must be a JSON object, but a different JSON value was sent.",
+        ),
+    }
+}
+
+/// Looks a field up by name.
+pub fn get<'a>(fields: &Fields<'a>, name: &str) -> Option<&'a RawValue> {
+    fields.iter().find(|(k, _)| k.0 == name).map(|(_, v)| *v)
+}
+
+/// True when a raw value is JSON `null`.
+pub fn is_null(v: &RawValue) -> bool {
+    v.get().trim() == "null"
+}
+
+/// Short name of a JSON value's type, for error messages ("got a string instead").
+pub fn type_name(v: &RawValue) -> &'static str {
+    match v.get().trim_start().as_bytes().first() {
+        Some(b'"') => "a string",
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b't') | Some(b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
+    }
+}
+
+/// Parses a field's raw value into its typed form; the error names the parameter as OpenAI does.
+pub fn parse_field<'a, T: Deserialize<'a>>(
+    name: &str,
+    raw: &'a RawValue,
+    expected: &str,
+) -> Result<T, ApiError> {
+    serde_json::from_str(raw.get()).map_err(|e| {
+        if e.classify() == serde_json::error::Category::Data
+            && !raw.get().trim_start().starts_with(['{', '['])
+        {
+            ApiError::invalid_param(
+                name,
+                format!(
+                    "Invalid type for '{name}': expected {expected}, but got {} instead.",
+                    type_name(raw)
+                ),
+            )
+            .with_code("invalid_type")
+        } else {
+            ApiError::invalid_param(
+                name,
+                format!(
+                    "Invalid value for '{name}': {}",
+                    strip_position(&e.to_string())
+                ),
+            )
+            .with_code("invalid_value")
+        }
+    })
+}
+
+/// serde_json appends " at line 1 column 42"; positions in a re-parsed sub-value mislead the client.
+fn strip_position(msg: &str) -> &str {
+    match msg.rfind(" at line ") {
+        Some(i) => msg.get(..i).unwrap_or(msg),
+        None => msg,
+    }
+}
+
+/// Appends `s` as a JSON string literal.
+pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    // Writing a str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// Serializes a value into `out`; serialization of our own plain structs cannot fail.
+pub fn write<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    let _ = serde_json::to_writer(&mut *out, value);
+}
+
+pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_fields_and_borrows() {
+        let body = br#"{"model":"gpt","n":1,"x":{"a":[1,2]},"model":"last"}"#;
+        let f = split_object(body).unwrap();
+        assert_eq!(f.len(), 3);
+        assert_eq!(get(&f, "model").unwrap().get(), r#""last""#);
+        assert_eq!(get(&f, "x").unwrap().get(), r#"{"a":[1,2]}"#);
+        assert!(matches!(f[0].0 .0, Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn classifies_errors() {
+        assert!(matches!(
+            split_object(b"[1,2]"),
+            Err(SplitError::NotAnObject)
+        ));
+        assert!(matches!(
+            split_object(b"\"s\""),
+            Err(SplitError::NotAnObject)
+        ));
+        assert!(matches!(
+            split_object(b"{bad"),
+            Err(SplitError::Malformed(_))
+        ));
+        assert!(matches!(split_object(b""), Err(SplitError::Malformed(_))));
+        assert!(matches!(
+            split_object(b"{\"a\":\"\xff\"}"),
+            Err(SplitError::Malformed(_))
+        ));
+        // Deep nesting inside a field is skipped iteratively (no stack risk) and stays raw;
+        // parsing it into a typed value hits serde_json's 128-level limit instead of the stack.
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        let f = split_object(deep.as_bytes()).unwrap();
+        let e =
+            parse_field::<serde_json::Value>("a", get(&f, "a").unwrap(), "a value").unwrap_err();
+        assert_eq!(e.status, 400);
+        assert!(matches!(
+            split_object(b"{} trailing"),
+            Err(SplitError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn field_errors_name_the_param() {
+        let f = split_object(br#"{"temperature":"hot"}"#).unwrap();
+        let e =
+            parse_field::<Option<f64>>("temperature", get(&f, "temperature").unwrap(), "a number")
+                .unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("temperature"));
+        assert!(
+            e.message.contains("expected a number, but got a string"),
+            "{}",
+            e.message
+        );
+    }
+}

@@ -1,0 +1,24 @@
+//! Tollgate: an OpenAI-compatible LLM gateway that runs inside Envoy as a proxy-wasm HTTP filter.
+//!
+//! Everything but `host::abi` and `host::envoy` is plain Rust, tested natively: the filter's
+//! pipeline ([`filter`]) talks to Envoy only through the [`host::HttpHost`] trait.
+//! ARCHITECTURE.md walks a request through the modules.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod filter;
+pub mod host;
+pub mod json;
+pub mod openai;
+pub mod providers;
+pub mod router;
+pub mod stream;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod render;
+
+#[cfg(all(target_arch = "wasm32", not(test)))]
+proxy_wasm::main! {{
+    host::envoy::start();
+}}

@@ -1,0 +1,229 @@
+//! The OpenAI Embeddings request and response.
+
+use base64::Engine;
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use super::response::{ResponseCtx, Usage};
+use crate::error::ApiError;
+use crate::json::{self, parse_field, Fields, Text};
+
+#[derive(Debug, Default)]
+pub struct EmbeddingsRequest<'a> {
+    pub fields: Fields<'a>,
+    pub model: Text<'a>,
+    /// Text inputs; `None` when the client sent token arrays, which only OpenAI-shaped upstreams take.
+    pub texts: Option<Vec<Text<'a>>>,
+    pub dimensions: Option<u64>,
+    /// `float` (default) or `base64`; the official OpenAI SDKs ask for `base64`.
+    pub base64: bool,
+}
+
+pub fn parse_embeddings(body: &[u8]) -> Result<EmbeddingsRequest<'_>, ApiError> {
+    let fields = json::split_object(body).map_err(json::body_error)?;
+    let mut req = EmbeddingsRequest::default();
+    let mut model = None;
+    let mut input: Option<&RawValue> = None;
+    for (key, raw) in &fields {
+        let raw: &RawValue = raw;
+        match key.as_str() {
+            "model" => model = Some(parse_field::<Text>("model", raw, "a string")?),
+            "input" => input = Some(raw),
+            "dimensions" => req.dimensions = parse_field("dimensions", raw, "an integer")?,
+            "encoding_format" => {
+                let f: Option<Text> = parse_field("encoding_format", raw, "a string")?;
+                req.base64 = match f.as_deref() {
+                    None | Some("float") => false,
+                    Some("base64") => true,
+                    Some(other) => {
+                        return Err(ApiError::invalid_param(
+                            "encoding_format",
+                            format!("Invalid 'encoding_format': '{other}'. Supported values are: 'float' and 'base64'."),
+                        ))
+                    }
+                };
+            }
+            _ => {}
+        }
+    }
+    req.model = match model {
+        Some(m) if !m.is_empty() => m,
+        _ => {
+            return Err(ApiError::invalid_param(
+                "model",
+                "you must provide a model parameter",
+            ))
+        }
+    };
+    let input = match input {
+        Some(i) if !json::is_null(i) => i,
+        _ => {
+            return Err(ApiError::invalid_param(
+                "input",
+                "Missing required parameter: 'input'.",
+            ))
+        }
+    };
+    let trimmed = input.get().trim_start();
+    req.texts = if trimmed.starts_with('"') {
+        Some(vec![parse_field::<Text>(
+            "input",
+            input,
+            "a string or an array",
+        )?])
+    } else {
+        parse_field::<Vec<Text>>("input", input, "an array").ok()
+    };
+    if req.texts.is_none() {
+        // Token arrays: validate the shape so a typo is still a clear 400.
+        parse_field::<TokenInput>(
+            "input",
+            input,
+            "a string, an array of strings or an array of token arrays",
+        )?;
+    }
+    if req.texts.as_ref().is_some_and(|t| t.is_empty()) {
+        return Err(ApiError::invalid_param(
+            "input",
+            "Invalid 'input': empty array.",
+        ));
+    }
+    req.fields = fields;
+    Ok(req)
+}
+
+/// Only validated, never read: token inputs pass through to OpenAI-shaped upstreams as sent.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum TokenInput {
+    Tokens(Vec<u64>),
+    Batches(Vec<Vec<u64>>),
+    Texts(Vec<String>),
+}
+
+#[derive(Serialize)]
+struct ListOut<'a> {
+    object: &'static str,
+    data: Vec<EmbeddingOut<'a>>,
+    model: &'a str,
+    usage: EmbeddingUsage,
+}
+
+#[derive(Serialize)]
+struct EmbeddingOut<'a> {
+    object: &'static str,
+    index: usize,
+    embedding: Vector<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Vector<'a> {
+    Floats(&'a RawValue),
+    Base64(String),
+}
+
+#[derive(Serialize)]
+struct EmbeddingUsage {
+    prompt_tokens: u64,
+    total_tokens: u64,
+}
+
+/// Builds an OpenAI embeddings list from float vectors given as raw JSON arrays, encoding them
+/// as base64 little-endian `f32` when the client asked for it.
+pub fn embeddings_json(
+    vectors: &[&RawValue],
+    base64: bool,
+    prompt_tokens: u64,
+    ctx: &ResponseCtx,
+) -> Result<Vec<u8>, ApiError> {
+    let mut data = Vec::with_capacity(vectors.len());
+    for (index, v) in vectors.iter().enumerate() {
+        let embedding = if base64 {
+            let floats: Vec<f32> = serde_json::from_str(v.get()).map_err(|e| {
+                ApiError::bad_gateway(format!("provider returned an invalid embedding: {e}"))
+            })?;
+            let mut bytes = Vec::with_capacity(floats.len().saturating_mul(4));
+            for f in floats {
+                bytes.extend_from_slice(&f.to_le_bytes());
+            }
+            Vector::Base64(base64::engine::general_purpose::STANDARD.encode(bytes))
+        } else {
+            Vector::Floats(v)
+        };
+        data.push(EmbeddingOut {
+            object: "embedding",
+            index,
+            embedding,
+        });
+    }
+    Ok(json::to_vec(&ListOut {
+        object: "list",
+        data,
+        model: &ctx.model,
+        usage: EmbeddingUsage {
+            prompt_tokens,
+            total_tokens: prompt_tokens,
+        },
+    }))
+}
+
+/// Usage of an embeddings call in the shared [`Usage`] terms.
+pub fn embedding_usage(prompt_tokens: u64) -> Usage {
+    Usage {
+        prompt_tokens,
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_inputs() {
+        let r = parse_embeddings(br#"{"model":"e","input":"hello"}"#).unwrap();
+        assert_eq!(r.texts.unwrap().len(), 1);
+        let r = parse_embeddings(br#"{"model":"e","input":["a","b"],"encoding_format":"base64"}"#)
+            .unwrap();
+        assert_eq!(r.texts.unwrap().len(), 2);
+        assert!(r.base64);
+        let r = parse_embeddings(br#"{"model":"e","input":[1,2,3]}"#).unwrap();
+        assert!(r.texts.is_none());
+        assert_eq!(
+            parse_embeddings(br#"{"model":"e"}"#)
+                .unwrap_err()
+                .param
+                .as_deref(),
+            Some("input")
+        );
+        assert_eq!(
+            parse_embeddings(br#"{"model":"e","input":{}}"#)
+                .unwrap_err()
+                .param
+                .as_deref(),
+            Some("input")
+        );
+    }
+
+    #[test]
+    fn base64_vectors_decode_to_the_floats() {
+        let v: Box<RawValue> = serde_json::from_str("[0.5,-1.25]").unwrap();
+        let ctx = ResponseCtx {
+            model: "e".into(),
+            ..Default::default()
+        };
+        let out = embeddings_json(&[&v], true, 3, &ctx).unwrap();
+        let j: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let b = base64::engine::general_purpose::STANDARD
+            .decode(j["data"][0]["embedding"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(f32::from_le_bytes(b[0..4].try_into().unwrap()), 0.5);
+        assert_eq!(f32::from_le_bytes(b[4..8].try_into().unwrap()), -1.25);
+        let out = embeddings_json(&[&v], false, 3, &ctx).unwrap();
+        let j: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(j["data"][0]["embedding"][1], -1.25);
+        assert_eq!(j["usage"]["total_tokens"], 3);
+    }
+}

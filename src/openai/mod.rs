@@ -1,0 +1,12 @@
+//! The OpenAI API as clients speak it: requests parsed from bodies, responses and stream chunks
+//! that every provider translator produces.
+
+pub mod embeddings;
+pub mod request;
+pub mod response;
+pub mod stream;
+
+pub use embeddings::{parse_embeddings, EmbeddingsRequest};
+pub use request::{parse_chat, ChatRequest};
+pub use response::{Choice, Completion, FinishReason, ResponseCtx, ToolCallOut, Usage};
+pub use stream::ChunkWriter;

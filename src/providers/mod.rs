@@ -1,0 +1,319 @@
+//! One module per provider, each implementing [`Provider`]: where requests go, how the body is
+//! translated each way, how streams and errors come back. Adding a provider is a new file and
+//! one line in [`REGISTRY`].
+
+pub mod anthropic;
+pub mod azure;
+pub mod bedrock;
+pub mod gemini;
+pub mod openai;
+
+use crate::config::Deployment;
+use crate::error::ApiError;
+use crate::openai::{ChatRequest, EmbeddingsRequest, ResponseCtx, Usage};
+
+/// The OpenAI operation a client request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Chat,
+    Embeddings,
+}
+
+impl Operation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::Chat => "chat completions",
+            Operation::Embeddings => "embeddings",
+        }
+    }
+}
+
+/// A deployment's `litellm_params`, resolved, as a provider needs them at configuration time.
+#[derive(Debug, Default)]
+pub struct Params<'a> {
+    /// The provider's model id: what follows `provider/` in `litellm_params.model`.
+    pub model: &'a str,
+    pub api_base: Option<&'a str>,
+    /// The resolved API key, when the deployment has one.
+    pub api_key: Option<&'a str>,
+    pub api_version: Option<&'a str>,
+    pub aws_region: Option<&'a str>,
+    pub aws_runtime_endpoint: Option<&'a str>,
+    pub aws_credentials: Option<AwsCredentials>,
+}
+
+/// Where a deployment's requests go and the headers each one carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `scheme://host[:port][/base/path]`.
+    pub base_url: String,
+    /// Added to every upstream request: credentials and API version headers.
+    pub headers: Vec<(String, String)>,
+    /// SigV4 signing that Envoy's `aws_request_signing` filter performs on the cluster.
+    pub signing: Option<Signing>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signing {
+    pub service: &'static str,
+    pub region: String,
+    pub credentials: AwsCredentials,
+}
+
+/// AWS credentials for Envoy's signer. Environment references keep secrets out of Envoy's config.
+#[derive(Clone, PartialEq, Eq)]
+pub enum AwsCredentials {
+    /// Envoy's default chain: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`.
+    Environment,
+    /// Credentials written in the gateway config itself (LiteLLM allows it).
+    Inline {
+        access_key_id: String,
+        secret_access_key: String,
+        session_token: Option<String>,
+    },
+}
+
+impl std::fmt::Debug for AwsCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AwsCredentials::Environment => f.write_str("Environment"),
+            AwsCredentials::Inline { .. } => f.write_str("Inline(<redacted>)"),
+        }
+    }
+}
+
+/// A provider response body translated to OpenAI, with the usage it reported.
+#[derive(Debug)]
+pub struct Translated {
+    pub body: Vec<u8>,
+    pub usage: Usage,
+}
+
+/// Request-time choices that come from the configuration rather than the body.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestOptions {
+    /// Drop parameters the provider cannot honour instead of refusing the request.
+    pub drop_params: bool,
+}
+
+/// Turns a provider's streamed body into OpenAI `chat.completion.chunk` events, incrementally:
+/// any chunking of the input gives the same output, and memory stays bounded.
+pub trait StreamTranslator {
+    /// Consumes the next bytes from the upstream and appends OpenAI SSE bytes to `out`.
+    fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>);
+    /// The upstream ended: flushes, then closes the stream (`data: [DONE]`) if not already closed.
+    fn finish(&mut self, out: &mut Vec<u8>);
+    /// Token usage reported so far.
+    fn usage(&self) -> Usage;
+}
+
+pub trait Provider: Sync {
+    /// LiteLLM's provider prefix, e.g. `anthropic`.
+    fn name(&self) -> &'static str;
+
+    /// The environment variable LiteLLM reads for the key when `api_key` is not configured.
+    fn default_key_env(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// Resolves where the deployment's requests go and with which credentials.
+    /// The error names what is missing or wrong, for the config loader to attach to a field.
+    fn endpoint(&self, params: &Params) -> Result<Endpoint, String>;
+
+    fn supports(&self, op: Operation) -> bool {
+        op == Operation::Chat
+    }
+
+    /// Path and query of the upstream request, decided in the request-headers phase.
+    fn path(&self, d: &Deployment, op: Operation, stream: bool) -> String;
+
+    fn chat_request(
+        &self,
+        req: &ChatRequest,
+        d: &Deployment,
+        opts: RequestOptions,
+    ) -> Result<Vec<u8>, ApiError>;
+
+    fn chat_response(&self, body: &[u8], ctx: &ResponseCtx) -> Result<Translated, ApiError>;
+
+    fn chat_stream(&self, ctx: ResponseCtx) -> Box<dyn StreamTranslator>;
+
+    fn embeddings_request(
+        &self,
+        _req: &EmbeddingsRequest,
+        _d: &Deployment,
+    ) -> Result<Vec<u8>, ApiError> {
+        Err(unsupported_operation(self.name(), Operation::Embeddings))
+    }
+
+    fn embeddings_response(
+        &self,
+        _body: &[u8],
+        _base64: bool,
+        _ctx: &ResponseCtx,
+    ) -> Result<Translated, ApiError> {
+        Err(unsupported_operation(self.name(), Operation::Embeddings))
+    }
+
+    /// Translates a provider error (status, the provider's error-type header if any, body).
+    fn error(&self, status: u16, error_type: Option<&str>, body: &[u8]) -> ApiError;
+}
+
+pub fn unsupported_operation(provider: &str, op: Operation) -> ApiError {
+    ApiError::invalid_request(format!(
+        "The {provider} provider does not support {} in this gateway.",
+        op.name()
+    ))
+    .with_code("unsupported_operation")
+}
+
+/// Every provider, by LiteLLM prefix.
+pub static REGISTRY: &[&dyn Provider] = &[
+    &openai::OPENAI,
+    &azure::AZURE,
+    &anthropic::ANTHROPIC,
+    &gemini::GEMINI,
+    &bedrock::BEDROCK,
+    &openai::GROQ,
+    &openai::MISTRAL,
+    &openai::DEEPSEEK,
+    &openai::XAI,
+    &openai::TOGETHER_AI,
+    &openai::FIREWORKS_AI,
+    &openai::OPENROUTER,
+    &openai::CEREBRAS,
+    &openai::PERPLEXITY,
+    &openai::HOSTED_VLLM,
+    &openai::OLLAMA_CHAT,
+];
+
+pub fn lookup(prefix: &str) -> Option<&'static dyn Provider> {
+    REGISTRY.iter().copied().find(|p| p.name() == prefix)
+}
+
+/// Fields every translator understands or handles itself.
+const ALWAYS_ACCEPTED: [&str; 4] = ["model", "messages", "stream", "stream_options"];
+
+/// Checks the request's top-level parameters against what a provider can honour.
+/// Returns the names to drop (when `drop_params`), or a 400 naming the first unsupported one.
+pub fn check_params<'r>(
+    req: &'r ChatRequest,
+    provider: &str,
+    supported: &[&str],
+    opts: RequestOptions,
+) -> Result<Vec<&'r str>, ApiError> {
+    let unsupported: Vec<&str> = req
+        .fields
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .filter(|k| !ALWAYS_ACCEPTED.contains(k) && !supported.contains(k) && req.has(k))
+        .collect();
+    unsupported_or_dropped(unsupported, provider, &req.model, opts)
+}
+
+/// The LiteLLM-style refusal of parameters a provider cannot honour, unless they may be dropped.
+pub fn unsupported_or_dropped<'r>(
+    unsupported: Vec<&'r str>,
+    provider: &str,
+    model: &str,
+    opts: RequestOptions,
+) -> Result<Vec<&'r str>, ApiError> {
+    if unsupported.is_empty() || opts.drop_params {
+        return Ok(unsupported);
+    }
+    let list = unsupported.join(", ");
+    let first = unsupported.first().copied().unwrap_or_default();
+    Err(ApiError::invalid_param(
+        first,
+        format!(
+            "{provider} does not support parameters: {list} (model={model}). To drop unsupported \
+             parameters instead of failing, set `litellm_settings: {{drop_params: true}}` in the gateway config."
+        ),
+    )
+    .with_code("unsupported_parameter"))
+}
+
+/// Reads a provider error body as JSON, tolerating anything.
+pub fn error_json(body: &[u8]) -> Option<serde_json::Value> {
+    serde_json::from_slice(body).ok()
+}
+
+/// An error body the gateway could not interpret: keep the status, say so without echoing bytes
+/// that might carry anything.
+pub fn opaque_error(provider: &str, status: u16, body: &[u8]) -> ApiError {
+    let text = String::from_utf8_lossy(body);
+    let snippet: String = text.chars().take(500).collect();
+    ApiError::from_status(
+        status,
+        format!("{provider} returned HTTP {status}: {}", snippet.trim()),
+    )
+}
+
+/// Maps a provider's status to the one the client sees (Anthropic's 529 "overloaded" is a 503).
+pub fn client_status(status: u16) -> u16 {
+    match status {
+        529 => 503,
+        s if (400..600).contains(&s) => s,
+        _ => 502,
+    }
+}
+
+/// Masks anything in a provider's message that looks like a credential (OpenAI echoes part of
+/// a rejected key), so provider keys never reach clients.
+pub fn redact(message: &str) -> String {
+    const PREFIXES: [&str; 10] = [
+        "sk-", "sk_", "AIza", "xai-", "gsk_", "pplx-", "fw_", "AKIA", "ASIA", "nvapi-",
+    ];
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while !rest.is_empty() {
+        let start = rest
+            .find(|c: char| c.is_ascii_alphanumeric())
+            .unwrap_or(rest.len());
+        let (sep, word_and_more) = rest.split_at(start);
+        out.push_str(sep);
+        let end = word_and_more
+            .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '*' | '.')))
+            .unwrap_or(word_and_more.len());
+        let (word, more) = word_and_more.split_at(end);
+        let word_trimmed = word.trim_end_matches('.');
+        if PREFIXES.iter().any(|p| word_trimmed.starts_with(p)) && word_trimmed.len() > 8 {
+            out.push_str("[redacted]");
+            out.push_str(word.get(word_trimmed.len()..).unwrap_or(""));
+        } else {
+            out.push_str(word);
+        }
+        rest = more;
+        if end == 0 && start == 0 {
+            // A lone non-word character; copy it and move on.
+            let mut chars = rest.chars();
+            if let Some(c) = chars.next() {
+                out.push(c);
+            }
+            rest = chars.as_str();
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_key_like_words() {
+        assert_eq!(
+            redact("Incorrect API key provided: sk-proj-abc***************wxyz. See docs."),
+            "Incorrect API key provided: [redacted]. See docs."
+        );
+        assert_eq!(
+            redact("key AIzaSyA1234567890abcdef is invalid"),
+            "key [redacted] is invalid"
+        );
+        assert_eq!(
+            redact("model claude-sonnet-4-5 is fine, sk- short"),
+            "model claude-sonnet-4-5 is fine, sk- short"
+        );
+        assert_eq!(redact("ünïcode ✓ stays"), "ünïcode ✓ stays");
+    }
+}

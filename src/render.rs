@@ -1,0 +1,289 @@
+//! `tollgate render`: a complete Envoy bootstrap for a configuration. Envoy does the traffic work
+//! (listener, clusters, TLS, timeouts, buffer limits, SigV4 signing); the filter decides and
+//! translates.
+
+use serde_json::{json, Value};
+
+use crate::config::{Cluster, Config};
+use crate::filter::{CLUSTER_HEADER, METADATA_NAMESPACE};
+use crate::providers::{AwsCredentials, Signing};
+
+pub struct RenderOptions {
+    pub listen_host: String,
+    pub listen_port: u16,
+    pub admin_host: String,
+    pub admin_port: u16,
+    pub wasm_path: String,
+    pub ca_file: String,
+}
+
+impl Default for RenderOptions {
+    fn default() -> Self {
+        RenderOptions {
+            listen_host: "127.0.0.1".into(),
+            listen_port: 4000,
+            admin_host: "127.0.0.1".into(),
+            admin_port: 9901,
+            wasm_path: "target/wasm32-wasip1/release/tollgate.wasm".into(),
+            ca_file: "/etc/ssl/certs/ca-certificates.crt".into(),
+        }
+    }
+}
+
+/// Splits `host:port` (or `[v6]:port`).
+pub fn parse_host_port(s: &str) -> Result<(String, u16), String> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("'{s}' is not host:port"))?;
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| format!("'{s}' has an invalid port"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(format!("'{s}' has no host"));
+    }
+    Ok((host.to_string(), port))
+}
+
+fn secs(x: f64) -> String {
+    // Envoy durations are strings with an "s" suffix; keep millisecond precision.
+    format!("{:.3}s", x)
+}
+
+/// The `json_to_metadata` filter that lets the wasm filter route on the body's `model` in its
+/// request-headers phase (a wasm filter cannot wait for the body there in Envoy 1.40).
+pub fn json_to_metadata_filter() -> Value {
+    let ns = METADATA_NAMESPACE;
+    json!({
+        "name": "envoy.filters.http.json_to_metadata",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.json_to_metadata.v3.JsonToMetadata",
+            "request_rules": {
+                "rules": [
+                    {
+                        "selectors": [{"key": "model"}],
+                        "on_present": {"metadata_namespace": ns, "key": "model", "type": "STRING"},
+                        "on_missing": {"metadata_namespace": ns, "key": "model_missing", "value": {"bool_value": true}},
+                        "on_error": {"metadata_namespace": ns, "key": "body_error", "value": {"bool_value": true}}
+                    },
+                    {
+                        "selectors": [{"key": "stream"}],
+                        "on_present": {"metadata_namespace": ns, "key": "stream"}
+                    }
+                ],
+                "allow_content_types": ["application/json"]
+            }
+        }
+    })
+}
+
+pub fn wasm_filter(plugin_json: &str, env_keys: &[String], wasm_path: &str) -> Value {
+    json!({
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": "tollgate",
+                "root_id": "tollgate",
+                "configuration": {
+                    "@type": "type.googleapis.com/google.protobuf.StringValue",
+                    "value": plugin_json
+                },
+                "vm_config": {
+                    "vm_id": "tollgate",
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": {"local": {"filename": wasm_path}},
+                    "environment_variables": {"host_env_keys": env_keys}
+                }
+            }
+        }
+    })
+}
+
+fn local_reply_config(max_body: u64) -> Value {
+    let status_filter = |code: u16| json!({"status_code_filter": {"comparison": {"op": "EQ", "value": {"default_value": code, "runtime_key": format!("tollgate.local_reply.{code}")}}}});
+    let error = |message: String, code: &str| json!({"json_format": {"error": {"message": message, "type": "invalid_request_error", "param": null, "code": code}}});
+    // Only replies Envoy makes before the filter sees the request; the filter's own replies are
+    // JSON already and never use these statuses.
+    json!({
+        "mappers": [
+            {
+                "filter": status_filter(413),
+                "body_format_override": error(
+                    format!("Request body too large: the gateway accepts at most {max_body} bytes (tollgate_settings.max_request_body_bytes)."),
+                    "request_too_large"
+                )
+            },
+            {
+                "filter": status_filter(431),
+                "body_format_override": error("Request headers too large.".into(), "headers_too_large")
+            }
+        ]
+    })
+}
+
+fn signing_filter(s: &Signing) -> Value {
+    let credential_provider = match &s.credentials {
+        AwsCredentials::Environment => json!({
+            "custom_credential_provider_chain": true,
+            "environment_credential_provider": {}
+        }),
+        AwsCredentials::Inline {
+            access_key_id,
+            secret_access_key,
+            session_token,
+        } => {
+            let mut inline =
+                json!({"access_key_id": access_key_id, "secret_access_key": secret_access_key});
+            if let (Some(t), Some(m)) = (session_token, inline.as_object_mut()) {
+                m.insert("session_token".into(), json!(t));
+            }
+            json!({"inline_credential": inline})
+        }
+    };
+    json!({
+        "name": "envoy.filters.http.aws_request_signing",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.aws_request_signing.v3.AwsRequestSigning",
+            "service_name": s.service,
+            "region": s.region,
+            "use_unsigned_payload": false,
+            // Headers that differ between retry attempts must not be part of the signature.
+            "match_excluded_headers": [
+                {"prefix": "x-envoy"},
+                {"exact": "x-request-id"},
+                {"exact": "x-forwarded-for"},
+                {"exact": "x-forwarded-proto"},
+                {"exact": "traceparent"},
+                {"exact": "tracestate"}
+            ],
+            "credential_provider": credential_provider
+        }
+    })
+}
+
+/// Sets a field on a JSON object built by `json!` (always an object here).
+fn put(v: &mut Value, key: &str, value: Value) {
+    if let Some(m) = v.as_object_mut() {
+        m.insert(key.to_string(), value);
+    }
+}
+
+fn is_ip(host: &str) -> bool {
+    host.parse::<std::net::IpAddr>().is_ok()
+}
+
+fn cluster(c: &Cluster, max_body: u64, ca_file: &str) -> Value {
+    let mut protocol = if c.tls {
+        json!({"auto_config": {"http_protocol_options": {}, "http2_protocol_options": {}}})
+    } else {
+        json!({"explicit_http_config": {"http_protocol_options": {}}})
+    };
+    put(
+        &mut protocol,
+        "@type",
+        json!("type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"),
+    );
+    put(
+        &mut protocol,
+        "common_http_protocol_options",
+        json!({"idle_timeout": "300s"}),
+    );
+    if let Some(s) = &c.signing {
+        put(
+            &mut protocol,
+            "http_filters",
+            json!([
+                signing_filter(s),
+                {"name": "envoy.filters.http.upstream_codec", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"}}
+            ]),
+        );
+    }
+    let mut v = json!({
+        "name": c.name,
+        "type": if is_ip(&c.host) { "STATIC" } else { "LOGICAL_DNS" },
+        "connect_timeout": "10s",
+        "per_connection_buffer_limit_bytes": max_body,
+        "load_assignment": {
+            "cluster_name": c.name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": c.host, "port_value": c.port}}}}]}]
+        },
+        "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": protocol}
+    });
+    if !is_ip(&c.host) {
+        put(&mut v, "dns_lookup_family", json!("V4_PREFERRED"));
+    }
+    if c.tls {
+        put(
+            &mut v,
+            "transport_socket",
+            json!({
+                "name": "envoy.transport_sockets.tls",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                    "sni": c.host,
+                    "common_tls_context": {
+                        "alpn_protocols": ["h2", "http/1.1"],
+                        "validation_context": {
+                            "trusted_ca": {"filename": ca_file},
+                            "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": c.host}}]
+                        }
+                    }
+                }
+            }),
+        );
+    }
+    v
+}
+
+/// The whole bootstrap. `plugin_json` is the configuration document the filter will parse.
+pub fn bootstrap(config: &Config, plugin_json: &str, opts: &RenderOptions) -> Value {
+    let timeout = config.settings.request_timeout_secs;
+    let max_body = config.settings.max_request_body_bytes;
+    let route_all = json!({
+        "match": {"prefix": "/", "headers": [{"name": CLUSTER_HEADER, "present_match": true}]},
+        "route": {"cluster_header": CLUSTER_HEADER, "timeout": secs(timeout)}
+    });
+    let fallback = json!({
+        "match": {"prefix": "/"},
+        "direct_response": {
+            "status": 404,
+            "body": {"inline_string": "{\"error\":{\"message\":\"Not found\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"unknown_url\"}}"}
+        }
+    });
+    json!({
+        "node": {"id": "tollgate", "cluster": "tollgate"},
+        "admin": {"address": {"socket_address": {"address": opts.admin_host, "port_value": opts.admin_port}}},
+        "static_resources": {
+            "listeners": [{
+                "name": "tollgate",
+                "address": {"socket_address": {"address": opts.listen_host, "port_value": opts.listen_port}},
+                "per_connection_buffer_limit_bytes": max_body,
+                "filter_chains": [{
+                    "filters": [{
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                            "stat_prefix": "tollgate",
+                            "codec_type": "AUTO",
+                            "use_remote_address": true,
+                            // A non-streamed completion can be silent for the whole request timeout.
+                            "stream_idle_timeout": secs(timeout + 5.0),
+                            "local_reply_config": local_reply_config(max_body),
+                            "route_config": {
+                                "name": "tollgate",
+                                "virtual_hosts": [{"name": "tollgate", "domains": ["*"], "routes": [route_all, fallback]}]
+                            },
+                            "http_filters": [
+                                json_to_metadata_filter(),
+                                wasm_filter(plugin_json, &config.env_keys, &opts.wasm_path),
+                                {"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
+                            ]
+                        }
+                    }]
+                }]
+            }],
+            "clusters": config.clusters.iter().map(|c| cluster(c, max_body, &opts.ca_file)).collect::<Vec<_>>()
+        }
+    })
+}

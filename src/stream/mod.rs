@@ -1,0 +1,3 @@
+//! Incremental decoders for the wire formats providers stream in.
+
+pub mod sse;

@@ -1,0 +1,141 @@
+"""OpenAI's Chat Completions and Embeddings APIs, as api.openai.com speaks them."""
+
+import json
+import math
+import struct
+import base64
+
+from .base import Json, MockProvider, Stream, sse
+
+OPENAI_KEY = "sk-test-openai-Zq3XkP9vW2mT7yR4"
+MODEL_VERSION = "gpt-4o-mini-2024-07-18"
+
+
+def openai_error(status, message, type_="invalid_request_error", param=None, code=None):
+    return Json({"error": {"message": message, "type": type_, "param": param, "code": code}}, status=status)
+
+
+def last_user_text(body):
+    for m in reversed(body.get("messages") or []):
+        if m.get("role") == "user":
+            c = m.get("content")
+            if isinstance(c, str):
+                return c
+            if isinstance(c, list):
+                return " ".join(p.get("text", "") for p in c if p.get("type") == "text")
+    return ""
+
+
+class OpenAIMock(MockProvider):
+    name = "openai"
+    env = {"OPENAI_API_KEY": OPENAI_KEY}
+    key = OPENAI_KEY
+
+    def model_list(self, base_url):
+        return [
+            {"model_name": "gpt", "litellm_params": {
+                "model": "openai/gpt-4o-mini", "api_base": f"{base_url}/v1", "api_key": "os.environ/OPENAI_API_KEY"}},
+            {"model_name": "text-embed", "litellm_params": {
+                "model": "openai/text-embedding-3-small", "api_base": f"{base_url}/v1", "api_key": "os.environ/OPENAI_API_KEY"},
+             "model_info": {"mode": "embedding"}},
+        ]
+
+    def respond(self, req):
+        if req.headers.get("authorization") != f"Bearer {self.key}":
+            return openai_error(401, "Incorrect API key provided: sk-abc***xyz. You can find your API key at https://platform.openai.com/account/api-keys.",
+                                code="invalid_api_key")
+        try:
+            body = req.json
+        except ValueError:
+            return openai_error(400, "We could not parse the JSON body of your request.")
+        if req.path.endswith("/chat/completions"):
+            return self.chat(body)
+        if req.path.endswith("/embeddings"):
+            return self.embeddings(body)
+        return openai_error(404, f"Invalid URL ({req.method} {req.path})")
+
+    def chat(self, body):
+        for required in ("model", "messages"):
+            if required not in body:
+                return openai_error(400, f"Missing required parameter: '{required}'.", param=required, code="missing_required_parameter")
+        text = last_user_text(body)
+        prompt_tokens = 5 + len(text.split())
+        tools = body.get("tools") or []
+        use_tool = tools and body.get("tool_choice") != "none"
+        if body.get("response_format", {}).get("type") in ("json_object", "json_schema"):
+            content = json.dumps({"answer": text})
+        else:
+            content = f"echo: {text}"
+        if body.get("stream"):
+            return self.chat_stream(body, content, tools if use_tool else [], prompt_tokens)
+        message = {"role": "assistant", "content": None if use_tool else content, "refusal": None, "annotations": []}
+        if use_tool:
+            message["tool_calls"] = [{"id": "call_abc123", "type": "function", "function": {
+                "name": tools[0]["function"]["name"], "arguments": json.dumps({"location": "Paris"})}}]
+        completion_tokens = len((content or "").split())
+        return Json({
+            "id": "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT",
+            "object": "chat.completion",
+            "created": 1741569952,
+            "model": MODEL_VERSION,
+            "choices": [{"index": 0, "message": message, "logprobs": None,
+                         "finish_reason": "tool_calls" if use_tool else "stop"}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens,
+                      "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                      "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+                                                    "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}},
+            "service_tier": "default",
+            "system_fingerprint": "fp_06737a9306",
+        }, headers={"openai-organization": "org-secret-123", "x-request-id": "req_abc"})
+
+    def chat_stream(self, body, content, tools, prompt_tokens):
+        base = {"id": "chatcmpl-stream1", "object": "chat.completion.chunk", "created": 1741569952,
+                "model": MODEL_VERSION, "system_fingerprint": "fp_06737a9306"}
+        include_usage = (body.get("stream_options") or {}).get("include_usage")
+        events = [dict(base, choices=[{"index": 0, "delta": {"role": "assistant", "content": "", "refusal": None},
+                                       "logprobs": None, "finish_reason": None}])]
+        if tools:
+            args = json.dumps({"location": "Paris"})
+            events.append(dict(base, choices=[{"index": 0, "delta": {"tool_calls": [
+                {"index": 0, "id": "call_abc123", "type": "function", "function": {"name": tools[0]["function"]["name"], "arguments": ""}}]},
+                "logprobs": None, "finish_reason": None}]))
+            for i in range(0, len(args), 5):
+                events.append(dict(base, choices=[{"index": 0, "delta": {"tool_calls": [
+                    {"index": 0, "function": {"arguments": args[i:i + 5]}}]}, "logprobs": None, "finish_reason": None}]))
+            finish = "tool_calls"
+        else:
+            words = content.split(" ")
+            for i, w in enumerate(words):
+                events.append(dict(base, choices=[{"index": 0, "delta": {"content": w if i == 0 else " " + w},
+                                                   "logprobs": None, "finish_reason": None}]))
+            finish = "stop"
+        events.append(dict(base, choices=[{"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish}]))
+        if include_usage:
+            for e in events:
+                e["usage"] = None
+            ct = len(content.split())
+            events.append(dict(base, choices=[], usage={"prompt_tokens": prompt_tokens, "completion_tokens": ct,
+                                                        "total_tokens": prompt_tokens + ct,
+                                                        "prompt_tokens_details": {"cached_tokens": 0},
+                                                        "completion_tokens_details": {"reasoning_tokens": 0}}))
+        return Stream(sse(events) + [b"data: [DONE]\n\n"])
+
+    def embeddings(self, body):
+        inputs = body.get("input")
+        if inputs is None:
+            return openai_error(400, "Missing required parameter: 'input'.", param="input")
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        dims = body.get("dimensions") or 8
+        data = []
+        for i, text in enumerate(inputs):
+            vec = [round(math.sin(i + j + len(str(text))), 6) for j in range(dims)]
+            if body.get("encoding_format") == "base64":
+                emb = base64.b64encode(struct.pack(f"<{dims}f", *vec)).decode()
+            else:
+                emb = vec
+            data.append({"object": "embedding", "index": i, "embedding": emb})
+        tokens = sum(len(str(t).split()) for t in inputs)
+        return Json({"object": "list", "data": data, "model": "text-embedding-3-small",
+                     "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
