@@ -130,8 +130,8 @@ impl HttpFilter {
         Action::Pause
     }
 
-    pub fn on_request_headers(&mut self, host: &mut dyn HttpHost, _end_of_stream: bool) -> Action {
-        match self.route(host) {
+    pub fn on_request_headers(&mut self, host: &mut dyn HttpHost, end_of_stream: bool) -> Action {
+        match self.route(host, end_of_stream) {
             Ok(Some(routed)) => {
                 self.state = State::Routed(Box::new(routed));
                 Action::Continue
@@ -146,7 +146,11 @@ impl HttpFilter {
 
     /// Decides everything about the upstream request that lives in headers. `Ok(None)` means a
     /// local reply was sent.
-    fn route(&self, host: &mut dyn HttpHost) -> Result<Option<Routed>, ApiError> {
+    fn route(
+        &self,
+        host: &mut dyn HttpHost,
+        end_of_stream: bool,
+    ) -> Result<Option<Routed>, ApiError> {
         let method = host.request_header(":method").unwrap_or_default();
         let path = host.request_header(":path").unwrap_or_default();
         let op = match classify(&method, &path) {
@@ -219,16 +223,37 @@ impl HttpFilter {
                 .with_code("invalid_content_type")
             });
         }
+        let missing_model = || {
+            ApiError::invalid_param("model", "you must provide a model parameter (a non-empty string naming one of GET /v1/models)")
+        };
         let alias = match meta(host, "model") {
-            Some(bytes) => String::from_utf8(bytes).map_err(|_| ApiError::invalid_param("model", "model must be a UTF-8 string"))?,
-            None if meta(host, "model_missing").is_some() => {
-                return Err(ApiError::invalid_param("model", "you must provide a model parameter"))
+            Some(bytes) => {
+                // json_to_metadata stringifies numbers and booleans; the typed copy tells them apart.
+                if meta(host, "model_value").is_some_and(|typed| typed != bytes) {
+                    return Err(ApiError::invalid_param(
+                        "model",
+                        "Invalid type for 'model': expected a string.",
+                    )
+                    .with_code("invalid_type"));
+                }
+                String::from_utf8(bytes)
+                    .map_err(|_| ApiError::invalid_param("model", "model must be a UTF-8 string"))?
             }
-            None => {
-                return Err(ApiError::server(
-                    "Gateway misconfigured: Envoy's json_to_metadata filter must run before Tollgate and extract `model` (see envoy/README.md).",
+            None if end_of_stream => {
+                return Err(ApiError::invalid_request(
+                    "The request has no body: send a JSON object with `model` and `messages`.",
                 )
-                .with_code("gateway_misconfigured"))
+                .with_code("empty_body"))
+            }
+            None if meta(host, "model_missing").is_some() => return Err(missing_model()),
+            // Nothing extracted: an empty-string model, or no json_to_metadata filter in front
+            // of Tollgate; the two look the same from here, so the message names both.
+            None => {
+                let mut e = missing_model();
+                e.message.push_str(
+                    ". If the request has one, the gateway's Envoy config lacks the json_to_metadata filter before Tollgate (see envoy/README.md).",
+                );
+                return Err(e);
             }
         };
         let stream = matches!(

@@ -67,6 +67,12 @@ pub fn json_to_metadata_filter() -> Value {
                         "on_error": {"metadata_namespace": ns, "key": "body_error", "value": {"bool_value": true}}
                     },
                     {
+                        // The same field with its JSON type kept: a number or boolean `model`
+                        // differs from its stringified form, so the filter can refuse it.
+                        "selectors": [{"key": "model"}],
+                        "on_present": {"metadata_namespace": ns, "key": "model_value"}
+                    },
+                    {
                         "selectors": [{"key": "stream"}],
                         "on_present": {"metadata_namespace": ns, "key": "stream"}
                     }

@@ -134,8 +134,8 @@ fn refuses_bad_requests_with_openai_errors() {
                 "/v1/chat/completions",
                 &[("authorization", "Bearer sk-master")],
             ),
-            500,
-            "api_error",
+            400,
+            "invalid_request_error",
         ),
     ];
     for (mut h, status, kind) in cases {

@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from harness import Envoy  # noqa: E402
+from harness import Envoy, free_port  # noqa: E402
 from mocks import all_mock_classes  # noqa: E402
 
 MASTER_KEY = "sk-tollgate-master-4Kp8Qs"
@@ -23,10 +23,16 @@ def mocks():
         m.stop()
 
 
+# A deployment whose upstream refuses connections: nothing listens on this port.
+DEAD_PORT = free_port()
+
+
 def gateway_config(mocks, **settings):
     model_list = []
     for m in mocks.values():
         model_list.extend(m.model_list(m.base_url))
+    model_list.append({"model_name": "dead-end", "litellm_params": {
+        "model": "openai/gpt-4o", "api_base": f"http://127.0.0.1:{DEAD_PORT}/v1", "api_key": "sk-unused-dead-end"}})
     config = {
         "model_list": model_list,
         "litellm_settings": {"drop_params": False},
