@@ -384,7 +384,7 @@ impl HttpFilter {
             host.set_response_header(":status", &client_status(status).to_string());
             host.set_response_header("content-type", "application/json");
             if end_of_stream {
-                let err = d.provider.error(status, error_type.as_deref(), b"");
+                let err = scrub(d, d.provider.error(status, error_type.as_deref(), b""));
                 return self.reply_error(host, &err);
             }
             routed.response = ResponsePlan::Translate {
@@ -446,10 +446,9 @@ impl HttpFilter {
                 }
                 let body = host.response_body(body_size).unwrap_or_default();
                 let out = match upstream_error {
-                    Some((status, error_type)) => d
-                        .provider
-                        .error(*status, error_type.as_deref(), &body)
-                        .to_json(),
+                    Some((status, error_type)) => {
+                        scrub(d, d.provider.error(*status, error_type.as_deref(), &body)).to_json()
+                    }
                     None => {
                         let result = match routed.op {
                             Operation::Chat => d.provider.chat_response(&body, &routed.ctx),
@@ -467,7 +466,7 @@ impl HttpFilter {
                                     d.provider.name(),
                                     e.message
                                 );
-                                e.to_json()
+                                scrub(d, e).to_json()
                             }
                         }
                     }
@@ -537,6 +536,18 @@ fn envoy_error(status: u16, details: &str, d: &Deployment) -> ApiError {
             ),
         )
     }
+}
+
+/// Removes the deployment's own credentials from an error a provider produced: some providers
+/// echo the key they rejected, and nothing of it may reach a client.
+fn scrub(d: &Deployment, mut err: ApiError) -> ApiError {
+    for (_, value) in &d.headers {
+        let secret = value.strip_prefix("Bearer ").unwrap_or(value);
+        if secret.len() >= 8 && err.message.contains(secret) {
+            err.message = err.message.replace(secret, "[redacted]");
+        }
+    }
+    err
 }
 
 fn send_error(host: &mut dyn HttpHost, err: &ApiError) {

@@ -222,3 +222,42 @@ fn classify_paths() {
     assert_eq!(classify("GET", "/v1"), Endpoint::Unknown);
     assert_eq!(classify("PUT", "/v1/models"), Endpoint::WrongMethod("GET"));
 }
+
+#[test]
+fn a_non_string_model_is_refused_in_the_headers_phase() {
+    // json_to_metadata stringifies `5` to "5"; the typed copy (an 8-byte double) differs.
+    let mut f = HttpFilter::new(gateway());
+    let mut h = MockHost::request(
+        "POST",
+        "/v1/chat/completions",
+        &[("authorization", "Bearer sk-master")],
+    )
+    .metadata("model", b"5")
+    .metadata("model_value", &5f64.to_le_bytes());
+    assert_eq!(f.on_request_headers(&mut h, false), Action::Pause);
+    assert_eq!(h.reply.as_ref().unwrap().0, 400);
+    assert_eq!(h.reply_json()["error"]["code"], "invalid_type");
+    // A string model has identical copies and routes.
+    let mut f = HttpFilter::new(gateway());
+    let mut h = chat_host("{}").metadata("model_value", b"gpt");
+    assert_eq!(f.on_request_headers(&mut h, false), Action::Continue);
+}
+
+#[test]
+fn provider_errors_never_echo_the_key() {
+    let mut f = HttpFilter::new(gateway());
+    let mut h = chat_host(r#"{"model":"gpt","messages":[{"role":"user","content":"x"}]}"#);
+    f.on_request_headers(&mut h, false);
+    let n = h.request_body.len();
+    f.on_request_body(&mut h, n, true);
+    h.response_headers = vec![(":status".into(), "401".into())];
+    h.properties
+        .insert("response.code_details".into(), b"via_upstream".to_vec());
+    f.on_response_headers(&mut h, false);
+    h.response_body = b"bad key: sk-provider-secret (really)".to_vec();
+    let n = h.response_body.len();
+    f.on_response_body(&mut h, n, true);
+    let body = String::from_utf8(h.response_body.clone()).unwrap();
+    assert!(!body.contains("sk-provider-secret"), "{body}");
+    assert!(body.contains("[redacted]"), "{body}");
+}
