@@ -261,3 +261,146 @@ fn provider_errors_never_echo_the_key() {
     assert!(!body.contains("sk-provider-secret"), "{body}");
     assert!(body.contains("[redacted]"), "{body}");
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arb_json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(serde_json::Value::from),
+            ".{0,12}".prop_map(serde_json::Value::from),
+            prop_oneof![
+                Just("user"),
+                Just("assistant"),
+                Just("system"),
+                Just("tool"),
+                Just("text"),
+                Just("image_url"),
+                Just("function")
+            ]
+            .prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(serde_json::Value::from),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        Just("role".to_string()),
+                        Just("content".to_string()),
+                        Just("type".to_string()),
+                        Just("text".to_string()),
+                        Just("tool_calls".to_string()),
+                        Just("function".to_string()),
+                        ".{0,6}".prop_map(String::from),
+                    ],
+                    inner,
+                    0..5
+                )
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// A chat body whose top level is plausible and whose values are arbitrary.
+    fn arb_body() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..200),
+            prop::collection::btree_map(
+                prop_oneof![
+                    Just("messages"),
+                    Just("tools"),
+                    Just("tool_choice"),
+                    Just("temperature"),
+                    Just("stop"),
+                    Just("response_format"),
+                    Just("max_tokens"),
+                    Just("n"),
+                    Just("stream_options"),
+                    Just("user")
+                ],
+                arb_json(),
+                0..6
+            )
+            .prop_map(|m| {
+                let mut o: serde_json::Map<String, serde_json::Value> =
+                    m.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+                o.insert("model".into(), "gpt".into());
+                serde_json::to_vec(&o).unwrap()
+            }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(384))]
+
+        #[test]
+        fn any_request_body_gets_an_upstream_body_or_an_openai_error(body in arb_body()) {
+            let mut f = HttpFilter::new(gateway());
+            let mut h = chat_host("");
+            h.request_body = body;
+            prop_assert_eq!(f.on_request_headers(&mut h, false), Action::Continue);
+            let n = h.request_body.len();
+            match f.on_request_body(&mut h, n, true) {
+                Action::Continue => {
+                    let v: serde_json::Value = serde_json::from_slice(&h.request_body).unwrap();
+                    prop_assert_eq!(&v["model"], "gpt-4o-mini");
+                }
+                Action::Pause => {
+                    let (status, _, _) = h.reply.clone().unwrap();
+                    prop_assert!((400..500).contains(&status));
+                    let v = h.reply_json();
+                    prop_assert!(v["error"]["message"].is_string());
+                }
+            }
+        }
+
+        #[test]
+        fn any_response_is_translated_without_panic(status in prop_oneof![Just(200u16), Just(400), Just(429), Just(500), Just(529), 100u16..600],
+                                                     body in prop::collection::vec(any::<u8>(), 0..300),
+                                                     stream in any::<bool>(),
+                                                     cut in 0usize..300) {
+            let mut f = HttpFilter::new(gateway());
+            let mut h = chat_host(r#"{"model":"gpt","messages":[{"role":"user","content":"x"}]}"#);
+            if stream {
+                h = h.metadata("stream", &[1]);
+                h.request_body = br#"{"model":"gpt","messages":[{"role":"user","content":"x"}],"stream":true}"#.to_vec();
+            }
+            f.on_request_headers(&mut h, false);
+            let n = h.request_body.len();
+            prop_assert_eq!(f.on_request_body(&mut h, n, true), Action::Continue);
+            h.response_headers = vec![(":status".into(), status.to_string())];
+            h.properties.insert("response.code_details".into(), b"via_upstream".to_vec());
+            if f.on_response_headers(&mut h, false) == Action::Pause {
+                return Ok(());
+            }
+            // Deliver the body in two pieces, as Envoy may.
+            let cut = cut.min(body.len());
+            let (a, b) = body.split_at(cut);
+            let mut out = Vec::new();
+            for (piece, eos) in [(a, false), (b, true)] {
+                h.response_body = piece.to_vec();
+                let size = piece.len();
+                if f.on_response_body(&mut h, size, eos) == Action::Continue {
+                    out.extend_from_slice(&h.response_body);
+                } else {
+                    // Buffering: Envoy keeps the bytes; the mock host gives them back whole.
+                    h.response_body = body.clone();
+                    let size = body.len();
+                    prop_assert_eq!(f.on_response_body(&mut h, size, true), Action::Continue);
+                    out = h.response_body.clone();
+                    break;
+                }
+            }
+            if !stream || status >= 400 {
+                let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+                prop_assert!(v.is_object());
+            }
+        }
+    }
+}

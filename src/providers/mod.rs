@@ -8,6 +8,9 @@ pub mod bedrock;
 pub mod gemini;
 pub mod openai;
 
+#[cfg(test)]
+mod fuzz;
+
 use crate::config::Deployment;
 use crate::error::ApiError;
 use crate::openai::{ChatRequest, EmbeddingsRequest, ResponseCtx, Usage};

@@ -1,0 +1,193 @@
+//! Property tests ("fuzzing") run against every provider in the registry: arbitrary requests,
+//! response bodies, error bodies and streams cut at arbitrary points must never panic, and
+//! whatever claims to be JSON must parse.
+
+use proptest::prelude::*;
+
+use super::{RequestOptions, REGISTRY};
+use crate::config::{Deployment, Mode};
+use crate::openai::{parse_chat, ResponseCtx};
+
+fn deployment(p: &'static dyn super::Provider) -> Deployment {
+    Deployment {
+        index: 0,
+        alias: "alias".into(),
+        id: "alias.0".into(),
+        provider: p,
+        model: "anthropic.claude-3-5-sonnet-20241022-v2:0".into(),
+        cluster: "c".into(),
+        authority: "example.com".into(),
+        base_path: String::new(),
+        headers: Vec::new(),
+        api_version: Some("2024-10-21".into()),
+        drop_params: false,
+        mode: Mode::Any,
+    }
+}
+
+fn ctx(include_usage: bool) -> ResponseCtx {
+    ResponseCtx {
+        id: "chatcmpl-fuzz".into(),
+        created: 1,
+        model: "alias".into(),
+        include_usage,
+    }
+}
+
+fn arb_value() -> impl Strategy<Value = serde_json::Value> {
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::from),
+        any::<i32>().prop_map(serde_json::Value::from),
+        (-1e6f64..1e6).prop_map(serde_json::Value::from),
+        "[a-z_{}\\[\\]\":,]{0,10}".prop_map(serde_json::Value::from),
+        prop_oneof![
+            Just("user"),
+            Just("assistant"),
+            Just("system"),
+            Just("tool"),
+            Just("text"),
+            Just("image_url"),
+            Just("function"),
+            Just("data:image/png;base64,iVBORw0KGgo="),
+            Just("https://x/y.jpg"),
+            Just("{\"a\":1}"),
+            Just("json_schema"),
+            Just("json_object"),
+            Just("auto"),
+            Just("required"),
+            Just("none")
+        ]
+        .prop_map(serde_json::Value::from),
+    ];
+    leaf.prop_recursive(5, 64, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+            prop::collection::btree_map(
+                prop_oneof![
+                    Just("role"),
+                    Just("content"),
+                    Just("type"),
+                    Just("text"),
+                    Just("image_url"),
+                    Just("url"),
+                    Just("tool_calls"),
+                    Just("tool_call_id"),
+                    Just("id"),
+                    Just("function"),
+                    Just("name"),
+                    Just("arguments"),
+                    Just("parameters"),
+                    Just("json_schema"),
+                    Just("schema"),
+                    Just("candidates"),
+                    Just("parts"),
+                    Just("output"),
+                    Just("message"),
+                    Just("usage"),
+                    Just("delta"),
+                    Just("error"),
+                    Just("stop_reason"),
+                    Just("finishReason"),
+                    Just("choices"),
+                    Just("embeddings"),
+                    Just("values")
+                ]
+                .prop_map(String::from),
+                inner,
+                0..5,
+            )
+            .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+fn arb_request() -> impl Strategy<Value = Vec<u8>> {
+    (
+        prop::collection::vec(arb_value(), 1..4),
+        prop::collection::btree_map(
+            prop_oneof![
+                Just("tools"),
+                Just("tool_choice"),
+                Just("temperature"),
+                Just("top_p"),
+                Just("stop"),
+                Just("response_format"),
+                Just("max_tokens"),
+                Just("max_completion_tokens"),
+                Just("n"),
+                Just("seed"),
+                Just("user"),
+                Just("parallel_tool_calls"),
+                Just("stream"),
+                Just("logit_bias")
+            ],
+            arb_value(),
+            0..5,
+        ),
+    )
+        .prop_map(|(messages, extra)| {
+            let mut o = serde_json::Map::new();
+            o.insert("model".into(), "alias".into());
+            o.insert("messages".into(), serde_json::Value::from(messages));
+            for (k, v) in extra {
+                o.insert(k.to_string(), v);
+            }
+            serde_json::to_vec(&o).unwrap_or_default()
+        })
+}
+
+fn arb_bytes() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..256),
+        arb_value().prop_map(|v| serde_json::to_vec(&v).unwrap_or_default()),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn requests_translate_or_fail_cleanly(body in arb_request(), drop in any::<bool>()) {
+        if let Ok(req) = parse_chat(&body) {
+            for p in REGISTRY {
+                let d = deployment(*p);
+                match p.chat_request(&req, &d, RequestOptions { drop_params: drop }) {
+                    Ok(out) => {
+                        let parsed: Result<serde_json::Value, _> = serde_json::from_slice(&out);
+                        prop_assert!(parsed.is_ok(), "{} wrote a body that is not JSON", p.name());
+                    }
+                    Err(e) => prop_assert!((400..600).contains(&e.status)),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn responses_and_errors_never_panic(body in arb_bytes(), status in 400u16..600) {
+        for p in REGISTRY {
+            if let Ok(t) = p.chat_response(&body, &ctx(false)) {
+                let parsed: Result<serde_json::Value, _> = serde_json::from_slice(&t.body);
+                prop_assert!(parsed.is_ok(), "{} produced a non-JSON completion", p.name());
+            }
+            let _ = p.embeddings_response(&body, true, &ctx(false));
+            let e = p.error(status, Some("ValidationException"), &body);
+            prop_assert!((400..600).contains(&e.status));
+            let parsed: Result<serde_json::Value, _> = serde_json::from_slice(&e.to_json());
+            prop_assert!(parsed.is_ok());
+        }
+    }
+
+    #[test]
+    fn streams_never_panic(chunks in prop::collection::vec(arb_bytes(), 0..6), include_usage in any::<bool>()) {
+        for p in REGISTRY {
+            let mut t = p.chat_stream(ctx(include_usage));
+            let mut out = Vec::new();
+            for c in &chunks {
+                t.feed(c, &mut out);
+            }
+            t.finish(&mut out);
+            let _ = t.usage();
+        }
+    }
+}
