@@ -11,7 +11,7 @@ LISTEN ?= 127.0.0.1:4000
 ADMIN ?= 127.0.0.1:9901
 CONCURRENCY ?= 2
 
-.PHONY: all setup build wasm cli run check render test lint unit wasm-unit e2e clean
+.PHONY: all setup build wasm cli run demo check render test lint unit wasm-unit e2e clean
 
 all: build
 
@@ -41,6 +41,16 @@ render: build
 
 run: render
 	$(ENVOY) -c build/envoy.yaml --concurrency $(CONCURRENCY) --use-dynamic-base-id -l info
+
+# Mock providers on 127.0.0.1:9100+ and a gateway in front of them: try it without provider keys.
+demo: build
+	@mkdir -p build
+	@rm -f build/demo.env; $(PY) tests/e2e/demo.py build & echo $$! > build/demo-mocks.pid; \
+	for i in $$(seq 50); do [ -f build/demo.env ] && break; sleep 0.2; done; \
+	trap 'kill $$(cat build/demo-mocks.pid) 2>/dev/null' EXIT INT TERM; \
+	source build/demo.env && $(CLI) render build/demo.yaml --listen $(LISTEN) --admin $(ADMIN) --wasm $(abspath $(WASM)) -o build/demo-envoy.yaml && \
+	echo "gateway on http://$(LISTEN)/v1 (key $$TOLLGATE_MASTER_KEY)" && \
+	$(ENVOY) -c build/demo-envoy.yaml --concurrency $(CONCURRENCY) --use-dynamic-base-id -l warning
 
 lint: setup
 	cargo fmt --all -- --check

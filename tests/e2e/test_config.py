@@ -106,3 +106,11 @@ def test_envoy_refuses_to_start_with_a_bad_plugin_config(tmp_path, mocks):
     p = subprocess.run([ENVOY, "-c", str(path), "--use-dynamic-base-id", "-l", "info"], capture_output=True, text=True, timeout=60)
     assert p.returncode != 0
     assert "model_list[0].litellm_params.tempreture" in p.stdout + p.stderr
+
+
+def test_hand_written_example_is_valid_envoy():
+    import subprocess
+    from harness import ENVOY, ROOT
+    v = subprocess.run([ENVOY, "--mode", "validate", "-c", "envoy/hand-written.yaml"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=60, env={**os.environ, "OPENAI_API_KEY": "sk-x", "TOLLGATE_MASTER_KEY": "sk-m"})
+    assert v.returncode == 0, v.stdout[-3000:] + v.stderr[-3000:]

@@ -111,7 +111,7 @@ class MockProvider:
     def base_url(self):
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self):
+    def start(self, port=0):
         mock = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -173,7 +173,7 @@ class MockProvider:
 
             do_POST = do_GET = do_PUT = do_DELETE = _handle
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
