@@ -106,6 +106,20 @@ pub fn wasm_filter(plugin_json: &str, env_keys: &[String], wasm_path: &str) -> V
     })
 }
 
+/// Envoy's buffer filter between Tollgate and the router: the router (and so the upstream) sees
+/// nothing until Tollgate has accepted and rewritten the whole body, so a request Tollgate
+/// refuses in its body phase never opens an upstream request. The body is already buffered by
+/// json_to_metadata, so this adds no copy.
+pub fn hold_until_accepted(max_body: u64) -> Value {
+    json!({
+        "name": "envoy.filters.http.buffer",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+            "max_request_bytes": max_body.min(u64::from(u32::MAX))
+        }
+    })
+}
+
 fn local_reply_config(max_body: u64) -> Value {
     let status_filter = |code: u16| json!({"status_code_filter": {"comparison": {"op": "EQ", "value": {"default_value": code, "runtime_key": format!("tollgate.local_reply.{code}")}}}});
     let error = |message: String, code: &str| json!({"json_format": {"error": {"message": message, "type": "invalid_request_error", "param": null, "code": code}}});
@@ -283,6 +297,7 @@ pub fn bootstrap(config: &Config, plugin_json: &str, opts: &RenderOptions) -> Va
                             "http_filters": [
                                 json_to_metadata_filter(),
                                 wasm_filter(plugin_json, &config.env_keys, &opts.wasm_path),
+                                hold_until_accepted(max_body),
                                 {"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
                             ]
                         }

@@ -66,7 +66,8 @@ def test_bad_body(gateway, mocks, name, body, headers, status, param, contains):
     s, h, b = http("POST", f"{gateway.base_url}/v1/chat/completions", body, headers)
     assert_openai_error(s, b, status, param, contains)
     assert h["content-type"] == "application/json"
-    assert mocks["openai"].count() == 0, "a refused request must not reach the provider whole"
+    assert mocks["openai"].count() == 0, "a refused request must not reach the provider"
+    assert mocks["openai"].incomplete == 0, "a refused request must not even open an upstream request"
     assert_still_serving(gateway)
 
 
