@@ -456,12 +456,21 @@ fn deployment(
         None => match provider.default_key_env() {
             // LiteLLM falls back to the provider's usual variable; so do we, quietly when unset.
             Some(name) => {
-                let v = w.env.var(name).filter(|v| !v.is_empty());
-                if !w.env_keys.iter().any(|k| k == name) {
-                    w.env_keys.push(name.to_string());
+                let names: Vec<&str> = std::iter::once(name)
+                    .chain(provider.fallback_key_envs().iter().copied())
+                    .collect();
+                let mut v = None;
+                for n in &names {
+                    if v.is_none() {
+                        v = w.env.var(n).filter(|v| !v.is_empty());
+                    }
+                    if !w.env_keys.iter().any(|k| k == n) {
+                        w.env_keys.push(n.to_string());
+                    }
                 }
                 if v.is_none() {
-                    w.warn(&key_path, format!("is not set and {name} is not in the environment: requests go upstream without a key"));
+                    let names = names.join(" / ");
+                    w.warn(&key_path, format!("is not set and {names} is not in the environment: requests go upstream without a key"));
                 }
                 v
             }

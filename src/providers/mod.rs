@@ -119,6 +119,11 @@ pub trait Provider: Sync {
         None
     }
 
+    /// Other variables LiteLLM also reads for the key, in its order, when the default is unset.
+    fn fallback_key_envs(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// Resolves where the deployment's requests go and with which credentials.
     /// The error names what is missing or wrong, for the config loader to attach to a field.
     fn endpoint(&self, params: &Params) -> Result<Endpoint, String>;

@@ -19,8 +19,11 @@ pub struct OpenAiCompatible {
     name: &'static str,
     default_base: Option<&'static str>,
     key_env: Option<&'static str>,
+    /// Further variables LiteLLM reads for the key, in its order, when `key_env` is unset.
+    key_env_fallbacks: &'static [&'static str],
     embeddings: bool,
-    /// Servers whose OpenAI API lives under `/v1` of the usual `api_base` (vLLM, Ollama).
+    /// Servers whose OpenAI API lives under `/v1` of the usual `api_base` (vLLM, Ollama), and
+    /// Mistral, whose LiteLLM client adds the `/v1` a custom `api_base` lacks.
     append_v1: bool,
 }
 
@@ -29,11 +32,14 @@ const fn family(name: &'static str, base: &'static str, key_env: &'static str) -
         name,
         default_base: Some(base),
         key_env: Some(key_env),
+        key_env_fallbacks: &[],
         embeddings: false,
         append_v1: false,
     }
 }
 
+// Default bases and key variables as LiteLLM resolves them (checked against its provider
+// configs and each provider's own API docs).
 pub static OPENAI: OpenAiCompatible = OpenAiCompatible {
     embeddings: true,
     ..family("openai", "https://api.openai.com/v1", "OPENAI_API_KEY")
@@ -42,50 +48,73 @@ pub static GROQ: OpenAiCompatible =
     family("groq", "https://api.groq.com/openai/v1", "GROQ_API_KEY");
 pub static MISTRAL: OpenAiCompatible = OpenAiCompatible {
     embeddings: true,
+    append_v1: true,
     ..family("mistral", "https://api.mistral.ai/v1", "MISTRAL_API_KEY")
 };
+// DeepSeek documents `https://api.deepseek.com` (with `/v1` as an alias); LiteLLM defaults to
+// its `/beta` variant, which serves the same chat completions plus beta features.
 pub static DEEPSEEK: OpenAiCompatible =
     family("deepseek", "https://api.deepseek.com", "DEEPSEEK_API_KEY");
 pub static XAI: OpenAiCompatible = family("xai", "https://api.x.ai/v1", "XAI_API_KEY");
 pub static TOGETHER_AI: OpenAiCompatible = OpenAiCompatible {
     embeddings: true,
+    key_env_fallbacks: &[
+        "TOGETHER_AI_API_KEY",
+        "TOGETHERAI_API_KEY",
+        "TOGETHER_AI_TOKEN",
+    ],
     ..family(
         "together_ai",
         "https://api.together.xyz/v1",
-        "TOGETHERAI_API_KEY",
+        "TOGETHER_API_KEY",
     )
 };
 pub static FIREWORKS_AI: OpenAiCompatible = OpenAiCompatible {
     embeddings: true,
+    key_env_fallbacks: &[
+        "FIREWORKS_AI_API_KEY",
+        "FIREWORKSAI_API_KEY",
+        "FIREWORKS_AI_TOKEN",
+    ],
     ..family(
         "fireworks_ai",
         "https://api.fireworks.ai/inference/v1",
-        "FIREWORKS_AI_API_KEY",
+        "FIREWORKS_API_KEY",
     )
 };
-pub static OPENROUTER: OpenAiCompatible = family(
-    "openrouter",
-    "https://openrouter.ai/api/v1",
-    "OPENROUTER_API_KEY",
-);
+pub static OPENROUTER: OpenAiCompatible = OpenAiCompatible {
+    key_env_fallbacks: &["OR_API_KEY"],
+    ..family(
+        "openrouter",
+        "https://openrouter.ai/api/v1",
+        "OPENROUTER_API_KEY",
+    )
+};
 pub static CEREBRAS: OpenAiCompatible =
     family("cerebras", "https://api.cerebras.ai/v1", "CEREBRAS_API_KEY");
-pub static PERPLEXITY: OpenAiCompatible = family(
-    "perplexity",
-    "https://api.perplexity.ai",
-    "PERPLEXITYAI_API_KEY",
-);
+pub static PERPLEXITY: OpenAiCompatible = OpenAiCompatible {
+    key_env_fallbacks: &["PERPLEXITY_API_KEY"],
+    ..family(
+        "perplexity",
+        "https://api.perplexity.ai",
+        "PERPLEXITYAI_API_KEY",
+    )
+};
 pub static HOSTED_VLLM: OpenAiCompatible = OpenAiCompatible {
     name: "hosted_vllm",
     default_base: None,
     key_env: Some("HOSTED_VLLM_API_KEY"),
+    key_env_fallbacks: &[],
     embeddings: true,
     append_v1: true,
 };
+// LiteLLM's `ollama_chat` speaks Ollama's native `/api/chat`; Tollgate uses Ollama's
+// OpenAI-compatible `/v1` API instead, so responses pass through unchanged.
 pub static OLLAMA_CHAT: OpenAiCompatible = OpenAiCompatible {
     name: "ollama_chat",
     default_base: Some("http://localhost:11434"),
-    key_env: None,
+    key_env: Some("OLLAMA_API_KEY"),
+    key_env_fallbacks: &[],
     embeddings: true,
     append_v1: true,
 };
@@ -107,6 +136,10 @@ impl Provider for OpenAiCompatible {
 
     fn default_key_env(&self) -> Option<&'static str> {
         self.key_env
+    }
+
+    fn fallback_key_envs(&self) -> &'static [&'static str] {
+        self.key_env_fallbacks
     }
 
     fn endpoint(&self, p: &Params) -> Result<Endpoint, String> {
@@ -304,67 +337,239 @@ pub fn passthrough_response(
 
 /// Relays an OpenAI-compatible SSE stream, rewriting `model` in every chunk and keeping the usage.
 pub struct PassthroughStream {
-    ctx: ResponseCtx,
     sse: SseDecoder,
+    state: StreamState,
+}
+
+struct StreamState {
+    ctx: ResponseCtx,
     usage: Usage,
     done: bool,
+    lenient: Option<Lenient>,
 }
+
+/// Repairs for servers whose chunks stray from OpenAI's shape (Azure OpenAI): annotation chunks
+/// with empty `id`/`object`/`created`, choices without `delta`, a choice-less first chunk that
+/// only carries `prompt_filter_results`, and errors in the provider's own shape.
+struct Lenient {
+    /// Reads an in-stream `{"error":...}` event, which comes without an HTTP status.
+    error: fn(&[u8]) -> ApiError,
+    /// The first non-empty upstream `id` and `created`, reused where a chunk leaves them empty.
+    id: Option<String>,
+    created: Option<u64>,
+    /// Top-level fields of choice-less chunks, carried into the next chunk that has choices so
+    /// clients reading `choices[0]` never see an empty list they did not ask for.
+    held: Vec<(String, Vec<u8>)>,
+    held_bytes: usize,
+}
+
+/// Bound on the annotation fields carried between chunks; beyond it they are dropped.
+const MAX_HELD_BYTES: usize = 64 << 10;
+
+/// Fields of an OpenAI chunk that the lenient writer fills itself.
+const CHUNK_FIELDS: [&str; 7] = [
+    "id",
+    "object",
+    "created",
+    "model",
+    "choices",
+    "usage",
+    "system_fingerprint",
+];
 
 impl PassthroughStream {
     pub fn new(ctx: ResponseCtx) -> Self {
         PassthroughStream {
-            ctx,
             sse: SseDecoder::default(),
-            usage: Usage::default(),
-            done: false,
+            state: StreamState {
+                ctx,
+                usage: Usage::default(),
+                done: false,
+                lenient: None,
+            },
         }
     }
 
-    fn on_event(
-        ctx: &ResponseCtx,
-        usage: &mut Usage,
-        done: &mut bool,
-        data: &[u8],
-        out: &mut Vec<u8>,
-    ) {
-        if *done {
+    /// A pass-through that also repairs chunks that are not quite OpenAI's (see [`Lenient`]);
+    /// `error` translates the provider's in-stream error events.
+    pub fn lenient(ctx: ResponseCtx, error: fn(&[u8]) -> ApiError) -> Self {
+        let mut s = Self::new(ctx);
+        s.state.lenient = Some(Lenient {
+            error,
+            id: None,
+            created: None,
+            held: Vec::new(),
+            held_bytes: 0,
+        });
+        s
+    }
+}
+
+impl StreamState {
+    fn on_event(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        if self.done {
             return;
         }
         if data == b"[DONE]" {
-            *done = true;
+            self.done = true;
             out.extend_from_slice(b"data: [DONE]\n\n");
             return;
         }
-        match json::split_object(data) {
-            Ok(fields) => {
+        let Ok(fields) = json::split_object(data) else {
+            // Not JSON: relay as is rather than inventing content.
+            out.extend_from_slice(b"data: ");
+            out.extend_from_slice(data);
+            out.extend_from_slice(b"\n\n");
+            return;
+        };
+        let u = match &mut self.lenient {
+            None => {
                 out.extend_from_slice(b"data: ");
-                let u = rewrite_object(&fields, &ctx.model, out);
-                if u != Usage::default() {
-                    *usage = u;
+                let u = rewrite_object(&fields, &self.ctx.model, out);
+                out.extend_from_slice(b"\n\n");
+                u
+            }
+            Some(l) => {
+                if json::get(&fields, "error").is_some() && json::get(&fields, "choices").is_none()
+                {
+                    self.done = true;
+                    let e = (l.error)(data);
+                    out.extend_from_slice(b"data: ");
+                    out.extend_from_slice(&e.to_json());
+                    out.extend_from_slice(b"\n\n");
+                    return;
                 }
-                out.extend_from_slice(b"\n\n");
+                l.write_chunk(&fields, &self.ctx, out)
             }
-            Err(_) => {
-                // Not JSON: relay as is rather than inventing content.
-                out.extend_from_slice(b"data: ");
-                out.extend_from_slice(data);
-                out.extend_from_slice(b"\n\n");
-            }
+        };
+        if u != Usage::default() {
+            self.usage = u;
         }
     }
 }
 
+fn is_empty_array(v: &RawValue) -> bool {
+    let t = v.get().trim();
+    t.starts_with('[') && t.get(1..).is_some_and(|r| r.trim() == "]")
+}
+
+impl Lenient {
+    /// Writes one repaired chunk (or holds a choice-less annotation chunk); returns its usage.
+    fn write_chunk(&mut self, fields: &Fields, ctx: &ResponseCtx, out: &mut Vec<u8>) -> Usage {
+        let choiceless = json::get(fields, "choices").is_some_and(is_empty_array)
+            && json::get(fields, "usage").is_none_or(json::is_null);
+        if choiceless {
+            for (key, value) in fields {
+                let size = key.len().saturating_add(value.get().len());
+                if CHUNK_FIELDS.contains(&key.as_str())
+                    || self.held_bytes.saturating_add(size) > MAX_HELD_BYTES
+                {
+                    continue;
+                }
+                self.held_bytes = self.held_bytes.saturating_add(size);
+                self.held
+                    .push((key.as_str().to_string(), value.get().as_bytes().to_vec()));
+            }
+            return Usage::default();
+        }
+        let mut usage = Usage::default();
+        out.extend_from_slice(b"data: {");
+        let mut first = true;
+        let mut field = |out: &mut Vec<u8>, key: &str| {
+            if !std::mem::replace(&mut first, false) {
+                out.push(b',');
+            }
+            json::write_str(out, key);
+            out.push(b':');
+        };
+        for (key, value) in fields {
+            field(out, key.as_str());
+            match key.as_str() {
+                "id" => match serde_json::from_str::<json::Text>(value.get()) {
+                    Ok(id) if !id.is_empty() => {
+                        self.id.get_or_insert_with(|| id.as_str().to_string());
+                        out.extend_from_slice(value.get().as_bytes());
+                    }
+                    _ => self.write_standard(out, "id", ctx),
+                },
+                "created" => match serde_json::from_str::<u64>(value.get()) {
+                    Ok(c) if c > 0 => {
+                        self.created.get_or_insert(c);
+                        out.extend_from_slice(value.get().as_bytes());
+                    }
+                    _ => self.write_standard(out, "created", ctx),
+                },
+                "object" | "model" => self.write_standard(out, key.as_str(), ctx),
+                "choices" => write_choices(value, out),
+                "usage" => {
+                    usage = parse_usage(value);
+                    out.extend_from_slice(value.get().as_bytes());
+                }
+                _ => out.extend_from_slice(value.get().as_bytes()),
+            }
+        }
+        for name in ["id", "object", "created", "model"] {
+            if json::get(fields, name).is_none() {
+                field(out, name);
+                self.write_standard(out, name, ctx);
+            }
+        }
+        for (key, value) in std::mem::take(&mut self.held) {
+            if json::get(fields, &key).is_none() {
+                field(out, &key);
+                out.extend_from_slice(&value);
+            }
+        }
+        self.held_bytes = 0;
+        out.extend_from_slice(b"}\n\n");
+        usage
+    }
+
+    /// The value OpenAI would put in a standard chunk field the upstream left out or empty.
+    fn write_standard(&self, out: &mut Vec<u8>, name: &str, ctx: &ResponseCtx) {
+        match name {
+            "id" => json::write_str(out, self.id.as_deref().unwrap_or(&ctx.id)),
+            "object" => json::write_str(out, "chat.completion.chunk"),
+            "created" => json::write(out, &self.created.unwrap_or(ctx.created)),
+            _ => json::write_str(out, &ctx.model),
+        }
+    }
+}
+
+/// Copies a `choices` array, giving every choice the `delta` OpenAI clients read (Azure's
+/// content-filter annotation choices have none).
+fn write_choices(value: &RawValue, out: &mut Vec<u8>) {
+    let Ok(choices) = serde_json::from_str::<Vec<&RawValue>>(value.get()) else {
+        out.extend_from_slice(value.get().as_bytes());
+        return;
+    };
+    out.push(b'[');
+    for (i, choice) in choices.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        match json::split_object(choice.get().as_bytes()) {
+            Ok(fields) if json::get(&fields, "delta").is_none() => {
+                let raw = choice.get().trim_end();
+                let body = raw.strip_suffix('}').unwrap_or(raw);
+                out.extend_from_slice(body.as_bytes());
+                if !fields.is_empty() {
+                    out.push(b',');
+                }
+                out.extend_from_slice(b"\"delta\":{}}");
+            }
+            _ => out.extend_from_slice(choice.get().as_bytes()),
+        }
+    }
+    out.push(b']');
+}
+
 impl StreamTranslator for PassthroughStream {
     fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
-        let PassthroughStream {
-            ctx,
-            sse,
-            usage,
-            done,
-        } = self;
-        let result = sse.feed(chunk, |ev| Self::on_event(ctx, usage, done, ev.data, out));
-        if result.is_err() && !*done {
-            *done = true;
+        let PassthroughStream { sse, state } = self;
+        let result = sse.feed(chunk, |ev| state.on_event(ev.data, out));
+        if result.is_err() && !state.done {
+            state.done = true;
             let e = ApiError::bad_gateway(
                 "the provider sent a stream event larger than the gateway accepts",
             );
@@ -375,21 +580,16 @@ impl StreamTranslator for PassthroughStream {
     }
 
     fn finish(&mut self, out: &mut Vec<u8>) {
-        let PassthroughStream {
-            ctx,
-            sse,
-            usage,
-            done,
-        } = self;
-        sse.finish(|ev| Self::on_event(ctx, usage, done, ev.data, out));
-        if !*done {
-            *done = true;
+        let PassthroughStream { sse, state } = self;
+        sse.finish(|ev| state.on_event(ev.data, out));
+        if !state.done {
+            state.done = true;
             out.extend_from_slice(b"data: [DONE]\n\n");
         }
     }
 
     fn usage(&self) -> Usage {
-        self.usage
+        self.state.usage
     }
 }
 
@@ -505,6 +705,235 @@ mod tests {
                 "split at {i}"
             );
         }
+    }
+
+    fn load_family(
+        model: &str,
+        api_base: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Result<crate::config::Config, Vec<String>> {
+        let mut params = serde_json::json!({ "model": model });
+        if let Some(b) = api_base {
+            params["api_base"] = serde_json::json!(b);
+        }
+        let doc =
+            serde_json::json!({"model_list": [{"model_name": "m", "litellm_params": params}]});
+        let env: hashbrown::HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let r = crate::config::load(&doc, &env, crate::config::Strictness::Serve);
+        match r.config {
+            Some(c) if r.errors.is_empty() => Ok(c),
+            _ => Err(r.errors.iter().map(|e| e.to_string()).collect()),
+        }
+    }
+
+    #[test]
+    fn family_paths_with_and_without_api_base() {
+        let cases: &[(&str, Option<&str>, &str, &str)] = &[
+            (
+                "openai/gpt-4o",
+                None,
+                "api.openai.com",
+                "/v1/chat/completions",
+            ),
+            (
+                "groq/llama-3.3-70b-versatile",
+                None,
+                "api.groq.com",
+                "/openai/v1/chat/completions",
+            ),
+            (
+                "groq/llama-3.3-70b-versatile",
+                Some("http://127.0.0.1:9000/openai/v1"),
+                "127.0.0.1:9000",
+                "/openai/v1/chat/completions",
+            ),
+            (
+                "mistral/mistral-large-latest",
+                None,
+                "api.mistral.ai",
+                "/v1/chat/completions",
+            ),
+            (
+                "mistral/mistral-large-latest",
+                Some("https://m.eastus.models.ai.azure.com"),
+                "m.eastus.models.ai.azure.com",
+                "/v1/chat/completions",
+            ),
+            (
+                "mistral/mistral-large-latest",
+                Some("https://proxy.example/mistral/v1/"),
+                "proxy.example",
+                "/mistral/v1/chat/completions",
+            ),
+            (
+                "deepseek/deepseek-chat",
+                None,
+                "api.deepseek.com",
+                "/chat/completions",
+            ),
+            (
+                "deepseek/deepseek-chat",
+                Some("https://api.deepseek.com/beta"),
+                "api.deepseek.com",
+                "/beta/chat/completions",
+            ),
+            ("xai/grok-3", None, "api.x.ai", "/v1/chat/completions"),
+            (
+                "together_ai/meta-llama/Llama-3.3-70B-Instruct-Turbo",
+                None,
+                "api.together.xyz",
+                "/v1/chat/completions",
+            ),
+            (
+                "fireworks_ai/accounts/fireworks/models/llama-v3p1-8b-instruct",
+                None,
+                "api.fireworks.ai",
+                "/inference/v1/chat/completions",
+            ),
+            (
+                "openrouter/anthropic/claude-3.5-sonnet",
+                None,
+                "openrouter.ai",
+                "/api/v1/chat/completions",
+            ),
+            (
+                "cerebras/llama3.1-8b",
+                None,
+                "api.cerebras.ai",
+                "/v1/chat/completions",
+            ),
+            (
+                "perplexity/sonar",
+                None,
+                "api.perplexity.ai",
+                "/chat/completions",
+            ),
+            (
+                "hosted_vllm/meta-llama/Llama-3.1-8B-Instruct",
+                Some("http://10.0.0.5:8000"),
+                "10.0.0.5:8000",
+                "/v1/chat/completions",
+            ),
+            (
+                "hosted_vllm/meta-llama/Llama-3.1-8B-Instruct",
+                Some("http://10.0.0.5:8000/v1"),
+                "10.0.0.5:8000",
+                "/v1/chat/completions",
+            ),
+            (
+                "hosted_vllm/meta-llama/Llama-3.1-8B-Instruct",
+                Some("http://10.0.0.5:8000/v1/"),
+                "10.0.0.5:8000",
+                "/v1/chat/completions",
+            ),
+            (
+                "hosted_vllm/m",
+                Some("http://vllm.internal/serving"),
+                "vllm.internal",
+                "/serving/v1/chat/completions",
+            ),
+            (
+                "ollama_chat/llama3.2",
+                None,
+                "localhost:11434",
+                "/v1/chat/completions",
+            ),
+            (
+                "ollama_chat/llama3.2",
+                Some("http://gpu-box:11434"),
+                "gpu-box:11434",
+                "/v1/chat/completions",
+            ),
+            (
+                "ollama_chat/llama3.2",
+                Some("http://gpu-box:11434/v1"),
+                "gpu-box:11434",
+                "/v1/chat/completions",
+            ),
+        ];
+        for (model, base, authority, path) in cases {
+            let c = load_family(model, *base, &[]).unwrap_or_else(|e| panic!("{model}: {e:?}"));
+            let d = &c.deployments[0];
+            assert_eq!(&d.authority, authority, "{model} {base:?}");
+            assert_eq!(
+                d.provider.path(d, Operation::Chat, false),
+                *path,
+                "{model} {base:?}"
+            );
+            let (prefix, id) = model.split_once('/').unwrap();
+            assert_eq!(d.provider.name(), prefix);
+            assert_eq!(d.model, id);
+        }
+        let c = load_family("hosted_vllm/m", Some("http://10.0.0.5:8000"), &[]).unwrap();
+        let d = &c.deployments[0];
+        assert_eq!(
+            d.provider.path(d, Operation::Embeddings, false),
+            "/v1/embeddings"
+        );
+        let c = load_family("together_ai/BAAI/bge-large-en-v1.5", None, &[]).unwrap();
+        let d = &c.deployments[0];
+        assert_eq!(
+            d.provider.path(d, Operation::Embeddings, false),
+            "/v1/embeddings"
+        );
+        let errs = load_family("hosted_vllm/m", None, &[]).unwrap_err();
+        assert!(
+            errs.iter().any(|e| e.contains("api_base is required")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn family_keys_come_from_litellm_variables() {
+        let cases: &[(&str, &str)] = &[
+            ("groq/x", "GROQ_API_KEY"),
+            ("mistral/x", "MISTRAL_API_KEY"),
+            ("deepseek/x", "DEEPSEEK_API_KEY"),
+            ("xai/x", "XAI_API_KEY"),
+            ("together_ai/x", "TOGETHER_API_KEY"),
+            ("together_ai/x", "TOGETHERAI_API_KEY"),
+            ("together_ai/x", "TOGETHER_AI_API_KEY"),
+            ("fireworks_ai/x", "FIREWORKS_API_KEY"),
+            ("fireworks_ai/x", "FIREWORKS_AI_API_KEY"),
+            ("openrouter/x", "OPENROUTER_API_KEY"),
+            ("openrouter/x", "OR_API_KEY"),
+            ("cerebras/x", "CEREBRAS_API_KEY"),
+            ("perplexity/x", "PERPLEXITYAI_API_KEY"),
+            ("perplexity/x", "PERPLEXITY_API_KEY"),
+            ("ollama_chat/x", "OLLAMA_API_KEY"),
+        ];
+        for (model, var) in cases {
+            let c = load_family(model, None, &[(var, "key-123")]).unwrap();
+            assert_eq!(
+                c.deployments[0].headers,
+                vec![("authorization".to_string(), "Bearer key-123".to_string())],
+                "{model} {var}"
+            );
+            assert!(c.env_keys.iter().any(|k| k == var), "{model} {var}");
+        }
+        // The first variable in LiteLLM's order wins.
+        let c = load_family(
+            "together_ai/x",
+            None,
+            &[
+                ("TOGETHERAI_API_KEY", "second"),
+                ("TOGETHER_API_KEY", "first"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.deployments[0].headers[0].1, "Bearer first");
+        let c = load_family(
+            "hosted_vllm/m",
+            Some("http://h:8000"),
+            &[("HOSTED_VLLM_API_KEY", "v")],
+        )
+        .unwrap();
+        assert_eq!(c.deployments[0].headers[0].1, "Bearer v");
+        let c = load_family("hosted_vllm/m", Some("http://h:8000"), &[]).unwrap();
+        assert!(c.deployments[0].headers.is_empty());
     }
 
     #[test]
