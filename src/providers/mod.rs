@@ -253,7 +253,10 @@ pub fn opaque_error(provider: &str, status: u16, body: &[u8]) -> ApiError {
     let snippet: String = text.chars().take(500).collect();
     ApiError::from_status(
         status,
-        format!("{provider} returned HTTP {status}: {}", snippet.trim()),
+        format!(
+            "{provider} returned HTTP {status}: {}",
+            redact(snippet.trim())
+        ),
     )
 }
 

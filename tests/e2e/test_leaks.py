@@ -39,8 +39,8 @@ def test_no_key_leaks(gateway, mocks):
                        {"model": alias, "messages": [{"role": "user", "content": "hi"}]}, headers)
         assert s >= 400, (alias, b)
         seen.append((alias, s, json.dumps(h), b.decode(errors="replace")))
-        # A provider can only echo its own credentials.
-        mock.enqueue(Raw(b"Unauthorized: " + ("; ".join(mock.env.values())).encode(), status=401, content_type="text/plain"))
+        # A non-JSON error page echoing the credentials this request carried (all a provider can know).
+        mock.enqueue(lambda req: Raw(("Unauthorized: " + "; ".join(req.headers.values())).encode(), status=401, content_type="text/plain"))
         s, h, b = http("POST", f"{gateway.base_url}/v1/chat/completions",
                        {"model": alias, "messages": [{"role": "user", "content": "hi"}]}, headers)
         seen.append((alias, s, json.dumps(h), b.decode(errors="replace")))
