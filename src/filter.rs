@@ -13,7 +13,7 @@ use crate::config::{Config, Deployment};
 use crate::error::ApiError;
 use crate::host::{Action, HttpHost};
 use crate::openai::{self, ResponseCtx};
-use crate::providers::{client_status, Operation, RequestOptions, StreamTranslator};
+use crate::providers::{Operation, RequestOptions, StreamTranslator};
 use crate::router;
 
 /// The request header the route matches on to pick the deployment's cluster (`cluster_header`).
@@ -381,7 +381,8 @@ impl HttpFilter {
         host.remove_response_header("content-length");
         if status >= 400 {
             let error_type = host.response_header("x-amzn-errortype");
-            host.set_response_header(":status", &client_status(status).to_string());
+            let client_status = d.provider.error_status(status, error_type.as_deref());
+            host.set_response_header(":status", &client_status.to_string());
             host.set_response_header("content-type", "application/json");
             if end_of_stream {
                 let err = scrub(d, d.provider.error(status, error_type.as_deref(), b""));

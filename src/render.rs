@@ -167,15 +167,22 @@ fn signing_filter(s: &Signing) -> Value {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.aws_request_signing.v3.AwsRequestSigning",
             "service_name": s.service,
             "region": s.region,
+            // SigV4 covers the body's hash: the translated body, which this filter buffers.
             "use_unsigned_payload": false,
-            // Headers that differ between retry attempts must not be part of the signature.
+            // Only headers that stay as signed may be signed: not Envoy's per-attempt headers, the
+            // tracing context (rewritten per span), forwarding headers (proxies append to them), or
+            // user-agent (AWS SDKs leave it unsigned for the same reason).
             "match_excluded_headers": [
                 {"prefix": "x-envoy"},
+                {"prefix": "x-forwarded-"},
+                {"prefix": "x-b3-"},
                 {"exact": "x-request-id"},
-                {"exact": "x-forwarded-for"},
-                {"exact": "x-forwarded-proto"},
                 {"exact": "traceparent"},
-                {"exact": "tracestate"}
+                {"exact": "tracestate"},
+                {"exact": "baggage"},
+                {"exact": "b3"},
+                {"exact": "x-amzn-trace-id"},
+                {"exact": "user-agent"}
             ],
             "credential_provider": credential_provider
         }
@@ -307,4 +314,93 @@ pub fn bootstrap(config: &Config, plugin_json: &str, opts: &RenderOptions) -> Va
             "clusters": config.clusters.iter().map(|c| cluster(c, max_body, &opts.ca_file)).collect::<Vec<_>>()
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{load, Strictness};
+    use hashbrown::HashMap;
+
+    /// The Bedrock clusters: SigV4 signing before the codec where credentials come from AWS, none
+    /// with an API key; inline credentials only when the config has them.
+    #[test]
+    fn bedrock_clusters_sign_with_envoys_filter() {
+        let doc = serde_json::json!({"model_list": [
+            {"model_name": "env", "litellm_params": {"model": "bedrock/anthropic.claude-3-5-sonnet-20241022-v2:0",
+                "aws_region_name": "us-east-1",
+                "aws_access_key_id": "os.environ/AWS_ACCESS_KEY_ID", "aws_secret_access_key": "os.environ/AWS_SECRET_ACCESS_KEY"}},
+            {"model_name": "inline", "litellm_params": {"model": "bedrock/amazon.nova-lite-v1:0",
+                "aws_region_name": "eu-west-1", "aws_access_key_id": "AKIAINLINEEXAMPLE", "aws_secret_access_key": "inline-secret",
+                "aws_session_token": "inline-token"}},
+            {"model_name": "key", "litellm_params": {"model": "bedrock/amazon.nova-lite-v1:0",
+                "aws_region_name": "us-east-1", "api_key": "ABSKexample"}}
+        ]});
+        let env: HashMap<String, String> = HashMap::new();
+        let report = load(&doc, &env, Strictness::Check);
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        let config = report.config.unwrap();
+        let b = bootstrap(&config, "{}", &RenderOptions::default());
+        let clusters = b["static_resources"]["clusters"].as_array().unwrap();
+        let filters = |host: &str| {
+            let c = clusters
+                .iter()
+                .find(|c| {
+                    c["name"].as_str().unwrap().contains(host)
+                        && c["typed_extension_protocol_options"]
+                            ["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+                            .get("http_filters")
+                            .is_some()
+                })
+                .unwrap_or_else(|| panic!("no signed cluster for {host}"));
+            c["typed_extension_protocol_options"]
+                ["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]["http_filters"]
+                .clone()
+        };
+        let f = filters("bedrock-runtime.us-east-1");
+        assert_eq!(f[0]["name"], "envoy.filters.http.aws_request_signing");
+        assert_eq!(f[1]["name"], "envoy.filters.http.upstream_codec");
+        let signing = &f[0]["typed_config"];
+        assert_eq!(signing["service_name"], "bedrock");
+        assert_eq!(signing["region"], "us-east-1");
+        assert_eq!(signing["use_unsigned_payload"], false);
+        assert_eq!(
+            signing["credential_provider"],
+            serde_json::json!({"custom_credential_provider_chain": true, "environment_credential_provider": {}})
+        );
+        let excluded = signing["match_excluded_headers"].to_string();
+        for h in [
+            "x-envoy",
+            "x-request-id",
+            "traceparent",
+            "user-agent",
+            "x-forwarded-",
+        ] {
+            assert!(excluded.contains(h), "{h}");
+        }
+        let inline = &filters("bedrock-runtime.eu-west-1")[0]["typed_config"];
+        assert_eq!(inline["region"], "eu-west-1");
+        assert_eq!(
+            inline["credential_provider"],
+            serde_json::json!({"inline_credential": {"access_key_id": "AKIAINLINEEXAMPLE",
+                "secret_access_key": "inline-secret", "session_token": "inline-token"}})
+        );
+        // The API-key deployment shares the host but not the cluster, and is not signed.
+        let unsigned: Vec<_> = clusters
+            .iter()
+            .filter(|c| {
+                c["name"]
+                    .as_str()
+                    .unwrap()
+                    .contains("bedrock-runtime.us-east-1")
+            })
+            .filter(|c| {
+                c["typed_extension_protocol_options"]
+                    ["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+                    .get("http_filters")
+                    .is_none()
+            })
+            .collect();
+        assert_eq!(unsigned.len(), 1);
+    }
 }

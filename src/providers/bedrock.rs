@@ -1,38 +1,1181 @@
-//! PLACEHOLDER: replaced by the real bedrock translator.
+//! AWS Bedrock through the Converse / ConverseStream API (`POST /model/{modelId}/converse` and
+//! `/converse-stream`), one request shape for every Bedrock chat model.
+//!
+//! Authentication is either a Bedrock API key (`api_key`: `Authorization: Bearer`) or SigV4,
+//! which Envoy's `aws_request_signing` filter adds on the deployment's cluster: the signature
+//! covers the body hash, and a wasm filter cannot set headers once it has seen the body.
+//!
+//! Choices the OpenAI API leaves open:
+//! - `tool_choice: "none"`: the tools are not sent, so the model cannot call them. When the
+//!   conversation already holds tool calls or results, Bedrock requires a `toolConfig`; then the
+//!   tools are sent without a `toolChoice` (Bedrock has no "none"), and the model may still call one.
+//! - Tool calls in the history without `tools` in the request: the tool specs are synthesized from
+//!   the names in the history (empty object schemas), since Bedrock requires them.
+//! - JSON mode (`response_format` `json_object` / `json_schema`) uses a forced tool named
+//!   [`JSON_TOOL`] whose input schema is the requested one; its input comes back as the message
+//!   content with `finish_reason: "stop"`. The name is reserved: a client tool with it is refused.
+//! - `user` goes to `requestMetadata.user` (Bedrock's invocation-log metadata), with characters
+//!   Bedrock does not allow there replaced by `_`.
+//! - Tool results are sent as text blocks, which every Bedrock model with tool use accepts.
 
-use super::{Endpoint, Operation, Params, Provider, RequestOptions, StreamTranslator, Translated};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::{
+    check_params, error_json, opaque_error, redact, unsupported_or_dropped, AwsCredentials,
+    Endpoint, Operation, Params, Provider, RequestOptions, Signing, StreamTranslator, Translated,
+};
 use crate::config::Deployment;
-use crate::error::ApiError;
-use crate::openai::{ChatRequest, ResponseCtx};
+use crate::error::{is_context_overflow, ApiError};
+use crate::json;
+use crate::openai::request::{
+    parse_data_url, Content, Message, Part, ResponseFormat, Role, ToolChoice,
+};
+use crate::openai::{
+    ChatRequest, Choice, ChunkWriter, Completion, FinishReason, ResponseCtx, ToolCallOut, Usage,
+};
+use crate::stream::eventstream::{EventStreamDecoder, Message as Frame};
 
-pub struct Placeholder;
-pub static BEDROCK: Placeholder = Placeholder;
+pub struct Bedrock;
+pub static BEDROCK: Bedrock = Bedrock;
 
-impl Provider for Placeholder {
+/// The tool that carries JSON-mode answers (the name LiteLLM uses for the same technique).
+pub const JSON_TOOL: &str = "json_tool_call";
+
+/// OpenAI parameters with a Converse equivalent (`n` and `parallel_tool_calls` only with their
+/// default values, checked separately).
+const SUPPORTED: [&str; 11] = [
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "stop",
+    "tools",
+    "tool_choice",
+    "response_format",
+    "user",
+    "n",
+    "parallel_tool_calls",
+];
+
+/// LiteLLM's `bedrock/converse/<model>` names the Converse route explicitly; it is the only one here.
+fn model_id(model: &str) -> &str {
+    model.strip_prefix("converse/").unwrap_or(model)
+}
+
+/// Percent-encodes a model id for the URL path: everything but RFC 3986 unreserved characters,
+/// so the `:` of versions and the `:` and `/` of ARNs stay inside one path segment.
+fn encode_path_segment(s: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(s.len() + 8);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            for nibble in [b >> 4, b & 0x0f] {
+                out.push(char::from(
+                    HEX.get(usize::from(nibble)).copied().unwrap_or(b'0'),
+                ));
+            }
+        }
+    }
+    out
+}
+
+impl Provider for Bedrock {
     fn name(&self) -> &'static str {
         "bedrock"
     }
-    fn endpoint(&self, _p: &Params) -> Result<Endpoint, String> {
-        Err("not implemented yet".into())
+
+    // No default key variable: a deployment without `api_key` is signed with AWS credentials,
+    // and reading `AWS_BEARER_TOKEN_BEDROCK` implicitly would silently switch it to Bearer.
+
+    fn endpoint(&self, p: &Params) -> Result<Endpoint, String> {
+        let model = model_id(p.model);
+        if model.starts_with("invoke/") {
+            return Err("bedrock/invoke/ models are not supported: Tollgate calls Bedrock's Converse API; write the model as bedrock/<model-id> or bedrock/converse/<model-id>".into());
+        }
+        if model.is_empty() {
+            return Err("model names no Bedrock model id after bedrock/".into());
+        }
+        let region = p.aws_region.map(str::trim).filter(|r| !r.is_empty());
+        if let Some(r) = region {
+            if !r
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                return Err(format!(
+                    "aws_region_name '{r}' is not an AWS region name (like us-east-1)"
+                ));
+            }
+        }
+        let explicit = p
+            .aws_runtime_endpoint
+            .or(p.api_base)
+            .map(|e| e.trim_end_matches('/'))
+            .filter(|e| !e.is_empty());
+        if let Some(key) = p.api_key {
+            let base_url = match (explicit, region) {
+                (Some(e), _) => e.to_string(),
+                (None, Some(r)) => format!("https://bedrock-runtime.{r}.amazonaws.com"),
+                (None, None) => return Err("aws_region_name is required for bedrock/ models (the region of the Bedrock runtime endpoint, e.g. us-east-1), or set aws_bedrock_runtime_endpoint".into()),
+            };
+            return Ok(Endpoint {
+                base_url,
+                headers: vec![("authorization".into(), format!("Bearer {key}"))],
+                signing: None,
+            });
+        }
+        let Some(region) = region else {
+            return Err("aws_region_name is required for bedrock/ models: Envoy signs each request with SigV4 for that region (e.g. us-east-1); or set api_key to a Bedrock API key".into());
+        };
+        let base_url = explicit
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("https://bedrock-runtime.{region}.amazonaws.com"));
+        Ok(Endpoint {
+            base_url,
+            headers: Vec::new(),
+            signing: Some(Signing {
+                service: "bedrock",
+                region: region.to_string(),
+                credentials: p
+                    .aws_credentials
+                    .clone()
+                    .unwrap_or(AwsCredentials::Environment),
+            }),
+        })
     }
-    fn path(&self, _d: &Deployment, _op: Operation, _stream: bool) -> String {
-        String::new()
+
+    fn path(&self, d: &Deployment, _op: Operation, stream: bool) -> String {
+        let action = if stream {
+            "converse-stream"
+        } else {
+            "converse"
+        };
+        format!(
+            "{}/model/{}/{action}",
+            d.base_path,
+            encode_path_segment(model_id(&d.model))
+        )
     }
+
     fn chat_request(
         &self,
-        _r: &ChatRequest,
+        req: &ChatRequest,
         _d: &Deployment,
-        _o: RequestOptions,
+        opts: RequestOptions,
     ) -> Result<Vec<u8>, ApiError> {
-        Err(ApiError::server("not implemented"))
+        check_bedrock_params(req, opts)?;
+        let body = build_request(req)?;
+        Ok(json::to_vec(&body))
     }
-    fn chat_response(&self, _b: &[u8], _c: &ResponseCtx) -> Result<Translated, ApiError> {
-        Err(ApiError::server("not implemented"))
+
+    fn chat_response(&self, body: &[u8], ctx: &ResponseCtx) -> Result<Translated, ApiError> {
+        let completion = parse_response(body)?;
+        Ok(Translated {
+            body: completion.to_json(ctx),
+            usage: completion.usage,
+        })
     }
+
     fn chat_stream(&self, ctx: ResponseCtx) -> Box<dyn StreamTranslator> {
-        Box::new(super::openai::PassthroughStream::new(ctx))
+        Box::new(ConverseStream::new(ctx))
     }
-    fn error(&self, status: u16, _t: Option<&str>, body: &[u8]) -> ApiError {
-        super::opaque_error("bedrock", status, body)
+
+    /// Bedrock's status line does not always say what the error is (quota errors come as 400,
+    /// ModelNotReady as 429): the error type decides, as it does for the body.
+    fn error_status(&self, status: u16, error_type: Option<&str>) -> u16 {
+        match error_type.map(short_error_type).filter(|t| !t.is_empty()) {
+            Some(kind) => bedrock_error(status, Some(kind), "").status,
+            None => super::client_status(status),
+        }
+    }
+
+    fn error(&self, status: u16, error_type: Option<&str>, body: &[u8]) -> ApiError {
+        let parsed = error_json(body);
+        let field = |name: &str| {
+            parsed
+                .as_ref()
+                .and_then(|v| v.get(name))
+                .and_then(|v| v.as_str())
+        };
+        let message = field("message").or_else(|| field("Message"));
+        let kind = error_type
+            .filter(|t| !t.is_empty())
+            .or_else(|| field("__type"))
+            .map(short_error_type);
+        if message.is_none() && kind.is_none() {
+            return opaque_error("Bedrock", super::client_status(status), body);
+        }
+        bedrock_error(status, kind, message.unwrap_or_default())
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Request
+
+fn check_bedrock_params(req: &ChatRequest, opts: RequestOptions) -> Result<(), ApiError> {
+    // With drop_params forced on, check_params only lists what Bedrock cannot take.
+    let mut unsupported = check_params(
+        req,
+        "bedrock",
+        &SUPPORTED,
+        RequestOptions { drop_params: true },
+    )?;
+    if req.n.is_some_and(|n| n != 1) {
+        unsupported.push("n");
+    }
+    if req.parallel_tool_calls == Some(false) {
+        unsupported.push("parallel_tool_calls");
+    }
+    unsupported_or_dropped(unsupported, "bedrock", &req.model, opts).map(|_| ())
+}
+
+#[derive(Serialize)]
+struct ConverseRequest<'r> {
+    messages: Vec<Turn<'r>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    system: Vec<TextBlock<'r>>,
+    #[serde(
+        rename = "inferenceConfig",
+        skip_serializing_if = "InferenceConfig::is_empty"
+    )]
+    inference_config: InferenceConfig<'r>,
+    #[serde(rename = "toolConfig", skip_serializing_if = "Option::is_none")]
+    tool_config: Option<ToolConfig<'r>>,
+    #[serde(rename = "requestMetadata", skip_serializing_if = "Option::is_none")]
+    request_metadata: Option<RequestMetadata>,
+}
+
+#[derive(Serialize)]
+struct Turn<'r> {
+    role: &'static str,
+    content: Vec<Block<'r>>,
+}
+
+#[derive(Serialize)]
+struct TextBlock<'r> {
+    text: &'r str,
+}
+
+/// A content block; serde's external tagging gives Bedrock's `{"text": ...}`, `{"image": ...}`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+enum Block<'r> {
+    Text(&'r str),
+    Image(Image<'r>),
+    ToolUse(ToolUse<'r>),
+    ToolResult(ToolResult<'r>),
+}
+
+#[derive(Serialize)]
+struct Image<'r> {
+    format: &'static str,
+    source: ImageSource<'r>,
+}
+
+/// Blobs travel as base64 strings in Bedrock's JSON protocol: the data URL's payload as is.
+#[derive(Serialize)]
+struct ImageSource<'r> {
+    bytes: &'r str,
+}
+
+#[derive(Serialize)]
+struct ToolUse<'r> {
+    #[serde(rename = "toolUseId")]
+    id: &'r str,
+    name: &'r str,
+    input: JsonDoc<'r>,
+}
+
+#[derive(Serialize)]
+struct ToolResult<'r> {
+    #[serde(rename = "toolUseId")]
+    id: &'r str,
+    content: Vec<Block<'r>>,
+}
+
+/// A JSON document from the request, or one the gateway supplies.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum JsonDoc<'r> {
+    Raw(&'r RawValue),
+    Owned(serde_json::Value),
+}
+
+fn empty_object_schema<'r>() -> JsonDoc<'r> {
+    JsonDoc::Owned(serde_json::json!({"type": "object", "properties": {}}))
+}
+
+#[derive(Serialize, Default)]
+struct InferenceConfig<'r> {
+    #[serde(rename = "maxTokens", skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
+    #[serde(rename = "topP", skip_serializing_if = "Option::is_none")]
+    top_p: Option<f64>,
+    #[serde(rename = "stopSequences", skip_serializing_if = "Vec::is_empty")]
+    stop_sequences: Vec<&'r str>,
+}
+
+impl InferenceConfig<'_> {
+    fn is_empty(&self) -> bool {
+        self.max_tokens.is_none()
+            && self.temperature.is_none()
+            && self.top_p.is_none()
+            && self.stop_sequences.is_empty()
+    }
+}
+
+#[derive(Serialize)]
+struct ToolConfig<'r> {
+    tools: Vec<ToolEntry<'r>>,
+    #[serde(rename = "toolChoice", skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<ToolChoiceOut<'r>>,
+}
+
+#[derive(Serialize)]
+struct ToolEntry<'r> {
+    #[serde(rename = "toolSpec")]
+    spec: ToolSpec<'r>,
+}
+
+#[derive(Serialize)]
+struct ToolSpec<'r> {
+    name: &'r str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'r str>,
+    #[serde(rename = "inputSchema")]
+    input_schema: InputSchema<'r>,
+}
+
+#[derive(Serialize)]
+struct InputSchema<'r> {
+    json: JsonDoc<'r>,
+}
+
+#[derive(Serialize)]
+struct Empty {}
+
+#[derive(Serialize)]
+struct NamedTool<'r> {
+    name: &'r str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+enum ToolChoiceOut<'r> {
+    Auto(Empty),
+    Any(Empty),
+    Tool(NamedTool<'r>),
+}
+
+#[derive(Serialize)]
+struct RequestMetadata {
+    user: String,
+}
+
+fn messages_error(message: impl Into<String>) -> ApiError {
+    ApiError::invalid_param("messages", message)
+}
+
+/// Bedrock's image formats, from the data URL's media type.
+fn image_format(media_type: &str) -> Option<&'static str> {
+    match media_type.to_ascii_lowercase().as_str() {
+        "image/png" => Some("png"),
+        "image/jpeg" | "image/jpg" => Some("jpeg"),
+        "image/gif" => Some("gif"),
+        "image/webp" => Some("webp"),
+        _ => None,
+    }
+}
+
+fn image_block<'r>(url: &'r str, at: usize) -> Result<Block<'r>, ApiError> {
+    let Some(data) = parse_data_url(url) else {
+        return Err(messages_error(format!(
+            "messages[{at}]: Bedrock takes images as bytes only; send the image as a base64 data URL (data:image/png;base64,...) instead of a link"
+        )));
+    };
+    let format = image_format(data.media_type).ok_or_else(|| {
+        messages_error(format!(
+            "messages[{at}]: image type '{}' is not supported by Bedrock; use image/png, image/jpeg, image/gif or image/webp",
+            data.media_type
+        ))
+    })?;
+    Ok(Block::Image(Image {
+        format,
+        source: ImageSource { bytes: data.data },
+    }))
+}
+
+/// Text and image parts of a message as Bedrock blocks. Whitespace-only text is skipped where
+/// `skip_blank` (Bedrock rejects blank text blocks, and OpenAI clients send `""` beside tool calls).
+fn content_blocks<'r>(
+    content: &'r Content,
+    at: usize,
+    skip_blank: bool,
+    out: &mut Vec<Block<'r>>,
+) -> Result<(), ApiError> {
+    let keep = |t: &str| !(skip_blank && t.trim().is_empty());
+    match content {
+        Content::None => {}
+        Content::Text(t) => {
+            if keep(t) {
+                out.push(Block::Text(t.as_str()));
+            }
+        }
+        Content::Parts(parts) => {
+            for part in parts {
+                match part {
+                    Part::Text(t) => {
+                        if keep(t) {
+                            out.push(Block::Text(t.as_str()));
+                        }
+                    }
+                    Part::Image { url, .. } => out.push(image_block(url.as_str(), at)?),
+                    Part::Other(kind) => {
+                        return Err(messages_error(format!(
+                            "messages[{at}]: content parts of type '{}' are not supported by Bedrock in this gateway",
+                            kind.as_str()
+                        )))
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn system_text<'r>(
+    m: &'r Message,
+    at: usize,
+    out: &mut Vec<TextBlock<'r>>,
+) -> Result<(), ApiError> {
+    let mut push = |t: &'r str| {
+        if !t.trim().is_empty() {
+            out.push(TextBlock { text: t });
+        }
+    };
+    match &m.content {
+        Content::None => {}
+        Content::Text(t) => push(t.as_str()),
+        Content::Parts(parts) => {
+            for part in parts {
+                match part {
+                    Part::Text(t) => push(t.as_str()),
+                    _ => {
+                        return Err(messages_error(format!(
+                            "messages[{at}]: system messages may only contain text"
+                        )))
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Appends blocks to the conversation, merging consecutive turns of the same role (Bedrock
+/// requires alternating roles; OpenAI allows repeats, and several tool results form one turn).
+fn push_turn<'r>(turns: &mut Vec<Turn<'r>>, role: &'static str, blocks: Vec<Block<'r>>) {
+    if blocks.is_empty() {
+        return;
+    }
+    match turns.last_mut() {
+        Some(last) if last.role == role => last.content.extend(blocks),
+        _ => turns.push(Turn {
+            role,
+            content: blocks,
+        }),
+    }
+}
+
+fn tool_arguments<'r>(args: &'r str, at: usize) -> Result<JsonDoc<'r>, ApiError> {
+    if args.trim().is_empty() {
+        return Ok(JsonDoc::Owned(serde_json::json!({})));
+    }
+    serde_json::from_str::<&RawValue>(args)
+        .map(JsonDoc::Raw)
+        .map_err(|_| {
+            messages_error(format!(
+                "messages[{at}]: tool_calls[].function.arguments must be a JSON document"
+            ))
+        })
+}
+
+struct Conversation<'r> {
+    turns: Vec<Turn<'r>>,
+    system: Vec<TextBlock<'r>>,
+    /// Names of the tools the history calls, for synthesizing specs when none are given.
+    called_tools: Vec<&'r str>,
+    has_tool_blocks: bool,
+}
+
+fn conversation<'r>(messages: &'r [Message]) -> Result<Conversation<'r>, ApiError> {
+    let mut c = Conversation {
+        turns: Vec::with_capacity(messages.len()),
+        system: Vec::new(),
+        called_tools: Vec::new(),
+        has_tool_blocks: false,
+    };
+    for (at, m) in messages.iter().enumerate() {
+        match m.role {
+            Role::System | Role::Developer => system_text(m, at, &mut c.system)?,
+            Role::User => {
+                let mut blocks = Vec::new();
+                content_blocks(&m.content, at, false, &mut blocks)?;
+                push_turn(&mut c.turns, "user", blocks);
+            }
+            Role::Assistant => {
+                let mut blocks = Vec::new();
+                content_blocks(&m.content, at, true, &mut blocks)?;
+                for call in m.tool_calls.iter().flatten() {
+                    let name = call.function.name.as_str();
+                    if !c.called_tools.contains(&name) {
+                        c.called_tools.push(name);
+                    }
+                    blocks.push(Block::ToolUse(ToolUse {
+                        id: call.id.as_str(),
+                        name,
+                        input: tool_arguments(call.function.arguments.as_str(), at)?,
+                    }));
+                    c.has_tool_blocks = true;
+                }
+                push_turn(&mut c.turns, "assistant", blocks);
+            }
+            Role::Tool => {
+                let id = m.tool_call_id.as_ref().ok_or_else(|| {
+                    messages_error(format!(
+                        "messages[{at}]: a tool message needs tool_call_id"
+                    ))
+                })?;
+                let mut content = Vec::new();
+                content_blocks(&m.content, at, false, &mut content)?;
+                c.has_tool_blocks = true;
+                push_turn(
+                    &mut c.turns,
+                    "user",
+                    vec![Block::ToolResult(ToolResult {
+                        id: id.as_str(),
+                        content,
+                    })],
+                );
+            }
+            Role::Function => {
+                return Err(messages_error(format!(
+                    "messages[{at}]: role 'function' is deprecated and not supported for Bedrock; use 'tool' messages with tool_call_id"
+                )))
+            }
+        }
+    }
+    Ok(c)
+}
+
+fn tool_config<'r, 'a: 'r>(
+    req: &'r ChatRequest<'a>,
+    c: &Conversation<'r>,
+) -> Result<Option<ToolConfig<'r>>, ApiError> {
+    if req
+        .tools
+        .iter()
+        .any(|t| t.function.name.as_str() == JSON_TOOL)
+    {
+        return Err(ApiError::invalid_param(
+            "tools",
+            format!("the tool name '{JSON_TOOL}' is reserved by the gateway for JSON mode on Bedrock; rename the tool"),
+        ));
+    }
+    let user_spec = |t: &'r crate::openai::request::Tool<'a>| ToolEntry {
+        spec: ToolSpec {
+            name: t.function.name.as_str(),
+            description: t
+                .function
+                .description
+                .as_ref()
+                .map(|d| d.as_str())
+                .filter(|d| !d.is_empty()),
+            input_schema: InputSchema {
+                json: t
+                    .function
+                    .parameters
+                    .filter(|p| !json::is_null(p))
+                    .map(JsonDoc::Raw)
+                    .unwrap_or_else(empty_object_schema),
+            },
+        },
+    };
+    let choice_none = req.tool_choice == Some(ToolChoice::None);
+    let mut tools: Vec<ToolEntry<'r>> = if choice_none {
+        Vec::new()
+    } else {
+        req.tools.iter().map(user_spec).collect()
+    };
+    let offers_user_tools = !tools.is_empty();
+
+    let json_schema = match &req.response_format {
+        Some(ResponseFormat::JsonObject) => {
+            Some(JsonDoc::Owned(serde_json::json!({"type": "object"})))
+        }
+        Some(ResponseFormat::JsonSchema { schema, .. }) => Some(
+            schema
+                .filter(|s| !json::is_null(s))
+                .map(JsonDoc::Raw)
+                .unwrap_or_else(|| JsonDoc::Owned(serde_json::json!({"type": "object"}))),
+        ),
+        Some(ResponseFormat::Text) | None => None,
+    };
+    let json_mode = json_schema.is_some();
+    if let Some(schema) = json_schema {
+        tools.push(ToolEntry {
+            spec: ToolSpec {
+                name: JSON_TOOL,
+                description: Some("Respond with a JSON document that follows this schema."),
+                input_schema: InputSchema { json: schema },
+            },
+        });
+    }
+    if tools.is_empty() && c.has_tool_blocks {
+        // Bedrock refuses toolUse/toolResult blocks without a toolConfig.
+        tools = if req.tools.is_empty() {
+            c.called_tools
+                .iter()
+                .map(|name| ToolEntry {
+                    spec: ToolSpec {
+                        name,
+                        description: None,
+                        input_schema: InputSchema {
+                            json: empty_object_schema(),
+                        },
+                    },
+                })
+                .collect()
+        } else {
+            req.tools.iter().map(user_spec).collect()
+        };
+    }
+    if tools.is_empty() {
+        return Ok(None);
+    }
+    let named = |name: &'r str| ToolChoiceOut::Tool(NamedTool { name });
+    let tool_choice = match (&req.tool_choice, json_mode) {
+        (Some(ToolChoice::Function(name)), _) if offers_user_tools => Some(named(name.as_str())),
+        // The answer must come through some tool: the JSON one, or one of the client's.
+        (_, true) if offers_user_tools => Some(ToolChoiceOut::Any(Empty {})),
+        (_, true) => Some(named(JSON_TOOL)),
+        (Some(ToolChoice::Auto), false) => Some(ToolChoiceOut::Auto(Empty {})),
+        (Some(ToolChoice::Required), false) => Some(ToolChoiceOut::Any(Empty {})),
+        _ => None,
+    };
+    Ok(Some(ToolConfig { tools, tool_choice }))
+}
+
+/// Bedrock's requestMetadata values allow `[a-zA-Z0-9\s._:/=+$@-]`, at most 256 characters.
+fn metadata_value(s: &str) -> String {
+    s.chars()
+        .take(256)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c.is_ascii_whitespace() || "._:/=+$@-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn build_request<'r>(req: &'r ChatRequest) -> Result<ConverseRequest<'r>, ApiError> {
+    let c = conversation(&req.messages)?;
+    let tool_config = tool_config(req, &c)?;
+    Ok(ConverseRequest {
+        messages: c.turns,
+        system: c.system,
+        inference_config: InferenceConfig {
+            max_tokens: req.max_output_tokens(),
+            temperature: req.temperature,
+            top_p: req.top_p,
+            stop_sequences: req
+                .stop_sequences()
+                .iter()
+                .map(|s| s.as_str())
+                .filter(|s| !s.is_empty())
+                .collect(),
+        },
+        tool_config,
+        request_metadata: req
+            .user
+            .as_ref()
+            .filter(|u| !u.is_empty())
+            .map(|u| RequestMetadata {
+                user: metadata_value(u),
+            }),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Response
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct TokenUsage {
+    #[serde(rename = "inputTokens")]
+    input: u64,
+    #[serde(rename = "outputTokens")]
+    output: u64,
+    #[serde(rename = "cacheReadInputTokens")]
+    cache_read: Option<u64>,
+    #[serde(rename = "cacheWriteInputTokens")]
+    cache_write: Option<u64>,
+}
+
+impl TokenUsage {
+    /// Bedrock counts cache reads and writes apart from `inputTokens`; OpenAI's prompt_tokens
+    /// includes them.
+    fn to_openai(&self) -> Usage {
+        let read = self.cache_read.unwrap_or(0);
+        let write = self.cache_write.unwrap_or(0);
+        Usage {
+            prompt_tokens: self.input.saturating_add(read).saturating_add(write),
+            completion_tokens: self.output,
+            cached_tokens: read,
+            cache_creation_tokens: write,
+            reasoning_tokens: 0,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ConverseResponse<'a> {
+    #[serde(borrow)]
+    output: OutputIn<'a>,
+    #[serde(rename = "stopReason", default)]
+    stop_reason: Option<String>,
+    #[serde(default)]
+    usage: Option<TokenUsage>,
+}
+
+#[derive(Deserialize)]
+struct OutputIn<'a> {
+    #[serde(default, borrow)]
+    message: Option<MessageIn<'a>>,
+}
+
+#[derive(Deserialize)]
+struct MessageIn<'a> {
+    #[serde(default, borrow)]
+    content: Vec<BlockIn<'a>>,
+}
+
+#[derive(Deserialize)]
+struct BlockIn<'a> {
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(rename = "toolUse", default, borrow)]
+    tool_use: Option<ToolUseIn<'a>>,
+    #[serde(rename = "reasoningContent", default)]
+    reasoning: Option<ReasoningIn>,
+}
+
+#[derive(Deserialize)]
+struct ToolUseIn<'a> {
+    #[serde(rename = "toolUseId", default)]
+    id: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default, borrow)]
+    input: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ReasoningIn {
+    #[serde(rename = "reasoningText", default)]
+    text: Option<ReasoningText>,
+}
+
+#[derive(Deserialize)]
+struct ReasoningText {
+    #[serde(default)]
+    text: Option<String>,
+}
+
+/// Maps Bedrock's stopReason; `tool_use` whose only tool was the JSON-mode one is a plain stop.
+fn finish_reason(stop: Option<&str>, client_tool_calls: bool) -> FinishReason {
+    match stop {
+        Some("max_tokens") | Some("model_context_window_exceeded") => FinishReason::Length,
+        Some("tool_use") if client_tool_calls => FinishReason::ToolCalls,
+        Some("guardrail_intervened") | Some("content_filtered") => FinishReason::ContentFilter,
+        _ if client_tool_calls => FinishReason::ToolCalls,
+        _ => FinishReason::Stop,
+    }
+}
+
+fn parse_response(body: &[u8]) -> Result<Completion, ApiError> {
+    let r: ConverseResponse = serde_json::from_slice(body).map_err(|_| {
+        ApiError::bad_gateway("Bedrock returned a response that is not a Converse result")
+    })?;
+    let mut text = String::new();
+    let mut has_text = false;
+    let mut reasoning = String::new();
+    let mut json_answer: Option<String> = None;
+    let mut tool_calls = Vec::new();
+    for block in r.output.message.map(|m| m.content).unwrap_or_default() {
+        if let Some(t) = block.text {
+            text.push_str(&t);
+            has_text = true;
+        }
+        if let Some(t) = block.reasoning.and_then(|r| r.text).and_then(|t| t.text) {
+            reasoning.push_str(&t);
+        }
+        if let Some(call) = block.tool_use {
+            let arguments = call
+                .input
+                .map(|i| i.get().to_string())
+                .unwrap_or_else(|| "{}".into());
+            if call.name == JSON_TOOL {
+                json_answer
+                    .get_or_insert_with(String::new)
+                    .push_str(&arguments);
+            } else {
+                tool_calls.push(ToolCallOut {
+                    id: call.id,
+                    name: call.name,
+                    arguments,
+                });
+            }
+        }
+    }
+    let finish = finish_reason(r.stop_reason.as_deref(), !tool_calls.is_empty());
+    let content = match json_answer {
+        // In JSON mode the tool input is the answer; any preamble would break the JSON.
+        Some(j) => Some(j),
+        None if has_text || tool_calls.is_empty() => Some(text),
+        None => None,
+    };
+    Ok(Completion::single(
+        Choice {
+            content,
+            reasoning: (!reasoning.is_empty()).then_some(reasoning),
+            tool_calls,
+            finish_reason: Some(finish),
+        },
+        r.usage.map(|u| u.to_openai()).unwrap_or_default(),
+    ))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/// `ValidationException:http://internal.amazon.com/coral/...` or `com.amazon...#ValidationException`
+/// -> `ValidationException`.
+fn short_error_type(t: &str) -> &str {
+    let t = t.split(':').next().unwrap_or(t);
+    t.rsplit('#').next().unwrap_or(t).trim()
+}
+
+/// Masks Bedrock API keys (`ABSK...` long-term, `bedrock-api-key-...` short-term) on top of the
+/// shared redaction.
+fn redact_bedrock(message: &str) -> String {
+    let masked: Vec<String> = message
+        .split(' ')
+        .map(|word| {
+            let core = word.trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '-');
+            if (core.starts_with("ABSK") || core.starts_with("bedrock-api-key-")) && core.len() > 12
+            {
+                word.replace(core, "[redacted]")
+            } else {
+                word.to_string()
+            }
+        })
+        .collect();
+    redact(&masked.join(" "))
+}
+
+/// Signature errors echo the canonical request, which may carry a session token: keep only the
+/// first paragraph of any message.
+fn clean_message(message: &str) -> String {
+    let first = message.split("\n\n").next().unwrap_or(message).trim();
+    redact_bedrock(first)
+}
+
+/// An OpenAI-shaped error from Bedrock's error type (header or stream exception) and message.
+fn bedrock_error(status: u16, kind: Option<&str>, message: &str) -> ApiError {
+    let message = clean_message(message);
+    let kind = kind.unwrap_or("");
+    let is = |name: &str| kind.eq_ignore_ascii_case(name);
+    let text = |default_status: u16| {
+        if message.is_empty() {
+            format!("Bedrock returned HTTP {default_status} ({kind})")
+        } else {
+            message.clone()
+        }
+    };
+    if is("ValidationException") {
+        let mut e = ApiError::invalid_request(text(400));
+        if is_context_overflow(&e.message) {
+            e.code = Some("context_length_exceeded".into());
+        }
+        e
+    } else if is("AccessDeniedException") {
+        ApiError::permission(text(403))
+    } else if is("UnrecognizedClientException")
+        || is("InvalidSignatureException")
+        || is("IncompleteSignature")
+        || is("IncompleteSignatureException")
+        || is("MissingAuthenticationTokenException")
+        || is("ExpiredTokenException")
+        || is("InvalidClientTokenId")
+    {
+        // AWS answers these with 403 (sometimes 400); the client sees the status AWS sent.
+        let s = if (400..500).contains(&status) {
+            status
+        } else {
+            403
+        };
+        ApiError::new(s, "authentication_error", text(s)).with_code("invalid_api_key")
+    } else if is("ResourceNotFoundException") {
+        ApiError::not_found(text(404))
+    } else if is("ThrottlingException") || is("ServiceQuotaExceededException") {
+        ApiError::rate_limit(text(429))
+    } else if is("ModelTimeoutException") {
+        ApiError::new(408, "timeout_error", text(408))
+    } else if is("InternalServerException")
+        || is("ModelErrorException")
+        || is("ModelStreamErrorException")
+    {
+        ApiError::server(text(500))
+    } else if is("ServiceUnavailableException") || is("ModelNotReadyException") {
+        ApiError::new(503, "api_error", text(503))
+    } else if is("ConflictException") {
+        ApiError::new(409, "invalid_request_error", text(409))
+    } else {
+        let s = super::client_status(status);
+        let mut e = ApiError::from_status(s, text(s));
+        if s == 400 && is_context_overflow(&e.message) {
+            e.code = Some("context_length_exceeded".into());
+        }
+        e
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stream
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct StreamEvent<'a> {
+    #[serde(rename = "contentBlockIndex")]
+    index: u64,
+    #[serde(borrow)]
+    start: Option<BlockStart<'a>>,
+    #[serde(borrow)]
+    delta: Option<BlockDelta<'a>>,
+    #[serde(rename = "stopReason")]
+    stop_reason: Option<json::Text<'a>>,
+    usage: Option<TokenUsage>,
+    #[serde(borrow)]
+    message: Option<json::Text<'a>>,
+}
+
+#[derive(Deserialize)]
+struct BlockStart<'a> {
+    #[serde(rename = "toolUse", default, borrow)]
+    tool_use: Option<ToolStart<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ToolStart<'a> {
+    #[serde(rename = "toolUseId", default, borrow)]
+    id: json::Text<'a>,
+    #[serde(default, borrow)]
+    name: json::Text<'a>,
+}
+
+#[derive(Deserialize)]
+struct BlockDelta<'a> {
+    #[serde(default, borrow)]
+    text: Option<json::Text<'a>>,
+    #[serde(rename = "toolUse", default, borrow)]
+    tool_use: Option<ToolDelta<'a>>,
+    #[serde(rename = "reasoningContent", default, borrow)]
+    reasoning: Option<ReasoningDelta<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ToolDelta<'a> {
+    #[serde(default, borrow)]
+    input: json::Text<'a>,
+}
+
+#[derive(Deserialize)]
+struct ReasoningDelta<'a> {
+    #[serde(default, borrow)]
+    text: Option<json::Text<'a>>,
+}
+
+/// Where a tool block's input deltas go.
+#[derive(Debug, Clone, Copy)]
+enum ToolTarget {
+    Call(usize),
+    JsonAnswer,
+}
+
+/// Translates ConverseStream's event-stream frames into OpenAI chunks. Bedrock streams content
+/// blocks one after another, so only the open tool block is remembered: memory stays constant.
+pub struct ConverseStream {
+    writer: ChunkWriter,
+    decoder: EventStreamDecoder,
+    usage: Usage,
+    open_tool: Option<(u64, ToolTarget)>,
+    tool_calls: usize,
+    stopped: bool,
+}
+
+impl ConverseStream {
+    pub fn new(ctx: ResponseCtx) -> Self {
+        ConverseStream {
+            writer: ChunkWriter::new(ctx),
+            decoder: EventStreamDecoder::default(),
+            usage: Usage::default(),
+            open_tool: None,
+            tool_calls: 0,
+            stopped: false,
+        }
+    }
+
+    fn on_frame(&mut self, frame: &Frame<'_>, out: &mut Vec<u8>) {
+        if self.writer.is_done() {
+            return;
+        }
+        match frame.header_str(":message-type").unwrap_or("event") {
+            "event" => {}
+            "exception" => {
+                let kind = frame.header_str(":exception-type");
+                let message = serde_json::from_slice::<StreamEvent>(frame.payload)
+                    .ok()
+                    .and_then(|e| e.message)
+                    .map(|m| m.0.into_owned())
+                    .unwrap_or_default();
+                let err = bedrock_error(500, kind, &message);
+                self.writer.error(out, &err);
+                return;
+            }
+            _ => {
+                // Protocol-level errors carry their code and message in headers.
+                let kind = frame.header_str(":error-code");
+                let message = frame.header_str(":error-message").unwrap_or_default();
+                let err = bedrock_error(502, kind, message);
+                self.writer.error(out, &err);
+                return;
+            }
+        }
+        let Some(event_type) = frame.header_str(":event-type") else {
+            return;
+        };
+        // Events Bedrock documents only; a payload that is not their JSON is skipped.
+        let Ok(ev) = serde_json::from_slice::<StreamEvent>(frame.payload) else {
+            return;
+        };
+        match event_type {
+            "messageStart" => self.writer.start(out, 0),
+            "contentBlockStart" => {
+                if let Some(tool) = ev.start.and_then(|s| s.tool_use) {
+                    let target = if tool.name.as_str() == JSON_TOOL {
+                        ToolTarget::JsonAnswer
+                    } else {
+                        let index = self.tool_calls;
+                        self.tool_calls = self.tool_calls.saturating_add(1);
+                        self.writer.tool_call_start(
+                            out,
+                            0,
+                            index,
+                            tool.id.as_str(),
+                            tool.name.as_str(),
+                        );
+                        ToolTarget::Call(index)
+                    };
+                    self.open_tool = Some((ev.index, target));
+                }
+            }
+            "contentBlockDelta" => {
+                let Some(delta) = ev.delta else { return };
+                if let Some(t) = &delta.text {
+                    self.writer.text(out, 0, t.as_str());
+                }
+                if let Some(t) = delta.reasoning.as_ref().and_then(|r| r.text.as_ref()) {
+                    self.writer.reasoning(out, 0, t.as_str());
+                }
+                if let Some(tool) = &delta.tool_use {
+                    match self.open_tool {
+                        Some((index, ToolTarget::Call(i))) if index == ev.index => {
+                            self.writer.tool_call_args(out, 0, i, tool.input.as_str())
+                        }
+                        Some((index, ToolTarget::JsonAnswer)) if index == ev.index => {
+                            self.writer.text(out, 0, tool.input.as_str())
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            "contentBlockStop" if self.open_tool.is_some_and(|(i, _)| i == ev.index) => {
+                self.open_tool = None;
+            }
+            "messageStop" => {
+                let reason = finish_reason(
+                    ev.stop_reason.as_ref().map(|s| s.as_str()),
+                    self.tool_calls > 0,
+                );
+                self.stopped = true;
+                self.writer.finish(out, 0, reason);
+            }
+            "metadata" => {
+                if let Some(u) = ev.usage {
+                    self.usage = u.to_openai();
+                }
+                if self.stopped {
+                    // The last event Bedrock sends: close the stream without waiting for EOF.
+                    self.writer.usage(out, &self.usage);
+                    self.writer.done(out);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl StreamTranslator for ConverseStream {
+    fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        if self.writer.is_done() {
+            return;
+        }
+        let mut decoder = std::mem::take(&mut self.decoder);
+        let result = decoder.feed(chunk, |frame| self.on_frame(&frame, out));
+        self.decoder = decoder;
+        if let Err(e) = result {
+            let err =
+                ApiError::bad_gateway(format!("Bedrock's event stream could not be decoded ({e})"));
+            self.writer.error(out, &err);
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.writer.is_done() {
+            return;
+        }
+        if !self.stopped || self.decoder.pending() > 0 {
+            let err =
+                ApiError::bad_gateway("Bedrock's stream ended before the response was complete");
+            self.writer.error(out, &err);
+            return;
+        }
+        self.writer.usage(out, &self.usage);
+        self.writer.done(out);
+    }
+
+    fn usage(&self) -> Usage {
+        self.usage
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -165,6 +165,12 @@ pub trait Provider: Sync {
 
     /// Translates a provider error (status, the provider's error-type header if any, body).
     fn error(&self, status: u16, error_type: Option<&str>, body: &[u8]) -> ApiError;
+
+    /// The status the client sees for an upstream error, from the status line and the error-type
+    /// header alone: response headers are sent before the body is read.
+    fn error_status(&self, status: u16, _error_type: Option<&str>) -> u16 {
+        client_status(status)
+    }
 }
 
 pub fn unsupported_operation(provider: &str, op: Operation) -> ApiError {
