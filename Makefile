@@ -11,7 +11,7 @@ LISTEN ?= 127.0.0.1:4000
 ADMIN ?= 127.0.0.1:9901
 CONCURRENCY ?= 2
 
-.PHONY: all setup build wasm cli run demo check render test lint unit wasm-unit e2e clean
+.PHONY: all setup build wasm cli run demo check render examples test lint unit wasm-unit e2e clean
 
 all: build
 
@@ -38,6 +38,10 @@ render: build
 	@mkdir -p build
 	$(CLI) render $(CONFIG) --listen $(LISTEN) --admin $(ADMIN) --wasm $(abspath $(WASM)) -o build/envoy.yaml
 	@echo "rendered build/envoy.yaml"
+
+# envoy/tollgate.rendered.yaml is `tollgate render examples/gateway.yaml`; a test keeps it current.
+examples: cli
+	$(CLI) render examples/gateway.yaml --listen 0.0.0.0:4000 --admin 127.0.0.1:9901 --wasm /etc/envoy/tollgate.wasm -o envoy/tollgate.rendered.yaml
 
 run: render
 	$(ENVOY) -c build/envoy.yaml --concurrency $(CONCURRENCY) --use-dynamic-base-id -l info

@@ -269,7 +269,9 @@ pub fn bootstrap(config: &Config, plugin_json: &str, opts: &RenderOptions) -> Va
     let max_body = config.settings.max_request_body_bytes;
     let route_all = json!({
         "match": {"prefix": "/", "headers": [{"name": CLUSTER_HEADER, "present_match": true}]},
-        "route": {"cluster_header": CLUSTER_HEADER, "timeout": secs(timeout)}
+        "route": {"cluster_header": CLUSTER_HEADER, "timeout": secs(timeout)},
+        // Applied after the cluster is chosen: the internal header never reaches a provider.
+        "request_headers_to_remove": [CLUSTER_HEADER]
     });
     let fallback = json!({
         "match": {"prefix": "/"},

@@ -65,8 +65,12 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
             let plugin_json = serde_json::to_string(&doc).map_err(|e| e.to_string())?;
             let bootstrap = render::bootstrap(cfg, &plugin_json, &opts.0);
             let yaml = serde_yaml_ng::to_string(&bootstrap).map_err(|e| e.to_string())?;
+            let name = std::path::Path::new(&path)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             let out = format!(
-                "# Rendered by `tollgate render {path}`; regenerate rather than edit.\n{yaml}"
+                "# Rendered by `tollgate render` from {name}; regenerate rather than edit.\n{yaml}"
             );
             match opts.1 {
                 Some(file) => {

@@ -114,3 +114,20 @@ def test_hand_written_example_is_valid_envoy():
     v = subprocess.run([ENVOY, "--mode", "validate", "-c", "envoy/hand-written.yaml"], cwd=ROOT, capture_output=True,
                        text=True, timeout=60, env={**os.environ, "OPENAI_API_KEY": "sk-x", "TOLLGATE_MASTER_KEY": "sk-m"})
     assert v.returncode == 0, v.stdout[-3000:] + v.stderr[-3000:]
+
+
+def test_rendered_example_is_current(tmp_path):
+    from harness import ROOT
+    out = tmp_path / "rendered.yaml"
+    r = run_cli("render", os.path.join(ROOT, "examples/gateway.yaml"), "--listen", "0.0.0.0:4000", "--admin", "127.0.0.1:9901",
+                "--wasm", "/etc/envoy/tollgate.wasm", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    with open(os.path.join(ROOT, "envoy/tollgate.rendered.yaml")) as f:
+        assert out.read_text() == f.read(), "envoy/tollgate.rendered.yaml is stale: run `make examples`"
+
+
+def test_example_gateway_config_checks(tmp_path):
+    from harness import ROOT
+    r = run_cli("check", os.path.join(ROOT, "examples/gateway.yaml"))
+    assert r.returncode == 0, r.stderr
+    assert "OK: 6 deployments in 6 model groups" in r.stdout

@@ -23,7 +23,7 @@ def test_chat_completion(client, mocks):
     assert got.json["model"] == "gpt-4o-mini"
     assert got.json["temperature"] == 0.2
     assert MASTER_KEY not in json.dumps(got.headers)
-    assert not any(k.startswith("x-stainless") for k in got.headers)
+    assert not any(k.startswith("x-stainless") or k.startswith("x-tollgate") for k in got.headers), got.headers
 
 
 def test_streaming_with_usage(client, mocks):
