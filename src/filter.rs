@@ -15,6 +15,7 @@ use crate::host::{Action, HttpHost};
 use crate::openai::{self, ResponseCtx};
 use crate::providers::{Operation, RequestOptions, StreamTranslator};
 use crate::router;
+use crate::stats;
 
 /// The request header the route matches on to pick the deployment's cluster (`cluster_header`).
 pub const CLUSTER_HEADER: &str = "x-tollgate-cluster";
@@ -65,6 +66,18 @@ struct Routed {
     stream: bool,
     embeddings_base64: bool,
     response: ResponsePlan,
+    /// When the request reached the filter, for latency and time-to-first-token.
+    started_ms: u64,
+    first_byte_seen: bool,
+}
+
+impl Routed {
+    fn labels<'a>(&'a self, d: &Deployment) -> stats::Labels<'a> {
+        stats::Labels {
+            model: &self.ctx.model,
+            provider: d.provider.name(),
+        }
+    }
 }
 
 enum ResponsePlan {
@@ -125,6 +138,26 @@ impl HttpFilter {
     }
 
     fn reply_error(&mut self, host: &mut dyn HttpHost, err: &ApiError) -> Action {
+        let name = match &self.state {
+            State::Routed(r) => match self.config.deployment(r.deployment) {
+                Some(d) => stats::requests(r.labels(d), err.status),
+                None => stats::requests(
+                    stats::Labels {
+                        model: stats::NONE,
+                        provider: stats::NONE,
+                    },
+                    err.status,
+                ),
+            },
+            _ => stats::requests(
+                stats::Labels {
+                    model: stats::NONE,
+                    provider: stats::NONE,
+                },
+                err.status,
+            ),
+        };
+        host.increment_counter(&name, 1);
         self.state = State::Done;
         send_error(host, err);
         Action::Pause
@@ -285,6 +318,8 @@ impl HttpFilter {
             stream,
             embeddings_base64: false,
             response: ResponsePlan::Pending,
+            started_ms: host.now_ms(),
+            first_byte_seen: false,
         }))
     }
 
@@ -379,9 +414,21 @@ impl HttpFilter {
             host.remove_response_header(h);
         }
         host.remove_response_header("content-length");
+        let latency = host.now_ms().saturating_sub(routed.started_ms);
+        host.record_histogram(&stats::upstream_latency(routed.labels(d)), latency);
+        let error_type = (status >= 400)
+            .then(|| host.response_header("x-amzn-errortype"))
+            .flatten();
+        let client_status = if status >= 400 {
+            d.provider.error_status(status, error_type.as_deref())
+        } else {
+            status
+        };
+        if !(status >= 400 && end_of_stream) {
+            // (An empty error body is counted by reply_error below.)
+            host.increment_counter(&stats::requests(routed.labels(d), client_status), 1);
+        }
         if status >= 400 {
-            let error_type = host.response_header("x-amzn-errortype");
-            let client_status = d.provider.error_status(status, error_type.as_deref());
             host.set_response_header(":status", &client_status.to_string());
             host.set_response_header("content-type", "application/json");
             if end_of_stream {
@@ -423,7 +470,15 @@ impl HttpFilter {
         let Some(d) = self.config.deployment(routed.deployment) else {
             return Action::Continue;
         };
-        match &mut routed.response {
+        if !routed.first_byte_seen && body_size > 0 {
+            routed.first_byte_seen = true;
+            if matches!(routed.response, ResponsePlan::Stream(_)) {
+                let ttft = host.now_ms().saturating_sub(routed.started_ms);
+                host.record_histogram(&stats::time_to_first_token(routed.labels(d)), ttft);
+            }
+        }
+        let mut usage = None;
+        let action = match &mut routed.response {
             ResponsePlan::Pending => Action::Continue,
             ResponsePlan::Stream(translator) => {
                 let chunk = if body_size > 0 {
@@ -435,6 +490,7 @@ impl HttpFilter {
                 translator.feed(&chunk, &mut out);
                 if end_of_stream {
                     translator.finish(&mut out);
+                    usage = Some(translator.usage());
                 }
                 if out != chunk {
                     host.replace_response_body(body_size, &out);
@@ -460,7 +516,10 @@ impl HttpFilter {
                             ),
                         };
                         match result {
-                            Ok(t) => t.body,
+                            Ok(t) => {
+                                usage = Some(t.usage);
+                                t.body
+                            }
                             Err(e) => {
                                 log::warn!(
                                     "tollgate: could not translate a {} response: {}",
@@ -475,7 +534,15 @@ impl HttpFilter {
                 host.replace_response_body(body_size, &out);
                 Action::Continue
             }
+        };
+        if let Some(u) = usage {
+            for (name, n) in stats::token_counts(routed.labels(d), &u) {
+                if n > 0 {
+                    host.increment_counter(&name, n);
+                }
+            }
         }
+        action
     }
 }
 

@@ -13,6 +13,7 @@ pub mod json;
 pub mod openai;
 pub mod providers;
 pub mod router;
+pub mod stats;
 pub mod stream;
 
 #[cfg(not(target_arch = "wasm32"))]

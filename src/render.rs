@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use crate::config::{Cluster, Config};
 use crate::filter::{CLUSTER_HEADER, METADATA_NAMESPACE};
 use crate::providers::{AwsCredentials, Signing};
+use crate::stats;
 
 pub struct RenderOptions {
     pub listen_host: String,
@@ -283,6 +284,10 @@ pub fn bootstrap(config: &Config, plugin_json: &str, opts: &RenderOptions) -> Va
     json!({
         "node": {"id": "tollgate", "cluster": "tollgate"},
         "admin": {"address": {"socket_address": {"address": opts.admin_host, "port_value": opts.admin_port}}},
+        // Tags encoded in Tollgate's metric names become Prometheus labels.
+        "stats_config": {
+            "stats_tags": stats::STATS_TAGS.iter().map(|(tag, regex)| json!({"tag_name": tag, "regex": regex})).collect::<Vec<_>>()
+        },
         "static_resources": {
             "listeners": [{
                 "name": "tollgate",

@@ -404,3 +404,54 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn emits_request_token_and_latency_metrics() {
+    let mut f = HttpFilter::new(gateway());
+    let mut h = chat_host(r#"{"model":"gpt","messages":[{"role":"user","content":"x"}]}"#);
+    f.on_request_headers(&mut h, false);
+    let n = h.request_body.len();
+    f.on_request_body(&mut h, n, true);
+    h.now_ms += 250;
+    h.response_headers = vec![(":status".into(), "200".into())];
+    h.properties
+        .insert("response.code_details".into(), b"via_upstream".to_vec());
+    f.on_response_headers(&mut h, false);
+    h.response_body = br#"{"id":"x","model":"m","choices":[],"usage":{"prompt_tokens":11,"completion_tokens":4,"prompt_tokens_details":{"cached_tokens":3}}}"#.to_vec();
+    let n = h.response_body.len();
+    f.on_response_body(&mut h, n, true);
+    let c = |name: &str| h.counters.get(name).copied();
+    assert_eq!(
+        c("tollgate.requests_total.model.gpt.provider.openai.status.2xx"),
+        Some(1)
+    );
+    assert_eq!(
+        c("tollgate.tokens_total.model.gpt.provider.openai.type.input"),
+        Some(11)
+    );
+    assert_eq!(
+        c("tollgate.tokens_total.model.gpt.provider.openai.type.output"),
+        Some(4)
+    );
+    assert_eq!(
+        c("tollgate.tokens_total.model.gpt.provider.openai.type.cached_input"),
+        Some(3)
+    );
+    assert_eq!(
+        h.histograms,
+        vec![(
+            "tollgate.upstream_latency_ms.model.gpt.provider.openai".to_string(),
+            250
+        )]
+    );
+
+    // A request refused before routing counts without model and provider.
+    let mut f = HttpFilter::new(gateway());
+    let mut h = MockHost::request("POST", "/v1/chat/completions", &[]).metadata("model", b"gpt");
+    f.on_request_headers(&mut h, false);
+    assert_eq!(
+        h.counters
+            .get("tollgate.requests_total.model.-.provider.-.status.4xx"),
+        Some(&1)
+    );
+}

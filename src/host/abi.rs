@@ -64,6 +64,29 @@ extern "C" {
         grpc_status: i32,
     ) -> u32;
     fn proxy_get_current_time_nanoseconds(out: *mut u64) -> u32;
+    fn proxy_define_metric(kind: u32, name: *const u8, name_len: usize, out_id: *mut u32) -> u32;
+    fn proxy_increment_metric(id: u32, offset: i64) -> u32;
+    fn proxy_record_metric(id: u32, value: u64) -> u32;
+}
+
+pub const COUNTER: u32 = 0;
+pub const HISTOGRAM: u32 = 2;
+
+pub fn define_metric(kind: u32, name: &str) -> Option<u32> {
+    let mut id = 0u32;
+    // SAFETY: the name slice is live for the call; the host writes one u32 into a live local.
+    let status = unsafe { proxy_define_metric(kind, name.as_ptr(), name.len(), &mut id) };
+    (status == OK).then_some(id)
+}
+
+pub fn increment_metric(id: u32, delta: u64) -> bool {
+    // SAFETY: plain values only.
+    unsafe { proxy_increment_metric(id, i64::try_from(delta).unwrap_or(i64::MAX)) == OK }
+}
+
+pub fn record_metric(id: u32, value: u64) -> bool {
+    // SAFETY: plain values only.
+    unsafe { proxy_record_metric(id, value) == OK }
 }
 
 /// Takes ownership of a buffer the host allocated through `proxy_on_memory_allocate`.

@@ -114,6 +114,24 @@ impl HttpContext for Http {
     }
 }
 
+thread_local! {
+    /// Metric ids by name, per worker VM: defining a metric is a host call, done once per name.
+    static METRIC_IDS: std::cell::RefCell<hashbrown::HashMap<String, u32>> = std::cell::RefCell::new(hashbrown::HashMap::new());
+}
+
+/// The id of a metric, defining it the first time this VM sees the name.
+fn metric_id(kind: u32, name: &str) -> Option<u32> {
+    METRIC_IDS.with(|ids| {
+        let mut ids = ids.borrow_mut();
+        if let Some(id) = ids.get(name) {
+            return Some(*id);
+        }
+        let id = abi::define_metric(kind, name)?;
+        ids.insert(name.to_string(), id);
+        Some(id)
+    })
+}
+
 /// [`HttpHost`] over the proxy-wasm ABI of the current stream.
 struct EnvoyHost;
 
@@ -175,5 +193,17 @@ impl HttpHost for EnvoyHost {
     }
     fn now_ms(&self) -> u64 {
         abi::now_ns() / 1_000_000
+    }
+    fn increment_counter(&mut self, name: &str, delta: u64) {
+        match metric_id(abi::COUNTER, name) {
+            Some(id) if abi::increment_metric(id, delta) => {}
+            _ => log::warn!("tollgate: could not update counter '{name}'"),
+        }
+    }
+    fn record_histogram(&mut self, name: &str, value: u64) {
+        match metric_id(abi::HISTOGRAM, name) {
+            Some(id) if abi::record_metric(id, value) => {}
+            _ => log::warn!("tollgate: could not record histogram '{name}'"),
+        }
     }
 }

@@ -16,6 +16,8 @@ pub struct MockHost {
     pub properties: BTreeMap<String, Vec<u8>>,
     pub reply: Option<Reply>,
     pub now_ms: u64,
+    pub counters: BTreeMap<String, u64>,
+    pub histograms: Vec<(String, u64)>,
 }
 
 fn get(headers: &[(String, String)], name: &str) -> Option<String> {
@@ -129,5 +131,11 @@ impl HttpHost for MockHost {
     }
     fn now_ms(&self) -> u64 {
         self.now_ms
+    }
+    fn increment_counter(&mut self, name: &str, delta: u64) {
+        *self.counters.entry(name.to_string()).or_default() += delta;
+    }
+    fn record_histogram(&mut self, name: &str, value: u64) {
+        self.histograms.push((name.to_string(), value));
     }
 }

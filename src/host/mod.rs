@@ -32,6 +32,10 @@ pub trait HttpHost {
     fn send_reply(&mut self, status: u16, headers: &[(&str, &str)], body: &[u8]);
     /// Wall-clock time, milliseconds since the Unix epoch.
     fn now_ms(&self) -> u64;
+    /// Adds to a counter, defining it on first use (names: see `stats`).
+    fn increment_counter(&mut self, name: &str, delta: u64);
+    /// Records one sample in a histogram, defining it on first use.
+    fn record_histogram(&mut self, name: &str, value: u64);
 }
 
 /// What a callback tells the host to do next.
