@@ -35,7 +35,8 @@ def gateway_config(mocks, **settings):
         "model": "openai/gpt-4o", "api_base": f"http://127.0.0.1:{DEAD_PORT}/v1", "api_key": "sk-unused-dead-end"}})
     config = {
         "model_list": model_list,
-        "litellm_settings": {"drop_params": False},
+        # set_verbose is a LiteLLM setting Tollgate accepts without acting on it (a logged warning).
+        "litellm_settings": {"drop_params": False, "set_verbose": False},
         "general_settings": {"master_key": "os.environ/TOLLGATE_MASTER_KEY"},
     }
     for section, values in settings.items():

@@ -131,3 +131,9 @@ def test_example_gateway_config_checks(tmp_path):
     r = run_cli("check", os.path.join(ROOT, "examples/gateway.yaml"))
     assert r.returncode == 0, r.stderr
     assert "OK: 6 deployments in 6 model groups" in r.stdout
+
+
+def test_unused_litellm_fields_are_warned_about_in_envoy_log(gateway):
+    log = gateway.log()
+    assert "tollgate config warning: litellm_settings.set_verbose: is a LiteLLM setting that Tollgate does not act on yet" in log
+    assert "tollgate: configured" in log
