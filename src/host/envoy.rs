@@ -24,6 +24,7 @@ impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, size: usize) -> bool {
+        let started = abi::now_ns();
         let text = abi::buffer(abi::PLUGIN_CONFIGURATION, 0, size).unwrap_or_default();
         let report = config::load_json(&text, &ProcessEnv, Strictness::Serve);
         for w in &report.warnings {
@@ -34,10 +35,13 @@ impl RootContext for Root {
         }
         match report.config {
             Some(c) => {
+                let micros = abi::now_ns().saturating_sub(started) / 1000;
                 log::info!(
-                    "tollgate: configured {} deployments in {} model groups",
+                    "tollgate: configured {} deployments in {} model groups in {}.{:03} ms",
                     c.deployments.len(),
-                    c.model_names.len()
+                    c.model_names.len(),
+                    micros / 1000,
+                    micros % 1000
                 );
                 self.config = Some(Rc::new(c));
                 true
