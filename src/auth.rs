@@ -1,15 +1,38 @@
-//! Who is calling. For now the gateway's master key; virtual keys plug in behind [`authenticate`].
+//! Who is calling: the master key, a virtual key (with its team), or nobody on an open gateway.
 
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::host::HttpHost;
+use crate::keys::{self, time, KeyDef, TeamDef};
+use crate::store::Store;
 
 /// The caller, once authenticated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Principal {
-    /// No master key is configured: the gateway is open.
+    /// No master key is configured and no key was presented: the gateway is open.
     Anonymous,
     Master,
+    Key(Box<KeyPrincipal>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyPrincipal {
+    pub def: KeyDef,
+    pub team: Option<TeamDef>,
+}
+
+impl Principal {
+    /// `(team, key_alias)` labels for metrics.
+    pub fn labels(&self) -> (&str, &str) {
+        match self {
+            Principal::Anonymous => (crate::stats::NONE, crate::stats::NONE),
+            Principal::Master => (crate::stats::NONE, "master"),
+            Principal::Key(k) => (
+                k.def.team_id.as_deref().unwrap_or(crate::stats::NONE),
+                k.def.key_alias.as_deref().unwrap_or(&k.def.key_name),
+            ),
+        }
+    }
 }
 
 /// Headers a client may carry its key in: the OpenAI SDK's `Authorization: Bearer`, the Azure
@@ -33,20 +56,82 @@ pub fn presented_key(host: &dyn HttpHost) -> Option<String> {
         .find(|v| !v.is_empty())
 }
 
-pub fn authenticate(config: &Config, host: &dyn HttpHost) -> Result<Principal, ApiError> {
-    let Some(master) = config.master_key.as_deref() else {
-        return Ok(Principal::Anonymous);
+pub fn authenticate(
+    config: &Config,
+    store: &dyn Store,
+    host: &dyn HttpHost,
+    now_secs: u64,
+) -> Result<Principal, ApiError> {
+    let Some(presented) = presented_key(host) else {
+        return match config.master_key {
+            None => Ok(Principal::Anonymous),
+            Some(_) => Err(ApiError::authentication(
+                "Missing API key. Send it as 'Authorization: Bearer <key>' (or the 'api-key' header).",
+            )
+            .with_code("missing_api_key")),
+        };
     };
-    match presented_key(host) {
-        None => Err(ApiError::authentication(
-            "Missing API key. Send it as 'Authorization: Bearer <key>' (or the 'api-key' header).",
-        )
-        .with_code("missing_api_key")),
-        Some(key) if constant_time_eq(key.as_bytes(), master.as_bytes()) => Ok(Principal::Master),
-        Some(_) => {
-            Err(ApiError::authentication("Invalid API key provided.").with_code("invalid_api_key"))
+    if let Some(master) = config.master_key.as_deref() {
+        if constant_time_eq(presented.as_bytes(), master.as_bytes()) {
+            return Ok(Principal::Master);
         }
     }
+    // Only hashes are kept: the lookup compares digests, which reveal nothing about near misses.
+    let token = keys::hash_key(&presented);
+    let Some(def) = keys::find(&config.keys, store, &token) else {
+        return if config.master_key.is_none() && config.keys.is_empty() {
+            Ok(Principal::Anonymous)
+        } else {
+            Err(ApiError::authentication("Invalid API key provided.").with_code("invalid_api_key"))
+        };
+    };
+    if let Some(expires) = def.expires {
+        if now_secs >= expires {
+            return Err(ApiError::authentication(format!(
+                "The API key expired at {}.",
+                time::format_rfc3339(expires)
+            ))
+            .with_code("key_expired"));
+        }
+    }
+    if def.blocked {
+        return Err(ApiError::permission("This API key is blocked.").with_code("key_blocked"));
+    }
+    let team = def
+        .team_id
+        .as_ref()
+        .and_then(|t| config.teams.get(t))
+        .cloned();
+    if team.as_ref().is_some_and(|t| t.blocked) {
+        return Err(
+            ApiError::permission("This API key's team is blocked.").with_code("team_blocked")
+        );
+    }
+    Ok(Principal::Key(Box::new(KeyPrincipal { def, team })))
+}
+
+/// Refuses a model the key or its team may not use.
+pub fn check_model(principal: &Principal, alias: &str) -> Result<(), ApiError> {
+    let Principal::Key(k) = principal else {
+        return Ok(());
+    };
+    let refuse = |who: &str, allowed: &[String]| {
+        ApiError::permission(format!(
+            "This {who} is not allowed to use the model '{alias}'. Allowed models: {}.",
+            allowed.join(", ")
+        ))
+        .with_param("model")
+        .with_code("model_not_allowed")
+    };
+    if !keys::allows(&k.def.models, alias) {
+        return Err(refuse("key", &k.def.models));
+    }
+    if let Some(team) = &k.team {
+        if !keys::allows(&team.models, alias) {
+            return Err(refuse("key's team", &team.models));
+        }
+    }
+    Ok(())
 }
 
 /// Compares without an early exit, so the time taken does not reveal how much of a key matched.

@@ -3,17 +3,23 @@
 //!
 //! Envoy 1.40 fixes what happens where (see ARCHITECTURE.md): request headers are final after the
 //! headers phase, so routing uses the `model` that Envoy's `json_to_metadata` filter extracted
-//! before this filter runs; the body is rewritten in the body phase; response headers are decided
-//! from headers alone and the body is translated in the body phase, chunk by chunk when streaming.
+//! before this filter runs; the body is rewritten (and the request admitted against its key's
+//! limits) in the body phase, while Envoy's buffer filter holds the request back from the router;
+//! response headers are decided from headers alone and the body is translated in the body phase,
+//! chunk by chunk when streaming; `on_done` settles the cost however the stream ended.
+
+mod accounting;
 
 use std::rc::Rc;
 
-use crate::auth;
+use crate::auth::{self, Principal};
 use crate::config::{Config, Deployment};
 use crate::error::ApiError;
 use crate::host::{Action, HttpHost};
-use crate::openai::{self, ResponseCtx};
+use crate::keys::admin::{self, AdminCtx, AdminOp};
+use crate::openai::{self, ResponseCtx, Usage};
 use crate::providers::{Operation, RequestOptions, StreamTranslator};
+use crate::quota::{Admission, Charge};
 use crate::router;
 use crate::stats;
 
@@ -21,6 +27,8 @@ use crate::stats;
 pub const CLUSTER_HEADER: &str = "x-tollgate-cluster";
 /// Dynamic metadata namespace written by `json_to_metadata` in front of the filter.
 pub const METADATA_NAMESPACE: &str = "tollgate";
+/// Dynamic metadata namespace holding a non-streaming response's usage (see `render`).
+pub const USAGE_NAMESPACE: &str = "tollgate_usage";
 
 /// Client request headers that may go upstream; everything else (credentials, cookies, SDK
 /// telemetry, the client's own provider headers) is removed.
@@ -56,12 +64,15 @@ enum State {
     Start,
     /// Answered locally, or not ours: let everything pass.
     Done,
+    /// A key-management call waiting for its body.
+    Admin(AdminOp),
     Routed(Box<Routed>),
 }
 
 struct Routed {
     op: Operation,
     deployment: usize,
+    principal: Principal,
     ctx: ResponseCtx,
     stream: bool,
     embeddings_base64: bool,
@@ -69,11 +80,20 @@ struct Routed {
     /// When the request reached the filter, for latency and time-to-first-token.
     started_ms: u64,
     first_byte_seen: bool,
+    /// Set once the request is admitted against its key's limits; settled in `on_done`.
+    admission: Option<Admission>,
+    /// The status the client saw, once known.
+    status: Option<u16>,
+    /// The provider's final usage, once the response completed.
+    usage: Option<Usage>,
 }
 
 impl Routed {
     fn labels<'a>(&'a self, d: &Deployment) -> stats::Labels<'a> {
+        let (team, key_alias) = self.principal.labels();
         stats::Labels {
+            team,
+            key_alias,
             model: &self.ctx.model,
             provider: d.provider.name(),
         }
@@ -96,6 +116,7 @@ enum Endpoint<'a> {
     Models,
     Model(&'a str),
     Health,
+    Admin(AdminOp),
     WrongMethod(&'static str),
     Unknown,
 }
@@ -117,8 +138,9 @@ fn classify<'a>(method: &str, path: &'a str) -> Endpoint<'a> {
         "/health/liveliness" | "/health/liveness" | "/health/readiness" => {
             ("GET", Endpoint::Health)
         }
-        other => match other.strip_prefix("/models/") {
-            Some(id) if !id.is_empty() => ("GET", Endpoint::Model(id)),
+        other => match (other.strip_prefix("/models/"), AdminOp::from_path(path)) {
+            (Some(id), _) if !id.is_empty() => ("GET", Endpoint::Model(id)),
+            (_, Some((op, method))) => (method, Endpoint::Admin(op)),
             _ => return Endpoint::Unknown,
         },
     };
@@ -129,6 +151,10 @@ fn classify<'a>(method: &str, path: &'a str) -> Endpoint<'a> {
     }
 }
 
+fn json_reply(host: &mut dyn HttpHost, body: &[u8]) {
+    host.send_reply(200, &[("content-type", "application/json")], body);
+}
+
 impl HttpFilter {
     pub fn new(config: Rc<Config>) -> Self {
         HttpFilter {
@@ -137,39 +163,48 @@ impl HttpFilter {
         }
     }
 
-    fn reply_error(&mut self, host: &mut dyn HttpHost, err: &ApiError) -> Action {
+    /// Refuses the request with an OpenAI-shaped error (and extra headers), counting it.
+    fn refuse(
+        &mut self,
+        host: &mut dyn HttpHost,
+        err: &ApiError,
+        extra: &[(String, String)],
+    ) -> Action {
         let name = match &self.state {
             State::Routed(r) => match self.config.deployment(r.deployment) {
-                Some(d) => stats::requests(r.labels(d), err.status),
-                None => stats::requests(
-                    stats::Labels {
-                        model: stats::NONE,
-                        provider: stats::NONE,
-                    },
-                    err.status,
-                ),
+                Some(d) => stats::requests(&r.labels(d), err.status),
+                None => stats::requests(&stats::Labels::UNKNOWN, err.status),
             },
-            _ => stats::requests(
-                stats::Labels {
-                    model: stats::NONE,
-                    provider: stats::NONE,
-                },
-                err.status,
-            ),
+            _ => stats::requests(&stats::Labels::UNKNOWN, err.status),
         };
         host.increment_counter(&name, 1);
+        // A refused request has not run: an admission it holds is released without charge.
+        if let State::Routed(r) = &mut self.state {
+            if let Some(a) = r.admission.take() {
+                let now = host.now_ms() / 1000;
+                accounting::settle(host, &r.principal, &a, now, Charge::default());
+            }
+        }
         self.state = State::Done;
-        send_error(host, err);
+        send_error(host, err, extra);
         Action::Pause
+    }
+
+    fn reply_error(&mut self, host: &mut dyn HttpHost, err: &ApiError) -> Action {
+        self.refuse(host, err, &[])
     }
 
     pub fn on_request_headers(&mut self, host: &mut dyn HttpHost, end_of_stream: bool) -> Action {
         match self.route(host, end_of_stream) {
-            Ok(Some(routed)) => {
-                self.state = State::Routed(Box::new(routed));
+            Ok(Next::Routed(routed)) => {
+                self.state = State::Routed(routed);
                 Action::Continue
             }
-            Ok(None) => {
+            Ok(Next::AwaitBody(op)) => {
+                self.state = State::Admin(op);
+                Action::Continue
+            }
+            Ok(Next::Replied) => {
                 self.state = State::Done;
                 Action::Pause
             }
@@ -177,28 +212,21 @@ impl HttpFilter {
         }
     }
 
-    /// Decides everything about the upstream request that lives in headers. `Ok(None)` means a
-    /// local reply was sent.
-    fn route(
-        &self,
-        host: &mut dyn HttpHost,
-        end_of_stream: bool,
-    ) -> Result<Option<Routed>, ApiError> {
+    /// Decides everything about the upstream request that lives in headers.
+    fn route(&self, host: &mut dyn HttpHost, end_of_stream: bool) -> Result<Next, ApiError> {
         let method = host.request_header(":method").unwrap_or_default();
         let path = host.request_header(":path").unwrap_or_default();
+        let path_only = path.split('?').next().unwrap_or(&path);
+        let now = host.now_ms() / 1000;
         let op = match classify(&method, &path) {
             Endpoint::Api(op) => op,
             Endpoint::Models => {
-                auth::authenticate(&self.config, host)?;
-                host.send_reply(
-                    200,
-                    &[("content-type", "application/json")],
-                    &self.config.models_json,
-                );
-                return Ok(None);
+                auth::authenticate(&self.config, host.store(), host, now)?;
+                json_reply(host, &self.config.models_json);
+                return Ok(Next::Replied);
             }
             Endpoint::Model(id) => {
-                auth::authenticate(&self.config, host)?;
+                auth::authenticate(&self.config, host.store(), host, now)?;
                 if self.config.group(id).is_none() {
                     return Err(ApiError::not_found(format!(
                         "The model `{id}` does not exist or you do not have access to it."
@@ -206,38 +234,58 @@ impl HttpFilter {
                     .with_param("model")
                     .with_code("model_not_found"));
                 }
-                let body = json_model(id);
-                host.send_reply(200, &[("content-type", "application/json")], &body);
-                return Ok(None);
+                json_reply(host, &json_model(id));
+                return Ok(Next::Replied);
             }
             Endpoint::Health => {
-                host.send_reply(
-                    200,
-                    &[("content-type", "application/json")],
-                    br#"{"status":"healthy"}"#,
-                );
-                return Ok(None);
+                json_reply(host, br#"{"status":"healthy"}"#);
+                return Ok(Next::Replied);
+            }
+            Endpoint::Admin(op) => {
+                if self.config.master_key.is_none() {
+                    return Err(ApiError::permission(
+                        "Key management needs general_settings.master_key.",
+                    )
+                    .with_code("no_master_key"));
+                }
+                if auth::authenticate(&self.config, host.store(), host, now)? != Principal::Master {
+                    return Err(
+                        ApiError::permission("Key management requires the master key.")
+                            .with_code("not_master_key"),
+                    );
+                }
+                if op.has_body() {
+                    // The body arrives in the body phase; Envoy's buffer filter keeps the router
+                    // from acting on the request meanwhile.
+                    return Ok(Next::AwaitBody(op));
+                }
+                let query = path.split_once('?').map(|(_, q)| q).unwrap_or("");
+                let ctx = AdminCtx {
+                    config: &self.config,
+                    store: host.store(),
+                    now,
+                    random: [0; 32],
+                };
+                let body = admin::handle(op, &ctx, query, b"")?;
+                json_reply(host, &body);
+                return Ok(Next::Replied);
             }
             Endpoint::WrongMethod(expected) => {
                 return Err(ApiError::new(
                     405,
                     "invalid_request_error",
-                    format!(
-                        "Method {method} is not allowed on {}; use {expected}.",
-                        path.split('?').next().unwrap_or(&path)
-                    ),
+                    format!("Method {method} is not allowed on {path_only}; use {expected}."),
                 )
                 .with_code("method_not_allowed"))
             }
             Endpoint::Unknown => {
-                return Err(ApiError::not_found(format!(
-                    "Invalid URL ({method} {})",
-                    path.split('?').next().unwrap_or(&path)
-                ))
-                .with_code("unknown_url"))
+                return Err(
+                    ApiError::not_found(format!("Invalid URL ({method} {path_only})"))
+                        .with_code("unknown_url"),
+                )
             }
         };
-        auth::authenticate(&self.config, host)?;
+        let principal = auth::authenticate(&self.config, host.store(), host, now)?;
 
         let meta = |host: &dyn HttpHost, key: &str| {
             host.property(&["metadata", "filter_metadata", METADATA_NAMESPACE, key])
@@ -294,6 +342,7 @@ impl HttpFilter {
             Some([1]) | Some(b"1") | Some(b"true")
         );
         let index = router::pick(&self.config, &alias, op)?;
+        auth::check_model(&principal, &alias)?;
         let d = self
             .config
             .deployment(index)
@@ -307,20 +356,24 @@ impl HttpFilter {
         };
         let ctx = ResponseCtx {
             id: format!("{id_prefix}{}", request_id.replace('-', "")),
-            created: host.now_ms() / 1000,
+            created: now,
             model: alias,
             include_usage: false,
         };
-        Ok(Some(Routed {
+        Ok(Next::Routed(Box::new(Routed {
             op,
             deployment: index,
+            principal,
             ctx,
             stream,
             embeddings_base64: false,
             response: ResponsePlan::Pending,
             started_ms: host.now_ms(),
             first_byte_seen: false,
-        }))
+            admission: None,
+            status: None,
+            usage: None,
+        })))
     }
 
     pub fn on_request_body(
@@ -329,6 +382,29 @@ impl HttpFilter {
         body_size: usize,
         end_of_stream: bool,
     ) -> Action {
+        if let State::Admin(op) = self.state {
+            if !end_of_stream {
+                return Action::Pause;
+            }
+            let body = host.request_body(body_size).unwrap_or_default();
+            let random = host.random_bytes();
+            let ctx = AdminCtx {
+                config: &self.config,
+                store: host.store(),
+                now: host.now_ms() / 1000,
+                random,
+            };
+            let result = admin::handle(op, &ctx, "", &body);
+            return match result {
+                Ok(out) => {
+                    json_reply(host, &out);
+                    self.state = State::Done;
+                    Action::Pause
+                }
+                Err(e) => self.reply_error(host, &e),
+            };
+        }
+        let config = Rc::clone(&self.config);
         let State::Routed(routed) = &mut self.state else {
             return Action::Continue;
         };
@@ -337,7 +413,7 @@ impl HttpFilter {
             return Action::Pause;
         }
         let body = host.request_body(body_size).unwrap_or_default();
-        let Some(d) = self.config.deployment(routed.deployment) else {
+        let Some(d) = config.deployment(routed.deployment) else {
             return self.reply_error(host, &ApiError::server("deployment index out of range"));
         };
         let translated = match routed.op {
@@ -355,13 +431,17 @@ impl HttpFilter {
                     ));
                 }
                 routed.ctx.include_usage = req.include_usage;
-                d.provider.chat_request(
+                let out = d.provider.chat_request(
                     &req,
                     d,
                     RequestOptions {
                         drop_params: d.drop_params,
                     },
-                )
+                )?;
+                Ok((
+                    out,
+                    accounting::estimate(d, body.len(), req.max_output_tokens(), true),
+                ))
             }),
             Operation::Embeddings => openai::parse_embeddings(&body).and_then(|req| {
                 if req.model.as_str() != routed.ctx.model {
@@ -371,28 +451,48 @@ impl HttpFilter {
                     ));
                 }
                 routed.embeddings_base64 = req.base64;
-                d.provider.embeddings_request(&req, d)
+                let out = d.provider.embeddings_request(&req, d)?;
+                Ok((out, accounting::estimate(d, body.len(), None, false)))
             }),
         };
-        match translated {
-            Ok(out) => {
-                if !host.replace_request_body(body_size, &out) {
-                    return self.reply_error(
-                        host,
-                        &ApiError::server("could not replace the request body"),
-                    );
-                }
-                Action::Continue
+        let (out, estimate) = match translated {
+            Ok(x) => x,
+            Err(e) => return self.reply_error(host, &e),
+        };
+        let now = host.now_ms() / 1000;
+        match accounting::admit(host, &routed.principal, now, estimate) {
+            Ok(admission) => routed.admission = admission,
+            Err(refusal) => {
+                let labels = routed.labels(d);
+                let counter = match refusal {
+                    crate::quota::Refusal::Budget { .. } => stats::budget_refused(&labels),
+                    _ => stats::rate_limited(&labels),
+                };
+                host.increment_counter(&counter, 1);
+                let (err, headers) = accounting::refusal(&refusal);
+                return self.refuse(host, &err, &headers);
             }
-            Err(e) => self.reply_error(host, &e),
         }
+        if routed.admission.is_some_and(|a| {
+            a.key.soft_budget_exceeded || a.team.is_some_and(|t| t.soft_budget_exceeded)
+        }) {
+            host.increment_counter(&stats::soft_budget_exceeded(&routed.labels(d)), 1);
+        }
+        if !host.replace_request_body(body_size, &out) {
+            return self.reply_error(
+                host,
+                &ApiError::server("could not replace the request body"),
+            );
+        }
+        Action::Continue
     }
 
     pub fn on_response_headers(&mut self, host: &mut dyn HttpHost, end_of_stream: bool) -> Action {
+        let config = Rc::clone(&self.config);
         let State::Routed(routed) = &mut self.state else {
             return Action::Continue;
         };
-        let Some(d) = self.config.deployment(routed.deployment) else {
+        let Some(d) = config.deployment(routed.deployment) else {
             return Action::Continue;
         };
         let status: u16 = host
@@ -415,7 +515,7 @@ impl HttpFilter {
         }
         host.remove_response_header("content-length");
         let latency = host.now_ms().saturating_sub(routed.started_ms);
-        host.record_histogram(&stats::upstream_latency(routed.labels(d)), latency);
+        host.record_histogram(&stats::upstream_latency(&routed.labels(d)), latency);
         let error_type = (status >= 400)
             .then(|| host.response_header("x-amzn-errortype"))
             .flatten();
@@ -424,17 +524,31 @@ impl HttpFilter {
         } else {
             status
         };
-        if !(status >= 400 && end_of_stream) {
-            // (An empty error body is counted by reply_error below.)
-            host.increment_counter(&stats::requests(routed.labels(d), client_status), 1);
+        if status >= 400 && end_of_stream {
+            let err = scrub(d, d.provider.error(status, error_type.as_deref(), b""));
+            return self.reply_error(host, &err);
+        }
+        host.increment_counter(&stats::requests(&routed.labels(d), client_status), 1);
+        routed.status = Some(client_status);
+        if let Some(a) = &routed.admission {
+            for (name, value) in accounting::key_headers(&routed.principal, a) {
+                host.set_response_header(&name, &value);
+            }
+        }
+        if status < 400 && !routed.stream {
+            if let Some(u) = accounting::usage_from_metadata(|key| {
+                host.property(&["metadata", "filter_metadata", USAGE_NAMESPACE, key])
+            }) {
+                let cost = accounting::micro_cost(d, &u);
+                host.set_response_header(
+                    "x-tollgate-response-cost",
+                    &format!("{:.6}", crate::quota::usd(cost)),
+                );
+            }
         }
         if status >= 400 {
             host.set_response_header(":status", &client_status.to_string());
             host.set_response_header("content-type", "application/json");
-            if end_of_stream {
-                let err = scrub(d, d.provider.error(status, error_type.as_deref(), b""));
-                return self.reply_error(host, &err);
-            }
             routed.response = ResponsePlan::Translate {
                 upstream_error: Some((status, error_type)),
             };
@@ -464,19 +578,21 @@ impl HttpFilter {
         body_size: usize,
         end_of_stream: bool,
     ) -> Action {
+        let config = Rc::clone(&self.config);
         let State::Routed(routed) = &mut self.state else {
             return Action::Continue;
         };
-        let Some(d) = self.config.deployment(routed.deployment) else {
+        let Some(d) = config.deployment(routed.deployment) else {
             return Action::Continue;
         };
         if !routed.first_byte_seen && body_size > 0 {
             routed.first_byte_seen = true;
             if matches!(routed.response, ResponsePlan::Stream(_)) {
                 let ttft = host.now_ms().saturating_sub(routed.started_ms);
-                host.record_histogram(&stats::time_to_first_token(routed.labels(d)), ttft);
+                host.record_histogram(&stats::time_to_first_token(&routed.labels(d)), ttft);
             }
         }
+        let usage_known = routed.usage.is_some();
         let mut usage = None;
         let action = match &mut routed.response {
             ResponsePlan::Pending => Action::Continue,
@@ -490,7 +606,11 @@ impl HttpFilter {
                 translator.feed(&chunk, &mut out);
                 if end_of_stream {
                     translator.finish(&mut out);
-                    usage = Some(translator.usage());
+                }
+                // Known as soon as the provider's stream completed: the client may stop reading
+                // at `[DONE]` and close before the upstream's end of stream reaches us.
+                if !usage_known {
+                    usage = translator.final_usage();
                 }
                 if out != chunk {
                     host.replace_response_body(body_size, &out);
@@ -536,7 +656,8 @@ impl HttpFilter {
             }
         };
         if let Some(u) = usage {
-            for (name, n) in stats::token_counts(routed.labels(d), &u) {
+            routed.usage = Some(u);
+            for (name, n) in stats::token_counts(&routed.labels(d), &u) {
                 if n > 0 {
                     host.increment_counter(&name, n);
                 }
@@ -544,6 +665,44 @@ impl HttpFilter {
         }
         action
     }
+
+    /// The stream is over, however it ended (completed, refused, reset, client gone): charge what
+    /// the request cost and free its slots. A response that started but never delivered its usage
+    /// (a stream cut off) is charged its reservation, never zero.
+    pub fn on_done(&mut self, host: &mut dyn HttpHost) {
+        let config = Rc::clone(&self.config);
+        let State::Routed(routed) = &mut self.state else {
+            return;
+        };
+        let Some(admission) = routed.admission.take() else {
+            return;
+        };
+        let Some(d) = config.deployment(routed.deployment) else {
+            return;
+        };
+        let charge = match (routed.status, routed.usage) {
+            (Some(s), Some(u)) if s < 400 => Charge {
+                cost: accounting::micro_cost(d, &u),
+                tokens: u.prompt_tokens.saturating_add(u.completion_tokens),
+            },
+            (Some(s), None) if s < 400 => Charge {
+                cost: admission.estimate.cost,
+                tokens: admission.estimate.tokens,
+            },
+            _ => Charge::default(),
+        };
+        if charge.cost > 0 {
+            host.increment_counter(&stats::spend(&routed.labels(d)), charge.cost);
+        }
+        let now = host.now_ms() / 1000;
+        accounting::settle(host, &routed.principal, &admission, now, charge);
+    }
+}
+
+enum Next {
+    Routed(Box<Routed>),
+    AwaitBody(AdminOp),
+    Replied,
 }
 
 /// Rewrites the request's headers for the chosen deployment. Must run in the headers phase:
@@ -618,14 +777,15 @@ fn scrub(d: &Deployment, mut err: ApiError) -> ApiError {
     err
 }
 
-fn send_error(host: &mut dyn HttpHost, err: &ApiError) {
+fn send_error(host: &mut dyn HttpHost, err: &ApiError, extra: &[(String, String)]) {
     let body = err.to_json();
     let mut headers: Vec<(&str, &str)> = vec![("content-type", "application/json")];
-    if err.status == 429 || err.status >= 500 {
-        // The OpenAI SDKs retry these on their own unless told otherwise; leave them that choice.
-    } else {
+    // The OpenAI SDKs retry 429 and 5xx on their own; other errors are final. A refusal may say
+    // more (a spent budget must not be retried).
+    if err.status != 429 && err.status < 500 && !extra.iter().any(|(k, _)| k == "x-should-retry") {
         headers.push(("x-should-retry", "false"));
     }
+    headers.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     host.send_reply(err.status, &headers, &body);
 }
 

@@ -10,10 +10,14 @@ pub mod error;
 pub mod filter;
 pub mod host;
 pub mod json;
+pub mod keys;
 pub mod openai;
+pub mod pricing;
 pub mod providers;
+pub mod quota;
 pub mod router;
 pub mod stats;
+pub mod store;
 pub mod stream;
 
 #[cfg(not(target_arch = "wasm32"))]

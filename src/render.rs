@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 
 use crate::config::{Cluster, Config};
-use crate::filter::{CLUSTER_HEADER, METADATA_NAMESPACE};
+use crate::filter::{CLUSTER_HEADER, METADATA_NAMESPACE, USAGE_NAMESPACE};
 use crate::providers::{AwsCredentials, Signing};
 use crate::stats;
 
@@ -80,6 +80,50 @@ pub fn json_to_metadata_filter() -> Value {
                 ],
                 "allow_content_types": ["application/json"]
             }
+        }
+    })
+}
+
+/// Usage fields of every provider's non-streaming response, by JSON path. The last segment is the
+/// metadata key (they differ between providers, so one namespace holds them all).
+pub const USAGE_FIELDS: [&[&str]; 16] = [
+    &["usage", "prompt_tokens"],
+    &["usage", "completion_tokens"],
+    &["usage", "prompt_tokens_details", "cached_tokens"],
+    &["usage", "input_tokens"],
+    &["usage", "output_tokens"],
+    &["usage", "cache_read_input_tokens"],
+    &["usage", "cache_creation_input_tokens"],
+    &["usage", "inputTokens"],
+    &["usage", "outputTokens"],
+    &["usage", "cacheReadInputTokens"],
+    &["usage", "cacheWriteInputTokens"],
+    &["usageMetadata", "promptTokenCount"],
+    &["usageMetadata", "candidatesTokenCount"],
+    &["usageMetadata", "thoughtsTokenCount"],
+    &["usageMetadata", "cachedContentTokenCount"],
+    &["usageMetadata", "toolUsePromptTokenCount"],
+];
+
+/// A second `json_to_metadata`, after Tollgate in the chain, so it runs before Tollgate on the
+/// response path: it buffers a JSON response and extracts the provider's usage into metadata,
+/// which lets Tollgate put the request's cost in the response headers (sent before the body).
+pub fn usage_to_metadata_filter() -> Value {
+    let rules: Vec<Value> = USAGE_FIELDS
+        .iter()
+        .map(|path| {
+            let key = path.last().copied().unwrap_or_default();
+            json!({
+                "selectors": path.iter().map(|k| json!({"key": k})).collect::<Vec<_>>(),
+                "on_present": {"metadata_namespace": USAGE_NAMESPACE, "key": key, "type": "NUMBER"}
+            })
+        })
+        .collect();
+    json!({
+        "name": "envoy.filters.http.json_to_metadata",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.json_to_metadata.v3.JsonToMetadata",
+            "response_rules": {"rules": rules, "allow_content_types": ["application/json"]}
         }
     })
 }
@@ -311,6 +355,7 @@ pub fn bootstrap(config: &Config, plugin_json: &str, opts: &RenderOptions) -> Va
                             "http_filters": [
                                 json_to_metadata_filter(),
                                 wasm_filter(plugin_json, &config.env_keys, &opts.wasm_path),
+                                usage_to_metadata_filter(),
                                 hold_until_accepted(max_body),
                                 {"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
                             ]

@@ -1,21 +1,23 @@
 //! Metric names. proxy-wasm metrics carry no tags, so the tags are encoded in the name as
-//! `.tag.value` segments (`tollgate.requests_total.model.gpt-4.1.provider.openai.status.2xx`) and
-//! the bootstrap's `stats_config.stats_tags` regexes (see [`STATS_TAGS`]) turn them back into
-//! Prometheus labels: `tollgate_requests_total{model="gpt-4.1",provider="openai",status="2xx"}`.
-//! Token types follow the OpenTelemetry GenAI vocabulary (`input`, `output`, `cached_input`).
+//! `.tag.value` segments, always in the order team, key_alias, model, provider
+//! (`tollgate.requests_total.team.search.key_alias.search-prod.model.gpt-4.1.provider.openai.status.2xx`),
+//! and the bootstrap's `stats_config.stats_tags` regexes ([`STATS_TAGS`]) turn them back into
+//! Prometheus labels. A value may contain dots: each variable segment ends at the fixed name of the
+//! next one. Token types follow the OpenTelemetry GenAI vocabulary (`input`, `output`, `cached_input`).
 
 use crate::openai::Usage;
 
-/// Label value for requests refused before a deployment was chosen.
+/// Label value for "no such thing": no key, no team, or refused before a deployment was chosen.
 pub const NONE: &str = "-";
 
 /// `(tag name, regex)`: the first capture group is removed from the name, the second is the value.
-/// A model alias may contain dots, so its value runs up to the `.provider.` segment that always follows.
-pub const STATS_TAGS: [(&str, &str); 4] = [
+pub const STATS_TAGS: [(&str, &str); 6] = [
     (
-        "model",
-        r"^wasmcustom\.tollgate\.\w+(\.model\.(.+?))\.provider\.",
+        "team",
+        r"^wasmcustom\.tollgate\.\w+(\.team\.(.+?))\.key_alias\.",
     ),
+    ("key_alias", r"(\.key_alias\.(.+?))(?:\.model\.|$)"),
+    ("model", r"(\.model\.(.+?))\.provider\."),
     ("provider", r"(\.provider\.([^.]+))(?:\.|$)"),
     ("status", r"(\.status\.(\dxx))$"),
     ("token_type", r"(\.type\.(input|output|cached_input))$"),
@@ -23,50 +25,82 @@ pub const STATS_TAGS: [(&str, &str); 4] = [
 
 #[derive(Debug, Clone, Copy)]
 pub struct Labels<'a> {
+    pub team: &'a str,
+    pub key_alias: &'a str,
     pub model: &'a str,
     pub provider: &'a str,
 }
 
-/// Requests by the status class the client saw.
-pub fn requests(l: Labels, status: u16) -> String {
+impl Labels<'static> {
+    /// A request refused before anything about it was known.
+    pub const UNKNOWN: Labels<'static> = Labels {
+        team: NONE,
+        key_alias: NONE,
+        model: NONE,
+        provider: NONE,
+    };
+}
+
+fn name(metric: &str, l: &Labels) -> String {
     format!(
-        "tollgate.requests_total.model.{}.provider.{}.status.{}xx",
-        l.model,
-        l.provider,
-        status / 100
+        "tollgate.{metric}.team.{}.key_alias.{}.model.{}.provider.{}",
+        l.team, l.key_alias, l.model, l.provider
     )
 }
 
-fn tokens(l: Labels, kind: &str) -> String {
-    format!(
-        "tollgate.tokens_total.model.{}.provider.{}.type.{kind}",
-        l.model, l.provider
-    )
+/// Requests by the status class the client saw.
+pub fn requests(l: &Labels, status: u16) -> String {
+    format!("{}.status.{}xx", name("requests_total", l), status / 100)
 }
 
 /// Counter increments for a response's token usage; cached input is part of input, as in OpenAI.
-pub fn token_counts(l: Labels, u: &Usage) -> [(String, u64); 3] {
+pub fn token_counts(l: &Labels, u: &Usage) -> [(String, u64); 3] {
+    let base = name("tokens_total", l);
     [
-        (tokens(l, "input"), u.prompt_tokens),
-        (tokens(l, "output"), u.completion_tokens),
-        (tokens(l, "cached_input"), u.cached_tokens),
+        (format!("{base}.type.input"), u.prompt_tokens),
+        (format!("{base}.type.output"), u.completion_tokens),
+        (format!("{base}.type.cached_input"), u.cached_tokens),
     ]
 }
 
+/// Spend charged, micro-USD.
+pub fn spend(l: &Labels) -> String {
+    name("spend_micro_usd", l)
+}
+
+/// Requests refused by an RPM, TPM or parallel limit.
+pub fn rate_limited(l: &Labels) -> String {
+    name("rate_limited_total", l)
+}
+
+/// Requests refused because a budget is spent (or its reservation does not fit).
+pub fn budget_refused(l: &Labels) -> String {
+    name("budget_refused_total", l)
+}
+
+/// Requests admitted while their key or team was over its soft budget.
+pub fn soft_budget_exceeded(l: &Labels) -> String {
+    name("soft_budget_exceeded_total", l)
+}
+
 /// Time from the request reaching the filter to the upstream's response headers.
-pub fn upstream_latency(l: Labels) -> String {
-    format!(
-        "tollgate.upstream_latency_ms.model.{}.provider.{}",
-        l.model, l.provider
-    )
+pub fn upstream_latency(l: &Labels) -> String {
+    name("upstream_latency_ms", l)
 }
 
 /// Time from the request reaching the filter to the first streamed body bytes.
-pub fn time_to_first_token(l: Labels) -> String {
-    format!(
-        "tollgate.time_to_first_token_ms.model.{}.provider.{}",
-        l.model, l.provider
-    )
+pub fn time_to_first_token(l: &Labels) -> String {
+    name("time_to_first_token_ms", l)
+}
+
+/// Budget left for a key (gauge, micro-USD).
+pub fn key_budget_remaining(team: &str, key_alias: &str) -> String {
+    format!("tollgate.key_budget_remaining_micro_usd.team.{team}.key_alias.{key_alias}")
+}
+
+/// Budget left for a team (gauge, micro-USD).
+pub fn team_budget_remaining(team: &str) -> String {
+    format!("tollgate.team_budget_remaining_micro_usd.team.{team}.key_alias.{NONE}")
 }
 
 #[cfg(test)]
@@ -76,15 +110,17 @@ mod tests {
     #[test]
     fn names_carry_their_tags() {
         let l = Labels {
+            team: "search",
+            key_alias: "search.prod",
             model: "gpt-4.1",
             provider: "openai",
         };
         assert_eq!(
-            requests(l, 429),
-            "tollgate.requests_total.model.gpt-4.1.provider.openai.status.4xx"
+            requests(&l, 429),
+            "tollgate.requests_total.team.search.key_alias.search.prod.model.gpt-4.1.provider.openai.status.4xx"
         );
         let t = token_counts(
-            l,
+            &l,
             &Usage {
                 prompt_tokens: 7,
                 completion_tokens: 3,
@@ -92,12 +128,10 @@ mod tests {
                 ..Default::default()
             },
         );
+        assert!(t[2].0.ends_with(".provider.openai.type.cached_input") && t[2].1 == 2);
         assert_eq!(
-            t[2],
-            (
-                "tollgate.tokens_total.model.gpt-4.1.provider.openai.type.cached_input".to_string(),
-                2
-            )
+            team_budget_remaining("t"),
+            "tollgate.team_budget_remaining_micro_usd.team.t.key_alias.-"
         );
     }
 }

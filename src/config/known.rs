@@ -8,6 +8,8 @@ pub const TOP_ACTED_ON: &[&str] = &[
     "router_settings",
     "environment_variables",
     "tollgate_settings",
+    "keys",
+    "teams",
 ];
 
 pub const TOP_KNOWN: &[&str] = &[
@@ -231,6 +233,8 @@ pub const PARAMS_ACTED_ON: &[&str] = &[
     "aws_session_token",
     "aws_bedrock_runtime_endpoint",
     "drop_params",
+    "input_cost_per_token",
+    "output_cost_per_token",
 ];
 
 pub const PARAMS_KNOWN: &[&str] = &[
@@ -243,8 +247,6 @@ pub const PARAMS_KNOWN: &[&str] = &[
     "weight",
     "order",
     "region_name",
-    "input_cost_per_token",
-    "output_cost_per_token",
     "input_cost_per_second",
     "output_cost_per_second",
     "cache_read_input_token_cost",

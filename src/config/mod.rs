@@ -9,6 +9,7 @@ use hashbrown::HashMap;
 use serde_json::{Map, Value};
 
 use crate::json;
+use crate::keys::{self, KeyDef, TeamDef};
 use crate::providers::{self, AwsCredentials, Endpoint, Params, Provider, Signing};
 pub use walker::SecretRef;
 use walker::{join, kind, Walker};
@@ -87,6 +88,8 @@ pub struct Deployment {
     pub api_version: Option<String>,
     pub drop_params: bool,
     pub mode: Mode,
+    /// Prices and context limits, when known.
+    pub model_info: Option<crate::pricing::ModelInfo>,
 }
 
 impl std::fmt::Debug for Deployment {
@@ -134,6 +137,9 @@ pub struct Config {
     /// Environment variables the filter reads: Envoy's `host_env_keys`.
     pub env_keys: Vec<String>,
     pub settings: Settings,
+    /// Virtual keys from the config, by token (SHA-256 of the key).
+    pub keys: HashMap<String, KeyDef>,
+    pub teams: HashMap<String, TeamDef>,
 }
 
 /// The outcome of loading: a usable config when there are no errors, plus every issue found.
@@ -312,8 +318,12 @@ fn build(doc: &Value, w: &mut Walker) -> Option<Config> {
         );
     }
 
+    let teams = teams(w, root.get("teams"));
+    let keys = keys(w, root.get("keys"), &teams, &groups);
     let models_json = models_list_json(&model_names);
     Some(Config {
+        keys,
+        teams,
         deployments,
         groups,
         model_names,
@@ -327,6 +337,135 @@ fn build(doc: &Value, w: &mut Walker) -> Option<Config> {
             max_request_body_bytes: max_body,
         },
     })
+}
+
+/// `teams:` (a Tollgate section; LiteLLM keeps teams in its database).
+fn teams(w: &mut Walker, v: Option<&Value>) -> HashMap<String, TeamDef> {
+    let mut out = HashMap::new();
+    let list = match v {
+        None | Some(Value::Null) => return out,
+        Some(Value::Array(list)) => list,
+        Some(other) => {
+            w.error("teams", format!("must be a list, not {}", kind(other)));
+            return out;
+        }
+    };
+    for (i, item) in list.iter().enumerate() {
+        let path = format!("teams[{i}]");
+        let Some(m) = w.object(item, &path) else {
+            continue;
+        };
+        w.check_fields(m, &path, keys::TEAM_FIELDS, &[]);
+        let team_id = match m.get("team_id") {
+            Some(Value::String(t)) if !t.trim().is_empty() => t.clone(),
+            _ => {
+                w.error(&join(&path, "team_id"), "is required: a non-empty string");
+                continue;
+            }
+        };
+        let mut def = TeamDef {
+            team_id: team_id.clone(),
+            ..Default::default()
+        };
+        for (f, msg) in keys::apply_team_fields(&mut def, m) {
+            w.error(&join(&path, &f), msg);
+        }
+        if out.insert(team_id.clone(), def).is_some() {
+            w.error(
+                &join(&path, "team_id"),
+                format!("team '{team_id}' is defined twice"),
+            );
+        }
+    }
+    out
+}
+
+/// `keys:` (a Tollgate section; LiteLLM creates keys through its API and database). A key is
+/// given as `key` (usually `os.environ/NAME`) or as `key_hash: sha256:<hex>`; only its hash is kept.
+fn keys(
+    w: &mut Walker,
+    v: Option<&Value>,
+    teams: &HashMap<String, TeamDef>,
+    groups: &HashMap<String, Vec<usize>>,
+) -> HashMap<String, KeyDef> {
+    let mut out: HashMap<String, KeyDef> = HashMap::new();
+    let list = match v {
+        None | Some(Value::Null) => return out,
+        Some(Value::Array(list)) => list,
+        Some(other) => {
+            w.error("keys", format!("must be a list, not {}", kind(other)));
+            return out;
+        }
+    };
+    for (i, item) in list.iter().enumerate() {
+        let path = format!("keys[{i}]");
+        let Some(m) = w.object(item, &path) else {
+            continue;
+        };
+        let mut allowed: Vec<&str> = keys::KEY_FIELDS.to_vec();
+        allowed.extend(["key", "key_hash"]);
+        w.check_fields(m, &path, &allowed, &[]);
+        let (token, name) = match (w.secret_ref(m, "key", &path), m.get("key_hash")) {
+            (Some(r), None) => match w.secret_value(&r, &join(&path, "key")) {
+                Some(k) => (keys::hash_key(&k), keys::key_name(&k)),
+                None => continue,
+            },
+            (None, Some(Value::String(h))) => {
+                match h.strip_prefix("sha256:").map(str::to_ascii_lowercase) {
+                    Some(hex) if keys::is_hash(&hex) => {
+                        let name = format!("sha256:{}...", hex.get(..8).unwrap_or(""));
+                        (hex, name)
+                    }
+                    _ => {
+                        w.error(&join(&path, "key_hash"), "must be sha256:<64 hex digits>");
+                        continue;
+                    }
+                }
+            }
+            (Some(_), Some(_)) => {
+                w.error(&path, "give either key or key_hash, not both");
+                continue;
+            }
+            (None, _) => {
+                if !m.contains_key("key") {
+                    w.error(
+                        &join(&path, "key"),
+                        "is required (or key_hash: sha256:<hex>)",
+                    );
+                }
+                continue;
+            }
+        };
+        let mut def = KeyDef {
+            token: token.clone(),
+            key_name: name,
+            from_config: true,
+            ..Default::default()
+        };
+        for (f, msg) in keys::apply_key_fields(&mut def, m) {
+            w.error(&join(&path, &f), msg);
+        }
+        if let Some(team) = &def.team_id {
+            if !teams.contains_key(team) {
+                w.error(
+                    &join(&path, "team_id"),
+                    format!("team '{team}' is not defined under teams"),
+                );
+            }
+        }
+        for model in &def.models {
+            if !groups.contains_key(model) && model != "all-proxy-models" && model != "*" {
+                w.error(
+                    &join(&path, "models"),
+                    format!("'{model}' is not a model_name in model_list"),
+                );
+            }
+        }
+        if out.insert(token, def).is_some() {
+            w.error(&path, "this key is listed twice");
+        }
+    }
+    out
 }
 
 fn section<'v>(
@@ -481,6 +620,8 @@ fn deployment(
     let drop_params = w
         .bool(lp, "drop_params", &lp_path)
         .unwrap_or(global_drop_params);
+    let input_cost = w.number(lp, "input_cost_per_token", &lp_path, 0.0);
+    let output_cost = w.number(lp, "output_cost_per_token", &lp_path, 0.0);
 
     let params = Params {
         model: &model_id,
@@ -520,6 +661,17 @@ fn deployment(
         );
     }
     let cluster = intern_cluster(clusters, &url, signing);
+    let model_info = match (input_cost, output_cost) {
+        (None, None) => crate::pricing::builtin(provider.name(), &model_id),
+        (i, o) => Some(crate::pricing::ModelInfo {
+            price: crate::pricing::Price {
+                input: i.map(crate::pricing::pico_per_token).unwrap_or(0),
+                output: o.map(crate::pricing::pico_per_token).unwrap_or(0),
+                ..Default::default()
+            },
+            ..Default::default()
+        }),
+    };
     Some(Deployment {
         index,
         alias,
@@ -533,6 +685,7 @@ fn deployment(
         api_version,
         drop_params,
         mode,
+        model_info,
     })
 }
 

@@ -422,25 +422,26 @@ fn emits_request_token_and_latency_metrics() {
     f.on_response_body(&mut h, n, true);
     let c = |name: &str| h.counters.get(name).copied();
     assert_eq!(
-        c("tollgate.requests_total.model.gpt.provider.openai.status.2xx"),
+        c("tollgate.requests_total.team.-.key_alias.master.model.gpt.provider.openai.status.2xx"),
         Some(1)
     );
     assert_eq!(
-        c("tollgate.tokens_total.model.gpt.provider.openai.type.input"),
+        c("tollgate.tokens_total.team.-.key_alias.master.model.gpt.provider.openai.type.input"),
         Some(11)
     );
     assert_eq!(
-        c("tollgate.tokens_total.model.gpt.provider.openai.type.output"),
+        c("tollgate.tokens_total.team.-.key_alias.master.model.gpt.provider.openai.type.output"),
         Some(4)
     );
     assert_eq!(
-        c("tollgate.tokens_total.model.gpt.provider.openai.type.cached_input"),
+        c("tollgate.tokens_total.team.-.key_alias.master.model.gpt.provider.openai.type.cached_input"),
         Some(3)
     );
     assert_eq!(
         h.histograms,
         vec![(
-            "tollgate.upstream_latency_ms.model.gpt.provider.openai".to_string(),
+            "tollgate.upstream_latency_ms.team.-.key_alias.master.model.gpt.provider.openai"
+                .to_string(),
             250
         )]
     );
@@ -451,7 +452,7 @@ fn emits_request_token_and_latency_metrics() {
     f.on_request_headers(&mut h, false);
     assert_eq!(
         h.counters
-            .get("tollgate.requests_total.model.-.provider.-.status.4xx"),
+            .get("tollgate.requests_total.team.-.key_alias.-.model.-.provider.-.status.4xx"),
         Some(&1)
     );
 }

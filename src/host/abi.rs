@@ -67,6 +67,75 @@ extern "C" {
     fn proxy_define_metric(kind: u32, name: *const u8, name_len: usize, out_id: *mut u32) -> u32;
     fn proxy_increment_metric(id: u32, offset: i64) -> u32;
     fn proxy_record_metric(id: u32, value: u64) -> u32;
+    fn proxy_get_shared_data(
+        key: *const u8,
+        key_len: usize,
+        out: *mut *mut u8,
+        out_len: *mut usize,
+        out_cas: *mut u32,
+    ) -> u32;
+    fn proxy_set_shared_data(
+        key: *const u8,
+        key_len: usize,
+        value: *const u8,
+        value_len: usize,
+        cas: u32,
+    ) -> u32;
+}
+
+#[link(wasm_import_module = "wasi_snapshot_preview1")]
+extern "C" {
+    fn random_get(buf: *mut u8, len: usize) -> u16;
+}
+
+pub const GAUGE: u32 = 1;
+const CAS_MISMATCH: u32 = 8;
+
+/// A shared-data value and its CAS version; `None` when the key is absent.
+pub fn get_shared(key: &str) -> Option<(Vec<u8>, u32)> {
+    let mut ptr = null_mut();
+    let mut len = 0;
+    let mut cas = 0u32;
+    // SAFETY: pointers refer to live locals; the host writes an owned allocation into them.
+    let status =
+        unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), &mut ptr, &mut len, &mut cas) };
+    if status != OK {
+        return None;
+    }
+    // SAFETY: on OK the host returned an allocation of `len` bytes (or null for empty).
+    Some((unsafe { take(ptr, len) }.unwrap_or_default(), cas))
+}
+
+pub enum SetShared {
+    Ok,
+    CasMismatch,
+    Failed(u32),
+}
+
+pub fn set_shared(key: &str, value: &[u8], cas: u32) -> SetShared {
+    // SAFETY: pointers and lengths describe live borrowed slices.
+    match unsafe {
+        proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas)
+    } {
+        OK => SetShared::Ok,
+        CAS_MISMATCH => SetShared::CasMismatch,
+        other => SetShared::Failed(other),
+    }
+}
+
+/// Random bytes from the host (WASI `random_get`).
+pub fn random_bytes() -> [u8; 32] {
+    let mut buf = [0u8; 32];
+    // SAFETY: the host fills exactly `buf.len()` bytes of a live local.
+    let status = unsafe { random_get(buf.as_mut_ptr(), buf.len()) };
+    if status != 0 {
+        // Never hand out a predictable key: mix the clock in so a failure is at least not constant.
+        let t = now_ns().to_le_bytes();
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b ^= t.get(i % 8).copied().unwrap_or(0);
+        }
+    }
+    buf
 }
 
 pub const COUNTER: u32 = 0;

@@ -10,6 +10,8 @@ use super::{abi, Action, HttpHost};
 use crate::config::{self, Config, ProcessEnv, Strictness};
 use crate::error::ApiError;
 use crate::filter::HttpFilter;
+use crate::quota::{self, Scope};
+use crate::store::{Store, StoreError, Versioned};
 
 pub fn start() {
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -43,6 +45,14 @@ impl RootContext for Root {
                     micros / 1000,
                     micros % 1000
                 );
+                // Usage records exist before any request can touch them (see quota::ensure_record).
+                let now = abi::now_ns() / 1_000_000_000;
+                for token in c.keys.keys() {
+                    quota::ensure_record(&SharedData, &quota::record_key(Scope::Key, token), now);
+                }
+                for team in c.teams.keys() {
+                    quota::ensure_record(&SharedData, &quota::record_key(Scope::Team, team), now);
+                }
                 self.config = Some(Rc::new(c));
                 true
             }
@@ -114,6 +124,33 @@ impl HttpContext for Http {
         match &mut self.filter {
             Some(f) => to_host(f.on_response_body(&mut self.host, body_size, end_of_stream)),
             None => HostAction::Continue,
+        }
+    }
+
+    /// Called once when the stream is over, however it ended.
+    fn on_log(&mut self) {
+        if let Some(f) = &mut self.filter {
+            f.on_done(&mut self.host);
+        }
+    }
+}
+
+/// proxy-wasm shared data: one map per `vm_id` per Envoy process, seen by every worker.
+struct SharedData;
+
+impl Store for SharedData {
+    fn get(&self, key: &str) -> Option<Versioned> {
+        abi::get_shared(key).map(|(value, cas)| Versioned { value, cas })
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        match abi::set_shared(key, value, cas.unwrap_or(0)) {
+            abi::SetShared::Ok => Ok(()),
+            abi::SetShared::CasMismatch => Err(StoreError::Conflict),
+            abi::SetShared::Failed(status) => {
+                log::warn!("tollgate: shared data write refused (host status {status})");
+                Err(StoreError::Unavailable)
+            }
         }
     }
 }
@@ -209,5 +246,17 @@ impl HttpHost for EnvoyHost {
             Some(id) if abi::record_metric(id, value) => {}
             _ => log::warn!("tollgate: could not record histogram '{name}'"),
         }
+    }
+    fn set_gauge(&mut self, name: &str, value: u64) {
+        match metric_id(abi::GAUGE, name) {
+            Some(id) if abi::record_metric(id, value) => {}
+            _ => log::warn!("tollgate: could not set gauge '{name}'"),
+        }
+    }
+    fn store(&self) -> &dyn Store {
+        &SharedData
+    }
+    fn random_bytes(&mut self) -> [u8; 32] {
+        abi::random_bytes()
     }
 }

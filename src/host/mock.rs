@@ -18,6 +18,10 @@ pub struct MockHost {
     pub now_ms: u64,
     pub counters: BTreeMap<String, u64>,
     pub histograms: Vec<(String, u64)>,
+    pub gauges: BTreeMap<String, u64>,
+    /// Shared by every mock host cloned from the same store, like workers sharing data.
+    pub store: crate::store::MemoryStore,
+    pub random_counter: u8,
 }
 
 fn get(headers: &[(String, String)], name: &str) -> Option<String> {
@@ -137,5 +141,15 @@ impl HttpHost for MockHost {
     }
     fn record_histogram(&mut self, name: &str, value: u64) {
         self.histograms.push((name.to_string(), value));
+    }
+    fn set_gauge(&mut self, name: &str, value: u64) {
+        self.gauges.insert(name.to_string(), value);
+    }
+    fn store(&self) -> &dyn crate::store::Store {
+        &self.store
+    }
+    fn random_bytes(&mut self) -> [u8; 32] {
+        self.random_counter = self.random_counter.wrapping_add(1);
+        [self.random_counter; 32]
     }
 }

@@ -36,6 +36,12 @@ pub trait HttpHost {
     fn increment_counter(&mut self, name: &str, delta: u64);
     /// Records one sample in a histogram, defining it on first use.
     fn record_histogram(&mut self, name: &str, value: u64);
+    /// Sets a gauge, defining it on first use.
+    fn set_gauge(&mut self, name: &str, value: u64);
+    /// The key-value store all workers share (keys, usage counters).
+    fn store(&self) -> &dyn crate::store::Store;
+    /// Fresh random bytes (new keys).
+    fn random_bytes(&mut self) -> [u8; 32];
 }
 
 /// What a callback tells the host to do next.

@@ -16,6 +16,8 @@ pub struct ChunkWriter {
     finished: Vec<bool>,
     usage_sent: bool,
     done: bool,
+    /// Ended by `[DONE]` (the provider's stream completed), not by an error.
+    completed: bool,
 }
 
 #[derive(Serialize)]
@@ -58,11 +60,17 @@ impl ChunkWriter {
             finished: Vec::new(),
             usage_sent: false,
             done: false,
+            completed: false,
         }
     }
 
     pub fn ctx(&self) -> &ResponseCtx {
         &self.ctx
+    }
+
+    /// True once the stream ended normally with `[DONE]`.
+    pub fn completed(&self) -> bool {
+        self.completed
     }
 
     /// True once `[DONE]` or an error event ended the stream.
@@ -254,6 +262,7 @@ impl ChunkWriter {
             return;
         }
         self.done = true;
+        self.completed = true;
         out.extend_from_slice(b"data: [DONE]\n\n");
     }
 

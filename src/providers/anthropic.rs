@@ -935,6 +935,10 @@ impl StreamTranslator for AnthropicStream {
     fn usage(&self) -> Usage {
         self.state.usage.to_openai()
     }
+
+    fn final_usage(&self) -> Option<Usage> {
+        self.writer.completed().then(|| self.usage())
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -15,7 +15,10 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::openai::{openai_error, passthrough_response, rewrite_fields, PassthroughStream};
+use super::openai::{
+    openai_error, passthrough_response, rewrite_fields, rewrite_fields_with, PassthroughStream,
+    STREAM_USAGE_OPTIONS,
+};
 use super::{
     check_params, opaque_error, redact, Endpoint, Operation, Params, Provider, RequestOptions,
     StreamTranslator, Translated,
@@ -256,10 +259,18 @@ impl Provider for Azure {
                 .iter()
                 .any(|p| deployment.starts_with(p));
         let rename_max_tokens = reasoning && !req.has("max_completion_tokens");
-        Ok(rewrite_fields(&fields, deployment, |key| match key {
-            "max_tokens" if rename_max_tokens => Some("max_completion_tokens"),
-            _ => None,
-        }))
+        // The gateway charges streams from their final usage, so it asks for it (Azure supports
+        // stream_options since 2024-09-01-preview); the client sees it only if it asked.
+        let usage_options = (req.stream && !req.include_usage).then_some(STREAM_USAGE_OPTIONS);
+        Ok(rewrite_fields_with(
+            &fields,
+            deployment,
+            |key| match key {
+                "max_tokens" if rename_max_tokens => Some("max_completion_tokens"),
+                _ => None,
+            },
+            usage_options,
+        ))
     }
 
     fn chat_response(&self, body: &[u8], ctx: &ResponseCtx) -> Result<Translated, ApiError> {

@@ -1175,6 +1175,10 @@ impl StreamTranslator for ConverseStream {
     fn usage(&self) -> Usage {
         self.usage
     }
+
+    fn final_usage(&self) -> Option<Usage> {
+        self.writer.completed().then_some(self.usage)
+    }
 }
 
 #[cfg(test)]

@@ -1160,6 +1160,10 @@ impl StreamTranslator for GeminiStream {
     fn usage(&self) -> Usage {
         self.state.usage
     }
+
+    fn final_usage(&self) -> Option<Usage> {
+        self.state.writer.completed().then_some(self.state.usage)
+    }
 }
 
 // ------------------------------------------------------------------------------------------

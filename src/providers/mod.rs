@@ -108,6 +108,10 @@ pub trait StreamTranslator {
     fn finish(&mut self, out: &mut Vec<u8>);
     /// Token usage reported so far.
     fn usage(&self) -> Usage;
+    /// The final usage, once the provider's stream completed normally (its last event seen, even
+    /// before the connection closes: clients stop reading at `[DONE]`). `None` while it runs, and
+    /// when it ended in an error or was cut off: such a stream is charged its reservation.
+    fn final_usage(&self) -> Option<Usage>;
 }
 
 pub trait Provider: Sync {

@@ -25,6 +25,9 @@ pub struct OpenAiCompatible {
     /// Servers whose OpenAI API lives under `/v1` of the usual `api_base` (vLLM, Ollama), and
     /// Mistral, whose LiteLLM client adds the `/v1` a custom `api_base` lacks.
     append_v1: bool,
+    /// Ask for `stream_options.include_usage` on streams the client did not ask usage for (the
+    /// gateway charges from it). Off where the server is not known to accept it.
+    stream_usage: bool,
 }
 
 const fn family(name: &'static str, base: &'static str, key_env: &'static str) -> OpenAiCompatible {
@@ -35,6 +38,7 @@ const fn family(name: &'static str, base: &'static str, key_env: &'static str) -
         key_env_fallbacks: &[],
         embeddings: false,
         append_v1: false,
+        stream_usage: true,
     }
 }
 
@@ -49,6 +53,7 @@ pub static GROQ: OpenAiCompatible =
 pub static MISTRAL: OpenAiCompatible = OpenAiCompatible {
     embeddings: true,
     append_v1: true,
+    stream_usage: true,
     ..family("mistral", "https://api.mistral.ai/v1", "MISTRAL_API_KEY")
 };
 // DeepSeek documents `https://api.deepseek.com` (with `/v1` as an alias); LiteLLM defaults to
@@ -94,6 +99,8 @@ pub static CEREBRAS: OpenAiCompatible =
     family("cerebras", "https://api.cerebras.ai/v1", "CEREBRAS_API_KEY");
 pub static PERPLEXITY: OpenAiCompatible = OpenAiCompatible {
     key_env_fallbacks: &["PERPLEXITY_API_KEY"],
+    // Perplexity's OpenAI-compatible API does not document stream_options.
+    stream_usage: false,
     ..family(
         "perplexity",
         "https://api.perplexity.ai",
@@ -107,6 +114,7 @@ pub static HOSTED_VLLM: OpenAiCompatible = OpenAiCompatible {
     key_env_fallbacks: &[],
     embeddings: true,
     append_v1: true,
+    stream_usage: true,
 };
 // LiteLLM's `ollama_chat` speaks Ollama's native `/api/chat`; Tollgate uses Ollama's
 // OpenAI-compatible `/v1` API instead, so responses pass through unchanged.
@@ -117,6 +125,7 @@ pub static OLLAMA_CHAT: OpenAiCompatible = OpenAiCompatible {
     key_env_fallbacks: &[],
     embeddings: true,
     append_v1: true,
+    stream_usage: true,
 };
 
 impl OpenAiCompatible {
@@ -182,10 +191,15 @@ impl Provider for OpenAiCompatible {
                 .iter()
                 .any(|p| d.model.starts_with(p))
             && !req.has("max_completion_tokens");
-        Ok(rewrite_fields(&req.fields, &d.model, |key| match key {
-            "max_tokens" if rename_max_tokens => Some("max_completion_tokens"),
-            _ => None,
-        }))
+        Ok(rewrite_chat(
+            req,
+            &d.model,
+            self.stream_usage,
+            |key| match key {
+                "max_tokens" if rename_max_tokens => Some("max_completion_tokens"),
+                _ => None,
+            },
+        ))
     }
 
     fn chat_response(&self, body: &[u8], ctx: &ResponseCtx) -> Result<Translated, ApiError> {
@@ -225,6 +239,33 @@ pub fn rewrite_fields(
     model: &str,
     rename: impl Fn(&str) -> Option<&'static str>,
 ) -> Vec<u8> {
+    rewrite_fields_with(fields, model, rename, None)
+}
+
+/// What a streamed request sends as `stream_options` when the client did not ask for usage: the
+/// gateway needs the provider's final usage to charge the request exactly (the client does not
+/// see it, see [`PassthroughStream`]).
+pub const STREAM_USAGE_OPTIONS: &str = r#"{"include_usage":true}"#;
+
+/// A chat body for an OpenAI-shaped upstream: the client's fields with `model` replaced, keys
+/// renamed by `rename`, and usage requested for streams when `ask_usage`.
+pub fn rewrite_chat(
+    req: &ChatRequest,
+    model: &str,
+    ask_usage: bool,
+    rename: impl Fn(&str) -> Option<&'static str>,
+) -> Vec<u8> {
+    let options = (ask_usage && req.stream && !req.include_usage).then_some(STREAM_USAGE_OPTIONS);
+    rewrite_fields_with(&req.fields, model, rename, options)
+}
+
+/// [`rewrite_fields`] that also sets `stream_options` (replacing the client's) when given.
+pub fn rewrite_fields_with(
+    fields: &Fields,
+    model: &str,
+    rename: impl Fn(&str) -> Option<&'static str>,
+    stream_options: Option<&str>,
+) -> Vec<u8> {
     let size: usize = fields
         .iter()
         .map(|(k, v)| k.len() + v.get().len() + 4)
@@ -241,13 +282,19 @@ pub fn rewrite_fields(
     out.extend_from_slice(b"\"model\":");
     json::write_str(&mut out, model);
     for (key, value) in fields {
-        if key.as_str() == "model" {
+        if key.as_str() == "model" || (key.as_str() == "stream_options" && stream_options.is_some())
+        {
             continue;
         }
         sep(&mut out);
         json::write_str(&mut out, rename(key.as_str()).unwrap_or(key.as_str()));
         out.push(b':');
         out.extend_from_slice(value.get().as_bytes());
+    }
+    if let Some(options) = stream_options {
+        sep(&mut out);
+        out.extend_from_slice(b"\"stream_options\":");
+        out.extend_from_slice(options.as_bytes());
     }
     out.push(b'}');
     out
@@ -298,26 +345,35 @@ fn parse_usage(raw: &RawValue) -> Usage {
 }
 
 /// An OpenAI-shaped JSON object with `model` replaced by the client's alias; usage read on the way.
-fn rewrite_object(fields: &Fields, alias: &str, out: &mut Vec<u8>) -> Usage {
+fn rewrite_object(fields: &Fields, alias: &str, keep_usage: bool, out: &mut Vec<u8>) -> Usage {
     let mut usage = Usage::default();
     out.push(b'{');
-    for (i, (key, value)) in fields.iter().enumerate() {
-        if i > 0 {
+    let mut first = true;
+    for (key, value) in fields {
+        if key.as_str() == "usage" {
+            usage = parse_usage(value);
+            if !keep_usage {
+                continue;
+            }
+        }
+        if !std::mem::replace(&mut first, false) {
             out.push(b',');
         }
         json::write_str(out, key.as_str());
         out.push(b':');
         match key.as_str() {
             "model" => json::write_str(out, alias),
-            "usage" => {
-                usage = parse_usage(value);
-                out.extend_from_slice(value.get().as_bytes());
-            }
             _ => out.extend_from_slice(value.get().as_bytes()),
         }
     }
     out.push(b'}');
     usage
+}
+
+/// A chunk that only carries usage (`choices: []`), as providers send it last on request.
+fn is_usage_only(fields: &Fields) -> bool {
+    json::get(fields, "choices").is_some_and(is_empty_array)
+        && json::get(fields, "usage").is_some_and(|u| !json::is_null(u))
 }
 
 pub fn passthrough_response(
@@ -331,7 +387,7 @@ pub fn passthrough_response(
         ))
     })?;
     let mut out = Vec::with_capacity(body.len() + ctx.model.len());
-    let usage = rewrite_object(&fields, &ctx.model, &mut out);
+    let usage = rewrite_object(&fields, &ctx.model, true, &mut out);
     Ok(Translated { body: out, usage })
 }
 
@@ -345,6 +401,8 @@ struct StreamState {
     ctx: ResponseCtx,
     usage: Usage,
     done: bool,
+    /// The provider's `[DONE]` arrived: the stream completed and `usage` is final.
+    saw_done: bool,
     lenient: Option<Lenient>,
 }
 
@@ -385,6 +443,7 @@ impl PassthroughStream {
                 ctx,
                 usage: Usage::default(),
                 done: false,
+                saw_done: false,
                 lenient: None,
             },
         }
@@ -412,6 +471,7 @@ impl StreamState {
         }
         if data == b"[DONE]" {
             self.done = true;
+            self.saw_done = true;
             out.extend_from_slice(b"data: [DONE]\n\n");
             return;
         }
@@ -422,10 +482,18 @@ impl StreamState {
             out.extend_from_slice(b"\n\n");
             return;
         };
+        // Usage the gateway asked for on the client's behalf is kept for accounting, not shown.
+        let hide_usage = !self.ctx.include_usage;
+        if hide_usage && is_usage_only(&fields) {
+            if let Some(u) = json::get(&fields, "usage") {
+                self.usage = parse_usage(u);
+            }
+            return;
+        }
         let u = match &mut self.lenient {
             None => {
                 out.extend_from_slice(b"data: ");
-                let u = rewrite_object(&fields, &self.ctx.model, out);
+                let u = rewrite_object(&fields, &self.ctx.model, !hide_usage, out);
                 out.extend_from_slice(b"\n\n");
                 u
             }
@@ -439,7 +507,7 @@ impl StreamState {
                     out.extend_from_slice(b"\n\n");
                     return;
                 }
-                l.write_chunk(&fields, &self.ctx, out)
+                l.write_chunk(&fields, &self.ctx, !hide_usage, out)
             }
         };
         if u != Usage::default() {
@@ -455,7 +523,13 @@ fn is_empty_array(v: &RawValue) -> bool {
 
 impl Lenient {
     /// Writes one repaired chunk (or holds a choice-less annotation chunk); returns its usage.
-    fn write_chunk(&mut self, fields: &Fields, ctx: &ResponseCtx, out: &mut Vec<u8>) -> Usage {
+    fn write_chunk(
+        &mut self,
+        fields: &Fields,
+        ctx: &ResponseCtx,
+        keep_usage: bool,
+        out: &mut Vec<u8>,
+    ) -> Usage {
         let choiceless = json::get(fields, "choices").is_some_and(is_empty_array)
             && json::get(fields, "usage").is_none_or(json::is_null);
         if choiceless {
@@ -483,6 +557,10 @@ impl Lenient {
             out.push(b':');
         };
         for (key, value) in fields {
+            if key.as_str() == "usage" && !keep_usage {
+                usage = parse_usage(value);
+                continue;
+            }
             field(out, key.as_str());
             match key.as_str() {
                 "id" => match serde_json::from_str::<json::Text>(value.get()) {
@@ -591,6 +669,10 @@ impl StreamTranslator for PassthroughStream {
     fn usage(&self) -> Usage {
         self.state.usage
     }
+
+    fn final_usage(&self) -> Option<Usage> {
+        self.state.saw_done.then_some(self.state.usage)
+    }
 }
 
 /// Reads an OpenAI-shaped error body (`{"error":{"message","type","param","code"}}`).
@@ -684,7 +766,10 @@ mod tests {
     fn stream_rewrites_each_chunk_at_any_split() {
         let upstream = b"data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":null}]}\n\ndata: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1,\"total_tokens\":4}}\n\ndata: [DONE]\n\n";
         let run = |parts: &[&[u8]]| {
-            let mut t = PassthroughStream::new(ctx());
+            let mut t = PassthroughStream::new(ResponseCtx {
+                include_usage: true,
+                ..ctx()
+            });
             let mut out = Vec::new();
             for p in parts {
                 t.feed(p, &mut out);
@@ -705,6 +790,46 @@ mod tests {
                 "split at {i}"
             );
         }
+    }
+
+    #[test]
+    fn usage_asked_for_the_client_is_kept_but_not_shown() {
+        let upstream = b"data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":null}],\"usage\":null}\n\ndata: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1,\"total_tokens\":4}}\n\n";
+        let mut t = PassthroughStream::new(ctx());
+        let mut out = Vec::new();
+        t.feed(upstream, &mut out);
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert!(!text.contains("usage"), "{text}");
+        assert_eq!(text.matches("data: ").count(), 1);
+        assert_eq!(t.final_usage(), None, "no [DONE] yet");
+        t.feed(b"data: [DONE]\n\n", &mut out);
+        assert_eq!(t.final_usage().unwrap().prompt_tokens, 3);
+    }
+
+    #[test]
+    fn streams_ask_for_usage_unless_the_client_did() {
+        let req = parse_chat(
+            br#"{"model":"gpt","messages":[{"role":"user","content":"x"}],"stream":true}"#,
+        )
+        .unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&rewrite_chat(&req, "m", true, |_| None)).unwrap();
+        assert_eq!(v["stream_options"]["include_usage"], true);
+        let req = parse_chat(br#"{"model":"gpt","messages":[{"role":"user","content":"x"}],"stream":true,"stream_options":{"include_usage":false}}"#).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&rewrite_chat(&req, "m", true, |_| None)).unwrap();
+        assert_eq!(
+            v["stream_options"],
+            serde_json::json!({"include_usage": true})
+        );
+        let v: serde_json::Value =
+            serde_json::from_slice(&rewrite_chat(&req, "m", false, |_| None)).unwrap();
+        assert_eq!(v["stream_options"]["include_usage"], false);
+        let req =
+            parse_chat(br#"{"model":"gpt","messages":[{"role":"user","content":"x"}]}"#).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&rewrite_chat(&req, "m", true, |_| None)).unwrap();
+        assert!(v.get("stream_options").is_none());
     }
 
     fn load_family(

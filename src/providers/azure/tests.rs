@@ -418,8 +418,12 @@ fn azure_stream() -> Vec<u8> {
     s.into_bytes()
 }
 
+/// A stream whose client asked for usage (`stream_options.include_usage`).
 fn run_stream(parts: &[&[u8]]) -> (Vec<u8>, crate::openai::Usage) {
-    let mut t = AZURE.chat_stream(ctx());
+    let mut t = AZURE.chat_stream(ResponseCtx {
+        include_usage: true,
+        ..ctx()
+    });
     let mut out = Vec::new();
     for p in parts {
         t.feed(p, &mut out);
@@ -776,4 +780,15 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn usage_the_client_did_not_ask_for_is_kept_but_not_shown() {
+    let mut t = AZURE.chat_stream(ctx());
+    let mut out = Vec::new();
+    t.feed(&azure_stream(), &mut out);
+    let ev = events(&out);
+    assert!(ev.iter().all(|e| e.get("usage").is_none()), "{ev:#?}");
+    assert!(ev.iter().all(|e| e["choices"] != json!([])));
+    assert_eq!(t.final_usage().unwrap().prompt_tokens, 9);
 }

@@ -1,0 +1,305 @@
+//! What a request may cost, admitting it against its key's and team's limits, and charging what it
+//! did cost: the parts of the pipeline that deal in money and limits.
+
+use crate::auth::{KeyPrincipal, Principal};
+use crate::config::Deployment;
+use crate::error::ApiError;
+use crate::host::HttpHost;
+use crate::keys::time;
+use crate::openai::Usage;
+use crate::pricing;
+use crate::quota::{self, Admission, Charge, Estimate, Party, Refusal, Scope};
+use crate::stats;
+
+/// Output tokens assumed when neither the request nor the model table caps them.
+pub const DEFAULT_MAX_OUTPUT_TOKENS: u64 = 4096;
+
+/// Cost in micro-USD: rounded to the nearest micro-dollar, but never free when tokens were used.
+pub fn micro_cost(d: &Deployment, usage: &Usage) -> u64 {
+    let Some(info) = &d.model_info else { return 0 };
+    let pico = pricing::cost_pico(&info.price, usage);
+    let micro = (pico + 500_000) / 1_000_000;
+    let micro = if micro == 0 && pico > 0 { 1 } else { micro };
+    u64::try_from(micro).unwrap_or(u64::MAX)
+}
+
+/// The worst case a request can cost, reserved at admission. The prompt is bounded by the body's
+/// length in bytes (no tokenizer makes a token from less than a byte); the output by `max_tokens`,
+/// else the model's output limit, else [`DEFAULT_MAX_OUTPUT_TOKENS`].
+pub fn estimate(d: &Deployment, body_len: usize, max_output: Option<u64>, chat: bool) -> Estimate {
+    let prompt = body_len as u64;
+    let output = if chat {
+        max_output
+            .or_else(|| d.model_info.and_then(|m| m.max_output_tokens))
+            .unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS)
+    } else {
+        0
+    };
+    let usage = Usage {
+        prompt_tokens: prompt,
+        completion_tokens: output,
+        ..Default::default()
+    };
+    Estimate {
+        cost: micro_cost(d, &usage),
+        tokens: prompt.saturating_add(output),
+    }
+}
+
+fn parties(k: &KeyPrincipal) -> (String, quota::Limits, Option<(String, quota::Limits)>) {
+    let key = (quota::record_key(Scope::Key, &k.def.token), k.def.limits());
+    let team = k.def.team_id.as_ref().map(|t| {
+        let limits = k.team.as_ref().map(|d| d.limits()).unwrap_or_default();
+        (quota::record_key(Scope::Team, t), limits)
+    });
+    (key.0, key.1, team)
+}
+
+/// A non-streaming response's usage from the metadata `json_to_metadata` extracted (numbers as
+/// little-endian f64), in OpenAI terms, whichever provider's field names are present. It mirrors
+/// the providers' own usage mapping; the charge itself uses the translated body's usage.
+pub fn usage_from_metadata(get: impl Fn(&str) -> Option<Vec<u8>>) -> Option<Usage> {
+    let n = |key: &str| -> Option<u64> {
+        let bytes: [u8; 8] = get(key)?.get(..8)?.try_into().ok()?;
+        let v = f64::from_le_bytes(bytes);
+        (v.is_finite() && v >= 0.0).then_some(v as u64)
+    };
+    let z = |key: &str| n(key).unwrap_or(0);
+    if let Some(prompt) = n("prompt_tokens") {
+        return Some(Usage {
+            prompt_tokens: prompt,
+            completion_tokens: z("completion_tokens"),
+            cached_tokens: z("cached_tokens"),
+            ..Default::default()
+        });
+    }
+    if let Some(input) = n("input_tokens") {
+        let (read, write) = (
+            z("cache_read_input_tokens"),
+            z("cache_creation_input_tokens"),
+        );
+        return Some(Usage {
+            prompt_tokens: input.saturating_add(read).saturating_add(write),
+            completion_tokens: z("output_tokens"),
+            cached_tokens: read,
+            cache_creation_tokens: write,
+            ..Default::default()
+        });
+    }
+    if let Some(input) = n("inputTokens") {
+        let (read, write) = (z("cacheReadInputTokens"), z("cacheWriteInputTokens"));
+        return Some(Usage {
+            prompt_tokens: input.saturating_add(read).saturating_add(write),
+            completion_tokens: z("outputTokens"),
+            cached_tokens: read,
+            cache_creation_tokens: write,
+            ..Default::default()
+        });
+    }
+    if let Some(prompt) = n("promptTokenCount") {
+        let thoughts = z("thoughtsTokenCount");
+        return Some(Usage {
+            prompt_tokens: prompt.saturating_add(z("toolUsePromptTokenCount")),
+            completion_tokens: z("candidatesTokenCount").saturating_add(thoughts),
+            cached_tokens: z("cachedContentTokenCount"),
+            reasoning_tokens: thoughts,
+            ..Default::default()
+        });
+    }
+    None
+}
+
+/// Admits a virtual key's request in its key's and team's scopes; other callers are not limited.
+pub fn admit(
+    host: &dyn HttpHost,
+    principal: &Principal,
+    now: u64,
+    est: Estimate,
+) -> Result<Option<Admission>, Refusal> {
+    let Principal::Key(k) = principal else {
+        return Ok(None);
+    };
+    let (key_store, key_limits, team) = parties(k);
+    let key = Party {
+        scope: Scope::Key,
+        key: &key_store,
+        limits: &key_limits,
+    };
+    let team = team.as_ref().map(|(s, l)| Party {
+        scope: Scope::Team,
+        key: s,
+        limits: l,
+    });
+    quota::admit_all(host.store(), &key, team.as_ref(), now, est).map(Some)
+}
+
+/// Charges a finished request and frees its slots; returns the key's counters afterwards.
+pub fn settle(
+    host: &mut dyn HttpHost,
+    principal: &Principal,
+    admission: &Admission,
+    now: u64,
+    charge: Charge,
+) {
+    let Principal::Key(k) = principal else { return };
+    let (key_store, key_limits, team) = parties(k);
+    let key = Party {
+        scope: Scope::Key,
+        key: &key_store,
+        limits: &key_limits,
+    };
+    let (team_label, alias) = principal.labels();
+    let after = quota::settle_one(
+        host.store(),
+        &key,
+        now,
+        admission.key.minute,
+        admission.estimate,
+        charge,
+    );
+    if let (Some(c), Some(max)) = (after, key_limits.max_budget) {
+        host.set_gauge(
+            &stats::key_budget_remaining(team_label, alias),
+            max.saturating_sub(c.spend),
+        );
+    }
+    if let (Some((store_key, limits)), Some(snap)) = (&team, admission.team) {
+        let party = Party {
+            scope: Scope::Team,
+            key: store_key,
+            limits,
+        };
+        let after = quota::settle_one(
+            host.store(),
+            &party,
+            now,
+            snap.minute,
+            admission.estimate,
+            charge,
+        );
+        if let (Some(c), Some(max)) = (after, limits.max_budget) {
+            host.set_gauge(
+                &stats::team_budget_remaining(team_label),
+                max.saturating_sub(c.spend),
+            );
+        }
+    }
+}
+
+fn duration_header(secs: u64) -> String {
+    format!("{secs}s")
+}
+
+/// OpenAI-style rate-limit headers from the tighter of the key's and team's snapshots.
+pub fn limit_headers(a: &Admission) -> Vec<(String, String)> {
+    let mut h = Vec::new();
+    let snaps = [Some(a.key), a.team];
+    let tightest = |pick: &dyn Fn(&quota::Snapshot) -> Option<(u64, u64)>| {
+        snaps
+            .iter()
+            .flatten()
+            .filter_map(pick)
+            .min_by_key(|(_, remaining)| *remaining)
+    };
+    let reset = a.key.reset_secs;
+    if let Some((limit, remaining)) = tightest(&|s| s.rpm.zip(s.remaining_requests)) {
+        h.push(("x-ratelimit-limit-requests".into(), limit.to_string()));
+        h.push((
+            "x-ratelimit-remaining-requests".into(),
+            remaining.to_string(),
+        ));
+        h.push(("x-ratelimit-reset-requests".into(), duration_header(reset)));
+    }
+    if let Some((limit, remaining)) = tightest(&|s| s.tpm.zip(s.remaining_tokens)) {
+        h.push(("x-ratelimit-limit-tokens".into(), limit.to_string()));
+        h.push(("x-ratelimit-remaining-tokens".into(), remaining.to_string()));
+        h.push(("x-ratelimit-reset-tokens".into(), duration_header(reset)));
+    }
+    h
+}
+
+/// The key's headers on an admitted request's response.
+pub fn key_headers(principal: &Principal, a: &Admission) -> Vec<(String, String)> {
+    let Principal::Key(k) = principal else {
+        return Vec::new();
+    };
+    let mut h = limit_headers(a);
+    h.push((
+        "x-tollgate-key-alias".into(),
+        principal.labels().1.to_string(),
+    ));
+    h.push((
+        "x-tollgate-key-spend".into(),
+        format!("{:.6}", quota::usd(a.key.spend)),
+    ));
+    if let Some(max) = k.def.max_budget {
+        h.push(("x-tollgate-key-max-budget".into(), format!("{max}")));
+    }
+    if a.key.soft_budget_exceeded || a.team.is_some_and(|t| t.soft_budget_exceeded) {
+        h.push(("x-tollgate-soft-budget-exceeded".into(), "true".into()));
+    }
+    h
+}
+
+/// The OpenAI-shaped refusal for a limit, with the headers that tell a client when to retry.
+pub fn refusal(r: &Refusal) -> (ApiError, Vec<(String, String)>) {
+    match r {
+        Refusal::Budget { scope, spend, reserved, max, needed, reset_at } => {
+            let when = reset_at.map(|t| format!(" The budget resets at {}.", time::format_rfc3339(t))).unwrap_or_default();
+            let msg = if spend >= max {
+                format!(
+                    "Budget has been exceeded for this {}: spend ${:.6}, max budget ${:.6}.{when}",
+                    scope.name(),
+                    quota::usd(*spend),
+                    quota::usd(*max)
+                )
+            } else {
+                format!(
+                    "Budget would be exceeded for this {}: spend ${:.6} plus ${:.6} reserved by requests in flight plus this request's worst case ${:.6} is over the max budget ${:.6}. Lower max_tokens or wait for requests in flight.{when}",
+                    scope.name(),
+                    quota::usd(*spend),
+                    quota::usd(*reserved),
+                    quota::usd(*needed),
+                    quota::usd(*max)
+                )
+            };
+            let e = ApiError::new(429, "insufficient_quota", msg).with_code("budget_exceeded");
+            (e, vec![("x-should-retry".into(), "false".into())])
+        }
+        Refusal::Parallel { scope, limit } => (
+            ApiError::rate_limit(format!("Too many requests in flight for this {}: the limit is {limit}.", scope.name()))
+                .with_code("parallel_limit_exceeded"),
+            vec![("retry-after".into(), "1".into())],
+        ),
+        Refusal::Requests { scope, limit, reset_secs } => (
+            ApiError::rate_limit(format!(
+                "Rate limit reached for this {}: {limit} requests per minute. Try again in {reset_secs}s.",
+                scope.name()
+            ))
+            .with_code("rate_limit_exceeded"),
+            vec![
+                ("retry-after".into(), reset_secs.to_string()),
+                ("x-ratelimit-limit-requests".into(), limit.to_string()),
+                ("x-ratelimit-remaining-requests".into(), "0".into()),
+                ("x-ratelimit-reset-requests".into(), duration_header(*reset_secs)),
+            ],
+        ),
+        Refusal::Tokens { scope, limit, used, needed, reset_secs } => (
+            ApiError::rate_limit(format!(
+                "Token rate limit reached for this {}: {limit} tokens per minute, {used} used or reserved, this request may use up to {needed}. Try again in {reset_secs}s.",
+                scope.name()
+            ))
+            .with_code("rate_limit_exceeded"),
+            vec![
+                ("retry-after".into(), reset_secs.to_string()),
+                ("x-ratelimit-limit-tokens".into(), limit.to_string()),
+                ("x-ratelimit-remaining-tokens".into(), limit.saturating_sub(*used).to_string()),
+                ("x-ratelimit-reset-tokens".into(), duration_header(*reset_secs)),
+            ],
+        ),
+        Refusal::Store => (
+            ApiError::new(503, "api_error", "The gateway's shared counters are busy; retry the request.").with_code("quota_store_busy"),
+            vec![("retry-after".into(), "1".into())],
+        ),
+    }
+}

@@ -1,0 +1,477 @@
+//! Virtual keys and teams (LiteLLM's field names): definitions from the config and from the admin
+//! API, one validator for both, lookup by key hash. Only SHA-256 hashes of keys are kept.
+
+pub mod admin;
+pub mod time;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::quota::{self, Limits};
+use crate::store::Store;
+
+/// A key's definition. `token` is the hex SHA-256 of the key, as LiteLLM calls it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct KeyDef {
+    pub token: String,
+    /// How the key is shown: `sk-...abcd` (LiteLLM's `key_name`).
+    pub key_name: String,
+    pub key_alias: Option<String>,
+    pub team_id: Option<String>,
+    pub user_id: Option<String>,
+    /// Allowed model aliases; empty means all.
+    pub models: Vec<String>,
+    pub max_budget: Option<f64>,
+    pub budget_duration: Option<String>,
+    pub soft_budget: Option<f64>,
+    pub rpm_limit: Option<u64>,
+    pub tpm_limit: Option<u64>,
+    pub max_parallel_requests: Option<u64>,
+    /// Unix seconds.
+    pub expires: Option<u64>,
+    pub blocked: bool,
+    pub metadata: Map<String, Value>,
+    pub tags: Vec<String>,
+    pub created_at: u64,
+    /// Defined in the gateway config (true) or created through the admin API.
+    pub from_config: bool,
+    /// Deleted through the admin API (a tombstone hides a config key too).
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TeamDef {
+    pub team_id: String,
+    pub team_alias: Option<String>,
+    pub models: Vec<String>,
+    pub max_budget: Option<f64>,
+    pub budget_duration: Option<String>,
+    pub soft_budget: Option<f64>,
+    pub rpm_limit: Option<u64>,
+    pub tpm_limit: Option<u64>,
+    pub max_parallel_requests: Option<u64>,
+    pub blocked: bool,
+    pub metadata: Map<String, Value>,
+}
+
+pub fn hash_key(key: &str) -> String {
+    let digest = Sha256::digest(key.as_bytes());
+    let mut hex = String::with_capacity(64);
+    for b in digest {
+        hex.push_str(&format!("{b:02x}"));
+    }
+    hex
+}
+
+/// `sk-...abcd`: enough to recognise a key, nothing to use it.
+pub fn key_name(key: &str) -> String {
+    let tail: String = key
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    let head: String = key.chars().take(3).collect();
+    format!("{head}...{tail}")
+}
+
+/// True for a 64-character lower-case hex digest.
+pub fn is_hash(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Whether an alias is allowed by a models list (empty, or LiteLLM's `all-proxy-models`, means all).
+pub fn allows(models: &[String], alias: &str) -> bool {
+    models.is_empty()
+        || models
+            .iter()
+            .any(|m| m == alias || m == "all-proxy-models" || m == "*")
+}
+
+impl KeyDef {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_budget: self.max_budget.map(quota::micro),
+            budget_duration: self
+                .budget_duration
+                .as_deref()
+                .and_then(time::parse_duration),
+            soft_budget: self.soft_budget.map(quota::micro),
+            rpm: self.rpm_limit,
+            tpm: self.tpm_limit,
+            parallel: self.max_parallel_requests,
+        }
+    }
+}
+
+impl TeamDef {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_budget: self.max_budget.map(quota::micro),
+            budget_duration: self
+                .budget_duration
+                .as_deref()
+                .and_then(time::parse_duration),
+            soft_budget: self.soft_budget.map(quota::micro),
+            rpm: self.rpm_limit,
+            tpm: self.tpm_limit,
+            parallel: self.max_parallel_requests,
+        }
+    }
+}
+
+/// A field problem: (field name, message). Config turns it into a path-named issue, the admin
+/// API into a 400 naming the parameter.
+pub type FieldError = (String, String);
+
+/// Fields of a key that the config and the admin API share, with their meaning.
+pub const KEY_FIELDS: &[&str] = &[
+    "key_alias",
+    "team_id",
+    "user_id",
+    "models",
+    "max_budget",
+    "budget_duration",
+    "soft_budget",
+    "rpm_limit",
+    "tpm_limit",
+    "max_parallel_requests",
+    "expires",
+    "blocked",
+    "metadata",
+    "tags",
+];
+
+pub const TEAM_FIELDS: &[&str] = &[
+    "team_id",
+    "team_alias",
+    "models",
+    "max_budget",
+    "budget_duration",
+    "soft_budget",
+    "rpm_limit",
+    "tpm_limit",
+    "max_parallel_requests",
+    "blocked",
+    "metadata",
+];
+
+fn opt_string(
+    m: &Map<String, Value>,
+    f: &str,
+    errs: &mut Vec<FieldError>,
+) -> Option<Option<String>> {
+    match m.get(f)? {
+        Value::Null => Some(None),
+        Value::String(s) if !s.trim().is_empty() => Some(Some(s.clone())),
+        Value::String(_) => {
+            errs.push((f.into(), "must not be empty".into()));
+            None
+        }
+        _ => {
+            errs.push((f.into(), "must be a string".into()));
+            None
+        }
+    }
+}
+
+fn opt_money(m: &Map<String, Value>, f: &str, errs: &mut Vec<FieldError>) -> Option<Option<f64>> {
+    match m.get(f)? {
+        Value::Null => Some(None),
+        Value::Number(n) => match n.as_f64() {
+            Some(x) if x.is_finite() && x >= 0.0 => Some(Some(x)),
+            _ => {
+                errs.push((
+                    f.into(),
+                    format!("must be a non-negative number of USD, not {n}"),
+                ));
+                None
+            }
+        },
+        _ => {
+            errs.push((f.into(), "must be a number (USD)".into()));
+            None
+        }
+    }
+}
+
+fn opt_count(m: &Map<String, Value>, f: &str, errs: &mut Vec<FieldError>) -> Option<Option<u64>> {
+    match m.get(f)? {
+        Value::Null => Some(None),
+        Value::Number(n) => match n.as_u64() {
+            Some(x) => Some(Some(x)),
+            None => {
+                errs.push((f.into(), format!("must be a non-negative integer, not {n}")));
+                None
+            }
+        },
+        _ => {
+            errs.push((f.into(), "must be an integer".into()));
+            None
+        }
+    }
+}
+
+fn opt_duration(
+    m: &Map<String, Value>,
+    f: &str,
+    errs: &mut Vec<FieldError>,
+) -> Option<Option<String>> {
+    let s = opt_string(m, f, errs)?;
+    match s {
+        Some(d) if time::parse_duration(&d).is_none() => {
+            errs.push((
+                f.into(),
+                format!("'{d}' is not a duration like 30s, 5m, 24h, 30d, 1w or 1mo"),
+            ));
+            None
+        }
+        other => Some(other),
+    }
+}
+
+fn opt_strings(m: &Map<String, Value>, f: &str, errs: &mut Vec<FieldError>) -> Option<Vec<String>> {
+    match m.get(f)? {
+        Value::Null => Some(Vec::new()),
+        Value::Array(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for item in items {
+                match item {
+                    Value::String(s) => out.push(s.clone()),
+                    _ => {
+                        errs.push((f.into(), "must be a list of strings".into()));
+                        return None;
+                    }
+                }
+            }
+            Some(out)
+        }
+        _ => {
+            errs.push((f.into(), "must be a list of strings".into()));
+            None
+        }
+    }
+}
+
+fn opt_bool(m: &Map<String, Value>, f: &str, errs: &mut Vec<FieldError>) -> Option<bool> {
+    match m.get(f)? {
+        Value::Null => Some(false),
+        Value::Bool(b) => Some(*b),
+        _ => {
+            errs.push((f.into(), "must be true or false".into()));
+            None
+        }
+    }
+}
+
+fn opt_object(
+    m: &Map<String, Value>,
+    f: &str,
+    errs: &mut Vec<FieldError>,
+) -> Option<Map<String, Value>> {
+    match m.get(f)? {
+        Value::Null => Some(Map::new()),
+        Value::Object(o) => Some(o.clone()),
+        _ => {
+            errs.push((f.into(), "must be a mapping".into()));
+            None
+        }
+    }
+}
+
+/// Applies the shared key fields present in `m` to `def` (absent fields are left as they are:
+/// the admin API's update uses the same code). `expires` is an RFC 3339 timestamp.
+pub fn apply_key_fields(def: &mut KeyDef, m: &Map<String, Value>) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    if let Some(v) = opt_string(m, "key_alias", &mut errs) {
+        def.key_alias = v;
+    }
+    if let Some(v) = opt_string(m, "team_id", &mut errs) {
+        def.team_id = v;
+    }
+    if let Some(v) = opt_string(m, "user_id", &mut errs) {
+        def.user_id = v;
+    }
+    if let Some(v) = opt_strings(m, "models", &mut errs) {
+        def.models = v;
+    }
+    if let Some(v) = opt_strings(m, "tags", &mut errs) {
+        def.tags = v;
+    }
+    if let Some(v) = opt_money(m, "max_budget", &mut errs) {
+        def.max_budget = v;
+    }
+    if let Some(v) = opt_money(m, "soft_budget", &mut errs) {
+        def.soft_budget = v;
+    }
+    if let Some(v) = opt_duration(m, "budget_duration", &mut errs) {
+        def.budget_duration = v;
+    }
+    if let Some(v) = opt_count(m, "rpm_limit", &mut errs) {
+        def.rpm_limit = v;
+    }
+    if let Some(v) = opt_count(m, "tpm_limit", &mut errs) {
+        def.tpm_limit = v;
+    }
+    if let Some(v) = opt_count(m, "max_parallel_requests", &mut errs) {
+        def.max_parallel_requests = v;
+    }
+    if let Some(v) = opt_bool(m, "blocked", &mut errs) {
+        def.blocked = v;
+    }
+    if let Some(v) = opt_object(m, "metadata", &mut errs) {
+        def.metadata = v;
+    }
+    match m.get("expires") {
+        None => {}
+        Some(Value::Null) => def.expires = None,
+        Some(Value::String(s)) => match time::parse_rfc3339(s) {
+            Some(t) => def.expires = Some(t),
+            None => errs.push((
+                "expires".into(),
+                format!("'{s}' is not an RFC 3339 timestamp like 2027-01-01T00:00:00Z"),
+            )),
+        },
+        Some(_) => errs.push((
+            "expires".into(),
+            "must be an RFC 3339 timestamp string".into(),
+        )),
+    }
+    if let (Some(soft), Some(max)) = (def.soft_budget, def.max_budget) {
+        if soft > max {
+            errs.push((
+                "soft_budget".into(),
+                format!("{soft} is above max_budget {max}"),
+            ));
+        }
+    }
+    errs
+}
+
+pub fn apply_team_fields(def: &mut TeamDef, m: &Map<String, Value>) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    if let Some(v) = opt_string(m, "team_alias", &mut errs) {
+        def.team_alias = v;
+    }
+    if let Some(v) = opt_strings(m, "models", &mut errs) {
+        def.models = v;
+    }
+    if let Some(v) = opt_money(m, "max_budget", &mut errs) {
+        def.max_budget = v;
+    }
+    if let Some(v) = opt_money(m, "soft_budget", &mut errs) {
+        def.soft_budget = v;
+    }
+    if let Some(v) = opt_duration(m, "budget_duration", &mut errs) {
+        def.budget_duration = v;
+    }
+    if let Some(v) = opt_count(m, "rpm_limit", &mut errs) {
+        def.rpm_limit = v;
+    }
+    if let Some(v) = opt_count(m, "tpm_limit", &mut errs) {
+        def.tpm_limit = v;
+    }
+    if let Some(v) = opt_count(m, "max_parallel_requests", &mut errs) {
+        def.max_parallel_requests = v;
+    }
+    if let Some(v) = opt_bool(m, "blocked", &mut errs) {
+        def.blocked = v;
+    }
+    if let Some(v) = opt_object(m, "metadata", &mut errs) {
+        def.metadata = v;
+    }
+    errs
+}
+
+/// Store key of a key's definition written through the admin API (it overrides the config).
+pub fn def_store_key(token: &str) -> String {
+    format!("tollgate.key.{token}")
+}
+
+/// Store key of the list of keys created through the admin API.
+pub const INDEX_KEY: &str = "tollgate.keys";
+
+/// The current definition of a key: the admin API's record if any (a tombstone means deleted),
+/// else the config's.
+pub fn find(
+    config_keys: &hashbrown::HashMap<String, KeyDef>,
+    store: &dyn Store,
+    token: &str,
+) -> Option<KeyDef> {
+    if let Some(v) = store.get(&def_store_key(token)) {
+        return serde_json::from_slice::<KeyDef>(&v.value)
+            .ok()
+            .filter(|d| !d.deleted);
+    }
+    config_keys.get(token).cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn hashes_and_names() {
+        assert_eq!(
+            hash_key("sk-1234"),
+            "88dc28d0f030c55ed4ab77ed8faf098196cb1c05df778539800c9f1243fe6b4b"
+        );
+        assert!(is_hash(&hash_key("anything")));
+        assert!(!is_hash("sk-1234"));
+        assert_eq!(key_name("sk-abcdefgh1234"), "sk-...1234");
+        assert!(
+            allows(&[], "x")
+                && allows(&["a".into(), "x".into()], "x")
+                && !allows(&["a".into()], "x")
+        );
+    }
+
+    #[test]
+    fn validates_fields() {
+        let mut d = KeyDef::default();
+        let errs = apply_key_fields(
+            &mut d,
+            json!({"max_budget": -1, "rpm_limit": 1.5, "budget_duration": "3y", "expires": "soon", "models": "gpt", "metadata": [1], "key_alias": ""})
+                .as_object()
+                .unwrap(),
+        );
+        let fields: Vec<&str> = errs.iter().map(|(f, _)| f.as_str()).collect();
+        for f in [
+            "max_budget",
+            "rpm_limit",
+            "budget_duration",
+            "expires",
+            "models",
+            "metadata",
+            "key_alias",
+        ] {
+            assert!(fields.contains(&f), "{f} in {errs:?}");
+        }
+        let mut d = KeyDef::default();
+        let errs = apply_key_fields(
+            &mut d,
+            json!({"max_budget": 25.0, "soft_budget": 20, "budget_duration": "30d", "rpm_limit": 600, "expires": "2027-01-01T00:00:00Z", "models": ["gpt"]})
+                .as_object()
+                .unwrap(),
+        );
+        assert!(errs.is_empty(), "{errs:?}");
+        let l = d.limits();
+        assert_eq!(
+            (l.max_budget, l.soft_budget, l.budget_duration, l.rpm),
+            (
+                Some(25_000_000),
+                Some(20_000_000),
+                Some(2_592_000),
+                Some(600)
+            )
+        );
+        assert_eq!(d.expires, Some(1_798_761_600));
+    }
+}

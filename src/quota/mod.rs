@@ -1,0 +1,427 @@
+//! Budgets and rate limits for keys and teams, kept in the store every worker shares.
+//!
+//! Each key and each team has one record of counters; an admission or a settlement is one
+//! compare-and-swap loop over it, so all counters of a scope change together. Money is in
+//! micro-USD. To keep concurrent requests from overshooting a budget, admission reserves the
+//! request's worst-case cost (and tokens) and settlement replaces the reservation by the actual
+//! cost: a request whose reservation does not fit is refused.
+
+use crate::store::{update, Store, UpdateError};
+
+/// A scope's limits, as configured or generated. `None` means unlimited.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub max_budget: Option<u64>,
+    /// Budget window in seconds; `None`: the budget never resets.
+    pub budget_duration: Option<u64>,
+    pub soft_budget: Option<u64>,
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    pub parallel: Option<u64>,
+}
+
+/// The shared record of one key or team.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counters {
+    /// Start of the current budget window (Unix seconds).
+    pub window_start: u64,
+    /// Spend in the current budget window.
+    pub spend: u64,
+    /// Cost reserved by requests in flight.
+    pub reserved: u64,
+    pub lifetime_spend: u64,
+    /// The minute (Unix seconds / 60) the request and token counts belong to.
+    pub minute: u64,
+    pub requests: u64,
+    pub tokens: u64,
+    pub tokens_reserved: u64,
+    pub in_flight: u64,
+}
+
+const FIELDS: usize = 9;
+const VERSION: u8 = 1;
+
+impl Counters {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1 + FIELDS * 8);
+        out.push(VERSION);
+        for v in [
+            self.window_start,
+            self.spend,
+            self.reserved,
+            self.lifetime_spend,
+            self.minute,
+            self.requests,
+            self.tokens,
+            self.tokens_reserved,
+            self.in_flight,
+        ] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out
+    }
+
+    /// Decodes a record; an absent or unreadable one is a fresh scope.
+    pub fn decode(bytes: &[u8]) -> Counters {
+        if bytes.first() != Some(&VERSION) {
+            return Counters::default();
+        }
+        let mut v = [0u64; FIELDS];
+        for (i, slot) in v.iter_mut().enumerate() {
+            let at = 1 + i * 8;
+            if let Some(chunk) = bytes.get(at..at + 8) {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(chunk);
+                *slot = u64::from_le_bytes(b);
+            }
+        }
+        let [window_start, spend, reserved, lifetime_spend, minute, requests, tokens, tokens_reserved, in_flight] =
+            v;
+        Counters {
+            window_start,
+            spend,
+            reserved,
+            lifetime_spend,
+            minute,
+            requests,
+            tokens,
+            tokens_reserved,
+            in_flight,
+        }
+    }
+
+    /// Starts new windows lazily when the current ones have passed.
+    fn roll(&mut self, l: &Limits, now: u64) {
+        match l.budget_duration {
+            Some(d) if d > 0 => {
+                if self.window_start == 0 || now >= self.window_start.saturating_add(d) {
+                    // Keep windows aligned to the first one, so resets are predictable.
+                    let elapsed = now.saturating_sub(self.window_start);
+                    self.window_start = if self.window_start == 0 {
+                        now
+                    } else {
+                        self.window_start + elapsed / d * d
+                    };
+                    self.spend = 0;
+                }
+            }
+            _ => {
+                if self.window_start == 0 {
+                    self.window_start = now;
+                }
+            }
+        }
+        let minute = now / 60;
+        if minute != self.minute {
+            self.minute = minute;
+            self.requests = 0;
+            self.tokens = 0;
+            self.tokens_reserved = 0;
+        }
+    }
+
+    /// When the budget window resets, if it does.
+    pub fn budget_reset_at(&self, l: &Limits) -> Option<u64> {
+        l.budget_duration
+            .map(|d| self.window_start.saturating_add(d))
+    }
+}
+
+/// What a request may cost at most, reserved at admission.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Estimate {
+    pub cost: u64,
+    pub tokens: u64,
+}
+
+/// What a request actually cost, charged at settlement.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Charge {
+    pub cost: u64,
+    pub tokens: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Key,
+    Team,
+}
+
+impl Scope {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Key => "key",
+            Scope::Team => "team",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The budget is spent, or this request's reservation does not fit what is left.
+    Budget {
+        scope: Scope,
+        spend: u64,
+        reserved: u64,
+        max: u64,
+        needed: u64,
+        reset_at: Option<u64>,
+    },
+    Parallel {
+        scope: Scope,
+        limit: u64,
+    },
+    Requests {
+        scope: Scope,
+        limit: u64,
+        reset_secs: u64,
+    },
+    Tokens {
+        scope: Scope,
+        limit: u64,
+        used: u64,
+        needed: u64,
+        reset_secs: u64,
+    },
+    /// The shared store could not be updated: fail closed rather than lose a count.
+    Store,
+}
+
+/// The scope's state right after admission, for response headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+    pub spend: u64,
+    pub max_budget: Option<u64>,
+    pub rpm: Option<u64>,
+    pub remaining_requests: Option<u64>,
+    pub tpm: Option<u64>,
+    pub remaining_tokens: Option<u64>,
+    /// Seconds until the request and token counts reset.
+    pub reset_secs: u64,
+    pub soft_budget_exceeded: bool,
+    pub minute: u64,
+}
+
+/// Checks and applies one admission to a scope's counters.
+pub fn admit(
+    c: &mut Counters,
+    l: &Limits,
+    scope: Scope,
+    now: u64,
+    est: Estimate,
+) -> Result<Snapshot, Refusal> {
+    c.roll(l, now);
+    let reset_secs = 60 - now % 60;
+    if let Some(max) = l.max_budget {
+        if c.spend >= max || c.spend.saturating_add(c.reserved).saturating_add(est.cost) > max {
+            return Err(Refusal::Budget {
+                scope,
+                spend: c.spend,
+                reserved: c.reserved,
+                max,
+                needed: est.cost,
+                reset_at: c.budget_reset_at(l),
+            });
+        }
+    }
+    if let Some(limit) = l.parallel {
+        if c.in_flight >= limit {
+            return Err(Refusal::Parallel { scope, limit });
+        }
+    }
+    if let Some(limit) = l.rpm {
+        if c.requests >= limit {
+            return Err(Refusal::Requests {
+                scope,
+                limit,
+                reset_secs,
+            });
+        }
+    }
+    if let Some(limit) = l.tpm {
+        let used = c.tokens.saturating_add(c.tokens_reserved);
+        if used.saturating_add(est.tokens) > limit {
+            return Err(Refusal::Tokens {
+                scope,
+                limit,
+                used,
+                needed: est.tokens,
+                reset_secs,
+            });
+        }
+    }
+    c.reserved = c.reserved.saturating_add(est.cost);
+    c.in_flight = c.in_flight.saturating_add(1);
+    c.requests = c.requests.saturating_add(1);
+    c.tokens_reserved = c.tokens_reserved.saturating_add(est.tokens);
+    Ok(Snapshot {
+        spend: c.spend,
+        max_budget: l.max_budget,
+        rpm: l.rpm,
+        remaining_requests: l.rpm.map(|r| r.saturating_sub(c.requests)),
+        tpm: l.tpm,
+        remaining_tokens: l
+            .tpm
+            .map(|t| t.saturating_sub(c.tokens.saturating_add(c.tokens_reserved))),
+        reset_secs,
+        soft_budget_exceeded: l.soft_budget.is_some_and(|s| c.spend >= s),
+        minute: c.minute,
+    })
+}
+
+/// Undoes an admission that a later scope refused (the request never ran).
+pub fn unadmit(c: &mut Counters, admitted_minute: u64, est: Estimate) {
+    c.reserved = c.reserved.saturating_sub(est.cost);
+    c.in_flight = c.in_flight.saturating_sub(1);
+    if c.minute == admitted_minute {
+        c.requests = c.requests.saturating_sub(1);
+        c.tokens_reserved = c.tokens_reserved.saturating_sub(est.tokens);
+    }
+}
+
+/// Replaces a request's reservation by its actual cost and frees its parallel slot.
+pub fn settle(
+    c: &mut Counters,
+    l: &Limits,
+    now: u64,
+    admitted_minute: u64,
+    est: Estimate,
+    actual: Charge,
+) {
+    c.reserved = c.reserved.saturating_sub(est.cost);
+    c.in_flight = c.in_flight.saturating_sub(1);
+    if c.minute == admitted_minute {
+        c.tokens_reserved = c.tokens_reserved.saturating_sub(est.tokens);
+    }
+    c.roll(l, now);
+    c.spend = c.spend.saturating_add(actual.cost);
+    c.lifetime_spend = c.lifetime_spend.saturating_add(actual.cost);
+    c.tokens = c.tokens.saturating_add(actual.tokens);
+}
+
+/// Store key of a scope's counters.
+pub fn record_key(scope: Scope, id: &str) -> String {
+    format!("tollgate.usage.{}.{id}", scope.name())
+}
+
+/// One scope taking part in an admission: its store key and limits.
+pub struct Party<'a> {
+    pub scope: Scope,
+    pub key: &'a str,
+    pub limits: &'a Limits,
+}
+
+/// The outcome of admitting a request in all its scopes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admission {
+    pub estimate: Estimate,
+    pub key: Snapshot,
+    pub team: Option<Snapshot>,
+}
+
+fn store_refusal(e: UpdateError<Refusal>) -> Refusal {
+    match e {
+        UpdateError::Refused(r) => r,
+        UpdateError::Contention | UpdateError::Unavailable => Refusal::Store,
+    }
+}
+
+/// Admits a request in its key's scope, then its team's; undoes the key's if the team refuses.
+pub fn admit_all(
+    store: &dyn Store,
+    key: &Party,
+    team: Option<&Party>,
+    now: u64,
+    est: Estimate,
+) -> Result<Admission, Refusal> {
+    let key_snap = update(store, key.key, |bytes| {
+        let mut c = Counters::decode(bytes);
+        let snap = admit(&mut c, key.limits, key.scope, now, est)?;
+        Ok((c.encode(), snap))
+    })
+    .map_err(store_refusal)?;
+    let team_snap = match team {
+        None => None,
+        Some(t) => {
+            let r = update(store, t.key, |bytes| {
+                let mut c = Counters::decode(bytes);
+                let snap = admit(&mut c, t.limits, t.scope, now, est)?;
+                Ok((c.encode(), snap))
+            });
+            match r {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    let _ = update::<(), ()>(store, key.key, |bytes| {
+                        let mut c = Counters::decode(bytes);
+                        unadmit(&mut c, key_snap.minute, est);
+                        Ok((c.encode(), ()))
+                    });
+                    return Err(store_refusal(e));
+                }
+            }
+        }
+    };
+    Ok(Admission {
+        estimate: est,
+        key: key_snap,
+        team: team_snap,
+    })
+}
+
+/// Settles a request in one scope; returns the scope's counters afterwards.
+pub fn settle_one(
+    store: &dyn Store,
+    party: &Party,
+    now: u64,
+    admitted_minute: u64,
+    est: Estimate,
+    actual: Charge,
+) -> Option<Counters> {
+    update::<_, ()>(store, party.key, |bytes| {
+        let mut c = Counters::decode(bytes);
+        settle(&mut c, party.limits, now, admitted_minute, est, actual);
+        Ok((c.encode(), c))
+    })
+    .ok()
+}
+
+/// Creates a scope's record if it does not exist yet. Called before any request can touch it
+/// (configuration load, key generation): shared data accepts any CAS on an absent key, so a
+/// record first created by two racing updates could lose one of them.
+pub fn ensure_record(store: &dyn Store, key: &str, now: u64) {
+    if store.get(key).is_none() {
+        let c = Counters {
+            window_start: now,
+            minute: now / 60,
+            ..Default::default()
+        };
+        let _ = store.set(key, &c.encode(), None);
+    }
+}
+
+/// Reads a scope's counters as they would be now (windows rolled, nothing written).
+pub fn read(store: &dyn Store, key: &str, l: &Limits, now: u64) -> Counters {
+    let mut c = store
+        .get(key)
+        .map(|v| Counters::decode(&v.value))
+        .unwrap_or_default();
+    c.roll(l, now);
+    c
+}
+
+/// Micro-USD as dollars for JSON and headers.
+pub fn usd(micro: u64) -> f64 {
+    micro as f64 / 1_000_000.0
+}
+
+/// Dollars (from config or the admin API) as micro-USD, rounded to the nearest micro-dollar.
+pub fn micro(usd: f64) -> u64 {
+    if usd.is_finite() && usd > 0.0 {
+        (usd * 1_000_000.0).round() as u64
+    } else {
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests;

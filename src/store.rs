@@ -1,0 +1,133 @@
+//! The store every Envoy worker shares: proxy-wasm shared data in the filter, memory in tests.
+//!
+//! Shared data is a key-value map per `vm_id` per Envoy process with compare-and-swap writes and
+//! no TTL or atomic increment, so every counter update is a bounded read-modify-write loop
+//! ([`update`]). Durable, multi-replica storage would be another implementation of [`Store`].
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use hashbrown::HashMap;
+
+/// A value and the version it was read at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    pub value: Vec<u8>,
+    pub cas: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreError {
+    /// Someone else wrote the key since it was read.
+    Conflict,
+    /// The host refused the operation.
+    Unavailable,
+}
+
+pub trait Store {
+    fn get(&self, key: &str) -> Option<Versioned>;
+    /// Writes `value` if the key is still at version `cas` (`None`: only if the key is absent
+    /// or unconditionally, as the host defines; callers pass the version they read).
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError>;
+}
+
+/// How many times a read-modify-write is retried under contention before giving up. Each try is
+/// a few microseconds; contention beyond this means something is wrong, and the caller fails safe.
+pub const MAX_TRIES: usize = 64;
+
+/// Applies `change` to the current value (empty when absent) until the write wins. `change`
+/// returns the new value and a result, or an error that stops without writing.
+pub fn update<T, E>(
+    store: &dyn Store,
+    key: &str,
+    mut change: impl FnMut(&[u8]) -> Result<(Vec<u8>, T), E>,
+) -> Result<T, UpdateError<E>> {
+    for _ in 0..MAX_TRIES {
+        let current = store.get(key);
+        let (bytes, cas) = match &current {
+            Some(v) => (v.value.as_slice(), Some(v.cas)),
+            None => (&[][..], None),
+        };
+        let (next, out) = change(bytes).map_err(UpdateError::Refused)?;
+        match store.set(key, &next, cas) {
+            Ok(()) => return Ok(out),
+            Err(StoreError::Conflict) => continue,
+            Err(StoreError::Unavailable) => return Err(UpdateError::Unavailable),
+        }
+    }
+    Err(UpdateError::Contention)
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum UpdateError<E> {
+    Refused(E),
+    Contention,
+    Unavailable,
+}
+
+/// An in-memory store with the host's semantics, shared by clones (as workers share data).
+#[derive(Clone, Default, Debug)]
+pub struct MemoryStore {
+    inner: Rc<RefCell<HashMap<String, Versioned>>>,
+}
+
+impl Store for MemoryStore {
+    fn get(&self, key: &str) -> Option<Versioned> {
+        self.inner.borrow().get(key).cloned()
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        let mut map = self.inner.borrow_mut();
+        let next = match (map.get(key), cas) {
+            (Some(cur), Some(c)) if cur.cas != c => return Err(StoreError::Conflict),
+            (Some(cur), _) => cur.cas.wrapping_add(1).max(1),
+            (None, _) => 1,
+        };
+        map.insert(
+            key.to_string(),
+            Versioned {
+                value: value.to_vec(),
+                cas: next,
+            },
+        );
+        Ok(())
+    }
+}
+
+impl MemoryStore {
+    pub fn keys(&self) -> Vec<String> {
+        self.inner.borrow().keys().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cas_conflicts_and_update_retries() {
+        let s = MemoryStore::default();
+        s.set("k", b"1", None).unwrap();
+        let v = s.get("k").unwrap();
+        s.set("k", b"2", Some(v.cas)).unwrap();
+        assert_eq!(s.set("k", b"3", Some(v.cas)), Err(StoreError::Conflict));
+
+        // A writer that races once: the first attempt conflicts, the retry wins.
+        let mut raced = false;
+        let out = update::<_, ()>(&s, "k", |cur| {
+            if !raced {
+                raced = true;
+                s.set("k", b"9", None).unwrap();
+            }
+            let n: u32 = std::str::from_utf8(cur).unwrap().parse().unwrap();
+            Ok(((n + 1).to_string().into_bytes(), n))
+        })
+        .unwrap();
+        assert_eq!(out, 9);
+        assert_eq!(s.get("k").unwrap().value, b"10");
+        assert_eq!(
+            update::<(), _>(&s, "k", |_| Err("no")),
+            Err(UpdateError::Refused("no"))
+        );
+    }
+}
