@@ -11,6 +11,7 @@ pub mod filter;
 pub mod host;
 pub mod json;
 pub mod openai;
+pub mod pricing;
 pub mod providers;
 pub mod router;
 pub mod stats;

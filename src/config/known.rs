@@ -231,6 +231,11 @@ pub const PARAMS_ACTED_ON: &[&str] = &[
     "aws_session_token",
     "aws_bedrock_runtime_endpoint",
     "drop_params",
+    "input_cost_per_token",
+    "output_cost_per_token",
+    "cache_read_input_token_cost",
+    "cache_creation_input_token_cost",
+    "base_model",
 ];
 
 pub const PARAMS_KNOWN: &[&str] = &[
@@ -243,12 +248,8 @@ pub const PARAMS_KNOWN: &[&str] = &[
     "weight",
     "order",
     "region_name",
-    "input_cost_per_token",
-    "output_cost_per_token",
     "input_cost_per_second",
     "output_cost_per_second",
-    "cache_read_input_token_cost",
-    "cache_creation_input_token_cost",
     "max_budget",
     "budget_duration",
     "vertex_project",
@@ -279,7 +280,6 @@ pub const PARAMS_KNOWN: &[&str] = &[
     "headers",
     "extra_body",
     "mock_response",
-    "base_model",
     "auto_router_config",
     "auto_router_config_path",
     "auto_router_default_model",
@@ -318,9 +318,9 @@ pub const PARAMS_KNOWN: &[&str] = &[
     "top_k",
 ];
 
-pub const MODEL_INFO_ACTED_ON: &[&str] = &["id", "mode"];
-
-pub const MODEL_INFO_KNOWN: &[&str] = &[
+pub const MODEL_INFO_ACTED_ON: &[&str] = &[
+    "id",
+    "mode",
     "base_model",
     "max_tokens",
     "max_input_tokens",
@@ -329,6 +329,9 @@ pub const MODEL_INFO_KNOWN: &[&str] = &[
     "output_cost_per_token",
     "cache_read_input_token_cost",
     "cache_creation_input_token_cost",
+];
+
+pub const MODEL_INFO_KNOWN: &[&str] = &[
     "output_cost_per_reasoning_token",
     "input_cost_per_audio_token",
     "supports_function_calling",

@@ -3,6 +3,7 @@
 //! `tollgate check` / `tollgate render`.
 
 mod known;
+mod model_info;
 mod walker;
 
 use hashbrown::HashMap;
@@ -87,6 +88,11 @@ pub struct Deployment {
     pub api_version: Option<String>,
     pub drop_params: bool,
     pub mode: Mode,
+    /// Prices and context window, resolved at load: the built-in entry for the model (or
+    /// `base_model`) with `model_info` / `litellm_params` overrides. `None` when nothing is known;
+    /// a known context window without a price has a zero price. Either way an unpriced deployment
+    /// was reported by a warning and is charged 0.
+    pub model_info: Option<crate::pricing::ModelInfo>,
 }
 
 impl std::fmt::Debug for Deployment {
@@ -393,9 +399,11 @@ fn deployment(
 
     let mut mode = Mode::Any;
     let mut id = String::new();
+    let mi_path = join(path, "model_info");
+    let mut info_map = None;
     if let Some(v) = e.get("model_info") {
-        let mi_path = join(path, "model_info");
         if let Some(mi) = w.object(v, &mi_path) {
+            info_map = Some(mi);
             w.check_fields(
                 mi,
                 &mi_path,
@@ -445,6 +453,18 @@ fn deployment(
             return None;
         }
     };
+    let model_info = model_info::resolve(
+        w,
+        &model_info::Fields {
+            alias: &alias,
+            provider: provider.name(),
+            model: &model_id,
+            lp,
+            lp_path: &lp_path,
+            mi: info_map,
+            mi_path: &mi_path,
+        },
+    );
 
     let api_base = w.string(lp, "api_base", &lp_path);
     let api_version = w.string(lp, "api_version", &lp_path);
@@ -533,6 +553,7 @@ fn deployment(
         api_version,
         drop_params,
         mode,
+        model_info,
     })
 }
 

@@ -22,6 +22,7 @@ fn deployment(p: &'static dyn super::Provider) -> Deployment {
         api_version: Some("2024-10-21".into()),
         drop_params: false,
         mode: Mode::Any,
+        model_info: None,
     }
 }
 

@@ -18,6 +18,7 @@ fn deployment(model: &str) -> Deployment {
         api_version: None,
         drop_params: false,
         mode: Mode::Any,
+        model_info: None,
     }
 }
 
