@@ -235,6 +235,9 @@ pub const PARAMS_ACTED_ON: &[&str] = &[
     "drop_params",
     "input_cost_per_token",
     "output_cost_per_token",
+    "cache_read_input_token_cost",
+    "cache_creation_input_token_cost",
+    "base_model",
 ];
 
 pub const PARAMS_KNOWN: &[&str] = &[
@@ -249,8 +252,6 @@ pub const PARAMS_KNOWN: &[&str] = &[
     "region_name",
     "input_cost_per_second",
     "output_cost_per_second",
-    "cache_read_input_token_cost",
-    "cache_creation_input_token_cost",
     "max_budget",
     "budget_duration",
     "vertex_project",
@@ -281,7 +282,6 @@ pub const PARAMS_KNOWN: &[&str] = &[
     "headers",
     "extra_body",
     "mock_response",
-    "base_model",
     "auto_router_config",
     "auto_router_config_path",
     "auto_router_default_model",
@@ -320,9 +320,9 @@ pub const PARAMS_KNOWN: &[&str] = &[
     "top_k",
 ];
 
-pub const MODEL_INFO_ACTED_ON: &[&str] = &["id", "mode"];
-
-pub const MODEL_INFO_KNOWN: &[&str] = &[
+pub const MODEL_INFO_ACTED_ON: &[&str] = &[
+    "id",
+    "mode",
     "base_model",
     "max_tokens",
     "max_input_tokens",
@@ -331,6 +331,9 @@ pub const MODEL_INFO_KNOWN: &[&str] = &[
     "output_cost_per_token",
     "cache_read_input_token_cost",
     "cache_creation_input_token_cost",
+];
+
+pub const MODEL_INFO_KNOWN: &[&str] = &[
     "output_cost_per_reasoning_token",
     "input_cost_per_audio_token",
     "supports_function_calling",

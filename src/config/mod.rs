@@ -3,6 +3,7 @@
 //! `tollgate check` / `tollgate render`.
 
 mod known;
+mod model_info;
 mod walker;
 
 use hashbrown::HashMap;
@@ -88,7 +89,10 @@ pub struct Deployment {
     pub api_version: Option<String>,
     pub drop_params: bool,
     pub mode: Mode,
-    /// Prices and context limits, when known.
+    /// Prices and context window, resolved at load: the built-in entry for the model (or
+    /// `base_model`) with `model_info` / `litellm_params` overrides. `None` when nothing is known;
+    /// a known context window without a price has a zero price. Either way an unpriced deployment
+    /// was reported by a warning and is charged 0.
     pub model_info: Option<crate::pricing::ModelInfo>,
 }
 
@@ -532,9 +536,11 @@ fn deployment(
 
     let mut mode = Mode::Any;
     let mut id = String::new();
+    let mi_path = join(path, "model_info");
+    let mut info_map = None;
     if let Some(v) = e.get("model_info") {
-        let mi_path = join(path, "model_info");
         if let Some(mi) = w.object(v, &mi_path) {
+            info_map = Some(mi);
             w.check_fields(
                 mi,
                 &mi_path,
@@ -584,6 +590,18 @@ fn deployment(
             return None;
         }
     };
+    let model_info = model_info::resolve(
+        w,
+        &model_info::Fields {
+            alias: &alias,
+            provider: provider.name(),
+            model: &model_id,
+            lp,
+            lp_path: &lp_path,
+            mi: info_map,
+            mi_path: &mi_path,
+        },
+    );
 
     let api_base = w.string(lp, "api_base", &lp_path);
     let api_version = w.string(lp, "api_version", &lp_path);
@@ -620,8 +638,6 @@ fn deployment(
     let drop_params = w
         .bool(lp, "drop_params", &lp_path)
         .unwrap_or(global_drop_params);
-    let input_cost = w.number(lp, "input_cost_per_token", &lp_path, 0.0);
-    let output_cost = w.number(lp, "output_cost_per_token", &lp_path, 0.0);
 
     let params = Params {
         model: &model_id,
@@ -661,17 +677,7 @@ fn deployment(
         );
     }
     let cluster = intern_cluster(clusters, &url, signing);
-    let model_info = match (input_cost, output_cost) {
-        (None, None) => crate::pricing::builtin(provider.name(), &model_id),
-        (i, o) => Some(crate::pricing::ModelInfo {
-            price: crate::pricing::Price {
-                input: i.map(crate::pricing::pico_per_token).unwrap_or(0),
-                output: o.map(crate::pricing::pico_per_token).unwrap_or(0),
-                ..Default::default()
-            },
-            ..Default::default()
-        }),
-    };
+
     Some(Deployment {
         index,
         alias,
