@@ -19,7 +19,7 @@ use crate::host::{Action, HttpHost};
 use crate::keys::admin::{self, AdminCtx, AdminOp};
 use crate::openai::{self, ResponseCtx, Usage};
 use crate::providers::{Operation, RequestOptions, StreamTranslator};
-use crate::quota::{Admission, Charge};
+use crate::quota::{Admission, Charge, Estimate};
 use crate::router;
 use crate::stats;
 
@@ -80,6 +80,8 @@ struct Routed {
     /// When the request reached the filter, for latency and time-to-first-token.
     started_ms: u64,
     first_byte_seen: bool,
+    /// The request's worst case, once its body is accepted: what a cut-off response is charged.
+    estimate: Option<Estimate>,
     /// Set once the request is admitted against its key's limits; settled in `on_done`.
     admission: Option<Admission>,
     /// The status the client saw, once known.
@@ -370,6 +372,7 @@ impl HttpFilter {
             response: ResponsePlan::Pending,
             started_ms: host.now_ms(),
             first_byte_seen: false,
+            estimate: None,
             admission: None,
             status: None,
             usage: None,
@@ -460,6 +463,7 @@ impl HttpFilter {
             Err(e) => return self.reply_error(host, &e),
         };
         let now = host.now_ms() / 1000;
+        routed.estimate = Some(estimate);
         match accounting::admit(host, &routed.principal, now, estimate) {
             Ok(admission) => routed.admission = admission,
             Err(refusal) => {
@@ -674,7 +678,8 @@ impl HttpFilter {
         let State::Routed(routed) = &mut self.state else {
             return;
         };
-        let Some(admission) = routed.admission.take() else {
+        let Some(estimate) = routed.estimate.take() else {
+            // Refused before its body was accepted: nothing ran, nothing to charge.
             return;
         };
         let Some(d) = config.deployment(routed.deployment) else {
@@ -686,16 +691,22 @@ impl HttpFilter {
                 tokens: u.prompt_tokens.saturating_add(u.completion_tokens),
             },
             (Some(s), None) if s < 400 => Charge {
-                cost: admission.estimate.cost,
-                tokens: admission.estimate.tokens,
+                cost: estimate.cost,
+                tokens: estimate.tokens,
             },
             _ => Charge::default(),
         };
+        let labels = routed.labels(d);
         if charge.cost > 0 {
-            host.increment_counter(&stats::spend(&routed.labels(d)), charge.cost);
+            host.increment_counter(&stats::spend(&labels), charge.cost);
         }
-        let now = host.now_ms() / 1000;
-        accounting::settle(host, &routed.principal, &admission, now, charge);
+        if routed.status.is_some_and(|s| s < 400) && !accounting::is_priced(d) {
+            host.increment_counter(&stats::unpriced(&labels), 1);
+        }
+        if let Some(admission) = routed.admission.take() {
+            let now = host.now_ms() / 1000;
+            accounting::settle(host, &routed.principal, &admission, now, charge);
+        }
     }
 }
 

@@ -68,6 +68,11 @@ pub fn spend(l: &Labels) -> String {
     name("spend_micro_usd", l)
 }
 
+/// Requests served by a deployment with no known price (charged 0).
+pub fn unpriced(l: &Labels) -> String {
+    name("unpriced_requests_total", l)
+}
+
 /// Requests refused by an RPM, TPM or parallel limit.
 pub fn rate_limited(l: &Labels) -> String {
     name("rate_limited_total", l)

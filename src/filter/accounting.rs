@@ -14,6 +14,12 @@ use crate::stats;
 /// Output tokens assumed when neither the request nor the model table caps them.
 pub const DEFAULT_MAX_OUTPUT_TOKENS: u64 = 4096;
 
+/// Whether the deployment has a price: without one its requests are charged 0 (and counted).
+pub fn is_priced(d: &Deployment) -> bool {
+    d.model_info
+        .is_some_and(|m| m.price != pricing::Price::default())
+}
+
 /// Cost in micro-USD: rounded to the nearest micro-dollar, but never free when tokens were used.
 pub fn micro_cost(d: &Deployment, usage: &Usage) -> u64 {
     let Some(info) = &d.model_info else { return 0 };

@@ -437,6 +437,7 @@ fn emits_request_token_and_latency_metrics() {
         c("tollgate.tokens_total.team.-.key_alias.master.model.gpt.provider.openai.type.cached_input"),
         Some(3)
     );
+
     assert_eq!(
         h.histograms,
         vec![(
@@ -444,6 +445,15 @@ fn emits_request_token_and_latency_metrics() {
                 .to_string(),
             250
         )]
+    );
+
+    // gpt-4o-mini is in the built-in price table: the master key's usage is charged and counted.
+    f.on_done(&mut h);
+    let spend = "tollgate.spend_micro_usd.team.-.key_alias.master.model.gpt.provider.openai";
+    assert!(
+        h.counters.get(spend).copied().unwrap_or(0) > 0,
+        "{:?}",
+        h.counters
     );
 
     // A request refused before routing counts without model and provider.

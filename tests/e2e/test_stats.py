@@ -45,3 +45,18 @@ def test_metrics_with_labels(gateway, client):
     assert delta("tollgate_tokens_total", model="claude", provider="anthropic", token_type="output") == usage.completion_tokens
     assert "tollgate_upstream_latency_ms_bucket" in after
     assert "tollgate_time_to_first_token_ms_bucket" in after
+
+
+def test_master_key_spend_and_unpriced_requests(gateway, client):
+    before = prometheus(gateway)
+    client.chat.completions.create(model="gpt", messages=[{"role": "user", "content": "priced"}])
+    client.chat.completions.create(model="vllm-local", messages=[{"role": "user", "content": "unpriced"}])
+    after = prometheus(gateway)
+
+    def delta(metric, **labels):
+        return value(after, metric, **labels) - value(before, metric, **labels)
+
+    # gpt-4o-mini is priced by the built-in table; the master key's spend is counted too.
+    assert delta("tollgate_spend_micro_usd", key_alias="master", model="gpt", provider="openai") > 0
+    # hosted_vllm has no known price: charged 0 and counted.
+    assert delta("tollgate_unpriced_requests_total", key_alias="master", model="vllm-local", provider="hosted_vllm") == 1
