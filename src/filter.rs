@@ -671,8 +671,9 @@ impl HttpFilter {
     }
 
     /// The stream is over, however it ended (completed, refused, reset, client gone): charge what
-    /// the request cost and free its slots. A response that started but never delivered its usage
-    /// (a stream cut off) is charged its reservation, never zero.
+    /// the request cost and free its slots. A request that reached the provider but never
+    /// delivered its usage (a stream cut off, a client gone before the response) is charged its
+    /// reservation, never zero; an error response is charged nothing.
     pub fn on_done(&mut self, host: &mut dyn HttpHost) {
         let config = Rc::clone(&self.config);
         let State::Routed(routed) = &mut self.state else {
@@ -690,7 +691,13 @@ impl HttpFilter {
                 cost: accounting::micro_cost(d, &u),
                 tokens: u.prompt_tokens.saturating_add(u.completion_tokens),
             },
+            // Started but never delivered its usage (a stream cut off), or the client went away
+            // before any response while the provider had the whole request: the reservation.
             (Some(s), None) if s < 400 => Charge {
+                cost: estimate.cost,
+                tokens: estimate.tokens,
+            },
+            (None, _) => Charge {
                 cost: estimate.cost,
                 tokens: estimate.tokens,
             },
