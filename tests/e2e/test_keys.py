@@ -398,3 +398,22 @@ def test_budget_and_rate_limit_stats(gw):
     assert metric_sum(text, "tollgate_rate_limited_total", key_alias="rpm5") > 0
     assert metric_sum(text, "tollgate_key_budget_remaining_micro_usd", key_alias="search-prod", team="search") > 0
     assert metric_sum(text, "tollgate_soft_budget_exceeded_total", key_alias="search-prod") > 0
+
+
+def test_client_gone_before_the_response_is_charged_its_reservation(gw, mocks):
+    key = KEYS["KEY_DISC"]
+    spend_before = micro(info(gw, key)["spend"])
+    mocks["openai"].enqueue(slow_completion(mocks["openai"], 2))
+    body = json.dumps({"model": "gpt", "messages": [{"role": "user", "content": "then leave"}], "max_tokens": 40}).encode()
+    s = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+    s.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {key}\r\n"
+               f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n").encode() + body)
+    assert mocks["openai"].wait_for(1, timeout=5), "the request reached the provider"
+    s.shutdown(socket.SHUT_RDWR)
+    s.close()
+    deadline = time.time() + 10
+    while time.time() < deadline and info(gw, key)["current_parallel_requests"]:
+        time.sleep(0.1)
+    got = info(gw, key)
+    assert got["current_parallel_requests"] == 0 and got["reserved_spend"] == 0
+    assert micro(got["spend"]) - spend_before == len(body) * 1 + 40 * 2
