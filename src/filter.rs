@@ -7,8 +7,15 @@
 //! limits) in the body phase, while Envoy's buffer filter holds the request back from the router;
 //! response headers are decided from headers alone and the body is translated in the body phase,
 //! chunk by chunk when streaming; `on_done` settles the cost however the stream ended.
+//!
+//! The same filter runs in two roles. The **gateway** (on the listener clients reach) authenticates,
+//! admits and accounts. A model group with one deployment and no retries or fallbacks is routed
+//! **directly**: the gateway translates for it. Any other group is handed to the **attempt**
+//! listener (in-process, behind Envoy's retry policy): there, per attempt, the filter chooses a
+//! deployment, translates, and on a failure tells Envoy whether to try again.
 
 mod accounting;
+mod attempt;
 
 use std::rc::Rc;
 
@@ -18,17 +25,29 @@ use crate::error::ApiError;
 use crate::host::{Action, HttpHost};
 use crate::keys::admin::{self, AdminCtx, AdminOp};
 use crate::openai::{self, ResponseCtx, Usage};
-use crate::providers::{Operation, RequestOptions, StreamTranslator};
+use crate::providers::{self, Operation, Provider, RequestOptions, StreamTranslator};
 use crate::quota::{Admission, Charge, Estimate};
 use crate::router;
+use crate::router::attempts::{self, AttemptState};
+use crate::router::classify::Seen;
+use crate::router::health::{self, Outcome};
 use crate::stats;
+use attempt::AttemptCtx;
 
 /// The request header the route matches on to pick the deployment's cluster (`cluster_header`).
 pub const CLUSTER_HEADER: &str = "x-tollgate-cluster";
+/// Present on requests the gateway hands to the attempt listener (the route matches on it).
+pub const ATTEMPT_HEADER: &str = attempt::ATTEMPT_ID;
+/// Set by an attempt that wants another (the handing-off route retries on it).
+pub const ATTEMPT_RETRY_HEADER: &str = attempt::RETRY;
 /// Dynamic metadata namespace written by `json_to_metadata` in front of the filter.
 pub const METADATA_NAMESPACE: &str = "tollgate";
 /// Dynamic metadata namespace holding a non-streaming response's usage (see `render`).
 pub const USAGE_NAMESPACE: &str = "tollgate_usage";
+/// Dynamic metadata namespace holding an error response's fields, in the attempt listener.
+pub const ERROR_NAMESPACE: &str = "tollgate_error";
+/// The attempt listener's root id (the gateway's is `tollgate`).
+pub const ATTEMPT_ROOT_ID: &str = "tollgate_attempt";
 
 /// Client request headers that may go upstream; everything else (credentials, cookies, SDK
 /// telemetry, the client's own provider headers) is removed.
@@ -54,9 +73,18 @@ const HIDDEN_RESPONSE_HEADERS: [&str; 6] = [
     "x-goog-api-key",
 ];
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Gateway,
+    Attempt,
+}
+
 pub struct HttpFilter {
     config: Rc<Config>,
+    role: Role,
     state: State,
+    /// An attempt answered locally still owes its deployment's health record an end.
+    unfinished_attempt: Option<(Box<AttemptCtx>, Option<usize>)>,
 }
 
 enum State {
@@ -69,9 +97,21 @@ enum State {
     Routed(Box<Routed>),
 }
 
+/// How a routed request reaches its provider.
+enum Via {
+    /// The gateway translates for the group's one deployment.
+    Direct,
+    /// The gateway hands the request to the attempt listener; responses come back in OpenAI's shape.
+    Attempts,
+    /// One attempt, in the attempt listener.
+    Attempt(Box<AttemptCtx>),
+}
+
 struct Routed {
     op: Operation,
-    deployment: usize,
+    via: Via,
+    /// The deployment serving the request, once known.
+    deployment: Option<usize>,
     principal: Principal,
     ctx: ResponseCtx,
     stream: bool,
@@ -79,7 +119,8 @@ struct Routed {
     response: ResponsePlan,
     /// When the request reached the filter, for latency and time-to-first-token.
     started_ms: u64,
-    first_byte_seen: bool,
+    headers_ms: Option<u64>,
+    first_byte_ms: Option<u64>,
     /// The request's worst case, once its body is accepted: what a cut-off response is charged.
     estimate: Option<Estimate>,
     /// Set once the request is admitted against its key's limits; settled in `on_done`.
@@ -91,13 +132,22 @@ struct Routed {
 }
 
 impl Routed {
-    fn labels<'a>(&'a self, d: &Deployment) -> stats::Labels<'a> {
+    fn labels<'a>(&'a self, d: Option<&'a Deployment>) -> stats::Labels<'a> {
         let (team, key_alias) = self.principal.labels();
         stats::Labels {
             team,
             key_alias,
             model: &self.ctx.model,
-            provider: d.provider.name(),
+            provider: d.map(|d| d.provider.name()).unwrap_or(stats::NONE),
+        }
+    }
+
+    /// Who translates this request's responses: the deployment's provider, or (behind the
+    /// attempt listener, which already speaks OpenAI) the OpenAI pass-through.
+    fn translator<'a>(&self, d: Option<&'a Deployment>) -> Option<&'a dyn Provider> {
+        match self.via {
+            Via::Attempts => Some(&providers::openai::OPENAI),
+            _ => d.map(|d| d.provider),
         }
     }
 }
@@ -109,6 +159,8 @@ enum ResponsePlan {
         upstream_error: Option<(u16, Option<String>)>,
     },
     Stream(Box<dyn StreamTranslator>),
+    /// Pass the body through as it is (an attempt listener's error, already OpenAI-shaped).
+    Relay,
 }
 
 /// What the client asked for, from method and path.
@@ -157,11 +209,20 @@ fn json_reply(host: &mut dyn HttpHost, body: &[u8]) {
     host.send_reply(200, &[("content-type", "application/json")], body);
 }
 
+fn op_name(op: Operation) -> &'static str {
+    match op {
+        Operation::Chat => "chat",
+        Operation::Embeddings => "embeddings",
+    }
+}
+
 impl HttpFilter {
-    pub fn new(config: Rc<Config>) -> Self {
+    pub fn new(config: Rc<Config>, role: Role) -> Self {
         HttpFilter {
             config,
+            role,
             state: State::Start,
+            unfinished_attempt: None,
         }
     }
 
@@ -172,22 +233,27 @@ impl HttpFilter {
         err: &ApiError,
         extra: &[(String, String)],
     ) -> Action {
-        let name = match &self.state {
-            State::Routed(r) => match self.config.deployment(r.deployment) {
-                Some(d) => stats::requests(&r.labels(d), err.status),
-                None => stats::requests(&stats::Labels::UNKNOWN, err.status),
-            },
-            _ => stats::requests(&stats::Labels::UNKNOWN, err.status),
-        };
-        host.increment_counter(&name, 1);
-        // A refused request has not run: an admission it holds is released without charge.
-        if let State::Routed(r) = &mut self.state {
+        if self.role == Role::Gateway {
+            let name = match &self.state {
+                State::Routed(r) => stats::requests(
+                    &r.labels(r.deployment.and_then(|i| self.config.deployment(i))),
+                    err.status,
+                ),
+                _ => stats::requests(&stats::Labels::UNKNOWN, err.status),
+            };
+            host.increment_counter(&name, 1);
+        }
+        if let State::Routed(r) = std::mem::replace(&mut self.state, State::Done) {
+            let mut r = *r;
+            // A refused request has not run: an admission it holds is released without charge.
             if let Some(a) = r.admission.take() {
                 let now = host.now_ms() / 1000;
                 accounting::settle(host, &r.principal, &a, now, Charge::default());
             }
+            if let Via::Attempt(a) = r.via {
+                self.unfinished_attempt = Some((a, r.deployment));
+            }
         }
-        self.state = State::Done;
         send_error(host, err, extra);
         Action::Pause
     }
@@ -197,7 +263,11 @@ impl HttpFilter {
     }
 
     pub fn on_request_headers(&mut self, host: &mut dyn HttpHost, end_of_stream: bool) -> Action {
-        match self.route(host, end_of_stream) {
+        let next = match self.role {
+            Role::Gateway => self.route(host, end_of_stream),
+            Role::Attempt => self.route_attempt(host),
+        };
+        match next {
             Ok(Next::Routed(routed)) => {
                 self.state = State::Routed(routed);
                 Action::Continue
@@ -210,12 +280,31 @@ impl HttpFilter {
                 self.state = State::Done;
                 Action::Pause
             }
-            Err(e) => self.reply_error(host, &e),
+            Err((e, attempt)) => {
+                if let Some(a) = attempt {
+                    // No deployment was chosen: nothing to record, but the request is over.
+                    attempts::release(host.store(), &a.attempt_id);
+                }
+                self.reply_error(host, &e)
+            }
         }
     }
 
-    /// Decides everything about the upstream request that lives in headers.
-    fn route(&self, host: &mut dyn HttpHost, end_of_stream: bool) -> Result<Next, ApiError> {
+    /// Decides everything about the upstream request that lives in headers (the gateway).
+    fn route(
+        &self,
+        host: &mut dyn HttpHost,
+        end_of_stream: bool,
+    ) -> Result<Next, (ApiError, Option<Box<AttemptCtx>>)> {
+        self.route_gateway(host, end_of_stream)
+            .map_err(|e| (e, None))
+    }
+
+    fn route_gateway(
+        &self,
+        host: &mut dyn HttpHost,
+        end_of_stream: bool,
+    ) -> Result<Next, ApiError> {
         let method = host.request_header(":method").unwrap_or_default();
         let path = host.request_header(":path").unwrap_or_default();
         let path_only = path.split('?').next().unwrap_or(&path);
@@ -343,40 +432,152 @@ impl HttpFilter {
             meta(host, "stream").as_deref(),
             Some([1]) | Some(b"1") | Some(b"true")
         );
-        let index = router::pick(&self.config, &alias, op)?;
+        let members = router::members(&self.config, &alias, op)?;
         auth::check_model(&principal, &alias)?;
-        let d = self
-            .config
-            .deployment(index)
-            .ok_or_else(|| ApiError::server("deployment index out of range"))?;
 
-        prepare_upstream_headers(host, d, op, stream);
+        let (via, deployment) = if self.config.router.needs_attempts(&alias, members.len()) {
+            strip_client_headers(host, true);
+            let random = host.random_bytes();
+            let id: String = random.iter().take(12).map(|b| format!("{b:02x}")).collect();
+            host.set_request_header(attempt::ATTEMPT_ID, &id);
+            host.set_request_header(attempt::ALIAS, &alias);
+            host.set_request_header(attempt::STREAM, if stream { "1" } else { "0" });
+            host.set_request_header(attempt::OPERATION, op_name(op));
+            (Via::Attempts, None)
+        } else {
+            let index = members
+                .first()
+                .copied()
+                .ok_or_else(|| router::unknown_model(&alias))?;
+            let d = self
+                .config
+                .deployment(index)
+                .ok_or_else(|| ApiError::server("deployment index out of range"))?;
+            prepare_upstream_headers(host, d, op, stream, &self.config);
+            (Via::Direct, Some(index))
+        };
+        Ok(Next::Routed(Box::new(self.new_routed(
+            host, op, via, deployment, principal, alias, stream,
+        ))))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn new_routed(
+        &self,
+        host: &dyn HttpHost,
+        op: Operation,
+        via: Via,
+        deployment: Option<usize>,
+        principal: Principal,
+        alias: String,
+        stream: bool,
+    ) -> Routed {
         let request_id = host.request_header("x-request-id").unwrap_or_default();
         let id_prefix = match op {
             Operation::Chat => "chatcmpl-",
             Operation::Embeddings => "emb-",
         };
-        let ctx = ResponseCtx {
-            id: format!("{id_prefix}{}", request_id.replace('-', "")),
-            created: now,
-            model: alias,
-            include_usage: false,
-        };
-        Ok(Next::Routed(Box::new(Routed {
+        Routed {
             op,
-            deployment: index,
+            via,
+            deployment,
             principal,
-            ctx,
+            ctx: ResponseCtx {
+                id: format!("{id_prefix}{}", request_id.replace('-', "")),
+                created: host.now_ms() / 1000,
+                model: alias,
+                include_usage: false,
+            },
             stream,
             embeddings_base64: false,
             response: ResponsePlan::Pending,
             started_ms: host.now_ms(),
-            first_byte_seen: false,
+            headers_ms: None,
+            first_byte_ms: None,
             estimate: None,
             admission: None,
             status: None,
             usage: None,
-        })))
+        }
+    }
+
+    /// One attempt, in the attempt listener: chooses its deployment and prepares the request.
+    fn route_attempt(
+        &self,
+        host: &mut dyn HttpHost,
+    ) -> Result<Next, (ApiError, Option<Box<AttemptCtx>>)> {
+        let header =
+            |host: &dyn HttpHost, name: &str| host.request_header(name).unwrap_or_default();
+        let attempt_id = header(host, attempt::ATTEMPT_ID);
+        let alias = header(host, attempt::ALIAS);
+        if attempt_id.is_empty() || alias.is_empty() {
+            let e = ApiError::server(
+                "The attempt listener was reached without the gateway's routing headers.",
+            )
+            .with_code("gateway_misconfigured");
+            return Err((e, None));
+        }
+        let op = if header(host, attempt::OPERATION) == "embeddings" {
+            Operation::Embeddings
+        } else {
+            Operation::Chat
+        };
+        let stream = header(host, attempt::STREAM) == "1";
+        let config = &self.config;
+        let state = attempts::load(host.store(), &attempt_id).unwrap_or_else(|| {
+            let mut chain = vec![alias.clone()];
+            chain.extend(config.router.fallback_chain(&alias));
+            AttemptState::new(&attempt_id, chain)
+        });
+        let mut a = Box::new(AttemptCtx {
+            attempt_id,
+            state,
+            alias: alias.clone(),
+            outcome_recorded: false,
+            retry_signaled: false,
+        });
+        // A rough prompt size for the context check: about four bytes a token.
+        let prompt_tokens = header(host, "content-length").parse::<u64>().unwrap_or(0) / 4;
+        let index = match attempt::choose(
+            config,
+            host,
+            &alias,
+            op,
+            stream,
+            prompt_tokens,
+            &mut a.state,
+        ) {
+            Ok(i) => i,
+            Err(e) => return Err((e, Some(a))),
+        };
+        let Some(d) = config.deployment(index) else {
+            return Err((ApiError::server("deployment index out of range"), Some(a)));
+        };
+        health::start(host.store(), &d.id);
+        a.state.current = Some(index);
+        a.state.tried.push(index);
+        a.state.group_attempts += 1;
+        let now_ms = host.now_ms();
+        if !attempts::save(host.store(), &mut a.state, now_ms) {
+            log::warn!(
+                "tollgate: no room to remember request {}'s attempts",
+                a.attempt_id
+            );
+        }
+        // The forwarded request carries the gateway's routing headers: drop them with the rest.
+        prepare_upstream_headers(host, d, op, stream, config);
+        let mut routed = self.new_routed(
+            host,
+            op,
+            Via::Attempt(a),
+            Some(index),
+            Principal::Anonymous,
+            alias,
+            stream,
+        );
+        // The gateway accounts from the usage chunk, whether or not its client asked for one.
+        routed.ctx.include_usage = true;
+        Ok(Next::Routed(Box::new(routed)))
     }
 
     pub fn on_request_body(
@@ -408,6 +609,7 @@ impl HttpFilter {
             };
         }
         let config = Rc::clone(&self.config);
+        let role = self.role;
         let State::Routed(routed) = &mut self.state else {
             return Action::Continue;
         };
@@ -416,9 +618,8 @@ impl HttpFilter {
             return Action::Pause;
         }
         let body = host.request_body(body_size).unwrap_or_default();
-        let Some(d) = config.deployment(routed.deployment) else {
-            return self.reply_error(host, &ApiError::server("deployment index out of range"));
-        };
+        let d = routed.deployment.and_then(|i| config.deployment(i));
+        let handed_off = matches!(routed.via, Via::Attempts);
         let translated = match routed.op {
             Operation::Chat => openai::parse_chat(&body).and_then(|req| {
                 if req.model.as_str() != routed.ctx.model {
@@ -433,18 +634,36 @@ impl HttpFilter {
                         "Invalid type for 'stream': expected a boolean.",
                     ));
                 }
-                routed.ctx.include_usage = req.include_usage;
-                let out = d.provider.chat_request(
-                    &req,
-                    d,
-                    RequestOptions {
-                        drop_params: d.drop_params,
-                    },
-                )?;
-                Ok((
-                    out,
-                    accounting::estimate(d, body.len(), req.max_output_tokens(), true),
-                ))
+                if role == Role::Gateway {
+                    routed.ctx.include_usage = req.include_usage;
+                }
+                let max_out = req.max_output_tokens();
+                match (handed_off, d) {
+                    (true, _) => Ok((
+                        None,
+                        accounting::estimate_group(
+                            &config,
+                            &routed.ctx.model,
+                            Operation::Chat,
+                            body.len(),
+                            max_out,
+                        ),
+                    )),
+                    (false, Some(d)) => {
+                        let out = d.provider.chat_request(
+                            &req,
+                            d,
+                            RequestOptions {
+                                drop_params: d.drop_params,
+                            },
+                        )?;
+                        Ok((
+                            Some(out),
+                            accounting::estimate(d, body.len(), max_out, true),
+                        ))
+                    }
+                    (false, None) => Err(ApiError::server("no deployment chosen")),
+                }
             }),
             Operation::Embeddings => openai::parse_embeddings(&body).and_then(|req| {
                 if req.model.as_str() != routed.ctx.model {
@@ -454,118 +673,201 @@ impl HttpFilter {
                     ));
                 }
                 routed.embeddings_base64 = req.base64;
-                let out = d.provider.embeddings_request(&req, d)?;
-                Ok((out, accounting::estimate(d, body.len(), None, false)))
+                match (handed_off, d) {
+                    (true, _) => Ok((
+                        None,
+                        accounting::estimate_group(
+                            &config,
+                            &routed.ctx.model,
+                            Operation::Embeddings,
+                            body.len(),
+                            None,
+                        ),
+                    )),
+                    (false, Some(d)) => Ok((
+                        Some(d.provider.embeddings_request(&req, d)?),
+                        accounting::estimate(d, body.len(), None, false),
+                    )),
+                    (false, None) => Err(ApiError::server("no deployment chosen")),
+                }
             }),
         };
         let (out, estimate) = match translated {
             Ok(x) => x,
             Err(e) => return self.reply_error(host, &e),
         };
-        let now = host.now_ms() / 1000;
-        routed.estimate = Some(estimate);
-        match accounting::admit(host, &routed.principal, now, estimate) {
-            Ok(admission) => routed.admission = admission,
-            Err(refusal) => {
-                let labels = routed.labels(d);
-                let counter = match refusal {
-                    crate::quota::Refusal::Budget { .. } => stats::budget_refused(&labels),
-                    _ => stats::rate_limited(&labels),
-                };
-                host.increment_counter(&counter, 1);
-                let (err, headers) = accounting::refusal(&refusal);
-                return self.refuse(host, &err, &headers);
+        if role == Role::Gateway {
+            let now = host.now_ms() / 1000;
+            routed.estimate = Some(estimate);
+            match accounting::admit(host, &routed.principal, now, estimate) {
+                Ok(admission) => routed.admission = admission,
+                Err(refusal) => {
+                    let labels = routed.labels(d);
+                    let counter = match refusal {
+                        crate::quota::Refusal::Budget { .. } => stats::budget_refused(&labels),
+                        _ => stats::rate_limited(&labels),
+                    };
+                    host.increment_counter(&counter, 1);
+                    let (err, headers) = accounting::refusal(&refusal);
+                    return self.refuse(host, &err, &headers);
+                }
+            }
+            if routed.admission.is_some_and(|a| {
+                a.key.soft_budget_exceeded || a.team.is_some_and(|t| t.soft_budget_exceeded)
+            }) {
+                host.increment_counter(&stats::soft_budget_exceeded(&routed.labels(d)), 1);
             }
         }
-        if routed.admission.is_some_and(|a| {
-            a.key.soft_budget_exceeded || a.team.is_some_and(|t| t.soft_budget_exceeded)
-        }) {
-            host.increment_counter(&stats::soft_budget_exceeded(&routed.labels(d)), 1);
-        }
-        if !host.replace_request_body(body_size, &out) {
-            return self.reply_error(
-                host,
-                &ApiError::server("could not replace the request body"),
-            );
+        // Handed to the attempt listener, the client's body goes as it is: each attempt
+        // translates it for its own deployment.
+        if let Some(out) = out {
+            if !host.replace_request_body(body_size, &out) {
+                return self.reply_error(
+                    host,
+                    &ApiError::server("could not replace the request body"),
+                );
+            }
         }
         Action::Continue
     }
 
     pub fn on_response_headers(&mut self, host: &mut dyn HttpHost, end_of_stream: bool) -> Action {
         let config = Rc::clone(&self.config);
+        let role = self.role;
         let State::Routed(routed) = &mut self.state else {
-            return Action::Continue;
-        };
-        let Some(d) = config.deployment(routed.deployment) else {
             return Action::Continue;
         };
         let status: u16 = host
             .response_header(":status")
             .and_then(|s| s.parse().ok())
             .unwrap_or(502);
-        let via_upstream =
-            host.property(&["response", "code_details"]).as_deref() == Some(b"via_upstream");
+        let details = host
+            .property(&["response", "code_details"])
+            .map(|b| String::from_utf8_lossy(&b).into_owned());
+        let via_upstream = details.as_deref() == Some("via_upstream");
+        routed.headers_ms = Some(host.now_ms());
+        if let Via::Attempts = routed.via {
+            // The attempt listener named the deployment that answered last.
+            host.remove_response_header(attempt::RETRY);
+            if let Some(id) = host.response_header(attempt::MODEL_ID) {
+                routed.deployment = config.deployments.iter().position(|d| d.id == id);
+            }
+        }
+        let d = routed.deployment.and_then(|i| config.deployment(i));
         if !via_upstream {
             // Envoy answered itself (connect failure, timeout, missing cluster): replace its
             // plain-text reply with an OpenAI-shaped one.
-            let details = host
-                .property(&["response", "code_details"])
-                .map(|b| String::from_utf8_lossy(&b).into_owned());
             let err = envoy_error(status, details.as_deref().unwrap_or(""), d);
+            if let Via::Attempt(a) = &mut routed.via {
+                let seen = Seen {
+                    status,
+                    local: true,
+                    timed_out: err.status == 504,
+                    ..Default::default()
+                };
+                let again = attempt::after_failure(&config, host, a, &seen);
+                let extra = attempt_headers(&config, a, again);
+                return self.refuse(host, &err, &extra);
+            }
             return self.reply_error(host, &err);
         }
         for h in HIDDEN_RESPONSE_HEADERS {
             host.remove_response_header(h);
         }
         host.remove_response_header("content-length");
-        let latency = host.now_ms().saturating_sub(routed.started_ms);
-        host.record_histogram(&stats::upstream_latency(&routed.labels(d)), latency);
+        let Some(translator) = routed.translator(d) else {
+            return Action::Continue;
+        };
         let error_type = (status >= 400)
             .then(|| host.response_header("x-amzn-errortype"))
             .flatten();
         let client_status = if status >= 400 {
-            d.provider.error_status(status, error_type.as_deref())
+            translator.error_status(status, error_type.as_deref())
         } else {
             status
         };
-        if status >= 400 && end_of_stream {
-            let err = scrub(d, d.provider.error(status, error_type.as_deref(), b""));
-            return self.reply_error(host, &err);
-        }
-        host.increment_counter(&stats::requests(&routed.labels(d), client_status), 1);
-        routed.status = Some(client_status);
-        if let Some(a) = &routed.admission {
-            for (name, value) in accounting::key_headers(&routed.principal, a) {
+        if let Via::Attempt(a) = &mut routed.via {
+            let again = status >= 400 && {
+                let field = |k: &str| {
+                    host.property(&["metadata", "filter_metadata", ERROR_NAMESPACE, k])
+                        .map(|b| String::from_utf8_lossy(&b).into_owned())
+                };
+                let (code, kind) = (
+                    field("error_code"),
+                    field("error_type").or_else(|| field("error_status")),
+                );
+                let message = field("error_message").or_else(|| field("message"));
+                let seen = Seen {
+                    status: client_status,
+                    code: code.as_deref(),
+                    kind: kind.as_deref(),
+                    message: message.as_deref(),
+                    ..Default::default()
+                };
+                attempt::after_failure(&config, host, a, &seen)
+            };
+            for (name, value) in attempt_headers(&config, a, again) {
                 host.set_response_header(&name, &value);
             }
         }
-        if status < 400 && !routed.stream {
-            if let Some(u) = accounting::usage_from_metadata(|key| {
-                host.property(&["metadata", "filter_metadata", USAGE_NAMESPACE, key])
-            }) {
-                let cost = accounting::micro_cost(d, &u);
-                host.set_response_header(
-                    "x-tollgate-response-cost",
-                    &format!("{:.6}", crate::quota::usd(cost)),
-                );
+        if status >= 400 && end_of_stream {
+            let err = match d {
+                Some(d) => scrub(d, translator.error(status, error_type.as_deref(), b"")),
+                None => translator.error(status, error_type.as_deref(), b""),
+            };
+            let extra = match &routed.via {
+                Via::Attempt(a) => attempt_headers(&config, a, a.retry_signaled),
+                _ => Vec::new(),
+            };
+            return self.refuse(host, &err, &extra);
+        }
+        routed.status = Some(client_status);
+        if role == Role::Gateway {
+            let latency = host.now_ms().saturating_sub(routed.started_ms);
+            host.record_histogram(&stats::upstream_latency(&routed.labels(d)), latency);
+            host.increment_counter(&stats::requests(&routed.labels(d), client_status), 1);
+            if let Some(a) = &routed.admission {
+                for (name, value) in accounting::key_headers(&routed.principal, a) {
+                    host.set_response_header(&name, &value);
+                }
+            }
+            if let (Via::Direct, Some(d)) = (&routed.via, d) {
+                host.set_response_header(attempt::MODEL_ID, &d.id);
+                host.set_response_header(attempt::RETRIES, "0");
+                host.set_response_header(attempt::FALLBACKS, "0");
+            }
+            if let (true, Some(d)) = (status < 400 && !routed.stream, d) {
+                if let Some(u) = accounting::usage_from_metadata(|key| {
+                    host.property(&["metadata", "filter_metadata", USAGE_NAMESPACE, key])
+                }) {
+                    let cost = accounting::micro_cost(d, &u);
+                    host.set_response_header(
+                        "x-tollgate-response-cost",
+                        &format!("{:.6}", crate::quota::usd(cost)),
+                    );
+                }
             }
         }
         if status >= 400 {
             host.set_response_header(":status", &client_status.to_string());
             host.set_response_header("content-type", "application/json");
-            routed.response = ResponsePlan::Translate {
-                upstream_error: Some((status, error_type)),
+            routed.response = if matches!(routed.via, Via::Attempts) {
+                ResponsePlan::Relay
+            } else {
+                ResponsePlan::Translate {
+                    upstream_error: Some((status, error_type)),
+                }
             };
         } else if routed.stream && routed.op == Operation::Chat {
             host.set_response_header("content-type", "text/event-stream");
             host.set_response_header("cache-control", "no-cache");
-            routed.response = ResponsePlan::Stream(d.provider.chat_stream(routed.ctx.clone()));
+            routed.response = ResponsePlan::Stream(translator.chat_stream(routed.ctx.clone()));
         } else {
             host.set_response_header("content-type", "application/json");
             if end_of_stream {
                 let err = ApiError::bad_gateway(format!(
                     "{} returned an empty response",
-                    d.provider.name()
+                    translator.name()
                 ));
                 return self.reply_error(host, &err);
             }
@@ -583,38 +885,43 @@ impl HttpFilter {
         end_of_stream: bool,
     ) -> Action {
         let config = Rc::clone(&self.config);
+        let role = self.role;
         let State::Routed(routed) = &mut self.state else {
             return Action::Continue;
         };
-        let Some(d) = config.deployment(routed.deployment) else {
+        let d = routed.deployment.and_then(|i| config.deployment(i));
+        let Some(translator) = routed.translator(d) else {
             return Action::Continue;
         };
-        if !routed.first_byte_seen && body_size > 0 {
-            routed.first_byte_seen = true;
-            if matches!(routed.response, ResponsePlan::Stream(_)) {
-                let ttft = host.now_ms().saturating_sub(routed.started_ms);
-                host.record_histogram(&stats::time_to_first_token(&routed.labels(d)), ttft);
+        if routed.first_byte_ms.is_none() && body_size > 0 {
+            let now = host.now_ms();
+            routed.first_byte_ms = Some(now);
+            if role == Role::Gateway && matches!(routed.response, ResponsePlan::Stream(_)) {
+                host.record_histogram(
+                    &stats::time_to_first_token(&routed.labels(d)),
+                    now.saturating_sub(routed.started_ms),
+                );
             }
         }
         let usage_known = routed.usage.is_some();
         let mut usage = None;
         let action = match &mut routed.response {
-            ResponsePlan::Pending => Action::Continue,
-            ResponsePlan::Stream(translator) => {
+            ResponsePlan::Pending | ResponsePlan::Relay => Action::Continue,
+            ResponsePlan::Stream(t) => {
                 let chunk = if body_size > 0 {
                     host.response_body(body_size).unwrap_or_default()
                 } else {
                     Vec::new()
                 };
                 let mut out = Vec::with_capacity(chunk.len().saturating_mul(2).max(64));
-                translator.feed(&chunk, &mut out);
+                t.feed(&chunk, &mut out);
                 if end_of_stream {
-                    translator.finish(&mut out);
+                    t.finish(&mut out);
                 }
                 // Known as soon as the provider's stream completed: the client may stop reading
                 // at `[DONE]` and close before the upstream's end of stream reaches us.
                 if !usage_known {
-                    usage = translator.final_usage();
+                    usage = t.final_usage();
                 }
                 if out != chunk {
                     host.replace_response_body(body_size, &out);
@@ -626,14 +933,18 @@ impl HttpFilter {
                     return Action::Pause;
                 }
                 let body = host.response_body(body_size).unwrap_or_default();
+                let scrubbed = |e: ApiError| match d {
+                    Some(d) => scrub(d, e),
+                    None => e,
+                };
                 let out = match upstream_error {
                     Some((status, error_type)) => {
-                        scrub(d, d.provider.error(*status, error_type.as_deref(), &body)).to_json()
+                        scrubbed(translator.error(*status, error_type.as_deref(), &body)).to_json()
                     }
                     None => {
                         let result = match routed.op {
-                            Operation::Chat => d.provider.chat_response(&body, &routed.ctx),
-                            Operation::Embeddings => d.provider.embeddings_response(
+                            Operation::Chat => translator.chat_response(&body, &routed.ctx),
+                            Operation::Embeddings => translator.embeddings_response(
                                 &body,
                                 routed.embeddings_base64,
                                 &routed.ctx,
@@ -647,10 +958,10 @@ impl HttpFilter {
                             Err(e) => {
                                 log::warn!(
                                     "tollgate: could not translate a {} response: {}",
-                                    d.provider.name(),
+                                    translator.name(),
                                     e.message
                                 );
-                                scrub(d, e).to_json()
+                                scrubbed(e).to_json()
                             }
                         }
                     }
@@ -661,43 +972,67 @@ impl HttpFilter {
         };
         if let Some(u) = usage {
             routed.usage = Some(u);
-            for (name, n) in stats::token_counts(&routed.labels(d), &u) {
-                if n > 0 {
-                    host.increment_counter(&name, n);
+            if role == Role::Gateway {
+                for (name, n) in stats::token_counts(&routed.labels(d), &u) {
+                    if n > 0 {
+                        host.increment_counter(&name, n);
+                    }
                 }
             }
         }
         action
     }
 
-    /// The stream is over, however it ended (completed, refused, reset, client gone): charge what
-    /// the request cost and free its slots. A request that reached the provider but never
-    /// delivered its usage (a stream cut off, a client gone before the response) is charged its
-    /// reservation, never zero; an error response is charged nothing.
+    /// The stream is over, however it ended (completed, refused, reset, client gone). The gateway
+    /// charges what the request cost and frees its slots: a request that reached the provider but
+    /// never delivered its usage (a stream cut off, a client gone before the response) is charged
+    /// its reservation, never zero; an error response is charged nothing. An attempt records how
+    /// its deployment did and, when it was the request's last, frees the request's routing state.
     pub fn on_done(&mut self, host: &mut dyn HttpHost) {
         let config = Rc::clone(&self.config);
+        if let Some((a, deployment)) = self.unfinished_attempt.take() {
+            finish_attempt(&config, host, &a, deployment, None);
+            return;
+        }
         let State::Routed(routed) = &mut self.state else {
             return;
         };
+        if let Via::Attempt(a) = &routed.via {
+            let success = match (routed.status, routed.usage, routed.headers_ms) {
+                (Some(s), Some(u), Some(h)) if s < 400 => Some(Outcome::Success {
+                    latency_ms: h.saturating_sub(routed.started_ms),
+                    ttft_ms: routed
+                        .stream
+                        .then(|| {
+                            routed
+                                .first_byte_ms
+                                .map(|f| f.saturating_sub(routed.started_ms))
+                        })
+                        .flatten(),
+                    tokens: u.prompt_tokens.saturating_add(u.completion_tokens),
+                }),
+                _ => None,
+            };
+            finish_attempt(&config, host, a, routed.deployment, success);
+            return;
+        }
         let Some(estimate) = routed.estimate.take() else {
             // Refused before its body was accepted: nothing ran, nothing to charge.
             return;
         };
-        let Some(d) = config.deployment(routed.deployment) else {
-            return;
-        };
-        let charge = match (routed.status, routed.usage) {
-            (Some(s), Some(u)) if s < 400 => Charge {
+        let d = routed.deployment.and_then(|i| config.deployment(i));
+        let charge = match (routed.status, routed.usage, d) {
+            (Some(s), Some(u), Some(d)) if s < 400 => Charge {
                 cost: accounting::micro_cost(d, &u),
                 tokens: u.prompt_tokens.saturating_add(u.completion_tokens),
             },
             // Started but never delivered its usage (a stream cut off), or the client went away
             // before any response while the provider had the whole request: the reservation.
-            (Some(s), None) if s < 400 => Charge {
+            (Some(s), None, _) if s < 400 => Charge {
                 cost: estimate.cost,
                 tokens: estimate.tokens,
             },
-            (None, _) => Charge {
+            (None, _, _) => Charge {
                 cost: estimate.cost,
                 tokens: estimate.tokens,
             },
@@ -707,7 +1042,7 @@ impl HttpFilter {
         if charge.cost > 0 {
             host.increment_counter(&stats::spend(&labels), charge.cost);
         }
-        if routed.status.is_some_and(|s| s < 400) && !accounting::is_priced(d) {
+        if routed.status.is_some_and(|s| s < 400) && d.is_some_and(|d| !accounting::is_priced(d)) {
             host.increment_counter(&stats::unpriced(&labels), 1);
         }
         if let Some(admission) = routed.admission.take() {
@@ -717,23 +1052,81 @@ impl HttpFilter {
     }
 }
 
+/// An attempt is over: its deployment's record gets the outcome (unless a failure already did),
+/// and the request's routing state is freed unless another attempt follows.
+fn finish_attempt(
+    config: &Config,
+    host: &mut dyn HttpHost,
+    a: &AttemptCtx,
+    deployment: Option<usize>,
+    success: Option<Outcome>,
+) {
+    if !a.outcome_recorded {
+        if let Some(d) = deployment.and_then(|i| config.deployment(i)) {
+            let now_ms = host.now_ms();
+            health::finish(
+                host.store(),
+                &d.id,
+                success.unwrap_or(Outcome::Neutral),
+                &config.router,
+                now_ms,
+            );
+        }
+    }
+    if !a.retry_signaled {
+        attempts::release(host.store(), &a.attempt_id);
+    }
+}
+
+/// The attempt's response headers: which deployment answered, how many retries and fallbacks
+/// the request has made, and whether Envoy should try again.
+fn attempt_headers(config: &Config, a: &AttemptCtx, again: bool) -> Vec<(String, String)> {
+    let mut h = Vec::with_capacity(4);
+    if let Some(d) = a.state.current.and_then(|i| config.deployment(i)) {
+        h.push((attempt::MODEL_ID.to_string(), d.id.clone()));
+    }
+    h.push((attempt::RETRIES.to_string(), a.state.retries.to_string()));
+    h.push((
+        attempt::FALLBACKS.to_string(),
+        a.state.fallbacks.to_string(),
+    ));
+    if again {
+        h.push((attempt::RETRY.to_string(), "1".to_string()));
+    }
+    h
+}
+
 enum Next {
     Routed(Box<Routed>),
     AwaitBody(AdminOp),
     Replied,
 }
 
-/// Rewrites the request's headers for the chosen deployment. Must run in the headers phase:
-/// Envoy does not let a wasm filter change request headers after it.
-fn prepare_upstream_headers(host: &mut dyn HttpHost, d: &Deployment, op: Operation, stream: bool) {
+/// Removes every client header not on the allow-list (credentials, cookies, SDK telemetry,
+/// client-supplied `x-tollgate-*`). `keep_length` keeps `content-length` for a body that is not
+/// rewritten here.
+fn strip_client_headers(host: &mut dyn HttpHost, keep_length: bool) {
     for name in host.request_header_names() {
-        if !name.starts_with(':')
-            && !FORWARDED_HEADERS.contains(&name.as_str())
-            && !name.starts_with("x-b3-")
-        {
+        let keep = name.starts_with(':')
+            || FORWARDED_HEADERS.contains(&name.as_str())
+            || name.starts_with("x-b3-")
+            || (keep_length && name == "content-length");
+        if !keep {
             host.remove_request_header(&name);
         }
     }
+}
+
+/// Rewrites the request's headers for the chosen deployment. Must run in the headers phase:
+/// Envoy does not let a wasm filter change request headers after it.
+fn prepare_upstream_headers(
+    host: &mut dyn HttpHost,
+    d: &Deployment,
+    op: Operation,
+    stream: bool,
+    config: &Config,
+) {
+    strip_client_headers(host, false);
     host.set_request_header(CLUSTER_HEADER, &d.cluster);
     host.set_request_header(":path", &d.provider.path(d, op, stream));
     host.set_request_header(":authority", &d.authority);
@@ -742,25 +1135,43 @@ fn prepare_upstream_headers(host: &mut dyn HttpHost, d: &Deployment, op: Operati
         "user-agent",
         concat!("tollgate/", env!("CARGO_PKG_VERSION")),
     );
+    // A deployment's own timeout (LiteLLM's `timeout` / `stream_timeout`) bounds this request.
+    let stream_timeout = config
+        .router
+        .stream_timeout_secs
+        .map(|s| (s * 1000.0).round() as u64);
+    let timeout = if stream {
+        d.balance
+            .stream_timeout_ms
+            .or(stream_timeout)
+            .or(d.balance.timeout_ms)
+    } else {
+        d.balance.timeout_ms
+    };
+    if let Some(ms) = timeout {
+        host.set_request_header("x-envoy-upstream-rq-timeout-ms", &ms.to_string());
+    }
     for (name, value) in &d.headers {
         host.set_request_header(name, value);
     }
 }
 
 /// An OpenAI-shaped error for a reply Envoy generated itself instead of the upstream's.
-fn envoy_error(status: u16, details: &str, d: &Deployment) -> ApiError {
-    let provider = d.provider.name();
+fn envoy_error(status: u16, details: &str, d: Option<&Deployment>) -> ApiError {
+    let (provider, id, cluster) = match d {
+        Some(d) => (d.provider.name(), d.id.as_str(), d.cluster.as_str()),
+        None => ("the provider", "-", "tollgate_attempts"),
+    };
     if status == 504 || details.contains("timeout") {
         ApiError::new(
             504,
             "api_error",
-            format!("The request to {provider} timed out (deployment {}).", d.id),
+            format!("The request to {provider} timed out (deployment {id})."),
         )
         .with_code("timeout")
     } else if details == "cluster_not_found" {
         ApiError::server(format!(
-            "Gateway misconfigured: Envoy has no cluster named '{}' for deployment {} (render the Envoy config with `tollgate render`).",
-            d.cluster, d.id
+            "Gateway misconfigured: Envoy has no cluster named '{cluster}' for deployment {id} (render the Envoy config with `tollgate render`)."
         ))
         .with_code("gateway_misconfigured")
     } else if details.contains("upstream_reset_before_response_started")
@@ -768,8 +1179,7 @@ fn envoy_error(status: u16, details: &str, d: &Deployment) -> ApiError {
         || status == 503
     {
         ApiError::bad_gateway(format!(
-            "Could not reach {provider} (deployment {}): {}.",
-            d.id,
+            "Could not reach {provider} (deployment {id}): {}.",
             details.replace('_', " ")
         ))
     } else {

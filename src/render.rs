@@ -5,7 +5,10 @@
 use serde_json::{json, Value};
 
 use crate::config::{Cluster, Config};
-use crate::filter::{CLUSTER_HEADER, METADATA_NAMESPACE, USAGE_NAMESPACE};
+use crate::filter::{
+    ATTEMPT_HEADER, ATTEMPT_RETRY_HEADER, ATTEMPT_ROOT_ID, CLUSTER_HEADER, ERROR_NAMESPACE,
+    METADATA_NAMESPACE, USAGE_NAMESPACE,
+};
 use crate::providers::{AwsCredentials, Signing};
 use crate::stats;
 
@@ -128,14 +131,20 @@ pub fn usage_to_metadata_filter() -> Value {
     })
 }
 
-pub fn wasm_filter(plugin_json: &str, env_keys: &[String], wasm_path: &str) -> Value {
+pub fn wasm_filter(
+    plugin_json: &str,
+    env_keys: &[String],
+    wasm_path: &str,
+    root_id: &str,
+) -> Value {
     json!({
         "name": "envoy.filters.http.wasm",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
             "config": {
                 "name": "tollgate",
-                "root_id": "tollgate",
+                // Both roles share one VM (`vm_id`), and so its shared data.
+                "root_id": root_id,
                 "configuration": {
                     "@type": "type.googleapis.com/google.protobuf.StringValue",
                     "value": plugin_json
@@ -309,6 +318,115 @@ fn cluster(c: &Cluster, max_body: u64, ca_file: &str) -> Value {
 }
 
 /// The whole bootstrap. `plugin_json` is the configuration document the filter will parse.
+/// An error response's fields, in the attempt listener (after Tollgate there, so first on the
+/// response path): they let an attempt tell a context-length or content-policy refusal from other
+/// errors before the response body reaches it.
+pub fn error_to_metadata_filter() -> Value {
+    let fields: [(&[&str], &str); 5] = [
+        (&["error", "message"], "error_message"),
+        (&["error", "code"], "error_code"),
+        (&["error", "type"], "error_type"),
+        (&["error", "status"], "error_status"),
+        (&["message"], "message"),
+    ];
+    let rules: Vec<Value> = fields
+        .iter()
+        .map(|(path, key)| {
+            json!({
+                "selectors": path.iter().map(|k| json!({"key": k})).collect::<Vec<_>>(),
+                "on_present": {"metadata_namespace": ERROR_NAMESPACE, "key": key, "type": "STRING"}
+            })
+        })
+        .collect();
+    json!({
+        "name": "envoy.filters.http.json_to_metadata",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.json_to_metadata.v3.JsonToMetadata",
+            "response_rules": {"rules": rules, "allow_content_types": ["application/json"]}
+        }
+    })
+}
+
+fn router_filter() -> Value {
+    json!({"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}})
+}
+
+fn hcm(
+    stat_prefix: &str,
+    routes: Vec<Value>,
+    filters: Vec<Value>,
+    timeout: f64,
+    edge: bool,
+    max_body: u64,
+) -> Value {
+    let mut v = json!({
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": stat_prefix,
+        "codec_type": "AUTO",
+        // A non-streamed completion can be silent for the whole request timeout.
+        "stream_idle_timeout": secs(timeout + 5.0),
+        "route_config": {
+            "name": stat_prefix,
+            "virtual_hosts": [{"name": stat_prefix, "domains": ["*"], "routes": routes}]
+        },
+        "http_filters": filters
+    });
+    if edge {
+        put(&mut v, "use_remote_address", json!(true));
+        put(&mut v, "local_reply_config", local_reply_config(max_body));
+    }
+    v
+}
+
+/// Envoy retries a handed-off request against the attempt listener while the attempt says so
+/// (`x-tollgate-retry`); the attempts a request can need bound the retries.
+fn attempt_route(config: &Config, timeout: f64) -> Value {
+    let r = &config.router;
+    let per_group = 1 + [
+        Some(r.num_retries),
+        r.retry_policy.rate_limit,
+        r.retry_policy.internal_server,
+        r.retry_policy.timeout,
+    ]
+    .iter()
+    .flatten()
+    .copied()
+    .max()
+    .unwrap_or(0);
+    let longest_chain = config
+        .model_names
+        .iter()
+        .map(|g| {
+            1 + r.fallback_chain(g).len()
+                + r.context_window_fallbacks.get(g).map_or(0, Vec::len)
+                + r.content_policy_fallbacks.get(g).map_or(0, Vec::len)
+        })
+        .max()
+        .unwrap_or(1);
+    let groups_size = config.groups.values().map(Vec::len).max().unwrap_or(1);
+    let attempts = (per_group as usize)
+        .max(groups_size)
+        .saturating_mul(longest_chain)
+        .clamp(2, 50);
+    json!({
+        "match": {"prefix": "/", "headers": [{"name": ATTEMPT_HEADER, "present_match": true}]},
+        "route": {
+            "cluster": ATTEMPT_CLUSTER,
+            "timeout": secs(timeout),
+            "retry_policy": {
+                "retry_on": "retriable-headers",
+                "retriable_headers": [{"name": ATTEMPT_RETRY_HEADER, "string_match": {"exact": "1"}}],
+                "num_retries": attempts - 1,
+                "retry_back_off": {"base_interval": "0.005s", "max_interval": "0.05s"}
+            }
+        }
+    })
+}
+
+const ATTEMPT_LISTENER: &str = "tollgate_attempt";
+const ATTEMPT_CLUSTER: &str = "tollgate_attempts";
+
+/// The whole bootstrap. `plugin_json` is the configuration document the filter will parse.
 pub fn bootstrap(config: &Config, plugin_json: &str, opts: &RenderOptions) -> Value {
     let timeout = config.settings.request_timeout_secs;
     let max_body = config.settings.max_request_body_bytes;
@@ -325,47 +443,89 @@ pub fn bootstrap(config: &Config, plugin_json: &str, opts: &RenderOptions) -> Va
             "body": {"inline_string": "{\"error\":{\"message\":\"Not found\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"unknown_url\"}}"}
         }
     });
-    json!({
+    let uses_attempts = config
+        .groups
+        .iter()
+        .any(|(alias, members)| config.router.needs_attempts(alias, members.len()));
+    let mut edge_routes = Vec::new();
+    if uses_attempts {
+        edge_routes.push(attempt_route(config, timeout));
+    }
+    edge_routes.push(route_all.clone());
+    edge_routes.push(fallback.clone());
+    let edge = json!({
+        "name": "tollgate",
+        "address": {"socket_address": {"address": opts.listen_host, "port_value": opts.listen_port}},
+        "per_connection_buffer_limit_bytes": max_body,
+        "filter_chains": [{"filters": [{
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": hcm("tollgate", edge_routes, vec![
+                json_to_metadata_filter(),
+                wasm_filter(plugin_json, &config.env_keys, &opts.wasm_path, "tollgate"),
+                usage_to_metadata_filter(),
+                hold_until_accepted(max_body),
+                router_filter(),
+            ], timeout, true, max_body)
+        }]}]
+    });
+    let mut listeners = vec![edge];
+    let mut clusters: Vec<Value> = config
+        .clusters
+        .iter()
+        .map(|c| cluster(c, max_body, &opts.ca_file))
+        .collect();
+    let mut bootstrap_extensions = Vec::new();
+    if uses_attempts {
+        // Each attempt of a routed request runs through this in-process listener, where Tollgate
+        // chooses the deployment and translates the request for it.
+        listeners.push(json!({
+            "name": ATTEMPT_LISTENER,
+            "internal_listener": {},
+            "per_connection_buffer_limit_bytes": max_body,
+            "filter_chains": [{"filters": [{
+                "name": "envoy.filters.network.http_connection_manager",
+                "typed_config": hcm(ATTEMPT_LISTENER, vec![route_all, fallback], vec![
+                    wasm_filter(plugin_json, &config.env_keys, &opts.wasm_path, ATTEMPT_ROOT_ID),
+                    error_to_metadata_filter(),
+                    hold_until_accepted(max_body),
+                    router_filter(),
+                ], timeout, false, max_body)
+            }]}]
+        }));
+        clusters.push(json!({
+            "name": ATTEMPT_CLUSTER,
+            "connect_timeout": "1s",
+            "per_connection_buffer_limit_bytes": max_body,
+            "load_assignment": {
+                "cluster_name": ATTEMPT_CLUSTER,
+                "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"envoy_internal_address": {"server_listener_name": ATTEMPT_LISTENER}}}}]}]
+            },
+            "transport_socket": {
+                "name": "envoy.transport_sockets.internal_upstream",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.transport_sockets.internal_upstream.v3.InternalUpstreamTransport",
+                    "transport_socket": {"name": "envoy.transport_sockets.raw_buffer", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"}}
+                }
+            }
+        }));
+        bootstrap_extensions.push(json!({
+            "name": "envoy.bootstrap.internal_listener",
+            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener"}
+        }));
+    }
+    let mut v = json!({
         "node": {"id": "tollgate", "cluster": "tollgate"},
         "admin": {"address": {"socket_address": {"address": opts.admin_host, "port_value": opts.admin_port}}},
         // Tags encoded in Tollgate's metric names become Prometheus labels.
         "stats_config": {
             "stats_tags": stats::STATS_TAGS.iter().map(|(tag, regex)| json!({"tag_name": tag, "regex": regex})).collect::<Vec<_>>()
         },
-        "static_resources": {
-            "listeners": [{
-                "name": "tollgate",
-                "address": {"socket_address": {"address": opts.listen_host, "port_value": opts.listen_port}},
-                "per_connection_buffer_limit_bytes": max_body,
-                "filter_chains": [{
-                    "filters": [{
-                        "name": "envoy.filters.network.http_connection_manager",
-                        "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                            "stat_prefix": "tollgate",
-                            "codec_type": "AUTO",
-                            "use_remote_address": true,
-                            // A non-streamed completion can be silent for the whole request timeout.
-                            "stream_idle_timeout": secs(timeout + 5.0),
-                            "local_reply_config": local_reply_config(max_body),
-                            "route_config": {
-                                "name": "tollgate",
-                                "virtual_hosts": [{"name": "tollgate", "domains": ["*"], "routes": [route_all, fallback]}]
-                            },
-                            "http_filters": [
-                                json_to_metadata_filter(),
-                                wasm_filter(plugin_json, &config.env_keys, &opts.wasm_path),
-                                usage_to_metadata_filter(),
-                                hold_until_accepted(max_body),
-                                {"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
-                            ]
-                        }
-                    }]
-                }]
-            }],
-            "clusters": config.clusters.iter().map(|c| cluster(c, max_body, &opts.ca_file)).collect::<Vec<_>>()
-        }
-    })
+        "static_resources": {"listeners": listeners, "clusters": clusters}
+    });
+    if !bootstrap_extensions.is_empty() {
+        put(&mut v, "bootstrap_extensions", json!(bootstrap_extensions));
+    }
+    v
 }
 
 #[cfg(test)]

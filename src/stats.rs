@@ -11,7 +11,8 @@ use crate::openai::Usage;
 pub const NONE: &str = "-";
 
 /// `(tag name, regex)`: the first capture group is removed from the name, the second is the value.
-pub const STATS_TAGS: [(&str, &str); 6] = [
+pub const STATS_TAGS: [(&str, &str); 7] = [
+    ("deployment", r"(\.deployment\.(.+))$"),
     (
         "team",
         r"^wasmcustom\.tollgate\.\w+(\.team\.(.+?))\.key_alias\.",
@@ -96,6 +97,39 @@ pub fn upstream_latency(l: &Labels) -> String {
 /// Time from the request reaching the filter to the first streamed body bytes.
 pub fn time_to_first_token(l: &Labels) -> String {
     name("time_to_first_token_ms", l)
+}
+
+/// Router metrics: by the client's model alias and the provider of the deployment that failed.
+#[derive(Debug, Clone, Copy)]
+pub struct RouterLabels<'a> {
+    pub model: &'a str,
+    pub provider: &'a str,
+}
+
+/// Another attempt in the same group after a retryable failure.
+pub fn retries(l: &RouterLabels) -> String {
+    format!(
+        "tollgate.router_retries_total.model.{}.provider.{}",
+        l.model, l.provider
+    )
+}
+
+/// A move to the next group of a fallback chain.
+pub fn fallbacks(l: &RouterLabels) -> String {
+    format!(
+        "tollgate.router_fallbacks_total.model.{}.provider.{}",
+        l.model, l.provider
+    )
+}
+
+/// Cooldowns a deployment entered.
+pub fn cooldowns(deployment_id: &str) -> String {
+    format!("tollgate.router_cooldowns_total.deployment.{deployment_id}")
+}
+
+/// 0 while a deployment is healthy, 1 while it cools down (gauge).
+pub fn deployment_cooling(deployment_id: &str) -> String {
+    format!("tollgate.deployment_cooling.deployment.{deployment_id}")
 }
 
 /// Budget left for a key (gauge, micro-USD).

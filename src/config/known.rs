@@ -30,12 +30,22 @@ pub const TOP_KNOWN: &[&str] = &[
 
 pub const TOLLGATE_ACTED_ON: &[&str] = &["max_request_body_bytes"];
 
-pub const LITELLM_SETTINGS_ACTED_ON: &[&str] = &["drop_params", "request_timeout"];
+pub const LITELLM_SETTINGS_ACTED_ON: &[&str] = &[
+    "drop_params",
+    "request_timeout",
+    "num_retries",
+    "fallbacks",
+    "context_window_fallbacks",
+    "content_policy_fallbacks",
+    "default_fallbacks",
+    "allowed_fails",
+    "cooldown_time",
+    "max_fallbacks",
+];
 
 pub const LITELLM_SETTINGS_KNOWN: &[&str] = &[
     "set_verbose",
     "json_logs",
-    "num_retries",
     "num_retries_per_request",
     "callbacks",
     "success_callback",
@@ -45,11 +55,6 @@ pub const LITELLM_SETTINGS_KNOWN: &[&str] = &[
     "callback_settings",
     "cache",
     "cache_params",
-    "fallbacks",
-    "context_window_fallbacks",
-    "content_policy_fallbacks",
-    "default_fallbacks",
-    "allowed_fails",
     "turn_off_message_logging",
     "redact_messages_in_exceptions",
     "redact_user_api_key_info",
@@ -176,16 +181,12 @@ pub const GENERAL_KNOWN: &[&str] = &[
     "reject_clientside_metadata_tags",
 ];
 
-pub const ROUTER_ACTED_ON: &[&str] = &["timeout"];
-
-pub const ROUTER_KNOWN: &[&str] = &[
+pub const ROUTER_ACTED_ON: &[&str] = &[
+    "timeout",
     "routing_strategy",
-    "routing_strategy_args",
     "num_retries",
     "retry_policy",
-    "model_group_retry_policy",
     "allowed_fails",
-    "allowed_fails_policy",
     "cooldown_time",
     "disable_cooldowns",
     "fallbacks",
@@ -194,6 +195,13 @@ pub const ROUTER_KNOWN: &[&str] = &[
     "default_fallbacks",
     "max_fallbacks",
     "stream_timeout",
+    "enable_pre_call_checks",
+];
+
+pub const ROUTER_KNOWN: &[&str] = &[
+    "routing_strategy_args",
+    "model_group_retry_policy",
+    "allowed_fails_policy",
     "retry_after",
     "redis_host",
     "redis_port",
@@ -202,7 +210,6 @@ pub const ROUTER_KNOWN: &[&str] = &[
     "cache_responses",
     "cache_kwargs",
     "caching_groups",
-    "enable_pre_call_checks",
     "optional_pre_call_checks",
     "model_group_alias",
     "provider_budget_config",
@@ -238,17 +245,17 @@ pub const PARAMS_ACTED_ON: &[&str] = &[
     "cache_read_input_token_cost",
     "cache_creation_input_token_cost",
     "base_model",
+    "weight",
+    "rpm",
+    "tpm",
+    "order",
+    "timeout",
+    "stream_timeout",
 ];
 
 pub const PARAMS_KNOWN: &[&str] = &[
-    "timeout",
-    "stream_timeout",
     "max_retries",
     "organization",
-    "rpm",
-    "tpm",
-    "weight",
-    "order",
     "region_name",
     "input_cost_per_second",
     "output_cost_per_second",
@@ -294,7 +301,6 @@ pub const PARAMS_KNOWN: &[&str] = &[
     "model_id",
     "cost_per_query",
     "mock_timeout",
-    // OpenAI parameters LiteLLM applies as per-deployment request defaults.
     "temperature",
     "top_p",
     "max_tokens",

@@ -4,6 +4,7 @@
 
 mod known;
 mod model_info;
+pub mod router;
 mod walker;
 
 use hashbrown::HashMap;
@@ -94,6 +95,8 @@ pub struct Deployment {
     /// a known context window without a price has a zero price. Either way an unpriced deployment
     /// was reported by a warning and is charged 0.
     pub model_info: Option<crate::pricing::ModelInfo>,
+    /// `weight`, `rpm`, `tpm`, `order`, `timeout`, `stream_timeout` from `litellm_params`.
+    pub balance: router::Balance,
 }
 
 impl std::fmt::Debug for Deployment {
@@ -144,6 +147,7 @@ pub struct Config {
     /// Virtual keys from the config, by token (SHA-256 of the key).
     pub keys: HashMap<String, KeyDef>,
     pub teams: HashMap<String, TeamDef>,
+    pub router: router::RouterSettings,
 }
 
 /// The outcome of loading: a usable config when there are no errors, plus every issue found.
@@ -322,12 +326,14 @@ fn build(doc: &Value, w: &mut Walker) -> Option<Config> {
         );
     }
 
+    let router = router::settings(w, router, litellm, &groups);
     let teams = teams(w, root.get("teams"));
     let keys = keys(w, root.get("keys"), &teams, &groups);
     let models_json = models_list_json(&model_names);
     Some(Config {
         keys,
         teams,
+        router,
         deployments,
         groups,
         model_names,
@@ -635,6 +641,7 @@ fn deployment(
         },
     };
     let aws_credentials = aws_credentials(w, lp, &lp_path);
+    let balance = router::balance(w, lp, &lp_path);
     let drop_params = w
         .bool(lp, "drop_params", &lp_path)
         .unwrap_or(global_drop_params);
@@ -692,6 +699,7 @@ fn deployment(
         drop_params,
         mode,
         model_info,
+        balance,
     })
 }
 
@@ -934,6 +942,11 @@ fn models_list_json(names: &[String]) -> Vec<u8> {
 impl Config {
     pub fn group(&self, alias: &str) -> Option<&[usize]> {
         self.groups.get(alias).map(|v| v.as_slice())
+    }
+
+    /// The deployment with this `id` (the attempt listener names the one that served).
+    pub fn deployment_by_id(&self, id: &str) -> Option<&Deployment> {
+        self.deployments.iter().find(|d| d.id == id)
     }
 
     pub fn deployment(&self, index: usize) -> Option<&Deployment> {

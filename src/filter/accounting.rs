@@ -52,6 +52,49 @@ pub fn estimate(d: &Deployment, body_len: usize, max_output: Option<u64>, chat: 
     }
 }
 
+/// The worst case over every deployment a routed request could reach (its group, then any
+/// fallback chain), since any attempt may be the one that serves it.
+pub fn estimate_group(
+    config: &crate::config::Config,
+    alias: &str,
+    op: crate::providers::Operation,
+    body_len: usize,
+    max_output: Option<u64>,
+) -> Estimate {
+    let r = &config.router;
+    let mut groups: Vec<&str> = vec![alias];
+    let chains = [
+        r.fallback_chain(alias),
+        r.context_window_fallbacks
+            .get(alias)
+            .cloned()
+            .unwrap_or_default(),
+        r.content_policy_fallbacks
+            .get(alias)
+            .cloned()
+            .unwrap_or_default(),
+    ];
+    for g in chains.iter().flatten() {
+        if !groups.contains(&g.as_str()) {
+            groups.push(g);
+        }
+    }
+    let chat = op == crate::providers::Operation::Chat;
+    let mut worst = Estimate::default();
+    for d in groups
+        .iter()
+        .flat_map(|g| config.group(g).unwrap_or(&[]))
+        .filter_map(|&i| config.deployment(i))
+    {
+        let e = estimate(d, body_len, max_output, chat);
+        worst = Estimate {
+            cost: worst.cost.max(e.cost),
+            tokens: worst.tokens.max(e.tokens),
+        };
+    }
+    worst
+}
+
 fn parties(k: &KeyPrincipal) -> (String, quota::Limits, Option<(String, quota::Limits)>) {
     let key = (quota::record_key(Scope::Key, &k.def.token), k.def.limits());
     let team = k.def.team_id.as_ref().map(|t| {

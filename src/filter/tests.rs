@@ -34,7 +34,7 @@ fn chat_host(body: &str) -> MockHost {
 
 #[test]
 fn routes_a_chat_request() {
-    let mut f = HttpFilter::new(gateway());
+    let mut f = HttpFilter::new(gateway(), Role::Gateway);
     let mut h = chat_host(r#"{"model":"gpt","messages":[{"role":"user","content":"hi"}]}"#);
     assert_eq!(f.on_request_headers(&mut h, false), Action::Continue);
     assert!(h.reply.is_none());
@@ -139,7 +139,7 @@ fn refuses_bad_requests_with_openai_errors() {
         ),
     ];
     for (mut h, status, kind) in cases {
-        let mut f = HttpFilter::new(gateway());
+        let mut f = HttpFilter::new(gateway(), Role::Gateway);
         assert_eq!(f.on_request_headers(&mut h, false), Action::Pause);
         let (s, _, _) = h.reply.clone().unwrap();
         assert_eq!(s, status, "{:?}", h.reply_json());
@@ -149,7 +149,7 @@ fn refuses_bad_requests_with_openai_errors() {
 
 #[test]
 fn body_errors_reply_from_the_body_phase() {
-    let mut f = HttpFilter::new(gateway());
+    let mut f = HttpFilter::new(gateway(), Role::Gateway);
     let mut h = chat_host(r#"{"model":"gpt","messages":[],"temperature":1}"#);
     assert_eq!(f.on_request_headers(&mut h, false), Action::Continue);
     let n = h.request_body.len();
@@ -159,7 +159,7 @@ fn body_errors_reply_from_the_body_phase() {
 
 #[test]
 fn lists_models() {
-    let mut f = HttpFilter::new(gateway());
+    let mut f = HttpFilter::new(gateway(), Role::Gateway);
     let mut h = MockHost::request(
         "GET",
         "/v1/models",
@@ -167,7 +167,7 @@ fn lists_models() {
     );
     f.on_request_headers(&mut h, true);
     assert_eq!(h.reply_json()["data"][0]["id"], "gpt");
-    let mut f = HttpFilter::new(gateway());
+    let mut f = HttpFilter::new(gateway(), Role::Gateway);
     let mut h = MockHost::request(
         "GET",
         "/v1/models/gpt",
@@ -188,7 +188,7 @@ fn envoy_generated_errors_become_openai_errors() {
         (504, "response_timeout", 504),
         (503, "cluster_not_found", 500),
     ] {
-        let mut f = HttpFilter::new(gateway());
+        let mut f = HttpFilter::new(gateway(), Role::Gateway);
         let mut h = chat_host(r#"{"model":"gpt","messages":[{"role":"user","content":"x"}]}"#);
         f.on_request_headers(&mut h, false);
         let n = h.request_body.len();
@@ -226,7 +226,7 @@ fn classify_paths() {
 #[test]
 fn a_non_string_model_is_refused_in_the_headers_phase() {
     // json_to_metadata stringifies `5` to "5"; the typed copy (an 8-byte double) differs.
-    let mut f = HttpFilter::new(gateway());
+    let mut f = HttpFilter::new(gateway(), Role::Gateway);
     let mut h = MockHost::request(
         "POST",
         "/v1/chat/completions",
@@ -238,14 +238,14 @@ fn a_non_string_model_is_refused_in_the_headers_phase() {
     assert_eq!(h.reply.as_ref().unwrap().0, 400);
     assert_eq!(h.reply_json()["error"]["code"], "invalid_type");
     // A string model has identical copies and routes.
-    let mut f = HttpFilter::new(gateway());
+    let mut f = HttpFilter::new(gateway(), Role::Gateway);
     let mut h = chat_host("{}").metadata("model_value", b"gpt");
     assert_eq!(f.on_request_headers(&mut h, false), Action::Continue);
 }
 
 #[test]
 fn provider_errors_never_echo_the_key() {
-    let mut f = HttpFilter::new(gateway());
+    let mut f = HttpFilter::new(gateway(), Role::Gateway);
     let mut h = chat_host(r#"{"model":"gpt","messages":[{"role":"user","content":"x"}]}"#);
     f.on_request_headers(&mut h, false);
     let n = h.request_body.len();
@@ -341,7 +341,7 @@ mod properties {
 
         #[test]
         fn any_request_body_gets_an_upstream_body_or_an_openai_error(body in arb_body()) {
-            let mut f = HttpFilter::new(gateway());
+            let mut f = HttpFilter::new(gateway(), Role::Gateway);
             let mut h = chat_host("");
             h.request_body = body;
             prop_assert_eq!(f.on_request_headers(&mut h, false), Action::Continue);
@@ -365,7 +365,7 @@ mod properties {
                                                      body in prop::collection::vec(any::<u8>(), 0..300),
                                                      stream in any::<bool>(),
                                                      cut in 0usize..300) {
-            let mut f = HttpFilter::new(gateway());
+            let mut f = HttpFilter::new(gateway(), Role::Gateway);
             let mut h = chat_host(r#"{"model":"gpt","messages":[{"role":"user","content":"x"}]}"#);
             if stream {
                 h = h.metadata("stream", &[1]);
@@ -407,7 +407,7 @@ mod properties {
 
 #[test]
 fn emits_request_token_and_latency_metrics() {
-    let mut f = HttpFilter::new(gateway());
+    let mut f = HttpFilter::new(gateway(), Role::Gateway);
     let mut h = chat_host(r#"{"model":"gpt","messages":[{"role":"user","content":"x"}]}"#);
     f.on_request_headers(&mut h, false);
     let n = h.request_body.len();
@@ -457,7 +457,7 @@ fn emits_request_token_and_latency_metrics() {
     );
 
     // A request refused before routing counts without model and provider.
-    let mut f = HttpFilter::new(gateway());
+    let mut f = HttpFilter::new(gateway(), Role::Gateway);
     let mut h = MockHost::request("POST", "/v1/chat/completions", &[]).metadata("model", b"gpt");
     f.on_request_headers(&mut h, false);
     assert_eq!(

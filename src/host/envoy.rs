@@ -9,17 +9,25 @@ use proxy_wasm::types::{Action as HostAction, ContextType, LogLevel};
 use super::{abi, Action, HttpHost};
 use crate::config::{self, Config, ProcessEnv, Strictness};
 use crate::error::ApiError;
-use crate::filter::HttpFilter;
+use crate::filter::{HttpFilter, Role, ATTEMPT_ROOT_ID};
 use crate::quota::{self, Scope};
+use crate::router::health;
 use crate::store::{Store, StoreError, Versioned};
 
 pub fn start() {
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { config: None }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
+        Box::new(Root {
+            config: None,
+            role: Role::Gateway,
+        })
+    });
 }
 
 struct Root {
     config: Option<Rc<Config>>,
+    /// The gateway, or the attempt listener's filter (by the plugin's `root_id`).
+    role: Role,
 }
 
 impl Context for Root {}
@@ -27,6 +35,9 @@ impl Context for Root {}
 impl RootContext for Root {
     fn on_configure(&mut self, size: usize) -> bool {
         let started = abi::now_ns();
+        if abi::property(&["plugin_root_id"]).as_deref() == Some(ATTEMPT_ROOT_ID.as_bytes()) {
+            self.role = Role::Attempt;
+        }
         let text = abi::buffer(abi::PLUGIN_CONFIGURATION, 0, size).unwrap_or_default();
         let report = config::load_json(&text, &ProcessEnv, Strictness::Serve);
         for w in &report.warnings {
@@ -53,6 +64,9 @@ impl RootContext for Root {
                 for team in c.teams.keys() {
                     quota::ensure_record(&SharedData, &quota::record_key(Scope::Team, team), now);
                 }
+                for d in &c.deployments {
+                    health::ensure(&SharedData, &d.id);
+                }
                 self.config = Some(Rc::new(c));
                 true
             }
@@ -69,7 +83,7 @@ impl RootContext for Root {
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         // Returning None makes the SDK panic; a context without config answers 503 instead.
         Some(Box::new(Http {
-            filter: self.config.clone().map(HttpFilter::new),
+            filter: self.config.clone().map(|c| HttpFilter::new(c, self.role)),
             host: EnvoyHost,
         }))
     }

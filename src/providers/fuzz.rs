@@ -23,6 +23,7 @@ fn deployment(p: &'static dyn super::Provider) -> Deployment {
         drop_params: false,
         mode: Mode::Any,
         model_info: None,
+        balance: Default::default(),
     }
 }
 

@@ -58,7 +58,7 @@ def test_streaming_without_usage(client, azure):
     assert all(c.usage is None for c in chunks)
     got = azure.last()
     assert_azure_request(got)
-        # The gateway asks for usage to charge the stream exactly; the client, which did not, sees none.
+    # The gateway asks for usage to charge the stream exactly; the client, which did not, sees none.
     assert got.json["stream"] is True and got.json["stream_options"] == {"include_usage": True}
 
 

@@ -19,6 +19,7 @@ fn deployment(model: &str) -> Deployment {
         drop_params: false,
         mode: Mode::Any,
         model_info: None,
+        balance: Default::default(),
     }
 }
 

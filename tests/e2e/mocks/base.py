@@ -89,6 +89,9 @@ class MockProvider:
         self.received = []
         self.incomplete = 0  # requests whose body never arrived whole
         self.script = collections.deque()
+        # An answer for every request while set (a deployment that keeps failing or is slow);
+        # scripted answers still come first.
+        self.forced = None
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self.server = None
@@ -163,7 +166,7 @@ class MockProvider:
                 )
                 with mock._cond:
                     mock.received.append(req)
-                    action = mock.script.popleft() if mock.script else None
+                    action = mock.script.popleft() if mock.script else mock.forced
                     mock._cond.notify_all()
                 if action is None:
                     action = mock.respond(req)
@@ -250,6 +253,7 @@ class MockProvider:
             self.received.clear()
             self.script.clear()
             self.incomplete = 0
+            self.forced = None
 
     def enqueue(self, *actions):
         with self._lock:
