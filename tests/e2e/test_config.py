@@ -137,3 +137,23 @@ def test_unused_litellm_fields_are_warned_about_in_envoy_log(gateway):
     log = gateway.log()
     assert "tollgate config warning: litellm_settings.set_verbose: is a LiteLLM setting that Tollgate does not act on yet" in log
     assert "tollgate: configured" in log
+
+
+def test_router_example_checks_renders_and_validates(tmp_path):
+    import subprocess
+    from harness import ENVOY, ROOT, WASM
+    path = os.path.join(ROOT, "examples/router.yaml")
+    r = run_cli("check", path)
+    assert r.returncode == 0, r.stderr
+    # Every router setting in the example is acted on (none is merely tolerated).
+    assert "router_settings" not in r.stderr, r.stderr
+    out = tmp_path / "envoy.yaml"
+    assert run_cli("render", path, "--wasm", WASM, "-o", str(out)).returncode == 0
+    bootstrap = yaml.safe_load(out.read_text())
+    names = [l["name"] for l in bootstrap["static_resources"]["listeners"]]
+    assert names == ["tollgate", "tollgate_attempt"]
+    routes = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
+    assert routes[0]["route"]["retry_policy"]["retry_on"] == "retriable-headers"
+    env = {**os.environ, **{k: "x" for k in ("OPENAI_API_KEY", "AZURE_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "TOLLGATE_MASTER_KEY")}}
+    v = subprocess.run([ENVOY, "--mode", "validate", "-c", str(out)], capture_output=True, text=True, timeout=60, env=env)
+    assert v.returncode == 0, v.stdout[-3000:] + v.stderr[-3000:]

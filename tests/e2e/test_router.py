@@ -195,10 +195,15 @@ def test_a_failing_primary_falls_back_to_another_provider(fallback_gw, mocks, po
     assert sent.json["messages"][0]["content"] == [{"type": "text", "text": "rescue me"}]
 
 
-def test_an_unreachable_primary_falls_back(fallback_gw, mocks):
-    raw = sdk(fallback_gw).chat.completions.with_raw_response.create(model="dead", messages=[{"role": "user", "content": "hi"}])
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_an_unreachable_primary_falls_back(fallback_gw, mocks, stream):
+    raw = sdk(fallback_gw).chat.completions.with_raw_response.create(model="dead", messages=[{"role": "user", "content": "hi"}], stream=stream)
     assert raw.headers["x-tollgate-model-id"] == "backup-claude"
-    assert raw.parse().model == "dead"
+    if stream:
+        chunks = list(raw.parse())
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) and all(c.model == "dead" for c in chunks)
+    else:
+        assert raw.parse().model == "dead"
     log = fallback_gw.log()
     assert re.search(r"falling back from 'dead' to 'smart-backup' after ServerError", log), log[-2000:]
 
