@@ -2,6 +2,8 @@
 
 import json
 import os
+import shutil
+
 import socket
 import subprocess
 import tempfile
@@ -89,8 +91,9 @@ class Envoy:
             except OSError:
                 pass
             time.sleep(0.1)
+        log = self.log()
         self.stop()
-        raise RuntimeError(f"Envoy did not become ready in {timeout}s:\n{self.log()[-4000:]}")
+        raise RuntimeError(f"Envoy did not become ready in {timeout}s:\n{log[-4000:]}")
 
     def wait_exit(self, timeout=20):
         try:
@@ -118,6 +121,7 @@ class Envoy:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self):
         return self.start()

@@ -88,6 +88,8 @@ def test_envoy_refuses_to_start_with_a_missing_secret(mocks):
     envoy.start(expect_failure=True)
     code = envoy.wait_exit()
     log = envoy.log()
+    envoy.stop()
+
     assert code not in (None, 0), log[-2000:]
     assert "TOLLGATE_TEST_UNSET_KEY" in log
     assert f"model_list[{len(config['model_list']) - 1}].litellm_params.api_key" in log
