@@ -112,13 +112,21 @@ pub const USAGE_FIELDS: [&[&str]; 16] = [
 /// response path: it buffers a JSON response and extracts the provider's usage into metadata,
 /// which lets Tollgate put the request's cost in the response headers (sent before the body).
 pub fn usage_to_metadata_filter() -> Value {
-    let rules: Vec<Value> = USAGE_FIELDS
+    let fields: Vec<(&[&str], &str)> = USAGE_FIELDS
         .iter()
-        .map(|path| {
-            let key = path.last().copied().unwrap_or_default();
+        .map(|p| (*p, p.last().copied().unwrap_or_default()))
+        .collect();
+    response_fields_to_metadata(USAGE_NAMESPACE, "NUMBER", &fields)
+}
+
+/// A `json_to_metadata` with response rules copying JSON fields (by path) into a namespace.
+fn response_fields_to_metadata(namespace: &str, kind: &str, fields: &[(&[&str], &str)]) -> Value {
+    let rules: Vec<Value> = fields
+        .iter()
+        .map(|(path, key)| {
             json!({
                 "selectors": path.iter().map(|k| json!({"key": k})).collect::<Vec<_>>(),
-                "on_present": {"metadata_namespace": USAGE_NAMESPACE, "key": key, "type": "NUMBER"}
+                "on_present": {"metadata_namespace": namespace, "key": key, "type": kind}
             })
         })
         .collect();
@@ -329,22 +337,7 @@ pub fn error_to_metadata_filter() -> Value {
         (&["error", "status"], "error_status"),
         (&["message"], "message"),
     ];
-    let rules: Vec<Value> = fields
-        .iter()
-        .map(|(path, key)| {
-            json!({
-                "selectors": path.iter().map(|k| json!({"key": k})).collect::<Vec<_>>(),
-                "on_present": {"metadata_namespace": ERROR_NAMESPACE, "key": key, "type": "STRING"}
-            })
-        })
-        .collect();
-    json!({
-        "name": "envoy.filters.http.json_to_metadata",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.json_to_metadata.v3.JsonToMetadata",
-            "response_rules": {"rules": rules, "allow_content_types": ["application/json"]}
-        }
-    })
+    response_fields_to_metadata(ERROR_NAMESPACE, "STRING", &fields)
 }
 
 fn router_filter() -> Value {

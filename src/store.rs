@@ -65,6 +65,34 @@ pub enum UpdateError<E> {
     Unavailable,
 }
 
+/// A record of `N` little-endian u64 counters behind a version byte: the layout of the usage and
+/// health records, cheap to read and write on every request.
+pub fn encode_u64s(version: u8, values: &[u64]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + values.len() * 8);
+    out.push(version);
+    for v in values {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+/// Decodes [`encode_u64s`]; an absent or unreadable record (or another version) reads as zeros,
+/// and a shorter one (an older layout) as zeros for the fields it lacks.
+pub fn decode_u64s<const N: usize>(version: u8, bytes: &[u8]) -> [u64; N] {
+    let mut v = [0u64; N];
+    if bytes.first() != Some(&version) {
+        return v;
+    }
+    for (i, slot) in v.iter_mut().enumerate() {
+        if let Some(chunk) = bytes.get(1 + i * 8..9 + i * 8) {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(chunk);
+            *slot = u64::from_le_bytes(b);
+        }
+    }
+    v
+}
+
 /// An in-memory store with the host's semantics, shared by clones (as workers share data).
 #[derive(Clone, Default, Debug)]
 pub struct MemoryStore {

@@ -94,35 +94,48 @@ pub fn allows(models: &[String], alias: &str) -> bool {
             .any(|m| m == alias || m == "all-proxy-models" || m == "*")
 }
 
+/// A scope's limits from its LiteLLM fields (money in USD, durations as strings).
+fn limits(
+    max_budget: Option<f64>,
+    budget_duration: Option<&str>,
+    soft_budget: Option<f64>,
+    rpm: Option<u64>,
+    tpm: Option<u64>,
+    parallel: Option<u64>,
+) -> Limits {
+    Limits {
+        max_budget: max_budget.map(quota::micro),
+        budget_duration: budget_duration.and_then(time::parse_duration),
+        soft_budget: soft_budget.map(quota::micro),
+        rpm,
+        tpm,
+        parallel,
+    }
+}
+
 impl KeyDef {
     pub fn limits(&self) -> Limits {
-        Limits {
-            max_budget: self.max_budget.map(quota::micro),
-            budget_duration: self
-                .budget_duration
-                .as_deref()
-                .and_then(time::parse_duration),
-            soft_budget: self.soft_budget.map(quota::micro),
-            rpm: self.rpm_limit,
-            tpm: self.tpm_limit,
-            parallel: self.max_parallel_requests,
-        }
+        limits(
+            self.max_budget,
+            self.budget_duration.as_deref(),
+            self.soft_budget,
+            self.rpm_limit,
+            self.tpm_limit,
+            self.max_parallel_requests,
+        )
     }
 }
 
 impl TeamDef {
     pub fn limits(&self) -> Limits {
-        Limits {
-            max_budget: self.max_budget.map(quota::micro),
-            budget_duration: self
-                .budget_duration
-                .as_deref()
-                .and_then(time::parse_duration),
-            soft_budget: self.soft_budget.map(quota::micro),
-            rpm: self.rpm_limit,
-            tpm: self.tpm_limit,
-            parallel: self.max_parallel_requests,
-        }
+        limits(
+            self.max_budget,
+            self.budget_duration.as_deref(),
+            self.soft_budget,
+            self.rpm_limit,
+            self.tpm_limit,
+            self.max_parallel_requests,
+        )
     }
 }
 
@@ -285,49 +298,26 @@ fn opt_object(
     }
 }
 
-/// Applies the shared key fields present in `m` to `def` (absent fields are left as they are:
-/// the admin API's update uses the same code). `expires` is an RFC 3339 timestamp.
+/// Sets each listed field that is present in `m` with its reader (absent fields stay as they
+/// are: the admin API's update uses the same code); problems go to `errs`.
+macro_rules! apply_fields {
+    ($def:ident, $m:ident, $errs:ident, $($field:ident => $reader:ident),* $(,)?) => {
+        $(if let Some(v) = $reader($m, stringify!($field), &mut $errs) {
+            $def.$field = v;
+        })*
+    };
+}
+
+/// Applies the key fields present in `m` to `def`. `expires` is an RFC 3339 timestamp.
 pub fn apply_key_fields(def: &mut KeyDef, m: &Map<String, Value>) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    if let Some(v) = opt_string(m, "key_alias", &mut errs) {
-        def.key_alias = v;
-    }
-    if let Some(v) = opt_string(m, "team_id", &mut errs) {
-        def.team_id = v;
-    }
-    if let Some(v) = opt_string(m, "user_id", &mut errs) {
-        def.user_id = v;
-    }
-    if let Some(v) = opt_strings(m, "models", &mut errs) {
-        def.models = v;
-    }
-    if let Some(v) = opt_strings(m, "tags", &mut errs) {
-        def.tags = v;
-    }
-    if let Some(v) = opt_money(m, "max_budget", &mut errs) {
-        def.max_budget = v;
-    }
-    if let Some(v) = opt_money(m, "soft_budget", &mut errs) {
-        def.soft_budget = v;
-    }
-    if let Some(v) = opt_duration(m, "budget_duration", &mut errs) {
-        def.budget_duration = v;
-    }
-    if let Some(v) = opt_count(m, "rpm_limit", &mut errs) {
-        def.rpm_limit = v;
-    }
-    if let Some(v) = opt_count(m, "tpm_limit", &mut errs) {
-        def.tpm_limit = v;
-    }
-    if let Some(v) = opt_count(m, "max_parallel_requests", &mut errs) {
-        def.max_parallel_requests = v;
-    }
-    if let Some(v) = opt_bool(m, "blocked", &mut errs) {
-        def.blocked = v;
-    }
-    if let Some(v) = opt_object(m, "metadata", &mut errs) {
-        def.metadata = v;
-    }
+    apply_fields!(def, m, errs,
+        key_alias => opt_string, team_id => opt_string, user_id => opt_string,
+        models => opt_strings, tags => opt_strings,
+        max_budget => opt_money, soft_budget => opt_money, budget_duration => opt_duration,
+        rpm_limit => opt_count, tpm_limit => opt_count, max_parallel_requests => opt_count,
+        blocked => opt_bool, metadata => opt_object,
+    );
     match m.get("expires") {
         None => {}
         Some(Value::Null) => def.expires = None,
@@ -356,36 +346,12 @@ pub fn apply_key_fields(def: &mut KeyDef, m: &Map<String, Value>) -> Vec<FieldEr
 
 pub fn apply_team_fields(def: &mut TeamDef, m: &Map<String, Value>) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    if let Some(v) = opt_string(m, "team_alias", &mut errs) {
-        def.team_alias = v;
-    }
-    if let Some(v) = opt_strings(m, "models", &mut errs) {
-        def.models = v;
-    }
-    if let Some(v) = opt_money(m, "max_budget", &mut errs) {
-        def.max_budget = v;
-    }
-    if let Some(v) = opt_money(m, "soft_budget", &mut errs) {
-        def.soft_budget = v;
-    }
-    if let Some(v) = opt_duration(m, "budget_duration", &mut errs) {
-        def.budget_duration = v;
-    }
-    if let Some(v) = opt_count(m, "rpm_limit", &mut errs) {
-        def.rpm_limit = v;
-    }
-    if let Some(v) = opt_count(m, "tpm_limit", &mut errs) {
-        def.tpm_limit = v;
-    }
-    if let Some(v) = opt_count(m, "max_parallel_requests", &mut errs) {
-        def.max_parallel_requests = v;
-    }
-    if let Some(v) = opt_bool(m, "blocked", &mut errs) {
-        def.blocked = v;
-    }
-    if let Some(v) = opt_object(m, "metadata", &mut errs) {
-        def.metadata = v;
-    }
+    apply_fields!(def, m, errs,
+        team_alias => opt_string, models => opt_strings,
+        max_budget => opt_money, soft_budget => opt_money, budget_duration => opt_duration,
+        rpm_limit => opt_count, tpm_limit => opt_count, max_parallel_requests => opt_count,
+        blocked => opt_bool, metadata => opt_object,
+    );
     errs
 }
 

@@ -43,38 +43,25 @@ const VERSION: u8 = 1;
 
 impl Counters {
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(1 + FIELDS * 8);
-        out.push(VERSION);
-        for v in [
-            self.window_start,
-            self.spend,
-            self.reserved,
-            self.lifetime_spend,
-            self.minute,
-            self.requests,
-            self.tokens,
-            self.tokens_reserved,
-            self.in_flight,
-        ] {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        out
+        crate::store::encode_u64s(
+            VERSION,
+            &[
+                self.window_start,
+                self.spend,
+                self.reserved,
+                self.lifetime_spend,
+                self.minute,
+                self.requests,
+                self.tokens,
+                self.tokens_reserved,
+                self.in_flight,
+            ],
+        )
     }
 
     /// Decodes a record; an absent or unreadable one is a fresh scope.
     pub fn decode(bytes: &[u8]) -> Counters {
-        if bytes.first() != Some(&VERSION) {
-            return Counters::default();
-        }
-        let mut v = [0u64; FIELDS];
-        for (i, slot) in v.iter_mut().enumerate() {
-            let at = 1 + i * 8;
-            if let Some(chunk) = bytes.get(at..at + 8) {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(chunk);
-                *slot = u64::from_le_bytes(b);
-            }
-        }
+        let v = crate::store::decode_u64s::<FIELDS>(VERSION, bytes);
         let [window_start, spend, reserved, lifetime_spend, minute, requests, tokens, tokens_reserved, in_flight] =
             v;
         Counters {

@@ -26,35 +26,23 @@ const VERSION: u8 = 1;
 
 impl Health {
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(1 + FIELDS * 8);
-        out.push(VERSION);
-        for v in [
-            self.cooldown_until_ms,
-            self.fail_minute,
-            self.fails,
-            self.in_flight,
-            self.latency_ms,
-            self.ttft_ms,
-            self.token_minute,
-            self.tokens,
-        ] {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        out
+        crate::store::encode_u64s(
+            VERSION,
+            &[
+                self.cooldown_until_ms,
+                self.fail_minute,
+                self.fails,
+                self.in_flight,
+                self.latency_ms,
+                self.ttft_ms,
+                self.token_minute,
+                self.tokens,
+            ],
+        )
     }
 
     pub fn decode(bytes: &[u8]) -> Health {
-        if bytes.first() != Some(&VERSION) {
-            return Health::default();
-        }
-        let mut v = [0u64; FIELDS];
-        for (i, slot) in v.iter_mut().enumerate() {
-            if let Some(chunk) = bytes.get(1 + i * 8..9 + i * 8) {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(chunk);
-                *slot = u64::from_le_bytes(b);
-            }
-        }
+        let v = crate::store::decode_u64s::<FIELDS>(VERSION, bytes);
         let [cooldown_until_ms, fail_minute, fails, in_flight, latency_ms, ttft_ms, token_minute, tokens] =
             v;
         Health {
