@@ -11,7 +11,11 @@ LISTEN ?= 127.0.0.1:4000
 ADMIN ?= 127.0.0.1:9901
 CONCURRENCY ?= 2
 
-.PHONY: all setup build wasm cli run demo check render examples test lint unit wasm-unit e2e clean
+OHA_VERSION := 1.16.0
+LITELLM_VERSION := 1.106.2
+BENCH_VENV := .venv-bench
+
+.PHONY: all setup build wasm cli run demo check render examples test lint unit wasm-unit e2e clean bench bench-clock bench-prepare
 
 all: build
 
@@ -72,6 +76,26 @@ e2e: build
 
 test: setup lint unit wasm-unit e2e
 
+# Benchmarks (not part of `make test`): installs its load generators and LiteLLM on first use, then
+# measures every target in one run and rewrites the tables in docs/BENCHMARKS.md.
+bench: bench-clock bench-prepare
+	$(PY) bench/run.py
+
+# When `make bench` started, so the report can say how long all of it took, builds included.
+bench-clock:
+	@mkdir -p build && date +%s.%N > build/bench-started
+
+bench-prepare: build $(BENCH_VENV)/.installed
+	@command -v wrk >/dev/null || { echo "installing wrk (apt)"; apt-get install -y -qq wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }; }
+	@$${CARGO_HOME:-$$HOME/.cargo}/bin/oha --version 2>/dev/null | grep -qx "oha $(OHA_VERSION)" || cargo install --locked oha --version $(OHA_VERSION)
+	cargo build --quiet --release --manifest-path bench/loadgen/Cargo.toml
+	cargo build --quiet --release --target wasm32-wasip1 --manifest-path bench/noop-wasm/Cargo.toml
+
+$(BENCH_VENV)/.installed:
+	python3 -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check 'litellm[proxy]==$(LITELLM_VERSION)'
+	touch $@
+
 clean:
 	cargo clean
-	rm -rf build
+	rm -rf build bench/loadgen/target bench/noop-wasm/target

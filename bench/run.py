@@ -1,0 +1,989 @@
+"""`make bench`: Tollgate against plain Envoy, the mock alone and LiteLLM, all in one run.
+
+Every target runs on loopback against the same mock provider (a separate Envoy serving canned
+answers with `direct_response`), in the same run, with the same load:
+
+  saturation  wrk, closed loop, CONNECTIONS connections, SATURATION_SECS in all after a warm-up
+  latency     bench/loadgen at RATE requests/s over LATENCY_CONNECTIONS connections, open loop:
+              each latency counts from the moment its request was due, so a stall is not hidden
+              (coordinated omission); it also times the first byte, for the streamed targets
+  CPU         the server's utime+stime from /proc, before and after each slice
+  memory      the server's VmRSS, idle after start and after its runs
+
+The machine is shared, so its load drifts: both measurements are cut into ROUNDS slices taken in
+turn across all targets (round robin), and each target's slices are pooled. A drift then falls on
+every target alike, and the ratios between rows hold. oha (--latency-correction) re-measures (2)
+and (4) as a cross-check of bench/loadgen.
+
+Rows 2a to 2c take Tollgate's bootstrap apart to show where its cost comes from: Envoy's filters
+around it, a proxy-wasm filter that does nothing, and that filter making as many host calls as
+Tollgate does. A perf profile of (2) and (4) splits the CPU by where it runs.
+
+Prints the tables and rewrites the marked block of docs/BENCHMARKS.md (the analysis around it is
+written by hand from a run).
+"""
+
+import argparse
+import atexit
+import copy
+import datetime
+import glob
+import json
+import math
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+import yaml
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+BENCH = os.path.join(ROOT, "bench")
+FIXTURES = os.path.join(BENCH, "fixtures")
+ENVOY = os.path.join(ROOT, ".venv", "bin", "envoy")
+WASM = os.path.join(ROOT, "target", "wasm32-wasip1", "release", "tollgate.wasm")
+CLI = os.path.join(ROOT, "target", "debug", "tollgate")
+LOADGEN = os.path.join(BENCH, "loadgen", "target", "release", "tollgate-bench-loadgen")
+NOOP_WASM = os.path.join(BENCH, "noop-wasm", "target", "wasm32-wasip1", "release", "tollgate_bench_noop.wasm")
+LITELLM = os.path.join(ROOT, ".venv-bench", "bin", "litellm")
+# The pinned oha that `make bench` installs with cargo, whatever else is on PATH.
+OHA = os.path.join(os.environ.get("CARGO_HOME") or os.path.expanduser("~/.cargo"), "bin", "oha")
+WRK = shutil.which("wrk") or "wrk"
+DOC = os.path.join(ROOT, "docs", "BENCHMARKS.md")
+
+WORKERS = os.cpu_count() or 2
+CONNECTIONS = 32
+WARMUP_SECS = 2
+ROUNDS = 5
+SATURATION_SECS = 10  # per target, in ROUNDS slices
+RATE = 1000
+LATENCY_CONNECTIONS = 8
+LATENCY_SECS = 10  # per target, in ROUNDS slices
+SLICE_WARMUP_SECS = 0.2  # each latency slice opens new connections; their first requests are not counted
+OHA_SECS = 5
+PERF_SECS = 6
+STREAM_EVENTS = 50
+# Host calls the calibration filter (2c) makes per request: about as many as Tollgate makes on (4).
+CALIBRATION_HOST_CALLS = 40
+LITELLM_START_TIMEOUT = 180
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+COMMANDS = []  # every command that started a server or generated load, for the report
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def read(path, mode="r"):
+    with open(path, mode) as f:
+        return f.read()
+
+
+def quoted(cmd):
+    return " ".join(shlex.quote(c) for c in cmd)
+
+
+# ---------------------------------------------------------------- processes
+
+STARTED = []
+
+
+def stop_all():
+    for p in reversed(STARTED):
+        stop(p)
+
+
+def stop(proc):
+    """Stops a process this script started, with its children (it leads its own process group)."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=15)
+    except (ProcessLookupError, PermissionError):
+        pass
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=10)
+
+
+def spawn(cmd, log_path, env=None):
+    logf = open(log_path, "w")
+    p = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    STARTED.append(p)
+    return p
+
+
+def wait_http(url, proc, timeout, log_path):
+    """Polls `url` every 2 ms until it answers 200; returns the seconds waited. Bounded."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}:\n{read(log_path)[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return time.monotonic() - start
+        except OSError:
+            pass
+        time.sleep(0.002)
+    raise RuntimeError(f"{url} not ready after {timeout}s:\n{read(log_path)[-3000:]}")
+
+
+def process_tree(pid):
+    """pid and all its descendants (LiteLLM runs one process per worker)."""
+    children = {}
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            fields = read(stat).rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.split("/")[2]))
+        except (OSError, IndexError, ValueError):
+            continue
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def cpu_seconds(pid):
+    total = 0
+    for p in process_tree(pid):
+        try:
+            fields = read(f"/proc/{p}/stat").rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / CLK_TCK
+
+
+def rss_bytes(pid):
+    total = 0
+    for p in process_tree(pid):
+        try:
+            m = re.search(r"VmRSS:\s+(\d+) kB", read(f"/proc/{p}/status"))
+            total += int(m.group(1)) * 1024 if m else 0
+        except OSError:
+            continue
+    return total
+
+
+def log_time(line):
+    """Seconds since midnight of an Envoy log line's timestamp (millisecond resolution)."""
+    m = re.match(r"\[\d{4}-\d\d-\d\d (\d\d):(\d\d):(\d\d)\.(\d{3})\]", line)
+    if not m:
+        return None
+    h, mi, sec, ms = (int(x) for x in m.groups())
+    return h * 3600 + mi * 60 + sec + ms / 1000
+
+
+class Envoy:
+    def __init__(self, name, config, workdir, concurrency=WORKERS):
+        self.name = name
+        self.path = os.path.join(workdir, f"{name}.json")
+        with open(self.path, "w") as f:
+            json.dump(config, f)
+        self.admin = config["admin"]["address"]["socket_address"]["port_value"]
+        self.log_path = os.path.join(workdir, f"{name}.log")
+        self.concurrency = concurrency
+        self.proc = None
+        self.idle_rss = None
+
+    def start(self):
+        cmd = [ENVOY, "-c", self.path, "--concurrency", str(self.concurrency), "--use-dynamic-base-id", "-l", "info"]
+        COMMANDS.append(quoted(cmd))
+        self.proc = spawn(cmd, self.log_path)
+        wait_http(f"http://127.0.0.1:{self.admin}/ready", self.proc, 60, self.log_path)
+        time.sleep(0.2)
+        self.idle_rss = rss_bytes(self.pid)
+        return self
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def listeners_to_workers_ms(self):
+        """From Envoy loading its listeners to starting its workers: where an HTTP wasm filter is
+        loaded (V8 compiles the module, instantiates it, the plugin configures itself)."""
+        loading = starting = None
+        for line in read(self.log_path).splitlines():
+            if loading is None and re.search(r"loading \d+ listener\(s\)", line):
+                loading = log_time(line)
+            elif starting is None and "starting workers" in line:
+                starting = log_time(line)
+        return (starting - loading) * 1000 if loading is not None and starting is not None else float("nan")
+
+    def counter(self, name):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/stats?filter=^{re.escape(name)}$", timeout=5) as r:
+            m = re.search(r":\s*(\d+)", r.read().decode())
+            return int(m.group(1)) if m else 0
+
+
+# ---------------------------------------------------------------- configs
+
+def admin(port):
+    return {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}
+
+
+def mock_bootstrap(port, admin_port):
+    """The mock provider: canned answers with Envoy's direct_response, routed by path prefix."""
+    def answer(prefix, fixture, content_type):
+        return {
+            "match": {"prefix": prefix},
+            "direct_response": {"status": 200, "body": {"inline_string": read(os.path.join(FIXTURES, fixture))}},
+            "response_headers_to_add": [{"header": {"key": "content-type", "value": content_type},
+                                         "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}],
+        }
+    routes = [
+        answer("/openai/", "openai_response.json", "application/json"),
+        answer("/anthropic-stream/", "anthropic_stream.sse", "text/event-stream; charset=utf-8"),
+        answer("/anthropic/", "anthropic_response.json", "application/json"),
+        {"match": {"prefix": "/"}, "direct_response": {"status": 404}},
+    ]
+    return {
+        "admin": admin(admin_port),
+        "static_resources": {"listeners": [{
+            "name": "mock",
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+            "filter_chains": [{"filters": [{
+                "name": "envoy.filters.network.http_connection_manager",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                    "stat_prefix": "mock",
+                    "codec_type": "AUTO",
+                    "route_config": {
+                        "name": "mock",
+                        # The 50-delta stream is larger than direct_response's 4 KB default.
+                        "max_direct_response_body_size_bytes": 65536,
+                        "virtual_hosts": [{"name": "mock", "domains": ["*"], "routes": routes}],
+                    },
+                    "http_filters": [
+                        # Answer only once the whole request is in: a direct_response sent while the
+                        # body is still being read makes Envoy close the connection after it, and
+                        # every request would then pay for a new upstream connection.
+                        {"name": "envoy.filters.http.buffer", "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+                            "max_request_bytes": 1 << 20}},
+                        {"name": "envoy.filters.http.router", "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}},
+                    ],
+                },
+            }]}],
+        }]},
+    }
+
+
+def gateway_doc(mock_url):
+    spec = yaml.safe_load(read(os.path.join(BENCH, "bench.yaml")))
+    text = json.dumps(spec["gateway"]).replace("MOCK", mock_url)
+    return spec["client_key"], json.loads(text)
+
+
+def tollgate_bootstrap(doc, port, admin_port, workdir):
+    """`tollgate render` of bench.yaml's gateway, exactly as users render it."""
+    cfg = os.path.join(workdir, "gateway.yaml")
+    with open(cfg, "w") as f:
+        yaml.safe_dump(doc, f)
+    out = os.path.join(workdir, "tollgate-rendered.yaml")
+    cmd = [CLI, "render", cfg, "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin_port}",
+           "--wasm", WASM, "-o", out]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise RuntimeError(f"tollgate render failed:\n{r.stderr}")
+    COMMANDS.append(quoted(cmd))
+    return yaml.safe_load(read(out))
+
+
+def hcm_of(bootstrap):
+    return bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+
+
+def floor_bootstrap(rendered, port, admin_port, filters=()):
+    """Tollgate's own bootstrap minus Tollgate: the same listener, connection manager settings and
+    cluster, every request routed to the mock's cluster, and only `filters` before the router.
+    With no filters this is target (2), the floor every Envoy filter stands on."""
+    b = copy.deepcopy(rendered)
+    b["admin"] = admin(admin_port)
+    b.pop("stats_config", None)
+    listener = b["static_resources"]["listeners"][0]
+    listener["address"]["socket_address"]["port_value"] = port
+    hcm = hcm_of(b)
+    router = [f for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.router"]
+    hcm["http_filters"] = list(filters) + router
+    hcm.pop("local_reply_config", None)
+    clusters = b["static_resources"]["clusters"]
+    if len(clusters) != 1:
+        raise RuntimeError(f"expected one mock cluster in the rendered bootstrap, found {len(clusters)}")
+    vhost = hcm["route_config"]["virtual_hosts"][0]
+    timeout = vhost["routes"][0]["route"]["timeout"]
+    vhost["routes"] = [{"match": {"prefix": "/"}, "route": {"cluster": clusters[0]["name"], "timeout": timeout}}]
+    return b
+
+
+def rendered_filter(rendered, name):
+    return copy.deepcopy(next(f for f in hcm_of(rendered)["http_filters"] if f["name"] == name))
+
+
+def noop_wasm_filter(rendered, host_calls):
+    """Tollgate's wasm filter entry with the do-nothing module in its place (bench/noop-wasm)."""
+    f = rendered_filter(rendered, "envoy.filters.http.wasm")
+    config = f["typed_config"]["config"]
+    config["name"] = config["root_id"] = "noop"
+    config["vm_config"]["vm_id"] = f"noop{host_calls}"
+    config["vm_config"]["code"]["local"]["filename"] = NOOP_WASM
+    config["configuration"]["value"] = str(host_calls)
+    return f
+
+
+# ---------------------------------------------------------------- load
+
+def write_body(workdir, name, alias, stream):
+    body = json.loads(read(os.path.join(FIXTURES, "chat_request.json")))
+    body["model"] = alias
+    if stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    path = os.path.join(workdir, f"{name}.json")
+    with open(path, "wb") as f:
+        f.write(json.dumps(body, separators=(",", ":")).encode())
+    return path
+
+
+def wrk_script(workdir, name, body_path, headers):
+    path = os.path.join(workdir, f"{name}.lua")
+    lines = ['wrk.method = "POST"', 'wrk.headers["Content-Type"] = "application/json"']
+    lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
+    lines += [f'local f = io.open("{body_path}", "rb")', 'wrk.body = f:read("*a")', "f:close()"]
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def run_wrk(url, script, secs, record=True):
+    cmd = [WRK, "-t1", f"-c{CONNECTIONS}", f"-d{secs:g}s", "-s", script, url]
+    if record:
+        COMMANDS.append(quoted(cmd))
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=secs + 30)
+    out = r.stdout
+    if r.returncode != 0 or "Requests/sec" not in out:
+        raise RuntimeError(f"wrk failed:\n{out}\n{r.stderr}")
+    errors = 0
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors += int(m.group(1)) if m else 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors += sum(int(x) for x in m.groups()) if m else 0
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+        "errors": errors,
+    }
+
+
+def run_oha(url, body_path, headers, rate, secs):
+    cmd = [OHA, "--no-tui", "--output-format", "json", "-z", f"{secs}s", "-w", "-q", str(rate),
+           "--latency-correction", "-c", str(LATENCY_CONNECTIONS), "-m", "POST", "-T", "application/json",
+           "-D", body_path]
+    for k, v in headers.items():
+        cmd += ["-H", f"{k}: {v}"]
+    cmd.append(url)
+    COMMANDS.append(quoted(cmd))
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=secs + 60)
+    if r.returncode != 0:
+        raise RuntimeError(f"oha failed:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
+    j = json.loads(r.stdout)
+    codes = {int(k): v for k, v in (j.get("statusCodeDistribution") or {}).items()}
+    errors = sum(v for k, v in codes.items() if k != 200) + sum((j.get("errorDistribution") or {}).values())
+    pct = j["latencyPercentiles"]
+    return {
+        "ok": codes.get(200, 0),
+        "errors": errors,
+        "p50": pct["p50"] * 1e6, "p90": pct["p90"] * 1e6, "p99": pct["p99"] * 1e6,
+        "max": j["summary"]["slowest"] * 1e6,
+    }
+
+
+def run_loadgen(url, body_path, headers, rate, secs, raw, record):
+    cmd = [LOADGEN, "--url", url, "--body", body_path, "--rate", str(rate), "--connections",
+           str(LATENCY_CONNECTIONS), "--duration", str(secs), "--warmup", str(SLICE_WARMUP_SECS), "--raw", raw]
+    for k, v in headers.items():
+        cmd += ["--header", f"{k}: {v}"]
+    if record:
+        COMMANDS.append(quoted(cmd))
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=secs + 30)
+    if r.returncode != 0:
+        raise RuntimeError(f"loadgen failed:\n{r.stderr}")
+    return json.loads(r.stdout)
+
+
+def percentiles(values):
+    v = sorted(values)
+    if not v:
+        return {k: float("nan") for k in ("p50", "p90", "p99", "max")}
+    at = lambda q: v[min(len(v), max(1, math.ceil(len(v) * q))) - 1]
+    return {"p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "max": v[-1]}
+
+
+def post(url, body_path, headers):
+    req = urllib.request.Request(url, data=read(body_path, "rb"), method="POST",
+                                 headers=dict(headers, **{"Content-Type": "application/json"}))
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def check_answer(name, url, body_path, headers, kind):
+    """One request before the load: the target must answer what it should, not a fast error."""
+    status, body = post(url, body_path, headers)
+    text = body.decode(errors="replace")
+    ok = status == 200
+    try:
+        if kind == "openai":
+            j = json.loads(body)
+            ok = ok and j.get("object") == "chat.completion" and bool(j["choices"][0]["message"]["content"])
+        elif kind == "openai-stream":
+            chunks = [l for l in text.split("\n") if l.startswith("data: {")]
+            ok = ok and text.rstrip().endswith("data: [DONE]") and len(chunks) >= STREAM_EVENTS
+        elif kind == "anthropic":
+            ok = ok and json.loads(body).get("type") == "message"
+        elif kind == "anthropic-stream":
+            ok = ok and text.count("event: content_block_delta") == STREAM_EVENTS
+    except (ValueError, KeyError, IndexError, TypeError):
+        ok = False
+    if not ok:
+        raise RuntimeError(f"{name}: unexpected answer from {url}: {status} {text[:600]}")
+
+
+def measure(targets, mock, workdir):
+    """Saturation, then latency at a fixed rate, for all `targets`, slice by slice in turn; CPU
+    over each slice; RSS after. Returns one row per target."""
+    acc = {t["id"]: {"sat_requests": 0, "sat_errors": 0, "sat_cpu": 0.0, "lat_errors": 0, "lat_cpu": 0.0,
+                     "mock_cpu": 0.0, "mock_rq": 0, "raw": os.path.join(workdir, f"latency-{t['id']}.txt")}
+           for t in targets}
+    for t in targets:
+        log(f"({t['id']}) {t['name']}: warm-up")
+        run_wrk(t["url"], t["script"], WARMUP_SECS + t.get("extra_warmup", 0), record=False)
+    slice_secs = SATURATION_SECS / ROUNDS
+    for rnd in range(ROUNDS):
+        log(f"saturation, round {rnd + 1} of {ROUNDS}")
+        for t in targets:
+            a = acc[t["id"]]
+            cpu0 = cpu_seconds(t["pid"])
+            w = run_wrk(t["url"], t["script"], slice_secs, record=rnd == 0)
+            a["sat_cpu"] += cpu_seconds(t["pid"]) - cpu0
+            a["sat_requests"] += w["requests"]
+            a["sat_errors"] += w["errors"]
+    slice_secs = LATENCY_SECS / ROUNDS
+    for rnd in range(ROUNDS):
+        log(f"latency, round {rnd + 1} of {ROUNDS}")
+        for t in targets:
+            a = acc[t["id"]]
+            rate = t.get("rate", RATE)
+            cpu0, mock_cpu0 = cpu_seconds(t["pid"]), cpu_seconds(mock.pid)
+            mock_rq0 = mock.counter("http.mock.downstream_rq_completed")
+            g = run_loadgen(t["url"], t["body"], t["headers"], rate, slice_secs, a["raw"], record=rnd == 0)
+            a["lat_cpu"] += cpu_seconds(t["pid"]) - cpu0
+            a["mock_cpu"] += cpu_seconds(mock.pid) - mock_cpu0
+            a["mock_rq"] += mock.counter("http.mock.downstream_rq_completed") - mock_rq0
+            a["lat_errors"] += g["errors"]
+    rows = []
+    for t in targets:
+        a = acc[t["id"]]
+        samples = [tuple(int(x) for x in line.split()) for line in read(a["raw"]).splitlines() if line.strip()]
+        # Requests sent in the slices' uncounted first SLICE_WARMUP_SECS also cost CPU: count them.
+        rate = t.get("rate", RATE)
+        sent = len(samples) + a["lat_errors"] + round(rate * SLICE_WARMUP_SECS) * ROUNDS
+        rows.append(dict(
+            t, rate=rate,
+            sat={"rps": a["sat_requests"] / SATURATION_SECS, "errors": a["sat_errors"],
+                 "cpu_per_1k": a["sat_cpu"] * 1000 / max(a["sat_requests"], 1)},
+            lat=dict(percentiles([s[1] for s in samples]), requests=len(samples), errors=a["lat_errors"],
+                     cpu_per_1k=a["lat_cpu"] * 1000 / max(sent, 1)),
+            first_byte=percentiles([s[0] for s in samples]),
+            mock_cpu_per_1k=a["mock_cpu"] * 1000 / max(sent, 1),
+            upstream_per_request=a["mock_rq"] / max(sent, 1),
+            rss=rss_bytes(t["pid"])))
+    return rows
+
+
+def cross_check_oha(rows):
+    """oha's own open-loop latency (--latency-correction) for (2) and (4), beside bench/loadgen's."""
+    out = {}
+    for r in rows:
+        if r["id"] in ("2", "4"):
+            out[r["id"]] = run_oha(r["url"], r["body"], r["headers"], RATE, OHA_SECS)
+    return out
+
+
+def perf_profile(workdir, name, pid, url, body, headers):
+    """CPU of `pid` at RATE req/s for PERF_SECS, split by where it ran (perf's DSO sort): Envoy's
+    own code (its binary is stripped, so no function names), the kernel, libc, and [JIT] code,
+    which in this Envoy is the wasm module compiled by V8."""
+    if not shutil.which("perf"):
+        return None
+    data = os.path.join(workdir, f"perf-{name}.data")
+    cmd = ["perf", "record", "-F", "1999", "-o", data, "-p", str(pid), "--", "sleep", str(PERF_SECS)]
+    COMMANDS.append(quoted(cmd))
+    perf = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.3)
+    lat = run_loadgen(url, body, headers, RATE, PERF_SECS - 1, os.devnull, record=False)
+    try:
+        perf.wait(timeout=PERF_SECS + 30)
+        rep = subprocess.run(["perf", "report", "-i", data, "--sort", "dso", "--stdio", "-q"],
+                             capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        return None
+    shares = {}
+    for line in rep.stdout.splitlines():
+        m = re.match(r"\s*([\d.]+)%\s+(.+?)\s*$", line)
+        if m:
+            dso = m.group(2)
+            dso = "[JIT] (wasm compiled by V8)" if dso.startswith("[JIT]") else dso
+            shares[dso] = shares.get(dso, 0) + float(m.group(1))
+    return {"shares": shares, "requests": lat["requests"]}
+
+
+def memory_by_workers(rendered, workdir):
+    """Idle RSS of plain Envoy and of Envoy + Tollgate at 1 and 4 workers: what Tollgate adds per
+    worker (the slope) apart from what it adds once per process (V8, the compiled module)."""
+    out = {}
+    for name, build in [("plain", lambda: floor_bootstrap(rendered, free_port(), free_port())),
+                        ("tollgate", lambda: dict(copy.deepcopy(rendered), admin=admin(free_port())))]:
+        for workers in (1, 4):
+            b = build()
+            b["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"] = free_port()
+            e = Envoy(f"{name}-{workers}w", b, workdir, concurrency=workers).start()
+            time.sleep(0.5)
+            out[(name, workers)] = rss_bytes(e.pid)
+            stop(e.proc)
+    per_worker = ((out[("tollgate", 4)] - out[("tollgate", 1)]) - (out[("plain", 4)] - out[("plain", 1)])) / 3
+    fixed = (out[("tollgate", 1)] - out[("plain", 1)]) - per_worker
+    return {"per_worker": per_worker, "fixed": fixed, "raw": out}
+
+
+# ---------------------------------------------------------------- LiteLLM
+
+def litellm_doc(doc):
+    """The gateway config without Tollgate's own sections (LiteLLM keeps virtual keys in a database)."""
+    return {k: v for k, v in doc.items() if k not in ("keys", "teams")}
+
+
+def start_litellm(doc, workdir):
+    cfg = os.path.join(workdir, "litellm.yaml")
+    with open(cfg, "w") as f:
+        yaml.safe_dump(litellm_doc(doc), f)
+    port = free_port()
+    env = dict(os.environ)
+    env.update({
+        # Keep LiteLLM on loopback and quiet: the bundled model cost map, no telemetry, no UI.
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "LITELLM_TELEMETRY": "False",
+        "DISABLE_ADMIN_UI": "True",
+        "LITELLM_LOG": "ERROR",
+        "LITELLM_MODE": "PRODUCTION",
+        "NO_PROXY": "*",
+    })
+    for k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "DATABASE_URL"):
+        env.pop(k, None)
+    cmd = [LITELLM, "--config", cfg, "--host", "127.0.0.1", "--port", str(port), "--num_workers", str(WORKERS)]
+    COMMANDS.append(quoted(cmd))
+    log_path = os.path.join(workdir, "litellm.log")
+    proc = spawn(cmd, log_path, env=env)
+    ready = wait_http(f"http://127.0.0.1:{port}/health/liveliness", proc, LITELLM_START_TIMEOUT, log_path)
+    return proc, port, ready
+
+
+# ---------------------------------------------------------------- criterion
+
+def run_criterion():
+    cmd = ["cargo", "bench", "--profile", "bench-native", "--bench", "translate"]
+    COMMANDS.append(quoted(cmd))
+    log("criterion micro-benchmarks: " + quoted(cmd))
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=420)
+    if r.returncode != 0:
+        raise RuntimeError(f"cargo bench failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    out = {}
+    for est in glob.glob(os.path.join(ROOT, "target", "criterion", "*", "*", "new", "estimates.json")):
+        group, name = est.split(os.sep)[-4:-2]
+        out[f"{group}/{name}"] = json.loads(read(est))["median"]["point_estimate"]  # ns
+    return out
+
+
+# ---------------------------------------------------------------- report
+
+def machine():
+    cpu = re.search(r"model name\s*:\s*(.+)", read("/proc/cpuinfo"))
+    mem = re.search(r"MemTotal:\s+(\d+) kB", read("/proc/meminfo"))
+    return {
+        "nproc": subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip(),
+        "cpu": cpu.group(1).strip() if cpu else "unknown",
+        "memory": f"{int(mem.group(1)) / 1024 / 1024:.1f} GiB" if mem else "unknown",
+        "kernel": os.uname().release,
+    }
+
+
+def versions():
+    def first_line(cmd):
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+            return (r.stdout or r.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            return "unknown"
+    return {
+        "envoy": first_line([ENVOY, "--version"]).split("version:")[-1].strip(),
+        "wrk": first_line([WRK, "-v"]),
+        "oha": first_line([OHA, "--version"]),
+        "litellm": first_line([os.path.join(ROOT, ".venv-bench", "bin", "python"), "-c",
+                               "import importlib.metadata as m; print(m.version('litellm'))"]),
+        "rustc": first_line(["rustc", "--version"]),
+    }
+
+
+def n(x, digits=0):
+    return "n/a" if x is None or x != x else f"{x:,.{digits}f}"
+
+
+def main_table(rows):
+    lines = ["| # | target | saturation req/s | vs (2) | CPU s/1k req, saturated | rate req/s | p50 µs | p90 µs "
+             "| p99 µs | max µs | CPU s/1k req, at rate | errors | RSS MiB | upstream req per req |",
+             "|" + "---|" * 14]
+    floor = next(r for r in rows if r["id"] == "2")["sat"]["rps"]
+    for r in rows:
+        lat, sat = r["lat"], r["sat"]
+        errors = sat["errors"] + lat["errors"]
+        lines.append(
+            f"| {r['id']} | {r['name']} | {n(sat['rps'])} | {sat['rps'] / floor:.2f} | {sat['cpu_per_1k']:.3f} "
+            f"| {r['rate']} | {n(lat['p50'])} | {n(lat['p90'])} | {n(lat['p99'])} | {n(lat['max'])} "
+            f"| {lat['cpu_per_1k']:.3f} | {errors} | {r['rss'] / 2**20:.1f} | {r['upstream_per_request']:.2f} |")
+    return "\n".join(lines)
+
+
+def streaming_table(rows, oha):
+    lines = ["| # | target | first byte p50 µs | p90 µs | p99 µs | max µs | last byte p50 µs | p99 µs |",
+             "|" + "---|" * 8]
+    for r in rows:
+        if r.get("stream"):
+            f, l = r["first_byte"], r["lat"]
+            lines.append(f"| {r['id']} | {r['name']} | {n(f['p50'])} | {n(f['p90'])} | {n(f['p99'])} "
+                         f"| {n(f['max'])} | {n(l['p50'])} | {n(l['p99'])} |")
+    return "\n".join(lines)
+
+
+def oha_table(rows, oha):
+    by = {r["id"]: r for r in rows}
+    lines = [f"| # | bench/loadgen p50 / p99 µs ({LATENCY_SECS} s, interleaved) | oha p50 / p99 µs ({OHA_SECS} s, after) "
+             "| oha errors |", "|---|---|---|---|"]
+    for i, o in oha.items():
+        l = by[i]["lat"]
+        lines.append(f"| {i} | {n(l['p50'])} / {n(l['p99'])} | {n(o['p50'])} / {n(o['p99'])} | {o['errors']} |")
+    return "\n".join(lines)
+
+
+def startup_table(starts):
+    lines = ["| Envoy | `.wasm` bytes | listeners loaded → workers started (ms) | plugin configure, slowest VM (ms) "
+             "| RSS idle MiB | RSS after load MiB |", "|---|---|---|---|---|---|"]
+    for s in starts:
+        lines.append(f"| {s['name']} | {n(s.get('wasm_bytes'))} | {n(s['load_ms'])} | {s.get('configure_ms', '–')} "
+                     f"| {s['idle_rss'] / 2**20:.1f} | {s['rss'] / 2**20:.1f} |")
+    return "\n".join(lines)
+
+
+def perf_table(profiles, rows):
+    if not profiles:
+        return "perf is not installed: no profile."
+    by = {r["id"]: r for r in rows}
+    dsos = []
+    for p in profiles.values():
+        for d in p["shares"]:
+            if d not in dsos:
+                dsos.append(d)
+    lines = ["| where the CPU went (perf, by DSO), µs per request at 1,000 req/s | "
+             + " | ".join(f"({i})" for i in profiles) + " |", "|---|" + "---|" * len(profiles)]
+    for d in dsos:
+        cells = []
+        for i, p in profiles.items():
+            per_req = by[i]["lat"]["cpu_per_1k"] * 1000  # µs per request, from the latency run
+            cells.append(f"{p['shares'].get(d, 0) * per_req / 100:.0f} ({p['shares'].get(d, 0):.0f}%)")
+        lines.append(f"| {d} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def criterion_table(micro):
+    names = {
+        "request/parse_chat": "parse a ~1 KB chat request (every provider pays this)",
+        "request/openai": "request: parse + OpenAI pass-through body",
+        "request/anthropic": "request: parse + Anthropic Messages body",
+        "request/gemini": "request: parse + Gemini generateContent body",
+        "request/bedrock": "request: parse + Bedrock Converse body",
+        "response/openai": "response: OpenAI completion (pass-through rewrite)",
+        "response/anthropic": "response: Anthropic message to OpenAI completion",
+        "stream/anthropic_one_chunk": f"stream: {STREAM_EVENTS}-delta Anthropic SSE in one chunk, per delta",
+        "stream/anthropic_chunk_per_event": "stream: the same, one chunk per event, per delta",
+        "admission/key_and_team": "admission + settlement in shared data (virtual key and its team: budget, RPM/TPM, parallel)",
+    }
+    lines = ["| micro-benchmark (native, criterion median) | time |", "|---|---|"]
+    for key, label in names.items():
+        if key in micro:
+            ns = micro[key] / (STREAM_EVENTS if key.startswith("stream/") else 1)
+            lines.append(f"| {label} | {ns / 1000:.2f} µs |")
+    return "\n".join(lines)
+
+
+def goals(rows, facts, micro):
+    by = {r["id"]: r for r in rows}
+    p = lambda i, k: by[i]["lat"][k]
+    sat = lambda i: by[i]["sat"]["rps"]
+    c = lambda i: by[i]["lat"]["cpu_per_1k"]
+    checks = []
+
+    def check(name, value, goal, met):
+        checks.append((name, value, goal, "met" if met else "**missed**"))
+
+    d50, d99 = p("4", "p50") - p("2", "p50"), p("4", "p99") - p("2", "p99")
+    check("(4) p50 over (2) at 1,000 req/s", f"{d50:+,.0f} µs", "≤ 50 µs", d50 <= 50)
+    check("(4) p99 over (2) at 1,000 req/s", f"{d99:+,.0f} µs", "≤ 200 µs", d99 <= 200)
+    check("(4) saturation / (2)", f"{sat('4') / sat('2'):.0%}", "≥ 75%", sat("4") >= 0.75 * sat("2"))
+    if "6" in by:
+        check("(4) saturation / LiteLLM (6)", f"{sat('4') / sat('6'):.1f}×", "≥ 20×", sat("4") >= 20 * sat("6"))
+    else:
+        check("(4) saturation / LiteLLM (6)", facts.get("litellm_error", "not run"), "≥ 20×", False)
+    errors = sum(r["sat"]["errors"] + r["lat"]["errors"] for r in rows)
+    check("errors, all targets", str(errors), "0", errors == 0)
+    check("`.wasm` size", f"{facts['wasm_bytes']:,} B", "≤ 1.5 MB", facts["wasm_bytes"] <= 1_500_000)
+    mem = facts["memory"]
+    check("RSS added per worker (idle, slope from 1 to 4 workers, over plain Envoy's)",
+          f"{mem['per_worker'] / 1e6:.2f} MB", "≤ 10 MB", mem["per_worker"] <= 10_000_000)
+    check(f"RSS added per worker, as (Tollgate − plain) / {WORKERS} workers after load (includes the per-process part)",
+          f"{facts['rss_per_worker'] / 1e6:.1f} MB", "≤ 10 MB", facts["rss_per_worker"] <= 10_000_000)
+    check("plugin start: V8 compile + instantiate + configure (listeners → workers, over (2))",
+          f"{facts['plugin_start_ms']:,.0f} ms", "< 100 ms", facts["plugin_start_ms"] < 100)
+    check("plugin start: configuration alone (plugin's own log, slowest VM)", f"{facts['configure_ms']:.3f} ms",
+          "< 100 ms", facts["configure_ms"] < 100)
+    upper = (c("5") - c("2s")) * 1000 / STREAM_EVENTS
+    net = ((c("5") - c("2s")) - (c("4") - c("2"))) * 1000 / STREAM_EVENTS
+    check("(5) per-event CPU in Envoy, all of Tollgate's cost charged to events: ((5)−(2s)) / 50",
+          f"{upper:.2f} µs", "< 5 µs", upper < 5)
+    check("(5) per-event CPU in Envoy, request path taken off: ((5)−(2s)−((4)−(2))) / 50", f"{net:.2f} µs",
+          "< 5 µs", net < 5)
+    if "stream/anthropic_chunk_per_event" in micro:
+        ev = micro["stream/anthropic_chunk_per_event"] / STREAM_EVENTS / 1000
+        check("(5) per-event translation, native micro-benchmark, one chunk per event", f"{ev:.2f} µs", "< 5 µs",
+              ev < 5)
+    t5, t2 = by["5"]["first_byte"]["p50"], by["2s"]["first_byte"]["p50"]
+    check("(5) first byte p50 over plain Envoy (2s)", f"{t5 - t2:+,.0f} µs", "≤ 100 µs", t5 - t2 <= 100)
+    lines = ["| target | measured | goal | |", "|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {g} | {m} |" for a, b, g, m in checks]
+    return "\n".join(lines)
+
+
+def report(rows, oha, starts, profiles, facts, micro, info, elapsed):
+    m, v = info["machine"], info["versions"]
+    mock_range = [r["mock_cpu_per_1k"] for r in rows if r["id"] not in ("1", "6")]
+    return f"""<!-- bench:begin (written by `make bench` from bench/run.py; edit outside these markers) -->
+Run {info['date']}: {elapsed:.0f} s of measurement; `make bench` took {info['total']} in all, builds included.
+Machine: `nproc` {m['nproc']}, {m['memory']} memory, CPU "{m['cpu']}", Linux {m['kernel']}; load average {' '.join(info['load_before'])} before the run, {' '.join(info['load_after'])} after (the machine is shared).
+Versions: Envoy {v['envoy']}; {v['wrk']}; {v['oha']}; LiteLLM {v['litellm']}; {v['rustc']}.
+Envoy under test `--concurrency {WORKERS}`; the mock a separate Envoy, `--concurrency {WORKERS}`; LiteLLM `--num_workers {WORKERS}`, no database.
+Saturation: wrk, 1 thread, {CONNECTIONS} connections, {SATURATION_SECS} s per target after a {WARMUP_SECS} s warm-up. Latency: [bench/loadgen](../bench/loadgen/src/main.rs), open loop at the rate shown over {LATENCY_CONNECTIONS} connections, {LATENCY_SECS} s per target, each latency from the moment its request was due. Both are taken in {ROUNDS} slices, round robin across targets (1) to (5), and pooled; (6) runs after, alone. CPU: the server process's utime+stime per 1,000 requests (for (1) the mock's, for (6) all of LiteLLM's processes). "upstream req per req": requests the mock served per request sent.
+
+{main_table(rows)}
+
+Streaming: first and last byte at {RATE} req/s, from the same latency runs:
+
+{streaming_table(rows, oha)}
+
+Cross-check of the latency figures with oha:
+
+{oha_table(rows, oha)}
+
+Start and memory (RSS of the Envoy process; "listeners loaded → workers started" from Envoy's log, which is where it loads an HTTP wasm filter):
+
+{startup_table(starts)}
+
+Idle RSS by worker count: plain Envoy {facts['memory']['raw'][('plain', 1)] / 2**20:.1f} MiB at 1 worker, {facts['memory']['raw'][('plain', 4)] / 2**20:.1f} MiB at 4; with Tollgate {facts['memory']['raw'][('tollgate', 1)] / 2**20:.1f} MiB at 1, {facts['memory']['raw'][('tollgate', 4)] / 2**20:.1f} MiB at 4. Tollgate adds {facts['memory']['per_worker'] / 2**20:.2f} MiB per worker and {facts['memory']['fixed'] / 2**20:.1f} MiB once per Envoy process.
+
+{perf_table(profiles, rows)}
+
+The mock's own CPU per 1,000 requests behind a gateway: {min(mock_range):.3f}–{max(mock_range):.3f} s; it served {facts['mock_requests']:,} requests over {facts['mock_connections']:,} connections (keep-alive holds).
+
+{criterion_table(micro)}
+
+Against the issue's targets:
+
+{goals(rows, facts, micro)}
+
+Commands, in order (ports are picked free at run time; paths are the run's temporary directory; each wrk and loadgen line is one slice, run {ROUNDS} times in turn with the others):
+
+```
+{chr(10).join(COMMANDS)}
+```
+<!-- bench:end -->"""
+
+
+def write_doc(block):
+    os.makedirs(os.path.dirname(DOC), exist_ok=True)
+    text = read(DOC) if os.path.exists(DOC) else "# Benchmarks\n\n<!-- bench:begin -->\n<!-- bench:end -->\n"
+    new, count = re.subn(r"<!-- bench:begin.*?<!-- bench:end -->", lambda _: block, text, flags=re.S)
+    if count == 0:
+        new = text.rstrip() + "\n\n" + block + "\n"
+    with open(DOC, "w") as f:
+        f.write(new)
+
+
+# ---------------------------------------------------------------- main
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--no-litellm", action="store_true", help="skip target 6")
+    ap.add_argument("--no-criterion", action="store_true", help="skip the criterion micro-benchmarks")
+    ap.add_argument("--no-doc", action="store_true", help="print only; leave docs/BENCHMARKS.md alone")
+    args = ap.parse_args()
+    for path in (ENVOY, WASM, CLI, LOADGEN, NOOP_WASM, OHA):
+        if not os.path.exists(path):
+            sys.exit(f"{path} is missing: run `make bench`, which builds and installs it")
+    atexit.register(stop_all)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    started = time.monotonic()
+    info = {"date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+            "machine": machine(), "versions": versions(), "load_before": read("/proc/loadavg").split()[:3]}
+    micro = {} if args.no_criterion else run_criterion()
+
+    workdir = tempfile.mkdtemp(prefix="tollgate-bench-")
+    log(f"work directory {workdir}")
+    mock_port = free_port()
+    mock = Envoy("mock", mock_bootstrap(mock_port, free_port()), workdir).start()
+    mock_url = f"http://127.0.0.1:{mock_port}"
+    key, doc = gateway_doc(mock_url)
+    tg_port = free_port()
+    rendered = tollgate_bootstrap(doc, tg_port, free_port(), workdir)
+    j2m = rendered_filter(rendered, "envoy.filters.http.json_to_metadata")
+    buffer = rendered_filter(rendered, "envoy.filters.http.buffer")
+    floors = {}
+    for id_, name, filters in [
+        ("2", "plain", []),
+        ("2a", "plain-j2m-buffer", [j2m, buffer]),
+        ("2b", "plain-j2m-noop-buffer", [j2m, noop_wasm_filter(rendered, 0), buffer]),
+        ("2c", "plain-j2m-noop40-buffer", [j2m, noop_wasm_filter(rendered, CALIBRATION_HOST_CALLS), buffer]),
+    ]:
+        port = free_port()
+        floors[id_] = (Envoy(name, floor_bootstrap(rendered, port, free_port(), filters), workdir).start(),
+                       f"http://127.0.0.1:{port}")
+    tollgate = Envoy("tollgate", rendered, workdir).start()
+    auth = {"Authorization": f"Bearer {key}"}
+
+    def target(id_, name, url, alias, stream, headers, kind, pid, **extra):
+        body = write_body(workdir, f"body-{id_}", alias, stream)
+        check_answer(name, url, body, headers, kind)
+        t = dict(id=id_, name=name, url=url, body=body, headers=headers, stream=stream, pid=pid, **extra)
+        t["script"] = wrk_script(workdir, f"wrk-{id_}", body, headers)
+        return t
+
+    plain, plain_url = floors["2"]
+    tg = f"http://127.0.0.1:{tg_port}/v1/chat/completions"
+    anthropic = "/anthropic/v1/messages"
+    targets = [
+        target("1", "client → mock directly", mock_url + anthropic, "claude-bench", False, {}, "anthropic", mock.pid),
+        target("2", "client → plain Envoy (router only) → mock", plain_url + anthropic, "claude-bench", False, {},
+               "anthropic", plain.pid),
+        target("2s", "as (2), the 50-delta stream", plain_url + "/anthropic-stream/v1/messages", "claude-bench-stream",
+               True, {}, "anthropic-stream", plain.pid),
+        target("2a", "as (2) + Tollgate's json_to_metadata and buffer filters", floors["2a"][1] + anthropic,
+               "claude-bench", False, {}, "anthropic", floors["2a"][0].pid),
+        target("2b", "as (2a) + a proxy-wasm filter that does nothing", floors["2b"][1] + anthropic, "claude-bench",
+               False, {}, "anthropic", floors["2b"][0].pid),
+        target("2c", f"as (2b), the filter making {CALIBRATION_HOST_CALLS} host calls per request",
+               floors["2c"][1] + anthropic, "claude-bench", False, {}, "anthropic", floors["2c"][0].pid),
+        target("3", "Envoy + Tollgate, OpenAI alias (pass-through)", tg, "gpt-bench", False, auth, "openai",
+               tollgate.pid),
+        target("4", "Envoy + Tollgate, OpenAI → Anthropic, virtual key (budget, RPM/TPM, team), stats on", tg, "claude-bench", False, auth,
+               "openai", tollgate.pid),
+        target("5", "as (4), streamed (50 SSE deltas)", tg, "claude-bench-stream", True, auth, "openai-stream",
+               tollgate.pid),
+    ]
+    rows = measure(targets, mock, workdir)
+    log("oha cross-check of (2) and (4)")
+    oha = cross_check_oha(rows)
+    by = {r["id"]: r for r in rows}
+
+    log("perf profiles of (2) and (4)")
+    profiles = {}
+    for t in (targets[1], targets[7]):
+        prof = perf_profile(workdir, t["id"], t["pid"], t["url"], t["body"], t["headers"])
+        if prof:
+            profiles[t["id"]] = prof
+
+    configure = [float(x) for x in re.findall(
+        r"tollgate: configured \d+ deployments in \d+ model groups in ([\d.]+) ms", read(tollgate.log_path))]
+    starts = [
+        {"name": "(2) plain", "load_ms": plain.listeners_to_workers_ms(), "idle_rss": plain.idle_rss, "rss": by["2s"]["rss"]},
+        {"name": "(2b) no-op wasm filter", "wasm_bytes": os.path.getsize(NOOP_WASM),
+         "load_ms": floors["2b"][0].listeners_to_workers_ms(), "idle_rss": floors["2b"][0].idle_rss, "rss": by["2b"]["rss"]},
+        {"name": "(3)–(5) Tollgate", "wasm_bytes": os.path.getsize(WASM), "load_ms": tollgate.listeners_to_workers_ms(),
+         "configure_ms": f"{max(configure):.3f} ({len(configure)} VMs)" if configure else "not logged",
+         "idle_rss": tollgate.idle_rss, "rss": by["5"]["rss"]},
+    ]
+    facts = {
+        "mock_requests": mock.counter("http.mock.downstream_rq_completed"),
+        "mock_connections": mock.counter("http.mock.downstream_cx_total"),
+        "wasm_bytes": os.path.getsize(WASM),
+        "configure_ms": max(configure) if configure else float("nan"),
+        "plugin_start_ms": starts[2]["load_ms"] - starts[0]["load_ms"],
+        "rss_per_worker": (by["5"]["rss"] - by["2s"]["rss"]) / WORKERS,
+    }
+    log("idle memory at 1 and 4 workers")
+    facts["memory"] = memory_by_workers(rendered, workdir)
+
+    if not args.no_litellm:
+        # LiteLLM last, with the Envoys idle, so its background tasks disturb no other row.
+        log("starting LiteLLM (target 6); its imports take a while")
+        try:
+            proc, port, ready = start_litellm(doc, workdir)
+            facts["litellm_ready_s"] = ready
+            master = {"Authorization": f"Bearer {doc['general_settings']['master_key']}"}
+            t6 = target("6", "LiteLLM proxy, OpenAI → Anthropic, master key", f"http://127.0.0.1:{port}/v1/chat/completions",
+                        "claude-bench", False, master, "openai", proc.pid, extra_warmup=3)
+            probe = run_wrk(t6["url"], t6["script"], 3, record=False)
+            # An open-loop rate above what the server sustains measures only its queue: LiteLLM gets
+            # half of what it reached saturated (at most RATE); the table shows the rate it ran at.
+            t6["rate"] = max(10, min(RATE, int(probe["rps"] * 0.5 / 10) * 10))
+            rows += measure([t6], mock, workdir)
+            stop(proc)
+        except RuntimeError as e:
+            facts["litellm_error"] = "did not run: " + str(e).splitlines()[0]
+            log(f"LiteLLM: {e}")
+
+    info["load_after"] = read("/proc/loadavg").split()[:3]
+    # `make bench` notes when it started, so the report covers its builds and installs too.
+    clock = os.path.join(ROOT, "build", "bench-started")
+    total = time.time() - float(read(clock)) if os.path.exists(clock) else None
+    total = total if total is not None and total < 3600 else None
+    info["total"] = f"{total:.0f} s" if total is not None else "n/a (run outside `make bench`)"
+    block = report(rows, oha, starts, profiles, facts, micro, info, time.monotonic() - started)
+    print(block)
+    if not args.no_doc:
+        write_doc(block)
+        log(f"wrote {os.path.relpath(DOC, ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
