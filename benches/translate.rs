@@ -19,9 +19,15 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use hashbrown::HashMap;
 use serde_json::json;
 
+use std::rc::Rc;
+
 use tollgate::config::{self, Config, Deployment, Strictness};
+use tollgate::filter::{HttpFilter, Role};
+use tollgate::host::{Action, HttpHost};
 use tollgate::openai::{parse_chat, ResponseCtx};
 use tollgate::providers::RequestOptions;
+use tollgate::quota::{self, Scope};
+use tollgate::stats::{Metric, MetricCache};
 
 const CHAT_REQUEST: &[u8] = include_bytes!("../bench/fixtures/chat_request.json");
 const OPENAI_RESPONSE: &[u8] = include_bytes!("../bench/fixtures/openai_response.json");
@@ -165,7 +171,7 @@ fn short() -> Criterion {
 }
 
 fn admission(c: &mut Criterion) {
-    use tollgate::quota::{self, Charge, Estimate, Limits, Party, Scope};
+    use tollgate::quota::{Charge, Estimate, Limits, Party};
     use tollgate::store::MemoryStore;
     let store = MemoryStore::default();
     let key_id = quota::record_key(Scope::Key, "bench-key");
@@ -211,9 +217,268 @@ fn admission(c: &mut Criterion) {
     g.finish();
 }
 
+/// The client's virtual key in `bench/bench.yaml` (targets 3 to 5 send it).
+const BENCH_KEY: &str = "sk-bench-virtual-Hn4c8Rw";
+
+/// `bench/bench.yaml`'s gateway: what the filter runs in targets (3) to (5).
+fn bench_gateway() -> Config {
+    let doc = json!({
+        "model_list": [
+            {"model_name": "gpt-bench", "litellm_params": {"model": "openai/gpt-4o-mini",
+                "api_base": "http://127.0.0.1:9/openai/v1", "api_key": "sk-bench-openai-placeholder"}},
+            {"model_name": "claude-bench", "litellm_params": {"model": "anthropic/claude-sonnet-4-5",
+                "api_base": "http://127.0.0.1:9/anthropic", "api_key": "sk-ant-bench-placeholder"}}
+        ],
+        "general_settings": {"master_key": "sk-bench-master-7Qz2Lk"},
+        "keys": [{"key": BENCH_KEY, "key_alias": "bench", "team_id": "bench-team", "max_budget": 1_000_000.0,
+                  "budget_duration": "30d", "rpm_limit": 100_000_000u64, "tpm_limit": 100_000_000_000u64,
+                  "max_parallel_requests": 100_000}],
+        "teams": [{"team_id": "bench-team", "max_budget": 1_000_000.0, "budget_duration": "30d",
+                   "rpm_limit": 100_000_000u64}]
+    });
+    let env: HashMap<String, String> = HashMap::new();
+    let report = config::load(&doc, &env, Strictness::Serve);
+    report
+        .config
+        .unwrap_or_else(|| panic!("bench config refused: {:?}", report.errors))
+}
+
+/// An in-memory [`HttpHost`] holding one request as Envoy hands it to the filter (after
+/// `json_to_metadata`), the mock provider's answer, and the shared store.
+struct BenchHost {
+    request_headers: Vec<(String, String)>,
+    response_headers: Vec<(String, String)>,
+    request_body: Vec<u8>,
+    response_body: Vec<u8>,
+    properties: Vec<(String, Vec<u8>)>,
+    store: tollgate::store::MemoryStore,
+    metrics: MetricCache,
+}
+
+fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+fn set_header(h: &mut Vec<(String, String)>, name: &str, value: &str) {
+    h.retain(|(k, _)| k != name);
+    h.push((name.to_string(), value.to_string()));
+}
+
+impl HttpHost for BenchHost {
+    fn request_header(&self, name: &str) -> Option<String> {
+        header(&self.request_headers, name).map(str::to_string)
+    }
+    fn request_header_names(&self) -> Vec<String> {
+        self.request_headers
+            .iter()
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+    fn set_request_header(&mut self, name: &str, value: &str) {
+        set_header(&mut self.request_headers, name, value)
+    }
+    fn remove_request_header(&mut self, name: &str) {
+        self.request_headers.retain(|(k, _)| k != name)
+    }
+    fn response_header(&self, name: &str) -> Option<String> {
+        header(&self.response_headers, name).map(str::to_string)
+    }
+    fn set_response_header(&mut self, name: &str, value: &str) {
+        set_header(&mut self.response_headers, name, value)
+    }
+    fn remove_response_header(&mut self, name: &str) {
+        self.response_headers.retain(|(k, _)| k != name)
+    }
+    fn request_body(&self, size: usize) -> Option<Vec<u8>> {
+        self.request_body.get(..size).map(<[u8]>::to_vec)
+    }
+    fn replace_request_body(&mut self, _size: usize, body: &[u8]) -> bool {
+        self.request_body = body.to_vec();
+        true
+    }
+    fn response_body(&self, size: usize) -> Option<Vec<u8>> {
+        self.response_body.get(..size).map(<[u8]>::to_vec)
+    }
+    fn replace_response_body(&mut self, _size: usize, body: &[u8]) -> bool {
+        self.response_body = body.to_vec();
+        true
+    }
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        let key = path.join(".");
+        self.properties
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.clone())
+    }
+    fn send_reply(&mut self, status: u16, _headers: &[(&str, &str)], body: &[u8]) {
+        panic!(
+            "unexpected local reply {status}: {}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    fn now_ms(&self) -> u64 {
+        1_790_000_000_000
+    }
+    // As the filter's host does: each metric's id looked up by its labels, defined once.
+    fn increment_counter(&mut self, metric: &Metric, delta: u64) {
+        black_box((self.metrics.id(metric, |_| Some(1)), delta));
+    }
+    fn record_histogram(&mut self, metric: &Metric, value: u64) {
+        black_box((self.metrics.id(metric, |_| Some(2)), value));
+    }
+    fn set_gauge(&mut self, metric: &Metric, value: u64) {
+        black_box((self.metrics.id(metric, |_| Some(3)), value));
+    }
+    fn store(&self) -> &dyn tollgate::store::Store {
+        &self.store
+    }
+    fn random_bytes(&mut self) -> [u8; 32] {
+        [7; 32]
+    }
+}
+
+fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// One whole request through the filter's callbacks, as Envoy drives them for targets (3) and (4).
+fn whole_request(
+    config: &Rc<Config>,
+    store: &tollgate::store::MemoryStore,
+    metrics: &mut MetricCache,
+    alias: &str,
+    body: &[u8],
+    answer: &[u8],
+    usage: &[(&str, f64)],
+) -> usize {
+    let mut properties = vec![
+        (
+            "metadata.filter_metadata.tollgate.model".to_string(),
+            alias.as_bytes().to_vec(),
+        ),
+        (
+            "metadata.filter_metadata.tollgate.model_value".to_string(),
+            alias.as_bytes().to_vec(),
+        ),
+        (
+            "response.code_details".to_string(),
+            b"via_upstream".to_vec(),
+        ),
+    ];
+    for (k, v) in usage {
+        properties.push((
+            format!("metadata.filter_metadata.tollgate_usage.{k}"),
+            v.to_le_bytes().to_vec(),
+        ));
+    }
+    let mut host = BenchHost {
+        request_headers: owned(&[
+            (":authority", "127.0.0.1:4000"),
+            (":path", "/v1/chat/completions"),
+            (":method", "POST"),
+            (":scheme", "http"),
+            ("content-type", "application/json"),
+            ("authorization", "Bearer sk-bench-virtual-Hn4c8Rw"),
+            ("content-length", "991"),
+            ("x-forwarded-proto", "http"),
+            ("x-request-id", "3f1c2a9e-5b7d-4e2f-9a10-6c8d7e5f4a3b"),
+        ]),
+        response_headers: Vec::new(),
+        request_body: body.to_vec(),
+        response_body: Vec::new(),
+        properties,
+        store: store.clone(),
+        metrics: std::mem::take(metrics),
+    };
+    let mut f = HttpFilter::new(Rc::clone(config), Role::Gateway);
+    assert_eq!(f.on_request_headers(&mut host, false), Action::Continue);
+    let n = host.request_body.len();
+    assert_eq!(f.on_request_body(&mut host, n, true), Action::Continue);
+    host.response_headers = owned(&[
+        (":status", "200"),
+        ("content-type", "application/json"),
+        ("content-length", "602"),
+        ("date", "Sat, 22 Nov 2026 00:51:00 GMT"),
+        ("server", "envoy"),
+        ("x-envoy-upstream-service-time", "0"),
+    ]);
+    assert_eq!(f.on_response_headers(&mut host, false), Action::Continue);
+    host.response_body = answer.to_vec();
+    let n = host.response_body.len();
+    assert_eq!(f.on_response_body(&mut host, n, true), Action::Continue);
+    f.on_done(&mut host);
+    *metrics = std::mem::take(&mut host.metrics);
+    host.response_body.len()
+}
+
+/// The filter's whole request path (targets 3 and 4) natively, with an in-memory host: every
+/// callback, authentication, admission and settlement in both scopes, translation both ways,
+/// metric names, response headers. What Tollgate's own code costs per request, before V8.
+fn whole(c: &mut Criterion) {
+    let config = Rc::new(bench_gateway());
+    let store = tollgate::store::MemoryStore::default();
+    let now = 1_790_000_000;
+    for token in config.keys.keys() {
+        quota::ensure_record(&store, &quota::record_key(Scope::Key, token), now);
+    }
+    for team in config.teams.keys() {
+        quota::ensure_record(&store, &quota::record_key(Scope::Team, team), now);
+    }
+    let request = |alias: &str| {
+        let mut body: serde_json::Value = serde_json::from_slice(CHAT_REQUEST).expect("fixture");
+        if let Some(m) = body.as_object_mut() {
+            m.insert("model".into(), json!(alias));
+        }
+        serde_json::to_vec(&body).expect("serializes")
+    };
+    let openai_body = request("gpt-bench");
+    let anthropic_body = request("claude-bench");
+    let mut metrics = MetricCache::default();
+    let mut g = c.benchmark_group("filter");
+    g.bench_function("passthrough", |b| {
+        b.iter(|| {
+            whole_request(
+                &config,
+                &store,
+                &mut metrics,
+                "gpt-bench",
+                &openai_body,
+                OPENAI_RESPONSE,
+                &[
+                    ("prompt_tokens", 171.0),
+                    ("completion_tokens", 46.0),
+                    ("cached_tokens", 0.0),
+                ],
+            )
+        })
+    });
+    g.bench_function("anthropic_virtual_key", |b| {
+        b.iter(|| {
+            whole_request(
+                &config,
+                &store,
+                &mut metrics,
+                "claude-bench",
+                &anthropic_body,
+                ANTHROPIC_RESPONSE,
+                &[
+                    ("input_tokens", 171.0),
+                    ("output_tokens", 46.0),
+                    ("cache_read_input_tokens", 0.0),
+                    ("cache_creation_input_tokens", 0.0),
+                ],
+            )
+        })
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = short();
-    targets = requests, responses, streams, admission
+    targets = requests, responses, streams, admission, whole
 }
 criterion_main!(benches);

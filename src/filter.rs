@@ -234,14 +234,11 @@ impl HttpFilter {
         extra: &[(String, String)],
     ) -> Action {
         if self.role == Role::Gateway {
-            let name = match &self.state {
-                State::Routed(r) => stats::requests(
-                    &r.labels(r.deployment.and_then(|i| self.config.deployment(i))),
-                    err.status,
-                ),
-                _ => stats::requests(&stats::Labels::UNKNOWN, err.status),
+            let labels = match &self.state {
+                State::Routed(r) => r.labels(r.deployment.and_then(|i| self.config.deployment(i))),
+                _ => stats::Labels::UNKNOWN,
             };
-            host.increment_counter(&name, 1);
+            host.increment_counter(&stats::requests(&labels, err.status), 1);
         }
         if let State::Routed(r) = std::mem::replace(&mut self.state, State::Done) {
             let mut r = *r;
@@ -973,9 +970,9 @@ impl HttpFilter {
         if let Some(u) = usage {
             routed.usage = Some(u);
             if role == Role::Gateway {
-                for (name, n) in stats::token_counts(&routed.labels(d), &u) {
+                for (metric, n) in stats::token_counts(&routed.labels(d), &u) {
                     if n > 0 {
-                        host.increment_counter(&name, n);
+                        host.increment_counter(&metric, n);
                     }
                 }
             }

@@ -183,47 +183,17 @@ pub fn header(map: u32, name: &str) -> Option<Vec<u8>> {
     Some(unsafe { take(ptr, len) }.unwrap_or_default())
 }
 
-/// Header names of a map (values are not needed by the callers).
-pub fn header_names(map: u32) -> Vec<String> {
+/// A whole header map, serialized (see `pairs`); `None` if the host has no such map now.
+pub fn header_pairs(map: u32) -> Option<Vec<u8>> {
     let mut ptr = null_mut();
     let mut len = 0;
     // SAFETY: as in `header`.
     let status = unsafe { proxy_get_header_map_pairs(map, &mut ptr, &mut len) };
     if status != OK {
-        return Vec::new();
+        return None;
     }
     // SAFETY: as in `header`.
-    let Some(bytes) = (unsafe { take(ptr, len) }) else {
-        return Vec::new();
-    };
-    parse_pair_names(&bytes).unwrap_or_default()
-}
-
-/// Parses the ABI's serialized map: count, then (key length, value length) pairs, then each key
-/// and value followed by a NUL byte.
-fn parse_pair_names(bytes: &[u8]) -> Option<Vec<String>> {
-    let read_u32 = |at: usize| -> Option<usize> {
-        let b = bytes.get(at..at.checked_add(4)?)?;
-        Some(u32::from_le_bytes([*b.first()?, *b.get(1)?, *b.get(2)?, *b.get(3)?]) as usize)
-    };
-    let count = read_u32(0)?;
-    let mut sizes = Vec::with_capacity(count.min(256));
-    let mut at = 4usize;
-    for _ in 0..count {
-        sizes.push((read_u32(at)?, read_u32(at.checked_add(4)?)?));
-        at = at.checked_add(8)?;
-    }
-    let mut names = Vec::with_capacity(sizes.len());
-    for (k, v) in sizes {
-        let key = bytes.get(at..at.checked_add(k)?)?;
-        names.push(String::from_utf8_lossy(key).into_owned());
-        at = at
-            .checked_add(k)?
-            .checked_add(1)?
-            .checked_add(v)?
-            .checked_add(1)?;
-    }
-    Some(names)
+    Some(unsafe { take(ptr, len) }.unwrap_or_default())
 }
 
 pub fn set_header(map: u32, name: &str, value: &str) -> Result<(), u32> {
@@ -271,6 +241,14 @@ pub fn set_buffer(kind: u32, start: usize, size: usize, data: &[u8]) -> Result<(
 }
 
 pub fn property(path: &[&str]) -> Option<Vec<u8>> {
+    property_status(path).ok().flatten()
+}
+
+pub const NOT_FOUND: u32 = 1;
+
+/// An attribute, or the host's status when it has none (`NOT_FOUND`: no such attribute; other
+/// statuses: it exists but cannot be serialized). `Ok(None)`: present but empty.
+pub fn property_status(path: &[&str]) -> Result<Option<Vec<u8>>, u32> {
     let mut serialized = Vec::with_capacity(path.iter().map(|p| p.len() + 1).sum());
     for (i, part) in path.iter().enumerate() {
         if i > 0 {
@@ -284,10 +262,10 @@ pub fn property(path: &[&str]) -> Option<Vec<u8>> {
     let status =
         unsafe { proxy_get_property(serialized.as_ptr(), serialized.len(), &mut ptr, &mut len) };
     if status != OK {
-        return None;
+        return Err(status);
     }
     // SAFETY: as in `header`.
-    unsafe { take(ptr, len) }
+    Ok(unsafe { take(ptr, len) })
 }
 
 pub fn send_local_response(status: u16, headers: &[(&str, &str)], body: &[u8]) -> Result<(), u32> {

@@ -1,17 +1,20 @@
 //! The proxy-wasm contexts: the root context loads the configuration once per worker VM; each HTTP
 //! context hands its callbacks to the pure [`HttpFilter`] through [`EnvoyHost`].
 
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action as HostAction, ContextType, LogLevel};
 
+use super::pairs::{HeaderCache, Write};
 use super::{abi, Action, HttpHost};
 use crate::config::{self, Config, ProcessEnv, Strictness};
 use crate::error::ApiError;
 use crate::filter::{HttpFilter, Role, ATTEMPT_ROOT_ID};
 use crate::quota::{self, Scope};
 use crate::router::health;
+use crate::stats::{Metric, MetricCache};
 use crate::store::{Store, StoreError, Versioned};
 
 pub fn start() {
@@ -20,6 +23,7 @@ pub fn start() {
         Box::new(Root {
             config: None,
             role: Role::Gateway,
+            metrics: Rc::default(),
         })
     });
 }
@@ -28,6 +32,8 @@ struct Root {
     config: Option<Rc<Config>>,
     /// The gateway, or the attempt listener's filter (by the plugin's `root_id`).
     role: Role,
+    /// Metric ids of this worker's VM, shared by its streams.
+    metrics: Rc<RefCell<MetricCache>>,
 }
 
 impl Context for Root {}
@@ -84,7 +90,7 @@ impl RootContext for Root {
         // Returning None makes the SDK panic; a context without config answers 503 instead.
         Some(Box::new(Http {
             filter: self.config.clone().map(|c| HttpFilter::new(c, self.role)),
-            host: EnvoyHost,
+            host: EnvoyHost::new(Rc::clone(&self.metrics)),
         }))
     }
 
@@ -107,9 +113,11 @@ fn to_host(a: Action) -> HostAction {
 
 impl Context for Http {}
 
+// Each callback ends with `end_callback`: the header writes it made reach the host, and what it
+// read (headers, metadata, the clock) is read afresh by the next.
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> HostAction {
-        match &mut self.filter {
+        let action = match &mut self.filter {
             Some(f) => to_host(f.on_request_headers(&mut self.host, end_of_stream)),
             None => {
                 let e = ApiError::new(503, "api_error", "The gateway has no valid configuration.");
@@ -117,28 +125,36 @@ impl HttpContext for Http {
                     .send_reply(503, &[("content-type", "application/json")], &e.to_json());
                 HostAction::Pause
             }
-        }
+        };
+        self.host.end_callback();
+        action
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> HostAction {
-        match &mut self.filter {
+        let action = match &mut self.filter {
             Some(f) => to_host(f.on_request_body(&mut self.host, body_size, end_of_stream)),
             None => HostAction::Continue,
-        }
+        };
+        self.host.end_callback();
+        action
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> HostAction {
-        match &mut self.filter {
+        let action = match &mut self.filter {
             Some(f) => to_host(f.on_response_headers(&mut self.host, end_of_stream)),
             None => HostAction::Continue,
-        }
+        };
+        self.host.end_callback();
+        action
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> HostAction {
-        match &mut self.filter {
+        let action = match &mut self.filter {
             Some(f) => to_host(f.on_response_body(&mut self.host, body_size, end_of_stream)),
             None => HostAction::Continue,
-        }
+        };
+        self.host.end_callback();
+        action
     }
 
     /// Called once when the stream is over, however it ended.
@@ -146,6 +162,7 @@ impl HttpContext for Http {
         if let Some(f) = &mut self.filter {
             f.on_done(&mut self.host);
         }
+        self.host.end_callback();
     }
 }
 
@@ -169,62 +186,185 @@ impl Store for SharedData {
     }
 }
 
-thread_local! {
-    /// Metric ids by name, per worker VM: defining a metric is a host call, done once per name.
-    static METRIC_IDS: std::cell::RefCell<hashbrown::HashMap<String, u32>> = std::cell::RefCell::new(hashbrown::HashMap::new());
-}
-
-/// The id of a metric, defining it the first time this VM sees the name.
-fn metric_id(kind: u32, name: &str) -> Option<u32> {
-    METRIC_IDS.with(|ids| {
-        let mut ids = ids.borrow_mut();
-        if let Some(id) = ids.get(name) {
-            return Some(*id);
-        }
-        let id = abi::define_metric(kind, name)?;
-        ids.insert(name.to_string(), id);
-        Some(id)
-    })
-}
+/// A metadata namespace as read in this callback: its entries, or `None` when the host could
+/// not hand it over whole (a value it cannot serialize), so its keys are read one by one.
+type Namespace = (String, Option<Vec<(String, Vec<u8>)>>);
 
 /// [`HttpHost`] over the proxy-wasm ABI of the current stream.
-struct EnvoyHost;
+///
+/// Within one callback it reads each header map and each metadata namespace at most once, as a
+/// whole, and reads the clock once; header writes are applied to the map it read and reach the
+/// host at the end of the callback as the fewest calls that make the same change (see
+/// `pairs::HeaderCache`). A header written before its map was read goes to the host at once.
+struct EnvoyHost {
+    request_headers: RefCell<Option<HeaderCache>>,
+    response_headers: RefCell<Option<HeaderCache>>,
+    metadata: RefCell<Vec<Namespace>>,
+    now_ns: Cell<Option<u64>>,
+    metrics: Rc<RefCell<MetricCache>>,
+}
 
 impl EnvoyHost {
+    fn new(metrics: Rc<RefCell<MetricCache>>) -> Self {
+        EnvoyHost {
+            request_headers: RefCell::new(None),
+            response_headers: RefCell::new(None),
+            metadata: RefCell::new(Vec::new()),
+            now_ns: Cell::new(None),
+            metrics,
+        }
+    }
+
     fn log_failure(what: &str, name: &str, status: u32) {
         log::warn!("tollgate: could not {what} '{name}' (host status {status})");
+    }
+
+    fn cache(&self, map: u32) -> &RefCell<Option<HeaderCache>> {
+        if map == abi::REQUEST_HEADERS {
+            &self.request_headers
+        } else {
+            &self.response_headers
+        }
+    }
+
+    /// Reads a header map through its cache, loading it whole on first use in this callback.
+    fn read<T>(&self, map: u32, f: impl FnOnce(&HeaderCache) -> T) -> Option<T> {
+        let Ok(mut cache) = self.cache(map).try_borrow_mut() else {
+            return None;
+        };
+        if cache.is_none() {
+            *cache = abi::header_pairs(map).and_then(|b| HeaderCache::from_serialized(&b));
+        }
+        cache.as_ref().map(f)
+    }
+
+    fn header(&self, map: u32, name: &str) -> Option<String> {
+        match self.read(map, |c| c.get(name).map(str::to_string)) {
+            Some(value) => value,
+            // No map to read whole (or a read in progress): ask for the one header.
+            None => abi::header(map, name).map(|v| String::from_utf8_lossy(&v).into_owned()),
+        }
+    }
+
+    /// A header write: applied to the map read in this callback, or sent at once if none was.
+    fn write(&self, map: u32, name: &str, value: Option<&str>) {
+        if let Ok(mut cache) = self.cache(map).try_borrow_mut() {
+            if let Some(c) = cache.as_mut() {
+                match value {
+                    Some(v) => c.set(name, v),
+                    None => c.remove(name),
+                }
+                return;
+            }
+        }
+        Self::send_write(map, name, value);
+    }
+
+    fn send_write(map: u32, name: &str, value: Option<&str>) {
+        let side = if map == abi::REQUEST_HEADERS {
+            "request"
+        } else {
+            "response"
+        };
+        let result = match value {
+            Some(v) => abi::set_header(map, name, v).map_err(|s| ("set", s)),
+            None => abi::remove_header(map, name).map_err(|s| ("remove", s)),
+        };
+        if let Err((verb, s)) = result {
+            Self::log_failure(&format!("{verb} {side} header"), name, s);
+        }
+    }
+
+    /// Sends the header writes of this callback to the host.
+    fn flush(&self) {
+        for map in [abi::REQUEST_HEADERS, abi::RESPONSE_HEADERS] {
+            let writes = match self.cache(map).try_borrow_mut() {
+                Ok(mut cache) => cache.as_mut().map(HeaderCache::take_writes),
+                Err(_) => None,
+            };
+            for w in writes.unwrap_or_default() {
+                match w {
+                    Write::Replace(name, value) => Self::send_write(map, &name, Some(&value)),
+                    Write::Remove(name) => Self::send_write(map, &name, None),
+                }
+            }
+        }
+    }
+
+    /// The callback is over: pending header writes go to the host, and what was read is forgotten.
+    fn end_callback(&self) {
+        self.flush();
+        for map in [abi::REQUEST_HEADERS, abi::RESPONSE_HEADERS] {
+            if let Ok(mut cache) = self.cache(map).try_borrow_mut() {
+                *cache = None;
+            }
+        }
+        if let Ok(mut m) = self.metadata.try_borrow_mut() {
+            m.clear();
+        }
+        self.now_ns.set(None);
+    }
+
+    /// A key of a dynamic metadata namespace, from the namespace read whole once per callback.
+    /// `None` when the host cannot hand the namespace over whole (the key is then read alone).
+    fn metadata_value(&self, namespace: &str, key: &str) -> Option<Option<Vec<u8>>> {
+        let mut cached = self.metadata.try_borrow_mut().ok()?;
+        if !cached.iter().any(|(ns, _)| ns == namespace) {
+            let entries = match abi::property_status(&["metadata", "filter_metadata", namespace]) {
+                Ok(bytes) => bytes.and_then(|b| {
+                    super::pairs::decode(&b).map(|entries| {
+                        entries
+                            .into_iter()
+                            .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), v.to_vec()))
+                            .collect()
+                    })
+                }),
+                // No such namespace: none of its keys exist.
+                Err(abi::NOT_FOUND) => Some(Vec::new()),
+                Err(_) => None,
+            };
+            cached.push((namespace.to_string(), entries));
+        }
+        let (_, entries) = cached.iter().find(|(ns, _)| ns == namespace)?;
+        let entries = entries.as_ref()?;
+        // An empty value reads as absent, as a single-key read does.
+        Some(
+            entries
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+                .filter(|v| !v.is_empty()),
+        )
+    }
+
+    fn metric_id(&self, kind: u32, metric: &Metric) -> Option<u32> {
+        let mut cache = self.metrics.try_borrow_mut().ok()?;
+        cache.id(metric, |name| abi::define_metric(kind, name))
     }
 }
 
 impl HttpHost for EnvoyHost {
     fn request_header(&self, name: &str) -> Option<String> {
-        abi::header(abi::REQUEST_HEADERS, name).map(|v| String::from_utf8_lossy(&v).into_owned())
+        self.header(abi::REQUEST_HEADERS, name)
     }
     fn request_header_names(&self) -> Vec<String> {
-        abi::header_names(abi::REQUEST_HEADERS)
+        self.read(abi::REQUEST_HEADERS, HeaderCache::names)
+            .unwrap_or_default()
     }
     fn set_request_header(&mut self, name: &str, value: &str) {
-        if let Err(s) = abi::set_header(abi::REQUEST_HEADERS, name, value) {
-            Self::log_failure("set request header", name, s);
-        }
+        self.write(abi::REQUEST_HEADERS, name, Some(value));
     }
     fn remove_request_header(&mut self, name: &str) {
-        if let Err(s) = abi::remove_header(abi::REQUEST_HEADERS, name) {
-            Self::log_failure("remove request header", name, s);
-        }
+        self.write(abi::REQUEST_HEADERS, name, None);
     }
     fn response_header(&self, name: &str) -> Option<String> {
-        abi::header(abi::RESPONSE_HEADERS, name).map(|v| String::from_utf8_lossy(&v).into_owned())
+        self.header(abi::RESPONSE_HEADERS, name)
     }
     fn set_response_header(&mut self, name: &str, value: &str) {
-        if let Err(s) = abi::set_header(abi::RESPONSE_HEADERS, name, value) {
-            Self::log_failure("set response header", name, s);
-        }
+        self.write(abi::RESPONSE_HEADERS, name, Some(value));
     }
     fn remove_response_header(&mut self, name: &str) {
-        if let Err(s) = abi::remove_header(abi::RESPONSE_HEADERS, name) {
-            Self::log_failure("remove response header", name, s);
-        }
+        self.write(abi::RESPONSE_HEADERS, name, None);
     }
     fn request_body(&self, size: usize) -> Option<Vec<u8>> {
         abi::buffer(abi::REQUEST_BODY, 0, size)
@@ -239,32 +379,48 @@ impl HttpHost for EnvoyHost {
         abi::set_buffer(abi::RESPONSE_BODY, 0, size, body).is_ok()
     }
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        if let ["metadata", "filter_metadata", namespace, key] = path {
+            if let Some(value) = self.metadata_value(namespace, key) {
+                return value;
+            }
+        }
         abi::property(path)
     }
     fn send_reply(&mut self, status: u16, headers: &[(&str, &str)], body: &[u8]) {
+        // Header writes made before the reply reach the host first, as they would have unbatched.
+        self.flush();
         if let Err(s) = abi::send_local_response(status, headers, body) {
             log::error!("tollgate: could not send a local reply (host status {s})");
         }
     }
     fn now_ms(&self) -> u64 {
-        abi::now_ns() / 1_000_000
+        // One clock read per callback: its steps happen at one instant as far as Tollgate cares.
+        let ns = match self.now_ns.get() {
+            Some(ns) => ns,
+            None => {
+                let ns = abi::now_ns();
+                self.now_ns.set(Some(ns));
+                ns
+            }
+        };
+        ns / 1_000_000
     }
-    fn increment_counter(&mut self, name: &str, delta: u64) {
-        match metric_id(abi::COUNTER, name) {
+    fn increment_counter(&mut self, metric: &Metric, delta: u64) {
+        match self.metric_id(abi::COUNTER, metric) {
             Some(id) if abi::increment_metric(id, delta) => {}
-            _ => log::warn!("tollgate: could not update counter '{name}'"),
+            _ => log::warn!("tollgate: could not update counter '{}'", metric.name()),
         }
     }
-    fn record_histogram(&mut self, name: &str, value: u64) {
-        match metric_id(abi::HISTOGRAM, name) {
+    fn record_histogram(&mut self, metric: &Metric, value: u64) {
+        match self.metric_id(abi::HISTOGRAM, metric) {
             Some(id) if abi::record_metric(id, value) => {}
-            _ => log::warn!("tollgate: could not record histogram '{name}'"),
+            _ => log::warn!("tollgate: could not record histogram '{}'", metric.name()),
         }
     }
-    fn set_gauge(&mut self, name: &str, value: u64) {
-        match metric_id(abi::GAUGE, name) {
+    fn set_gauge(&mut self, metric: &Metric, value: u64) {
+        match self.metric_id(abi::GAUGE, metric) {
             Some(id) if abi::record_metric(id, value) => {}
-            _ => log::warn!("tollgate: could not set gauge '{name}'"),
+            _ => log::warn!("tollgate: could not set gauge '{}'", metric.name()),
         }
     }
     fn store(&self) -> &dyn Store {

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::HttpHost;
+use crate::stats::Metric;
 
 /// A local reply: status, headers, body.
 pub type Reply = (u16, Vec<(String, String)>, Vec<u8>);
@@ -136,14 +137,14 @@ impl HttpHost for MockHost {
     fn now_ms(&self) -> u64 {
         self.now_ms
     }
-    fn increment_counter(&mut self, name: &str, delta: u64) {
-        *self.counters.entry(name.to_string()).or_default() += delta;
+    fn increment_counter(&mut self, metric: &Metric, delta: u64) {
+        *self.counters.entry(metric.name()).or_default() += delta;
     }
-    fn record_histogram(&mut self, name: &str, value: u64) {
-        self.histograms.push((name.to_string(), value));
+    fn record_histogram(&mut self, metric: &Metric, value: u64) {
+        self.histograms.push((metric.name(), value));
     }
-    fn set_gauge(&mut self, name: &str, value: u64) {
-        self.gauges.insert(name.to_string(), value);
+    fn set_gauge(&mut self, metric: &Metric, value: u64) {
+        self.gauges.insert(metric.name(), value);
     }
     fn store(&self) -> &dyn crate::store::Store {
         &self.store

@@ -8,6 +8,9 @@ pub mod abi;
 pub mod envoy;
 #[cfg(test)]
 pub mod mock;
+pub mod pairs;
+
+use crate::stats::Metric;
 
 /// What the request pipeline needs from the host for one HTTP stream. Calls never panic: a
 /// failed header write is logged by the implementation and otherwise ignored.
@@ -33,11 +36,11 @@ pub trait HttpHost {
     /// Wall-clock time, milliseconds since the Unix epoch.
     fn now_ms(&self) -> u64;
     /// Adds to a counter, defining it on first use (names: see `stats`).
-    fn increment_counter(&mut self, name: &str, delta: u64);
+    fn increment_counter(&mut self, metric: &Metric, delta: u64);
     /// Records one sample in a histogram, defining it on first use.
-    fn record_histogram(&mut self, name: &str, value: u64);
+    fn record_histogram(&mut self, metric: &Metric, value: u64);
     /// Sets a gauge, defining it on first use.
-    fn set_gauge(&mut self, name: &str, value: u64);
+    fn set_gauge(&mut self, metric: &Metric, value: u64);
     /// The key-value store all workers share (keys, usage counters).
     fn store(&self) -> &dyn crate::store::Store;
     /// Fresh random bytes (new keys).
