@@ -629,6 +629,17 @@ def run_criterion():
     return out
 
 
+def count_host_calls():
+    """bench/hostcalls.py's table: what one request of (3) to (5) asks of Envoy, by call."""
+    cmd = [sys.executable, os.path.join(BENCH, "hostcalls.py"), "--wasm", WASM]
+    COMMANDS.append(quoted(cmd))
+    log("host calls per request: " + quoted(cmd))
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        return f"bench/hostcalls.py failed: {(r.stderr or r.stdout).strip().splitlines()[-1:]}"
+    return r.stdout.strip()
+
+
 # ---------------------------------------------------------------- report
 
 def machine():
@@ -740,6 +751,8 @@ def criterion_table(micro):
         "stream/anthropic_one_chunk": f"stream: {STREAM_EVENTS}-delta Anthropic SSE in one chunk, per delta",
         "stream/anthropic_chunk_per_event": "stream: the same, one chunk per event, per delta",
         "admission/key_and_team": "admission + settlement in shared data (virtual key and its team: budget, RPM/TPM, parallel)",
+        "filter/passthrough": "whole filter, every callback, in-memory host: (3) pass-through with the virtual key",
+        "filter/anthropic_virtual_key": "whole filter, every callback, in-memory host: (4) Anthropic with the virtual key",
     }
     lines = ["| micro-benchmark (native, criterion median) | time |", "|---|---|"]
     for key, label in names.items():
@@ -823,6 +836,10 @@ Start and memory (RSS of the Envoy process; "listeners loaded → workers starte
 Idle RSS by worker count: plain Envoy {facts['memory']['raw'][('plain', 1)] / 2**20:.1f} MiB at 1 worker, {facts['memory']['raw'][('plain', 4)] / 2**20:.1f} MiB at 4; with Tollgate {facts['memory']['raw'][('tollgate', 1)] / 2**20:.1f} MiB at 1, {facts['memory']['raw'][('tollgate', 4)] / 2**20:.1f} MiB at 4. Tollgate adds {facts['memory']['per_worker'] / 2**20:.2f} MiB per worker and {facts['memory']['fixed'] / 2**20:.1f} MiB once per Envoy process.
 
 {perf_table(profiles, rows)}
+
+Host calls and VM entries per request, counted from Envoy's wasm trace log (one worker, the last of three requests per target, so metric definitions are not counted):
+
+{facts['host_calls']}
 
 The mock's own CPU per 1,000 requests behind a gateway: {min(mock_range):.3f}–{max(mock_range):.3f} s; it served {facts['mock_requests']:,} requests over {facts['mock_connections']:,} connections (keep-alive holds).
 
@@ -952,6 +969,7 @@ def main():
     }
     log("idle memory at 1 and 4 workers")
     facts["memory"] = memory_by_workers(rendered, workdir)
+    facts["host_calls"] = count_host_calls()
 
     if not args.no_litellm:
         # LiteLLM last, with the Envoys idle, so its background tasks disturb no other row.
