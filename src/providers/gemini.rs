@@ -419,10 +419,10 @@ fn build_request(
     let mut call_names: Vec<(&str, &str)> = Vec::new();
     for (i, m) in req.messages.iter().enumerate() {
         match m.role {
-            Role::System | Role::Developer => system.extend(text_parts(&m.content, i)?),
-            Role::User => contents.push("user", user_parts(&m.content, i)?),
+            Role::System | Role::Developer => system.extend(content_parts(&m.content, i, false)?),
+            Role::User => contents.push("user", content_parts(&m.content, i, true)?),
             Role::Assistant => {
-                let mut parts = text_parts(&m.content, i)?;
+                let mut parts = content_parts(&m.content, i, false)?;
                 for (j, call) in m.tool_calls.iter().flatten().enumerate() {
                     let (args, signature) = call_part(call, i, j, model)?;
                     call_names.push((call.id.as_str(), call.function.name.as_str()));
@@ -528,9 +528,13 @@ fn tool_config<'r>(choice: &'r ToolChoice) -> ToolConfig<'r> {
     }
 }
 
-/// Text-only content (system and assistant turns); empty texts are left out, as Gemini refuses
-/// empty text parts.
-fn text_parts<'r>(content: &'r Content, i: usize) -> Result<Vec<PartOut<'r>>, ApiError> {
+/// A message's content as Gemini parts. Only user turns may carry images; an assistant's refusal
+/// carries no text to replay. Empty texts are left out, as Gemini refuses empty text parts.
+fn content_parts<'r>(
+    content: &'r Content,
+    i: usize,
+    from_user: bool,
+) -> Result<Vec<PartOut<'r>>, ApiError> {
     match content {
         Content::None => Ok(Vec::new()),
         Content::Text(t) => Ok(text_part(t).into_iter().collect()),
@@ -539,14 +543,14 @@ fn text_parts<'r>(content: &'r Content, i: usize) -> Result<Vec<PartOut<'r>>, Ap
             for p in parts {
                 match p {
                     Part::Text(t) => out.extend(text_part(t)),
-                    // An assistant's refusal carries no text to replay.
-                    Part::Other(kind) if kind.as_str() == "refusal" => {}
+                    Part::Image { url, .. } if from_user => out.push(image_part(url.as_str(), i)?),
                     Part::Image { .. } => {
                         return Err(invalid_message(
                             i,
                             "images are only accepted in user messages",
                         ))
                     }
+                    Part::Other(kind) if !from_user && kind.as_str() == "refusal" => {}
                     Part::Other(kind) => return Err(unsupported_part(i, kind)),
                 }
             }
@@ -564,24 +568,6 @@ fn unsupported_part(i: usize, kind: &str) -> ApiError {
         i,
         format!("content part type '{kind}' is not supported by the gemini provider in this gateway; use 'text' or 'image_url'"),
     )
-}
-
-fn user_parts<'r>(content: &'r Content, i: usize) -> Result<Vec<PartOut<'r>>, ApiError> {
-    match content {
-        Content::None => Ok(Vec::new()),
-        Content::Text(t) => Ok(text_part(t).into_iter().collect()),
-        Content::Parts(parts) => {
-            let mut out = Vec::with_capacity(parts.len());
-            for p in parts {
-                match p {
-                    Part::Text(t) => out.extend(text_part(t)),
-                    Part::Image { url, .. } => out.push(image_part(url.as_str(), i)?),
-                    Part::Other(kind) => return Err(unsupported_part(i, kind)),
-                }
-            }
-            Ok(out)
-        }
-    }
 }
 
 fn image_part(url: &str, i: usize) -> Result<PartOut<'_>, ApiError> {
