@@ -5,6 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ENVOY := $(VENV)/bin/envoy
 WASM := target/wasm32-wasip1/release/tollgate.wasm
+MODULE := target/dynamic-module/libtollgate_module.so
 CLI := target/debug/tollgate
 CONFIG ?= examples/gateway.yaml
 LISTEN ?= 127.0.0.1:4000
@@ -15,7 +16,7 @@ OHA_VERSION := 1.16.0
 LITELLM_VERSION := 1.106.2
 BENCH_VENV := .venv-bench
 
-.PHONY: all setup build wasm cli run demo check render examples test lint unit wasm-unit e2e clean bench bench-clock bench-prepare
+.PHONY: all setup build wasm module cli run run-module demo check render render-module examples test lint unit wasm-unit e2e e2e-module clean bench bench-clock bench-prepare
 
 all: build
 
@@ -30,10 +31,14 @@ setup: $(VENV)/.installed
 wasm: setup
 	cargo build --release --target wasm32-wasip1 --lib
 
+# The same filter as an Envoy dynamic module (native, no VM): `tollgate render --module`.
+module:
+	cargo build --profile dynamic-module -p tollgate-dynamic-module
+
 cli:
 	cargo build --bin tollgate
 
-build: wasm cli
+build: wasm module cli
 
 check: cli
 	$(CLI) check $(CONFIG)
@@ -43,12 +48,20 @@ render: build
 	$(CLI) render $(CONFIG) --listen $(LISTEN) --admin $(ADMIN) --wasm $(abspath $(WASM)) -o build/envoy.yaml
 	@echo "rendered build/envoy.yaml"
 
+render-module: build
+	@mkdir -p build
+	$(CLI) render $(CONFIG) --listen $(LISTEN) --admin $(ADMIN) --module $(abspath $(MODULE)) -o build/envoy-module.yaml
+	@echo "rendered build/envoy-module.yaml"
+
 # envoy/tollgate.rendered.yaml is `tollgate render examples/gateway.yaml`; a test keeps it current.
 examples: cli
 	$(CLI) render examples/gateway.yaml --listen 0.0.0.0:4000 --admin 127.0.0.1:9901 --wasm /etc/envoy/tollgate.wasm -o envoy/tollgate.rendered.yaml
 
 run: render
 	$(ENVOY) -c build/envoy.yaml --concurrency $(CONCURRENCY) --use-dynamic-base-id -l info
+
+run-module: render-module
+	$(ENVOY) -c build/envoy-module.yaml --concurrency $(CONCURRENCY) --use-dynamic-base-id -l info
 
 # Mock providers on 127.0.0.1:9100+ and a gateway in front of them: try it without provider keys.
 demo: build
@@ -62,7 +75,7 @@ demo: build
 
 lint: setup
 	cargo fmt --all -- --check
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --lib --target wasm32-wasip1 -- -D warnings
 
 unit:
@@ -74,7 +87,11 @@ wasm-unit: setup
 e2e: build
 	$(VENV)/bin/pytest -q tests/e2e
 
-test: setup lint unit wasm-unit e2e
+# The whole end-to-end suite again, Envoy loading the dynamic module instead of the .wasm.
+e2e-module: build
+	TOLLGATE_FILTER=module $(VENV)/bin/pytest -q tests/e2e
+
+test: setup lint unit wasm-unit e2e e2e-module
 
 # Benchmarks (not part of `make test`): installs its load generators and LiteLLM on first use, then
 # measures every target in one run and rewrites the tables in docs/BENCHMARKS.md.

@@ -15,6 +15,9 @@ turn across all targets (round robin), and each target's slices are pooled. A dr
 every target alike, and the ratios between rows hold. oha (--latency-correction) re-measures (2)
 and (4) as a cross-check of bench/loadgen.
 
+Rows 3m to 5m are (3) to (5) with Tollgate loaded as an Envoy dynamic module (the same filter
+compiled natively, `tollgate render --module`) instead of the `.wasm`.
+
 Rows 2a to 2c take Tollgate's bootstrap apart to show where its cost comes from: Envoy's filters
 around it, a proxy-wasm filter that does nothing, and that filter making as many host calls as
 Tollgate does. A perf profile of (2) and (4) splits the CPU by where it runs.
@@ -51,6 +54,7 @@ FIXTURES = os.path.join(BENCH, "fixtures")
 ENVOY = os.path.join(ROOT, ".venv", "bin", "envoy")
 WASM = os.path.join(ROOT, "target", "wasm32-wasip1", "release", "tollgate.wasm")
 CLI = os.path.join(ROOT, "target", "debug", "tollgate")
+MODULE = os.path.join(ROOT, "target", "dynamic-module", "libtollgate_module.so")
 LOADGEN = os.path.join(BENCH, "loadgen", "target", "release", "tollgate-bench-loadgen")
 NOOP_WASM = os.path.join(BENCH, "noop-wasm", "target", "wasm32-wasip1", "release", "tollgate_bench_noop.wasm")
 LITELLM = os.path.join(ROOT, ".venv-bench", "bin", "litellm")
@@ -298,14 +302,15 @@ def gateway_doc(mock_url):
     return spec["client_key"], json.loads(text)
 
 
-def tollgate_bootstrap(doc, port, admin_port, workdir):
-    """`tollgate render` of bench.yaml's gateway, exactly as users render it."""
+def tollgate_bootstrap(doc, port, admin_port, workdir, module=False):
+    """`tollgate render` of bench.yaml's gateway, exactly as users render it: with the `.wasm`,
+    or with the dynamic module."""
     cfg = os.path.join(workdir, "gateway.yaml")
     with open(cfg, "w") as f:
         yaml.safe_dump(doc, f)
-    out = os.path.join(workdir, "tollgate-rendered.yaml")
+    out = os.path.join(workdir, "tollgate-module-rendered.yaml" if module else "tollgate-rendered.yaml")
     cmd = [CLI, "render", cfg, "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin_port}",
-           "--wasm", WASM, "-o", out]
+           *(["--module", MODULE] if module else ["--wasm", WASM]), "-o", out]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     if r.returncode != 0:
         raise RuntimeError(f"tollgate render failed:\n{r.stderr}")
@@ -530,7 +535,7 @@ def cross_check_oha(rows):
     """oha's own open-loop latency (--latency-correction) for (2) and (4), beside bench/loadgen's."""
     out = {}
     for r in rows:
-        if r["id"] in ("2", "4"):
+        if r["id"] in ("2", "4", "4m"):
             out[r["id"]] = run_oha(r["url"], r["body"], r["headers"], RATE, OHA_SECS)
     return out
 
@@ -563,12 +568,14 @@ def perf_profile(workdir, name, pid, url, body, headers):
     return {"shares": shares, "requests": lat["requests"]}
 
 
-def memory_by_workers(rendered, workdir):
-    """Idle RSS of plain Envoy and of Envoy + Tollgate at 1 and 4 workers: what Tollgate adds per
-    worker (the slope) apart from what it adds once per process (V8, the compiled module)."""
+def memory_by_workers(rendered, rendered_module, workdir):
+    """Idle RSS of plain Envoy and of Envoy + Tollgate (wasm, and dynamic module) at 1 and 4
+    workers: what Tollgate adds per worker (the slope) apart from what it adds once per process
+    (V8 and the compiled module, or the loaded library)."""
     out = {}
     for name, build in [("plain", lambda: floor_bootstrap(rendered, free_port(), free_port())),
-                        ("tollgate", lambda: dict(copy.deepcopy(rendered), admin=admin(free_port())))]:
+                        ("tollgate", lambda: dict(copy.deepcopy(rendered), admin=admin(free_port()))),
+                        ("module", lambda: dict(copy.deepcopy(rendered_module), admin=admin(free_port())))]:
         for workers in (1, 4):
             b = build()
             b["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"] = free_port()
@@ -576,9 +583,11 @@ def memory_by_workers(rendered, workdir):
             time.sleep(0.5)
             out[(name, workers)] = rss_bytes(e.pid)
             stop(e.proc)
-    per_worker = ((out[("tollgate", 4)] - out[("tollgate", 1)]) - (out[("plain", 4)] - out[("plain", 1)])) / 3
-    fixed = (out[("tollgate", 1)] - out[("plain", 1)]) - per_worker
-    return {"per_worker": per_worker, "fixed": fixed, "raw": out}
+    result = {"raw": out}
+    for name in ("tollgate", "module"):
+        per_worker = ((out[(name, 4)] - out[(name, 1)]) - (out[("plain", 4)] - out[("plain", 1)])) / 3
+        result[name] = {"per_worker": per_worker, "fixed": (out[(name, 1)] - out[("plain", 1)]) - per_worker}
+    return result
 
 
 # ---------------------------------------------------------------- LiteLLM
@@ -711,7 +720,7 @@ def oha_table(rows, oha):
 
 
 def startup_table(starts):
-    lines = ["| Envoy | `.wasm` bytes | listeners loaded → workers started (ms) | plugin configure, slowest VM (ms) "
+    lines = ["| Envoy | module bytes | listeners loaded → workers started (ms) | plugin configure, slowest VM (ms) "
              "| RSS idle MiB | RSS after load MiB |", "|---|---|---|---|---|---|"]
     for s in starts:
         lines.append(f"| {s['name']} | {n(s.get('wasm_bytes'))} | {n(s['load_ms'])} | {s.get('configure_ms', '–')} "
@@ -772,38 +781,50 @@ def goals(rows, facts, micro):
     def check(name, value, goal, met):
         checks.append((name, value, goal, "met" if met else "**missed**"))
 
-    d50, d99 = p("4", "p50") - p("2", "p50"), p("4", "p99") - p("2", "p99")
-    check("(4) p50 over (2) at 1,000 req/s", f"{d50:+,.0f} µs", "≤ 50 µs", d50 <= 50)
-    check("(4) p99 over (2) at 1,000 req/s", f"{d99:+,.0f} µs", "≤ 200 µs", d99 <= 200)
-    check("(4) saturation / (2)", f"{sat('4') / sat('2'):.0%}", "≥ 75%", sat("4") >= 0.75 * sat("2"))
-    if "6" in by:
-        check("(4) saturation / LiteLLM (6)", f"{sat('4') / sat('6'):.1f}×", "≥ 20×", sat("4") >= 20 * sat("6"))
-    else:
-        check("(4) saturation / LiteLLM (6)", facts.get("litellm_error", "not run"), "≥ 20×", False)
+    for four in ("4", "4m"):
+        d50, d99 = p(four, "p50") - p("2", "p50"), p(four, "p99") - p("2", "p99")
+        check(f"({four}) p50 over (2) at 1,000 req/s", f"{d50:+,.0f} µs", "≤ 50 µs", d50 <= 50)
+        check(f"({four}) p99 over (2) at 1,000 req/s", f"{d99:+,.0f} µs", "≤ 200 µs", d99 <= 200)
+        check(f"({four}) saturation / (2)", f"{sat(four) / sat('2'):.0%}", "≥ 75%", sat(four) >= 0.75 * sat("2"))
+        if "6" in by:
+            check(f"({four}) saturation / LiteLLM (6)", f"{sat(four) / sat('6'):.1f}×", "≥ 20×",
+                  sat(four) >= 20 * sat("6"))
+        else:
+            check(f"({four}) saturation / LiteLLM (6)", facts.get("litellm_error", "not run"), "≥ 20×", False)
     errors = sum(r["sat"]["errors"] + r["lat"]["errors"] for r in rows)
     check("errors, all targets", str(errors), "0", errors == 0)
     check("`.wasm` size", f"{facts['wasm_bytes']:,} B", "≤ 1.5 MB", facts["wasm_bytes"] <= 1_500_000)
+    check("dynamic module size (`libtollgate_module.so`, for comparison; the goal names the `.wasm`)",
+          f"{facts['module_bytes']:,} B", "≤ 1.5 MB", facts["module_bytes"] <= 1_500_000)
     mem = facts["memory"]
-    check("RSS added per worker (idle, slope from 1 to 4 workers, over plain Envoy's)",
-          f"{mem['per_worker'] / 1e6:.2f} MB", "≤ 10 MB", mem["per_worker"] <= 10_000_000)
-    check(f"RSS added per worker, as (Tollgate − plain) / {WORKERS} workers after load (includes the per-process part)",
-          f"{facts['rss_per_worker'] / 1e6:.1f} MB", "≤ 10 MB", facts["rss_per_worker"] <= 10_000_000)
-    check("plugin start: V8 compile + instantiate + configure (listeners → workers, over (2))",
+    for name, label in (("tollgate", "wasm"), ("module", "dynamic module")):
+        check(f"RSS added per worker, {label} (idle, slope from 1 to 4 workers, over plain Envoy's)",
+              f"{mem[name]['per_worker'] / 1e6:.2f} MB", "≤ 10 MB", mem[name]["per_worker"] <= 10_000_000)
+    for five, label in (("5", "wasm"), ("5m", "dynamic module")):
+        per = facts["rss_per_worker"][five]
+        check(f"RSS added per worker, {label}, as (Tollgate − plain) / {WORKERS} workers after load (includes the per-process part)",
+              f"{per / 1e6:.1f} MB", "≤ 10 MB", per <= 10_000_000)
+    check("plugin start, wasm: V8 compile + instantiate + configure (listeners → workers, over (2))",
           f"{facts['plugin_start_ms']:,.0f} ms", "< 100 ms", facts["plugin_start_ms"] < 100)
+    check("plugin start, dynamic module: load + configure (listeners → workers, over (2))",
+          f"{facts['module_start_ms']:,.0f} ms", "< 100 ms", facts["module_start_ms"] < 100)
     check("plugin start: configuration alone (plugin's own log, slowest VM)", f"{facts['configure_ms']:.3f} ms",
           "< 100 ms", facts["configure_ms"] < 100)
-    upper = (c("5") - c("2s")) * 1000 / STREAM_EVENTS
-    net = ((c("5") - c("2s")) - (c("4") - c("2"))) * 1000 / STREAM_EVENTS
-    check("(5) per-event CPU in Envoy, all of Tollgate's cost charged to events: ((5)−(2s)) / 50",
-          f"{upper:.2f} µs", "< 5 µs", upper < 5)
-    check("(5) per-event CPU in Envoy, request path taken off: ((5)−(2s)−((4)−(2))) / 50", f"{net:.2f} µs",
-          "< 5 µs", net < 5)
+    for four, five in (("4", "5"), ("4m", "5m")):
+        upper = (c(five) - c("2s")) * 1000 / STREAM_EVENTS
+        net = ((c(five) - c("2s")) - (c(four) - c("2"))) * 1000 / STREAM_EVENTS
+        check(f"({five}) per-event CPU in Envoy, all of Tollgate's cost charged to events: (({five})−(2s)) / 50",
+              f"{upper:.2f} µs", "< 5 µs", upper < 5)
+        check(f"({five}) per-event CPU in Envoy, request path taken off: (({five})−(2s)−(({four})−(2))) / 50",
+              f"{net:.2f} µs", "< 5 µs", net < 5)
     if "stream/anthropic_chunk_per_event" in micro:
         ev = micro["stream/anthropic_chunk_per_event"] / STREAM_EVENTS / 1000
         check("(5) per-event translation, native micro-benchmark, one chunk per event", f"{ev:.2f} µs", "< 5 µs",
               ev < 5)
-    t5, t2 = by["5"]["first_byte"]["p50"], by["2s"]["first_byte"]["p50"]
-    check("(5) first byte p50 over plain Envoy (2s)", f"{t5 - t2:+,.0f} µs", "≤ 100 µs", t5 - t2 <= 100)
+    t2 = by["2s"]["first_byte"]["p50"]
+    for five in ("5", "5m"):
+        t5 = by[five]["first_byte"]["p50"]
+        check(f"({five}) first byte p50 over plain Envoy (2s)", f"{t5 - t2:+,.0f} µs", "≤ 100 µs", t5 - t2 <= 100)
     lines = ["| target | measured | goal | |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {g} | {m} |" for a, b, g, m in checks]
     return "\n".join(lines)
@@ -833,7 +854,7 @@ Start and memory (RSS of the Envoy process; "listeners loaded → workers starte
 
 {startup_table(starts)}
 
-Idle RSS by worker count: plain Envoy {facts['memory']['raw'][('plain', 1)] / 2**20:.1f} MiB at 1 worker, {facts['memory']['raw'][('plain', 4)] / 2**20:.1f} MiB at 4; with Tollgate {facts['memory']['raw'][('tollgate', 1)] / 2**20:.1f} MiB at 1, {facts['memory']['raw'][('tollgate', 4)] / 2**20:.1f} MiB at 4. Tollgate adds {facts['memory']['per_worker'] / 2**20:.2f} MiB per worker and {facts['memory']['fixed'] / 2**20:.1f} MiB once per Envoy process.
+Idle RSS by worker count: plain Envoy {facts['memory']['raw'][('plain', 1)] / 2**20:.1f} MiB at 1 worker, {facts['memory']['raw'][('plain', 4)] / 2**20:.1f} MiB at 4; with Tollgate's `.wasm` {facts['memory']['raw'][('tollgate', 1)] / 2**20:.1f} MiB at 1, {facts['memory']['raw'][('tollgate', 4)] / 2**20:.1f} MiB at 4; with the dynamic module {facts['memory']['raw'][('module', 1)] / 2**20:.1f} MiB at 1, {facts['memory']['raw'][('module', 4)] / 2**20:.1f} MiB at 4. The `.wasm` adds {facts['memory']['tollgate']['per_worker'] / 2**20:.2f} MiB per worker and {facts['memory']['tollgate']['fixed'] / 2**20:.1f} MiB once per Envoy process; the dynamic module {facts['memory']['module']['per_worker'] / 2**20:.2f} MiB per worker and {facts['memory']['module']['fixed'] / 2**20:.1f} MiB once.
 
 {perf_table(profiles, rows)}
 
@@ -875,7 +896,7 @@ def main():
     ap.add_argument("--no-criterion", action="store_true", help="skip the criterion micro-benchmarks")
     ap.add_argument("--no-doc", action="store_true", help="print only; leave docs/BENCHMARKS.md alone")
     args = ap.parse_args()
-    for path in (ENVOY, WASM, CLI, LOADGEN, NOOP_WASM, OHA):
+    for path in (ENVOY, WASM, MODULE, CLI, LOADGEN, NOOP_WASM, OHA):
         if not os.path.exists(path):
             sys.exit(f"{path} is missing: run `make bench`, which builds and installs it")
     atexit.register(stop_all)
@@ -906,6 +927,9 @@ def main():
         floors[id_] = (Envoy(name, floor_bootstrap(rendered, port, free_port(), filters), workdir).start(),
                        f"http://127.0.0.1:{port}")
     tollgate = Envoy("tollgate", rendered, workdir).start()
+    tgm_port = free_port()
+    rendered_module = tollgate_bootstrap(doc, tgm_port, free_port(), workdir, module=True)
+    tollgate_module = Envoy("tollgate-module", rendered_module, workdir).start()
     auth = {"Authorization": f"Bearer {key}"}
 
     def target(id_, name, url, alias, stream, headers, kind, pid, **extra):
@@ -917,6 +941,7 @@ def main():
 
     plain, plain_url = floors["2"]
     tg = f"http://127.0.0.1:{tg_port}/v1/chat/completions"
+    tgm = f"http://127.0.0.1:{tgm_port}/v1/chat/completions"
     anthropic = "/anthropic/v1/messages"
     targets = [
         target("1", "client → mock directly", mock_url + anthropic, "claude-bench", False, {}, "anthropic", mock.pid),
@@ -936,21 +961,29 @@ def main():
                "openai", tollgate.pid),
         target("5", "as (4), streamed (50 SSE deltas)", tg, "claude-bench-stream", True, auth, "openai-stream",
                tollgate.pid),
+        target("3m", "as (3), Tollgate as a dynamic module", tgm, "gpt-bench", False, auth, "openai",
+               tollgate_module.pid),
+        target("4m", "as (4), Tollgate as a dynamic module", tgm, "claude-bench", False, auth, "openai",
+               tollgate_module.pid),
+        target("5m", "as (5), Tollgate as a dynamic module", tgm, "claude-bench-stream", True, auth, "openai-stream",
+               tollgate_module.pid),
     ]
     rows = measure(targets, mock, workdir)
     log("oha cross-check of (2) and (4)")
     oha = cross_check_oha(rows)
     by = {r["id"]: r for r in rows}
 
-    log("perf profiles of (2) and (4)")
+    log("perf profiles of (2), (4) and (4m)")
     profiles = {}
-    for t in (targets[1], targets[7]):
+    for t in (targets[1], targets[7], targets[10]):
         prof = perf_profile(workdir, t["id"], t["pid"], t["url"], t["body"], t["headers"])
         if prof:
             profiles[t["id"]] = prof
 
     configure = [float(x) for x in re.findall(
         r"tollgate: configured \d+ deployments in \d+ model groups in ([\d.]+) ms", read(tollgate.log_path))]
+    configure_module = [float(x) for x in re.findall(
+        r"tollgate: configured \d+ deployments in \d+ model groups in ([\d.]+) ms", read(tollgate_module.log_path))]
     starts = [
         {"name": "(2) plain", "load_ms": plain.listeners_to_workers_ms(), "idle_rss": plain.idle_rss, "rss": by["2s"]["rss"]},
         {"name": "(2b) no-op wasm filter", "wasm_bytes": os.path.getsize(NOOP_WASM),
@@ -958,17 +991,23 @@ def main():
         {"name": "(3)–(5) Tollgate", "wasm_bytes": os.path.getsize(WASM), "load_ms": tollgate.listeners_to_workers_ms(),
          "configure_ms": f"{max(configure):.3f} ({len(configure)} VMs)" if configure else "not logged",
          "idle_rss": tollgate.idle_rss, "rss": by["5"]["rss"]},
+        {"name": "(3m)–(5m) Tollgate, dynamic module", "wasm_bytes": os.path.getsize(MODULE),
+         "load_ms": tollgate_module.listeners_to_workers_ms(),
+         "configure_ms": f"{max(configure_module):.3f} (once per filter)" if configure_module else "not logged",
+         "idle_rss": tollgate_module.idle_rss, "rss": by["5m"]["rss"]},
     ]
     facts = {
         "mock_requests": mock.counter("http.mock.downstream_rq_completed"),
         "mock_connections": mock.counter("http.mock.downstream_cx_total"),
         "wasm_bytes": os.path.getsize(WASM),
         "configure_ms": max(configure) if configure else float("nan"),
+        "module_bytes": os.path.getsize(MODULE),
         "plugin_start_ms": starts[2]["load_ms"] - starts[0]["load_ms"],
-        "rss_per_worker": (by["5"]["rss"] - by["2s"]["rss"]) / WORKERS,
+        "module_start_ms": starts[3]["load_ms"] - starts[0]["load_ms"],
+        "rss_per_worker": {five: (by[five]["rss"] - by["2s"]["rss"]) / WORKERS for five in ("5", "5m")},
     }
     log("idle memory at 1 and 4 workers")
-    facts["memory"] = memory_by_workers(rendered, workdir)
+    facts["memory"] = memory_by_workers(rendered, rendered_module, workdir)
     facts["host_calls"] = count_host_calls()
 
     if not args.no_litellm:

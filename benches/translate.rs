@@ -19,7 +19,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use hashbrown::HashMap;
 use serde_json::json;
 
-use std::rc::Rc;
+use std::sync::Arc;
 
 use tollgate::config::{self, Config, Deployment, Strictness};
 use tollgate::filter::{HttpFilter, Role};
@@ -346,7 +346,7 @@ fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 
 /// One whole request through the filter's callbacks, as Envoy drives them for targets (3) and (4).
 fn whole_request(
-    config: &Rc<Config>,
+    config: &Arc<Config>,
     store: &tollgate::store::MemoryStore,
     metrics: &mut MetricCache,
     alias: &str,
@@ -393,7 +393,7 @@ fn whole_request(
         store: store.clone(),
         metrics: std::mem::take(metrics),
     };
-    let mut f = HttpFilter::new(Rc::clone(config), Role::Gateway);
+    let mut f = HttpFilter::new(Arc::clone(config), Role::Gateway);
     assert_eq!(f.on_request_headers(&mut host, false), Action::Continue);
     let n = host.request_body.len();
     assert_eq!(f.on_request_body(&mut host, n, true), Action::Continue);
@@ -418,7 +418,7 @@ fn whole_request(
 /// callback, authentication, admission and settlement in both scopes, translation both ways,
 /// metric names, response headers. What Tollgate's own code costs per request, before V8.
 fn whole(c: &mut Criterion) {
-    let config = Rc::new(bench_gateway());
+    let config = Arc::new(bench_gateway());
     let store = tollgate::store::MemoryStore::default();
     let now = 1_790_000_000;
     for token in config.keys.keys() {

@@ -16,8 +16,9 @@
 
 mod accounting;
 mod attempt;
+pub mod body_metadata;
 
-use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::auth::{self, Principal};
 use crate::config::{Config, Deployment};
@@ -80,7 +81,7 @@ pub enum Role {
 }
 
 pub struct HttpFilter {
-    config: Rc<Config>,
+    config: Arc<Config>,
     role: Role,
     state: State,
     /// An attempt answered locally still owes its deployment's health record an end.
@@ -217,7 +218,7 @@ fn op_name(op: Operation) -> &'static str {
 }
 
 impl HttpFilter {
-    pub fn new(config: Rc<Config>, role: Role) -> Self {
+    pub fn new(config: Arc<Config>, role: Role) -> Self {
         HttpFilter {
             config,
             role,
@@ -605,7 +606,7 @@ impl HttpFilter {
                 Err(e) => self.reply_error(host, &e),
             };
         }
-        let config = Rc::clone(&self.config);
+        let config = Arc::clone(&self.config);
         let role = self.role;
         let State::Routed(routed) = &mut self.state else {
             return Action::Continue;
@@ -729,7 +730,7 @@ impl HttpFilter {
     }
 
     pub fn on_response_headers(&mut self, host: &mut dyn HttpHost, end_of_stream: bool) -> Action {
-        let config = Rc::clone(&self.config);
+        let config = Arc::clone(&self.config);
         let role = self.role;
         let State::Routed(routed) = &mut self.state else {
             return Action::Continue;
@@ -881,7 +882,7 @@ impl HttpFilter {
         body_size: usize,
         end_of_stream: bool,
     ) -> Action {
-        let config = Rc::clone(&self.config);
+        let config = Arc::clone(&self.config);
         let role = self.role;
         let State::Routed(routed) = &mut self.state else {
             return Action::Continue;
@@ -986,7 +987,7 @@ impl HttpFilter {
     /// its reservation, never zero; an error response is charged nothing. An attempt records how
     /// its deployment did and, when it was the request's last, frees the request's routing state.
     pub fn on_done(&mut self, host: &mut dyn HttpHost) {
-        let config = Rc::clone(&self.config);
+        let config = Arc::clone(&self.config);
         if let Some((a, deployment)) = self.unfinished_attempt.take() {
             finish_attempt(&config, host, &a, deployment, None);
             return;

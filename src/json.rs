@@ -112,6 +112,37 @@ pub fn split_object(body: &[u8]) -> Result<Fields<'_>, SplitError> {
     }
 }
 
+/// Whether JSON text nests arrays and objects at most `limit` deep (strings are skipped, so
+/// brackets inside them do not count). One pass over the bytes, no allocation; the text is not
+/// otherwise validated. serde_json checks depth only where it builds values, not inside a raw
+/// value, so a body kept raw is checked with this.
+pub fn nesting_within(text: &[u8], limit: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in text {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return false;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    true
+}
+
 /// The standard 400 for a request body that is not a JSON object.
 pub fn body_error(e: SplitError) -> ApiError {
     match e {

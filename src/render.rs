@@ -18,6 +18,8 @@ pub struct RenderOptions {
     pub admin_host: String,
     pub admin_port: u16,
     pub wasm_path: String,
+    /// Load the filter as an Envoy dynamic module from this `.so` instead of the `.wasm`.
+    pub module_path: Option<String>,
     pub ca_file: String,
 }
 
@@ -29,6 +31,7 @@ impl Default for RenderOptions {
             admin_host: "127.0.0.1".into(),
             admin_port: 9901,
             wasm_path: "target/wasm32-wasip1/release/tollgate.wasm".into(),
+            module_path: None,
             ca_file: "/etc/ssl/certs/ca-certificates.crt".into(),
         }
     }
@@ -67,8 +70,8 @@ pub fn json_to_metadata_filter() -> Value {
                     {
                         "selectors": [{"key": "model"}],
                         "on_present": {"metadata_namespace": ns, "key": "model", "type": "STRING"},
-                        "on_missing": {"metadata_namespace": ns, "key": "model_missing", "value": {"bool_value": true}},
-                        "on_error": {"metadata_namespace": ns, "key": "body_error", "value": {"bool_value": true}}
+                        "on_missing": {"metadata_namespace": ns, "key": "model_missing", "value": true},
+                        "on_error": {"metadata_namespace": ns, "key": "body_error", "value": true}
                     },
                     {
                         // The same field with its JSON type kept: a number or boolean `model`
@@ -166,6 +169,61 @@ pub fn wasm_filter(
             }
         }
     })
+}
+
+/// The same filter as an Envoy dynamic module: native code, no VM. Both roles load one `.so`
+/// (so they share its process-wide store) and tell themselves apart by `filter_name`; the
+/// metrics are tagged stats (`dynamicmodulescustom.tollgate.*`, as the wasm filter's are
+/// `wasmcustom.tollgate.*`).
+pub fn module_filter(plugin_json: &str, module_path: &str, root_id: &str) -> Value {
+    json!({
+        "name": "tollgate",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+            "dynamic_module_config": {
+                "module": {"local": {"filename": module_path}},
+                "do_not_close": true
+            },
+            "filter_name": root_id,
+            "filter_config": {
+                "@type": "type.googleapis.com/google.protobuf.StringValue",
+                "value": plugin_json
+            }
+        }
+    })
+}
+
+/// Tollgate's filter in the chosen form: the `.wasm` (default) or the dynamic module.
+fn tollgate_filter(
+    config: &Config,
+    plugin_json: &str,
+    opts: &RenderOptions,
+    root_id: &str,
+) -> Value {
+    match &opts.module_path {
+        Some(path) => module_filter(plugin_json, path, root_id),
+        None => wasm_filter(plugin_json, &config.env_keys, &opts.wasm_path, root_id),
+    }
+}
+
+/// The edge listener's HTTP filters. The `.wasm` needs `json_to_metadata` in front (it cannot wait
+/// for the body before the route is chosen) and the buffer filter behind (so the router sees
+/// nothing until Tollgate has accepted the body); the dynamic module holds the request headers
+/// until the body is in and reads the body itself, so it needs neither.
+fn edge_filters(config: &Config, plugin_json: &str, opts: &RenderOptions) -> Vec<Value> {
+    let max_body = config.settings.max_request_body_bytes;
+    let tollgate = tollgate_filter(config, plugin_json, opts, "tollgate");
+    if opts.module_path.is_some() {
+        vec![tollgate, usage_to_metadata_filter(), router_filter()]
+    } else {
+        vec![
+            json_to_metadata_filter(),
+            tollgate,
+            usage_to_metadata_filter(),
+            hold_until_accepted(max_body),
+            router_filter(),
+        ]
+    }
 }
 
 /// Envoy's buffer filter between Tollgate and the router: the router (and so the upstream) sees
@@ -452,13 +510,7 @@ pub fn bootstrap(config: &Config, plugin_json: &str, opts: &RenderOptions) -> Va
         "per_connection_buffer_limit_bytes": max_body,
         "filter_chains": [{"filters": [{
             "name": "envoy.filters.network.http_connection_manager",
-            "typed_config": hcm("tollgate", edge_routes, vec![
-                json_to_metadata_filter(),
-                wasm_filter(plugin_json, &config.env_keys, &opts.wasm_path, "tollgate"),
-                usage_to_metadata_filter(),
-                hold_until_accepted(max_body),
-                router_filter(),
-            ], timeout, true, max_body)
+            "typed_config": hcm("tollgate", edge_routes, edge_filters(config, plugin_json, opts), timeout, true, max_body)
         }]}]
     });
     let mut listeners = vec![edge];
@@ -478,7 +530,7 @@ pub fn bootstrap(config: &Config, plugin_json: &str, opts: &RenderOptions) -> Va
             "filter_chains": [{"filters": [{
                 "name": "envoy.filters.network.http_connection_manager",
                 "typed_config": hcm(ATTEMPT_LISTENER, vec![route_all, fallback], vec![
-                    wasm_filter(plugin_json, &config.env_keys, &opts.wasm_path, ATTEMPT_ROOT_ID),
+                    tollgate_filter(config, plugin_json, opts, ATTEMPT_ROOT_ID),
                     error_to_metadata_filter(),
                     hold_until_accepted(max_body),
                     router_filter(),
@@ -509,12 +561,28 @@ pub fn bootstrap(config: &Config, plugin_json: &str, opts: &RenderOptions) -> Va
     let mut v = json!({
         "node": {"id": "tollgate", "cluster": "tollgate"},
         "admin": {"address": {"socket_address": {"address": opts.admin_host, "port_value": opts.admin_port}}},
-        // Tags encoded in Tollgate's metric names become Prometheus labels.
-        "stats_config": {
-            "stats_tags": stats::STATS_TAGS.iter().map(|(tag, regex)| json!({"tag_name": tag, "regex": regex})).collect::<Vec<_>>()
-        },
         "static_resources": {"listeners": listeners, "clusters": clusters}
     });
+    if opts.module_path.is_some() {
+        // Prometheus shows the dynamic module's stats without the `dynamicmodulescustom`
+        // namespace, as it shows the wasm filter's without `wasmcustom`:
+        // `tollgate_requests_total{...}` either way.
+        put(
+            &mut v,
+            "layered_runtime",
+            json!({"layers": [{"name": "tollgate", "static_layer": {
+                "envoy.reloadable_features.dynamic_modules_strip_custom_stat_prefix": true
+            }}]}),
+        );
+    } else {
+        // Tags encoded in the wasm filter's metric names become Prometheus labels (the dynamic
+        // module's metrics carry their tags).
+        put(
+            &mut v,
+            "stats_config",
+            json!({"stats_tags": stats::STATS_TAGS.iter().map(|(tag, regex)| json!({"tag_name": tag, "regex": regex})).collect::<Vec<_>>()}),
+        );
+    }
     if !bootstrap_extensions.is_empty() {
         put(&mut v, "bootstrap_extensions", json!(bootstrap_extensions));
     }

@@ -77,7 +77,61 @@ pub enum Family {
     TeamBudgetRemaining,
 }
 
+/// How a family is recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
 impl Family {
+    /// Every family: a host whose metrics carry tags (Envoy's dynamic modules) defines them all
+    /// up front, one tagged metric each.
+    pub const ALL: [Family; 15] = [
+        Family::Requests,
+        Family::Tokens,
+        Family::Spend,
+        Family::Unpriced,
+        Family::RateLimited,
+        Family::BudgetRefused,
+        Family::SoftBudgetExceeded,
+        Family::UpstreamLatency,
+        Family::TimeToFirstToken,
+        Family::RouterRetries,
+        Family::RouterFallbacks,
+        Family::Cooldowns,
+        Family::DeploymentCooling,
+        Family::KeyBudgetRemaining,
+        Family::TeamBudgetRemaining,
+    ];
+
+    pub fn kind(self) -> Kind {
+        match self {
+            Family::UpstreamLatency | Family::TimeToFirstToken => Kind::Histogram,
+            Family::DeploymentCooling
+            | Family::KeyBudgetRemaining
+            | Family::TeamBudgetRemaining => Kind::Gauge,
+            _ => Kind::Counter,
+        }
+    }
+
+    /// The name of a tagged metric of this family (`tollgate.requests_total`).
+    pub fn base_name(self) -> &'static str {
+        self.prefix()
+    }
+
+    /// The tag names of a tagged metric of this family: its label values' tags, then the tail's.
+    pub fn tag_names(self) -> Vec<&'static str> {
+        let mut names = self.tags().to_vec();
+        match self {
+            Family::Requests => names.push("status"),
+            Family::Tokens => names.push("token_type"),
+            _ => {}
+        }
+        names
+    }
+
     fn prefix(self) -> &'static str {
         match self {
             Family::Requests => "tollgate.requests_total",
@@ -164,6 +218,33 @@ impl Metric<'_> {
             }
         }
         out
+    }
+}
+
+impl<'a> Metric<'a> {
+    /// The values of [`Family::tag_names`], in order; `status_class` is scratch space for the
+    /// status tail's text (`2xx`), so no allocation is needed.
+    pub fn tag_values<'s>(&'s self, status_class: &'s mut [u8; 3]) -> ([&'s str; 5], usize) {
+        let n = self.family.tags().len();
+        let mut out = [""; 5];
+        for (slot, v) in out.iter_mut().zip(self.values.iter().take(n)) {
+            *slot = v;
+        }
+        let tail = match self.tail {
+            Tail::None => None,
+            Tail::StatusClass(class) => {
+                *status_class = [b'0' + (class % 10) as u8, b'x', b'x'];
+                std::str::from_utf8(status_class).ok()
+            }
+            Tail::TokenType(t) => Some(t),
+        };
+        match (tail, out.get_mut(n)) {
+            (Some(t), Some(slot)) => {
+                *slot = t;
+                (out, n + 1)
+            }
+            _ => (out, n),
+        }
     }
 }
 
@@ -381,6 +462,41 @@ impl MetricCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A tagged host gets the same tags the name encodes, in the order of the family's tag names.
+    #[test]
+    fn tag_values_follow_tag_names() {
+        let l = Labels {
+            team: "search",
+            key_alias: "prod",
+            model: "gpt",
+            provider: "openai",
+        };
+        let mut scratch = [0u8; 3];
+        let m = requests(&l, 429);
+        let (values, n) = m.tag_values(&mut scratch);
+        assert_eq!(
+            Family::Requests.tag_names(),
+            ["team", "key_alias", "model", "provider", "status"]
+        );
+        assert_eq!(values[..n], ["search", "prod", "gpt", "openai", "4xx"]);
+        let [(input, _), ..] = token_counts(&l, &Usage::default());
+        let mut scratch = [0u8; 3];
+        let (values, n) = input.tag_values(&mut scratch);
+        assert_eq!(values[..n], ["search", "prod", "gpt", "openai", "input"]);
+        let c = cooldowns("dep-1");
+        let mut scratch = [0u8; 3];
+        let (values, n) = c.tag_values(&mut scratch);
+        assert_eq!(values[..n], ["dep-1"]);
+        assert_eq!(Family::Cooldowns.tag_names(), ["deployment"]);
+        for f in Family::ALL {
+            assert!(f.tag_names().len() <= 5);
+            assert!(f.base_name().starts_with("tollgate."));
+        }
+        assert_eq!(Family::UpstreamLatency.kind(), Kind::Histogram);
+        assert_eq!(Family::DeploymentCooling.kind(), Kind::Gauge);
+        assert_eq!(Family::Spend.kind(), Kind::Counter);
+    }
 
     #[test]
     fn names_carry_their_tags() {

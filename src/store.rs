@@ -1,11 +1,11 @@
-//! The store every Envoy worker shares: proxy-wasm shared data in the filter, memory in tests.
+//! The store every Envoy worker shares: proxy-wasm shared data in the wasm filter, a process-wide
+//! map in the dynamic module, memory in tests.
 //!
 //! Shared data is a key-value map per `vm_id` per Envoy process with compare-and-swap writes and
 //! no TTL or atomic increment, so every counter update is a bounded read-modify-write loop
 //! ([`update`]). Durable, multi-replica storage would be another implementation of [`Store`].
 
-use std::cell::RefCell;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use hashbrown::HashMap;
 
@@ -93,19 +93,60 @@ pub fn decode_u64s<const N: usize>(version: u8, bytes: &[u8]) -> [u64; N] {
     v
 }
 
-/// An in-memory store with the host's semantics, shared by clones (as workers share data).
-#[derive(Clone, Default, Debug)]
-pub struct MemoryStore {
-    inner: Rc<RefCell<HashMap<String, Versioned>>>,
+/// A store shared by every thread of a process, with shared data's semantics (a write at a stale
+/// version conflicts; a write to an absent key succeeds). Envoy's dynamic modules keep it in a
+/// static, where all worker threads see it; tests use it as an in-memory host's shared data.
+/// Keys are spread over shards so that workers updating different records rarely wait.
+#[derive(Debug)]
+pub struct ProcessStore {
+    shards: [Mutex<HashMap<String, Versioned>>; SHARDS],
 }
 
-impl Store for MemoryStore {
+const SHARDS: usize = 16;
+
+impl Default for ProcessStore {
+    fn default() -> Self {
+        ProcessStore {
+            shards: std::array::from_fn(|_| Mutex::default()),
+        }
+    }
+}
+
+impl ProcessStore {
+    fn shard(&self, key: &str) -> Option<MutexGuard<'_, HashMap<String, Versioned>>> {
+        // FNV-1a: stable and cheap for short keys.
+        let h = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        // A poisoned lock means a thread panicked while holding it; the map itself is still
+        // whole (every write is one insert), so it stays usable.
+        let shard = self.shards.get((h % SHARDS as u64) as usize)?;
+        Some(
+            shard
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
+    }
+
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys = Vec::new();
+        for shard in &self.shards {
+            let map = shard
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            keys.extend(map.keys().cloned());
+        }
+        keys
+    }
+}
+
+impl Store for ProcessStore {
     fn get(&self, key: &str) -> Option<Versioned> {
-        self.inner.borrow().get(key).cloned()
+        self.shard(key)?.get(key).cloned()
     }
 
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
-        let mut map = self.inner.borrow_mut();
+        let mut map = self.shard(key).ok_or(StoreError::Unavailable)?;
         let next = match (map.get(key), cas) {
             (Some(cur), Some(c)) if cur.cas != c => return Err(StoreError::Conflict),
             (Some(cur), _) => cur.cas.wrapping_add(1).max(1),
@@ -122,9 +163,25 @@ impl Store for MemoryStore {
     }
 }
 
+/// An in-memory store shared by clones (as workers share data), for tests and tools.
+#[derive(Clone, Default, Debug)]
+pub struct MemoryStore {
+    inner: Arc<ProcessStore>,
+}
+
+impl Store for MemoryStore {
+    fn get(&self, key: &str) -> Option<Versioned> {
+        self.inner.get(key)
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        self.inner.set(key, value, cas)
+    }
+}
+
 impl MemoryStore {
     pub fn keys(&self) -> Vec<String> {
-        self.inner.borrow().keys().cloned().collect()
+        self.inner.keys()
     }
 }
 
@@ -157,5 +214,37 @@ mod tests {
             update::<(), _>(&s, "k", |_| Err("no")),
             Err(UpdateError::Refused("no"))
         );
+    }
+
+    /// Four threads, as four Envoy workers, each adding to one counter with `update`: no
+    /// increment is lost.
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn process_store_loses_no_update_across_threads() {
+        let store = Arc::new(ProcessStore::default());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let store = Arc::clone(&store);
+                std::thread::spawn(move || {
+                    let mut done = 0;
+                    while done < 2_000 {
+                        let r = update::<_, ()>(&*store, "counter", |cur| {
+                            let n = decode_u64s::<1>(1, cur)[0];
+                            Ok((encode_u64s(1, &[n + 1]), ()))
+                        });
+                        // Contention may exhaust the bounded retries; the caller tries again.
+                        if r.is_ok() {
+                            done += 1;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let v = store.get("counter").unwrap();
+        assert_eq!(decode_u64s::<1>(1, &v.value)[0], 8_000);
+        assert_eq!(store.keys(), vec!["counter".to_string()]);
     }
 }

@@ -8,9 +8,10 @@ use tollgate::render::{self, RenderOptions};
 
 const USAGE: &str = "usage:
   tollgate check CONFIG
-  tollgate render CONFIG [--listen HOST:PORT] [--admin HOST:PORT] [--wasm PATH] [--ca-file PATH] [-o FILE]
+  tollgate render CONFIG [--listen HOST:PORT] [--admin HOST:PORT] [--wasm PATH | --module PATH] [--ca-file PATH] [-o FILE]
 
-CONFIG is a LiteLLM-style config.yaml (or .json).";
+CONFIG is a LiteLLM-style config.yaml (or .json). `--module` loads the filter as an Envoy dynamic
+module (libtollgate_module.so, `make module`) instead of the .wasm.";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -109,6 +110,7 @@ fn render_args(rest: &[String]) -> Result<(String, (RenderOptions, Option<String
             }
             "--admin" => (opts.admin_host, opts.admin_port) = render::parse_host_port(&value()?)?,
             "--wasm" => opts.wasm_path = value()?,
+            "--module" => opts.module_path = Some(value()?),
             "--ca-file" => opts.ca_file = value()?,
             "-o" | "--output" => output = Some(value()?),
             flag if flag.starts_with('-') => return Err(format!("unknown option {flag}\n{USAGE}")),

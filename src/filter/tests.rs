@@ -4,7 +4,7 @@ use crate::host::mock::MockHost;
 use hashbrown::HashMap;
 use serde_json::json;
 
-fn gateway() -> Rc<Config> {
+fn gateway() -> Arc<Config> {
     let doc = json!({
         "model_list": [
             {"model_name": "gpt", "litellm_params": {"model": "openai/gpt-4o-mini", "api_key": "sk-provider-secret", "api_base": "http://127.0.0.1:9001/v1"}}
@@ -13,7 +13,7 @@ fn gateway() -> Rc<Config> {
     });
     let r = load(&doc, &HashMap::<String, String>::new(), Strictness::Serve);
     assert!(r.errors.is_empty(), "{:?}", r.errors);
-    Rc::new(r.config.unwrap())
+    Arc::new(r.config.unwrap())
 }
 
 fn chat_host(body: &str) -> MockHost {

@@ -3,6 +3,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action as HostAction, ContextType, LogLevel};
@@ -29,7 +30,7 @@ pub fn start() {
 }
 
 struct Root {
-    config: Option<Rc<Config>>,
+    config: Option<Arc<Config>>,
     /// The gateway, or the attempt listener's filter (by the plugin's `root_id`).
     role: Role,
     /// Metric ids of this worker's VM, shared by its streams.
@@ -73,7 +74,7 @@ impl RootContext for Root {
                 for d in &c.deployments {
                     health::ensure(&SharedData, &d.id);
                 }
-                self.config = Some(Rc::new(c));
+                self.config = Some(Arc::new(c));
                 true
             }
             None => {

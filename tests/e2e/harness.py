@@ -16,6 +16,12 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 ENVOY = os.path.join(ROOT, ".venv", "bin", "envoy")
 WASM = os.path.join(ROOT, "target", "wasm32-wasip1", "release", "tollgate.wasm")
 CLI = os.path.join(ROOT, "target", "debug", "tollgate")
+MODULE = os.path.join(ROOT, "target", "dynamic-module", "libtollgate_module.so")
+# Which form of the filter Envoy loads: the .wasm (default) or the dynamic module
+# (TOLLGATE_FILTER=module, `make e2e-module`). The whole suite runs against each.
+FILTER = os.environ.get("TOLLGATE_FILTER", "wasm")
+if FILTER not in ("wasm", "module"):
+    raise RuntimeError(f"TOLLGATE_FILTER must be wasm or module, not {FILTER!r}")
 
 
 def free_port():
@@ -25,7 +31,8 @@ def free_port():
 
 
 def check_built():
-    for path, how in ((ENVOY, "make setup"), (WASM, "make wasm"), (CLI, "make cli")):
+    filter_file = (MODULE, "make module") if FILTER == "module" else (WASM, "make wasm")
+    for path, how in ((ENVOY, "make setup"), filter_file, (CLI, "make cli")):
         if not os.path.exists(path):
             raise RuntimeError(f"{path} is missing: run `{how}` (or `make test`)")
 
@@ -61,7 +68,7 @@ class Envoy:
             "render", self.config_path,
             "--listen", f"127.0.0.1:{self.port}",
             "--admin", f"127.0.0.1:{self.admin_port}",
-            "--wasm", WASM,
+            *(("--module", MODULE) if FILTER == "module" else ("--wasm", WASM)),
             "-o", self.envoy_yaml,
             env=self.env,
         )

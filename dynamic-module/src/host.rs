@@ -1,0 +1,509 @@
+//! [`HttpHost`] over Envoy's dynamic-module ABI: each call is a direct call into Envoy on the
+//! stream's worker thread, with no VM to cross and no copy of a header map to read one header.
+
+use std::io::Read;
+use std::sync::LazyLock;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tollgate::filter::{METADATA_NAMESPACE, USAGE_NAMESPACE};
+use tollgate::host::HttpHost;
+use tollgate::stats::{Family, Kind, Metric};
+use tollgate::store::{ProcessStore, Store};
+
+use crate::abi::{self, EnvoyBuffer, FilterEnvoyPtr, ModuleBuffer};
+
+/// Keys, usage counters and routing health: one map for the whole Envoy process, shared by every
+/// worker thread and every filter instance (as a wasm `vm_id`'s shared data is).
+pub static STORE: LazyLock<ProcessStore> = LazyLock::new(ProcessStore::default);
+
+/// The ids Envoy gave the metric families when the filter config was created (metrics can only
+/// be defined then); `None` for a family Envoy refused.
+pub type MetricIds = [Option<usize>; Family::ALL.len()];
+
+/// Defines every family as one tagged metric (its labels become Envoy tags, hence Prometheus
+/// labels, without `stats_tags` regexes).
+pub fn define_metrics(config: abi::FilterConfigEnvoyPtr) -> MetricIds {
+    let mut ids: MetricIds = [None; Family::ALL.len()];
+    for (slot, family) in ids.iter_mut().zip(Family::ALL) {
+        let names: Vec<ModuleBuffer> = family
+            .tag_names()
+            .iter()
+            .map(|n| ModuleBuffer::of(n.as_bytes()))
+            .collect();
+        let name = ModuleBuffer::of(family.base_name().as_bytes());
+        let mut id = 0usize;
+        // SAFETY: `config` is the pointer Envoy passed to config_new, the buffers outlive the call.
+        let result = unsafe {
+            let define = match family.kind() {
+                Kind::Counter => {
+                    abi::envoy_dynamic_module_callback_http_filter_config_define_counter
+                }
+                Kind::Gauge => abi::envoy_dynamic_module_callback_http_filter_config_define_gauge,
+                Kind::Histogram => {
+                    abi::envoy_dynamic_module_callback_http_filter_config_define_histogram
+                }
+            };
+            define(config, name, names.as_ptr(), names.len(), &mut id)
+        };
+        if result == abi::METRICS_SUCCESS {
+            *slot = Some(id);
+        } else {
+            log::warn!(
+                "tollgate: Envoy refused to define metric '{}' (result {result})",
+                family.base_name()
+            );
+        }
+    }
+    ids
+}
+
+#[derive(Clone, Copy)]
+enum Typed {
+    String,
+    Number,
+    Bool,
+}
+
+/// The host of one HTTP stream, valid during one of its hooks.
+pub struct NativeHost<'a> {
+    pub filter: FilterEnvoyPtr,
+    pub metrics: &'a MetricIds,
+    /// A request header was written in this hook: the route must be matched again (the filter
+    /// picks the cluster by a header), as proxy-wasm does by itself.
+    pub request_headers_changed: bool,
+    /// The `tollgate` metadata namespace, computed from the body when the request was held for
+    /// it (instead of read from what `json_to_metadata` wrote).
+    pub body_metadata: Option<Vec<(&'static str, Vec<u8>)>>,
+    /// The request body, already read in this hook: handed to the filter instead of a re-read.
+    pub held_request_body: Option<Vec<u8>>,
+}
+
+impl<'a> NativeHost<'a> {
+    pub fn new(filter: FilterEnvoyPtr, metrics: &'a MetricIds) -> Self {
+        NativeHost {
+            filter,
+            metrics,
+            request_headers_changed: false,
+            body_metadata: None,
+            held_request_body: None,
+        }
+    }
+
+    /// The hook is over.
+    pub fn end_hook(&mut self) {
+        if std::mem::take(&mut self.request_headers_changed) {
+            // SAFETY: `filter` is live for this hook.
+            unsafe { abi::envoy_dynamic_module_callback_http_clear_route_cache(self.filter) }
+        }
+    }
+
+    fn header(&self, map: abi::HeaderType, name: &str) -> Option<String> {
+        let mut value = EnvoyBuffer::empty();
+        let mut count = 0usize;
+        // SAFETY: `filter` is live for this hook; the value is copied before it returns.
+        unsafe {
+            abi::envoy_dynamic_module_callback_http_get_header(
+                self.filter,
+                map,
+                ModuleBuffer::of(name.as_bytes()),
+                &mut value,
+                0,
+                &mut count,
+            )
+            .then(|| String::from_utf8_lossy(value.as_slice()).into_owned())
+        }
+    }
+
+    fn set_header(&self, map: abi::HeaderType, name: &str, value: Option<&str>) {
+        let value = value.map_or(ModuleBuffer::null(), |v| ModuleBuffer::of(v.as_bytes()));
+        // SAFETY: as above; Envoy copies the key and value.
+        let ok = unsafe {
+            abi::envoy_dynamic_module_callback_http_set_header(
+                self.filter,
+                map,
+                ModuleBuffer::of(name.as_bytes()),
+                value,
+            )
+        };
+        if !ok {
+            log::warn!("tollgate: could not write header '{name}'");
+        }
+    }
+
+    /// Where this hook's body is: the bytes received in this hook, those buffered by earlier
+    /// hooks (or filters), or both (buffered first). At the end of a buffered body Envoy has
+    /// already moved the last chunk into the buffer.
+    fn body_parts(
+        &self,
+        received: abi::BodyType,
+        buffered: abi::BodyType,
+    ) -> [Option<abi::BodyType>; 2] {
+        // SAFETY: `filter` is live for this hook.
+        let same = unsafe {
+            if received == abi::RECEIVED_REQUEST_BODY {
+                abi::envoy_dynamic_module_callback_http_received_buffered_request_body(self.filter)
+            } else {
+                abi::envoy_dynamic_module_callback_http_received_buffered_response_body(self.filter)
+            }
+        };
+        if same {
+            // The received data is the buffer an earlier filter built: read it once.
+            [Some(buffered), None]
+        } else {
+            [Some(buffered), Some(received)]
+        }
+    }
+
+    /// The size of the body this hook sees (what [`NativeHost::body`] would return).
+    pub fn body_len(&self, received: abi::BodyType, buffered: abi::BodyType) -> usize {
+        self.body_parts(received, buffered)
+            .into_iter()
+            .flatten()
+            // SAFETY: `filter` is live for this hook.
+            .map(|t| unsafe {
+                abi::envoy_dynamic_module_callback_http_get_body_size(self.filter, t)
+            })
+            .sum()
+    }
+
+    fn body(&self, received: abi::BodyType, buffered: abi::BodyType) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        for t in self.body_parts(received, buffered).into_iter().flatten() {
+            // SAFETY: `filter` is live; the chunks are copied before anything changes the body.
+            unsafe {
+                let n =
+                    abi::envoy_dynamic_module_callback_http_get_body_chunks_size(self.filter, t);
+                if n == 0 {
+                    continue;
+                }
+                let mut chunks = vec![EnvoyBuffer::empty(); n];
+                if abi::envoy_dynamic_module_callback_http_get_body_chunks(
+                    self.filter,
+                    t,
+                    chunks.as_mut_ptr(),
+                ) {
+                    for c in chunks {
+                        out.extend_from_slice(c.as_slice());
+                    }
+                }
+            }
+        }
+        Some(out)
+    }
+
+    fn replace_body(&self, received: abi::BodyType, buffered: abi::BodyType, body: &[u8]) -> bool {
+        let parts = self.body_parts(received, buffered);
+        // SAFETY: `filter` is live for this hook; Envoy copies the appended bytes.
+        unsafe {
+            let has_buffer =
+                abi::envoy_dynamic_module_callback_http_get_body_chunks_size(self.filter, buffered)
+                    > 0;
+            for t in parts.into_iter().flatten() {
+                abi::envoy_dynamic_module_callback_http_drain_body(self.filter, t, usize::MAX);
+            }
+            let target = if has_buffer { buffered } else { received };
+            body.is_empty()
+                || abi::envoy_dynamic_module_callback_http_append_body(
+                    self.filter,
+                    target,
+                    ModuleBuffer::of(body),
+                )
+        }
+    }
+
+    /// Whether a dynamic metadata namespace has `key`, whatever its type.
+    fn has_metadata(&self, ns: ModuleBuffer, key: &str) -> bool {
+        // SAFETY: `filter` is live for this hook; the keys are compared before it returns.
+        unsafe {
+            let n = abi::envoy_dynamic_module_callback_http_get_metadata_keys_count(
+                self.filter,
+                abi::METADATA_DYNAMIC,
+                ns,
+            );
+            if n == 0 {
+                return false;
+            }
+            let mut keys = vec![EnvoyBuffer::empty(); n];
+            abi::envoy_dynamic_module_callback_http_get_metadata_keys(
+                self.filter,
+                abi::METADATA_DYNAMIC,
+                ns,
+                keys.as_mut_ptr(),
+            ) && keys.iter().any(|k| k.as_slice() == key.as_bytes())
+        }
+    }
+
+    /// A dynamic metadata value in the byte form the proxy-wasm host gives (and the filter
+    /// reads): a string as its bytes, a number as a little-endian f64, a bool as one byte, and
+    /// anything else (a list, a struct) as a byte no string equals. Envoy logs an error for each
+    /// typed read of a value of another type, so the key's usual type is tried first.
+    fn metadata(&self, namespace: &str, key: &str) -> Option<Vec<u8>> {
+        let ns = ModuleBuffer::of(namespace.as_bytes());
+        if !self.has_metadata(ns, key) {
+            return None;
+        }
+        let k = ModuleBuffer::of(key.as_bytes());
+        let order = if namespace == USAGE_NAMESPACE {
+            [Typed::Number, Typed::String, Typed::Bool]
+        } else if matches!(key, "stream" | "body_error" | "model_missing") {
+            [Typed::Bool, Typed::String, Typed::Number]
+        } else {
+            [Typed::String, Typed::Number, Typed::Bool]
+        };
+        for typed in order {
+            // SAFETY: `filter` is live for this hook; a string is copied before it returns.
+            unsafe {
+                match typed {
+                    Typed::String => {
+                        let mut s = EnvoyBuffer::empty();
+                        if abi::envoy_dynamic_module_callback_http_get_metadata_string(
+                            self.filter,
+                            abi::METADATA_DYNAMIC,
+                            ns,
+                            k,
+                            &mut s,
+                        ) {
+                            let v = s.to_vec();
+                            // An empty value reads as absent, as it does through proxy-wasm.
+                            return (!v.is_empty()).then_some(v);
+                        }
+                    }
+                    Typed::Number => {
+                        let mut n = 0f64;
+                        if abi::envoy_dynamic_module_callback_http_get_metadata_number(
+                            self.filter,
+                            abi::METADATA_DYNAMIC,
+                            ns,
+                            k,
+                            &mut n,
+                        ) {
+                            return Some(n.to_le_bytes().to_vec());
+                        }
+                    }
+                    Typed::Bool => {
+                        let mut b = false;
+                        if abi::envoy_dynamic_module_callback_http_get_metadata_bool(
+                            self.filter,
+                            abi::METADATA_DYNAMIC,
+                            ns,
+                            k,
+                            &mut b,
+                        ) {
+                            return Some(vec![u8::from(b)]);
+                        }
+                    }
+                }
+            }
+        }
+        Some(vec![0xff])
+    }
+
+    fn record(&self, metric: &Metric, value: u64) -> bool {
+        let Some(Some(id)) = Family::ALL
+            .iter()
+            .position(|f| *f == metric.family)
+            .and_then(|i| self.metrics.get(i))
+        else {
+            return false;
+        };
+        let mut scratch = [0u8; 3];
+        let (values, n) = metric.tag_values(&mut scratch);
+        let labels: Vec<ModuleBuffer> = values
+            .iter()
+            .take(n)
+            .map(|v| ModuleBuffer::of(v.as_bytes()))
+            .collect();
+        // SAFETY: `filter` is live for this hook; the labels outlive the call.
+        let result = unsafe {
+            let record = match metric.family.kind() {
+                Kind::Counter => abi::envoy_dynamic_module_callback_http_filter_increment_counter,
+                Kind::Gauge => abi::envoy_dynamic_module_callback_http_filter_set_gauge,
+                Kind::Histogram => {
+                    abi::envoy_dynamic_module_callback_http_filter_record_histogram_value
+                }
+            };
+            record(self.filter, *id, labels.as_ptr(), labels.len(), value)
+        };
+        result == abi::METRICS_SUCCESS
+    }
+}
+
+impl HttpHost for NativeHost<'_> {
+    fn request_header(&self, name: &str) -> Option<String> {
+        self.header(abi::REQUEST_HEADER, name)
+    }
+    fn request_header_names(&self) -> Vec<String> {
+        // SAFETY: `filter` is live for this hook; names are copied before it returns.
+        unsafe {
+            let n = abi::envoy_dynamic_module_callback_http_get_headers_size(
+                self.filter,
+                abi::REQUEST_HEADER,
+            );
+            let empty = abi::EnvoyHttpHeader {
+                key_ptr: std::ptr::null(),
+                key_length: 0,
+                value_ptr: std::ptr::null(),
+                value_length: 0,
+            };
+            let mut headers = vec![empty; n];
+            if n == 0
+                || !abi::envoy_dynamic_module_callback_http_get_headers(
+                    self.filter,
+                    abi::REQUEST_HEADER,
+                    headers.as_mut_ptr(),
+                )
+            {
+                return Vec::new();
+            }
+            let mut names: Vec<String> = headers
+                .iter()
+                .map(|h| {
+                    let key = EnvoyBuffer {
+                        ptr: h.key_ptr,
+                        length: h.key_length,
+                    };
+                    String::from_utf8_lossy(key.as_slice()).into_owned()
+                })
+                .collect();
+            // A header with several values is listed once per value.
+            names.dedup();
+            names
+        }
+    }
+    fn set_request_header(&mut self, name: &str, value: &str) {
+        self.request_headers_changed = true;
+        self.set_header(abi::REQUEST_HEADER, name, Some(value));
+    }
+    fn remove_request_header(&mut self, name: &str) {
+        self.request_headers_changed = true;
+        self.set_header(abi::REQUEST_HEADER, name, None);
+    }
+    fn response_header(&self, name: &str) -> Option<String> {
+        self.header(abi::RESPONSE_HEADER, name)
+    }
+    fn set_response_header(&mut self, name: &str, value: &str) {
+        self.set_header(abi::RESPONSE_HEADER, name, Some(value));
+    }
+    fn remove_response_header(&mut self, name: &str) {
+        self.set_header(abi::RESPONSE_HEADER, name, None);
+    }
+    fn request_body(&self, _size: usize) -> Option<Vec<u8>> {
+        match &self.held_request_body {
+            Some(body) => Some(body.clone()),
+            None => self.body(abi::RECEIVED_REQUEST_BODY, abi::BUFFERED_REQUEST_BODY),
+        }
+    }
+    fn replace_request_body(&mut self, _size: usize, body: &[u8]) -> bool {
+        self.held_request_body = None;
+        self.replace_body(abi::RECEIVED_REQUEST_BODY, abi::BUFFERED_REQUEST_BODY, body)
+    }
+    fn response_body(&self, _size: usize) -> Option<Vec<u8>> {
+        self.body(abi::RECEIVED_RESPONSE_BODY, abi::BUFFERED_RESPONSE_BODY)
+    }
+    fn replace_response_body(&mut self, _size: usize, body: &[u8]) -> bool {
+        self.replace_body(
+            abi::RECEIVED_RESPONSE_BODY,
+            abi::BUFFERED_RESPONSE_BODY,
+            body,
+        )
+    }
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        match path {
+            ["metadata", "filter_metadata", namespace, key] => match &self.body_metadata {
+                Some(fields) if *namespace == METADATA_NAMESPACE => fields
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map(|(_, v)| v.clone()),
+                _ => self.metadata(namespace, key),
+            },
+            ["response", "code_details"] => {
+                let mut s = EnvoyBuffer::empty();
+                // SAFETY: `filter` is live for this hook; the value is copied.
+                unsafe {
+                    abi::envoy_dynamic_module_callback_http_filter_get_attribute_string(
+                        self.filter,
+                        abi::ATTRIBUTE_RESPONSE_CODE_DETAILS,
+                        &mut s,
+                    )
+                    .then(|| s.to_vec())
+                }
+            }
+            _ => None,
+        }
+    }
+    fn send_reply(&mut self, status: u16, headers: &[(&str, &str)], body: &[u8]) {
+        let headers: Vec<abi::ModuleHttpHeader> = headers
+            .iter()
+            .map(|(k, v)| abi::ModuleHttpHeader {
+                key_ptr: k.as_ptr(),
+                key_length: k.len(),
+                value_ptr: v.as_ptr(),
+                value_length: v.len(),
+            })
+            .collect();
+        // SAFETY: `filter` is live for this hook; Envoy copies headers and body.
+        unsafe {
+            abi::envoy_dynamic_module_callback_http_send_response(
+                self.filter,
+                u32::from(status),
+                headers.as_ptr(),
+                headers.len(),
+                ModuleBuffer::of(body),
+                ModuleBuffer::of(b"tollgate"),
+            );
+        }
+    }
+    fn now_ms(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+    fn increment_counter(&mut self, metric: &Metric, delta: u64) {
+        if !self.record(metric, delta) {
+            log::warn!("tollgate: could not update counter '{}'", metric.name());
+        }
+    }
+    fn record_histogram(&mut self, metric: &Metric, value: u64) {
+        if !self.record(metric, value) {
+            log::warn!("tollgate: could not record histogram '{}'", metric.name());
+        }
+    }
+    fn set_gauge(&mut self, metric: &Metric, value: u64) {
+        if !self.record(metric, value) {
+            log::warn!("tollgate: could not set gauge '{}'", metric.name());
+        }
+    }
+    fn store(&self) -> &dyn Store {
+        &*STORE
+    }
+    fn random_bytes(&mut self) -> [u8; 32] {
+        random_bytes()
+    }
+}
+
+/// 32 bytes from the operating system's generator (keys are made from them).
+pub fn random_bytes() -> [u8; 32] {
+    let mut out = [0u8; 32];
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut out));
+    if let Err(e) = read {
+        // std's hasher keys are seeded from the OS generator too (getrandom).
+        log::warn!("tollgate: /dev/urandom unreadable ({e}); using std's random seeds");
+        use std::hash::{BuildHasher, RandomState};
+        for (i, chunk) in out.chunks_mut(8).enumerate() {
+            let v = RandomState::new().hash_one(i).to_le_bytes();
+            for (d, s) in chunk.iter_mut().zip(v) {
+                *d = s;
+            }
+        }
+    }
+    out
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
