@@ -53,9 +53,11 @@ render-module: build
 	$(CLI) render $(CONFIG) --listen $(LISTEN) --admin $(ADMIN) --module $(abspath $(MODULE)) -o build/envoy-module.yaml
 	@echo "rendered build/envoy-module.yaml"
 
-# envoy/tollgate.rendered.yaml is `tollgate render examples/gateway.yaml`; a test keeps it current.
+# envoy/tollgate.rendered.yaml is `tollgate render examples/gateway.yaml` (and -module, with
+# --module); a test keeps them current.
 examples: cli
 	$(CLI) render examples/gateway.yaml --listen 0.0.0.0:4000 --admin 127.0.0.1:9901 --wasm /etc/envoy/tollgate.wasm -o envoy/tollgate.rendered.yaml
+	$(CLI) render examples/gateway.yaml --listen 0.0.0.0:4000 --admin 127.0.0.1:9901 --module /etc/envoy/libtollgate_module.so -o envoy/tollgate-module.rendered.yaml
 
 run: render
 	$(ENVOY) -c build/envoy.yaml --concurrency $(CONCURRENCY) --use-dynamic-base-id -l info

@@ -27,3 +27,15 @@ def minimal_bootstrap(plugin_json, port, admin_port, wasm):
             }]}],
         }]},
     }
+
+
+def minimal_module_bootstrap(plugin_json, port, admin_port, module):
+    """The same with Tollgate loaded as an Envoy dynamic module."""
+    b = minimal_bootstrap(plugin_json, port, admin_port, "unused")
+    hcm = b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    hcm["http_filters"][0] = {"name": "tollgate", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+        "dynamic_module_config": {"module": {"local": {"filename": module}}, "do_not_close": True},
+        "filter_name": "tollgate",
+        "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": plugin_json}}}
+    return b

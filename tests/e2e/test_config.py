@@ -2,6 +2,7 @@
 
 import os
 
+import pytest
 import yaml
 
 from conftest import gateway_config, gateway_env
@@ -110,6 +111,22 @@ def test_envoy_refuses_to_start_with_a_bad_plugin_config(tmp_path, mocks):
     assert "model_list[0].litellm_params.tempreture" in p.stdout + p.stderr
 
 
+def test_a_bad_config_stops_the_dynamic_module_too(tmp_path):
+    # The dynamic module validates the same way: Envoy refuses the filter, the log names the field.
+    import json
+    import subprocess
+    from harness import ENVOY, MODULE, free_port
+    from render_helpers import minimal_module_bootstrap
+    path = tmp_path / "envoy.yaml"
+    doc = {"model_list": [{"model_name": "m", "litellm_params": {"model": "openai/x", "tempreture": 1}}]}
+    path.write_text(yaml.safe_dump(minimal_module_bootstrap(json.dumps(doc), free_port(), free_port(), MODULE)))
+    p = subprocess.run([ENVOY, "-c", str(path), "--use-dynamic-base-id", "-l", "info"], capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0
+    out = p.stdout + p.stderr
+    assert "model_list[0].litellm_params.tempreture" in out
+    assert "tollgate: refusing to start" in out
+
+
 def test_hand_written_example_is_valid_envoy():
     import subprocess
     from harness import ENVOY, ROOT
@@ -118,14 +135,18 @@ def test_hand_written_example_is_valid_envoy():
     assert v.returncode == 0, v.stdout[-3000:] + v.stderr[-3000:]
 
 
-def test_rendered_example_is_current(tmp_path):
+@pytest.mark.parametrize("form,flag,path,name", [
+    ("wasm", "--wasm", "/etc/envoy/tollgate.wasm", "tollgate.rendered.yaml"),
+    ("module", "--module", "/etc/envoy/libtollgate_module.so", "tollgate-module.rendered.yaml"),
+])
+def test_rendered_example_is_current(tmp_path, form, flag, path, name):
     from harness import ROOT
     out = tmp_path / "rendered.yaml"
     r = run_cli("render", os.path.join(ROOT, "examples/gateway.yaml"), "--listen", "0.0.0.0:4000", "--admin", "127.0.0.1:9901",
-                "--wasm", "/etc/envoy/tollgate.wasm", "-o", str(out))
+                flag, path, "-o", str(out))
     assert r.returncode == 0, r.stderr
-    with open(os.path.join(ROOT, "envoy/tollgate.rendered.yaml")) as f:
-        assert out.read_text() == f.read(), "envoy/tollgate.rendered.yaml is stale: run `make examples`"
+    with open(os.path.join(ROOT, "envoy", name)) as f:
+        assert out.read_text() == f.read(), f"envoy/{name} is stale: run `make examples`"
 
 
 def test_example_gateway_config_checks(tmp_path):
