@@ -6,8 +6,8 @@ use serde_json::{json, Value};
 
 use crate::config::{Cluster, Config};
 use crate::filter::{
-    ATTEMPT_HEADER, ATTEMPT_RETRY_HEADER, ATTEMPT_ROOT_ID, CLUSTER_HEADER, ERROR_NAMESPACE,
-    METADATA_NAMESPACE, USAGE_NAMESPACE,
+    body_metadata, ATTEMPT_HEADER, ATTEMPT_RETRY_HEADER, ATTEMPT_ROOT_ID, CLUSTER_HEADER,
+    ERROR_NAMESPACE, METADATA_NAMESPACE, USAGE_NAMESPACE,
 };
 use crate::providers::{AwsCredentials, Signing};
 use crate::stats;
@@ -90,32 +90,11 @@ pub fn json_to_metadata_filter() -> Value {
     })
 }
 
-/// Usage fields of every provider's non-streaming response, by JSON path. The last segment is the
-/// metadata key (they differ between providers, so one namespace holds them all).
-pub const USAGE_FIELDS: [&[&str]; 16] = [
-    &["usage", "prompt_tokens"],
-    &["usage", "completion_tokens"],
-    &["usage", "prompt_tokens_details", "cached_tokens"],
-    &["usage", "input_tokens"],
-    &["usage", "output_tokens"],
-    &["usage", "cache_read_input_tokens"],
-    &["usage", "cache_creation_input_tokens"],
-    &["usage", "inputTokens"],
-    &["usage", "outputTokens"],
-    &["usage", "cacheReadInputTokens"],
-    &["usage", "cacheWriteInputTokens"],
-    &["usageMetadata", "promptTokenCount"],
-    &["usageMetadata", "candidatesTokenCount"],
-    &["usageMetadata", "thoughtsTokenCount"],
-    &["usageMetadata", "cachedContentTokenCount"],
-    &["usageMetadata", "toolUsePromptTokenCount"],
-];
-
 /// A second `json_to_metadata`, after Tollgate in the chain, so it runs before Tollgate on the
 /// response path: it buffers a JSON response and extracts the provider's usage into metadata,
 /// which lets Tollgate put the request's cost in the response headers (sent before the body).
 pub fn usage_to_metadata_filter() -> Value {
-    let fields: Vec<(&[&str], &str)> = USAGE_FIELDS
+    let fields: Vec<(&[&str], &str)> = body_metadata::USAGE_FIELDS
         .iter()
         .map(|p| (*p, p.last().copied().unwrap_or_default()))
         .collect();
@@ -207,14 +186,15 @@ fn tollgate_filter(
 }
 
 /// The edge listener's HTTP filters. The `.wasm` needs `json_to_metadata` in front (it cannot wait
-/// for the body before the route is chosen) and the buffer filter behind (so the router sees
-/// nothing until Tollgate has accepted the body); the dynamic module holds the request headers
-/// until the body is in and reads the body itself, so it needs neither.
+/// for the body before the route is chosen), the buffer filter behind (so the router sees
+/// nothing until Tollgate has accepted the body) and a second `json_to_metadata` for the
+/// response's usage; the dynamic module holds the headers until the body is in, each way, and
+/// reads the body itself, so it needs none of them.
 fn edge_filters(config: &Config, plugin_json: &str, opts: &RenderOptions) -> Vec<Value> {
     let max_body = config.settings.max_request_body_bytes;
     let tollgate = tollgate_filter(config, plugin_json, opts, "tollgate");
     if opts.module_path.is_some() {
-        vec![tollgate, usage_to_metadata_filter(), router_filter()]
+        vec![tollgate, router_filter()]
     } else {
         vec![
             json_to_metadata_filter(),

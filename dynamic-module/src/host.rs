@@ -5,7 +5,7 @@ use std::io::Read;
 use std::sync::LazyLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tollgate::filter::{METADATA_NAMESPACE, USAGE_NAMESPACE};
+use tollgate::filter::{body_metadata, USAGE_NAMESPACE};
 use tollgate::host::HttpHost;
 use tollgate::stats::{Family, Kind, Metric};
 use tollgate::store::{ProcessStore, Store};
@@ -71,9 +71,9 @@ pub struct NativeHost<'a> {
     /// A request header was written in this hook: the route must be matched again (the filter
     /// picks the cluster by a header), as proxy-wasm does by itself.
     pub request_headers_changed: bool,
-    /// The `tollgate` metadata namespace, computed from the body when the request was held for
-    /// it (instead of read from what `json_to_metadata` wrote).
-    pub body_metadata: Option<Vec<(&'static str, Vec<u8>)>>,
+    /// A metadata namespace (`tollgate` for a held request, `tollgate_usage` for a held
+    /// response) computed from the body, instead of read from what `json_to_metadata` wrote.
+    pub body_metadata: Option<(&'static str, body_metadata::Entries)>,
     /// The request body, already read in this hook: handed to the filter instead of a re-read.
     pub held_request_body: Option<Vec<u8>>,
 }
@@ -152,6 +152,16 @@ impl<'a> NativeHost<'a> {
         } else {
             [Some(buffered), Some(received)]
         }
+    }
+
+    /// Whether the response is a stream (its headers must not wait for its end).
+    pub fn response_is_stream(&self) -> bool {
+        self.header(abi::RESPONSE_HEADER, "content-type")
+            .map(|ct| ct.to_ascii_lowercase())
+            .is_some_and(|ct| {
+                ct.starts_with("text/event-stream")
+                    || ct.starts_with("application/vnd.amazon.eventstream")
+            })
     }
 
     /// The size of the body this hook sees (what [`NativeHost::body`] would return).
@@ -410,7 +420,7 @@ impl HttpHost for NativeHost<'_> {
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
         match path {
             ["metadata", "filter_metadata", namespace, key] => match &self.body_metadata {
-                Some(fields) if *namespace == METADATA_NAMESPACE => fields
+                Some((ns, fields)) if ns == namespace => fields
                     .iter()
                     .find(|(k, _)| k == key)
                     .map(|(_, v)| v.clone()),

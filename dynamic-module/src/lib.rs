@@ -18,7 +18,9 @@ use std::sync::Arc;
 
 use tollgate::config::{self, Config, ProcessEnv, Strictness};
 use tollgate::error::ApiError;
-use tollgate::filter::{body_metadata, HttpFilter, Role, ATTEMPT_ROOT_ID};
+use tollgate::filter::{
+    body_metadata, HttpFilter, Role, ATTEMPT_ROOT_ID, METADATA_NAMESPACE, USAGE_NAMESPACE,
+};
 use tollgate::host::{Action, HttpHost};
 use tollgate::quota::{self, Scope};
 use tollgate::router::health;
@@ -45,6 +47,9 @@ struct Stream {
     filter: HttpFilter,
     /// The gateway's request headers are held until the body is in (see `run_deferred`).
     deferred: bool,
+    /// The gateway's (non-streamed) response headers are held until the body is in (see
+    /// `run_deferred_response`).
+    response_deferred: bool,
 }
 
 /// Forwards the `log` crate's records to Envoy's log (the `dynamic_modules` logger).
@@ -196,6 +201,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
         stream: Some(Stream {
             filter,
             deferred: false,
+            response_deferred: false,
         }),
     }))
     .cast::<c_void>()
@@ -309,9 +315,9 @@ fn run_deferred(s: &mut Stream, host: &mut NativeHost) -> Action {
     s.deferred = false;
     let body = host.request_body(0).unwrap_or_default();
     let content_type = host.request_header("content-type");
-    host.body_metadata = Some(body_metadata::request_metadata(
-        content_type.as_deref(),
-        &body,
+    host.body_metadata = Some((
+        METADATA_NAMESPACE,
+        body_metadata::request_metadata(content_type.as_deref(), &body),
     ));
     let size = body.len();
     host.held_request_body = Some(body);
@@ -348,9 +354,19 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
     module: FilterModulePtr,
     end_of_stream: bool,
 ) -> u32 {
-    with_filter(envoy, module, false, abi::HEADERS_CONTINUE, |s, host, _| {
-        headers_status(s.filter.on_response_headers(host, end_of_stream))
-    })
+    with_filter(
+        envoy,
+        module,
+        false,
+        abi::HEADERS_CONTINUE,
+        |s, host, role| {
+            if role == Role::Gateway && !end_of_stream && !host.response_is_stream() {
+                s.response_deferred = true;
+                return abi::HEADERS_STOP_ITERATION;
+            }
+            headers_status(s.filter.on_response_headers(host, end_of_stream))
+        },
+    )
 }
 
 #[no_mangle]
@@ -360,17 +376,49 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
     end_of_stream: bool,
 ) -> u32 {
     with_filter(envoy, module, false, abi::BODY_CONTINUE, |s, host, _| {
+        if s.response_deferred {
+            if !end_of_stream {
+                return abi::BODY_STOP_ITERATION_AND_BUFFER;
+            }
+            return body_status(run_deferred_response(s, host));
+        }
         let size = host.body_len(abi::RECEIVED_RESPONSE_BODY, abi::BUFFERED_RESPONSE_BODY);
         body_status(s.filter.on_response_body(host, size, end_of_stream))
     })
 }
 
+/// A whole non-streamed response: the filter's response-headers phase, then its body phase, in
+/// one hook, with the provider's usage read from the body (what the `json_to_metadata` behind
+/// the `.wasm` extracts), so the cost can still go in the headers.
+fn run_deferred_response(s: &mut Stream, host: &mut NativeHost) -> Action {
+    s.response_deferred = false;
+    let body = host.response_body(0).unwrap_or_default();
+    host.body_metadata = Some((USAGE_NAMESPACE, body_metadata::response_usage(&body)));
+    let size = body.len();
+    match s.filter.on_response_headers(host, false) {
+        Action::Continue => s.filter.on_response_body(host, size, true),
+        Action::Pause => Action::Pause,
+    }
+}
+
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
-    _envoy: FilterEnvoyPtr,
-    _module: FilterModulePtr,
+    envoy: FilterEnvoyPtr,
+    module: FilterModulePtr,
 ) -> u32 {
-    abi::TRAILERS_CONTINUE
+    with_filter(
+        envoy,
+        module,
+        false,
+        abi::TRAILERS_CONTINUE,
+        |s, host, _| {
+            if s.response_deferred && run_deferred_response(s, host) == Action::Pause {
+                abi::TRAILERS_STOP_ITERATION
+            } else {
+                abi::TRAILERS_CONTINUE
+            }
+        },
+    )
 }
 
 /// The stream is over, however it ended: charge, release, record (proxy-wasm's `on_log`).

@@ -1,20 +1,23 @@
-//! What the `json_to_metadata` filter in front of the gateway (`render::json_to_metadata_filter`)
-//! extracts from a request body, computed in-process, in the byte form the filter reads metadata
-//! in. A host that can hold the request headers until the body has arrived (Envoy's dynamic
-//! modules can; proxy-wasm in Envoy 1.40 cannot) needs neither that filter nor the buffer filter
-//! behind Tollgate: it reads the body, answers the filter's metadata reads from this, and only
-//! then lets the request go on.
+//! What the `json_to_metadata` filters around the gateway (`render::json_to_metadata_filter`
+//! before it, `render::usage_to_metadata_filter` after it) extract from a request body and from a
+//! response body, computed in-process, in the byte form the filter reads metadata in. A host that
+//! can hold headers until the body has arrived (Envoy's dynamic modules can; proxy-wasm in Envoy
+//! 1.40 cannot) needs none of those filters, nor the buffer filter behind Tollgate: it reads the
+//! body, answers the filter's metadata reads from this, and only then lets the headers go on.
 
 use serde_json::value::RawValue;
 
 use crate::json::{self, SplitError};
+
+/// A metadata namespace's entries as the filter reads them: `(key, value bytes)`.
+pub type Entries = Vec<(&'static str, Vec<u8>)>;
 
 /// `(key, value)` pairs of the `tollgate` metadata namespace: `model` (the alias as text),
 /// `model_value` (the same with its JSON type: equal bytes only for a string), `stream`, or the
 /// markers `model_missing` / `body_error`. Values are as proxy-wasm hands metadata over: a string
 /// as its bytes, a number as a little-endian f64, a bool as one byte; anything else as a byte
 /// that no string equals.
-pub fn request_metadata(content_type: Option<&str>, body: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
+pub fn request_metadata(content_type: Option<&str>, body: &[u8]) -> Entries {
     let marker = |key| vec![(key, vec![1u8])];
     let media_type = content_type
         .and_then(|ct| ct.split(';').next())
@@ -50,6 +53,55 @@ pub fn request_metadata(content_type: Option<&str>, body: &[u8]) -> Vec<(&'stati
     match json::get(&fields, "stream").map(typed) {
         None | Some(Typed::Null) => {}
         Some(v) => out.push(("stream", v.bytes())),
+    }
+    out
+}
+
+/// Usage fields of every provider's non-streaming response, by JSON path. The last segment is the
+/// metadata key (they differ between providers, so one namespace holds them all).
+pub const USAGE_FIELDS: [&[&str]; 16] = [
+    &["usage", "prompt_tokens"],
+    &["usage", "completion_tokens"],
+    &["usage", "prompt_tokens_details", "cached_tokens"],
+    &["usage", "input_tokens"],
+    &["usage", "output_tokens"],
+    &["usage", "cache_read_input_tokens"],
+    &["usage", "cache_creation_input_tokens"],
+    &["usage", "inputTokens"],
+    &["usage", "outputTokens"],
+    &["usage", "cacheReadInputTokens"],
+    &["usage", "cacheWriteInputTokens"],
+    &["usageMetadata", "promptTokenCount"],
+    &["usageMetadata", "candidatesTokenCount"],
+    &["usageMetadata", "thoughtsTokenCount"],
+    &["usageMetadata", "cachedContentTokenCount"],
+    &["usageMetadata", "toolUsePromptTokenCount"],
+];
+
+/// The `tollgate_usage` metadata namespace from a non-streaming response body: each
+/// [`USAGE_FIELDS`] path that holds a number, under its last segment, as a little-endian f64.
+pub fn response_usage(body: &[u8]) -> Entries {
+    let mut out = Vec::new();
+    let Ok(fields) = json::split_object(body) else {
+        return out;
+    };
+    for top in ["usage", "usageMetadata"] {
+        let Some(raw) = json::get(&fields, top) else {
+            continue;
+        };
+        let Ok(tree) = serde_json::from_str::<serde_json::Value>(raw.get()) else {
+            continue;
+        };
+        for path in USAGE_FIELDS.iter().filter(|p| p.first() == Some(&top)) {
+            let value = path
+                .iter()
+                .skip(1)
+                .try_fold(&tree, |v, key| v.get(key))
+                .and_then(serde_json::Value::as_f64);
+            if let (Some(n), Some(key)) = (value, path.last()) {
+                out.push((*key, n.to_le_bytes().to_vec()));
+            }
+        }
     }
     out
 }
@@ -160,6 +212,41 @@ mod tests {
             meta("application/json", br#"{"model":null}"#),
             "model_missing"
         ));
+    }
+
+    #[test]
+    fn response_usage_by_provider() {
+        let get = |m: &[(&str, Vec<u8>)], k: &str| {
+            m.iter()
+                .find(|(key, _)| *key == k)
+                .map(|(_, v)| f64::from_le_bytes(v[..8].try_into().unwrap()))
+        };
+        let m = response_usage(br#"{"id":"x","usage":{"prompt_tokens":12,"completion_tokens":3,"prompt_tokens_details":{"cached_tokens":4}}}"#);
+        assert_eq!(
+            (
+                get(&m, "prompt_tokens"),
+                get(&m, "completion_tokens"),
+                get(&m, "cached_tokens")
+            ),
+            (Some(12.0), Some(3.0), Some(4.0))
+        );
+        let m = response_usage(
+            br#"{"usage":{"input_tokens":7,"output_tokens":2,"cache_read_input_tokens":1}}"#,
+        );
+        assert_eq!(
+            (get(&m, "input_tokens"), get(&m, "cache_read_input_tokens")),
+            (Some(7.0), Some(1.0))
+        );
+        let m = response_usage(
+            br#"{"candidates":[],"usageMetadata":{"promptTokenCount":5,"candidatesTokenCount":6}}"#,
+        );
+        assert_eq!(
+            (get(&m, "promptTokenCount"), get(&m, "candidatesTokenCount")),
+            (Some(5.0), Some(6.0))
+        );
+        assert!(response_usage(br#"{"usage":{"prompt_tokens":"12"}}"#).is_empty());
+        assert!(response_usage(b"not json").is_empty());
+        assert!(response_usage(br#"{"error":{"message":"x"}}"#).is_empty());
     }
 
     /// A model that is not a string has a typed copy unequal to its text, which the filter
