@@ -16,14 +16,12 @@ use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use tollgate::config::{self, Config, ProcessEnv, Strictness};
+use tollgate::config::{Config, ProcessEnv};
 use tollgate::error::ApiError;
 use tollgate::filter::{
     body_metadata, HttpFilter, Role, ATTEMPT_ROOT_ID, METADATA_NAMESPACE, USAGE_NAMESPACE,
 };
 use tollgate::host::{Action, HttpHost};
-use tollgate::quota::{self, Scope};
-use tollgate::router::health;
 
 use abi::{FilterConfigEnvoyPtr, FilterConfigModulePtr, FilterEnvoyPtr, FilterModulePtr};
 use host::{MetricIds, NativeHost, STORE};
@@ -45,11 +43,50 @@ struct Filter {
 
 struct Stream {
     filter: HttpFilter,
-    /// The gateway's request headers are held until the body is in (see `run_deferred`).
-    deferred: bool,
-    /// The gateway's (non-streamed) response headers are held until the body is in (see
-    /// `run_deferred_response`).
-    response_deferred: bool,
+    /// The gateway's request headers, and its non-streamed response headers, are held until
+    /// their body is in (see `run_held`); indexed by [`Side`].
+    held: [bool; 2],
+}
+
+/// Which way a hook's headers and body go.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Request = 0,
+    Response = 1,
+}
+
+impl Side {
+    /// (the bytes received in this hook, those buffered before).
+    fn body_types(self) -> (abi::BodyType, abi::BodyType) {
+        match self {
+            Side::Request => (abi::RECEIVED_REQUEST_BODY, abi::BUFFERED_REQUEST_BODY),
+            Side::Response => (abi::RECEIVED_RESPONSE_BODY, abi::BUFFERED_RESPONSE_BODY),
+        }
+    }
+}
+
+impl Stream {
+    fn held(&mut self, side: Side) -> &mut bool {
+        let [request, response] = &mut self.held;
+        match side {
+            Side::Request => request,
+            Side::Response => response,
+        }
+    }
+
+    fn headers(&mut self, host: &mut NativeHost, side: Side, end_of_stream: bool) -> Action {
+        match side {
+            Side::Request => self.filter.on_request_headers(host, end_of_stream),
+            Side::Response => self.filter.on_response_headers(host, end_of_stream),
+        }
+    }
+
+    fn body(&mut self, host: &mut NativeHost, side: Side, size: usize, end: bool) -> Action {
+        match side {
+            Side::Request => self.filter.on_request_body(host, size, end),
+            Side::Response => self.filter.on_response_body(host, size, end),
+        }
+    }
 }
 
 /// Forwards the `log` crate's records to Envoy's log (the `dynamic_modules` logger).
@@ -133,39 +170,9 @@ fn new_config(
     } else {
         Role::Gateway
     };
-    let report = config::load_json(text, &ProcessEnv, Strictness::Serve);
-    for w in &report.warnings {
-        log::warn!("tollgate config warning: {w}");
-    }
-    for e in &report.errors {
-        log::error!("tollgate config error: {e}");
-    }
-    let Some(c) = report.config else {
-        log::error!(
-            "tollgate: refusing to start: {} configuration error(s), listed above",
-            report.errors.len()
-        );
-        return None;
-    };
-    let now = host::now_secs();
-    for token in c.keys.keys() {
-        quota::ensure_record(&*STORE, &quota::record_key(Scope::Key, token), now);
-    }
-    for team in c.teams.keys() {
-        quota::ensure_record(&*STORE, &quota::record_key(Scope::Team, team), now);
-    }
-    for d in &c.deployments {
-        health::ensure(&*STORE, &d.id);
-    }
+    let c = tollgate::host::configure(text, &ProcessEnv, &*STORE, host::now_secs())?;
     let metrics = host::define_metrics(config_envoy);
-    let micros = started.elapsed().as_micros();
-    log::info!(
-        "tollgate: configured {} deployments in {} model groups in {}.{:03} ms (dynamic module)",
-        c.deployments.len(),
-        c.model_names.len(),
-        micros / 1000,
-        micros % 1000
-    );
+    tollgate::host::log_configured(&c, started.elapsed().as_micros() as u64, "dynamic module");
     Some(FilterConfig {
         config: Arc::new(c),
         role,
@@ -200,8 +207,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
         shared,
         stream: Some(Stream {
             filter,
-            deferred: false,
-            response_deferred: false,
+            held: [false; 2],
         }),
     }))
     .cast::<c_void>()
@@ -261,25 +267,111 @@ fn body_status(a: Action) -> u32 {
     }
 }
 
+/// A headers hook. The gateway holds the request headers until the body is in, and the headers
+/// of a response that is not a stream (see `run_held`).
+fn on_headers(envoy: FilterEnvoyPtr, module: FilterModulePtr, side: Side, end: bool) -> u32 {
+    let on_missing = match side {
+        Side::Request => abi::HEADERS_STOP_ITERATION,
+        Side::Response => abi::HEADERS_CONTINUE,
+    };
+    with_filter(
+        envoy,
+        module,
+        side == Side::Request,
+        on_missing,
+        |s, host, role| {
+            let hold = role == Role::Gateway
+                && !end
+                && (side == Side::Request || !host.response_is_stream());
+            if hold {
+                *s.held(side) = true;
+                return abi::HEADERS_STOP_ITERATION;
+            }
+            headers_status(s.headers(host, side, end))
+        },
+    )
+}
+
+/// A body hook: buffers a held body until its end, or hands each chunk to the filter.
+fn on_body(envoy: FilterEnvoyPtr, module: FilterModulePtr, side: Side, end: bool) -> u32 {
+    let on_missing = match side {
+        Side::Request => abi::BODY_STOP_ITERATION_AND_BUFFER,
+        Side::Response => abi::BODY_CONTINUE,
+    };
+    with_filter(
+        envoy,
+        module,
+        side == Side::Request,
+        on_missing,
+        |s, host, _| {
+            if *s.held(side) {
+                if !end {
+                    return abi::BODY_STOP_ITERATION_AND_BUFFER;
+                }
+                return body_status(run_held(s, host, side));
+            }
+            let (received, buffered) = side.body_types();
+            let size = host.body_len(received, buffered);
+            body_status(s.body(host, side, size, end))
+        },
+    )
+}
+
+/// A trailers hook: a body followed by trailers never ends itself, so a held one runs here.
+fn on_trailers(envoy: FilterEnvoyPtr, module: FilterModulePtr, side: Side) -> u32 {
+    with_filter(
+        envoy,
+        module,
+        side == Side::Request,
+        abi::TRAILERS_CONTINUE,
+        |s, host, _| {
+            if *s.held(side) && run_held(s, host, side) == Action::Pause {
+                abi::TRAILERS_STOP_ITERATION
+            } else {
+                abi::TRAILERS_CONTINUE
+            }
+        },
+    )
+}
+
+/// A held request or response, once its whole body is in: the filter's headers phase, then its
+/// body phase, in one hook. The headers were held (their hook returned StopIteration), so the
+/// headers phase can still rewrite them (pick the route, put the cost in the response), and
+/// nothing goes on until the filter has seen the body: what proxy-wasm needs Envoy's
+/// `json_to_metadata` and buffer filters for. The fields those would have put in metadata come
+/// from the body: `model` and `stream` from a request, the provider's usage from a response.
+fn run_held(s: &mut Stream, host: &mut NativeHost, side: Side) -> Action {
+    *s.held(side) = false;
+    let body = match side {
+        Side::Request => host.request_body(0),
+        Side::Response => host.response_body(0),
+    }
+    .unwrap_or_default();
+    let size = body.len();
+    match side {
+        Side::Request => {
+            let content_type = host.request_header("content-type");
+            let fields = body_metadata::request_metadata(content_type.as_deref(), &body);
+            host.body_metadata = Some((METADATA_NAMESPACE, fields));
+            host.held_request_body = Some(body);
+        }
+        Side::Response => {
+            host.body_metadata = Some((USAGE_NAMESPACE, body_metadata::response_usage(&body)));
+        }
+    }
+    match s.headers(host, side, false) {
+        Action::Continue => s.body(host, side, size, true),
+        Action::Pause => Action::Pause,
+    }
+}
+
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     envoy: FilterEnvoyPtr,
     module: FilterModulePtr,
     end_of_stream: bool,
 ) -> u32 {
-    with_filter(
-        envoy,
-        module,
-        true,
-        abi::HEADERS_STOP_ITERATION,
-        |s, host, role| {
-            if role == Role::Gateway && !end_of_stream {
-                s.deferred = true;
-                return abi::HEADERS_STOP_ITERATION;
-            }
-            headers_status(s.filter.on_request_headers(host, end_of_stream))
-        },
-    )
+    on_headers(envoy, module, Side::Request, end_of_stream)
 }
 
 #[no_mangle]
@@ -288,43 +380,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
     module: FilterModulePtr,
     end_of_stream: bool,
 ) -> u32 {
-    with_filter(
-        envoy,
-        module,
-        true,
-        abi::BODY_STOP_ITERATION_AND_BUFFER,
-        |s, host, _| {
-            if s.deferred {
-                if !end_of_stream {
-                    return abi::BODY_STOP_ITERATION_AND_BUFFER;
-                }
-                return body_status(run_deferred(s, host));
-            }
-            let size = host.body_len(abi::RECEIVED_REQUEST_BODY, abi::BUFFERED_REQUEST_BODY);
-            body_status(s.filter.on_request_body(host, size, end_of_stream))
-        },
-    )
-}
-
-/// The gateway's request, once its whole body is in: the filter's headers phase, then its body
-/// phase, in one hook. The request headers were held (the headers hook returned StopIteration),
-/// so the headers phase can still rewrite them and pick the route, and the router sees nothing
-/// until the filter has accepted the request: what proxy-wasm needs Envoy's `json_to_metadata`
-/// and buffer filters for. The fields those would have put in metadata come from the body.
-fn run_deferred(s: &mut Stream, host: &mut NativeHost) -> Action {
-    s.deferred = false;
-    let body = host.request_body(0).unwrap_or_default();
-    let content_type = host.request_header("content-type");
-    host.body_metadata = Some((
-        METADATA_NAMESPACE,
-        body_metadata::request_metadata(content_type.as_deref(), &body),
-    ));
-    let size = body.len();
-    host.held_request_body = Some(body);
-    match s.filter.on_request_headers(host, false) {
-        Action::Continue => s.filter.on_request_body(host, size, true),
-        Action::Pause => Action::Pause,
-    }
+    on_body(envoy, module, Side::Request, end_of_stream)
 }
 
 #[no_mangle]
@@ -332,20 +388,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
     envoy: FilterEnvoyPtr,
     module: FilterModulePtr,
 ) -> u32 {
-    // A request with trailers never ends its body: a held request runs here, body buffered.
-    with_filter(
-        envoy,
-        module,
-        true,
-        abi::TRAILERS_STOP_ITERATION,
-        |s, host, _| {
-            if s.deferred && run_deferred(s, host) == Action::Pause {
-                abi::TRAILERS_STOP_ITERATION
-            } else {
-                abi::TRAILERS_CONTINUE
-            }
-        },
-    )
+    on_trailers(envoy, module, Side::Request)
 }
 
 #[no_mangle]
@@ -354,19 +397,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
     module: FilterModulePtr,
     end_of_stream: bool,
 ) -> u32 {
-    with_filter(
-        envoy,
-        module,
-        false,
-        abi::HEADERS_CONTINUE,
-        |s, host, role| {
-            if role == Role::Gateway && !end_of_stream && !host.response_is_stream() {
-                s.response_deferred = true;
-                return abi::HEADERS_STOP_ITERATION;
-            }
-            headers_status(s.filter.on_response_headers(host, end_of_stream))
-        },
-    )
+    on_headers(envoy, module, Side::Response, end_of_stream)
 }
 
 #[no_mangle]
@@ -375,30 +406,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
     module: FilterModulePtr,
     end_of_stream: bool,
 ) -> u32 {
-    with_filter(envoy, module, false, abi::BODY_CONTINUE, |s, host, _| {
-        if s.response_deferred {
-            if !end_of_stream {
-                return abi::BODY_STOP_ITERATION_AND_BUFFER;
-            }
-            return body_status(run_deferred_response(s, host));
-        }
-        let size = host.body_len(abi::RECEIVED_RESPONSE_BODY, abi::BUFFERED_RESPONSE_BODY);
-        body_status(s.filter.on_response_body(host, size, end_of_stream))
-    })
-}
-
-/// A whole non-streamed response: the filter's response-headers phase, then its body phase, in
-/// one hook, with the provider's usage read from the body (what the `json_to_metadata` behind
-/// the `.wasm` extracts), so the cost can still go in the headers.
-fn run_deferred_response(s: &mut Stream, host: &mut NativeHost) -> Action {
-    s.response_deferred = false;
-    let body = host.response_body(0).unwrap_or_default();
-    host.body_metadata = Some((USAGE_NAMESPACE, body_metadata::response_usage(&body)));
-    let size = body.len();
-    match s.filter.on_response_headers(host, false) {
-        Action::Continue => s.filter.on_response_body(host, size, true),
-        Action::Pause => Action::Pause,
-    }
+    on_body(envoy, module, Side::Response, end_of_stream)
 }
 
 #[no_mangle]
@@ -406,19 +414,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
     envoy: FilterEnvoyPtr,
     module: FilterModulePtr,
 ) -> u32 {
-    with_filter(
-        envoy,
-        module,
-        false,
-        abi::TRAILERS_CONTINUE,
-        |s, host, _| {
-            if s.response_deferred && run_deferred_response(s, host) == Action::Pause {
-                abi::TRAILERS_STOP_ITERATION
-            } else {
-                abi::TRAILERS_CONTINUE
-            }
-        },
-    )
+    on_trailers(envoy, module, Side::Response)
 }
 
 /// The stream is over, however it ended: charge, release, record (proxy-wasm's `on_log`).

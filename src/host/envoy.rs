@@ -10,11 +10,9 @@ use proxy_wasm::types::{Action as HostAction, ContextType, LogLevel};
 
 use super::pairs::{HeaderCache, Write};
 use super::{abi, Action, HttpHost};
-use crate::config::{self, Config, ProcessEnv, Strictness};
+use crate::config::{Config, ProcessEnv};
 use crate::error::ApiError;
 use crate::filter::{HttpFilter, Role, ATTEMPT_ROOT_ID};
-use crate::quota::{self, Scope};
-use crate::router::health;
 use crate::stats::{Metric, MetricCache};
 use crate::store::{Store, StoreError, Versioned};
 
@@ -46,45 +44,13 @@ impl RootContext for Root {
             self.role = Role::Attempt;
         }
         let text = abi::buffer(abi::PLUGIN_CONFIGURATION, 0, size).unwrap_or_default();
-        let report = config::load_json(&text, &ProcessEnv, Strictness::Serve);
-        for w in &report.warnings {
-            log::warn!("tollgate config warning: {w}");
-        }
-        for e in &report.errors {
-            log::error!("tollgate config error: {e}");
-        }
-        match report.config {
-            Some(c) => {
-                let micros = abi::now_ns().saturating_sub(started) / 1000;
-                log::info!(
-                    "tollgate: configured {} deployments in {} model groups in {}.{:03} ms",
-                    c.deployments.len(),
-                    c.model_names.len(),
-                    micros / 1000,
-                    micros % 1000
-                );
-                // Usage records exist before any request can touch them (see quota::ensure_record).
-                let now = abi::now_ns() / 1_000_000_000;
-                for token in c.keys.keys() {
-                    quota::ensure_record(&SharedData, &quota::record_key(Scope::Key, token), now);
-                }
-                for team in c.teams.keys() {
-                    quota::ensure_record(&SharedData, &quota::record_key(Scope::Team, team), now);
-                }
-                for d in &c.deployments {
-                    health::ensure(&SharedData, &d.id);
-                }
-                self.config = Some(Arc::new(c));
-                true
-            }
-            None => {
-                log::error!(
-                    "tollgate: refusing to start: {} configuration error(s), listed above",
-                    report.errors.len()
-                );
-                false
-            }
-        }
+        let now = abi::now_ns() / 1_000_000_000;
+        let Some(c) = super::configure(&text, &ProcessEnv, &SharedData, now) else {
+            return false;
+        };
+        super::log_configured(&c, abi::now_ns().saturating_sub(started) / 1000, "wasm");
+        self.config = Some(Arc::new(c));
+        true
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

@@ -10,7 +10,53 @@ pub mod envoy;
 pub mod mock;
 pub mod pairs;
 
+use crate::config::{self, Config, Env, Strictness};
+use crate::quota::{self, Scope};
+use crate::router::health;
 use crate::stats::Metric;
+use crate::store::Store;
+
+/// Loads the plugin configuration the way every host does at start: parsed and validated once,
+/// warnings and errors to the log (by field path), and the usage and health records created in
+/// the shared store before any request can touch them (see `quota::ensure_record`). `None`: the
+/// host must refuse to start (the errors are logged, then a line saying so).
+pub fn configure(text: &[u8], env: &dyn Env, store: &dyn Store, now_secs: u64) -> Option<Config> {
+    let report = config::load_json(text, env, Strictness::Serve);
+    for w in &report.warnings {
+        log::warn!("tollgate config warning: {w}");
+    }
+    for e in &report.errors {
+        log::error!("tollgate config error: {e}");
+    }
+    let Some(c) = report.config else {
+        log::error!(
+            "tollgate: refusing to start: {} configuration error(s), listed above",
+            report.errors.len()
+        );
+        return None;
+    };
+    for token in c.keys.keys() {
+        quota::ensure_record(store, &quota::record_key(Scope::Key, token), now_secs);
+    }
+    for team in c.teams.keys() {
+        quota::ensure_record(store, &quota::record_key(Scope::Team, team), now_secs);
+    }
+    for d in &c.deployments {
+        health::ensure(store, &d.id);
+    }
+    Some(c)
+}
+
+/// The log line that says a configuration is in service, with how long loading it took.
+pub fn log_configured(c: &Config, micros: u64, host: &str) {
+    log::info!(
+        "tollgate: configured {} deployments in {} model groups in {}.{:03} ms ({host})",
+        c.deployments.len(),
+        c.model_names.len(),
+        micros / 1000,
+        micros % 1000
+    );
+}
 
 /// What the request pipeline needs from the host for one HTTP stream. Calls never panic: a
 /// failed header write is logged by the implementation and otherwise ignored.
