@@ -37,8 +37,21 @@ struct FilterConfig {
 /// One HTTP stream.
 struct Filter {
     shared: Arc<FilterConfig>,
-    /// `None` after a panic: the stream's later hooks let it finish without the filter.
-    stream: Option<Stream>,
+    stream: Stream,
+    /// The filter panicked in an earlier hook: the stream's later hooks let it finish without
+    /// the filter, except the last, which still tries to settle the request (release its
+    /// admission and parallel slot).
+    poisoned: bool,
+}
+
+/// Which hook `with_filter` runs, for what a panic in it means.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Hook {
+    /// The request path: a panic answers 500 (the request must not go upstream unchecked).
+    Request,
+    Response,
+    /// The stream is over: runs even after a panic.
+    Done,
 }
 
 struct Stream {
@@ -56,6 +69,13 @@ enum Side {
 }
 
 impl Side {
+    fn hook(self) -> Hook {
+        match self {
+            Side::Request => Hook::Request,
+            Side::Response => Hook::Response,
+        }
+    }
+
     /// (the bytes received in this hook, those buffered before).
     fn body_types(self) -> (abi::BodyType, abi::BodyType) {
         match self {
@@ -205,21 +225,21 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
     // Never null: Envoy 1.40 does not expect it.
     Box::into_raw(Box::new(Filter {
         shared,
-        stream: Some(Stream {
+        stream: Stream {
             filter,
             held: [false; 2],
-        }),
+        },
+        poisoned: false,
     }))
     .cast::<c_void>()
     .cast_const()
 }
 
-/// Runs one hook of a stream's filter, catching a panic. A panic in the request path answers 500
-/// (the request must not go upstream unchecked); elsewhere the stream goes on without the filter.
+/// Runs one hook of a stream's filter, catching a panic (see [`Hook`]).
 fn with_filter<R>(
     envoy: FilterEnvoyPtr,
     module: FilterModulePtr,
-    request_path: bool,
+    hook: Hook,
     on_missing: R,
     f: impl FnOnce(&mut Stream, &mut NativeHost, Role) -> R,
 ) -> R {
@@ -230,17 +250,18 @@ fn with_filter<R>(
     };
     let shared = Arc::clone(&state.shared);
     let mut host = NativeHost::new(envoy, &shared.metrics);
-    let Some(stream) = state.stream.as_mut() else {
+    if state.poisoned && hook != Hook::Done {
         return on_missing;
-    };
+    }
+    let stream = &mut state.stream;
     let result = catch_unwind(AssertUnwindSafe(|| f(stream, &mut host, shared.role)));
     host.end_hook();
     match result {
         Ok(r) => r,
         Err(_) => {
-            state.stream = None;
+            state.poisoned = true;
             log::error!("tollgate: the filter panicked; this stream continues without it");
-            if request_path {
+            if hook == Hook::Request {
                 let e = ApiError::new(
                     500,
                     "api_error",
@@ -274,22 +295,15 @@ fn on_headers(envoy: FilterEnvoyPtr, module: FilterModulePtr, side: Side, end: b
         Side::Request => abi::HEADERS_STOP_ITERATION,
         Side::Response => abi::HEADERS_CONTINUE,
     };
-    with_filter(
-        envoy,
-        module,
-        side == Side::Request,
-        on_missing,
-        |s, host, role| {
-            let hold = role == Role::Gateway
-                && !end
-                && (side == Side::Request || !host.response_is_stream());
-            if hold {
-                *s.held(side) = true;
-                return abi::HEADERS_STOP_ITERATION;
-            }
-            headers_status(s.headers(host, side, end))
-        },
-    )
+    with_filter(envoy, module, side.hook(), on_missing, |s, host, role| {
+        let hold =
+            role == Role::Gateway && !end && (side == Side::Request || !host.response_is_stream());
+        if hold {
+            *s.held(side) = true;
+            return abi::HEADERS_STOP_ITERATION;
+        }
+        headers_status(s.headers(host, side, end))
+    })
 }
 
 /// A body hook: buffers a held body until its end, or hands each chunk to the filter.
@@ -298,23 +312,17 @@ fn on_body(envoy: FilterEnvoyPtr, module: FilterModulePtr, side: Side, end: bool
         Side::Request => abi::BODY_STOP_ITERATION_AND_BUFFER,
         Side::Response => abi::BODY_CONTINUE,
     };
-    with_filter(
-        envoy,
-        module,
-        side == Side::Request,
-        on_missing,
-        |s, host, _| {
-            if *s.held(side) {
-                if !end {
-                    return abi::BODY_STOP_ITERATION_AND_BUFFER;
-                }
-                return body_status(run_held(s, host, side));
+    with_filter(envoy, module, side.hook(), on_missing, |s, host, _| {
+        if *s.held(side) {
+            if !end {
+                return abi::BODY_STOP_ITERATION_AND_BUFFER;
             }
-            let (received, buffered) = side.body_types();
-            let size = host.body_len(received, buffered);
-            body_status(s.body(host, side, size, end))
-        },
-    )
+            return body_status(run_held(s, host, side));
+        }
+        let (received, buffered) = side.body_types();
+        let size = host.body_len(received, buffered);
+        body_status(s.body(host, side, size, end))
+    })
 }
 
 /// A trailers hook: a body followed by trailers never ends itself, so a held one runs here.
@@ -322,7 +330,7 @@ fn on_trailers(envoy: FilterEnvoyPtr, module: FilterModulePtr, side: Side) -> u3
     with_filter(
         envoy,
         module,
-        side == Side::Request,
+        side.hook(),
         abi::TRAILERS_CONTINUE,
         |s, host, _| {
             if *s.held(side) && run_held(s, host, side) == Action::Pause {
@@ -423,7 +431,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
     envoy: FilterEnvoyPtr,
     module: FilterModulePtr,
 ) {
-    with_filter(envoy, module, false, (), |s, host, _| {
+    with_filter(envoy, module, Hook::Done, (), |s, host, _| {
         s.filter.on_done(host)
     });
 }
