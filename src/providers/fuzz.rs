@@ -149,6 +149,26 @@ fn arb_bytes() -> impl Strategy<Value = Vec<u8>> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
+    /// What the dynamic module reads from untrusted bodies in place of json_to_metadata: never a
+    /// panic, and a string model comes out as sent.
+    #[test]
+    fn body_metadata_never_panics(body in arb_bytes(), request in arb_request(), json in any::<bool>()) {
+        use crate::filter::body_metadata::{request_metadata, response_usage};
+        let ct = if json { "application/json" } else { "text/plain" };
+        let _ = request_metadata(Some(ct), &body);
+        let _ = response_usage(&body);
+        let _ = crate::json::nesting_within(&body, 128);
+        let m = request_metadata(Some("application/json"), &request);
+        let sent = serde_json::from_slice::<serde_json::Value>(&request)
+            .ok()
+            .and_then(|v| v.get("model").and_then(|m| m.as_str()).map(str::to_string))
+            .filter(|m| !m.is_empty());
+        if let Some(model) = sent {
+            let got = m.iter().find(|(k, _)| *k == "model").map(|(_, v)| v.clone());
+            prop_assert_eq!(got, Some(model.into_bytes()));
+        }
+    }
+
     #[test]
     fn requests_translate_or_fail_cleanly(body in arb_request(), drop in any::<bool>()) {
         if let Ok(req) = parse_chat(&body) {
