@@ -109,6 +109,7 @@ bench-prepare: build $(BENCH_VENV)/.installed
 	@$${CARGO_HOME:-$$HOME/.cargo}/bin/oha --version 2>/dev/null | grep -qx "oha $(OHA_VERSION)" || cargo install --locked oha --version $(OHA_VERSION)
 	cargo build --quiet --release --manifest-path bench/loadgen/Cargo.toml
 	cargo build --quiet --release --target wasm32-wasip1 --manifest-path bench/noop-wasm/Cargo.toml
+	cargo build --quiet --release --manifest-path bench/noop-module/Cargo.toml
 
 $(BENCH_VENV)/.installed:
 	python3 -m venv $(BENCH_VENV)
@@ -117,4 +118,4 @@ $(BENCH_VENV)/.installed:
 
 clean:
 	cargo clean
-	rm -rf build bench/loadgen/target bench/noop-wasm/target
+	rm -rf build bench/loadgen/target bench/noop-wasm/target bench/noop-module/target

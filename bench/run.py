@@ -16,7 +16,9 @@ every target alike, and the ratios between rows hold. oha (--latency-correction)
 and (4) as a cross-check of bench/loadgen.
 
 Rows 3m to 5m are (3) to (5) with Tollgate loaded as an Envoy dynamic module (the same filter
-compiled natively, `tollgate render --module`) instead of the `.wasm`.
+compiled natively, `tollgate render --module`) instead of the `.wasm`; row 2m is (2) with a
+dynamic module that only holds each request until its body is in, as Tollgate's module does: the
+floor under (3m) to (5m).
 
 Rows 2a to 2c take Tollgate's bootstrap apart to show where its cost comes from: Envoy's filters
 around it, a proxy-wasm filter that does nothing, and that filter making as many host calls as
@@ -57,6 +59,7 @@ CLI = os.path.join(ROOT, "target", "debug", "tollgate")
 MODULE = os.path.join(ROOT, "target", "dynamic-module", "libtollgate_module.so")
 LOADGEN = os.path.join(BENCH, "loadgen", "target", "release", "tollgate-bench-loadgen")
 NOOP_WASM = os.path.join(BENCH, "noop-wasm", "target", "wasm32-wasip1", "release", "tollgate_bench_noop.wasm")
+NOOP_MODULE = os.path.join(BENCH, "noop-module", "target", "release", "libtollgate_bench_noop_module.so")
 LITELLM = os.path.join(ROOT, ".venv-bench", "bin", "litellm")
 # The pinned oha that `make bench` installs with cargo, whatever else is on PATH.
 OHA = os.path.join(os.environ.get("CARGO_HOME") or os.path.expanduser("~/.cargo"), "bin", "oha")
@@ -346,6 +349,15 @@ def floor_bootstrap(rendered, port, admin_port, filters=()):
 
 def rendered_filter(rendered, name):
     return copy.deepcopy(next(f for f in hcm_of(rendered)["http_filters"] if f["name"] == name))
+
+
+def noop_module_filter():
+    """A dynamic module that holds each request until its body is in and does nothing else
+    (bench/noop-module)."""
+    return {"name": "noop", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+        "dynamic_module_config": {"module": {"local": {"filename": NOOP_MODULE}}, "do_not_close": True},
+        "filter_name": "noop"}}
 
 
 def noop_wasm_filter(rendered, host_calls):
@@ -896,7 +908,7 @@ def main():
     ap.add_argument("--no-criterion", action="store_true", help="skip the criterion micro-benchmarks")
     ap.add_argument("--no-doc", action="store_true", help="print only; leave docs/BENCHMARKS.md alone")
     args = ap.parse_args()
-    for path in (ENVOY, WASM, MODULE, CLI, LOADGEN, NOOP_WASM, OHA):
+    for path in (ENVOY, WASM, MODULE, CLI, LOADGEN, NOOP_WASM, NOOP_MODULE, OHA):
         if not os.path.exists(path):
             sys.exit(f"{path} is missing: run `make bench`, which builds and installs it")
     atexit.register(stop_all)
@@ -922,6 +934,7 @@ def main():
         ("2a", "plain-j2m-buffer", [j2m, buffer]),
         ("2b", "plain-j2m-noop-buffer", [j2m, noop_wasm_filter(rendered, 0), buffer]),
         ("2c", "plain-j2m-noop40-buffer", [j2m, noop_wasm_filter(rendered, CALIBRATION_HOST_CALLS), buffer]),
+        ("2m", "plain-noop-module", [noop_module_filter()]),
     ]:
         port = free_port()
         floors[id_] = (Envoy(name, floor_bootstrap(rendered, port, free_port(), filters), workdir).start(),
@@ -955,6 +968,8 @@ def main():
                False, {}, "anthropic", floors["2b"][0].pid),
         target("2c", f"as (2b), the filter making {CALIBRATION_HOST_CALLS} host calls per request",
                floors["2c"][1] + anthropic, "claude-bench", False, {}, "anthropic", floors["2c"][0].pid),
+        target("2m", "as (2) + a dynamic module that holds each request until its body is in, nothing else",
+               floors["2m"][1] + anthropic, "claude-bench", False, {}, "anthropic", floors["2m"][0].pid),
         target("3", "Envoy + Tollgate, OpenAI alias (pass-through)", tg, "gpt-bench", False, auth, "openai",
                tollgate.pid),
         target("4", "Envoy + Tollgate, OpenAI → Anthropic, virtual key (budget, RPM/TPM, team), stats on", tg, "claude-bench", False, auth,
@@ -975,7 +990,7 @@ def main():
 
     log("perf profiles of (2), (4) and (4m)")
     profiles = {}
-    for t in (targets[1], targets[7], targets[10]):
+    for t in (t for t in targets if t["id"] in ("2", "4", "4m")):
         prof = perf_profile(workdir, t["id"], t["pid"], t["url"], t["body"], t["headers"])
         if prof:
             profiles[t["id"]] = prof

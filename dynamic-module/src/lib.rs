@@ -367,10 +367,21 @@ fn run_held(s: &mut Stream, host: &mut NativeHost, side: Side) -> Action {
             host.body_metadata = Some((USAGE_NAMESPACE, body_metadata::response_usage(&body)));
         }
     }
-    match s.headers(host, side, false) {
+    let action = match s.headers(host, side, false) {
         Action::Continue => s.body(host, side, size, true),
         Action::Pause => Action::Pause,
+    };
+    if action == Action::Continue {
+        // The whole body is known before the headers go: say its length rather than let Envoy
+        // send it chunked (the filter removed the old length, as it must when headers go first).
+        let (received, buffered) = side.body_types();
+        let length = host.body_len(received, buffered).to_string();
+        match side {
+            Side::Request => host.set_request_header("content-length", &length),
+            Side::Response => host.set_response_header("content-length", &length),
+        }
     }
+    action
 }
 
 #[no_mangle]

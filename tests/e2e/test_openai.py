@@ -6,7 +6,7 @@ import openai
 import pytest
 
 from conftest import MASTER_KEY
-from harness import http
+from harness import FILTER, http
 from mocks.base import Json, Raw
 from mocks.openai_mock import OPENAI_KEY
 
@@ -98,3 +98,20 @@ def test_provider_headers_hidden(gateway):
     assert status == 200, body
     assert "openai-organization" not in headers
     assert headers["content-type"] == "application/json"
+
+
+def test_bodies_the_gateway_rewrites_carry_their_length(gateway, mocks):
+    # Tollgate rewrites both bodies. The .wasm must let headers go before it has the body, so
+    # Envoy sends the new bodies chunked; the dynamic module holds them, so it states the length.
+    status, headers, body = http("POST", f"{gateway.base_url}/v1/chat/completions",
+                                 {"model": "claude", "messages": [{"role": "user", "content": "how long"}]},
+                                 {"authorization": f"Bearer {MASTER_KEY}", "content-type": "application/json"})
+    assert status == 200, body
+    upstream = mocks["anthropic"].last()
+    if FILTER == "module":
+        assert headers.get("content-length") == str(len(body))
+        assert "transfer-encoding" not in headers
+        assert upstream.headers.get("content-length") == str(len(upstream.body))
+    else:
+        assert headers.get("transfer-encoding") == "chunked"
+    assert json.loads(body)["choices"][0]["message"]["content"]
