@@ -106,6 +106,11 @@ impl Family {
         Family::TeamBudgetRemaining,
     ];
 
+    /// The family's position in [`Family::ALL`] (its declaration order).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn kind(self) -> Kind {
         match self {
             Family::UpstreamLatency | Family::TimeToFirstToken => Kind::Histogram,
@@ -489,7 +494,8 @@ mod tests {
         let (values, n) = c.tag_values(&mut scratch);
         assert_eq!(values[..n], ["dep-1"]);
         assert_eq!(Family::Cooldowns.tag_names(), ["deployment"]);
-        for f in Family::ALL {
+        for (i, f) in Family::ALL.into_iter().enumerate() {
+            assert_eq!(f.index(), i);
             assert!(f.tag_names().len() <= 5);
             assert!(f.base_name().starts_with("tollgate."));
         }

@@ -1,6 +1,7 @@
 //! [`HttpHost`] over Envoy's dynamic-module ABI: each call is a direct call into Envoy on the
 //! stream's worker thread, with no VM to cross and no copy of a header map to read one header.
 
+use std::cell::RefCell;
 use std::io::Read;
 use std::sync::LazyLock;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -75,7 +76,7 @@ pub struct NativeHost<'a> {
     /// response) computed from the body, instead of read from what `json_to_metadata` wrote.
     pub body_metadata: Option<(&'static str, body_metadata::Entries)>,
     /// The request body, already read in this hook: handed to the filter instead of a re-read.
-    pub held_request_body: Option<Vec<u8>>,
+    pub held_request_body: RefCell<Option<Vec<u8>>>,
 }
 
 impl<'a> NativeHost<'a> {
@@ -85,7 +86,7 @@ impl<'a> NativeHost<'a> {
             metrics,
             request_headers_changed: false,
             body_metadata: None,
-            held_request_body: None,
+            held_request_body: RefCell::new(None),
         }
     }
 
@@ -309,20 +310,13 @@ impl<'a> NativeHost<'a> {
     }
 
     fn record(&self, metric: &Metric, value: u64) -> bool {
-        let Some(Some(id)) = Family::ALL
-            .iter()
-            .position(|f| *f == metric.family)
-            .and_then(|i| self.metrics.get(i))
-        else {
+        let Some(Some(id)) = self.metrics.get(metric.family.index()) else {
             return false;
         };
         let mut scratch = [0u8; 3];
         let (values, n) = metric.tag_values(&mut scratch);
-        let labels: Vec<ModuleBuffer> = values
-            .iter()
-            .take(n)
-            .map(|v| ModuleBuffer::of(v.as_bytes()))
-            .collect();
+        let labels = values.map(|v| ModuleBuffer::of(v.as_bytes()));
+        let n = n.min(labels.len());
         // SAFETY: `filter` is live for this hook; the labels outlive the call.
         let result = unsafe {
             let record = match metric.family.kind() {
@@ -332,7 +326,7 @@ impl<'a> NativeHost<'a> {
                     abi::envoy_dynamic_module_callback_http_filter_record_histogram_value
                 }
             };
-            record(self.filter, *id, labels.as_ptr(), labels.len(), value)
+            record(self.filter, *id, labels.as_ptr(), n, value)
         };
         result == abi::METRICS_SUCCESS
     }
@@ -398,13 +392,15 @@ impl HttpHost for NativeHost<'_> {
         self.set_header(abi::RESPONSE_HEADER, name, None);
     }
     fn request_body(&self, _size: usize) -> Option<Vec<u8>> {
-        match &self.held_request_body {
-            Some(body) => Some(body.clone()),
-            None => self.body(abi::RECEIVED_REQUEST_BODY, abi::BUFFERED_REQUEST_BODY),
-        }
+        let held = self
+            .held_request_body
+            .try_borrow_mut()
+            .ok()
+            .and_then(|mut b| b.take());
+        held.or_else(|| self.body(abi::RECEIVED_REQUEST_BODY, abi::BUFFERED_REQUEST_BODY))
     }
     fn replace_request_body(&mut self, _size: usize, body: &[u8]) -> bool {
-        self.held_request_body = None;
+        self.held_request_body.replace(None);
         self.replace_body(abi::RECEIVED_REQUEST_BODY, abi::BUFFERED_REQUEST_BODY, body)
     }
     fn response_body(&self, _size: usize) -> Option<Vec<u8>> {

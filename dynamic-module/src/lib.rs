@@ -248,13 +248,12 @@ fn with_filter<R>(
     let Some(state) = (unsafe { module.cast_mut().cast::<Filter>().as_mut() }) else {
         return on_missing;
     };
-    let shared = Arc::clone(&state.shared);
-    let mut host = NativeHost::new(envoy, &shared.metrics);
     if state.poisoned && hook != Hook::Done {
         return on_missing;
     }
-    let stream = &mut state.stream;
-    let result = catch_unwind(AssertUnwindSafe(|| f(stream, &mut host, shared.role)));
+    let mut host = NativeHost::new(envoy, &state.shared.metrics);
+    let (stream, role) = (&mut state.stream, state.shared.role);
+    let result = catch_unwind(AssertUnwindSafe(|| f(stream, &mut host, role)));
     host.end_hook();
     match result {
         Ok(r) => r,
@@ -361,7 +360,7 @@ fn run_held(s: &mut Stream, host: &mut NativeHost, side: Side) -> Action {
             let content_type = host.request_header("content-type");
             let fields = body_metadata::request_metadata(content_type.as_deref(), &body);
             host.body_metadata = Some((METADATA_NAMESPACE, fields));
-            host.held_request_body = Some(body);
+            host.held_request_body.replace(Some(body));
         }
         Side::Response => {
             host.body_metadata = Some((USAGE_NAMESPACE, body_metadata::response_usage(&body)));
