@@ -1,4 +1,5 @@
-//! Tollgate: an OpenAI-compatible LLM gateway that runs inside Envoy as a proxy-wasm HTTP filter.
+//! Tollgate: an OpenAI-compatible LLM gateway that runs inside Envoy as a proxy-wasm HTTP filter
+//! (this crate, built for wasm32-wasip1) or as a dynamic module (`dynamic-module/`, which links it).
 //!
 //! Everything but `host::abi` and `host::envoy` is plain Rust, tested natively: the filter's
 //! pipeline ([`filter`]) talks to Envoy only through the [`host::HttpHost`] trait.

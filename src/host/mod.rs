@@ -1,6 +1,7 @@
 //! The seam between the pure core and the host. [`HttpHost`] is everything the request pipeline
 //! asks of Envoy; `envoy` implements it over the proxy-wasm ABI (without the SDK's panicking
-//! wrappers), and `mock` implements it in memory for native tests.
+//! wrappers), the `tollgate-dynamic-module` crate over Envoy's dynamic-module ABI, and `mock` in
+//! memory for native tests. [`configure`] is the start-up step every host shares.
 
 #[cfg(all(target_arch = "wasm32", not(test)))]
 pub mod abi;
