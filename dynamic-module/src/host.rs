@@ -58,6 +58,31 @@ pub fn define_metrics(config: abi::FilterConfigEnvoyPtr) -> MetricIds {
     ids
 }
 
+/// Which way a hook's headers and body go.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Request,
+    Response,
+}
+
+impl Side {
+    /// The bytes received in this hook.
+    fn received(self) -> abi::BodyType {
+        match self {
+            Side::Request => abi::RECEIVED_REQUEST_BODY,
+            Side::Response => abi::RECEIVED_RESPONSE_BODY,
+        }
+    }
+
+    /// The bytes buffered by earlier hooks (or filters).
+    fn buffered(self) -> abi::BodyType {
+        match self {
+            Side::Request => abi::BUFFERED_REQUEST_BODY,
+            Side::Response => abi::BUFFERED_RESPONSE_BODY,
+        }
+    }
+}
+
 #[derive(Clone, Copy)]
 enum Typed {
     String,
@@ -134,24 +159,27 @@ impl<'a> NativeHost<'a> {
     /// Where this hook's body is: the bytes received in this hook, those buffered by earlier
     /// hooks (or filters), or both (buffered first). At the end of a buffered body Envoy has
     /// already moved the last chunk into the buffer.
-    fn body_parts(
-        &self,
-        received: abi::BodyType,
-        buffered: abi::BodyType,
-    ) -> [Option<abi::BodyType>; 2] {
+    fn body_parts(&self, side: Side) -> [Option<abi::BodyType>; 2] {
         // SAFETY: `filter` is live for this hook.
         let same = unsafe {
-            if received == abi::RECEIVED_REQUEST_BODY {
-                abi::envoy_dynamic_module_callback_http_received_buffered_request_body(self.filter)
-            } else {
-                abi::envoy_dynamic_module_callback_http_received_buffered_response_body(self.filter)
+            match side {
+                Side::Request => {
+                    abi::envoy_dynamic_module_callback_http_received_buffered_request_body(
+                        self.filter,
+                    )
+                }
+                Side::Response => {
+                    abi::envoy_dynamic_module_callback_http_received_buffered_response_body(
+                        self.filter,
+                    )
+                }
             }
         };
         if same {
             // The received data is the buffer an earlier filter built: read it once.
-            [Some(buffered), None]
+            [Some(side.buffered()), None]
         } else {
-            [Some(buffered), Some(received)]
+            [Some(side.buffered()), Some(side.received())]
         }
     }
 
@@ -166,8 +194,8 @@ impl<'a> NativeHost<'a> {
     }
 
     /// The size of the body this hook sees (what [`NativeHost::body`] would return).
-    pub fn body_len(&self, received: abi::BodyType, buffered: abi::BodyType) -> usize {
-        self.body_parts(received, buffered)
+    pub fn body_len(&self, side: Side) -> usize {
+        self.body_parts(side)
             .into_iter()
             .flatten()
             // SAFETY: `filter` is live for this hook.
@@ -177,9 +205,9 @@ impl<'a> NativeHost<'a> {
             .sum()
     }
 
-    fn body(&self, received: abi::BodyType, buffered: abi::BodyType) -> Option<Vec<u8>> {
+    fn body(&self, side: Side) -> Vec<u8> {
         let mut out = Vec::new();
-        for t in self.body_parts(received, buffered).into_iter().flatten() {
+        for t in self.body_parts(side).into_iter().flatten() {
             // SAFETY: `filter` is live; the chunks are copied before anything changes the body.
             unsafe {
                 let n =
@@ -199,11 +227,12 @@ impl<'a> NativeHost<'a> {
                 }
             }
         }
-        Some(out)
+        out
     }
 
-    fn replace_body(&self, received: abi::BodyType, buffered: abi::BodyType, body: &[u8]) -> bool {
-        let parts = self.body_parts(received, buffered);
+    fn replace_body(&self, side: Side, body: &[u8]) -> bool {
+        let (received, buffered) = (side.received(), side.buffered());
+        let parts = self.body_parts(side);
         // SAFETY: `filter` is live for this hook; Envoy copies the appended bytes.
         unsafe {
             let has_buffer =
@@ -397,21 +426,17 @@ impl HttpHost for NativeHost<'_> {
             .try_borrow_mut()
             .ok()
             .and_then(|mut b| b.take());
-        held.or_else(|| self.body(abi::RECEIVED_REQUEST_BODY, abi::BUFFERED_REQUEST_BODY))
+        Some(held.unwrap_or_else(|| self.body(Side::Request)))
     }
     fn replace_request_body(&mut self, _size: usize, body: &[u8]) -> bool {
         self.held_request_body.replace(None);
-        self.replace_body(abi::RECEIVED_REQUEST_BODY, abi::BUFFERED_REQUEST_BODY, body)
+        self.replace_body(Side::Request, body)
     }
     fn response_body(&self, _size: usize) -> Option<Vec<u8>> {
-        self.body(abi::RECEIVED_RESPONSE_BODY, abi::BUFFERED_RESPONSE_BODY)
+        Some(self.body(Side::Response))
     }
     fn replace_response_body(&mut self, _size: usize, body: &[u8]) -> bool {
-        self.replace_body(
-            abi::RECEIVED_RESPONSE_BODY,
-            abi::BUFFERED_RESPONSE_BODY,
-            body,
-        )
+        self.replace_body(Side::Response, body)
     }
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
         match path {

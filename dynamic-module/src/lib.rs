@@ -24,7 +24,7 @@ use tollgate::filter::{
 use tollgate::host::{Action, HttpHost};
 
 use abi::{FilterConfigEnvoyPtr, FilterConfigModulePtr, FilterEnvoyPtr, FilterModulePtr};
-use host::{MetricIds, NativeHost, STORE};
+use host::{MetricIds, NativeHost, Side, STORE};
 
 /// One filter of the bootstrap: its parsed configuration, role and metric ids, shared by the
 /// workers' streams.
@@ -61,27 +61,10 @@ struct Stream {
     held: [bool; 2],
 }
 
-/// Which way a hook's headers and body go.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Side {
-    Request = 0,
-    Response = 1,
-}
-
-impl Side {
-    fn hook(self) -> Hook {
-        match self {
-            Side::Request => Hook::Request,
-            Side::Response => Hook::Response,
-        }
-    }
-
-    /// (the bytes received in this hook, those buffered before).
-    fn body_types(self) -> (abi::BodyType, abi::BodyType) {
-        match self {
-            Side::Request => (abi::RECEIVED_REQUEST_BODY, abi::BUFFERED_REQUEST_BODY),
-            Side::Response => (abi::RECEIVED_RESPONSE_BODY, abi::BUFFERED_RESPONSE_BODY),
-        }
+fn hook(side: Side) -> Hook {
+    match side {
+        Side::Request => Hook::Request,
+        Side::Response => Hook::Response,
     }
 }
 
@@ -294,7 +277,7 @@ fn on_headers(envoy: FilterEnvoyPtr, module: FilterModulePtr, side: Side, end: b
         Side::Request => abi::HEADERS_STOP_ITERATION,
         Side::Response => abi::HEADERS_CONTINUE,
     };
-    with_filter(envoy, module, side.hook(), on_missing, |s, host, role| {
+    with_filter(envoy, module, hook(side), on_missing, |s, host, role| {
         let hold =
             role == Role::Gateway && !end && (side == Side::Request || !host.response_is_stream());
         if hold {
@@ -311,15 +294,14 @@ fn on_body(envoy: FilterEnvoyPtr, module: FilterModulePtr, side: Side, end: bool
         Side::Request => abi::BODY_STOP_ITERATION_AND_BUFFER,
         Side::Response => abi::BODY_CONTINUE,
     };
-    with_filter(envoy, module, side.hook(), on_missing, |s, host, _| {
+    with_filter(envoy, module, hook(side), on_missing, |s, host, _| {
         if *s.held(side) {
             if !end {
                 return abi::BODY_STOP_ITERATION_AND_BUFFER;
             }
             return body_status(run_held(s, host, side));
         }
-        let (received, buffered) = side.body_types();
-        let size = host.body_len(received, buffered);
+        let size = host.body_len(side);
         body_status(s.body(host, side, size, end))
     })
 }
@@ -329,7 +311,7 @@ fn on_trailers(envoy: FilterEnvoyPtr, module: FilterModulePtr, side: Side) -> u3
     with_filter(
         envoy,
         module,
-        side.hook(),
+        hook(side),
         abi::TRAILERS_CONTINUE,
         |s, host, _| {
             if *s.held(side) && run_held(s, host, side) == Action::Pause {
@@ -373,8 +355,7 @@ fn run_held(s: &mut Stream, host: &mut NativeHost, side: Side) -> Action {
     if action == Action::Continue {
         // The whole body is known before the headers go: say its length rather than let Envoy
         // send it chunked (the filter removed the old length, as it must when headers go first).
-        let (received, buffered) = side.body_types();
-        let length = host.body_len(received, buffered).to_string();
+        let length = host.body_len(side).to_string();
         match side {
             Side::Request => host.set_request_header("content-length", &length),
             Side::Response => host.set_response_header("content-length", &length),
