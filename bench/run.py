@@ -647,7 +647,49 @@ def run_criterion():
     for est in glob.glob(os.path.join(ROOT, "target", "criterion", "*", "*", "new", "estimates.json")):
         group, name = est.split(os.sep)[-4:-2]
         out[f"{group}/{name}"] = json.loads(read(est))["median"]["point_estimate"]  # ns
+    out.update(count_instructions(r.stderr))
     return out
+
+
+WHOLE_FILTER = ["filter/passthrough", "filter/anthropic_virtual_key", "filter/anthropic_virtual_key_module"]
+
+
+def count_instructions(cargo_stderr):
+    """Instructions per request of the whole-filter benchmarks, counted by callgrind: a figure
+    that does not move with the machine's load, for before/after comparisons of the hot path.
+    Keyed "instr/<benchmark>"; nothing when valgrind is not installed."""
+    exe = re.search(r"Executable benches/translate\.rs \((.*?)\)", cargo_stderr)
+    if not shutil.which("valgrind") or not exe:
+        return {}
+    binary = os.path.join(ROOT, exe.group(1))
+    out = {}
+    for bench in WHOLE_FILTER:
+        with tempfile.TemporaryDirectory(prefix="callgrind-") as tmp:
+            data = os.path.join(tmp, "callgrind.out")
+            cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={data}",
+                   "--toggle-collect=translate::whole_request", binary, "--bench", "--profile-time", "1", bench]
+            COMMANDS.append(quoted(cmd).replace(binary, os.path.relpath(binary, ROOT)))
+            r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+            if r.returncode != 0 or not os.path.exists(data):
+                continue
+            total, calls = callgrind_per_call(read(data), "translate::whole_request")
+            if calls:
+                out[f"instr/{bench}"] = total / calls
+    return out
+
+
+def callgrind_per_call(text, function):
+    """(instructions collected, calls of `function`) from a callgrind output file collected only
+    inside `function` (--toggle-collect)."""
+    total = next((int(m.group(1)) for m in re.finditer(r"^(?:summary|totals): (\d+)", text, re.M)), 0)
+    ids = {m.group(1) for m in re.finditer(r"^c?fn=\((\d+)\) (.*)$", text, re.M) if m.group(2).endswith(function)}
+    calls, lines = 0, text.splitlines()
+    for i, line in enumerate(lines[:-1]):
+        m = re.match(r"cfn=\((\d+)\)", line)
+        c = re.match(r"calls=(\d+)", lines[i + 1])
+        if m and c and m.group(1) in ids:
+            calls += int(c.group(1))
+    return total, calls
 
 
 def count_host_calls():
@@ -774,12 +816,15 @@ def criterion_table(micro):
         "admission/key_and_team": "admission + settlement in shared data (virtual key and its team: budget, RPM/TPM, parallel)",
         "filter/passthrough": "whole filter, every callback, in-memory host: (3) pass-through with the virtual key",
         "filter/anthropic_virtual_key": "whole filter, every callback, in-memory host: (4) Anthropic with the virtual key",
+        "filter/anthropic_virtual_key_module": "the same, with the body scans the dynamic module does in place of `json_to_metadata`: (4m)",
     }
-    lines = ["| micro-benchmark (native, criterion median) | time |", "|---|---|"]
+    lines = ["| micro-benchmark (native, criterion median) | time | instructions per request (callgrind) |",
+             "|---|---|---|"]
     for key, label in names.items():
         if key in micro:
             ns = micro[key] / (STREAM_EVENTS if key.startswith("stream/") else 1)
-            lines.append(f"| {label} | {ns / 1000:.2f} µs |")
+            instr = micro.get(f"instr/{key}")
+            lines.append(f"| {label} | {ns / 1000:.2f} µs | {f'{instr:,.0f}' if instr else ''} |")
     return "\n".join(lines)
 
 

@@ -22,7 +22,7 @@ use serde_json::json;
 use std::sync::Arc;
 
 use tollgate::config::{self, Config, Deployment, Strictness};
-use tollgate::filter::{HttpFilter, Role};
+use tollgate::filter::{body_metadata, HttpFilter, Role};
 use tollgate::host::{Action, HttpHost};
 use tollgate::openai::{parse_chat, ResponseCtx};
 use tollgate::providers::RequestOptions;
@@ -344,7 +344,17 @@ fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Where the filter's metadata comes from.
+#[derive(Clone, Copy)]
+enum Metadata {
+    /// Envoy's `json_to_metadata` filters wrote it (the `.wasm`): given, not computed.
+    Given,
+    /// The dynamic module computes it from the bodies it holds (`body_metadata`).
+    FromBodies,
+}
+
 /// One whole request through the filter's callbacks, as Envoy drives them for targets (3) and (4).
+#[allow(clippy::too_many_arguments)]
 fn whole_request(
     config: &Arc<Config>,
     store: &tollgate::store::MemoryStore,
@@ -353,26 +363,39 @@ fn whole_request(
     body: &[u8],
     answer: &[u8],
     usage: &[(&str, f64)],
+    metadata: Metadata,
 ) -> usize {
-    let mut properties = vec![
-        (
-            "metadata.filter_metadata.tollgate.model".to_string(),
-            alias.as_bytes().to_vec(),
-        ),
-        (
-            "metadata.filter_metadata.tollgate.model_value".to_string(),
-            alias.as_bytes().to_vec(),
-        ),
-        (
-            "response.code_details".to_string(),
-            b"via_upstream".to_vec(),
-        ),
-    ];
-    for (k, v) in usage {
-        properties.push((
-            format!("metadata.filter_metadata.tollgate_usage.{k}"),
-            v.to_le_bytes().to_vec(),
-        ));
+    let mut properties = vec![(
+        "response.code_details".to_string(),
+        b"via_upstream".to_vec(),
+    )];
+    let entries = |namespace: &str, entries: Vec<(&str, Vec<u8>)>| {
+        entries
+            .into_iter()
+            .map(|(k, v)| (format!("metadata.filter_metadata.{namespace}.{k}"), v))
+            .collect::<Vec<_>>()
+    };
+    match metadata {
+        Metadata::Given => {
+            let given = vec![
+                ("model", alias.as_bytes().to_vec()),
+                ("model_value", alias.as_bytes().to_vec()),
+            ];
+            properties.extend(entries("tollgate", given));
+            let usage = usage
+                .iter()
+                .map(|(k, v)| (*k, v.to_le_bytes().to_vec()))
+                .collect();
+            properties.extend(entries("tollgate_usage", usage));
+        }
+        Metadata::FromBodies => {
+            let scanned = body_metadata::request_metadata(Some("application/json"), body);
+            properties.extend(entries("tollgate", scanned));
+            properties.extend(entries(
+                "tollgate_usage",
+                body_metadata::response_usage(answer),
+            ));
+        }
     }
     let mut host = BenchHost {
         request_headers: owned(&[
@@ -452,9 +475,16 @@ fn whole(c: &mut Criterion) {
                     ("completion_tokens", 46.0),
                     ("cached_tokens", 0.0),
                 ],
+                Metadata::Given,
             )
         })
     });
+    let anthropic_usage = [
+        ("input_tokens", 171.0),
+        ("output_tokens", 46.0),
+        ("cache_read_input_tokens", 0.0),
+        ("cache_creation_input_tokens", 0.0),
+    ];
     g.bench_function("anthropic_virtual_key", |b| {
         b.iter(|| {
             whole_request(
@@ -464,12 +494,22 @@ fn whole(c: &mut Criterion) {
                 "claude-bench",
                 &anthropic_body,
                 ANTHROPIC_RESPONSE,
-                &[
-                    ("input_tokens", 171.0),
-                    ("output_tokens", 46.0),
-                    ("cache_read_input_tokens", 0.0),
-                    ("cache_creation_input_tokens", 0.0),
-                ],
+                &anthropic_usage,
+                Metadata::Given,
+            )
+        })
+    });
+    g.bench_function("anthropic_virtual_key_module", |b| {
+        b.iter(|| {
+            whole_request(
+                &config,
+                &store,
+                &mut metrics,
+                "claude-bench",
+                &anthropic_body,
+                ANTHROPIC_RESPONSE,
+                &anthropic_usage,
+                Metadata::FromBodies,
             )
         })
     });

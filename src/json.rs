@@ -143,6 +143,173 @@ pub fn nesting_within(text: &[u8], limit: usize) -> bool {
     true
 }
 
+/// Why [`scan_object`] gave up on a body.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum ScanError {
+    /// Not well-formed JSON (unbalanced, unterminated, trailing bytes, empty), or nested deeper
+    /// than the limit.
+    Malformed,
+    /// Well-formed JSON, but not an object.
+    NotAnObject,
+}
+
+/// The raw values of `keys` at the top level of a JSON object (the last of duplicates, as
+/// [`split_object`] keeps), in one pass over the bytes and without allocating: strings are
+/// skipped with `memchr`, nested values by counting brackets. Checks the structure (strings
+/// closed, brackets balanced and at most `depth_limit` deep, counting the object itself, nothing
+/// after it) but not what a full parse also checks (UTF-8, escapes, number and literal
+/// spelling): a caller that goes on to parse the body catches those there. For the fields a
+/// filter must see before it parses a body (the dynamic module's `model` and `stream`).
+pub fn scan_object<'a, const N: usize>(
+    text: &'a [u8],
+    keys: [&str; N],
+    depth_limit: usize,
+) -> Result<[Option<&'a [u8]>; N], ScanError> {
+    let mut found = [None; N];
+    for_each_field(text, depth_limit, |key, value| {
+        if let Some(slot) = keys
+            .iter()
+            .position(|k| key_is(key, k))
+            .and_then(|n| found.get_mut(n))
+        {
+            *slot = Some(value);
+        }
+    })?;
+    Ok(found)
+}
+
+/// Calls `field` with each top-level `(raw key between its quotes, raw value)` of a JSON object,
+/// in body order, checking the structure as [`scan_object`] does. Fields before a structural
+/// error have been seen by the time it is returned.
+pub fn for_each_field<'a>(
+    text: &'a [u8],
+    depth_limit: usize,
+    mut field: impl FnMut(&'a [u8], &'a [u8]),
+) -> Result<(), ScanError> {
+    let mut i = skip_ws(text, 0);
+    if text.get(i) != Some(&b'{') {
+        return Err(if serde_json::from_slice::<de::IgnoredAny>(text).is_ok() {
+            ScanError::NotAnObject
+        } else {
+            ScanError::Malformed
+        });
+    }
+    if depth_limit == 0 {
+        return Err(ScanError::Malformed);
+    }
+    i = skip_ws(text, i + 1);
+    if text.get(i) == Some(&b'}') {
+        i += 1;
+    } else {
+        loop {
+            let key_start = i;
+            i = skip_string(text, i)?;
+            let key = text.get(key_start + 1..i - 1).ok_or(ScanError::Malformed)?;
+            i = skip_ws(text, i);
+            if text.get(i) != Some(&b':') {
+                return Err(ScanError::Malformed);
+            }
+            let value_start = skip_ws(text, i + 1);
+            i = skip_value(text, value_start, depth_limit - 1)?;
+            field(key, text.get(value_start..i).ok_or(ScanError::Malformed)?);
+            i = skip_ws(text, i);
+            match text.get(i) {
+                Some(b',') => i = skip_ws(text, i + 1),
+                Some(b'}') => {
+                    i += 1;
+                    break;
+                }
+                _ => return Err(ScanError::Malformed),
+            }
+        }
+    }
+    if skip_ws(text, i) != text.len() {
+        return Err(ScanError::Malformed);
+    }
+    Ok(())
+}
+
+/// A raw key (between its quotes) names `want`; one with escapes is decoded first.
+fn key_is(raw: &[u8], want: &str) -> bool {
+    if !raw.contains(&b'\\') {
+        return raw == want.as_bytes();
+    }
+    let quoted = [&b"\""[..], raw, b"\""].concat();
+    serde_json::from_slice::<String>(&quoted).is_ok_and(|k| k == want)
+}
+
+fn skip_ws(text: &[u8], mut i: usize) -> usize {
+    while matches!(text.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        i += 1;
+    }
+    i
+}
+
+/// From the opening quote at `i` to just past the closing one.
+fn skip_string(text: &[u8], i: usize) -> Result<usize, ScanError> {
+    if text.get(i) != Some(&b'"') {
+        return Err(ScanError::Malformed);
+    }
+    let mut j = i + 1;
+    loop {
+        let rest = text.get(j..).ok_or(ScanError::Malformed)?;
+        let at = memchr::memchr2(b'"', b'\\', rest).ok_or(ScanError::Malformed)?;
+        j += at;
+        if text.get(j) == Some(&b'"') {
+            return Ok(j + 1);
+        }
+        // A backslash escapes the byte after it (a quote, a backslash, or the start of \uXXXX).
+        j += 2;
+    }
+}
+
+/// From the first byte of a value at `i` to just past it; `depth_limit` is how many more levels
+/// of arrays and objects may open.
+fn skip_value(text: &[u8], i: usize, depth_limit: usize) -> Result<usize, ScanError> {
+    match text.get(i) {
+        None => Err(ScanError::Malformed),
+        Some(b'"') => skip_string(text, i),
+        Some(b'{' | b'[') => {
+            let mut depth = 0usize;
+            let mut j = i;
+            loop {
+                match text.get(j) {
+                    None => return Err(ScanError::Malformed),
+                    Some(b'"') => {
+                        j = skip_string(text, j)?;
+                        continue;
+                    }
+                    Some(b'{' | b'[') => {
+                        depth += 1;
+                        if depth > depth_limit {
+                            return Err(ScanError::Malformed);
+                        }
+                    }
+                    Some(b'}' | b']') => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Ok(j + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+        }
+        Some(b'}' | b']' | b',' | b':') => Err(ScanError::Malformed),
+        Some(_) => {
+            let mut j = i;
+            while !matches!(
+                text.get(j),
+                None | Some(b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
+            ) {
+                j += 1;
+            }
+            Ok(j)
+        }
+    }
+}
+
 /// The standard 400 for a request body that is not a JSON object.
 pub fn body_error(e: SplitError) -> ApiError {
     match e {
@@ -232,6 +399,14 @@ pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
+/// Serializes a value into a buffer sized for about `size` bytes up front: a translated body is
+/// about as long as the one it came from, and growing the buffer step by step copies it each time.
+pub fn to_vec_sized<T: Serialize + ?Sized>(value: &T, size: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(size.saturating_add(size / 8).saturating_add(256));
+    write(&mut out, value);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,6 +451,81 @@ mod tests {
             split_object(b"{} trailing"),
             Err(SplitError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn scans_top_level_values() {
+        let body =
+            br#" { "model" : "gpt" , "messages":[{"content":"a \"}] { [ \\"}], "stream":true,
+            "x":{"model":"inner"},"n":-1.5e3, "model":"last"} "#;
+        let [model, stream, n, missing] =
+            scan_object(body, ["model", "stream", "n", "nope"], 128).unwrap();
+        assert_eq!(model, Some(&br#""last""#[..]));
+        assert_eq!(stream, Some(&b"true"[..]));
+        assert_eq!(n, Some(&b"-1.5e3"[..]));
+        assert_eq!(missing, None);
+        let [m] = scan_object(br#"{"mod\u0065l":"escaped"}"#, ["model"], 128).unwrap();
+        assert_eq!(m, Some(&br#""escaped""#[..]));
+        assert_eq!(scan_object(b"{}", ["model"], 128), Ok([None]));
+    }
+
+    #[test]
+    fn scan_refuses_what_a_parser_refuses_structurally() {
+        let malformed: [&[u8]; 12] = [
+            b"",
+            b"{",
+            br#"{"model": "#,
+            br#"{"model": "gpt", "messages": ["#,
+            br#"{"model": "gpt"} xyz"#,
+            br#"{"model" "gpt"}"#,
+            br#"{"model": "gpt",}"#,
+            br#"{"a": "unterminated}"#,
+            br#"{"a": "ends in a backslash\"#,
+            br#"{model: 1}"#,
+            br#"{"a": ]}"#,
+            b"{bad",
+        ];
+        for body in malformed {
+            assert_eq!(
+                scan_object(body, ["model"], 128),
+                Err(ScanError::Malformed),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        assert_eq!(
+            scan_object(b"[1,2]", ["model"], 128),
+            Err(ScanError::NotAnObject)
+        );
+        assert_eq!(
+            scan_object(b" \"s\" ", ["model"], 128),
+            Err(ScanError::NotAnObject)
+        );
+        assert_eq!(
+            scan_object(b"[1,", ["model"], 128),
+            Err(ScanError::Malformed)
+        );
+    }
+
+    #[test]
+    fn scan_counts_depth_like_nesting_within() {
+        for depth in [1usize, 2, 10, 127, 128, 129, 200] {
+            let inner = depth.saturating_sub(1);
+            let body = format!("{{\"x\":{}{}}}", "[".repeat(inner), "]".repeat(inner));
+            let body = if inner == 0 {
+                "{\"x\":1}".to_string()
+            } else {
+                body
+            };
+            assert_eq!(
+                scan_object(body.as_bytes(), ["x"], 128).is_ok(),
+                nesting_within(body.as_bytes(), 128),
+                "depth {depth}"
+            );
+        }
+        // Brackets inside strings do not count.
+        let body = format!("{{\"x\":\"{}\"}}", "[".repeat(500));
+        assert!(scan_object(body.as_bytes(), ["x"], 2).is_ok());
     }
 
     #[test]

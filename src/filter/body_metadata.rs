@@ -5,9 +5,7 @@
 //! 1.40 cannot) needs none of those filters, nor the buffer filter behind Tollgate: it reads the
 //! body, answers the filter's metadata reads from this, and only then lets the headers go on.
 
-use serde_json::value::RawValue;
-
-use crate::json::{self, SplitError};
+use crate::json::{self, ScanError};
 
 /// A metadata namespace's entries as the filter reads them: `(key, value bytes)`.
 pub type Entries = Vec<(&'static str, Vec<u8>)>;
@@ -25,18 +23,19 @@ pub fn request_metadata(content_type: Option<&str>, body: &[u8]) -> Entries {
     if media_type.as_deref() != Some("application/json") {
         return marker("body_error");
     }
-    // Envoy's parser refuses deeper bodies (the filter's message says so), serde_json does not
-    // look inside raw values.
-    if !json::nesting_within(body, MAX_DEPTH) {
+    // One pass that checks the structure and depth (Envoy's parser refuses deeper bodies, the
+    // filter's message says so) and finds the two fields; the filter's own parse of the body
+    // checks the rest (UTF-8, escapes, numbers) and answers the same 400.
+    let [model, stream] = match json::scan_object(body, ["model", "stream"], MAX_DEPTH) {
+        Ok(found) => found,
+        Err(ScanError::Malformed) => return marker("body_error"),
+        Err(ScanError::NotAnObject) => return marker("model_missing"),
+    };
+    let Ok(model) = model.map(std::str::from_utf8).transpose() else {
         return marker("body_error");
-    }
-    let fields = match json::split_object(body) {
-        Ok(f) => f,
-        Err(SplitError::Malformed(_)) => return marker("body_error"),
-        Err(SplitError::NotAnObject) => return marker("model_missing"),
     };
     let mut out = Vec::with_capacity(3);
-    match json::get(&fields, "model").map(typed) {
+    match model.map(typed) {
         None | Some(Typed::Null) => out.push(("model_missing", vec![1])),
         Some(Typed::Text(s)) if s.is_empty() => out.push(("model_missing", vec![1])),
         Some(Typed::Text(s)) => {
@@ -45,12 +44,12 @@ pub fn request_metadata(content_type: Option<&str>, body: &[u8]) -> Entries {
         }
         Some(other) => {
             // Not a string: `model` as its JSON text, and a typed copy that differs from it.
-            let raw = json::get(&fields, "model").map(|v| v.get().as_bytes().to_vec());
-            out.push(("model", raw.unwrap_or_default()));
+            out.push(("model", model.unwrap_or_default().as_bytes().to_vec()));
             out.push(("model_value", other.bytes()));
         }
     }
-    match json::get(&fields, "stream").map(typed) {
+    let stream = stream.and_then(|v| std::str::from_utf8(v).ok());
+    match stream.map(typed) {
         None | Some(Typed::Null) => {}
         Some(v) => out.push(("stream", v.bytes())),
     }
@@ -82,14 +81,12 @@ pub const USAGE_FIELDS: [&[&str]; 16] = [
 /// [`USAGE_FIELDS`] path that holds a number, under its last segment, as a little-endian f64.
 pub fn response_usage(body: &[u8]) -> Entries {
     let mut out = Vec::new();
-    let Ok(fields) = json::split_object(body) else {
+    // As Envoy's json_to_metadata: a body that is not a JSON object gives nothing.
+    let Ok(tops) = json::scan_object(body, ["usage", "usageMetadata"], MAX_DEPTH) else {
         return out;
     };
-    for top in ["usage", "usageMetadata"] {
-        let Some(raw) = json::get(&fields, top) else {
-            continue;
-        };
-        let Ok(tree) = serde_json::from_str::<serde_json::Value>(raw.get()) else {
+    for (top, raw) in ["usage", "usageMetadata"].into_iter().zip(tops) {
+        let Some(Ok(tree)) = raw.map(serde_json::from_slice::<serde_json::Value>) else {
             continue;
         };
         for path in USAGE_FIELDS.iter().filter(|p| p.first() == Some(&top)) {
@@ -128,8 +125,8 @@ impl Typed {
     }
 }
 
-fn typed(v: &RawValue) -> Typed {
-    let text = v.get().trim();
+fn typed(text: &str) -> Typed {
+    let text = text.trim();
     match text.as_bytes().first() {
         Some(b'n') => Typed::Null,
         Some(b't') => Typed::Bool(true),

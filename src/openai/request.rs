@@ -139,6 +139,14 @@ pub enum ResponseFormat<'a> {
 }
 
 impl<'a> ChatRequest<'a> {
+    /// About how long the request body was: what a translation of it will be close to.
+    pub fn body_size(&self) -> usize {
+        self.fields
+            .iter()
+            .map(|(k, v)| k.len().saturating_add(v.get().len()).saturating_add(4))
+            .sum()
+    }
+
     /// True when the client sent this top-level field with a non-null value.
     pub fn has(&self, name: &str) -> bool {
         json::get(&self.fields, name).is_some_and(|v| !json::is_null(v))

@@ -196,15 +196,27 @@ impl Completion {
                 finish_reason: c.finish_reason,
             })
             .collect();
-        json::to_vec(&CompletionOut {
-            id: &ctx.id,
-            object: "chat.completion",
-            created: ctx.created,
-            model: &ctx.model,
-            choices,
-            usage: &self.usage,
-            system_fingerprint: None,
-        })
+        let text: usize = self
+            .choices
+            .iter()
+            .map(|c| {
+                let calls: usize = c.tool_calls.iter().map(|t| t.arguments.len()).sum();
+                let own = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+                own(&c.content) + own(&c.reasoning) + calls
+            })
+            .sum();
+        json::to_vec_sized(
+            &CompletionOut {
+                id: &ctx.id,
+                object: "chat.completion",
+                created: ctx.created,
+                model: &ctx.model,
+                choices,
+                usage: &self.usage,
+                system_fingerprint: None,
+            },
+            text.saturating_add(256),
+        )
     }
 }
 

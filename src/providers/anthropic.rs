@@ -251,7 +251,7 @@ fn translate_request(
         tools,
         tool_choice,
     };
-    Ok(json::to_vec(&body))
+    Ok(json::to_vec_sized(&body, req.body_size()))
 }
 
 /// Splits OpenAI messages into Anthropic's `system` blocks and alternating user/assistant turns.

@@ -168,7 +168,7 @@ impl Provider for Bedrock {
     ) -> Result<Vec<u8>, ApiError> {
         check_bedrock_params(req, opts)?;
         let body = build_request(req)?;
-        Ok(json::to_vec(&body))
+        Ok(json::to_vec_sized(&body, req.body_size()))
     }
 
     fn chat_response(&self, body: &[u8], ctx: &ResponseCtx) -> Result<Translated, ApiError> {

@@ -170,6 +170,30 @@ proptest! {
     }
 
     #[test]
+    fn scan_agrees_with_the_parser(value in arb_value(), body in arb_bytes()) {
+        use crate::json::{scan_object, split_object, ScanError, SplitError};
+        // Any bytes: no panic, and what the full split takes in, the scan takes in (if not too deep).
+        let scanned = scan_object(&body, ["model", "stream"], 128);
+        if split_object(&body).is_ok() && crate::json::nesting_within(&body, 128) {
+            prop_assert!(scanned.is_ok(), "scan refused what the parser took: {:?}", String::from_utf8_lossy(&body));
+        }
+        // (The split calls "[" not an object: it stops at the first wrong type; the scan sees
+        // that it is not JSON at all.)
+        let json = serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok();
+        if let (Err(SplitError::NotAnObject), true) = (split_object(&body), json) {
+            prop_assert_eq!(scanned.err(), Some(ScanError::NotAnObject));
+        }
+        // A JSON document: the scan finds each top-level field's exact text, as the split does.
+        let text = serde_json::to_vec_pretty(&value).unwrap_or_default();
+        if let (Ok(fields), true) = (split_object(&text), crate::json::nesting_within(&text, 128)) {
+            for (key, raw) in &fields {
+                let [found] = scan_object(&text, [key.as_str()], 128).unwrap_or([None]);
+                prop_assert_eq!(found, Some(raw.get().as_bytes()));
+            }
+        }
+    }
+
+    #[test]
     fn requests_translate_or_fail_cleanly(body in arb_request(), drop in any::<bool>()) {
         if let Ok(req) = parse_chat(&body) {
             for p in REGISTRY {

@@ -480,13 +480,16 @@ fn build_request(
         thinking_config: thinking,
     };
 
-    Ok(json::to_vec(&GenerateContent {
-        contents,
-        system_instruction,
-        tools,
-        tool_config,
-        generation_config,
-    }))
+    Ok(json::to_vec_sized(
+        &GenerateContent {
+            contents,
+            system_instruction,
+            tools,
+            tool_config,
+            generation_config,
+        },
+        req.body_size(),
+    ))
 }
 
 fn tools_out<'r>(req: &'r ChatRequest) -> Vec<ToolOut<'r>> {
