@@ -325,10 +325,11 @@ def hcm_of(bootstrap):
     return bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
 
 
-def floor_bootstrap(rendered, port, admin_port, filters=()):
+def floor_bootstrap(rendered, port, admin_port, filters=(), tollgate_routes=False):
     """Tollgate's own bootstrap minus Tollgate: the same listener, connection manager settings and
     cluster, every request routed to the mock's cluster, and only `filters` before the router.
-    With no filters this is target (2), the floor every Envoy filter stands on."""
+    With no filters this is target (2), the floor every Envoy filter stands on. With
+    `tollgate_routes`, Tollgate's routes stay (the cluster named by a request header)."""
     b = copy.deepcopy(rendered)
     b["admin"] = admin(admin_port)
     b.pop("stats_config", None)
@@ -343,7 +344,8 @@ def floor_bootstrap(rendered, port, admin_port, filters=()):
         raise RuntimeError(f"expected one mock cluster in the rendered bootstrap, found {len(clusters)}")
     vhost = hcm["route_config"]["virtual_hosts"][0]
     timeout = vhost["routes"][0]["route"]["timeout"]
-    vhost["routes"] = [{"match": {"prefix": "/"}, "route": {"cluster": clusters[0]["name"], "timeout": timeout}}]
+    if not tollgate_routes:
+        vhost["routes"] = [{"match": {"prefix": "/"}, "route": {"cluster": clusters[0]["name"], "timeout": timeout}}]
     return b
 
 
@@ -358,6 +360,34 @@ def noop_module_filter():
         "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
         "dynamic_module_config": {"module": {"local": {"filename": NOOP_MODULE}}, "do_not_close": True},
         "filter_name": "noop"}}
+
+
+# What Tollgate's module writes on (4m), as `curl -i` shows it (bench/bench.yaml's key and deployment).
+TOLLGATE_RESPONSE_HEADERS = [
+    ("x-ratelimit-limit-requests", "100000000"), ("x-ratelimit-remaining-requests", "99999999"),
+    ("x-ratelimit-reset-requests", "29s"), ("x-ratelimit-limit-tokens", "100000000000"),
+    ("x-ratelimit-remaining-tokens", "99999998750"), ("x-ratelimit-reset-tokens", "29s"),
+    ("x-tollgate-key-alias", "bench"), ("x-tollgate-key-spend", "0.000000"), ("x-tollgate-key-max-budget", "1000000"),
+    ("x-tollgate-model-id", "claude-bench.0"), ("x-tollgate-attempted-retries", "0"),
+    ("x-tollgate-attempted-fallbacks", "0"), ("x-tollgate-response-cost", "0.001203"),
+]
+
+
+def mechanics_module_filter(rendered):
+    """(2n): the no-op module asking of Envoy what Tollgate's module asks of it on (4m), without
+    Tollgate's own work (bench/noop-module with a config)."""
+    cluster = rendered["static_resources"]["clusters"][0]
+    address = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+    request = [("x-tollgate-cluster", cluster["name"]), (":path", "/anthropic/v1/messages"),
+               (":authority", f"{address['address']}:{address['port_value']}"), ("content-type", "application/json"),
+               ("user-agent", "tollgate/0.1.0"), ("x-api-key", "sk-ant-bench-placeholder"),
+               ("anthropic-version", "2023-06-01")]
+    lines = [f"request {k} {v}" for k, v in request] + [f"response {k} {v}" for k, v in TOLLGATE_RESPONSE_HEADERS]
+    f = noop_module_filter()
+    f["name"] = f["typed_config"]["filter_name"] = "mechanics"
+    f["typed_config"]["filter_config"] = {"@type": "type.googleapis.com/google.protobuf.StringValue",
+                                          "value": "\n".join(lines)}
+    return f
 
 
 def noop_wasm_filter(rendered, host_calls):
@@ -980,10 +1010,11 @@ def main():
         ("2b", "plain-j2m-noop-buffer", [j2m, noop_wasm_filter(rendered, 0), buffer]),
         ("2c", "plain-j2m-noop40-buffer", [j2m, noop_wasm_filter(rendered, CALIBRATION_HOST_CALLS), buffer]),
         ("2m", "plain-noop-module", [noop_module_filter()]),
+        ("2n", "plain-mechanics-module", [mechanics_module_filter(rendered)]),
     ]:
         port = free_port()
-        floors[id_] = (Envoy(name, floor_bootstrap(rendered, port, free_port(), filters), workdir).start(),
-                       f"http://127.0.0.1:{port}")
+        b = floor_bootstrap(rendered, port, free_port(), filters, tollgate_routes=id_ == "2n")
+        floors[id_] = (Envoy(name, b, workdir).start(), f"http://127.0.0.1:{port}")
     tollgate = Envoy("tollgate", rendered, workdir).start()
     tgm_port = free_port()
     rendered_module = tollgate_bootstrap(doc, tgm_port, free_port(), workdir, module=True)
@@ -1015,6 +1046,9 @@ def main():
                floors["2c"][1] + anthropic, "claude-bench", False, {}, "anthropic", floors["2c"][0].pid),
         target("2m", "as (2) + a dynamic module that holds each request until its body is in, nothing else",
                floors["2m"][1] + anthropic, "claude-bench", False, {}, "anthropic", floors["2m"][0].pid),
+        target("2n", "as (2m), the module asking of Envoy what Tollgate's does on (4m) (bodies put back, headers "
+               "written, route matched again, response held), none of Tollgate's own work",
+               floors["2n"][1] + anthropic, "claude-bench", False, {}, "anthropic", floors["2n"][0].pid),
         target("3", "Envoy + Tollgate, OpenAI alias (pass-through)", tg, "gpt-bench", False, auth, "openai",
                tollgate.pid),
         target("4", "Envoy + Tollgate, OpenAI → Anthropic, virtual key (budget, RPM/TPM, team), stats on", tg, "claude-bench", False, auth,
