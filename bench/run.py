@@ -688,7 +688,7 @@ def count_instructions(cargo_stderr):
     """Instructions per request of the whole-filter benchmarks, counted by callgrind: a figure
     that does not move with the machine's load, for before/after comparisons of the hot path.
     Keyed "instr/<benchmark>"; nothing when valgrind is not installed."""
-    exe = re.search(r"Executable benches/translate\.rs \((.*?)\)", cargo_stderr)
+    exe = re.search(r"(?:Running|Executable) benches/translate\.rs \((.*?)\)", cargo_stderr)
     if not shutil.which("valgrind") or not exe:
         return {}
     binary = os.path.join(ROOT, exe.group(1))

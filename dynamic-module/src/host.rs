@@ -1,7 +1,7 @@
 //! [`HttpHost`] over Envoy's dynamic-module ABI: each call is a direct call into Envoy on the
 //! stream's worker thread, with no VM to cross and no copy of a header map to read one header.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io::Read;
 use std::sync::LazyLock;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -102,6 +102,21 @@ pub struct NativeHost<'a> {
     pub body_metadata: Option<(&'static str, body_metadata::Entries)>,
     /// The request body, already read in this hook: handed to the filter instead of a re-read.
     pub held_request_body: RefCell<Option<Vec<u8>>>,
+    /// Where this hook's body lies, once asked (it does not move until the filter replaces it).
+    body_layout: Cell<Option<BodyLayout>>,
+    /// The length of the body the filter wrote in this hook.
+    written_body_len: Cell<Option<(Side, usize)>>,
+    /// The response's header names, read once in a hook that removes some: most of the
+    /// provider headers the filter removes are not there, and a read is cheaper than a removal.
+    response_names: RefCell<Option<Vec<Vec<u8>>>>,
+}
+
+/// Which body buffers hold a side's body in this hook, and how many chunks each holds.
+#[derive(Clone, Copy)]
+struct BodyLayout {
+    side: Side,
+    parts: [Option<abi::BodyType>; 2],
+    chunks: [usize; 2],
 }
 
 impl<'a> NativeHost<'a> {
@@ -112,6 +127,9 @@ impl<'a> NativeHost<'a> {
             request_headers_changed: false,
             body_metadata: None,
             held_request_body: RefCell::new(None),
+            body_layout: Cell::new(None),
+            written_body_len: Cell::new(None),
+            response_names: RefCell::new(None),
         }
     }
 
@@ -140,6 +158,42 @@ impl<'a> NativeHost<'a> {
         }
     }
 
+    /// A header map's names, once each (a header with several values is listed once per value).
+    fn header_names(&self, map: abi::HeaderType) -> Vec<Vec<u8>> {
+        // SAFETY: `filter` is live for this hook; names are copied before it returns.
+        unsafe {
+            let n = abi::envoy_dynamic_module_callback_http_get_headers_size(self.filter, map);
+            let empty = abi::EnvoyHttpHeader {
+                key_ptr: std::ptr::null(),
+                key_length: 0,
+                value_ptr: std::ptr::null(),
+                value_length: 0,
+            };
+            let mut headers = vec![empty; n];
+            if n == 0
+                || !abi::envoy_dynamic_module_callback_http_get_headers(
+                    self.filter,
+                    map,
+                    headers.as_mut_ptr(),
+                )
+            {
+                return Vec::new();
+            }
+            let mut names: Vec<Vec<u8>> = headers
+                .iter()
+                .map(|h| {
+                    EnvoyBuffer {
+                        ptr: h.key_ptr,
+                        length: h.key_length,
+                    }
+                    .to_vec()
+                })
+                .collect();
+            names.dedup();
+            names
+        }
+    }
+
     fn set_header(&self, map: abi::HeaderType, name: &str, value: Option<&str>) {
         let value = value.map_or(ModuleBuffer::null(), |v| ModuleBuffer::of(v.as_bytes()));
         // SAFETY: as above; Envoy copies the key and value.
@@ -157,9 +211,12 @@ impl<'a> NativeHost<'a> {
     }
 
     /// Where this hook's body is: the bytes received in this hook, those buffered by earlier
-    /// hooks (or filters), or both (buffered first). At the end of a buffered body Envoy has
-    /// already moved the last chunk into the buffer.
-    fn body_parts(&self, side: Side) -> [Option<abi::BodyType>; 2] {
+    /// hooks (or filters), or both (buffered first), with their chunk counts. At the end of a
+    /// buffered body Envoy has already moved the last chunk into the buffer.
+    fn layout(&self, side: Side) -> BodyLayout {
+        if let Some(l) = self.body_layout.get().filter(|l| l.side == side) {
+            return l;
+        }
         // SAFETY: `filter` is live for this hook.
         let same = unsafe {
             match side {
@@ -175,12 +232,24 @@ impl<'a> NativeHost<'a> {
                 }
             }
         };
-        if same {
-            // The received data is the buffer an earlier filter built: read it once.
-            [Some(side.buffered()), None]
-        } else {
-            [Some(side.buffered()), Some(side.received())]
+        // The received data may be the buffer an earlier filter built: then it is read once.
+        let parts = [Some(side.buffered()), (!same).then_some(side.received())];
+        let mut chunks = [0; 2];
+        for (n, part) in chunks.iter_mut().zip(parts) {
+            if let Some(t) = part {
+                // SAFETY: `filter` is live for this hook.
+                *n = unsafe {
+                    abi::envoy_dynamic_module_callback_http_get_body_chunks_size(self.filter, t)
+                };
+            }
         }
+        let layout = BodyLayout {
+            side,
+            parts,
+            chunks,
+        };
+        self.body_layout.set(Some(layout));
+        layout
     }
 
     /// Whether the response is a stream (its headers must not wait for its end).
@@ -195,9 +264,16 @@ impl<'a> NativeHost<'a> {
 
     /// The size of the body this hook sees (what [`NativeHost::body`] would return).
     pub fn body_len(&self, side: Side) -> usize {
-        self.body_parts(side)
+        if let Some((_, n)) = self.written_body_len.get().filter(|(s, _)| *s == side) {
+            return n;
+        }
+        let layout = self.layout(side);
+        layout
+            .parts
             .into_iter()
-            .flatten()
+            .zip(layout.chunks)
+            .filter(|(_, chunks)| *chunks > 0)
+            .filter_map(|(part, _)| part)
             // SAFETY: `filter` is live for this hook.
             .map(|t| unsafe {
                 abi::envoy_dynamic_module_callback_http_get_body_size(self.filter, t)
@@ -206,16 +282,15 @@ impl<'a> NativeHost<'a> {
     }
 
     fn body(&self, side: Side) -> Vec<u8> {
+        let layout = self.layout(side);
         let mut out = Vec::new();
-        for t in self.body_parts(side).into_iter().flatten() {
+        for (part, n) in layout.parts.into_iter().zip(layout.chunks) {
+            let Some(t) = part.filter(|_| n > 0) else {
+                continue;
+            };
+            let mut chunks = vec![EnvoyBuffer::empty(); n];
             // SAFETY: `filter` is live; the chunks are copied before anything changes the body.
             unsafe {
-                let n =
-                    abi::envoy_dynamic_module_callback_http_get_body_chunks_size(self.filter, t);
-                if n == 0 {
-                    continue;
-                }
-                let mut chunks = vec![EnvoyBuffer::empty(); n];
                 if abi::envoy_dynamic_module_callback_http_get_body_chunks(
                     self.filter,
                     t,
@@ -231,23 +306,52 @@ impl<'a> NativeHost<'a> {
     }
 
     fn replace_body(&self, side: Side, body: &[u8]) -> bool {
-        let (received, buffered) = (side.received(), side.buffered());
-        let parts = self.body_parts(side);
+        let layout = self.layout(side);
+        let [buffered, _] = layout.chunks;
         // SAFETY: `filter` is live for this hook; Envoy copies the appended bytes.
-        unsafe {
-            let has_buffer =
-                abi::envoy_dynamic_module_callback_http_get_body_chunks_size(self.filter, buffered)
-                    > 0;
-            for t in parts.into_iter().flatten() {
-                abi::envoy_dynamic_module_callback_http_drain_body(self.filter, t, usize::MAX);
+        let ok = unsafe {
+            for (part, n) in layout.parts.into_iter().zip(layout.chunks) {
+                if let Some(t) = part.filter(|_| n > 0) {
+                    abi::envoy_dynamic_module_callback_http_drain_body(self.filter, t, usize::MAX);
+                }
             }
-            let target = if has_buffer { buffered } else { received };
+            let target = if buffered > 0 {
+                side.buffered()
+            } else {
+                side.received()
+            };
             body.is_empty()
                 || abi::envoy_dynamic_module_callback_http_append_body(
                     self.filter,
                     target,
                     ModuleBuffer::of(body),
                 )
+        };
+        self.body_layout.set(None);
+        self.written_body_len.set(ok.then_some((side, body.len())));
+        ok
+    }
+
+    /// Whether the response has a header named `name` (the names read once per hook).
+    fn response_has(&self, name: &str) -> bool {
+        let Ok(mut names) = self.response_names.try_borrow_mut() else {
+            return true;
+        };
+        names
+            .get_or_insert_with(|| self.header_names(abi::RESPONSE_HEADER))
+            .iter()
+            .any(|n| n == name.as_bytes())
+    }
+
+    /// Keeps the response's names in step with a write, once they have been read.
+    fn response_written(&self, name: &str, present: bool) {
+        if let Ok(mut names) = self.response_names.try_borrow_mut() {
+            if let Some(names) = names.as_mut() {
+                names.retain(|n| n != name.as_bytes());
+                if present {
+                    names.push(name.as_bytes().to_vec());
+                }
+            }
         }
     }
 
@@ -366,42 +470,10 @@ impl HttpHost for NativeHost<'_> {
         self.header(abi::REQUEST_HEADER, name)
     }
     fn request_header_names(&self) -> Vec<String> {
-        // SAFETY: `filter` is live for this hook; names are copied before it returns.
-        unsafe {
-            let n = abi::envoy_dynamic_module_callback_http_get_headers_size(
-                self.filter,
-                abi::REQUEST_HEADER,
-            );
-            let empty = abi::EnvoyHttpHeader {
-                key_ptr: std::ptr::null(),
-                key_length: 0,
-                value_ptr: std::ptr::null(),
-                value_length: 0,
-            };
-            let mut headers = vec![empty; n];
-            if n == 0
-                || !abi::envoy_dynamic_module_callback_http_get_headers(
-                    self.filter,
-                    abi::REQUEST_HEADER,
-                    headers.as_mut_ptr(),
-                )
-            {
-                return Vec::new();
-            }
-            let mut names: Vec<String> = headers
-                .iter()
-                .map(|h| {
-                    let key = EnvoyBuffer {
-                        ptr: h.key_ptr,
-                        length: h.key_length,
-                    };
-                    String::from_utf8_lossy(key.as_slice()).into_owned()
-                })
-                .collect();
-            // A header with several values is listed once per value.
-            names.dedup();
-            names
-        }
+        self.header_names(abi::REQUEST_HEADER)
+            .into_iter()
+            .map(|n| String::from_utf8_lossy(&n).into_owned())
+            .collect()
     }
     fn set_request_header(&mut self, name: &str, value: &str) {
         self.request_headers_changed = true;
@@ -416,9 +488,13 @@ impl HttpHost for NativeHost<'_> {
     }
     fn set_response_header(&mut self, name: &str, value: &str) {
         self.set_header(abi::RESPONSE_HEADER, name, Some(value));
+        self.response_written(name, true);
     }
     fn remove_response_header(&mut self, name: &str) {
-        self.set_header(abi::RESPONSE_HEADER, name, None);
+        if self.response_has(name) {
+            self.set_header(abi::RESPONSE_HEADER, name, None);
+            self.response_written(name, false);
+        }
     }
     fn request_body(&self, _size: usize) -> Option<Vec<u8>> {
         let held = self
