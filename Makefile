@@ -106,6 +106,7 @@ bench-clock:
 
 bench-prepare: build $(BENCH_VENV)/.installed
 	@command -v wrk >/dev/null || { echo "installing wrk (apt)"; apt-get install -y -qq wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }; }
+	@command -v valgrind >/dev/null || { echo "installing valgrind (apt), for instruction counts"; apt-get install -y -qq valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }; }
 	@$${CARGO_HOME:-$$HOME/.cargo}/bin/oha --version 2>/dev/null | grep -qx "oha $(OHA_VERSION)" || cargo install --locked oha --version $(OHA_VERSION)
 	cargo build --quiet --release --manifest-path bench/loadgen/Cargo.toml
 	cargo build --quiet --release --target wasm32-wasip1 --manifest-path bench/noop-wasm/Cargo.toml
