@@ -485,34 +485,25 @@ fn whole(c: &mut Criterion) {
         ("cache_read_input_tokens", 0.0),
         ("cache_creation_input_tokens", 0.0),
     ];
-    g.bench_function("anthropic_virtual_key", |b| {
-        b.iter(|| {
-            whole_request(
-                &config,
-                &store,
-                &mut metrics,
-                "claude-bench",
-                &anthropic_body,
-                ANTHROPIC_RESPONSE,
-                &anthropic_usage,
-                Metadata::Given,
-            )
-        })
-    });
-    g.bench_function("anthropic_virtual_key_module", |b| {
-        b.iter(|| {
-            whole_request(
-                &config,
-                &store,
-                &mut metrics,
-                "claude-bench",
-                &anthropic_body,
-                ANTHROPIC_RESPONSE,
-                &anthropic_usage,
-                Metadata::FromBodies,
-            )
-        })
-    });
+    for (name, metadata) in [
+        ("anthropic_virtual_key", Metadata::Given),
+        ("anthropic_virtual_key_module", Metadata::FromBodies),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                whole_request(
+                    &config,
+                    &store,
+                    &mut metrics,
+                    "claude-bench",
+                    &anthropic_body,
+                    ANTHROPIC_RESPONSE,
+                    &anthropic_usage,
+                    metadata,
+                )
+            })
+        });
+    }
     g.finish();
 }
 
