@@ -106,6 +106,11 @@ pub struct NativeHost<'a> {
     body_layout: Cell<Option<BodyLayout>>,
     /// The length of the body the filter wrote in this hook.
     written_body_len: Cell<Option<(Side, usize)>>,
+    /// A held body's side, whose `content-length` is written once the filter is done with it:
+    /// the filter's removal of the old length is then not sent (the new one replaces it).
+    pub length_follows: Option<Side>,
+    /// The filter asked to remove that side's `content-length` in this hook.
+    pub length_removed: bool,
     /// The response's header names, read once in a hook that removes some: most of the
     /// provider headers the filter removes are not there, and a read is cheaper than a removal.
     response_names: RefCell<Option<Vec<Vec<u8>>>>,
@@ -127,6 +132,8 @@ impl<'a> NativeHost<'a> {
             request_headers_changed: false,
             body_metadata: None,
             held_request_body: RefCell::new(None),
+            length_follows: None,
+            length_removed: false,
             body_layout: Cell::new(None),
             written_body_len: Cell::new(None),
             response_names: RefCell::new(None),
@@ -332,6 +339,13 @@ impl<'a> NativeHost<'a> {
         ok
     }
 
+    /// A removal of the `content-length` that `length_follows` will write anyway: noted, not sent.
+    fn length_is_written_later(&mut self, side: Side, name: &str) -> bool {
+        let later = self.length_follows == Some(side) && name == "content-length";
+        self.length_removed |= later;
+        later
+    }
+
     /// Whether the response has a header named `name` (the names read once per hook).
     fn response_has(&self, name: &str) -> bool {
         let Ok(mut names) = self.response_names.try_borrow_mut() else {
@@ -480,6 +494,9 @@ impl HttpHost for NativeHost<'_> {
         self.set_header(abi::REQUEST_HEADER, name, Some(value));
     }
     fn remove_request_header(&mut self, name: &str) {
+        if self.length_is_written_later(Side::Request, name) {
+            return;
+        }
         self.request_headers_changed = true;
         self.set_header(abi::REQUEST_HEADER, name, None);
     }
@@ -491,6 +508,9 @@ impl HttpHost for NativeHost<'_> {
         self.response_written(name, true);
     }
     fn remove_response_header(&mut self, name: &str) {
+        if self.length_is_written_later(Side::Response, name) {
+            return;
+        }
         if self.response_has(name) {
             self.set_header(abi::RESPONSE_HEADER, name, None);
             self.response_written(name, false);

@@ -348,18 +348,26 @@ fn run_held(s: &mut Stream, host: &mut NativeHost, side: Side) -> Action {
             host.body_metadata = Some((USAGE_NAMESPACE, body_metadata::response_usage(&body)));
         }
     }
+    // The whole body is known before the headers go: its length is written below, rather than
+    // letting Envoy send it chunked, so the filter's removal of the old one (as it must when
+    // headers go first) is held back.
+    host.length_follows = Some(side);
     let action = match s.headers(host, side, false) {
         Action::Continue => s.body(host, side, size, true),
         Action::Pause => Action::Pause,
     };
-    if action == Action::Continue {
-        // The whole body is known before the headers go: say its length rather than let Envoy
-        // send it chunked (the filter removed the old length, as it must when headers go first).
-        let length = host.body_len(side).to_string();
-        match side {
-            Side::Request => host.set_request_header("content-length", &length),
-            Side::Response => host.set_response_header("content-length", &length),
+    host.length_follows = None;
+    let length = (action == Action::Continue).then(|| host.body_len(side).to_string());
+    match (side, length) {
+        (Side::Request, Some(n)) => host.set_request_header("content-length", &n),
+        (Side::Response, Some(n)) => host.set_response_header("content-length", &n),
+        (Side::Request, None) if host.length_removed => {
+            host.remove_request_header("content-length")
         }
+        (Side::Response, None) if host.length_removed => {
+            host.remove_response_header("content-length")
+        }
+        _ => {}
     }
     action
 }
