@@ -113,9 +113,9 @@ pub fn split_object(body: &[u8]) -> Result<Fields<'_>, SplitError> {
 }
 
 /// Whether JSON text nests arrays and objects at most `limit` deep (strings are skipped, so
-/// brackets inside them do not count). One pass over the bytes, no allocation; the text is not
-/// otherwise validated. serde_json checks depth only where it builds values, not inside a raw
-/// value, so a body kept raw is checked with this.
+/// brackets inside them do not count): the plain reference that [`scan_object`]'s depth count
+/// is tested against.
+#[cfg(test)]
 pub fn nesting_within(text: &[u8], limit: usize) -> bool {
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     for &b in text {

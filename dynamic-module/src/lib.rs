@@ -357,17 +357,17 @@ fn run_held(s: &mut Stream, host: &mut NativeHost, side: Side) -> Action {
         Action::Pause => Action::Pause,
     };
     host.length_follows = None;
-    let length = (action == Action::Continue).then(|| host.body_len(side).to_string());
-    match (side, length) {
-        (Side::Request, Some(n)) => host.set_request_header("content-length", &n),
-        (Side::Response, Some(n)) => host.set_response_header("content-length", &n),
-        (Side::Request, None) if host.length_removed => {
-            host.remove_request_header("content-length")
+    if action == Action::Continue {
+        let length = host.body_len(side).to_string();
+        match side {
+            Side::Request => host.set_request_header("content-length", &length),
+            Side::Response => host.set_response_header("content-length", &length),
         }
-        (Side::Response, None) if host.length_removed => {
-            host.remove_response_header("content-length")
+    } else if host.length_removed {
+        match side {
+            Side::Request => host.remove_request_header("content-length"),
+            Side::Response => host.remove_response_header("content-length"),
         }
-        _ => {}
     }
     action
 }
