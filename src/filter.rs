@@ -232,7 +232,7 @@ impl HttpFilter {
         &mut self,
         host: &mut dyn HttpHost,
         err: &ApiError,
-        extra: &[(String, String)],
+        extra: &[(&str, String)],
     ) -> Action {
         if self.role == Role::Gateway {
             let labels = match &self.state {
@@ -805,7 +805,7 @@ impl HttpFilter {
                 attempt::after_failure(&config, host, a, &seen)
             };
             for (name, value) in attempt_headers(&config, a, again) {
-                host.set_response_header(&name, &value);
+                host.set_response_header(name, &value);
             }
         }
         if status >= 400 && end_of_stream {
@@ -826,7 +826,7 @@ impl HttpFilter {
             host.increment_counter(&stats::requests(&routed.labels(d), client_status), 1);
             if let Some(a) = &routed.admission {
                 for (name, value) in accounting::key_headers(&routed.principal, a) {
-                    host.set_response_header(&name, &value);
+                    host.set_response_header(name, &value);
                 }
             }
             if let (Via::Direct, Some(d)) = (&routed.via, d) {
@@ -1078,18 +1078,15 @@ fn finish_attempt(
 
 /// The attempt's response headers: which deployment answered, how many retries and fallbacks
 /// the request has made, and whether Envoy should try again.
-fn attempt_headers(config: &Config, a: &AttemptCtx, again: bool) -> Vec<(String, String)> {
+fn attempt_headers(config: &Config, a: &AttemptCtx, again: bool) -> accounting::Headers {
     let mut h = Vec::with_capacity(4);
     if let Some(d) = a.state.current.and_then(|i| config.deployment(i)) {
-        h.push((attempt::MODEL_ID.to_string(), d.id.clone()));
+        h.push((attempt::MODEL_ID, d.id.clone()));
     }
-    h.push((attempt::RETRIES.to_string(), a.state.retries.to_string()));
-    h.push((
-        attempt::FALLBACKS.to_string(),
-        a.state.fallbacks.to_string(),
-    ));
+    h.push((attempt::RETRIES, a.state.retries.to_string()));
+    h.push((attempt::FALLBACKS, a.state.fallbacks.to_string()));
     if again {
-        h.push((attempt::RETRY.to_string(), "1".to_string()));
+        h.push((attempt::RETRY, "1".to_string()));
     }
     h
 }
@@ -1203,15 +1200,15 @@ fn scrub(d: &Deployment, mut err: ApiError) -> ApiError {
     err
 }
 
-fn send_error(host: &mut dyn HttpHost, err: &ApiError, extra: &[(String, String)]) {
+fn send_error(host: &mut dyn HttpHost, err: &ApiError, extra: &[(&str, String)]) {
     let body = err.to_json();
     let mut headers: Vec<(&str, &str)> = vec![("content-type", "application/json")];
     // The OpenAI SDKs retry 429 and 5xx on their own; other errors are final. A refusal may say
     // more (a spent budget must not be retried).
-    if err.status != 429 && err.status < 500 && !extra.iter().any(|(k, _)| k == "x-should-retry") {
+    if err.status != 429 && err.status < 500 && !extra.iter().any(|(k, _)| *k == "x-should-retry") {
         headers.push(("x-should-retry", "false"));
     }
-    headers.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    headers.extend(extra.iter().map(|(k, v)| (*k, v.as_str())));
     host.send_reply(err.status, &headers, &body);
 }
 

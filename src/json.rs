@@ -13,6 +13,8 @@ use serde_json::value::RawValue;
 
 use crate::error::ApiError;
 
+mod write;
+
 /// The top-level fields of a JSON object, in body order, later duplicates replacing earlier ones.
 pub type Fields<'a> = Vec<(Text<'a>, &'a RawValue)>;
 
@@ -386,17 +388,21 @@ fn strip_position(msg: &str) -> &str {
 
 /// Appends `s` as a JSON string literal.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
-    // Writing a str into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, s);
+    write::append_str(out, s);
 }
 
-/// Serializes a value into `out`; serialization of our own plain structs cannot fail.
+/// Serializes a value into `out` (`write.rs`: serde_json's output, faster); serialization of our
+/// own plain structs cannot fail.
 pub fn write<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
-    let _ = serde_json::to_writer(&mut *out, value);
+    let _ = write::append(out, value);
 }
 
 pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
-    serde_json::to_vec(value).unwrap_or_default()
+    let mut out = Vec::new();
+    match write::append(&mut out, value) {
+        Ok(()) => out,
+        Err(_) => Vec::new(),
+    }
 }
 
 /// Serializes a value into a buffer sized for about `size` bytes up front: a translated body is

@@ -239,9 +239,12 @@ fn duration_header(secs: u64) -> String {
     format!("{secs}s")
 }
 
+/// Response headers the filter adds: fixed names, values made per request.
+pub type Headers = Vec<(&'static str, String)>;
+
 /// OpenAI-style rate-limit headers from the tighter of the key's and team's snapshots.
-pub fn limit_headers(a: &Admission) -> Vec<(String, String)> {
-    let mut h = Vec::new();
+pub fn limit_headers(a: &Admission) -> Headers {
+    let mut h = Vec::with_capacity(10);
     let snaps = [Some(a.key), a.team];
     let tightest = |pick: &dyn Fn(&quota::Snapshot) -> Option<(u64, u64)>| {
         snaps
@@ -252,46 +255,40 @@ pub fn limit_headers(a: &Admission) -> Vec<(String, String)> {
     };
     let reset = a.key.reset_secs;
     if let Some((limit, remaining)) = tightest(&|s| s.rpm.zip(s.remaining_requests)) {
-        h.push(("x-ratelimit-limit-requests".into(), limit.to_string()));
-        h.push((
-            "x-ratelimit-remaining-requests".into(),
-            remaining.to_string(),
-        ));
-        h.push(("x-ratelimit-reset-requests".into(), duration_header(reset)));
+        h.push(("x-ratelimit-limit-requests", limit.to_string()));
+        h.push(("x-ratelimit-remaining-requests", remaining.to_string()));
+        h.push(("x-ratelimit-reset-requests", duration_header(reset)));
     }
     if let Some((limit, remaining)) = tightest(&|s| s.tpm.zip(s.remaining_tokens)) {
-        h.push(("x-ratelimit-limit-tokens".into(), limit.to_string()));
-        h.push(("x-ratelimit-remaining-tokens".into(), remaining.to_string()));
-        h.push(("x-ratelimit-reset-tokens".into(), duration_header(reset)));
+        h.push(("x-ratelimit-limit-tokens", limit.to_string()));
+        h.push(("x-ratelimit-remaining-tokens", remaining.to_string()));
+        h.push(("x-ratelimit-reset-tokens", duration_header(reset)));
     }
     h
 }
 
 /// The key's headers on an admitted request's response.
-pub fn key_headers(principal: &Principal, a: &Admission) -> Vec<(String, String)> {
+pub fn key_headers(principal: &Principal, a: &Admission) -> Headers {
     let Principal::Key(k) = principal else {
         return Vec::new();
     };
     let mut h = limit_headers(a);
+    h.push(("x-tollgate-key-alias", principal.labels().1.to_string()));
     h.push((
-        "x-tollgate-key-alias".into(),
-        principal.labels().1.to_string(),
-    ));
-    h.push((
-        "x-tollgate-key-spend".into(),
+        "x-tollgate-key-spend",
         format!("{:.6}", quota::usd(a.key.spend)),
     ));
     if let Some(max) = k.def.max_budget {
-        h.push(("x-tollgate-key-max-budget".into(), format!("{max}")));
+        h.push(("x-tollgate-key-max-budget", format!("{max}")));
     }
     if a.key.soft_budget_exceeded || a.team.is_some_and(|t| t.soft_budget_exceeded) {
-        h.push(("x-tollgate-soft-budget-exceeded".into(), "true".into()));
+        h.push(("x-tollgate-soft-budget-exceeded", "true".into()));
     }
     h
 }
 
 /// The OpenAI-shaped refusal for a limit, with the headers that tell a client when to retry.
-pub fn refusal(r: &Refusal) -> (ApiError, Vec<(String, String)>) {
+pub fn refusal(r: &Refusal) -> (ApiError, Headers) {
     match r {
         Refusal::Budget { scope, spend, reserved, max, needed, reset_at } => {
             let when = reset_at.map(|t| format!(" The budget resets at {}.", time::format_rfc3339(t))).unwrap_or_default();
@@ -313,12 +310,12 @@ pub fn refusal(r: &Refusal) -> (ApiError, Vec<(String, String)>) {
                 )
             };
             let e = ApiError::new(429, "insufficient_quota", msg).with_code("budget_exceeded");
-            (e, vec![("x-should-retry".into(), "false".into())])
+            (e, vec![("x-should-retry", "false".into())])
         }
         Refusal::Parallel { scope, limit } => (
             ApiError::rate_limit(format!("Too many requests in flight for this {}: the limit is {limit}.", scope.name()))
                 .with_code("parallel_limit_exceeded"),
-            vec![("retry-after".into(), "1".into())],
+            vec![("retry-after", "1".into())],
         ),
         Refusal::Requests { scope, limit, reset_secs } => (
             ApiError::rate_limit(format!(
@@ -327,10 +324,10 @@ pub fn refusal(r: &Refusal) -> (ApiError, Vec<(String, String)>) {
             ))
             .with_code("rate_limit_exceeded"),
             vec![
-                ("retry-after".into(), reset_secs.to_string()),
-                ("x-ratelimit-limit-requests".into(), limit.to_string()),
-                ("x-ratelimit-remaining-requests".into(), "0".into()),
-                ("x-ratelimit-reset-requests".into(), duration_header(*reset_secs)),
+                ("retry-after", reset_secs.to_string()),
+                ("x-ratelimit-limit-requests", limit.to_string()),
+                ("x-ratelimit-remaining-requests", "0".into()),
+                ("x-ratelimit-reset-requests", duration_header(*reset_secs)),
             ],
         ),
         Refusal::Tokens { scope, limit, used, needed, reset_secs } => (
@@ -340,15 +337,15 @@ pub fn refusal(r: &Refusal) -> (ApiError, Vec<(String, String)>) {
             ))
             .with_code("rate_limit_exceeded"),
             vec![
-                ("retry-after".into(), reset_secs.to_string()),
-                ("x-ratelimit-limit-tokens".into(), limit.to_string()),
-                ("x-ratelimit-remaining-tokens".into(), limit.saturating_sub(*used).to_string()),
-                ("x-ratelimit-reset-tokens".into(), duration_header(*reset_secs)),
+                ("retry-after", reset_secs.to_string()),
+                ("x-ratelimit-limit-tokens", limit.to_string()),
+                ("x-ratelimit-remaining-tokens", limit.saturating_sub(*used).to_string()),
+                ("x-ratelimit-reset-tokens", duration_header(*reset_secs)),
             ],
         ),
         Refusal::Store => (
             ApiError::new(503, "api_error", "The gateway's shared counters are busy; retry the request.").with_code("quota_store_busy"),
-            vec![("retry-after".into(), "1".into())],
+            vec![("retry-after", "1".into())],
         ),
     }
 }
