@@ -163,10 +163,10 @@ fn streams(c: &mut Criterion) {
 }
 
 fn short() -> Criterion {
-    // `make bench` has ten minutes for everything; these settle well within a second or two.
+    // `make bench` has ten minutes for everything, builds included; these settle within a second.
     Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1))
         .sample_size(50)
 }
 

@@ -68,6 +68,7 @@ impl MockHost {
         get(&self.request_headers, name)
     }
 
+    #[cfg(test)]
     pub fn reply_json(&self) -> serde_json::Value {
         let (_, _, body) = self.reply.as_ref().expect("a local reply");
         serde_json::from_slice(body).expect("JSON reply")

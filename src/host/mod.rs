@@ -7,7 +7,7 @@
 pub mod abi;
 #[cfg(all(target_arch = "wasm32", not(test)))]
 pub mod envoy;
-#[cfg(test)]
+#[cfg(any(test, feature = "mock-host"))]
 pub mod mock;
 pub mod pairs;
 
