@@ -217,27 +217,17 @@ fn admission(c: &mut Criterion) {
     g.finish();
 }
 
-/// The client's virtual key in `bench/bench.yaml` (targets 3 to 5 send it).
-const BENCH_KEY: &str = "sk-bench-virtual-Hn4c8Rw";
-
-/// `bench/bench.yaml`'s gateway: what the filter runs in targets (3) to (5).
+/// `bench/bench.yaml`'s gateway, the file `make bench` renders for targets (3) to (5), with the
+/// mock's address at an unused port (nothing here connects).
 fn bench_gateway() -> Config {
-    let doc = json!({
-        "model_list": [
-            {"model_name": "gpt-bench", "litellm_params": {"model": "openai/gpt-4o-mini",
-                "api_base": "http://127.0.0.1:9/openai/v1", "api_key": "sk-bench-openai-placeholder"}},
-            {"model_name": "claude-bench", "litellm_params": {"model": "anthropic/claude-sonnet-4-5",
-                "api_base": "http://127.0.0.1:9/anthropic", "api_key": "sk-ant-bench-placeholder"}}
-        ],
-        "general_settings": {"master_key": "sk-bench-master-7Qz2Lk"},
-        "keys": [{"key": BENCH_KEY, "key_alias": "bench", "team_id": "bench-team", "max_budget": 1_000_000.0,
-                  "budget_duration": "30d", "rpm_limit": 100_000_000u64, "tpm_limit": 100_000_000_000u64,
-                  "max_parallel_requests": 100_000}],
-        "teams": [{"team_id": "bench-team", "max_budget": 1_000_000.0, "budget_duration": "30d",
-                   "rpm_limit": 100_000_000u64}]
-    });
+    let spec: serde_json::Value = serde_yaml_ng::from_str(include_str!("../bench/bench.yaml"))
+        .unwrap_or_else(|e| panic!("bench/bench.yaml: {e}"));
+    let gateway = spec
+        .get("gateway")
+        .unwrap_or_else(|| panic!("bench/bench.yaml: no gateway"));
+    let text = gateway.to_string().replace("MOCK", "http://127.0.0.1:9");
     let env: HashMap<String, String> = HashMap::new();
-    let report = config::load(&doc, &env, Strictness::Serve);
+    let report = config::load_json(text.as_bytes(), &env, Strictness::Serve);
     report
         .config
         .unwrap_or_else(|| panic!("bench config refused: {:?}", report.errors))

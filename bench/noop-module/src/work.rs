@@ -21,7 +21,6 @@ use tollgate::store::MemoryStore;
 
 const CHAT_REQUEST: &[u8] = include_bytes!("../../fixtures/chat_request.json");
 const ANTHROPIC_RESPONSE: &[u8] = include_bytes!("../../fixtures/anthropic_response.json");
-const KEY: &str = "sk-bench-virtual-Hn4c8Rw";
 
 pub enum Work {
     None,
@@ -60,24 +59,20 @@ pub struct Tollgate {
     config: Arc<Config>,
     store: MemoryStore,
     body: Vec<u8>,
+    /// `Bearer` and bench.yaml's `client_key`.
+    authorization: String,
 }
 
 impl Tollgate {
     fn new() -> Result<Self, String> {
-        let doc = json!({
-            "model_list": [
-                {"model_name": "claude-bench", "litellm_params": {"model": "anthropic/claude-sonnet-4-5",
-                    "api_base": "http://127.0.0.1:9/anthropic", "api_key": "sk-ant-bench-placeholder"}}
-            ],
-            "general_settings": {"master_key": "sk-bench-master-7Qz2Lk"},
-            "keys": [{"key": KEY, "key_alias": "bench", "team_id": "bench-team", "max_budget": 1_000_000.0,
-                      "budget_duration": "30d", "rpm_limit": 100_000_000u64, "tpm_limit": 100_000_000_000u64,
-                      "max_parallel_requests": 100_000}],
-            "teams": [{"team_id": "bench-team", "max_budget": 1_000_000.0, "budget_duration": "30d",
-                       "rpm_limit": 100_000_000u64}]
-        });
+        // bench/bench.yaml's gateway, as `make bench` renders it, the mock at an unused port.
+        let spec: serde_json::Value = serde_yaml_ng::from_str(include_str!("../../bench.yaml"))
+            .map_err(|e| format!("bench/bench.yaml: {e}"))?;
+        let text = spec["gateway"]
+            .to_string()
+            .replace("MOCK", "http://127.0.0.1:9");
         let env: HashMap<String, String> = HashMap::new();
-        let report = config::load(&doc, &env, Strictness::Serve);
+        let report = config::load_json(text.as_bytes(), &env, Strictness::Serve);
         let config = report
             .config
             .ok_or(format!("configuration refused: {:?}", report.errors))?;
@@ -95,6 +90,7 @@ impl Tollgate {
             config: Arc::new(config),
             store,
             body: serde_json::to_vec(&body).unwrap_or_default(),
+            authorization: format!("Bearer {}", spec["client_key"].as_str().unwrap_or_default()),
         };
         // The work must be the real path: a translated completion, no local reply.
         let host = t.request();
@@ -119,13 +115,12 @@ impl Tollgate {
     /// One request through every callback, as the module form sees it (body fields read from the
     /// bodies it holds).
     fn request(&self) -> MockHost {
-        let auth = format!("Bearer {KEY}");
         let mut host = MockHost::request(
             "POST",
             "/v1/chat/completions",
             &[
                 ("content-type", "application/json"),
-                ("authorization", &auth),
+                ("authorization", &self.authorization),
             ],
         );
         host.store = self.store.clone();
