@@ -436,7 +436,7 @@ impl HttpFilter {
         let (via, deployment) = if self.config.router.needs_attempts(&alias, members.len()) {
             strip_client_headers(host, true);
             let random = host.random_bytes();
-            let id: String = random.iter().take(12).map(|b| format!("{b:02x}")).collect();
+            let id = crate::hex::encode(random.iter().take(12).copied());
             host.set_request_header(attempt::ATTEMPT_ID, &id);
             host.set_request_header(attempt::ALIAS, &alias);
             host.set_request_header(attempt::STREAM, if stream { "1" } else { "0" });

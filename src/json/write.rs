@@ -152,21 +152,12 @@ fn append_escape(out: &mut Vec<u8>, byte: u8) {
         0x0c => b"\\f",
         _ => {
             out.extend_from_slice(b"\\u00");
-            out.push(hex_digit(byte >> 4));
-            out.push(hex_digit(byte & 0xf));
+            out.push(crate::hex::digit(byte >> 4));
+            out.push(crate::hex::digit(byte));
             return;
         }
     };
     out.extend_from_slice(short);
-}
-
-/// serde_json's lowercase hex digit for `n` < 16.
-fn hex_digit(n: u8) -> u8 {
-    if n < 10 {
-        b'0' + n
-    } else {
-        b'a' + (n - 10)
-    }
 }
 
 #[derive(Debug)]

@@ -57,17 +57,7 @@ pub struct TeamDef {
 }
 
 pub fn hash_key(key: &str) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = Sha256::digest(key.as_bytes());
-    let mut hex = String::with_capacity(64);
-    for b in digest {
-        for nibble in [b >> 4, b & 0xf] {
-            hex.push(char::from(
-                HEX.get(usize::from(nibble)).copied().unwrap_or(b'0'),
-            ));
-        }
-    }
-    hex
+    crate::hex::encode(Sha256::digest(key.as_bytes()))
 }
 
 /// `sk-...abcd`: enough to recognise a key, nothing to use it.
