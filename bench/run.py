@@ -859,20 +859,36 @@ def criterion_table(micro):
 
 
 def goals(rows, facts, micro):
+    """The issue's targets, each beside its floor where one was measured: the same figure for a
+    filter in Tollgate's position that does none of Tollgate's work. For the `.wasm` that is (2b),
+    a proxy-wasm filter that does nothing behind the body filters a wasm filter needs to route on
+    the model; for the dynamic module (2n), what any filter rewriting the request and response
+    this way asks of Envoy. A floor that misses the goal, or leaves less room than Tollgate's own
+    work takes, puts the goal out of reach for that form in this Envoy."""
     by = {r["id"]: r for r in rows}
     p = lambda i, k: by[i]["lat"][k]
     sat = lambda i: by[i]["sat"]["rps"]
     c = lambda i: by[i]["lat"]["cpu_per_1k"]
     checks = []
 
-    def check(name, value, goal, met):
-        checks.append((name, value, goal, "met" if met else "**missed**"))
+    def check(name, value, goal, met, floor=""):
+        checks.append((name, value, goal, "met" if met else "**missed**", floor))
+
+    floor_of = {"4": "2b", "4m": "2n", "5": "2b", "5m": "2n"}
+
+    def floor_text(four, value, ok):
+        return f"({floor_of[four]}): {value}{'' if ok else ', missed'}"
 
     for four in ("4", "4m"):
+        f = floor_of[four]
         d50, d99 = p(four, "p50") - p("2", "p50"), p(four, "p99") - p("2", "p99")
-        check(f"({four}) p50 over (2) at 1,000 req/s", f"{d50:+,.0f} µs", "≤ 50 µs", d50 <= 50)
-        check(f"({four}) p99 over (2) at 1,000 req/s", f"{d99:+,.0f} µs", "≤ 200 µs", d99 <= 200)
-        check(f"({four}) saturation / (2)", f"{sat(four) / sat('2'):.0%}", "≥ 75%", sat(four) >= 0.75 * sat("2"))
+        f50, f99 = p(f, "p50") - p("2", "p50"), p(f, "p99") - p("2", "p99")
+        check(f"({four}) p50 over (2) at 1,000 req/s", f"{d50:+,.0f} µs", "≤ 50 µs", d50 <= 50,
+              floor_text(four, f"{f50:+,.0f} µs", f50 <= 50))
+        check(f"({four}) p99 over (2) at 1,000 req/s", f"{d99:+,.0f} µs", "≤ 200 µs", d99 <= 200,
+              floor_text(four, f"{f99:+,.0f} µs", f99 <= 200))
+        check(f"({four}) saturation / (2)", f"{sat(four) / sat('2'):.0%}", "≥ 75%", sat(four) >= 0.75 * sat("2"),
+              floor_text(four, f"{sat(f) / sat('2'):.0%}", sat(f) >= 0.75 * sat("2")))
         if "6" in by:
             check(f"({four}) saturation / LiteLLM (6)", f"{sat(four) / sat('6'):.1f}×", "≥ 20×",
                   sat(four) >= 20 * sat("6"))
@@ -889,10 +905,16 @@ def goals(rows, facts, micro):
               f"{mem[name]['per_worker'] / 1e6:.2f} MB", "≤ 10 MB", mem[name]["per_worker"] <= 10_000_000)
     for five, label in (("5", "wasm"), ("5m", "dynamic module")):
         per = facts["rss_per_worker"][five]
+        floor = ""
+        if five == "5":
+            f = (by["2b"]["rss"] - by["2s"]["rss"]) / WORKERS
+            floor = f"(2b): {f / 1e6:.1f} MB{'' if f <= 10_000_000 else ', missed'}"
         check(f"RSS added per worker, {label}, as (Tollgate − plain) / {WORKERS} workers after load (includes the per-process part)",
-              f"{per / 1e6:.1f} MB", "≤ 10 MB", per <= 10_000_000)
+              f"{per / 1e6:.1f} MB", "≤ 10 MB", per <= 10_000_000, floor)
+    noop_start = facts["noop_start_ms"]
     check("plugin start, wasm: V8 compile + instantiate + configure (listeners → workers, over (2))",
-          f"{facts['plugin_start_ms']:,.0f} ms", "< 100 ms", facts["plugin_start_ms"] < 100)
+          f"{facts['plugin_start_ms']:,.0f} ms", "< 100 ms", facts["plugin_start_ms"] < 100,
+          f"(2b), a {facts['noop_wasm_bytes'] / 1000:,.0f} KB module: {noop_start:,.0f} ms{'' if noop_start < 100 else ', missed'}")
     check("plugin start, dynamic module: load + configure (listeners → workers, over (2))",
           f"{facts['module_start_ms']:,.0f} ms", "< 100 ms", facts["module_start_ms"] < 100)
     check("plugin start: configuration alone (plugin's own log, slowest VM)", f"{facts['configure_ms']:.3f} ms",
@@ -911,9 +933,13 @@ def goals(rows, facts, micro):
     t2 = by["2s"]["first_byte"]["p50"]
     for five in ("5", "5m"):
         t5 = by[five]["first_byte"]["p50"]
-        check(f"({five}) first byte p50 over plain Envoy (2s)", f"{t5 - t2:+,.0f} µs", "≤ 100 µs", t5 - t2 <= 100)
-    lines = ["| target | measured | goal | |", "|---|---|---|---|"]
-    lines += [f"| {a} | {b} | {g} | {m} |" for a, b, g, m in checks]
+        # The floors answer whole (non-streamed) responses: their first byte is their latency.
+        f = p(floor_of[five], "p50") - p("2", "p50")
+        check(f"({five}) first byte p50 over plain Envoy (2s)", f"{t5 - t2:+,.0f} µs", "≤ 100 µs", t5 - t2 <= 100,
+              floor_text(five, f"{f:+,.0f} µs (its whole answer, over (2))", f <= 100))
+    lines = ["| target | measured | goal | | floor: a filter in the same place doing none of Tollgate's work |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {g} | {m} | {fl} |" for a, b, g, m, fl in checks]
     return "\n".join(lines)
 
 
@@ -1098,6 +1124,8 @@ def main():
         "module_bytes": os.path.getsize(MODULE),
         "plugin_start_ms": starts[2]["load_ms"] - starts[0]["load_ms"],
         "module_start_ms": starts[3]["load_ms"] - starts[0]["load_ms"],
+        "noop_start_ms": starts[1]["load_ms"] - starts[0]["load_ms"],
+        "noop_wasm_bytes": os.path.getsize(NOOP_WASM),
         "rss_per_worker": {five: (by[five]["rss"] - by["2s"]["rss"]) / WORKERS for five in ("5", "5m")},
     }
     log("idle memory at 1 and 4 workers")
