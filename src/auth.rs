@@ -4,6 +4,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::host::HttpHost;
 use crate::keys::{self, time, KeyDef, TeamDef};
+use crate::quota::{self, Limits, Scope};
 use crate::store::Store;
 
 /// The caller, once authenticated.
@@ -19,6 +20,26 @@ pub enum Principal {
 pub struct KeyPrincipal {
     pub def: KeyDef,
     pub team: Option<TeamDef>,
+    /// The key's quota record and limits, then its team's: admission and settlement both use
+    /// them, so they are worked out once (record names formatted, durations parsed).
+    pub key_party: (String, Limits),
+    pub team_party: Option<(String, Limits)>,
+}
+
+impl KeyPrincipal {
+    pub fn new(def: KeyDef, team: Option<TeamDef>) -> Self {
+        let key_party = (quota::record_key(Scope::Key, &def.token), def.limits());
+        let team_party = def.team_id.as_ref().map(|t| {
+            let limits = team.as_ref().map(TeamDef::limits).unwrap_or_default();
+            (quota::record_key(Scope::Team, t), limits)
+        });
+        KeyPrincipal {
+            def,
+            team,
+            key_party,
+            team_party,
+        }
+    }
 }
 
 impl Principal {
@@ -107,7 +128,7 @@ pub fn authenticate(
             ApiError::permission("This API key's team is blocked.").with_code("team_blocked")
         );
     }
-    Ok(Principal::Key(Box::new(KeyPrincipal { def, team })))
+    Ok(Principal::Key(Box::new(KeyPrincipal::new(def, team))))
 }
 
 /// Refuses a model the key or its team may not use.

@@ -1,7 +1,7 @@
 //! What a request may cost, admitting it against its key's and team's limits, and charging what it
 //! did cost: the parts of the pipeline that deal in money and limits.
 
-use crate::auth::{KeyPrincipal, Principal};
+use crate::auth::Principal;
 use crate::config::Deployment;
 use crate::error::ApiError;
 use crate::host::HttpHost;
@@ -95,15 +95,6 @@ pub fn estimate_group(
     worst
 }
 
-fn parties(k: &KeyPrincipal) -> (String, quota::Limits, Option<(String, quota::Limits)>) {
-    let key = (quota::record_key(Scope::Key, &k.def.token), k.def.limits());
-    let team = k.def.team_id.as_ref().map(|t| {
-        let limits = k.team.as_ref().map(|d| d.limits()).unwrap_or_default();
-        (quota::record_key(Scope::Team, t), limits)
-    });
-    (key.0, key.1, team)
-}
-
 /// A non-streaming response's usage from the metadata `json_to_metadata` extracted (numbers as
 /// little-endian f64), in OpenAI terms, whichever provider's field names are present. It mirrors
 /// the providers' own usage mapping; the charge itself uses the translated body's usage.
@@ -168,13 +159,13 @@ pub fn admit(
     let Principal::Key(k) = principal else {
         return Ok(None);
     };
-    let (key_store, key_limits, team) = parties(k);
+    let (key_store, key_limits) = &k.key_party;
     let key = Party {
         scope: Scope::Key,
-        key: &key_store,
-        limits: &key_limits,
+        key: key_store,
+        limits: key_limits,
     };
-    let team = team.as_ref().map(|(s, l)| Party {
+    let team = k.team_party.as_ref().map(|(s, l)| Party {
         scope: Scope::Team,
         key: s,
         limits: l,
@@ -191,11 +182,11 @@ pub fn settle(
     charge: Charge,
 ) {
     let Principal::Key(k) = principal else { return };
-    let (key_store, key_limits, team) = parties(k);
+    let (key_store, key_limits) = &k.key_party;
     let key = Party {
         scope: Scope::Key,
-        key: &key_store,
-        limits: &key_limits,
+        key: key_store,
+        limits: key_limits,
     };
     let (team_label, alias) = principal.labels();
     let after = quota::settle_one(
@@ -212,7 +203,7 @@ pub fn settle(
             max.saturating_sub(c.spend),
         );
     }
-    if let (Some((store_key, limits)), Some(snap)) = (&team, admission.team) {
+    if let (Some((store_key, limits)), Some(snap)) = (&k.team_party, admission.team) {
         let party = Party {
             scope: Scope::Team,
             key: store_key,
