@@ -4,7 +4,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::host::HttpHost;
 use crate::keys::{self, time, KeyDef, TeamDef};
-use crate::quota::{self, Limits, Scope};
+use crate::quota::{self, Limits, Party, Scope};
 use crate::store::Store;
 
 /// The caller, once authenticated.
@@ -22,23 +22,41 @@ pub struct KeyPrincipal {
     pub team: Option<TeamDef>,
     /// The key's quota record and limits, then its team's: admission and settlement both use
     /// them, so they are worked out once (record names formatted, durations parsed).
-    pub key_party: (String, Limits),
-    pub team_party: Option<(String, Limits)>,
+    key_record: (String, Limits),
+    team_record: Option<(String, Limits)>,
 }
 
 impl KeyPrincipal {
     pub fn new(def: KeyDef, team: Option<TeamDef>) -> Self {
-        let key_party = (quota::record_key(Scope::Key, &def.token), def.limits());
-        let team_party = def.team_id.as_ref().map(|t| {
+        let key_record = (quota::record_key(Scope::Key, &def.token), def.limits());
+        let team_record = def.team_id.as_ref().map(|t| {
             let limits = team.as_ref().map(TeamDef::limits).unwrap_or_default();
             (quota::record_key(Scope::Team, t), limits)
         });
         KeyPrincipal {
             def,
             team,
-            key_party,
-            team_party,
+            key_record,
+            team_record,
         }
+    }
+
+    /// The key's scope in admission and settlement.
+    pub fn key_party(&self) -> Party<'_> {
+        Party {
+            scope: Scope::Key,
+            key: &self.key_record.0,
+            limits: &self.key_record.1,
+        }
+    }
+
+    /// The key's team's scope, if it has a team.
+    pub fn team_party(&self) -> Option<Party<'_>> {
+        self.team_record.as_ref().map(|(key, limits)| Party {
+            scope: Scope::Team,
+            key,
+            limits,
+        })
     }
 }
 

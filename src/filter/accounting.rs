@@ -8,7 +8,7 @@ use crate::host::HttpHost;
 use crate::keys::time;
 use crate::openai::Usage;
 use crate::pricing;
-use crate::quota::{self, Admission, Charge, Estimate, Party, Refusal, Scope};
+use crate::quota::{self, Admission, Charge, Estimate, Refusal};
 use crate::stats;
 
 /// Output tokens assumed when neither the request nor the model table caps them.
@@ -159,18 +159,8 @@ pub fn admit(
     let Principal::Key(k) = principal else {
         return Ok(None);
     };
-    let (key_store, key_limits) = &k.key_party;
-    let key = Party {
-        scope: Scope::Key,
-        key: key_store,
-        limits: key_limits,
-    };
-    let team = k.team_party.as_ref().map(|(s, l)| Party {
-        scope: Scope::Team,
-        key: s,
-        limits: l,
-    });
-    quota::admit_all(host.store(), &key, team.as_ref(), now, est).map(Some)
+    let team = k.team_party();
+    quota::admit_all(host.store(), &k.key_party(), team.as_ref(), now, est).map(Some)
 }
 
 /// Charges a finished request and frees its slots; returns the key's counters afterwards.
@@ -182,12 +172,7 @@ pub fn settle(
     charge: Charge,
 ) {
     let Principal::Key(k) = principal else { return };
-    let (key_store, key_limits) = &k.key_party;
-    let key = Party {
-        scope: Scope::Key,
-        key: key_store,
-        limits: key_limits,
-    };
+    let key = k.key_party();
     let (team_label, alias) = principal.labels();
     let after = quota::settle_one(
         host.store(),
@@ -197,18 +182,13 @@ pub fn settle(
         admission.estimate,
         charge,
     );
-    if let (Some(c), Some(max)) = (after, key_limits.max_budget) {
+    if let (Some(c), Some(max)) = (after, key.limits.max_budget) {
         host.set_gauge(
             &stats::key_budget_remaining(team_label, alias),
             max.saturating_sub(c.spend),
         );
     }
-    if let (Some((store_key, limits)), Some(snap)) = (&k.team_party, admission.team) {
-        let party = Party {
-            scope: Scope::Team,
-            key: store_key,
-            limits,
-        };
+    if let (Some(party), Some(snap)) = (k.team_party(), admission.team) {
         let after = quota::settle_one(
             host.store(),
             &party,
@@ -217,7 +197,7 @@ pub fn settle(
             admission.estimate,
             charge,
         );
-        if let (Some(c), Some(max)) = (after, limits.max_budget) {
+        if let (Some(c), Some(max)) = (after, party.limits.max_budget) {
             host.set_gauge(
                 &stats::team_budget_remaining(team_label),
                 max.saturating_sub(c.spend),
