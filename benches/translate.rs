@@ -273,6 +273,12 @@ impl HttpHost for BenchHost {
     fn response_header(&self, name: &str) -> Option<String> {
         header(&self.response_headers, name).map(str::to_string)
     }
+    fn response_header_names(&self) -> Vec<String> {
+        self.response_headers
+            .iter()
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
     fn set_response_header(&mut self, name: &str, value: &str) {
         set_header(&mut self.response_headers, name, value)
     }

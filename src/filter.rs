@@ -32,6 +32,7 @@ use crate::router;
 use crate::router::attempts::{self, AttemptState};
 use crate::router::classify::Seen;
 use crate::router::health::{self, Outcome};
+use crate::secrets::Secrets;
 use crate::stats;
 use attempt::AttemptCtx;
 
@@ -64,14 +65,18 @@ const FORWARDED_HEADERS: [&str; 9] = [
     "x-envoy-expected-rq-timeout-ms",
 ];
 
-/// Provider response headers that identify the gateway's provider account; never shown to clients.
-const HIDDEN_RESPONSE_HEADERS: [&str; 6] = [
-    "set-cookie",
-    "openai-organization",
-    "openai-project",
-    "anthropic-organization-id",
-    "x-amzn-requestid",
-    "x-goog-api-key",
+/// Provider response headers a client may see. Everything else a provider sends (account and
+/// organization ids, rate limits of the gateway's account, cookies, a header echoing a
+/// credential) is removed: an allow-list, so a header nobody thought of never leaks.
+const PROVIDER_RESPONSE_HEADERS: [&str; 8] = [
+    ":status",
+    "content-type",
+    "date",
+    "retry-after",
+    "retry-after-ms",
+    "x-request-id",
+    "x-should-retry",
+    "x-envoy-upstream-service-time",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,7 +257,7 @@ impl HttpFilter {
                 self.unfinished_attempt = Some((a, r.deployment));
             }
         }
-        send_error(host, err, extra);
+        send_error(host, &self.config.secrets, err, extra);
         Action::Pause
     }
 
@@ -769,16 +774,13 @@ impl HttpFilter {
             }
             return self.reply_error(host, &err);
         }
-        for h in HIDDEN_RESPONSE_HEADERS {
-            host.remove_response_header(h);
-        }
-        host.remove_response_header("content-length");
-        let Some(translator) = routed.translator(d) else {
-            return Action::Continue;
-        };
         let error_type = (status >= 400)
             .then(|| host.response_header("x-amzn-errortype"))
             .flatten();
+        keep_allowed_response_headers(host, &config.secrets, matches!(routed.via, Via::Attempts));
+        let Some(translator) = routed.translator(d) else {
+            return Action::Continue;
+        };
         let client_status = if status >= 400 {
             translator.error_status(status, error_type.as_deref())
         } else {
@@ -809,10 +811,7 @@ impl HttpFilter {
             }
         }
         if status >= 400 && end_of_stream {
-            let err = match d {
-                Some(d) => scrub(d, translator.error(status, error_type.as_deref(), b"")),
-                None => translator.error(status, error_type.as_deref(), b""),
-            };
+            let err = translator.error(status, error_type.as_deref(), b"");
             let extra = match &routed.via {
                 Via::Attempt(a) => attempt_headers(&config, a, a.retry_signaled),
                 _ => Vec::new(),
@@ -921,6 +920,9 @@ impl HttpFilter {
                 if !usage_known {
                     usage = t.final_usage();
                 }
+                // Whatever the provider put in its events (an error echoing a key), no secret
+                // reaches the client. Events are whole in `out`, so no secret is split here.
+                config.secrets.scrub(&mut out);
                 if out != chunk {
                     host.replace_response_body(body_size, &out);
                 }
@@ -931,14 +933,10 @@ impl HttpFilter {
                     return Action::Pause;
                 }
                 let body = host.response_body(body_size).unwrap_or_default();
-                let scrubbed = |e: ApiError| match d {
-                    Some(d) => scrub(d, e),
-                    None => e,
-                };
-                let out = match upstream_error {
-                    Some((status, error_type)) => {
-                        scrubbed(translator.error(*status, error_type.as_deref(), &body)).to_json()
-                    }
+                let mut out = match upstream_error {
+                    Some((status, error_type)) => translator
+                        .error(*status, error_type.as_deref(), &body)
+                        .to_json(),
                     None => {
                         let result = match routed.op {
                             Operation::Chat => translator.chat_response(&body, &routed.ctx),
@@ -957,13 +955,14 @@ impl HttpFilter {
                                 log::warn!(
                                     "tollgate: could not translate a {} response: {}",
                                     translator.name(),
-                                    e.message
+                                    config.secrets.scrub_str(&e.message)
                                 );
-                                scrubbed(e).to_json()
+                                e.to_json()
                             }
                         }
                     }
                 };
+                config.secrets.scrub(&mut out);
                 host.replace_response_body(body_size, &out);
                 Action::Continue
             }
@@ -1188,20 +1187,32 @@ fn envoy_error(status: u16, details: &str, d: Option<&Deployment>) -> ApiError {
     }
 }
 
-/// Removes the deployment's own credentials from an error a provider produced: some providers
-/// echo the key they rejected, and nothing of it may reach a client.
-fn scrub(d: &Deployment, mut err: ApiError) -> ApiError {
-    for (_, value) in &d.headers {
-        let secret = value.strip_prefix("Bearer ").unwrap_or(value);
-        if secret.len() >= 8 && err.message.contains(secret) {
-            err.message = err.message.replace(secret, "[redacted]");
+/// Removes every provider response header not on [`PROVIDER_RESPONSE_HEADERS`], and any whose
+/// value holds a secret. Behind the attempt listener the response's `x-tollgate-*` headers are
+/// the attempt's own (it removed the provider's before setting them), so they stay.
+fn keep_allowed_response_headers(host: &mut dyn HttpHost, secrets: &Secrets, from_attempt: bool) {
+    for name in host.response_header_names() {
+        let allowed = PROVIDER_RESPONSE_HEADERS.contains(&name.as_str())
+            || (from_attempt && name.starts_with("x-tollgate-"));
+        let leaks = allowed
+            && !secrets.is_empty()
+            && host
+                .response_header(&name)
+                .is_some_and(|v| secrets.found_in(v.as_bytes()));
+        if !allowed || (leaks && name != ":status") {
+            host.remove_response_header(&name);
         }
     }
-    err
 }
 
-fn send_error(host: &mut dyn HttpHost, err: &ApiError, extra: &[(&str, String)]) {
-    let body = err.to_json();
+fn send_error(
+    host: &mut dyn HttpHost,
+    secrets: &Secrets,
+    err: &ApiError,
+    extra: &[(&str, String)],
+) {
+    let mut body = err.to_json();
+    secrets.scrub(&mut body);
     let mut headers: Vec<(&str, &str)> = vec![("content-type", "application/json")];
     // The OpenAI SDKs retry 429 and 5xx on their own; other errors are final. A refusal may say
     // more (a spent budget must not be retried).

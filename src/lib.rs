@@ -18,6 +18,7 @@ pub mod pricing;
 pub mod providers;
 pub mod quota;
 pub mod router;
+pub mod secrets;
 pub mod stats;
 pub mod store;
 pub mod stream;

@@ -503,6 +503,16 @@ impl HttpHost for NativeHost<'_> {
     fn response_header(&self, name: &str) -> Option<String> {
         self.header(abi::RESPONSE_HEADER, name)
     }
+    fn response_header_names(&self) -> Vec<String> {
+        let Ok(mut names) = self.response_names.try_borrow_mut() else {
+            return Vec::new();
+        };
+        names
+            .get_or_insert_with(|| self.header_names(abi::RESPONSE_HEADER))
+            .iter()
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .collect()
+    }
     fn set_response_header(&mut self, name: &str, value: &str) {
         self.set_header(abi::RESPONSE_HEADER, name, Some(value));
         self.response_written(name, true);

@@ -148,6 +148,8 @@ pub struct Config {
     pub keys: HashMap<String, KeyDef>,
     pub teams: HashMap<String, TeamDef>,
     pub router: router::RouterSettings,
+    /// Every secret in the configuration, masked in whatever a client sees.
+    pub secrets: crate::secrets::Secrets,
 }
 
 /// The outcome of loading: a usable config when there are no errors, plus every issue found.
@@ -184,6 +186,7 @@ pub fn load(doc: &Value, env: &dyn Env, strictness: Strictness) -> Report {
         env,
         strictness,
         env_keys: Vec::new(),
+        secrets: Vec::new(),
     };
     let config = build(doc, &mut w);
     let config = if w.errors.is_empty() { config } else { None };
@@ -341,6 +344,7 @@ fn build(doc: &Value, w: &mut Walker) -> Option<Config> {
         master_key,
         clusters,
         env_keys: std::mem::take(&mut w.env_keys),
+        secrets: crate::secrets::Secrets::new(&w.secrets),
         settings: Settings {
             drop_params,
             request_timeout_secs: timeout,
@@ -631,9 +635,12 @@ fn deployment(
                         w.env_keys.push(n.to_string());
                     }
                 }
-                if v.is_none() {
-                    let names = names.join(" / ");
-                    w.warn(&key_path, format!("is not set and {names} is not in the environment: requests go upstream without a key"));
+                match &v {
+                    Some(k) => w.secrets.push(k.clone()),
+                    None => {
+                        let names = names.join(" / ");
+                        w.warn(&key_path, format!("is not set and {names} is not in the environment: requests go upstream without a key"));
+                    }
                 }
                 v
             }
@@ -667,6 +674,19 @@ fn deployment(
         headers,
         signing,
     } = endpoint;
+    if signing
+        .as_ref()
+        .is_some_and(|s| s.credentials == AwsCredentials::Environment)
+    {
+        // Envoy's signer reads these; the filter reads them only to mask them.
+        for name in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+        ] {
+            w.optional_secret_env(name);
+        }
+    }
     let url = match parse_base_url(&base_url) {
         Ok(u) => u,
         Err(msg) => {

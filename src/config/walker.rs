@@ -27,6 +27,8 @@ pub(crate) struct Walker<'e> {
     pub strictness: Strictness,
     /// Environment variables the filter reads, for Envoy's `host_env_keys`.
     pub env_keys: Vec<String>,
+    /// Every secret value read (keys, credentials): masked wherever a client could see it.
+    pub secrets: Vec<String>,
 }
 
 pub(crate) const ENV_PREFIX: &str = "os.environ/";
@@ -167,9 +169,24 @@ impl<'e> Walker<'e> {
 
     /// Reads a secret's value for use inside the filter.
     pub fn secret_value(&mut self, r: &SecretRef, path: &str) -> Option<String> {
-        match r {
+        let v = match r {
             SecretRef::Literal(v) => Some(v.clone()),
             SecretRef::Env(name) => self.read_env(name, path),
+        };
+        if let Some(v) = &v {
+            self.secrets.push(v.clone());
+        }
+        v
+    }
+
+    /// A secret Envoy itself reads from its environment (AWS credentials for SigV4), read here
+    /// too, when set, only to be masked: a missing one is no error.
+    pub fn optional_secret_env(&mut self, name: &str) {
+        if !self.env_keys.iter().any(|k| k == name) {
+            self.env_keys.push(name.to_string());
+        }
+        if let Some(v) = self.env.var(name).filter(|v| !v.is_empty()) {
+            self.secrets.push(v);
         }
     }
 

@@ -327,6 +327,10 @@ impl HttpHost for EnvoyHost {
     fn response_header(&self, name: &str) -> Option<String> {
         self.header(abi::RESPONSE_HEADERS, name)
     }
+    fn response_header_names(&self) -> Vec<String> {
+        self.read(abi::RESPONSE_HEADERS, HeaderCache::names)
+            .unwrap_or_default()
+    }
     fn set_response_header(&mut self, name: &str, value: &str) {
         self.write(abi::RESPONSE_HEADERS, name, Some(value));
     }

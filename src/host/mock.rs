@@ -94,6 +94,12 @@ impl HttpHost for MockHost {
     fn response_header(&self, name: &str) -> Option<String> {
         get(&self.response_headers, name)
     }
+    fn response_header_names(&self) -> Vec<String> {
+        self.response_headers
+            .iter()
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
     fn set_response_header(&mut self, name: &str, value: &str) {
         set(&mut self.response_headers, name, value)
     }

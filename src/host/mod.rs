@@ -68,6 +68,8 @@ pub trait HttpHost {
     fn set_request_header(&mut self, name: &str, value: &str);
     fn remove_request_header(&mut self, name: &str);
     fn response_header(&self, name: &str) -> Option<String>;
+    /// Every response header name, for removing all but an allow-list before the client sees them.
+    fn response_header_names(&self) -> Vec<String>;
     fn set_response_header(&mut self, name: &str, value: &str);
     fn remove_response_header(&mut self, name: &str);
     /// The request body buffered so far (`size` bytes).
