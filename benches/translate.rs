@@ -378,7 +378,7 @@ fn whole_request(
                 ("model_value", alias.as_bytes().to_vec()),
             ];
             properties.extend(entries("tollgate", given));
-            let usage = usage
+            let usage: Vec<(&str, Vec<u8>)> = usage
                 .iter()
                 .map(|(k, v)| (*k, v.to_le_bytes().to_vec()))
                 .collect();
@@ -389,7 +389,7 @@ fn whole_request(
             properties.extend(entries("tollgate", scanned));
             properties.extend(entries(
                 "tollgate_usage",
-                body_metadata::response_usage(answer),
+                body_metadata::response_usage(Some("application/json"), answer),
             ));
         }
     }

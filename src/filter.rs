@@ -129,12 +129,20 @@ struct Routed {
     first_byte_ms: Option<u64>,
     /// The request's worst case, once its body is accepted: what a cut-off response is charged.
     estimate: Option<Estimate>,
+    /// What the request asked for (body size, output cap, completions): its bounds.
+    ask: Option<accounting::Ask>,
     /// Set once the request is admitted against its key's limits; settled in `on_done`.
     admission: Option<Admission>,
     /// The status the client saw, once known.
     status: Option<u16>,
-    /// The provider's final usage, once the response completed.
+    /// The provider's final usage, once the response completed and reported one it could be
+    /// charged for.
     usage: Option<Usage>,
+    /// The provider's answer completed (a whole body translated, or a stream that finished),
+    /// whether or not it reported usage.
+    answered: bool,
+    /// Why the usage the provider reported cannot be charged (it is out of the request's bounds).
+    unusable: Option<&'static str>,
 }
 
 impl Routed {
@@ -498,9 +506,12 @@ impl HttpFilter {
             headers_ms: None,
             first_byte_ms: None,
             estimate: None,
+            ask: None,
             admission: None,
             status: None,
             usage: None,
+            answered: false,
+            unusable: None,
         }
     }
 
@@ -640,17 +651,12 @@ impl HttpFilter {
                 if role == Role::Gateway {
                     routed.ctx.include_usage = req.include_usage;
                 }
-                let max_out = req.max_output_tokens();
+                let ask = accounting::Ask::chat(body.len(), req.max_output_tokens(), req.choices());
+                routed.ask = Some(ask);
                 match (handed_off, d) {
                     (true, _) => Ok((
                         None,
-                        accounting::estimate_group(
-                            &config,
-                            &routed.ctx.model,
-                            Operation::Chat,
-                            body.len(),
-                            max_out,
-                        ),
+                        accounting::estimate_group(&config, &routed.ctx.model, &ask),
                     )),
                     (false, Some(d)) => {
                         let out = d.provider.chat_request(
@@ -660,10 +666,7 @@ impl HttpFilter {
                                 drop_params: d.drop_params,
                             },
                         )?;
-                        Ok((
-                            Some(out),
-                            accounting::estimate(d, body.len(), max_out, true),
-                        ))
+                        Ok((Some(out), accounting::estimate(d, &ask)))
                     }
                     (false, None) => Err(ApiError::server("no deployment chosen")),
                 }
@@ -676,20 +679,16 @@ impl HttpFilter {
                     ));
                 }
                 routed.embeddings_base64 = req.base64;
+                let ask = accounting::Ask::embeddings(body.len());
+                routed.ask = Some(ask);
                 match (handed_off, d) {
                     (true, _) => Ok((
                         None,
-                        accounting::estimate_group(
-                            &config,
-                            &routed.ctx.model,
-                            Operation::Embeddings,
-                            body.len(),
-                            None,
-                        ),
+                        accounting::estimate_group(&config, &routed.ctx.model, &ask),
                     )),
                     (false, Some(d)) => Ok((
                         Some(d.provider.embeddings_request(&req, d)?),
-                        accounting::estimate(d, body.len(), None, false),
+                        accounting::estimate(d, &ask),
                     )),
                     (false, None) => Err(ApiError::server("no deployment chosen")),
                 }
@@ -777,10 +776,37 @@ impl HttpFilter {
         let error_type = (status >= 400)
             .then(|| host.response_header("x-amzn-errortype"))
             .flatten();
+        let encoding = host.response_header("content-encoding");
         keep_allowed_response_headers(host, &config.secrets, matches!(routed.via, Via::Attempts));
         let Some(translator) = routed.translator(d) else {
             return Action::Continue;
         };
+        if status < 400 && !matches!(routed.via, Via::Attempts) {
+            let ns = match role {
+                Role::Gateway => USAGE_NAMESPACE,
+                Role::Attempt => ERROR_NAMESPACE,
+            };
+            if let Some(err) = broken_answer(host, translator, routed.stream, ns, encoding) {
+                // Not an answer but an upstream failure: a 502, retried like one, charged nothing.
+                log::warn!(
+                    "tollgate: {} (deployment {}): {}",
+                    translator.name(),
+                    d.map_or("-", |d| d.id.as_str()),
+                    config.secrets.scrub_str(&err.message)
+                );
+                if let Via::Attempt(a) = &mut routed.via {
+                    let seen = Seen {
+                        status: err.status,
+                        local: true,
+                        ..Default::default()
+                    };
+                    let again = attempt::after_failure(&config, host, a, &seen);
+                    let extra = attempt_headers(&config, a, again);
+                    return self.refuse(host, &err, &extra);
+                }
+                return self.reply_error(host, &err);
+            }
+        }
         let client_status = if status >= 400 {
             translator.error_status(status, error_type.as_deref())
         } else {
@@ -833,16 +859,27 @@ impl HttpFilter {
                 host.set_response_header(attempt::RETRIES, "0");
                 host.set_response_header(attempt::FALLBACKS, "0");
             }
-            if let (true, Some(d)) = (status < 400 && !routed.stream, d) {
-                if let Some(u) = accounting::usage_from_metadata(|key| {
+            if let (true, Some(d), Some(ask), Some(estimate)) = (
+                status < 400 && !routed.stream,
+                d,
+                routed.ask,
+                routed.estimate,
+            ) {
+                let usage = accounting::usage_from_metadata(|key| {
                     host.property(&["metadata", "filter_metadata", USAGE_NAMESPACE, key])
-                }) {
-                    let cost = accounting::micro_cost(d, &u);
-                    host.set_response_header(
-                        "x-tollgate-response-cost",
-                        &format!("{:.6}", crate::quota::usd(cost)),
-                    );
-                }
+                });
+                // What settlement will charge: the usage's cost, or the reservation when the
+                // usage is missing or cannot be charged.
+                let cost = match usage {
+                    Some(u) if accounting::check_usage(d, &ask, &u).is_ok() => {
+                        accounting::micro_cost(d, &u)
+                    }
+                    _ => estimate.cost,
+                };
+                host.set_response_header(
+                    "x-tollgate-response-cost",
+                    &format!("{:.6}", crate::quota::usd(cost)),
+                );
             }
         }
         if status >= 400 {
@@ -902,6 +939,7 @@ impl HttpFilter {
         }
         let usage_known = routed.usage.is_some();
         let mut usage = None;
+        let mut no_answer: Option<ApiError> = None;
         let action = match &mut routed.response {
             ResponsePlan::Pending | ResponsePlan::Relay => Action::Continue,
             ResponsePlan::Stream(t) => {
@@ -920,6 +958,7 @@ impl HttpFilter {
                 if !usage_known {
                     usage = t.final_usage();
                 }
+                routed.answered |= t.completed();
                 // Whatever the provider put in its events (an error echoing a key), no secret
                 // reaches the client. Events are whole in `out`, so no secret is split here.
                 config.secrets.scrub(&mut out);
@@ -948,7 +987,8 @@ impl HttpFilter {
                         };
                         match result {
                             Ok(t) => {
-                                usage = Some(t.usage);
+                                usage = t.usage;
+                                routed.answered = true;
                                 t.body
                             }
                             Err(e) => {
@@ -957,16 +997,54 @@ impl HttpFilter {
                                     translator.name(),
                                     config.secrets.scrub_str(&e.message)
                                 );
-                                e.to_json()
+                                no_answer = Some(e);
+                                Vec::new()
                             }
                         }
                     }
                 };
-                config.secrets.scrub(&mut out);
-                host.replace_response_body(body_size, &out);
+                if no_answer.is_none() {
+                    config.secrets.scrub(&mut out);
+                    host.replace_response_body(body_size, &out);
+                }
                 Action::Continue
             }
         };
+        if let Some(e) = no_answer {
+            // A success status whose body is no answer: an upstream failure, charged nothing.
+            routed.status = Some(e.status);
+            if !host.response_headers_held() {
+                // The 200 has gone (proxy-wasm cannot hold it until the body is in): a reply now
+                // makes Envoy reset the stream, which clients treat as the failure it is.
+                send_error(host, &config.secrets, &e, &[]);
+                return Action::Pause;
+            }
+            host.set_response_header(":status", &e.status.to_string());
+            if let Via::Attempt(a) = &mut routed.via {
+                // Still a failure the router can act on: another attempt, or a fallback.
+                let seen = Seen {
+                    status: e.status,
+                    local: true,
+                    ..Default::default()
+                };
+                let again = attempt::after_failure(&config, host, a, &seen);
+                for (name, value) in attempt_headers(&config, a, again) {
+                    host.set_response_header(name, &value);
+                }
+            }
+            let mut out = e.to_json();
+            config.secrets.scrub(&mut out);
+            host.replace_response_body(body_size, &out);
+            return Action::Continue;
+        }
+        let usage = usage.filter(|u| {
+            let (Some(d), Some(ask)) = (d, &routed.ask) else {
+                return true;
+            };
+            let checked = accounting::check_usage(d, ask, u);
+            routed.unusable = checked.err();
+            checked.is_ok()
+        });
         if let Some(u) = usage {
             routed.usage = Some(u);
             if role == Role::Gateway {
@@ -1018,23 +1096,40 @@ impl HttpFilter {
             return;
         };
         let d = routed.deployment.and_then(|i| config.deployment(i));
+        let reservation = Charge {
+            cost: estimate.cost,
+            tokens: estimate.tokens,
+        };
         let charge = match (routed.status, routed.usage, d) {
             (Some(s), Some(u), Some(d)) if s < 400 => Charge {
                 cost: accounting::micro_cost(d, &u),
                 tokens: u.prompt_tokens.saturating_add(u.completion_tokens),
             },
-            // Started but never delivered its usage (a stream cut off), or the client went away
-            // before any response while the provider had the whole request: the reservation.
-            (Some(s), None, _) if s < 400 => Charge {
-                cost: estimate.cost,
-                tokens: estimate.tokens,
-            },
-            (None, _, _) => Charge {
-                cost: estimate.cost,
-                tokens: estimate.tokens,
-            },
-            _ => Charge::default(),
+            (Some(s), _, _) if s >= 400 => Charge::default(),
+            // Served without usage it could be charged for (missing, unreadable, absurd), started
+            // but never delivered its usage (a stream cut off), or the client went away before
+            // any response while the provider had the whole request: the reservation.
+            _ => reservation,
         };
+        if routed.status.is_some_and(|s| s < 400) && routed.usage.is_none() {
+            let why = routed.unusable.or_else(|| {
+                let expected = d.is_none_or(|d| d.provider.reports_usage(routed.op));
+                (routed.answered && expected).then_some("no usage reported")
+            });
+            if let Some(why) = why {
+                let provider = d.map_or(stats::NONE, |d| d.provider.name());
+                let labels = stats::RouterLabels {
+                    model: &routed.ctx.model,
+                    provider,
+                };
+                host.increment_counter(&stats::usage_unusable(&labels), 1);
+                log::warn!(
+                    "tollgate: {provider} answered model '{}' with usage that cannot be charged ({why}); charged the reservation, ${:.6}",
+                    routed.ctx.model,
+                    crate::quota::usd(reservation.cost)
+                );
+            }
+        }
         let labels = routed.labels(d);
         if charge.cost > 0 {
             host.increment_counter(&stats::spend(&labels), charge.cost);
@@ -1185,6 +1280,82 @@ fn envoy_error(status: u16, details: &str, d: Option<&Deployment>) -> ApiError {
             ),
         )
     }
+}
+
+/// A success status whose response is no answer: compressed, of the wrong media type (JSON for
+/// a stream, a stream or HTML for a non-streamed request), not JSON, or JSON without any of an
+/// answer's fields (an error inside a 200). Read from headers and from the markers the response
+/// `json_to_metadata` (or the module, from the held body) put in `ns`; the body itself is checked
+/// again when it is translated.
+fn broken_answer(
+    host: &dyn HttpHost,
+    provider: &dyn Provider,
+    stream: bool,
+    ns: &str,
+    encoding: Option<String>,
+) -> Option<ApiError> {
+    let name = provider.name();
+    if let Some(enc) = encoding.filter(|e| !e.trim().eq_ignore_ascii_case("identity")) {
+        return Some(ApiError::bad_gateway(format!(
+            "{name} sent a body with content-encoding '{enc}', which the gateway does not decode"
+        )));
+    }
+    let content_type = host.response_header("content-type");
+    let media = content_type
+        .as_deref()
+        .and_then(|ct| ct.split(';').next())
+        .map(|t| t.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let marker = |key: &str| host.property(&["metadata", "filter_metadata", ns, key]);
+    let quoted = || {
+        marker(body_metadata::ERROR_MESSAGE)
+            .or_else(|| marker(body_metadata::MESSAGE))
+            .map(|m| format!(": {}", providers::redact(&String::from_utf8_lossy(&m))))
+            .unwrap_or_default()
+    };
+    let json = body_metadata::is_json(content_type.as_deref());
+    if stream {
+        if media == provider.stream_media_type() {
+            return None;
+        }
+        let what = if json {
+            format!("a JSON body{}", quoted())
+        } else if media.is_empty() {
+            "a body without a content type".to_string()
+        } else {
+            format!("a '{media}' body")
+        };
+        return Some(ApiError::bad_gateway(format!(
+            "{name} answered a streamed request with {what} instead of a stream"
+        )));
+    }
+    if !json {
+        let what = if media.is_empty() {
+            "no content type".to_string()
+        } else {
+            format!("a '{media}' body")
+        };
+        return Some(ApiError::bad_gateway(format!(
+            "{name} returned {what} instead of JSON"
+        )));
+    }
+    if marker(body_metadata::BODY_ERROR).is_some() {
+        return Some(ApiError::bad_gateway(format!(
+            "{name} returned a body that is not valid JSON"
+        )));
+    }
+    if marker(body_metadata::NOT_OBJECT).is_some() {
+        return Some(ApiError::bad_gateway(format!(
+            "{name} returned a JSON body that is not an object"
+        )));
+    }
+    if let Some(m) = marker(body_metadata::ERROR_MESSAGE) {
+        return Some(ApiError::bad_gateway(format!(
+            "{name} returned an error with status 200: {}",
+            providers::redact(&String::from_utf8_lossy(&m))
+        )));
+    }
+    None
 }
 
 /// Removes every provider response header not on [`PROVIDER_RESPONSE_HEADERS`], and any whose

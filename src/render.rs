@@ -92,18 +92,32 @@ pub fn json_to_metadata_filter() -> Value {
 
 /// A second `json_to_metadata`, after Tollgate in the chain, so it runs before Tollgate on the
 /// response path: it buffers a JSON response and extracts the provider's usage into metadata,
-/// which lets Tollgate put the request's cost in the response headers (sent before the body).
+/// which lets Tollgate put the request's cost in the response headers (sent before the body), and
+/// marks what the body is (an answer, an error, not JSON) so that a 200 that is no answer becomes
+/// a 502 before its headers go out.
 pub fn usage_to_metadata_filter() -> Value {
     let fields: Vec<(&[&str], &str)> = body_metadata::USAGE_FIELDS
         .iter()
         .map(|p| (*p, p.last().copied().unwrap_or_default()))
         .collect();
-    response_fields_to_metadata(USAGE_NAMESPACE, "NUMBER", &fields)
+    // Typed as JSON has them: a count sent as a string must not read as the number it spells
+    // (Envoy's NUMBER type would convert "5" to 5), since the body's usage is then unusable.
+    let mut rules = field_rules(USAGE_NAMESPACE, "PROTOBUF_VALUE", &fields);
+    rules.extend(field_rules(
+        USAGE_NAMESPACE,
+        "STRING",
+        &[
+            (&["message"], body_metadata::MESSAGE),
+            (&["error", "message"], body_metadata::ERROR_MESSAGE),
+        ],
+    ));
+    rules.extend(answer_rules(USAGE_NAMESPACE));
+    response_rules_filter(rules)
 }
 
-/// A `json_to_metadata` with response rules copying JSON fields (by path) into a namespace.
-fn response_fields_to_metadata(namespace: &str, kind: &str, fields: &[(&[&str], &str)]) -> Value {
-    let rules: Vec<Value> = fields
+/// Rules copying JSON fields (by path) into a namespace, as `kind`.
+fn field_rules(namespace: &str, kind: &str, fields: &[(&[&str], &str)]) -> Vec<Value> {
+    fields
         .iter()
         .map(|(path, key)| {
             json!({
@@ -111,12 +125,34 @@ fn response_fields_to_metadata(namespace: &str, kind: &str, fields: &[(&[&str], 
                 "on_present": {"metadata_namespace": namespace, "key": key, "type": kind}
             })
         })
-        .collect();
+        .collect()
+}
+
+/// Rules marking a response body that is no JSON object: `body_error` when it is not JSON (or its
+/// content type is not JSON's: Envoy applies every rule's `on_error` then), `not_object` when it
+/// is a string or a number (Envoy applies every rule's `on_missing` then; with no `on_present`, a
+/// rule's `on_missing` applies in no other case).
+fn answer_rules(namespace: &str) -> Vec<Value> {
+    let marker = |key: &str| json!({"metadata_namespace": namespace, "key": key, "value": true});
+    vec![json!({
+        "selectors": [{"key": "choices"}],
+        "on_missing": marker(body_metadata::NOT_OBJECT),
+        "on_error": marker(body_metadata::BODY_ERROR)
+    })]
+}
+
+/// A `json_to_metadata` with these response rules, for JSON bodies (`application/json`, with or
+/// without parameters such as `charset`).
+fn response_rules_filter(rules: Vec<Value>) -> Value {
     json!({
         "name": "envoy.filters.http.json_to_metadata",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.json_to_metadata.v3.JsonToMetadata",
-            "response_rules": {"rules": rules, "allow_content_types": ["application/json"]}
+            "response_rules": {
+                "rules": rules,
+                "allow_content_types": ["application/json"],
+                "allow_content_types_regex": {"regex": "(?i)application/json\\s*;.*"}
+            }
         }
     })
 }
@@ -375,7 +411,9 @@ pub fn error_to_metadata_filter() -> Value {
         (&["error", "status"], "error_status"),
         (&["message"], "message"),
     ];
-    response_fields_to_metadata(ERROR_NAMESPACE, "STRING", &fields)
+    let mut rules = field_rules(ERROR_NAMESPACE, "STRING", &fields);
+    rules.extend(answer_rules(ERROR_NAMESPACE));
+    response_rules_filter(rules)
 }
 
 fn router_filter() -> Value {

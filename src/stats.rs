@@ -75,6 +75,9 @@ pub enum Family {
     KeyBudgetRemaining,
     /// Budget left for a team (gauge, micro-USD; team).
     TeamBudgetRemaining,
+    /// Answers whose usage was missing or could not be charged (model, provider): each was
+    /// charged its reservation.
+    UsageUnusable,
 }
 
 /// How a family is recorded.
@@ -88,7 +91,7 @@ pub enum Kind {
 impl Family {
     /// Every family: a host whose metrics carry tags (Envoy's dynamic modules) defines them all
     /// up front, one tagged metric each.
-    pub const ALL: [Family; 15] = [
+    pub const ALL: [Family; 16] = [
         Family::Requests,
         Family::Tokens,
         Family::Spend,
@@ -104,6 +107,7 @@ impl Family {
         Family::DeploymentCooling,
         Family::KeyBudgetRemaining,
         Family::TeamBudgetRemaining,
+        Family::UsageUnusable,
     ];
 
     /// The family's position in [`Family::ALL`] (its declaration order).
@@ -154,13 +158,16 @@ impl Family {
             Family::DeploymentCooling => "tollgate.deployment_cooling",
             Family::KeyBudgetRemaining => "tollgate.key_budget_remaining_micro_usd",
             Family::TeamBudgetRemaining => "tollgate.team_budget_remaining_micro_usd",
+            Family::UsageUnusable => "tollgate.usage_unusable_total",
         }
     }
 
     /// The tag names of the family's label values, in order.
     fn tags(self) -> &'static [&'static str] {
         match self {
-            Family::RouterRetries | Family::RouterFallbacks => &["model", "provider"],
+            Family::RouterRetries | Family::RouterFallbacks | Family::UsageUnusable => {
+                &["model", "provider"]
+            }
             Family::Cooldowns | Family::DeploymentCooling => &["deployment"],
             Family::KeyBudgetRemaining => &["team", "key_alias"],
             // The team gauge carries key alias `-` so the team regex (which ends at
@@ -318,6 +325,15 @@ pub struct RouterLabels<'a> {
 pub fn retries<'a>(l: &RouterLabels<'a>) -> Metric<'a> {
     Metric::new(
         Family::RouterRetries,
+        [l.model, l.provider, "", ""],
+        Tail::None,
+    )
+}
+
+/// An answer whose usage was missing or could not be charged: it was charged its reservation.
+pub fn usage_unusable<'a>(l: &RouterLabels<'a>) -> Metric<'a> {
+    Metric::new(
+        Family::UsageUnusable,
         [l.model, l.provider, "", ""],
         Tail::None,
     )

@@ -401,10 +401,13 @@ impl<'a> NativeHost<'a> {
             return None;
         }
         let k = ModuleBuffer::of(key.as_bytes());
-        let order = if namespace == USAGE_NAMESPACE {
-            [Typed::Number, Typed::String, Typed::Bool]
-        } else if matches!(key, "stream" | "body_error" | "model_missing") {
+        let order = if matches!(
+            key,
+            "stream" | "body_error" | "model_missing" | "not_object"
+        ) {
             [Typed::Bool, Typed::String, Typed::Number]
+        } else if namespace == USAGE_NAMESPACE {
+            [Typed::Number, Typed::String, Typed::Bool]
         } else {
             [Typed::String, Typed::Number, Typed::Bool]
         };
@@ -502,6 +505,9 @@ impl HttpHost for NativeHost<'_> {
     }
     fn response_header(&self, name: &str) -> Option<String> {
         self.header(abi::RESPONSE_HEADER, name)
+    }
+    fn response_headers_held(&self) -> bool {
+        self.length_follows == Some(Side::Response)
     }
     fn response_header_names(&self) -> Vec<String> {
         let Ok(mut names) = self.response_names.try_borrow_mut() else {

@@ -278,8 +278,14 @@ fn on_headers(envoy: FilterEnvoyPtr, module: FilterModulePtr, side: Side, end: b
         Side::Response => abi::HEADERS_CONTINUE,
     };
     with_filter(envoy, module, hook(side), on_missing, |s, host, role| {
-        let hold =
-            role == Role::Gateway && !end && (side == Side::Request || !host.response_is_stream());
+        // The gateway holds requests (to route on the body); both roles hold non-streamed
+        // responses, so that a body that is no answer can still become a 502 (and, in the
+        // attempt listener, another attempt) before the headers go.
+        let hold = !end
+            && match side {
+                Side::Request => role == Role::Gateway,
+                Side::Response => !host.response_is_stream(),
+            };
         if hold {
             *s.held(side) = true;
             return abi::HEADERS_STOP_ITERATION;
@@ -345,7 +351,9 @@ fn run_held(s: &mut Stream, host: &mut NativeHost, side: Side) -> Action {
             host.held_request_body.replace(Some(body));
         }
         Side::Response => {
-            host.body_metadata = Some((USAGE_NAMESPACE, body_metadata::response_usage(&body)));
+            let content_type = host.response_header("content-type");
+            let fields = body_metadata::response_usage(content_type.as_deref(), &body);
+            host.body_metadata = Some((USAGE_NAMESPACE, fields));
         }
     }
     // The whole body is known before the headers go: its length is written below, rather than

@@ -8,6 +8,7 @@ use crate::host::HttpHost;
 use crate::keys::time;
 use crate::openai::Usage;
 use crate::pricing;
+use crate::providers::Operation;
 use crate::quota::{self, Admission, Charge, Estimate, Refusal};
 use crate::stats;
 
@@ -29,18 +30,57 @@ pub fn micro_cost(d: &Deployment, usage: &Usage) -> u64 {
     u64::try_from(micro).unwrap_or(u64::MAX)
 }
 
-/// The worst case a request can cost, reserved at admission. The prompt is bounded by the body's
-/// length in bytes (no tokenizer makes a token from less than a byte); the output by `max_tokens`,
-/// else the model's output limit, else [`DEFAULT_MAX_OUTPUT_TOKENS`].
-pub fn estimate(d: &Deployment, body_len: usize, max_output: Option<u64>, chat: bool) -> Estimate {
-    let prompt = body_len as u64;
-    let output = if chat {
-        max_output
+/// What a request asks of a provider, as far as its cost goes: read once from its body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ask {
+    /// The body's length in bytes: no tokenizer makes a token from less than a byte.
+    pub body_len: u64,
+    /// `max_completion_tokens` or `max_tokens`, when the client capped the output.
+    pub max_output: Option<u64>,
+    /// Completions asked for (`n`, or `best_of` where a server generates that many), at least 1.
+    pub choices: u64,
+    pub op: Operation,
+}
+
+impl Ask {
+    pub fn chat(body_len: usize, max_output: Option<u64>, choices: u64) -> Ask {
+        Ask {
+            body_len: body_len as u64,
+            max_output,
+            choices: choices.max(1),
+            op: Operation::Chat,
+        }
+    }
+
+    pub fn embeddings(body_len: usize) -> Ask {
+        Ask {
+            body_len: body_len as u64,
+            max_output: None,
+            choices: 1,
+            op: Operation::Embeddings,
+        }
+    }
+
+    /// Output tokens the deployment can generate for this request: the cap per completion (the
+    /// client's, else the model's, else [`DEFAULT_MAX_OUTPUT_TOKENS`]) times the completions its
+    /// provider generates.
+    fn output_tokens(&self, d: &Deployment) -> u64 {
+        if self.op != Operation::Chat {
+            return 0;
+        }
+        let per_choice = self
+            .max_output
             .or_else(|| d.model_info.and_then(|m| m.max_output_tokens))
-            .unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS)
-    } else {
-        0
-    };
+            .unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS);
+        per_choice.saturating_mul(d.provider.output_choices(self.choices))
+    }
+}
+
+/// The worst case a request can cost, reserved at admission. The prompt is bounded by the body's
+/// length in bytes; the output by [`Ask::output_tokens`].
+pub fn estimate(d: &Deployment, ask: &Ask) -> Estimate {
+    let prompt = ask.body_len;
+    let output = ask.output_tokens(d);
     let usage = Usage {
         prompt_tokens: prompt,
         completion_tokens: output,
@@ -54,13 +94,7 @@ pub fn estimate(d: &Deployment, body_len: usize, max_output: Option<u64>, chat: 
 
 /// The worst case over every deployment a routed request could reach (its group, then any
 /// fallback chain), since any attempt may be the one that serves it.
-pub fn estimate_group(
-    config: &crate::config::Config,
-    alias: &str,
-    op: crate::providers::Operation,
-    body_len: usize,
-    max_output: Option<u64>,
-) -> Estimate {
+pub fn estimate_group(config: &crate::config::Config, alias: &str, ask: &Ask) -> Estimate {
     let r = &config.router;
     let mut groups: Vec<&str> = vec![alias];
     let chains = [
@@ -79,14 +113,13 @@ pub fn estimate_group(
             groups.push(g);
         }
     }
-    let chat = op == crate::providers::Operation::Chat;
     let mut worst = Estimate::default();
     for d in groups
         .iter()
         .flat_map(|g| config.group(g).unwrap_or(&[]))
         .filter_map(|&i| config.deployment(i))
     {
-        let e = estimate(d, body_len, max_output, chat);
+        let e = estimate(d, ask);
         worst = Estimate {
             cost: worst.cost.max(e.cost),
             tokens: worst.tokens.max(e.tokens),
@@ -95,58 +128,110 @@ pub fn estimate_group(
     worst
 }
 
+/// A context window assumed where the model's is unknown: larger than any model's.
+const UNKNOWN_CONTEXT_TOKENS: u64 = 10_000_000;
+
+/// Counts from one provider differ from another's by a little (tool-use system prompts, image
+/// tiles, thinking): reported usage may exceed the request's bounds by this much before it is
+/// refused.
+const USAGE_SLACK_TOKENS: u64 = 4096;
+
+/// Whether a provider's reported usage can be charged: each count within what the request could
+/// produce (twice its bound, plus slack: providers count differently, but never by orders of
+/// magnitude), and the parts within their wholes. `Err` says why not.
+pub fn check_usage(d: &Deployment, ask: &Ask, u: &Usage) -> Result<(), &'static str> {
+    let context = d
+        .model_info
+        .and_then(|m| m.max_input_tokens)
+        .unwrap_or(UNKNOWN_CONTEXT_TOKENS);
+    let bound = |tokens: u64| tokens.saturating_mul(2).saturating_add(USAGE_SLACK_TOKENS);
+    if u.prompt_tokens > bound(ask.body_len.max(context)) {
+        return Err("more prompt tokens than the request could hold");
+    }
+    let output = if ask.op == Operation::Chat {
+        match ask.max_output {
+            Some(_) => ask.output_tokens(d),
+            // Uncapped: the model's own limit if known, else its context.
+            None => ask.output_tokens(d).max(context),
+        }
+    } else {
+        0
+    };
+    if u.completion_tokens > bound(output) {
+        return Err("more output tokens than the request allows");
+    }
+    if u.cached_tokens.saturating_add(u.cache_creation_tokens) > u.prompt_tokens {
+        return Err("more cached tokens than prompt tokens");
+    }
+    if u.reasoning_tokens > u.completion_tokens {
+        return Err("more reasoning tokens than output tokens");
+    }
+    Ok(())
+}
+
 /// A non-streaming response's usage from the metadata `json_to_metadata` extracted (numbers as
-/// little-endian f64), in OpenAI terms, whichever provider's field names are present. It mirrors
+/// little-endian f64; a value of another JSON type spoils the usage, as in the body), in OpenAI
+/// terms, whichever provider's field names are present. It mirrors
 /// the providers' own usage mapping; the charge itself uses the translated body's usage.
 pub fn usage_from_metadata(get: impl Fn(&str) -> Option<Vec<u8>>) -> Option<Usage> {
+    // A field present but not a count spoils the whole usage, as it does in the body.
+    let bad = std::cell::Cell::new(false);
     let n = |key: &str| -> Option<u64> {
-        let bytes: [u8; 8] = get(key)?.get(..8)?.try_into().ok()?;
-        let v = f64::from_le_bytes(bytes);
-        (v.is_finite() && v >= 0.0).then_some(v as u64)
+        // A number is eight bytes; anything else (a string, a list) is no count.
+        let Ok(bytes) = <[u8; 8]>::try_from(get(key)?.as_slice()) else {
+            bad.set(true);
+            return None;
+        };
+        match crate::openai::Count::from_f64(f64::from_le_bytes(bytes)) {
+            crate::openai::Count::Is(n) => Some(n),
+            _ => {
+                bad.set(true);
+                None
+            }
+        }
     };
     let z = |key: &str| n(key).unwrap_or(0);
-    if let Some(prompt) = n("prompt_tokens") {
-        return Some(Usage {
+    let usage = if let Some(prompt) = n("prompt_tokens") {
+        Usage {
             prompt_tokens: prompt,
             completion_tokens: z("completion_tokens"),
             cached_tokens: z("cached_tokens"),
             ..Default::default()
-        });
-    }
-    if let Some(input) = n("input_tokens") {
+        }
+    } else if let Some(input) = n("input_tokens") {
         let (read, write) = (
             z("cache_read_input_tokens"),
             z("cache_creation_input_tokens"),
         );
-        return Some(Usage {
+        Usage {
             prompt_tokens: input.saturating_add(read).saturating_add(write),
             completion_tokens: z("output_tokens"),
             cached_tokens: read,
             cache_creation_tokens: write,
             ..Default::default()
-        });
-    }
-    if let Some(input) = n("inputTokens") {
+        }
+    } else if let Some(input) = n("inputTokens") {
         let (read, write) = (z("cacheReadInputTokens"), z("cacheWriteInputTokens"));
-        return Some(Usage {
+        Usage {
             prompt_tokens: input.saturating_add(read).saturating_add(write),
             completion_tokens: z("outputTokens"),
             cached_tokens: read,
             cache_creation_tokens: write,
             ..Default::default()
-        });
-    }
-    if let Some(prompt) = n("promptTokenCount") {
+        }
+    } else if let Some(prompt) = n("promptTokenCount") {
         let thoughts = z("thoughtsTokenCount");
-        return Some(Usage {
+        Usage {
             prompt_tokens: prompt.saturating_add(z("toolUsePromptTokenCount")),
             completion_tokens: z("candidatesTokenCount").saturating_add(thoughts),
             cached_tokens: z("cachedContentTokenCount"),
             reasoning_tokens: thoughts,
             ..Default::default()
-        });
-    }
-    None
+        }
+    } else {
+        return None;
+    };
+    (!bad.get()).then_some(usage)
 }
 
 /// Admits a virtual key's request in its key's and team's scopes; other callers are not limited.

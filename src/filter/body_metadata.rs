@@ -77,28 +77,88 @@ pub const USAGE_FIELDS: [&[&str]; 16] = [
     &["usageMetadata", "toolUsePromptTokenCount"],
 ];
 
+/// Markers the response `json_to_metadata` filters write beside the usage, so the filter can tell
+/// from a response's headers that a 200 is no answer: `body_error` (not JSON, or not an allowed
+/// content type), `not_object` (JSON, but a string or a number), and the message of an `error`
+/// object (`error_message`) or a top-level `message` (`message`). What Envoy's filter can mark
+/// cheaply stops there: it cannot tell an array from an object lacking a field, or mark a field's
+/// presence without copying it, so an answer's shape is checked when its body is translated.
+pub const BODY_ERROR: &str = "body_error";
+pub const NOT_OBJECT: &str = "not_object";
+pub const ERROR_MESSAGE: &str = "error_message";
+pub const MESSAGE: &str = "message";
+
+/// Whether a response's content type is JSON (`application/json`, any parameters).
+pub fn is_json(content_type: Option<&str>) -> bool {
+    content_type
+        .and_then(|ct| ct.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+}
+
 /// The `tollgate_usage` metadata namespace from a non-streaming response body: each
-/// [`USAGE_FIELDS`] path that holds a number, under its last segment, as a little-endian f64.
-pub fn response_usage(body: &[u8]) -> Entries {
+/// [`USAGE_FIELDS`] path that holds a number, under its last segment, as a little-endian f64
+/// (another JSON type as one byte); and the markers ([`BODY_ERROR`], [`NOT_OBJECT`],
+/// [`ERROR_MESSAGE`], [`MESSAGE`]).
+pub fn response_usage(content_type: Option<&str>, body: &[u8]) -> Entries {
     let mut out = Vec::new();
-    // As Envoy's json_to_metadata: a body that is not a JSON object gives nothing.
-    let Ok(tops) = json::scan_object(body, ["usage", "usageMetadata"], MAX_DEPTH) else {
+    if !is_json(content_type) {
+        out.push((BODY_ERROR, vec![1]));
         return out;
+    }
+    // As Envoy's json_to_metadata: a body that does not parse is an error, a JSON value that is
+    // not an object or array is marked (Envoy applies every rule's `on_missing` to it).
+    let [usage, usage_metadata, error, message] = match json::scan_object(
+        body,
+        ["usage", "usageMetadata", "error", "message"],
+        MAX_DEPTH,
+    ) {
+        Ok(found) => found,
+        Err(ScanError::Malformed) => {
+            out.push((BODY_ERROR, vec![1]));
+            return out;
+        }
+        Err(ScanError::NotAnObject) => {
+            if !body.trim_ascii_start().starts_with(b"[") {
+                out.push((NOT_OBJECT, vec![1]));
+            }
+            return out;
+        }
     };
-    for (top, raw) in ["usage", "usageMetadata"].into_iter().zip(tops) {
+    for (top, raw) in [("usage", usage), ("usageMetadata", usage_metadata)] {
         let Some(Ok(tree)) = raw.map(serde_json::from_slice::<serde_json::Value>) else {
             continue;
         };
         for path in USAGE_FIELDS.iter().filter(|p| p.first() == Some(&top)) {
-            let value = path
-                .iter()
-                .skip(1)
-                .try_fold(&tree, |v, key| v.get(key))
-                .and_then(serde_json::Value::as_f64);
-            if let (Some(n), Some(key)) = (value, path.last()) {
-                out.push((*key, n.to_le_bytes().to_vec()));
+            let value = path.iter().skip(1).try_fold(&tree, |v, key| v.get(key));
+            let bytes = match value {
+                None | Some(serde_json::Value::Null) => continue,
+                Some(serde_json::Value::Number(n)) => n.as_f64().map(|n| n.to_le_bytes().to_vec()),
+                // As Envoy hands over a JSON string or list: not the eight bytes of a number.
+                Some(_) => None,
+            };
+            if let Some(key) = path.last() {
+                out.push((*key, bytes.unwrap_or_else(|| vec![0xff])));
             }
         }
+    }
+    let text = |raw: Option<&[u8]>| {
+        raw.and_then(|r| serde_json::from_slice::<String>(r).ok())
+            .filter(|s| !s.is_empty())
+    };
+    let nested = error.and_then(|e| {
+        serde_json::from_slice::<serde_json::Value>(e)
+            .ok()
+            .and_then(|v| {
+                v.get("message")
+                    .and_then(|m| m.as_str())
+                    .map(str::to_string)
+            })
+    });
+    if let Some(m) = text(message) {
+        out.push((MESSAGE, m.into_bytes()));
+    }
+    if let Some(m) = nested.filter(|m| !m.is_empty()) {
+        out.push((ERROR_MESSAGE, m.into_bytes()));
     }
     out
 }
@@ -218,7 +278,8 @@ mod tests {
                 .find(|(key, _)| *key == k)
                 .map(|(_, v)| f64::from_le_bytes(v[..8].try_into().unwrap()))
         };
-        let m = response_usage(br#"{"id":"x","usage":{"prompt_tokens":12,"completion_tokens":3,"prompt_tokens_details":{"cached_tokens":4}}}"#);
+        let json = Some("application/json");
+        let m = response_usage(json, br#"{"id":"x","usage":{"prompt_tokens":12,"completion_tokens":3,"prompt_tokens_details":{"cached_tokens":4}}}"#);
         assert_eq!(
             (
                 get(&m, "prompt_tokens"),
@@ -228,6 +289,7 @@ mod tests {
             (Some(12.0), Some(3.0), Some(4.0))
         );
         let m = response_usage(
+            json,
             br#"{"usage":{"input_tokens":7,"output_tokens":2,"cache_read_input_tokens":1}}"#,
         );
         assert_eq!(
@@ -235,15 +297,40 @@ mod tests {
             (Some(7.0), Some(1.0))
         );
         let m = response_usage(
+            json,
             br#"{"candidates":[],"usageMetadata":{"promptTokenCount":5,"candidatesTokenCount":6}}"#,
         );
         assert_eq!(
             (get(&m, "promptTokenCount"), get(&m, "candidatesTokenCount")),
             (Some(5.0), Some(6.0))
         );
-        assert!(response_usage(br#"{"usage":{"prompt_tokens":"12"}}"#).is_empty());
-        assert!(response_usage(b"not json").is_empty());
-        assert!(response_usage(br#"{"error":{"message":"x"}}"#).is_empty());
+        assert_eq!(
+            response_usage(json, br#"{"choices":[],"usage":{"prompt_tokens":"12"}}"#).first(),
+            Some(&("prompt_tokens", vec![0xff])),
+            "a count of another type is marked, not left out"
+        );
+        let marked = |m: &[(&str, Vec<u8>)], key: &str| m.iter().any(|(k, _)| *k == key);
+        assert!(marked(&response_usage(json, b"not json"), BODY_ERROR));
+        assert!(marked(
+            &response_usage(Some("text/html"), b"{}"),
+            BODY_ERROR
+        ));
+        assert!(marked(&response_usage(json, b"\"text\""), NOT_OBJECT));
+        assert!(marked(&response_usage(json, b"42"), NOT_OBJECT));
+        assert!(
+            response_usage(json, b"[1,2]").is_empty(),
+            "Envoy cannot mark an array"
+        );
+        assert!(response_usage(json, b"{}").is_empty());
+        let m = response_usage(json, br#"{"error":{"message":"x"}}"#);
+        assert_eq!(m, vec![(ERROR_MESSAGE, b"x".to_vec())]);
+        let m = response_usage(json, br#"{"message":"denied"}"#);
+        assert_eq!(m, vec![(MESSAGE, b"denied".to_vec())]);
+        assert!(response_usage(
+            Some("Application/JSON; charset=UTF-8"),
+            br#"{"choices":[]}"#
+        )
+        .is_empty());
     }
 
     /// A model that is not a string has a typed copy unequal to its text, which the filter

@@ -61,9 +61,11 @@ fn routes_a_chat_request() {
     ];
     h.properties
         .insert("response.code_details".into(), b"via_upstream".to_vec());
+    let answer = br#"{"id":"x","object":"chat.completion","created":1,"model":"gpt-4o-mini-2024","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#;
+    h.response_metadata(answer);
     assert_eq!(f.on_response_headers(&mut h, false), Action::Continue);
     assert!(h.response_header("set-cookie").is_none());
-    h.response_body = br#"{"id":"x","object":"chat.completion","created":1,"model":"gpt-4o-mini-2024","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#.to_vec();
+    h.response_body = answer.to_vec();
     let n = h.response_body.len();
     assert_eq!(f.on_response_body(&mut h, n, false), Action::Pause);
     assert_eq!(f.on_response_body(&mut h, n, true), Action::Continue);
@@ -413,11 +415,16 @@ fn emits_request_token_and_latency_metrics() {
     let n = h.request_body.len();
     f.on_request_body(&mut h, n, true);
     h.now_ms += 250;
-    h.response_headers = vec![(":status".into(), "200".into())];
+    h.response_headers = vec![
+        (":status".into(), "200".into()),
+        ("content-type".into(), "application/json".into()),
+    ];
     h.properties
         .insert("response.code_details".into(), b"via_upstream".to_vec());
+    let answer = br#"{"id":"x","model":"m","choices":[],"usage":{"prompt_tokens":11,"completion_tokens":4,"prompt_tokens_details":{"cached_tokens":3}}}"#;
+    h.response_metadata(answer);
     f.on_response_headers(&mut h, false);
-    h.response_body = br#"{"id":"x","model":"m","choices":[],"usage":{"prompt_tokens":11,"completion_tokens":4,"prompt_tokens_details":{"cached_tokens":3}}}"#.to_vec();
+    h.response_body = answer.to_vec();
     let n = h.response_body.len();
     f.on_response_body(&mut h, n, true);
     let c = |name: &str| h.counters.get(name).copied();
@@ -465,4 +472,136 @@ fn emits_request_token_and_latency_metrics() {
             .get("tollgate.requests_total.team.-.key_alias.-.model.-.provider.-.status.4xx"),
         Some(&1)
     );
+}
+
+fn priced(extra: serde_json::Value) -> Arc<Config> {
+    let mut doc = json!({
+        "model_list": [
+            {"model_name": "gpt", "litellm_params": {"model": "openai/gpt-4o-mini", "api_key": "sk-provider-secret", "api_base": "http://127.0.0.1:9001/v1"},
+             "model_info": {"max_output_tokens": 1000, "max_input_tokens": 10000}},
+            {"model_name": "claude", "litellm_params": {"model": "anthropic/claude-sonnet-4-5", "api_key": "sk-ant-secret-1234"}}
+        ],
+        "general_settings": {"master_key": "sk-master"}
+    });
+    if let (Some(d), Some(e)) = (doc.as_object_mut(), extra.as_object()) {
+        d.extend(e.clone());
+    }
+    let r = load(&doc, &HashMap::<String, String>::new(), Strictness::Serve);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    Arc::new(r.config.unwrap())
+}
+
+/// `n` (and `best_of`) multiply the output a request may be charged for, so they multiply its
+/// reservation; a provider that generates one completion whatever `n` says is not multiplied.
+#[test]
+fn estimates_count_every_completion() {
+    let config = priced(json!({}));
+    let gpt = config.deployment(0).unwrap();
+    let claude = config.deployment(1).unwrap();
+    let one = accounting::Ask::chat(100, Some(100), 1);
+    let fifty = accounting::Ask::chat(100, Some(100), 50);
+    let e1 = accounting::estimate(gpt, &one);
+    let e50 = accounting::estimate(gpt, &fifty);
+    assert_eq!(e1.tokens, 200);
+    assert_eq!(e50.tokens, 100 + 100 * 50);
+    assert!(e50.cost > e1.cost * 40, "{e1:?} {e50:?}");
+    assert_eq!(accounting::estimate(claude, &fifty).tokens, 200);
+    let req = openai::parse_chat(
+        br#"{"model":"gpt","messages":[{"role":"user","content":"x"}],"n":3,"best_of":7}"#,
+    )
+    .unwrap();
+    assert_eq!(req.choices(), 7);
+    let req = openai::parse_chat(br#"{"model":"gpt","messages":[{"role":"user","content":"x"}]}"#)
+        .unwrap();
+    assert_eq!(req.choices(), 1);
+}
+
+#[test]
+fn usage_is_checked_against_what_the_request_could_produce() {
+    let config = priced(json!({}));
+    let gpt = config.deployment(0).unwrap();
+    let ask = accounting::Ask::chat(200, Some(100), 2);
+    let u = |p: u64, c: u64| Usage {
+        prompt_tokens: p,
+        completion_tokens: c,
+        ..Default::default()
+    };
+    assert_eq!(accounting::check_usage(gpt, &ask, &u(50, 200)), Ok(()));
+    // Within twice the bound plus slack: providers count a little differently.
+    assert_eq!(accounting::check_usage(gpt, &ask, &u(50, 4000)), Ok(()));
+    assert!(accounting::check_usage(gpt, &ask, &u(50, 1 << 40)).is_err());
+    assert!(accounting::check_usage(gpt, &ask, &u(1 << 40, 5)).is_err());
+    let mut cached = u(10, 5);
+    cached.cached_tokens = 11;
+    assert!(accounting::check_usage(gpt, &ask, &cached).is_err());
+    let mut reasoning = u(10, 5);
+    reasoning.reasoning_tokens = 6;
+    assert!(accounting::check_usage(gpt, &ask, &reasoning).is_err());
+}
+
+/// Runs a master-key chat request to the end with this provider answer.
+fn answered(config: Arc<Config>, answer: &[u8]) -> MockHost {
+    let mut f = HttpFilter::new(config, Role::Gateway);
+    let mut h =
+        chat_host(r#"{"model":"gpt","messages":[{"role":"user","content":"x"}],"max_tokens":10}"#);
+    f.on_request_headers(&mut h, false);
+    let n = h.request_body.len();
+    f.on_request_body(&mut h, n, true);
+    h.response_headers = vec![
+        (":status".into(), "200".into()),
+        ("content-type".into(), "application/json".into()),
+    ];
+    h.properties
+        .insert("response.code_details".into(), b"via_upstream".to_vec());
+    h.response_metadata(answer);
+    f.on_response_headers(&mut h, false);
+    h.response_body = answer.to_vec();
+    let n = h.response_body.len();
+    f.on_response_body(&mut h, n, true);
+    f.on_done(&mut h);
+    h
+}
+
+/// Usage that is missing, unreadable or absurd is charged the reservation (never 0, never an
+/// overflowing cost), counted and logged.
+#[test]
+fn unusable_usage_is_charged_the_reservation() {
+    let spend = "tollgate.spend_micro_usd.team.-.key_alias.master.model.gpt.provider.openai";
+    let unusable = "tollgate.usage_unusable_total.model.gpt.provider.openai";
+    let body = |usage: &str| {
+        format!(
+            r#"{{"id":"x","object":"chat.completion","model":"m","choices":[{{"index":0,"message":{{"role":"assistant","content":"hi"}},"finish_reason":"stop"}}]{usage}}}"#
+        )
+    };
+    let good = answered(
+        priced(json!({})),
+        body(r#","usage":{"prompt_tokens":5,"completion_tokens":2}"#).as_bytes(),
+    );
+    let good_cost = good.counters.get(spend).copied().unwrap_or(0);
+    assert!(good_cost > 0);
+    assert_eq!(good.counters.get(unusable), None);
+    let mut reservation = None;
+    for usage in [
+        "",
+        r#","usage":null"#,
+        r#","usage":{}"#,
+        r#","usage":{"prompt_tokens":-5,"completion_tokens":2}"#,
+        r#","usage":{"prompt_tokens":"5","completion_tokens":2}"#,
+        r#","usage":{"prompt_tokens":5,"completion_tokens":1e30}"#,
+        r#","usage":{"prompt_tokens":5,"completion_tokens":2.5}"#,
+        r#","usage":{"prompt_tokens":5,"completion_tokens":9000000000}"#,
+        r#","usage":"lots""#,
+    ] {
+        let h = answered(priced(json!({})), body(usage).as_bytes());
+        let charged = h.counters.get(spend).copied();
+        assert!(
+            charged.is_some_and(|c| c > good_cost),
+            "{usage}: {:?}",
+            h.counters
+        );
+        assert_eq!(*reservation.get_or_insert(charged), charged, "{usage}");
+        assert_eq!(h.counters.get(unusable), Some(&1), "{usage}");
+        let v: serde_json::Value = serde_json::from_slice(&h.response_body).unwrap();
+        assert_eq!(v["choices"][0]["message"]["content"], "hi", "{usage}");
+    }
 }

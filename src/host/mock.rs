@@ -64,6 +64,16 @@ impl MockHost {
         self
     }
 
+    /// What the response `json_to_metadata` would write for this body (usage and markers),
+    /// given the response's content type: call before the response-headers phase.
+    pub fn response_metadata(&mut self, body: &[u8]) {
+        let ct = get(&self.response_headers, "content-type");
+        for (k, v) in crate::filter::body_metadata::response_usage(ct.as_deref(), body) {
+            self.properties
+                .insert(format!("metadata.filter_metadata.tollgate_usage.{k}"), v);
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<String> {
         get(&self.request_headers, name)
     }

@@ -70,6 +70,11 @@ pub trait HttpHost {
     fn response_header(&self, name: &str) -> Option<String>;
     /// Every response header name, for removing all but an allow-list before the client sees them.
     fn response_header_names(&self) -> Vec<String>;
+    /// Whether the response headers can still change in the response body phase: a host that
+    /// held them until the whole body was in (the dynamic module does; proxy-wasm cannot).
+    fn response_headers_held(&self) -> bool {
+        false
+    }
     fn set_response_header(&mut self, name: &str, value: &str);
     fn remove_response_header(&mut self, name: &str);
     /// The request body buffered so far (`size` bytes).

@@ -8,5 +8,8 @@ pub mod stream;
 
 pub use embeddings::{parse_embeddings, EmbeddingsRequest};
 pub use request::{parse_chat, ChatRequest};
-pub use response::{Choice, Completion, FinishReason, ResponseCtx, ToolCallOut, Usage};
+pub use response::{
+    usage_object, Choice, Completion, Count, FinishReason, ResponseCtx, ToolCallOut, Usage,
+    UsageCheck,
+};
 pub use stream::ChunkWriter;

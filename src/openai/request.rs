@@ -157,6 +157,15 @@ impl<'a> ChatRequest<'a> {
         self.max_completion_tokens.or(self.max_tokens)
     }
 
+    /// Completions the request makes a server generate: `n`, or `best_of` where a server takes it
+    /// (vLLM and other OpenAI-compatible servers generate that many and return `n`), at least 1.
+    pub fn choices(&self) -> u64 {
+        let best_of = json::get(&self.fields, "best_of")
+            .and_then(|v| serde_json::from_str::<u64>(v.get()).ok())
+            .unwrap_or(1);
+        self.n.unwrap_or(1).max(best_of).max(1)
+    }
+
     /// The text of the `stop` parameter, normalized to a list.
     pub fn stop_sequences(&self) -> &[Text<'a>] {
         &self.stop

@@ -59,6 +59,154 @@ impl Serialize for Usage {
     }
 }
 
+/// A token count as a provider reported it. Anything but a non-negative integer (a negative or
+/// fractional number, a string, a number past 2^53, an object) makes the usage it belongs to
+/// unusable: such a response is charged its reservation, never a made-up or overflowing cost.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Count {
+    /// Missing or `null`.
+    #[default]
+    Absent,
+    Is(u64),
+    Bad,
+}
+
+/// The largest count read exactly: beyond it a JSON number is no longer an exact integer.
+const MAX_COUNT: u64 = 1 << 53;
+
+impl Count {
+    pub fn is_bad(self) -> bool {
+        self == Count::Bad
+    }
+
+    /// The count, 0 when absent (or bad: callers check [`Count::is_bad`] first).
+    pub fn or_zero(self) -> u64 {
+        match self {
+            Count::Is(n) => n,
+            _ => 0,
+        }
+    }
+
+    /// A JSON number read as a float: a count only if it is a whole number within range.
+    pub fn from_f64(v: f64) -> Count {
+        if v.fract() == 0.0 && (0.0..=MAX_COUNT as f64).contains(&v) {
+            Count::Is(v as u64)
+        } else {
+            Count::Bad
+        }
+    }
+
+    /// A later report of the same count replaces an earlier one, unless it says nothing.
+    pub fn or(self, earlier: Count) -> Count {
+        match self {
+            Count::Absent => earlier,
+            later => later,
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Count {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Count;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a token count")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Count, E> {
+                Ok(if v <= MAX_COUNT {
+                    Count::Is(v)
+                } else {
+                    Count::Bad
+                })
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Count, E> {
+                match u64::try_from(v) {
+                    Ok(v) => self.visit_u64(v),
+                    Err(_) => Ok(Count::Bad),
+                }
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Count, E> {
+                // 12.0 is a count (some servers write floats); 1.5, -1.0, 1e30 and NaN are not.
+                Ok(
+                    if v.fract() == 0.0 && (0.0..=MAX_COUNT as f64).contains(&v) {
+                        Count::Is(v as u64)
+                    } else {
+                        Count::Bad
+                    },
+                )
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Count, E> {
+                Ok(Count::Absent)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Count, E> {
+                Ok(Count::Absent)
+            }
+            fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Count, D::Error> {
+                d.deserialize_any(V)
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Count, E> {
+                Ok(Count::Bad)
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Count, E> {
+                Ok(Count::Bad)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Count, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Count::Bad)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Count, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Count::Bad)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A provider's usage object, read on its own so that a malformed one spoils only the usage, not
+/// the answer: `Ok(None)` when absent or `null`, `Err(())` when it is not the object expected.
+#[allow(clippy::result_unit_err)]
+pub fn usage_object<'a, T: serde::Deserialize<'a>>(
+    raw: Option<&'a serde_json::value::RawValue>,
+) -> Result<Option<T>, ()> {
+    match raw {
+        None => Ok(None),
+        Some(raw) => serde_json::from_str::<Option<T>>(raw.get()).map_err(|_| ()),
+    }
+}
+
+/// Builds a [`Usage`] from reported counts: `None` when any count is bad, or none was reported.
+#[derive(Default)]
+pub struct UsageCheck {
+    bad: bool,
+    any: bool,
+}
+
+impl UsageCheck {
+    pub fn take(&mut self, c: Count) -> u64 {
+        self.bad |= c.is_bad();
+        self.any |= matches!(c, Count::Is(_));
+        c.or_zero()
+    }
+
+    pub fn finish(self, usage: Usage) -> Option<Usage> {
+        self.result(usage).ok().flatten()
+    }
+
+    /// `Err` when a count was bad, `Ok(None)` when none was reported (a usage object holding
+    /// only other fields, as Gemini's first chunks do), else the usage.
+    #[allow(clippy::result_unit_err)]
+    pub fn result(self, usage: Usage) -> Result<Option<Usage>, ()> {
+        match (self.bad, self.any) {
+            (true, _) => Err(()),
+            (false, false) => Ok(None),
+            (false, true) => Ok(Some(usage)),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FinishReason {
     Stop,
@@ -236,6 +384,47 @@ pub fn tool_call_id(response_id: &str, index: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_are_whole_non_negative_numbers() {
+        let c = |s: &str| serde_json::from_str::<Count>(s).unwrap();
+        assert_eq!(c("12"), Count::Is(12));
+        assert_eq!(c("12.0"), Count::Is(12));
+        assert_eq!(c("0"), Count::Is(0));
+        assert_eq!(c("null"), Count::Absent);
+        for bad in [
+            "-1",
+            "1.5",
+            "1e30",
+            "-0.5",
+            "\"12\"",
+            "[1]",
+            "{\"a\":1}",
+            "true",
+            "9007199254740993",
+            "18446744073709551615",
+            "9223372036854775808",
+        ] {
+            assert_eq!(c(bad), Count::Bad, "{bad}");
+        }
+        #[derive(serde::Deserialize)]
+        struct U {
+            #[serde(default)]
+            a: Count,
+        }
+        assert_eq!(serde_json::from_str::<U>("{}").unwrap().a, Count::Absent);
+        let mut check = UsageCheck::default();
+        check.take(Count::Absent);
+        assert_eq!(check.finish(Usage::default()), None, "nothing reported");
+        let mut check = UsageCheck::default();
+        check.take(Count::Is(3));
+        check.take(Count::Bad);
+        assert_eq!(
+            check.finish(Usage::default()),
+            None,
+            "one bad count spoils it"
+        );
+    }
 
     #[test]
     fn completion_shape() {

@@ -20,7 +20,8 @@ use crate::openai::request::{
     media_type_from_url, parse_data_url, Content, Message, Part, ResponseFormat, Role, ToolChoice,
 };
 use crate::openai::{
-    ChatRequest, Choice, ChunkWriter, Completion, FinishReason, ResponseCtx, ToolCallOut, Usage,
+    usage_object, ChatRequest, Choice, ChunkWriter, Completion, Count, FinishReason, ResponseCtx,
+    ToolCallOut, Usage, UsageCheck,
 };
 use crate::stream::sse::{SseDecoder, SseEvent};
 
@@ -75,6 +76,11 @@ impl Provider for Anthropic {
             headers,
             signing: None,
         })
+    }
+
+    /// One completion per request: `n` > 1 is refused, or dropped with `drop_params`.
+    fn output_choices(&self, _requested: u64) -> u64 {
+        1
     }
 
     fn path(&self, d: &Deployment, _op: Operation, _stream: bool) -> String {
@@ -508,8 +514,8 @@ struct MessageIn<'a> {
     content: Option<Vec<BlockIn<'a>>>,
     #[serde(default, borrow)]
     stop_reason: Option<Text<'a>>,
-    #[serde(default)]
-    usage: Option<UsageIn>,
+    #[serde(default, borrow)]
+    usage: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -533,13 +539,13 @@ struct BlockIn<'a> {
 #[derive(Deserialize, Default, Clone, Copy, Debug)]
 struct UsageIn {
     #[serde(default)]
-    input_tokens: Option<u64>,
+    input_tokens: Count,
     #[serde(default)]
-    output_tokens: Option<u64>,
+    output_tokens: Count,
     #[serde(default)]
-    cache_creation_input_tokens: Option<u64>,
+    cache_creation_input_tokens: Count,
     #[serde(default)]
-    cache_read_input_tokens: Option<u64>,
+    cache_read_input_tokens: Count,
 }
 
 impl UsageIn {
@@ -555,21 +561,46 @@ impl UsageIn {
     }
 
     /// Anthropic's `input_tokens` excludes cached and cache-writing tokens; OpenAI's
-    /// `prompt_tokens` includes them.
-    fn to_openai(self) -> Usage {
-        let cache_read = self.cache_read_input_tokens.unwrap_or(0);
-        let cache_creation = self.cache_creation_input_tokens.unwrap_or(0);
-        Usage {
-            prompt_tokens: self
-                .input_tokens
-                .unwrap_or(0)
+    /// `prompt_tokens` includes them. `None` when a count cannot be charged or none was given.
+    fn to_openai(self) -> Option<Usage> {
+        let mut c = UsageCheck::default();
+        let input = c.take(self.input_tokens);
+        let cache_read = c.take(self.cache_read_input_tokens);
+        let cache_creation = c.take(self.cache_creation_input_tokens);
+        let usage = Usage {
+            prompt_tokens: input
                 .saturating_add(cache_read)
                 .saturating_add(cache_creation),
-            completion_tokens: self.output_tokens.unwrap_or(0),
+            completion_tokens: c.take(self.output_tokens),
             cached_tokens: cache_read,
             cache_creation_tokens: cache_creation,
             reasoning_tokens: 0,
+        };
+        c.finish(usage)
+    }
+}
+
+/// Usage reported so far in a stream: merged event by event; one unreadable report spoils it.
+#[derive(Default)]
+struct StreamUsage {
+    counts: UsageIn,
+    bad: bool,
+}
+
+impl StreamUsage {
+    fn merge(&mut self, raw: Option<&RawValue>) {
+        match usage_object::<UsageIn>(raw) {
+            Ok(Some(u)) => self.counts.merge(u),
+            Ok(None) => {}
+            Err(()) => self.bad = true,
         }
+    }
+
+    fn get(&self) -> Option<Usage> {
+        if self.bad {
+            return None;
+        }
+        self.counts.to_openai()
     }
 }
 
@@ -601,9 +632,13 @@ fn raw_or_empty_object(input: Option<&RawValue>) -> String {
 }
 
 fn translate_response(body: &[u8], ctx: &ResponseCtx) -> Result<Translated, ApiError> {
-    let msg: MessageIn = serde_json::from_slice(body).map_err(|_| {
-        ApiError::bad_gateway("anthropic returned a response the gateway could not read")
-    })?;
+    let unreadable =
+        || ApiError::bad_gateway("anthropic returned a response the gateway could not read");
+    let msg: MessageIn = serde_json::from_slice(body).map_err(|_| unreadable())?;
+    if msg.content.is_none() {
+        // Every Messages answer has `content`, if empty: without it this is no answer.
+        return Err(unreadable());
+    }
     let mut text = String::new();
     let mut reasoning: Option<String> = None;
     let mut json_answer: Option<String> = None;
@@ -637,7 +672,10 @@ fn translate_response(body: &[u8], ctx: &ResponseCtx) -> Result<Translated, ApiE
         None if client_tool_called && text.is_empty() => None,
         None => Some(text),
     };
-    let usage = msg.usage.unwrap_or_default().to_openai();
+    let usage = usage_object::<UsageIn>(msg.usage)
+        .ok()
+        .flatten()
+        .and_then(UsageIn::to_openai);
     let choice = Choice {
         content,
         reasoning,
@@ -648,7 +686,7 @@ fn translate_response(body: &[u8], ctx: &ResponseCtx) -> Result<Translated, ApiE
         )),
     };
     Ok(Translated {
-        body: Completion::single(choice, usage).to_json(ctx),
+        body: Completion::single(choice, usage.unwrap_or_default()).to_json(ctx),
         usage,
     })
 }
@@ -666,18 +704,18 @@ struct EventIn<'a> {
     content_block: Option<BlockIn<'a>>,
     #[serde(default, borrow)]
     delta: Option<DeltaIn<'a>>,
-    #[serde(default)]
-    message: Option<StartIn>,
-    #[serde(default)]
-    usage: Option<UsageIn>,
+    #[serde(default, borrow)]
+    message: Option<StartIn<'a>>,
+    #[serde(default, borrow)]
+    usage: Option<&'a RawValue>,
     #[serde(default, borrow)]
     error: Option<ErrorIn<'a>>,
 }
 
 #[derive(Deserialize)]
-struct StartIn {
-    #[serde(default)]
-    usage: Option<UsageIn>,
+struct StartIn<'a> {
+    #[serde(default, borrow)]
+    usage: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -719,7 +757,7 @@ const MAX_OPEN_BLOCKS: usize = 64;
 
 #[derive(Default)]
 struct StreamState {
-    usage: UsageIn,
+    usage: StreamUsage,
     blocks: Vec<OpenBlock>,
     tool_calls: usize,
     client_tool_called: bool,
@@ -759,9 +797,7 @@ impl StreamState {
         let index = event.index.unwrap_or(0);
         match event.kind.as_deref().unwrap_or(ev.event) {
             "message_start" => {
-                if let Some(u) = event.message.and_then(|m| m.usage) {
-                    self.usage.merge(u);
-                }
+                self.usage.merge(event.message.and_then(|m| m.usage));
                 w.start(out, 0);
             }
             "content_block_start" => {
@@ -776,9 +812,7 @@ impl StreamState {
             }
             "content_block_stop" => self.block_stop(w, index, out),
             "message_delta" => {
-                if let Some(u) = event.usage {
-                    self.usage.merge(u);
-                }
+                self.usage.merge(event.usage);
                 if let Some(reason) = event.delta.and_then(|d| d.stop_reason) {
                     self.stop_reason_seen = true;
                     w.finish(
@@ -888,7 +922,9 @@ impl StreamState {
         if !w.has_finished(0) {
             w.finish(out, 0, FinishReason::Stop);
         }
-        w.usage(out, &self.usage.to_openai());
+        if let Some(u) = self.usage.get() {
+            w.usage(out, &u);
+        }
         w.done(out);
     }
 }
@@ -932,12 +968,13 @@ impl StreamTranslator for AnthropicStream {
         }
     }
 
-    fn usage(&self) -> Usage {
-        self.state.usage.to_openai()
+    /// Final once `message_delta` gave the stop reason (its usage is the last Anthropic sends).
+    fn final_usage(&self) -> Option<Usage> {
+        self.completed().then(|| self.state.usage.get()).flatten()
     }
 
-    fn final_usage(&self) -> Option<Usage> {
-        self.writer.completed().then(|| self.usage())
+    fn completed(&self) -> bool {
+        self.writer.completed() || self.state.stop_reason_seen
     }
 }
 
@@ -1413,7 +1450,10 @@ mod tests {
 
     fn response(body: Value) -> (Value, Usage) {
         let t = translate_response(&serde_json::to_vec(&body).unwrap(), &ctx(false)).unwrap();
-        (serde_json::from_slice(&t.body).unwrap(), t.usage)
+        (
+            serde_json::from_slice(&t.body).unwrap(),
+            t.usage.unwrap_or_default(),
+        )
     }
 
     #[test]
@@ -1640,7 +1680,7 @@ mod tests {
             t.feed(c, &mut out);
         }
         t.finish(&mut out);
-        (out, t.usage())
+        (out, t.final_usage().unwrap_or_default())
     }
 
     fn events(out: &[u8]) -> Vec<Value> {

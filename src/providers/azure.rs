@@ -27,7 +27,7 @@ use crate::config::Deployment;
 use crate::error::ApiError;
 use crate::json::{self, Fields};
 use crate::openai::embeddings::{embedding_usage, embeddings_json};
-use crate::openai::{ChatRequest, EmbeddingsRequest, ResponseCtx};
+use crate::openai::{usage_object, ChatRequest, Count, EmbeddingsRequest, ResponseCtx};
 
 /// The latest generally available data-plane inference version that takes a dated
 /// `api-version` (Microsoft's REST reference, "Latest GA release"); newer features ship in
@@ -274,7 +274,7 @@ impl Provider for Azure {
     }
 
     fn chat_response(&self, body: &[u8], ctx: &ResponseCtx) -> Result<Translated, ApiError> {
-        passthrough_response("azure", body, ctx)
+        passthrough_response("azure", "choices", body, ctx)
     }
 
     fn chat_stream(&self, ctx: ResponseCtx) -> Box<dyn StreamTranslator> {
@@ -304,7 +304,7 @@ impl Provider for Azure {
                 return Ok(t);
             }
         }
-        passthrough_response("azure", body, ctx)
+        passthrough_response("azure", "data", body, ctx)
     }
 
     fn error(&self, status: u16, _error_type: Option<&str>, body: &[u8]) -> ApiError {
@@ -319,8 +319,8 @@ fn floats_as_base64(body: &[u8], ctx: &ResponseCtx) -> Result<Option<Translated>
     struct List<'a> {
         #[serde(borrow)]
         data: Vec<Item<'a>>,
-        #[serde(default)]
-        usage: Option<UsageIn>,
+        #[serde(default, borrow)]
+        usage: Option<&'a RawValue>,
     }
     #[derive(Deserialize)]
     struct Item<'a> {
@@ -332,7 +332,7 @@ fn floats_as_base64(body: &[u8], ctx: &ResponseCtx) -> Result<Option<Translated>
     #[derive(Deserialize)]
     struct UsageIn {
         #[serde(default)]
-        prompt_tokens: u64,
+        prompt_tokens: Count,
     }
     let Ok(mut list) = serde_json::from_slice::<List>(body) else {
         return Ok(None);
@@ -346,12 +346,15 @@ fn floats_as_base64(body: &[u8], ctx: &ResponseCtx) -> Result<Option<Translated>
     }
     list.data.sort_by_key(|i| i.index);
     let vectors: Vec<&RawValue> = list.data.iter().map(|i| i.embedding).collect();
-    let prompt_tokens = list.usage.map(|u| u.prompt_tokens).unwrap_or(0);
+    let usage = match usage_object::<UsageIn>(list.usage) {
+        Ok(Some(UsageIn {
+            prompt_tokens: Count::Is(n),
+        })) => Some(embedding_usage(n)),
+        _ => None,
+    };
+    let prompt_tokens = usage.map_or(0, |u| u.prompt_tokens);
     let body = embeddings_json(&vectors, true, prompt_tokens, ctx)?;
-    Ok(Some(Translated {
-        body,
-        usage: embedding_usage(prompt_tokens),
-    }))
+    Ok(Some(Translated { body, usage }))
 }
 
 /// An error event inside a stream carries no HTTP status: take it from the error's code.

@@ -32,7 +32,8 @@ use crate::openai::request::{
     parse_data_url, Content, Message, Part, ResponseFormat, Role, ToolChoice,
 };
 use crate::openai::{
-    ChatRequest, Choice, ChunkWriter, Completion, FinishReason, ResponseCtx, ToolCallOut, Usage,
+    usage_object, ChatRequest, Choice, ChunkWriter, Completion, Count, FinishReason, ResponseCtx,
+    ToolCallOut, Usage, UsageCheck,
 };
 use crate::stream::eventstream::{EventStreamDecoder, Message as Frame};
 
@@ -147,6 +148,15 @@ impl Provider for Bedrock {
         })
     }
 
+    fn stream_media_type(&self) -> &'static str {
+        "application/vnd.amazon.eventstream"
+    }
+
+    /// One completion per request: `n` > 1 is refused, or dropped with `drop_params`.
+    fn output_choices(&self, _requested: u64) -> u64 {
+        1
+    }
+
     fn path(&self, d: &Deployment, _op: Operation, stream: bool) -> String {
         let action = if stream {
             "converse-stream"
@@ -172,10 +182,10 @@ impl Provider for Bedrock {
     }
 
     fn chat_response(&self, body: &[u8], ctx: &ResponseCtx) -> Result<Translated, ApiError> {
-        let completion = parse_response(body)?;
+        let (completion, usage) = parse_response(body)?;
         Ok(Translated {
             body: completion.to_json(ctx),
-            usage: completion.usage,
+            usage,
         })
     }
 
@@ -720,28 +730,41 @@ fn build_request<'r>(req: &'r ChatRequest) -> Result<ConverseRequest<'r>, ApiErr
 #[serde(default)]
 struct TokenUsage {
     #[serde(rename = "inputTokens")]
-    input: u64,
+    input: Count,
     #[serde(rename = "outputTokens")]
-    output: u64,
+    output: Count,
     #[serde(rename = "cacheReadInputTokens")]
-    cache_read: Option<u64>,
+    cache_read: Count,
     #[serde(rename = "cacheWriteInputTokens")]
-    cache_write: Option<u64>,
+    cache_write: Count,
 }
 
 impl TokenUsage {
     /// Bedrock counts cache reads and writes apart from `inputTokens`; OpenAI's prompt_tokens
-    /// includes them.
-    fn to_openai(&self) -> Usage {
-        let read = self.cache_read.unwrap_or(0);
-        let write = self.cache_write.unwrap_or(0);
-        Usage {
-            prompt_tokens: self.input.saturating_add(read).saturating_add(write),
-            completion_tokens: self.output,
+    /// includes them. `Err` when a count cannot be charged, `Ok(None)` when none was given.
+    fn to_openai(&self) -> Result<Option<Usage>, ()> {
+        let mut c = UsageCheck::default();
+        let read = c.take(self.cache_read);
+        let write = c.take(self.cache_write);
+        let usage = Usage {
+            prompt_tokens: c
+                .take(self.input)
+                .saturating_add(read)
+                .saturating_add(write),
+            completion_tokens: c.take(self.output),
             cached_tokens: read,
             cache_creation_tokens: write,
             reasoning_tokens: 0,
-        }
+        };
+        c.result(usage)
+    }
+}
+
+/// A `usage` object: `Ok(None)` when absent, `Err` when it cannot be charged.
+fn read_usage(raw: Option<&RawValue>) -> Result<Option<Usage>, ()> {
+    match usage_object::<TokenUsage>(raw)? {
+        None => Ok(None),
+        Some(u) => u.to_openai(),
     }
 }
 
@@ -751,8 +774,8 @@ struct ConverseResponse<'a> {
     output: OutputIn<'a>,
     #[serde(rename = "stopReason", default)]
     stop_reason: Option<String>,
-    #[serde(default)]
-    usage: Option<TokenUsage>,
+    #[serde(default, borrow)]
+    usage: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -810,7 +833,8 @@ fn finish_reason(stop: Option<&str>, client_tool_calls: bool) -> FinishReason {
     }
 }
 
-fn parse_response(body: &[u8]) -> Result<Completion, ApiError> {
+/// The translated completion and the usage to charge (`None`: missing or unusable).
+fn parse_response(body: &[u8]) -> Result<(Completion, Option<Usage>), ApiError> {
     let r: ConverseResponse = serde_json::from_slice(body).map_err(|_| {
         ApiError::bad_gateway("Bedrock returned a response that is not a Converse result")
     })?;
@@ -852,15 +876,17 @@ fn parse_response(body: &[u8]) -> Result<Completion, ApiError> {
         None if has_text || tool_calls.is_empty() => Some(text),
         None => None,
     };
-    Ok(Completion::single(
+    let usage = read_usage(r.usage).ok().flatten();
+    let completion = Completion::single(
         Choice {
             content,
             reasoning: (!reasoning.is_empty()).then_some(reasoning),
             tool_calls,
             finish_reason: Some(finish),
         },
-        r.usage.map(|u| u.to_openai()).unwrap_or_default(),
-    ))
+        usage.unwrap_or_default(),
+    );
+    Ok((completion, usage))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -972,7 +998,8 @@ struct StreamEvent<'a> {
     delta: Option<BlockDelta<'a>>,
     #[serde(rename = "stopReason")]
     stop_reason: Option<json::Text<'a>>,
-    usage: Option<TokenUsage>,
+    #[serde(borrow)]
+    usage: Option<&'a RawValue>,
     #[serde(borrow)]
     message: Option<json::Text<'a>>,
 }
@@ -1025,7 +1052,8 @@ enum ToolTarget {
 pub struct ConverseStream {
     writer: ChunkWriter,
     decoder: EventStreamDecoder,
-    usage: Usage,
+    /// The `metadata` event's usage (`Err`: it could not be charged), once it arrived.
+    usage: Option<Result<Usage, ()>>,
     open_tool: Option<(u64, ToolTarget)>,
     tool_calls: usize,
     stopped: bool,
@@ -1036,11 +1064,20 @@ impl ConverseStream {
         ConverseStream {
             writer: ChunkWriter::new(ctx),
             decoder: EventStreamDecoder::default(),
-            usage: Usage::default(),
+            usage: None,
             open_tool: None,
             tool_calls: 0,
             stopped: false,
         }
+    }
+
+    /// The answer is whole: its usage chunk (when the client asked and Bedrock reported one), then
+    /// `[DONE]`.
+    fn close(&mut self, out: &mut Vec<u8>) {
+        if let Some(Ok(u)) = self.usage {
+            self.writer.usage(out, &u);
+        }
+        self.writer.done(out);
     }
 
     fn on_frame(&mut self, frame: &Frame<'_>, out: &mut Vec<u8>) {
@@ -1129,13 +1166,14 @@ impl ConverseStream {
                 self.writer.finish(out, 0, reason);
             }
             "metadata" => {
-                if let Some(u) = ev.usage {
-                    self.usage = u.to_openai();
+                match read_usage(ev.usage) {
+                    Ok(Some(u)) => self.usage = Some(Ok(u)),
+                    Ok(None) => {}
+                    Err(()) => self.usage = Some(Err(())),
                 }
                 if self.stopped {
                     // The last event Bedrock sends: close the stream without waiting for EOF.
-                    self.writer.usage(out, &self.usage);
-                    self.writer.done(out);
+                    self.close(out);
                 }
             }
             _ => {}
@@ -1168,16 +1206,16 @@ impl StreamTranslator for ConverseStream {
             self.writer.error(out, &err);
             return;
         }
-        self.writer.usage(out, &self.usage);
-        self.writer.done(out);
+        self.close(out);
     }
 
-    fn usage(&self) -> Usage {
-        self.usage
-    }
-
+    /// Usage arrives in `metadata`, the last event, after `messageStop`.
     fn final_usage(&self) -> Option<Usage> {
-        self.writer.completed().then_some(self.usage)
+        self.usage.and_then(Result::ok)
+    }
+
+    fn completed(&self) -> bool {
+        self.writer.completed()
     }
 }
 

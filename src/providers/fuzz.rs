@@ -156,7 +156,7 @@ proptest! {
         use crate::filter::body_metadata::{request_metadata, response_usage};
         let ct = if json { "application/json" } else { "text/plain" };
         let _ = request_metadata(Some(ct), &body);
-        let _ = response_usage(&body);
+        let _ = response_usage(Some(ct), &body);
         let _ = crate::json::nesting_within(&body, 128);
         let m = request_metadata(Some("application/json"), &request);
         let sent = serde_json::from_slice::<serde_json::Value>(&request)
@@ -233,7 +233,7 @@ proptest! {
                 t.feed(c, &mut out);
             }
             t.finish(&mut out);
-            let _ = t.usage();
+            let _ = (t.final_usage(), t.completed());
         }
     }
 }

@@ -20,9 +20,10 @@
 //!   `functionCall` part. Gemini 3 refuses unsigned calls in history, so calls without one (from
 //!   another model) carry Google's documented `skip_thought_signature_validator` placeholder.
 //! - A request with only system messages sends them as the user turn: Gemini needs `contents`.
-//! - Embedding usage is the response's `usageMetadata.promptTokenCount` when present, otherwise
-//!   0: `batchEmbedContents` reports no token count, and the response translation does not see the
-//!   input to estimate one. Token budgets therefore do not count Gemini embeddings.
+//! - Embedding usage is the response's `usageMetadata.promptTokenCount` when present (the client
+//!   sees 0 otherwise): `batchEmbedContents` reports no token count, and the response translation
+//!   does not see the input to estimate one. Without it a request is charged its reservation (its
+//!   body's bytes as tokens, an upper bound), which `Provider::reports_usage` says is expected.
 //! - An invalid key is an HTTP 400 `INVALID_ARGUMENT` with reason `API_KEY_INVALID`; the body is
 //!   typed `authentication_error` / `invalid_api_key`, but the HTTP status stays 400 because the
 //!   gateway sends response headers before it reads the body.
@@ -45,8 +46,8 @@ use crate::openai::request::{
 };
 use crate::openai::response::tool_call_id;
 use crate::openai::{
-    ChatRequest, Choice, ChunkWriter, Completion, EmbeddingsRequest, FinishReason, ResponseCtx,
-    ToolCallOut, Usage,
+    usage_object, ChatRequest, Choice, ChunkWriter, Completion, Count, EmbeddingsRequest,
+    FinishReason, ResponseCtx, ToolCallOut, Usage, UsageCheck,
 };
 use crate::stream::sse::SseDecoder;
 
@@ -136,6 +137,10 @@ impl Provider for Gemini {
             headers,
             signing: None,
         })
+    }
+
+    fn reports_usage(&self, op: Operation) -> bool {
+        op == Operation::Chat
     }
 
     fn supports(&self, _op: Operation) -> bool {
@@ -749,8 +754,8 @@ struct ResponseIn<'a> {
     candidates: Option<Vec<CandidateIn<'a>>>,
     #[serde(default)]
     prompt_feedback: Option<PromptFeedbackIn>,
-    #[serde(default)]
-    usage_metadata: Option<UsageIn>,
+    #[serde(default, borrow)]
+    usage_metadata: Option<&'a RawValue>,
     /// Only in a stream: an error after the 200 was sent.
     #[serde(default)]
     error: Option<GoogleError>,
@@ -806,32 +811,42 @@ struct PromptFeedbackIn {
 #[serde(rename_all = "camelCase")]
 struct UsageIn {
     #[serde(default)]
-    prompt_token_count: u64,
+    prompt_token_count: Count,
     #[serde(default)]
-    candidates_token_count: u64,
+    candidates_token_count: Count,
     #[serde(default)]
-    thoughts_token_count: u64,
+    thoughts_token_count: Count,
     #[serde(default)]
-    cached_content_token_count: u64,
+    cached_content_token_count: Count,
     #[serde(default)]
-    tool_use_prompt_token_count: u64,
+    tool_use_prompt_token_count: Count,
 }
 
 impl UsageIn {
     /// Thoughts are billed as output and reported apart from `candidatesTokenCount`; tool-use
-    /// prompts (grounding, code execution) are billed as input.
-    fn to_usage(self) -> Usage {
-        Usage {
-            prompt_tokens: self
-                .prompt_token_count
-                .saturating_add(self.tool_use_prompt_token_count),
-            completion_tokens: self
-                .candidates_token_count
-                .saturating_add(self.thoughts_token_count),
-            cached_tokens: self.cached_content_token_count,
+    /// prompts (grounding, code execution) are billed as input. `Err` when a count cannot be
+    /// charged, `Ok(None)` when none was given (Gemini's first chunks may carry only `trafficType`).
+    fn to_usage(self) -> Result<Option<Usage>, ()> {
+        let mut c = UsageCheck::default();
+        let thoughts = c.take(self.thoughts_token_count);
+        let usage = Usage {
+            prompt_tokens: c
+                .take(self.prompt_token_count)
+                .saturating_add(c.take(self.tool_use_prompt_token_count)),
+            completion_tokens: c.take(self.candidates_token_count).saturating_add(thoughts),
+            cached_tokens: c.take(self.cached_content_token_count),
             cache_creation_tokens: 0,
-            reasoning_tokens: self.thoughts_token_count,
-        }
+            reasoning_tokens: thoughts,
+        };
+        c.result(usage)
+    }
+}
+
+/// A `usageMetadata` object: `Ok(None)` when absent, `Err` when it cannot be charged.
+fn read_usage(raw: Option<&RawValue>) -> Result<Option<Usage>, ()> {
+    match usage_object::<UsageIn>(raw)? {
+        None => Ok(None),
+        Some(u) => u.to_usage(),
     }
 }
 
@@ -897,6 +912,9 @@ fn translate_response(body: &[u8], ctx: &ResponseCtx) -> Result<Translated, ApiE
     let resp = parse_response(body).ok_or_else(|| unreadable("a response"))?;
     if let Some(e) = resp.error {
         return Err(google_error(502, e));
+    }
+    if resp.candidates.is_none() && resp.prompt_feedback.is_none() {
+        return Err(unreadable("a JSON object without candidates"));
     }
     let mut choices: Vec<Choice> = Vec::new();
     let mut calls = 0usize;
@@ -964,8 +982,11 @@ fn translate_response(body: &[u8], ctx: &ResponseCtx) -> Result<Translated, ApiE
     for c in &mut choices {
         c.finish_reason.get_or_insert(FinishReason::Stop);
     }
-    let usage = resp.usage_metadata.unwrap_or_default().to_usage();
-    let completion = Completion { choices, usage };
+    let usage = read_usage(resp.usage_metadata).ok().flatten();
+    let completion = Completion {
+        choices,
+        usage: usage.unwrap_or_default(),
+    };
     Ok(Translated {
         body: completion.to_json(ctx),
         usage,
@@ -982,7 +1003,9 @@ pub struct GeminiStream {
 
 struct StreamState {
     writer: ChunkWriter,
-    usage: Usage,
+    /// The totals reported so far (each chunk repeats them), and whether one could not be read.
+    usage: Option<Usage>,
+    usage_bad: bool,
     /// Function calls so far, all candidates: numbers their ids.
     calls: usize,
     /// Per choice index: function calls so far (their `index` in the OpenAI deltas), once seen.
@@ -996,7 +1019,8 @@ impl GeminiStream {
             sse: SseDecoder::default(),
             state: StreamState {
                 writer: ChunkWriter::new(ctx),
-                usage: Usage::default(),
+                usage: None,
+                usage_bad: false,
                 calls: 0,
                 choices: Vec::new(),
                 saw_response: false,
@@ -1022,9 +1046,11 @@ impl StreamState {
             self.writer.error(out, &google_error(502, e));
             return;
         }
-        if let Some(u) = resp.usage_metadata {
-            // Each chunk reports the totals so far.
-            self.usage = u.to_usage();
+        // Each chunk reports the totals so far.
+        match read_usage(resp.usage_metadata) {
+            Ok(Some(u)) => self.usage = Some(u),
+            Ok(None) => {}
+            Err(()) => self.usage_bad = true,
         }
         let candidates = resp.candidates.unwrap_or_default();
         for (position, c) in candidates.iter().enumerate() {
@@ -1107,7 +1133,8 @@ impl StreamState {
         if self.choices.iter().all(Option::is_none) {
             self.open(0, out);
         }
-        // A choice the upstream never finished ends here, as OpenAI streams always finish.
+        // Gemini's stream has no terminator but the end of its body: a body that ended whole
+        // (this is not called when it is cut off) finishes every choice it left open.
         for index in 0..self.choices.len() {
             if let Some(Some(calls)) = self.choices.get(index).copied() {
                 if !self.writer.has_finished(index) {
@@ -1120,9 +1147,24 @@ impl StreamState {
                 }
             }
         }
-        let usage = self.usage;
-        self.writer.usage(out, &usage);
+        if let Some(usage) = self.final_usage() {
+            self.writer.usage(out, &usage);
+        }
         self.writer.done(out);
+    }
+
+    /// Some candidate finished (its last chunk, which carries the final usage, arrived), or the
+    /// prompt was blocked: the answer is whole.
+    fn answered(&self) -> bool {
+        (0..self.choices.len()).any(|i| self.writer.has_finished(i))
+    }
+
+    /// Each chunk reports the totals so far: the last one's are final once a candidate finished
+    /// (Gemini's last chunk), or the body ended.
+    fn final_usage(&self) -> Option<Usage> {
+        (!self.usage_bad && (self.writer.completed() || self.answered()))
+            .then_some(self.usage)
+            .flatten()
     }
 }
 
@@ -1146,12 +1188,12 @@ impl StreamTranslator for GeminiStream {
         state.finish(out);
     }
 
-    fn usage(&self) -> Usage {
-        self.state.usage
+    fn final_usage(&self) -> Option<Usage> {
+        self.state.final_usage()
     }
 
-    fn final_usage(&self) -> Option<Usage> {
-        self.state.writer.completed().then_some(self.state.usage)
+    fn completed(&self) -> bool {
+        self.state.writer.completed() || self.state.answered()
     }
 }
 
@@ -1199,8 +1241,8 @@ fn build_embeddings(req: &EmbeddingsRequest, model: &str) -> Result<Vec<u8>, Api
 struct BatchEmbedIn<'a> {
     #[serde(borrow)]
     embeddings: Vec<EmbeddingIn<'a>>,
-    #[serde(default)]
-    usage_metadata: Option<UsageIn>,
+    #[serde(default, borrow)]
+    usage_metadata: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -1223,10 +1265,14 @@ fn translate_embeddings(
     if vectors.iter().any(|v| !v.get().starts_with('[')) {
         return Err(bad());
     }
-    let tokens = resp.usage_metadata.map_or(0, |u| u.prompt_token_count);
+    let usage = read_usage(resp.usage_metadata)
+        .ok()
+        .flatten()
+        .map(|u| embedding_usage(u.prompt_tokens));
+    let tokens = usage.map_or(0, |u| u.prompt_tokens);
     Ok(Translated {
         body: embeddings_json(&vectors, base64, tokens, ctx)?,
-        usage: embedding_usage(tokens),
+        usage,
     })
 }
 

@@ -89,7 +89,9 @@ impl std::fmt::Debug for AwsCredentials {
 #[derive(Debug)]
 pub struct Translated {
     pub body: Vec<u8>,
-    pub usage: Usage,
+    /// `None` when the provider reported no usage, or usage that cannot be charged (see
+    /// [`crate::openai::Count`]): the request is then charged its reservation.
+    pub usage: Option<Usage>,
 }
 
 /// Request-time choices that come from the configuration rather than the body.
@@ -104,14 +106,16 @@ pub struct RequestOptions {
 pub trait StreamTranslator {
     /// Consumes the next bytes from the upstream and appends OpenAI SSE bytes to `out`.
     fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>);
-    /// The upstream ended: flushes, then closes the stream (`data: [DONE]`) if not already closed.
+    /// The upstream ended: flushes, then closes the stream: `data: [DONE]` after a complete
+    /// answer, an OpenAI error event after an incomplete one.
     fn finish(&mut self, out: &mut Vec<u8>);
-    /// Token usage reported so far.
-    fn usage(&self) -> Usage;
-    /// The final usage, once the provider's stream completed normally (its last event seen, even
-    /// before the connection closes: clients stop reading at `[DONE]`). `None` while it runs, and
-    /// when it ended in an error or was cut off: such a stream is charged its reservation.
+    /// The final usage, once the provider reported it (its last usage event seen, even before
+    /// the connection closes: clients stop reading at `[DONE]`). `None` while it runs, when it
+    /// ended in an error or was cut off, and when the usage it reported was missing or cannot be
+    /// charged: such a stream is charged its reservation.
     fn final_usage(&self) -> Option<Usage>;
+    /// The provider's answer completed normally, whether or not it reported usage.
+    fn completed(&self) -> bool;
 }
 
 pub trait Provider: Sync {
@@ -134,6 +138,24 @@ pub trait Provider: Sync {
 
     fn supports(&self, op: Operation) -> bool {
         op == Operation::Chat
+    }
+
+    /// The media type of the provider's streamed answers.
+    fn stream_media_type(&self) -> &'static str {
+        "text/event-stream"
+    }
+
+    /// Whether the provider's answers to `op` report token usage. One that does not is charged
+    /// its reservation without being counted as missing usage.
+    fn reports_usage(&self, _op: Operation) -> bool {
+        true
+    }
+
+    /// How many completions the provider generates for a request asking for `requested`
+    /// (`n`): the output it can be charged for is that many times the output cap. Providers
+    /// that cannot honour `n` refuse it (or drop it, with `drop_params`): they generate one.
+    fn output_choices(&self, requested: u64) -> u64 {
+        requested.max(1)
     }
 
     /// Path and query of the upstream request, decided in the request-headers phase.

@@ -12,7 +12,9 @@ use super::{
 use crate::config::Deployment;
 use crate::error::{is_context_overflow, ApiError};
 use crate::json::{self, Fields};
-use crate::openai::{ChatRequest, EmbeddingsRequest, ResponseCtx, Usage};
+use crate::openai::{
+    usage_object, ChatRequest, Count, EmbeddingsRequest, ResponseCtx, Usage, UsageCheck,
+};
 use crate::stream::sse::SseDecoder;
 
 pub struct OpenAiCompatible {
@@ -203,7 +205,7 @@ impl Provider for OpenAiCompatible {
     }
 
     fn chat_response(&self, body: &[u8], ctx: &ResponseCtx) -> Result<Translated, ApiError> {
-        passthrough_response(self.name, body, ctx)
+        passthrough_response(self.name, "choices", body, ctx)
     }
 
     fn chat_stream(&self, ctx: ResponseCtx) -> Box<dyn StreamTranslator> {
@@ -224,7 +226,7 @@ impl Provider for OpenAiCompatible {
         _base64: bool,
         ctx: &ResponseCtx,
     ) -> Result<Translated, ApiError> {
-        passthrough_response(self.name, body, ctx)
+        passthrough_response(self.name, "data", body, ctx)
     }
 
     fn error(&self, status: u16, _error_type: Option<&str>, body: &[u8]) -> ApiError {
@@ -303,9 +305,9 @@ pub fn rewrite_fields_with(
 #[derive(Deserialize, Default)]
 struct UsageIn {
     #[serde(default)]
-    prompt_tokens: u64,
+    prompt_tokens: Count,
     #[serde(default)]
-    completion_tokens: u64,
+    completion_tokens: Count,
     #[serde(default)]
     prompt_tokens_details: Option<PromptDetails>,
     #[serde(default)]
@@ -315,38 +317,46 @@ struct UsageIn {
 #[derive(Deserialize, Default)]
 struct PromptDetails {
     #[serde(default)]
-    cached_tokens: Option<u64>,
+    cached_tokens: Count,
 }
 
 #[derive(Deserialize, Default)]
 struct CompletionDetails {
     #[serde(default)]
-    reasoning_tokens: Option<u64>,
+    reasoning_tokens: Count,
 }
 
-fn parse_usage(raw: &RawValue) -> Usage {
-    let u: UsageIn = serde_json::from_str::<Option<UsageIn>>(raw.get())
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    Usage {
-        prompt_tokens: u.prompt_tokens,
-        completion_tokens: u.completion_tokens,
-        cached_tokens: u
-            .prompt_tokens_details
-            .and_then(|d| d.cached_tokens)
-            .unwrap_or(0),
+/// What one `usage` field says: nothing (`null`), usage to charge, or usage that cannot be
+/// charged (`Err`: a count that is negative, fractional, a string, absurd; a field of the wrong
+/// shape).
+fn parse_usage(raw: &RawValue) -> Result<Option<Usage>, ()> {
+    let Some(u) = usage_object::<UsageIn>(Some(raw))? else {
+        return Ok(None);
+    };
+    let mut c = UsageCheck::default();
+    let usage = Usage {
+        prompt_tokens: c.take(u.prompt_tokens),
+        completion_tokens: c.take(u.completion_tokens),
+        cached_tokens: c.take(u.prompt_tokens_details.unwrap_or_default().cached_tokens),
         cache_creation_tokens: 0,
-        reasoning_tokens: u
-            .completion_tokens_details
-            .and_then(|d| d.reasoning_tokens)
-            .unwrap_or(0),
-    }
+        reasoning_tokens: c.take(
+            u.completion_tokens_details
+                .unwrap_or_default()
+                .reasoning_tokens,
+        ),
+    };
+    c.result(usage)
 }
 
-/// An OpenAI-shaped JSON object with `model` replaced by the client's alias; usage read on the way.
-fn rewrite_object(fields: &Fields, alias: &str, keep_usage: bool, out: &mut Vec<u8>) -> Usage {
-    let mut usage = Usage::default();
+/// An OpenAI-shaped JSON object with `model` replaced by the client's alias; its `usage` read on
+/// the way (see [`parse_usage`]; `Ok(None)` when it has none).
+fn rewrite_object(
+    fields: &Fields,
+    alias: &str,
+    keep_usage: bool,
+    out: &mut Vec<u8>,
+) -> Result<Option<Usage>, ()> {
+    let mut usage = Ok(None);
     out.push(b'{');
     let mut first = true;
     for (key, value) in fields {
@@ -376,8 +386,12 @@ fn is_usage_only(fields: &Fields) -> bool {
         && json::get(fields, "usage").is_some_and(|u| !json::is_null(u))
 }
 
+/// An OpenAI-shaped response body with `model` set to the client's alias. `answer` names the field
+/// every answer of the operation has (`choices`, or `data` for embeddings): a JSON object without
+/// it as an array is no answer (an error in a 200, or something else), and an upstream failure.
 pub fn passthrough_response(
     provider: &str,
+    answer: &str,
     body: &[u8],
     ctx: &ResponseCtx,
 ) -> Result<Translated, ApiError> {
@@ -386,12 +400,22 @@ pub fn passthrough_response(
             "{provider} returned a response that is not a JSON object"
         ))
     })?;
+    if !json::get(&fields, answer).is_some_and(|v| v.get().trim_start().starts_with('[')) {
+        return Err(ApiError::bad_gateway(format!(
+            "{provider} returned a JSON object without `{answer}`: no answer"
+        )));
+    }
     let mut out = Vec::with_capacity(body.len() + ctx.model.len());
-    let usage = rewrite_object(&fields, &ctx.model, true, &mut out);
+    let usage = rewrite_object(&fields, &ctx.model, true, &mut out)
+        .ok()
+        .flatten();
     Ok(Translated { body: out, usage })
 }
 
 /// Relays an OpenAI-compatible SSE stream, rewriting `model` in every chunk and keeping the usage.
+/// Whatever the upstream does, the client's stream ends with `[DONE]` after a complete answer or
+/// with an OpenAI error event: an error event of the provider's, a malformed event, or an end
+/// before the answer finished all become one.
 pub struct PassthroughStream {
     sse: SseDecoder,
     state: StreamState,
@@ -399,19 +423,26 @@ pub struct PassthroughStream {
 
 struct StreamState {
     ctx: ResponseCtx,
-    usage: Usage,
+    /// The last usage reported, and whether a report could not be charged.
+    usage: Option<Usage>,
+    usage_bad: bool,
+    /// The usage-only chunk arrived: OpenAI sends it last, so the usage is final even if the
+    /// stream breaks before `[DONE]`.
+    usage_final: bool,
+    /// A choice finished (`finish_reason` set): an end of the body now completes the answer.
+    saw_finish: bool,
     done: bool,
-    /// The provider's `[DONE]` arrived: the stream completed and `usage` is final.
-    saw_done: bool,
+    /// The stream completed (`[DONE]`, or the body ended after the answer finished).
+    completed: bool,
+    /// Reads an in-stream `{"error":...}` event, which comes without an HTTP status.
+    error: fn(&[u8]) -> ApiError,
     lenient: Option<Lenient>,
 }
 
 /// Repairs for servers whose chunks stray from OpenAI's shape (Azure OpenAI): annotation chunks
 /// with empty `id`/`object`/`created`, choices without `delta`, a choice-less first chunk that
-/// only carries `prompt_filter_results`, and errors in the provider's own shape.
+/// only carries `prompt_filter_results`.
 struct Lenient {
-    /// Reads an in-stream `{"error":...}` event, which comes without an HTTP status.
-    error: fn(&[u8]) -> ApiError,
     /// The first non-empty upstream `id` and `created`, reused where a chunk leaves them empty.
     id: Option<String>,
     created: Option<u64>,
@@ -441,9 +472,13 @@ impl PassthroughStream {
             sse: SseDecoder::default(),
             state: StreamState {
                 ctx,
-                usage: Usage::default(),
+                usage: None,
+                usage_bad: false,
+                usage_final: false,
+                saw_finish: false,
                 done: false,
-                saw_done: false,
+                completed: false,
+                error: |data| stream_error("openai", data),
                 lenient: None,
             },
         }
@@ -453,8 +488,8 @@ impl PassthroughStream {
     /// `error` translates the provider's in-stream error events.
     pub fn lenient(ctx: ResponseCtx, error: fn(&[u8]) -> ApiError) -> Self {
         let mut s = Self::new(ctx);
+        s.state.error = error;
         s.state.lenient = Some(Lenient {
-            error,
             id: None,
             created: None,
             held: Vec::new(),
@@ -464,54 +499,98 @@ impl PassthroughStream {
     }
 }
 
+/// Whether a raw `choices` array sets a `finish_reason` (to anything but `null`). A quote inside a
+/// JSON string is escaped, so the pattern only matches a real key.
+fn sets_finish_reason(choices: &RawValue) -> bool {
+    const KEY: &[u8] = b"\"finish_reason\"";
+    let bytes = choices.get().as_bytes();
+    memchr::memmem::find_iter(bytes, KEY).any(|at| {
+        let after = bytes
+            .get(at.saturating_add(KEY.len())..)
+            .unwrap_or_default();
+        let mut rest = after.iter().skip_while(|b| b.is_ascii_whitespace());
+        rest.next() == Some(&b':') && rest.find(|b| !b.is_ascii_whitespace()) == Some(&b'"')
+    })
+}
+
 impl StreamState {
+    /// Ends the stream with an OpenAI error event.
+    fn fail(&mut self, out: &mut Vec<u8>, err: &ApiError) {
+        self.done = true;
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(&err.to_json());
+        out.extend_from_slice(b"\n\n");
+    }
+
     fn on_event(&mut self, data: &[u8], out: &mut Vec<u8>) {
-        if self.done {
+        if self.done || data.is_empty() {
             return;
         }
         if data == b"[DONE]" {
             self.done = true;
-            self.saw_done = true;
+            self.completed = true;
             out.extend_from_slice(b"data: [DONE]\n\n");
             return;
         }
         let Ok(fields) = json::split_object(data) else {
-            // Not JSON: relay as is rather than inventing content.
-            out.extend_from_slice(b"data: ");
-            out.extend_from_slice(data);
-            out.extend_from_slice(b"\n\n");
+            // Not a JSON object: the client's SDK could not read it either. Relaying it would
+            // break the client's parser; inventing content would be worse.
+            self.fail(
+                out,
+                &ApiError::bad_gateway("the provider sent a malformed stream event"),
+            );
             return;
         };
-        // Usage the gateway asked for on the client's behalf is kept for accounting, not shown.
-        let hide_usage = !self.ctx.include_usage;
-        if hide_usage && is_usage_only(&fields) {
-            if let Some(u) = json::get(&fields, "usage") {
-                self.usage = parse_usage(u);
-            }
+        if json::get(&fields, "error").is_some_and(|e| !json::is_null(e))
+            && json::get(&fields, "choices").is_none()
+        {
+            let e = (self.error)(data);
+            self.fail(out, &e);
             return;
         }
-        let u = match &mut self.lenient {
-            None => {
-                out.extend_from_slice(b"data: ");
-                let u = rewrite_object(&fields, &self.ctx.model, !hide_usage, out);
-                out.extend_from_slice(b"\n\n");
-                u
-            }
-            Some(l) => {
-                if json::get(&fields, "error").is_some() && json::get(&fields, "choices").is_none()
-                {
-                    self.done = true;
-                    let e = (l.error)(data);
+        if json::get(&fields, "choices").is_some_and(sets_finish_reason) {
+            self.saw_finish = true;
+        }
+        // Usage the gateway asked for on the client's behalf is kept for accounting, not shown.
+        let hide_usage = !self.ctx.include_usage;
+        let usage_only = is_usage_only(&fields);
+        let reported = if hide_usage && usage_only {
+            json::get(&fields, "usage").map_or(Ok(None), parse_usage)
+        } else {
+            match &mut self.lenient {
+                None => {
                     out.extend_from_slice(b"data: ");
-                    out.extend_from_slice(&e.to_json());
+                    let u = rewrite_object(&fields, &self.ctx.model, !hide_usage, out);
                     out.extend_from_slice(b"\n\n");
-                    return;
+                    u
                 }
-                l.write_chunk(&fields, &self.ctx, !hide_usage, out)
+                Some(l) => l.write_chunk(&fields, &self.ctx, !hide_usage, out),
             }
         };
-        if u != Usage::default() {
-            self.usage = u;
+        match reported {
+            Ok(Some(u)) => self.usage = Some(u),
+            Ok(None) => {}
+            Err(()) => self.usage_bad = true,
+        }
+        self.usage_final |= usage_only;
+    }
+
+    /// The upstream's body ended: a finished answer is closed, anything else is an error.
+    fn end(&mut self, out: &mut Vec<u8>) {
+        if self.done {
+            return;
+        }
+        if self.saw_finish || self.usage_final {
+            self.done = true;
+            self.completed = true;
+            out.extend_from_slice(b"data: [DONE]\n\n");
+        } else {
+            self.fail(
+                out,
+                &ApiError::bad_gateway(
+                    "the provider's stream ended before the answer was complete",
+                ),
+            );
         }
     }
 }
@@ -529,7 +608,7 @@ impl Lenient {
         ctx: &ResponseCtx,
         keep_usage: bool,
         out: &mut Vec<u8>,
-    ) -> Usage {
+    ) -> Result<Option<Usage>, ()> {
         let choiceless = json::get(fields, "choices").is_some_and(is_empty_array)
             && json::get(fields, "usage").is_none_or(json::is_null);
         if choiceless {
@@ -544,9 +623,9 @@ impl Lenient {
                 self.held
                     .push((key.as_str().to_string(), value.get().as_bytes().to_vec()));
             }
-            return Usage::default();
+            return Ok(None);
         }
-        let mut usage = Usage::default();
+        let mut usage = Ok(None);
         out.extend_from_slice(b"data: {");
         let mut first = true;
         let mut field = |out: &mut Vec<u8>, key: &str| {
@@ -647,32 +726,69 @@ impl StreamTranslator for PassthroughStream {
         let PassthroughStream { sse, state } = self;
         let result = sse.feed(chunk, |ev| state.on_event(ev.data, out));
         if result.is_err() && !state.done {
-            state.done = true;
-            let e = ApiError::bad_gateway(
-                "the provider sent a stream event larger than the gateway accepts",
+            state.fail(
+                out,
+                &ApiError::bad_gateway(
+                    "the provider sent a stream event larger than the gateway accepts",
+                ),
             );
-            out.extend_from_slice(b"data: ");
-            out.extend_from_slice(&e.to_json());
-            out.extend_from_slice(b"\n\n");
         }
     }
 
     fn finish(&mut self, out: &mut Vec<u8>) {
         let PassthroughStream { sse, state } = self;
         sse.finish(|ev| state.on_event(ev.data, out));
-        if !state.done {
-            state.done = true;
-            out.extend_from_slice(b"data: [DONE]\n\n");
-        }
-    }
-
-    fn usage(&self) -> Usage {
-        self.state.usage
+        state.end(out);
     }
 
     fn final_usage(&self) -> Option<Usage> {
-        self.state.saw_done.then_some(self.state.usage)
+        let s = &self.state;
+        if s.usage_bad || !(s.completed || s.usage_final) {
+            return None;
+        }
+        s.usage
     }
+
+    fn completed(&self) -> bool {
+        self.state.completed || self.state.usage_final
+    }
+}
+
+/// An error event inside an OpenAI-shaped stream: its HTTP status comes from the error's
+/// numeric `code` or its `type`, since the stream's own status was 200.
+pub fn stream_error(provider: &str, data: &[u8]) -> ApiError {
+    #[derive(Deserialize)]
+    struct Envelope {
+        error: Kind,
+    }
+    #[derive(Deserialize)]
+    struct Kind {
+        #[serde(default)]
+        code: Option<serde_json::Value>,
+        #[serde(rename = "type", default)]
+        kind: Option<String>,
+    }
+    let kind = serde_json::from_slice::<Envelope>(data)
+        .ok()
+        .map(|e| e.error);
+    let from_code = kind.as_ref().and_then(|k| match &k.code {
+        Some(serde_json::Value::Number(n)) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+        Some(serde_json::Value::String(s)) => s.parse().ok(),
+        _ => None,
+    });
+    let status = from_code
+        .filter(|s| (400..600).contains(s))
+        .or_else(|| {
+            kind.and_then(|k| k.kind).map(|t| match t.as_str() {
+                "invalid_request_error" => 400,
+                "authentication_error" => 401,
+                "permission_error" => 403,
+                "rate_limit_error" | "tokens" | "requests" | "insufficient_quota" => 429,
+                _ => 500,
+            })
+        })
+        .unwrap_or(500);
+    openai_error(provider, status, data)
 }
 
 /// Reads an OpenAI-shaped error body (`{"error":{"message","type","param","code"}}`).
@@ -754,12 +870,12 @@ mod tests {
     #[test]
     fn response_model_is_the_alias() {
         let body = br#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":2,"total_tokens":11,"prompt_tokens_details":{"cached_tokens":4}}}"#;
-        let t = passthrough_response("openai", body, &ctx()).unwrap();
+        let t = passthrough_response("openai", "choices", body, &ctx()).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&t.body).unwrap();
         assert_eq!(v["model"], "gpt");
         assert_eq!(v["id"], "chatcmpl-1");
-        assert_eq!(t.usage.prompt_tokens, 9);
-        assert_eq!(t.usage.cached_tokens, 4);
+        assert_eq!(t.usage.unwrap_or_default().prompt_tokens, 9);
+        assert_eq!(t.usage.unwrap_or_default().cached_tokens, 4);
     }
 
     #[test]
@@ -775,7 +891,7 @@ mod tests {
                 t.feed(p, &mut out);
             }
             t.finish(&mut out);
-            (out, t.usage())
+            (out, t.final_usage().unwrap_or_default())
         };
         let (whole, usage) = run(&[upstream]);
         assert_eq!(usage.prompt_tokens, 3);
@@ -792,6 +908,63 @@ mod tests {
         }
     }
 
+    fn relay(upstream: &[u8], include_usage: bool) -> (String, PassthroughStream) {
+        let mut t = PassthroughStream::new(ResponseCtx {
+            include_usage,
+            ..ctx()
+        });
+        let mut out = Vec::new();
+        t.feed(upstream, &mut out);
+        t.finish(&mut out);
+        (String::from_utf8(out).unwrap(), t)
+    }
+
+    const CHUNK: &str = r#"data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}"#;
+    const LAST: &str = r#"data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{},"finish_reason": "stop"}]}"#;
+
+    /// Whatever the upstream sends, the client's stream ends with `[DONE]` after a finished
+    /// answer, or with one OpenAI error event.
+    #[test]
+    fn every_stream_ends_with_done_or_an_error() {
+        let error_of = |text: &str| -> serde_json::Value {
+            let last = text.trim_end().rsplit("\n\n").next().unwrap();
+            serde_json::from_str(last.strip_prefix("data: ").unwrap()).unwrap()
+        };
+        // A malformed event (the SDK would raise a JSONDecodeError on it).
+        let (text, t) = relay(format!("{CHUNK}\n\ndata: {{not json\n\n").as_bytes(), false);
+        assert!(
+            !text.contains("not json") && !text.contains("[DONE]"),
+            "{text}"
+        );
+        assert_eq!(error_of(&text)["error"]["code"], "upstream_error");
+        assert!(!t.completed() && t.final_usage().is_none());
+        // The provider's own error event, in OpenAI's shape with a status-like type.
+        let (text, _) = relay(format!("{CHUNK}\n\ndata: {{\"error\":{{\"message\":\"Rate limit reached\",\"type\":\"tokens\",\"code\":\"rate_limit_exceeded\"}}}}\n\n").as_bytes(), false);
+        let e = error_of(&text);
+        assert_eq!(e["error"]["type"], "rate_limit_error");
+        assert_eq!(e["error"]["message"], "Rate limit reached");
+        // Cut off before the answer finished: an error, not a success.
+        let (text, t) = relay(format!("{CHUNK}\n\n").as_bytes(), false);
+        assert!(!text.contains("[DONE]"), "{text}");
+        assert!(error_of(&text)["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ended before"));
+        assert!(!t.completed());
+        // Finished, but no `[DONE]`: closed for the client, complete, without usage.
+        let (text, t) = relay(format!("{CHUNK}\n\n{LAST}\n\n").as_bytes(), false);
+        assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+        assert!(t.completed() && t.final_usage().is_none());
+        // Usage that cannot be charged: the stream completes, its usage is not final.
+        let bad = r#"data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[],"usage":{"prompt_tokens":-3,"completion_tokens":1}}"#;
+        let (text, t) = relay(
+            format!("{CHUNK}\n\n{LAST}\n\n{bad}\n\ndata: [DONE]\n\n").as_bytes(),
+            false,
+        );
+        assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+        assert!(t.completed() && t.final_usage().is_none());
+    }
+
     #[test]
     fn usage_asked_for_the_client_is_kept_but_not_shown() {
         let upstream = b"data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":null}],\"usage\":null}\n\ndata: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1,\"total_tokens\":4}}\n\n";
@@ -801,7 +974,8 @@ mod tests {
         let text = String::from_utf8(out.clone()).unwrap();
         assert!(!text.contains("usage"), "{text}");
         assert_eq!(text.matches("data: ").count(), 1);
-        assert_eq!(t.final_usage(), None, "no [DONE] yet");
+        // The usage-only chunk is OpenAI's last: its usage is final before `[DONE]` arrives.
+        assert_eq!(t.final_usage().unwrap().prompt_tokens, 3);
         t.feed(b"data: [DONE]\n\n", &mut out);
         assert_eq!(t.final_usage().unwrap().prompt_tokens, 3);
     }

@@ -130,7 +130,7 @@ impl Tollgate {
             host.properties
                 .insert(format!("metadata.filter_metadata.tollgate.{k}"), v);
         }
-        for (k, v) in body_metadata::response_usage(ANTHROPIC_RESPONSE) {
+        for (k, v) in body_metadata::response_usage(Some("application/json"), ANTHROPIC_RESPONSE) {
             host.properties
                 .insert(format!("metadata.filter_metadata.tollgate_usage.{k}"), v);
         }

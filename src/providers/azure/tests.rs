@@ -322,9 +322,9 @@ fn response_keeps_filter_results_and_names_the_alias() {
         "safe"
     );
     assert_eq!(v["prompt_filter_results"][0]["prompt_index"], 0);
-    assert_eq!(t.usage.prompt_tokens, 40);
-    assert_eq!(t.usage.completion_tokens, 12);
-    assert_eq!(t.usage.cached_tokens, 32);
+    assert_eq!(t.usage.unwrap_or_default().prompt_tokens, 40);
+    assert_eq!(t.usage.unwrap_or_default().completion_tokens, 12);
+    assert_eq!(t.usage.unwrap_or_default().cached_tokens, 32);
 
     let body = azure_completion(
         r#"{"content":null,"role":"assistant","tool_calls":[{"id":"call_x","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}]}"#,
@@ -352,7 +352,7 @@ fn embeddings_floats_become_base64_when_asked() {
     let t = AZURE.embeddings_response(body, true, &ctx()).unwrap();
     let v: Value = serde_json::from_slice(&t.body).unwrap();
     assert_eq!(v["model"], "azure-gpt");
-    assert_eq!(t.usage.prompt_tokens, 4);
+    assert_eq!(t.usage.unwrap_or_default().prompt_tokens, 4);
     use base64::Engine;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(v["data"][0]["embedding"].as_str().unwrap())
@@ -429,7 +429,7 @@ fn run_stream(parts: &[&[u8]]) -> (Vec<u8>, crate::openai::Usage) {
         t.feed(p, &mut out);
     }
     t.finish(&mut out);
-    (out, t.usage())
+    (out, t.final_usage().unwrap_or_default())
 }
 
 fn events(out: &[u8]) -> Vec<Value> {
@@ -501,7 +501,8 @@ fn stream_fills_ids_before_the_upstream_gives_one() {
     assert_eq!(ev[0]["choices"][0]["finish_reason"], "content_filter");
     assert_eq!(ev[0]["choices"][0]["delta"], json!({}));
     // Chunks missing the standard fields get them.
-    let s = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}]}\n\n";
+    let s =
+        b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}]}\n\ndata: [DONE]\n\n";
     let ev = events(&run_stream(&[s]).0);
     assert_eq!(ev[0]["object"], "chat.completion.chunk");
     assert_eq!(ev[0]["model"], "azure-gpt");

@@ -421,7 +421,10 @@ fn respond(body: Value) -> (Value, Usage) {
     let t = BEDROCK
         .chat_response(&serde_json::to_vec(&body).unwrap(), &ctx(false))
         .unwrap();
-    (serde_json::from_slice(&t.body).unwrap(), t.usage)
+    (
+        serde_json::from_slice(&t.body).unwrap(),
+        t.usage.unwrap_or_default(),
+    )
 }
 
 #[test]
@@ -704,7 +707,7 @@ fn run_stream(parts: &[&[u8]], include_usage: bool) -> (Vec<u8>, Usage) {
         t.feed(p, &mut out);
     }
     t.finish(&mut out);
-    (out, t.usage())
+    (out, t.final_usage().unwrap_or_default())
 }
 
 fn events(out: &[u8]) -> Vec<Value> {

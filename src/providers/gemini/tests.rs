@@ -49,7 +49,10 @@ fn response(body: Value) -> (Value, Usage) {
     let t = GEMINI
         .chat_response(&serde_json::to_vec(&body).unwrap(), &ctx(false))
         .unwrap();
-    (serde_json::from_slice(&t.body).unwrap(), t.usage)
+    (
+        serde_json::from_slice(&t.body).unwrap(),
+        t.usage.unwrap_or_default(),
+    )
 }
 
 // ---- endpoint and paths ------------------------------------------------------------------
@@ -549,7 +552,7 @@ fn run_stream(parts: &[&[u8]], include_usage: bool) -> (Vec<u8>, Usage) {
         t.feed(p, &mut out);
     }
     t.finish(&mut out);
-    (out, t.usage())
+    (out, t.final_usage().unwrap_or_default())
 }
 
 fn events(out: &[u8]) -> Vec<Value> {
@@ -698,10 +701,18 @@ fn stream_errors_and_oddities() {
     assert_eq!(ev[1]["choices"][0]["finish_reason"], "content_filter");
     assert_eq!(ev[2], json!("[DONE]"));
 
-    // An upstream that ends without a finish reason still finishes the choice.
+    // Gemini's stream ends with its body (no terminator event): an upstream that ends whole
+    // without a finish reason still finishes the choice. (One cut off never reaches finish.)
     let s = sse_event(json!({"candidates": [{"content": {"parts": [{"text": "cut"}]}}]}));
     let ev = events(&run_stream(&[s.as_bytes()], false).0);
     assert_eq!(ev[ev.len() - 2]["choices"][0]["finish_reason"], "stop");
+    // With several candidates, one left open ends with the others.
+    let s = sse_event(json!({"candidates": [
+        {"content": {"parts": [{"text": "a"}]}, "finishReason": "STOP"},
+        {"content": {"parts": [{"text": "b"}]}, "index": 1}]}));
+    let ev = events(&run_stream(&[s.as_bytes()], false).0);
+    assert_eq!(ev[ev.len() - 2]["choices"][0]["finish_reason"], "stop");
+    assert_eq!(ev[ev.len() - 2]["choices"][0]["index"], 1);
 
     // Nothing at all, or garbage: an error event.
     for body in [&b""[..], b"data: not json\n\n"] {
@@ -815,7 +826,7 @@ fn embeddings_request_and_response() {
     assert_eq!(v["data"][1]["index"], 1);
     assert_eq!(v["data"][0]["embedding"], json!([0.5, -1.25]));
     assert_eq!(v["usage"]["prompt_tokens"], 0);
-    assert_eq!(t.usage.prompt_tokens, 0);
+    assert_eq!(t.usage.unwrap_or_default().prompt_tokens, 0);
     let t = GEMINI.embeddings_response(body, true, &ectx).unwrap();
     let v: Value = serde_json::from_slice(&t.body).unwrap();
     assert!(v["data"][0]["embedding"].is_string());
@@ -823,7 +834,7 @@ fn embeddings_request_and_response() {
     let t = GEMINI
         .embeddings_response(with_usage, false, &ectx)
         .unwrap();
-    assert_eq!(t.usage.prompt_tokens, 4);
+    assert_eq!(t.usage.unwrap_or_default().prompt_tokens, 4);
     for bad in [&b"{}"[..], br#"{"embeddings":[{"values":"x"}]}"#, b"nope"] {
         assert_eq!(
             GEMINI
