@@ -126,8 +126,11 @@ pub struct Settings {
     pub drop_params: bool,
     /// Whole-request timeout for upstream calls, seconds (LiteLLM's default is 600).
     pub request_timeout_secs: f64,
-    /// Largest request (and buffered response) body Envoy accepts.
+    /// Largest request body Envoy accepts, over every protocol the listener speaks.
     pub max_request_body_bytes: u64,
+    /// Largest non-streamed response body Envoy holds for the filter; never below
+    /// `max_request_body_bytes` (Envoy keeps one buffer limit per stream).
+    pub max_response_body_bytes: u64,
 }
 
 #[derive(Debug)]
@@ -160,6 +163,11 @@ pub struct Report {
 
 pub const DEFAULT_TIMEOUT_SECS: f64 = 600.0;
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 32 << 20;
+/// Large enough for an embeddings batch at OpenAI's limits (2,048 inputs of 3,072 dimensions, in
+/// base64 as the SDKs ask: about 34 MB).
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 << 20;
+/// Envoy's buffer limits are 32-bit.
+const MAX_BUFFER_BYTES: u64 = u32::MAX as u64;
 
 /// Parses the plugin configuration as Envoy hands it over (JSON text).
 pub fn load_json(text: &[u8], env: &dyn Env, strictness: Strictness) -> Report {
@@ -256,6 +264,13 @@ fn build(doc: &Value, w: &mut Walker) -> Option<Config> {
         })
         .map(|x| x as u64)
         .unwrap_or(DEFAULT_MAX_BODY_BYTES);
+    let max_body_path = if tollgate.contains_key("max_request_body_bytes") {
+        "tollgate_settings.max_request_body_bytes"
+    } else {
+        "general_settings.max_request_size_mb"
+    };
+    let max_body = at_most(w, max_body, MAX_BUFFER_BYTES, max_body_path);
+    let max_response = response_limit(w, tollgate, max_body);
 
     let master_key = match w.secret_ref(general, "master_key", "general_settings") {
         Some(r) => {
@@ -345,8 +360,41 @@ fn build(doc: &Value, w: &mut Walker) -> Option<Config> {
             drop_params,
             request_timeout_secs: timeout,
             max_request_body_bytes: max_body,
+            max_response_body_bytes: max_response,
         },
     })
+}
+
+/// `tollgate_settings.max_response_body_bytes`, never below the request limit: Envoy keeps one
+/// buffer limit per stream, and the request's must hold until the body is in.
+fn response_limit(w: &mut Walker, tollgate: &Map<String, Value>, max_body: u64) -> u64 {
+    const PATH: &str = "tollgate_settings.max_response_body_bytes";
+    let configured = w
+        .number(
+            tollgate,
+            "max_response_body_bytes",
+            "tollgate_settings",
+            1024.0,
+        )
+        .map(|x| at_most(w, x as u64, MAX_BUFFER_BYTES, PATH));
+    if configured.is_some_and(|r| r < max_body) {
+        w.warn(
+            PATH,
+            format!("is below the request body limit, so responses up to {max_body} bytes (max_request_body_bytes) are buffered: Envoy keeps one buffer limit per stream"),
+        );
+    }
+    configured
+        .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES)
+        .max(max_body)
+}
+
+/// `value`, or `max` with an error naming `path` when it is larger.
+fn at_most(w: &mut Walker, value: u64, max: u64, path: &str) -> u64 {
+    if value > max {
+        w.error(path, format!("must be at most {max}, not {value}"));
+        return max;
+    }
+    value
 }
 
 /// `teams:` (a Tollgate section; LiteLLM keeps teams in its database).
