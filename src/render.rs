@@ -240,11 +240,11 @@ pub fn request_body_limit(max_body: u64) -> Value {
 }
 
 /// OpenAI-shaped bodies for the replies Envoy makes itself where the filter cannot answer: before
-/// it sees the request (a body or headers too large), and after a response has begun to reach it
-/// (a response over the buffer limit, an upstream reset in the middle of a body), where Envoy
-/// answers straight to the client. Each mapper matches Envoy's own reply (by its status where the
-/// filter never uses it, else by its response code details), so the filter's replies, which are
-/// JSON already, pass unchanged.
+/// it sees the request (a body or headers too large, a request sent too slowly), and after a
+/// response has begun to reach it (a response over the buffer limit, an upstream reset in the
+/// middle of a body), where Envoy answers straight to the client. Each mapper matches Envoy's own
+/// reply (by its status where the filter never uses it, else by its response code details), so
+/// the filter's replies, which are JSON already, pass unchanged.
 fn local_reply_config(settings: &Settings, edge: bool) -> Value {
     let status_filter = |code: u16| json!({"status_code_filter": {"comparison": {"op": "EQ", "value": {"default_value": code, "runtime_key": format!("tollgate.local_reply.{code}")}}}});
     let details_filter = |expression: &str| {
@@ -281,16 +281,25 @@ fn local_reply_config(settings: &Settings, edge: bool) -> Value {
         ),
     ];
     if edge {
+        let (headers, receive) = (
+            settings.request_headers_timeout_secs,
+            settings.request_receive_timeout_secs,
+        );
         mappers.extend([
+            mapper(status_filter(413), ApiError::body_too_large(settings.max_request_body_bytes), None),
             mapper(
-                status_filter(413),
-                ApiError::body_too_large(settings.max_request_body_bytes),
+                status_filter(431),
+                ApiError::new(431, "invalid_request_error", "Request headers too large.").with_code("headers_too_large"),
                 None,
             ),
             mapper(
-                status_filter(431),
-                ApiError::new(431, "invalid_request_error", "Request headers too large.")
-                    .with_code("headers_too_large"),
+                details_filter("response.code_details == 'request_header_timeout'"),
+                ApiError::from_status(408, format!("The request headers were not received in time: the gateway waits at most {headers} s for them (tollgate_settings.request_headers_timeout).")).with_code("request_timeout"),
+                None,
+            ),
+            mapper(
+                details_filter("response.code_details == 'request_overall_timeout'"),
+                ApiError::from_status(408, format!("The request was not received in time: the gateway waits at most {receive} s for a whole request (tollgate_settings.request_receive_timeout).")).with_code("request_timeout"),
                 None,
             ),
         ]);
@@ -465,9 +474,31 @@ fn hcm(
     );
     if edge {
         put(&mut v, "use_remote_address", json!(true));
+        // What a client may hold open: time to send its headers, then its whole request (the
+        // timer stops once the request is in, so responses stream as long as they need), and
+        // HTTP/2 streams per connection (each may hold a body up to the limit).
+        put(
+            &mut v,
+            "request_headers_timeout",
+            json!(secs(settings.request_headers_timeout_secs)),
+        );
+        put(
+            &mut v,
+            "request_timeout",
+            json!(secs(settings.request_receive_timeout_secs)),
+        );
+        put(
+            &mut v,
+            "http2_protocol_options",
+            json!({"max_concurrent_streams": MAX_CONCURRENT_STREAMS}),
+        );
     }
     v
 }
+
+/// HTTP/2 streams a client may open on one connection (Envoy's default is unbounded); Envoy's
+/// guidance for edge proxies.
+const MAX_CONCURRENT_STREAMS: u32 = 100;
 
 /// Envoy retries a handed-off request against the attempt listener while the attempt says so
 /// (`x-tollgate-retry`); the attempts a request can need bound the retries.
@@ -513,6 +544,18 @@ fn attempt_route(config: &Config, timeout: f64) -> Value {
             }
         }
     })
+}
+
+/// Envoy's overload manager with its one proactive monitor: past `max_connections` client
+/// connections (every listener's), Envoy closes new ones as it accepts them.
+fn overload_manager(max_connections: u64) -> Value {
+    json!({"resource_monitors": [{
+        "name": "envoy.resource_monitors.global_downstream_max_connections",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
+            "max_active_downstream_connections": max_connections
+        }
+    }]})
 }
 
 const ATTEMPT_LISTENER: &str = "tollgate_attempt";
@@ -568,6 +611,8 @@ pub fn bootstrap(config: &Config, plugin_json: &str, opts: &RenderOptions) -> Va
         listeners.push(json!({
             "name": ATTEMPT_LISTENER,
             "internal_listener": {},
+            // Its connections are the gateway's own, one per handed-off request already admitted.
+            "ignore_global_conn_limit": true,
             "per_connection_buffer_limit_bytes": max_body,
             "filter_chains": [{"filters": [{
                 "name": "envoy.filters.network.http_connection_manager",
@@ -602,8 +647,13 @@ pub fn bootstrap(config: &Config, plugin_json: &str, opts: &RenderOptions) -> Va
     }
     let mut v = json!({
         "node": {"id": "tollgate", "cluster": "tollgate"},
-        "admin": {"address": {"socket_address": {"address": opts.admin_host, "port_value": opts.admin_port}}},
-        "static_resources": {"listeners": listeners, "clusters": clusters}
+        "admin": {
+            "address": {"socket_address": {"address": opts.admin_host, "port_value": opts.admin_port}},
+            // Reachable however many clients are connected.
+            "ignore_global_conn_limit": true
+        },
+        "static_resources": {"listeners": listeners, "clusters": clusters},
+        "overload_manager": overload_manager(config.settings.max_downstream_connections)
     });
     if opts.module_path.is_some() {
         // Prometheus shows the dynamic module's stats without the `dynamicmodulescustom`
@@ -726,7 +776,8 @@ mod tests {
                 {"model_name": "pair", "litellm_params": {"model": "openai/gpt-4o", "api_key": "sk-a"}},
                 {"model_name": "pair", "litellm_params": {"model": "openai/gpt-4o-mini", "api_key": "sk-a"}}
             ],
-            "tollgate_settings": {"max_request_body_bytes": 4096, "max_response_body_bytes": 8192}
+            "tollgate_settings": {"max_request_body_bytes": 4096, "max_response_body_bytes": 8192,
+                "request_headers_timeout": 3, "request_receive_timeout": 7, "max_downstream_connections": 9}
         });
         let env: HashMap<String, String> = HashMap::new();
         let report = load(&doc, &env, Strictness::Check);
@@ -785,6 +836,32 @@ mod tests {
             }
             let mappers = hcm["local_reply_config"]["mappers"].to_string();
             assert!(mappers.contains("at most 4096 bytes"));
+        }
+    }
+
+    /// The time to send a request is bounded by the edge's connection manager, the connections
+    /// by the overload manager (the attempt listener's and the admin's not counted).
+    #[test]
+    fn client_limits_are_rendered() {
+        for (b, hcm, attempt) in bootstraps(&limits_config()) {
+            assert_eq!(hcm["request_headers_timeout"], "3.000s");
+            assert_eq!(hcm["request_timeout"], "7.000s");
+            assert_eq!(hcm["http2_protocol_options"]["max_concurrent_streams"], 100);
+            let mappers = hcm["local_reply_config"]["mappers"].to_string();
+            for needle in ["request_header_timeout", "request_overall_timeout"] {
+                assert!(mappers.contains(needle), "{needle}");
+            }
+            assert!(attempt.get("request_timeout").is_none());
+            let monitor = &b["overload_manager"]["resource_monitors"][0];
+            assert_eq!(
+                monitor["typed_config"]["max_active_downstream_connections"],
+                9
+            );
+            assert_eq!(b["admin"]["ignore_global_conn_limit"], true);
+            assert_eq!(
+                b["static_resources"]["listeners"][1]["ignore_global_conn_limit"],
+                true
+            );
         }
     }
 }

@@ -131,6 +131,13 @@ pub struct Settings {
     /// Largest non-streamed response body Envoy holds for the filter; never below
     /// `max_request_body_bytes` (Envoy keeps one buffer limit per stream).
     pub max_response_body_bytes: u64,
+    /// Seconds a client has to send its request headers (0: unbounded).
+    pub request_headers_timeout_secs: f64,
+    /// Seconds a client has to send its whole request (0: unbounded); the response, however
+    /// long it streams, is not bounded by it.
+    pub request_receive_timeout_secs: f64,
+    /// Client connections Envoy keeps open at once, over every listener.
+    pub max_downstream_connections: u64,
 }
 
 #[derive(Debug)]
@@ -166,6 +173,9 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 32 << 20;
 /// Large enough for an embeddings batch at OpenAI's limits (2,048 inputs of 3,072 dimensions, in
 /// base64 as the SDKs ask: about 34 MB).
 pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 << 20;
+pub const DEFAULT_REQUEST_HEADERS_TIMEOUT_SECS: f64 = 10.0;
+pub const DEFAULT_REQUEST_RECEIVE_TIMEOUT_SECS: f64 = 60.0;
+pub const DEFAULT_MAX_DOWNSTREAM_CONNECTIONS: u64 = 10_000;
 /// Envoy's buffer limits are 32-bit.
 const MAX_BUFFER_BYTES: u64 = u32::MAX as u64;
 
@@ -271,6 +281,38 @@ fn build(doc: &Value, w: &mut Walker) -> Option<Config> {
     };
     let max_body = at_most(w, max_body, MAX_BUFFER_BYTES, max_body_path);
     let max_response = response_limit(w, tollgate, max_body);
+    let headers_timeout = w
+        .number(
+            tollgate,
+            "request_headers_timeout",
+            "tollgate_settings",
+            0.0,
+        )
+        .unwrap_or(DEFAULT_REQUEST_HEADERS_TIMEOUT_SECS);
+    let receive_timeout = w
+        .number(
+            tollgate,
+            "request_receive_timeout",
+            "tollgate_settings",
+            0.0,
+        )
+        .unwrap_or(DEFAULT_REQUEST_RECEIVE_TIMEOUT_SECS);
+    let max_connections = w
+        .number(
+            tollgate,
+            "max_downstream_connections",
+            "tollgate_settings",
+            1.0,
+        )
+        .map(|x| {
+            at_most(
+                w,
+                x as u64,
+                u64::from(u32::MAX),
+                "tollgate_settings.max_downstream_connections",
+            )
+        })
+        .unwrap_or(DEFAULT_MAX_DOWNSTREAM_CONNECTIONS);
 
     let master_key = match w.secret_ref(general, "master_key", "general_settings") {
         Some(r) => {
@@ -361,6 +403,9 @@ fn build(doc: &Value, w: &mut Walker) -> Option<Config> {
             request_timeout_secs: timeout,
             max_request_body_bytes: max_body,
             max_response_body_bytes: max_response,
+            request_headers_timeout_secs: headers_timeout,
+            request_receive_timeout_secs: receive_timeout,
+            max_downstream_connections: max_connections,
         },
     })
 }

@@ -227,3 +227,45 @@ fn body_limits() {
         "{errs:?}"
     );
 }
+
+/// `tollgate_settings`' bounds on a client's time and connections.
+#[test]
+fn client_limits() {
+    let model = json!([{"model_name": "m", "litellm_params": {"model": "openai/x", "api_key": "os.environ/K"}}]);
+    let e = env(&[("K", "sk-x")]);
+    let (c, _) = load_ok(json!({"model_list": model}), &e);
+    let s = &c.settings;
+    assert_eq!(s.request_headers_timeout_secs, 10.0);
+    assert_eq!(s.request_receive_timeout_secs, 60.0);
+    assert_eq!(s.max_downstream_connections, 10_000);
+
+    let (c, _) = load_ok(
+        json!({"model_list": model, "tollgate_settings": {"request_headers_timeout": 0,
+            "request_receive_timeout": 2.5, "max_downstream_connections": 3}}),
+        &e,
+    );
+    let s = &c.settings;
+    assert_eq!(
+        (
+            s.request_headers_timeout_secs,
+            s.request_receive_timeout_secs
+        ),
+        (0.0, 2.5)
+    );
+    assert_eq!(s.max_downstream_connections, 3);
+
+    let errs = errors(json!({"model_list": model, "tollgate_settings": {
+        "request_headers_timeout": -1, "request_receive_timeout": "soon",
+        "max_downstream_connections": 0}}));
+    for field in [
+        "request_headers_timeout: must be a number >= 0",
+        "request_receive_timeout: must be a number",
+        "max_downstream_connections: must be a number >= 1",
+    ] {
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with(&format!("tollgate_settings.{field}"))),
+            "{field}: {errs:?}"
+        );
+    }
+}

@@ -1,9 +1,10 @@
 """What a client can make the gateway hold, over every protocol the listener speaks: the request
-body limit (exact, over HTTP/1.1 and h2c) and the response buffer (its own limit); and the OpenAI
-shape of the replies Envoy makes itself for them."""
+body limit (exact, over HTTP/1.1 and h2c), the response buffer (its own limit), the time to send a
+request, the connections; and the OpenAI shape of the replies Envoy makes itself for them."""
 
 import json
 import os
+import socket
 import threading
 import time
 
@@ -24,7 +25,8 @@ AUTH = {"authorization": f"Bearer {MASTER_KEY}", "content-type": "application/js
 @pytest.fixture(scope="module")
 def gw(mocks):
     config = gateway_config(mocks, tollgate_settings={
-        "max_request_body_bytes": LIMIT, "max_response_body_bytes": RESPONSE_LIMIT})
+        "max_request_body_bytes": LIMIT, "max_response_body_bytes": RESPONSE_LIMIT,
+        "request_headers_timeout": 1, "request_receive_timeout": 1.5})
     base = mocks["openai"].base_url + "/v1"
     for e in config["model_list"]:
         if e["model_name"] in ("gpt", "text-embed"):
@@ -187,4 +189,93 @@ def check_errors(tmp_path, settings):
 def test_check_names_each_bad_body_limit(tmp_path):
     out = check_errors(tmp_path, {"max_response_body_bytes": 10, "max_request_body_bytes": 1 << 33})
     for field in ("max_response_body_bytes", "max_request_body_bytes"):
+        assert f"tollgate_settings.{field}" in out, field
+
+
+def request_head(version=b"HTTP/1.1", extra=b""):
+    return (b"POST /v1/chat/completions " + version + b"\r\nhost: gw\r\nauthorization: Bearer "
+            + MASTER_KEY.encode() + b"\r\ncontent-type: application/json\r\n" + extra)
+
+
+def slow(port, first, drip, every, seconds):
+    """Sends `first`, then `drip` every `every` s; returns (elapsed, reply) once the gateway answers
+    and closes, or after `seconds`."""
+    started = time.monotonic()
+    out = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=seconds) as s:
+        s.sendall(first)
+        s.settimeout(every)
+        while time.monotonic() - started < seconds:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                try:
+                    s.sendall(drip)
+                except OSError:
+                    break
+                continue
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+    return time.monotonic() - started, out
+
+
+def test_a_request_sent_too_slowly_is_an_openai_408(gw, mocks):
+    # Headers a line at a time: request_headers_timeout (1 s).
+    elapsed, reply = slow(gw.port, b"POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\n", b"x-a: b\r\n", 0.2, 10)
+    assert reply.startswith(b"HTTP/1.1 408"), reply
+    assert "request_headers_timeout" in error(reply.partition(b"\r\n\r\n")[2])["message"]
+    assert elapsed < 5
+    # The body a byte at a time: request_receive_timeout (1.5 s), however often a byte arrives.
+    elapsed, reply = slow(gw.port, request_head(extra=b"content-length: 1000\r\n\r\n"), b" ", 0.2, 10)
+    assert reply.startswith(b"HTTP/1.1 408"), reply
+    err = error(reply.partition(b"\r\n\r\n")[2])
+    assert err["code"] == "request_timeout" and "request_receive_timeout" in err["message"]
+    assert elapsed < 5
+    assert mocks["openai"].count() == 0
+
+
+def test_a_stream_may_last_longer_than_the_request_timeout(gw, mocks):
+    def slow_stream(req):
+        s = mocks["openai"].respond(req)
+        s.delay = 0.3
+        return s
+
+    mocks["openai"].enqueue(slow_stream)
+    c = openai.OpenAI(base_url=f"{gw.base_url}/v1", api_key=MASTER_KEY, max_retries=0, timeout=20)
+    started = time.monotonic()
+    chunks = list(c.chat.completions.create(model="gpt", messages=[{"role": "user", "content": "one two three four five six"}],
+                                            stream=True))
+    assert time.monotonic() - started > 2  # longer than request_receive_timeout
+    text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    assert text == "echo: one two three four five six"
+
+
+def test_connections_past_the_limit_are_closed(mocks):
+    config = gateway_config(mocks, tollgate_settings={"max_downstream_connections": 2})
+    with Envoy(config, env=gateway_env(mocks), concurrency=1) as envoy:
+        held = [socket.create_connection(("127.0.0.1", envoy.port), timeout=5) for _ in range(2)]
+        try:
+            time.sleep(0.2)
+            with socket.create_connection(("127.0.0.1", envoy.port), timeout=5) as extra:
+                try:
+                    extra.sendall(b"GET /health/liveliness HTTP/1.1\r\nhost: gw\r\n\r\n")
+                    assert extra.recv(4096) == b""
+                except ConnectionResetError:
+                    pass
+            assert "downstream_global_cx_overflow: 1" in envoy.stats("downstream_global_cx_overflow")
+        finally:
+            for s in held:
+                s.close()
+        time.sleep(0.2)
+        status, _, _ = http("GET", f"{envoy.base_url}/health/liveliness")
+        assert status == 200
+
+
+def test_check_names_each_bad_client_limit(tmp_path):
+    out = check_errors(tmp_path, {"request_headers_timeout": -1, "request_receive_timeout": "soon",
+                                  "max_downstream_connections": 0})
+    for field in ("request_headers_timeout", "request_receive_timeout", "max_downstream_connections"):
         assert f"tollgate_settings.{field}" in out, field
