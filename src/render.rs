@@ -240,11 +240,11 @@ pub fn request_body_limit(max_body: u64) -> Value {
 }
 
 /// OpenAI-shaped bodies for the replies Envoy makes itself where the filter cannot answer: before
-/// it sees the request (a body or headers too large, a request sent too slowly), and after a
-/// response has begun to reach it (a response over the buffer limit, an upstream reset in the
-/// middle of a body), where Envoy answers straight to the client. Each mapper matches Envoy's own
-/// reply (by its status where the filter never uses it, else by its response code details), so
-/// the filter's replies, which are JSON already, pass unchanged.
+/// it sees the request (a body or headers too large, a request sent too slowly, HTTP the codec
+/// refuses), and after a response has begun to reach it (a response over the buffer limit, an
+/// upstream reset in the middle of a body), where Envoy answers straight to the client. Each
+/// mapper matches Envoy's own reply (by its status where the filter never uses it, else by its
+/// response code details), so the filter's replies, which are JSON already, pass unchanged.
 fn local_reply_config(settings: &Settings, edge: bool) -> Value {
     let status_filter = |code: u16| json!({"status_code_filter": {"comparison": {"op": "EQ", "value": {"default_value": code, "runtime_key": format!("tollgate.local_reply.{code}")}}}});
     let details_filter = |expression: &str| {
@@ -300,6 +300,18 @@ fn local_reply_config(settings: &Settings, edge: bool) -> Value {
             mapper(
                 details_filter("response.code_details == 'request_overall_timeout'"),
                 ApiError::from_status(408, format!("The request was not received in time: the gateway waits at most {receive} s for a whole request (tollgate_settings.request_receive_timeout).")).with_code("request_timeout"),
+                None,
+            ),
+            mapper(
+                details_filter("response.code_details == 'low_version'"),
+                ApiError::new(426, "invalid_request_error", "HTTP/1.0 is not supported: use HTTP/1.1 or HTTP/2.").with_code("http_version_not_supported"),
+                None,
+            ),
+            // The HTTP/1 codec's refusals (a malformed chunk, Content-Length with
+            // Transfer-Encoding, an invalid header).
+            mapper(
+                details_filter("response.code_details.startsWith('http1.')"),
+                ApiError::invalid_request("The request is not valid HTTP (%RESPONSE_CODE_DETAILS%).").with_code("invalid_http_request"),
                 None,
             ),
         ]);
@@ -862,6 +874,19 @@ mod tests {
                 b["static_resources"]["listeners"][1]["ignore_global_conn_limit"],
                 true
             );
+        }
+    }
+
+    /// Requests the HTTP/1 codec refuses get OpenAI-shaped bodies on the edge only.
+    #[test]
+    fn codec_refusals_are_mapped() {
+        for (_, hcm, attempt) in bootstraps(&limits_config()) {
+            let edge = hcm["local_reply_config"]["mappers"].to_string();
+            let internal = attempt["local_reply_config"]["mappers"].to_string();
+            for needle in ["low_version", "startsWith('http1.')"] {
+                assert!(edge.contains(needle), "{needle}");
+                assert!(!internal.contains(needle), "{needle}");
+            }
         }
     }
 }

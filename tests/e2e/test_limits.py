@@ -279,3 +279,39 @@ def test_check_names_each_bad_client_limit(tmp_path):
                                   "max_downstream_connections": 0})
     for field in ("request_headers_timeout", "request_receive_timeout", "max_downstream_connections"):
         assert f"tollgate_settings.{field}" in out, field
+
+
+def raw_exchange(port, data, timeout=5):
+    """Sends raw bytes, returns (status, body) of the reply (the connection closes after it)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        out = b""
+        try:
+            while chunk := s.recv(65536):
+                out += chunk
+        except ConnectionResetError:
+            pass
+    head, _, body = out.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), body
+
+
+BODY = b'{"model":"gpt","messages":[{"role":"user","content":"hi"}]}'
+
+
+@pytest.mark.parametrize("name,data,status,contains", [
+    ("malformed chunk", request_head(extra=b"transfer-encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n"), 400, "http1.codec_error"),
+    ("content-length with chunked", request_head(extra=b"content-length: %d\r\ntransfer-encoding: chunked\r\n\r\n" % len(BODY))
+     + b"%x\r\n%s\r\n0\r\n\r\n" % (len(BODY), BODY), 400, "content_length_and_chunked_not_allowed"),
+    ("invalid header", request_head(extra=b"bad header: x\r\n\r\n"), 400, "http1.codec_error"),
+    ("http/1.0", request_head(b"HTTP/1.0", b"content-length: %d\r\n\r\n" % len(BODY)) + BODY, 426, "HTTP/1.0 is not supported"),
+])
+def test_requests_envoys_codec_refuses_get_openai_errors(gw, name, data, status, contains):
+    got, body = raw_exchange(gw.port, data)
+    assert got == status
+    err = error(body)
+    assert contains in err["message"] and err["type"] == "invalid_request_error", err
+
+
+def test_the_filters_own_errors_keep_their_message(gw):
+    status, _, body = post_h1(gw, b'{"model": "gpt", "messages": [')
+    assert status == 400 and "could not parse" in error(body)["message"]
