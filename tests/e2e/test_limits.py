@@ -4,6 +4,7 @@ request, the connections; and the OpenAI shape of the replies Envoy makes itself
 
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -197,9 +198,16 @@ def request_head(version=b"HTTP/1.1", extra=b""):
             + MASTER_KEY.encode() + b"\r\ncontent-type: application/json\r\n" + extra)
 
 
+def complete(reply):
+    """Whether `reply` holds a whole HTTP/1.1 response (Envoy's replies carry a content-length)."""
+    head, sep, body = reply.partition(b"\r\n\r\n")
+    length = re.search(rb"(?im)^content-length: *(\d+)", head)
+    return bool(sep and length and len(body) >= int(length.group(1)))
+
+
 def slow(port, first, drip, every, seconds):
-    """Sends `first`, then `drip` every `every` s; returns (elapsed, reply) once the gateway answers
-    and closes, or after `seconds`."""
+    """Sends `first`, then `drip` every `every` s; returns (elapsed, reply) once the gateway has
+    answered (or closed), or after `seconds`."""
     started = time.monotonic()
     out = b""
     with socket.create_connection(("127.0.0.1", port), timeout=seconds) as s:
@@ -219,6 +227,8 @@ def slow(port, first, drip, every, seconds):
             if not chunk:
                 break
             out += chunk
+            if complete(out):
+                break
     return time.monotonic() - started, out
 
 
@@ -282,12 +292,12 @@ def test_check_names_each_bad_client_limit(tmp_path):
 
 
 def raw_exchange(port, data, timeout=5):
-    """Sends raw bytes, returns (status, body) of the reply (the connection closes after it)."""
+    """Sends raw bytes, returns (status, body) of the reply."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.sendall(data)
         out = b""
         try:
-            while chunk := s.recv(65536):
+            while not complete(out) and (chunk := s.recv(65536)):
                 out += chunk
         except ConnectionResetError:
             pass
