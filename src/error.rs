@@ -70,6 +70,17 @@ impl ApiError {
         Self::new(502, "api_error", message).with_code("upstream_error")
     }
 
+    /// A request body over `tollgate_settings.max_request_body_bytes` (Envoy's own 413 gets this
+    /// body from the rendered `local_reply_config`).
+    pub fn body_too_large(limit: u64) -> Self {
+        Self::new(
+            413,
+            "invalid_request_error",
+            format!("Request body too large: the gateway accepts at most {limit} bytes (tollgate_settings.max_request_body_bytes)."),
+        )
+        .with_code("request_too_large")
+    }
+
     pub fn with_param(mut self, param: &str) -> Self {
         self.param = Some(param.to_string());
         self

@@ -4,7 +4,8 @@
 
 use serde_json::{json, Value};
 
-use crate::config::{Cluster, Config};
+use crate::config::{Cluster, Config, Settings};
+use crate::error::ApiError;
 use crate::filter::{
     body_metadata, ATTEMPT_HEADER, ATTEMPT_RETRY_HEADER, ATTEMPT_ROOT_ID, CLUSTER_HEADER,
     ERROR_NAMESPACE, METADATA_NAMESPACE, USAGE_NAMESPACE,
@@ -225,7 +226,9 @@ fn tollgate_filter(
 /// for the body before the route is chosen), the buffer filter behind (so the router sees
 /// nothing until Tollgate has accepted the body) and a second `json_to_metadata` for the
 /// response's usage; the dynamic module holds the headers until the body is in, each way, and
-/// reads the body itself, so it needs none of them.
+/// reads the body itself, so it needs none of them. For the `.wasm`, Envoy's buffer filter also
+/// comes first: it holds the request body to the size limit (see [`request_body_limit`]), which
+/// the module does itself.
 fn edge_filters(config: &Config, plugin_json: &str, opts: &RenderOptions) -> Vec<Value> {
     let max_body = config.settings.max_request_body_bytes;
     let tollgate = tollgate_filter(config, plugin_json, opts, "tollgate");
@@ -233,6 +236,7 @@ fn edge_filters(config: &Config, plugin_json: &str, opts: &RenderOptions) -> Vec
         vec![tollgate, router_filter()]
     } else {
         vec![
+            request_body_limit(max_body),
             json_to_metadata_filter(),
             tollgate,
             usage_to_metadata_filter(),
@@ -256,26 +260,99 @@ pub fn hold_until_accepted(max_body: u64) -> Value {
     })
 }
 
-fn local_reply_config(max_body: u64) -> Value {
-    let status_filter = |code: u16| json!({"status_code_filter": {"comparison": {"op": "EQ", "value": {"default_value": code, "runtime_key": format!("tollgate.local_reply.{code}")}}}});
-    let error = |message: String, code: &str| json!({"json_format": {"error": {"message": message, "type": "invalid_request_error", "param": null, "code": code}}});
-    // Only replies Envoy makes before the filter sees the request; the filter's own replies are
-    // JSON already and never use these statuses.
+/// Envoy's buffer filter first in the edge chain, for the `.wasm`: at the request's headers it sets
+/// the stream's buffer limit to `max_body` and holds the request until its body is in, so no
+/// filter behind it (`json_to_metadata`, Tollgate) buffers more, over HTTP/1.1 and HTTP/2 alike.
+/// Without it an HTTP/2 stream starts with the HTTP/2 stream window as its limit (256 MiB), not
+/// the listener's. A body of `max_body` + 1 bytes is Envoy's 413.
+pub fn request_body_limit(max_body: u64) -> Value {
     json!({
-        "mappers": [
-            {
-                "filter": status_filter(413),
-                "body_format_override": error(
-                    format!("Request body too large: the gateway accepts at most {max_body} bytes (tollgate_settings.max_request_body_bytes)."),
-                    "request_too_large"
-                )
-            },
-            {
-                "filter": status_filter(431),
-                "body_format_override": error("Request headers too large.".into(), "headers_too_large")
-            }
-        ]
+        "name": "tollgate.request_body_limit",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+            "max_request_bytes": max_body.min(u64::from(u32::MAX))
+        }
     })
+}
+
+/// OpenAI-shaped bodies for the replies Envoy makes itself where the filter cannot answer: before
+/// it sees the request (a body or headers too large, a request sent too slowly, HTTP the codec
+/// refuses), and after a response has begun to reach it (a response over the buffer limit, an
+/// upstream reset in the middle of a body), where Envoy answers straight to the client. Each
+/// mapper matches Envoy's own reply (by its status where the filter never uses it, else by its
+/// response code details), so the filter's replies, which are JSON already, pass unchanged.
+fn local_reply_config(settings: &Settings, edge: bool) -> Value {
+    let status_filter = |code: u16| json!({"status_code_filter": {"comparison": {"op": "EQ", "value": {"default_value": code, "runtime_key": format!("tollgate.local_reply.{code}")}}}});
+    let details_filter = |expression: &str| {
+        json!({"extension_filter": {
+            "name": "envoy.access_loggers.extension_filters.cel",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
+                "expression": expression
+            }
+        }})
+    };
+    // The reply keeps Envoy's status unless the error's differs.
+    let mapper = |filter: Value, e: ApiError, status: Option<u16>| {
+        let mut m = json!({
+            "filter": filter,
+            "body_format_override": {"json_format": {"error": {"message": e.message, "type": e.kind, "param": null, "code": e.code}}}
+        });
+        if let Some(status) = status {
+            put(&mut m, "status_code", json!(status));
+        }
+        m
+    };
+    let max_response = settings.max_response_body_bytes;
+    let mut mappers = vec![
+        mapper(
+            details_filter("response.code_details == 'response_payload_too_large'"),
+            ApiError::bad_gateway(format!("The provider's response is larger than the gateway buffers: at most {max_response} bytes (tollgate_settings.max_response_body_bytes).")).with_code("response_too_large"),
+            Some(502),
+        ),
+        mapper(
+            details_filter("response.code_details.startsWith('upstream_reset_after_response_started')"),
+            ApiError::bad_gateway("The provider closed the connection before its response was complete."),
+            Some(502),
+        ),
+    ];
+    if edge {
+        let (headers, receive) = (
+            settings.request_headers_timeout_secs,
+            settings.request_receive_timeout_secs,
+        );
+        mappers.extend([
+            mapper(status_filter(413), ApiError::body_too_large(settings.max_request_body_bytes), None),
+            mapper(
+                status_filter(431),
+                ApiError::new(431, "invalid_request_error", "Request headers too large.").with_code("headers_too_large"),
+                None,
+            ),
+            mapper(
+                details_filter("response.code_details == 'request_header_timeout'"),
+                ApiError::from_status(408, format!("The request headers were not received in time: the gateway waits at most {headers} s for them (tollgate_settings.request_headers_timeout).")).with_code("request_timeout"),
+                None,
+            ),
+            mapper(
+                details_filter("response.code_details == 'request_overall_timeout'"),
+                ApiError::from_status(408, format!("The request was not received in time: the gateway waits at most {receive} s for a whole request (tollgate_settings.request_receive_timeout).")).with_code("request_timeout"),
+                None,
+            ),
+            mapper(
+                details_filter("response.code_details == 'low_version'"),
+                ApiError::new(426, "invalid_request_error", "HTTP/1.0 is not supported: use HTTP/1.1 or HTTP/2.").with_code("http_version_not_supported"),
+                None,
+            ),
+            // The HTTP/1 codec's refusals (a malformed chunk, Content-Length with
+            // Transfer-Encoding, an invalid header).
+            mapper(
+                details_filter("response.code_details.startsWith('http1.')"),
+                ApiError::invalid_request("The request is not valid HTTP (%RESPONSE_CODE_DETAILS%).").with_code("invalid_http_request"),
+                None,
+            ),
+        ]);
+    }
+    json!({"mappers": mappers})
 }
 
 fn signing_filter(s: &Signing) -> Value {
@@ -426,7 +503,7 @@ fn hcm(
     filters: Vec<Value>,
     timeout: f64,
     edge: bool,
-    max_body: u64,
+    settings: &Settings,
 ) -> Value {
     let mut v = json!({
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
@@ -440,12 +517,38 @@ fn hcm(
         },
         "http_filters": filters
     });
+    put(
+        &mut v,
+        "local_reply_config",
+        local_reply_config(settings, edge),
+    );
     if edge {
         put(&mut v, "use_remote_address", json!(true));
-        put(&mut v, "local_reply_config", local_reply_config(max_body));
+        // What a client may hold open: time to send its headers, then its whole request (the
+        // timer stops once the request is in, so responses stream as long as they need), and
+        // HTTP/2 streams per connection (each may hold a body up to the limit).
+        put(
+            &mut v,
+            "request_headers_timeout",
+            json!(secs(settings.request_headers_timeout_secs)),
+        );
+        put(
+            &mut v,
+            "request_timeout",
+            json!(secs(settings.request_receive_timeout_secs)),
+        );
+        put(
+            &mut v,
+            "http2_protocol_options",
+            json!({"max_concurrent_streams": MAX_CONCURRENT_STREAMS}),
+        );
     }
     v
 }
+
+/// HTTP/2 streams a client may open on one connection (Envoy's default is unbounded); Envoy's
+/// guidance for edge proxies.
+const MAX_CONCURRENT_STREAMS: u32 = 100;
 
 /// Envoy retries a handed-off request against the attempt listener while the attempt says so
 /// (`x-tollgate-retry`); the attempts a request can need bound the retries.
@@ -479,6 +582,7 @@ fn attempt_route(config: &Config, timeout: f64) -> Value {
         .clamp(2, 50);
     json!({
         "match": {"prefix": "/", "headers": [{"name": ATTEMPT_HEADER, "present_match": true}]},
+        "request_body_buffer_limit": config.settings.max_response_body_bytes,
         "route": {
             "cluster": ATTEMPT_CLUSTER,
             "timeout": secs(timeout),
@@ -492,6 +596,18 @@ fn attempt_route(config: &Config, timeout: f64) -> Value {
     })
 }
 
+/// Envoy's overload manager with its one proactive monitor: past `max_connections` client
+/// connections (every listener's), Envoy closes new ones as it accepts them.
+fn overload_manager(max_connections: u64) -> Value {
+    json!({"resource_monitors": [{
+        "name": "envoy.resource_monitors.global_downstream_max_connections",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
+            "max_active_downstream_connections": max_connections
+        }
+    }]})
+}
+
 const ATTEMPT_LISTENER: &str = "tollgate_attempt";
 const ATTEMPT_CLUSTER: &str = "tollgate_attempts";
 
@@ -503,7 +619,8 @@ pub fn bootstrap(config: &Config, plugin_json: &str, opts: &RenderOptions) -> Va
         "match": {"prefix": "/", "headers": [{"name": CLUSTER_HEADER, "present_match": true}]},
         "route": {"cluster_header": CLUSTER_HEADER, "timeout": secs(timeout)},
         // Applied after the cluster is chosen: the internal header never reaches a provider.
-        "request_headers_to_remove": [CLUSTER_HEADER]
+        "request_headers_to_remove": [CLUSTER_HEADER],
+        "request_body_buffer_limit": config.settings.max_response_body_bytes
     });
     let fallback = json!({
         "match": {"prefix": "/"},
@@ -528,7 +645,7 @@ pub fn bootstrap(config: &Config, plugin_json: &str, opts: &RenderOptions) -> Va
         "per_connection_buffer_limit_bytes": max_body,
         "filter_chains": [{"filters": [{
             "name": "envoy.filters.network.http_connection_manager",
-            "typed_config": hcm("tollgate", edge_routes, edge_filters(config, plugin_json, opts), timeout, true, max_body)
+            "typed_config": hcm("tollgate", edge_routes, edge_filters(config, plugin_json, opts), timeout, true, &config.settings)
         }]}]
     });
     let mut listeners = vec![edge];
@@ -544,6 +661,8 @@ pub fn bootstrap(config: &Config, plugin_json: &str, opts: &RenderOptions) -> Va
         listeners.push(json!({
             "name": ATTEMPT_LISTENER,
             "internal_listener": {},
+            // Its connections are the gateway's own, one per handed-off request already admitted.
+            "ignore_global_conn_limit": true,
             "per_connection_buffer_limit_bytes": max_body,
             "filter_chains": [{"filters": [{
                 "name": "envoy.filters.network.http_connection_manager",
@@ -552,7 +671,7 @@ pub fn bootstrap(config: &Config, plugin_json: &str, opts: &RenderOptions) -> Va
                     error_to_metadata_filter(),
                     hold_until_accepted(max_body),
                     router_filter(),
-                ], timeout, false, max_body)
+                ], timeout, false, &config.settings)
             }]}]
         }));
         clusters.push(json!({
@@ -578,8 +697,13 @@ pub fn bootstrap(config: &Config, plugin_json: &str, opts: &RenderOptions) -> Va
     }
     let mut v = json!({
         "node": {"id": "tollgate", "cluster": "tollgate"},
-        "admin": {"address": {"socket_address": {"address": opts.admin_host, "port_value": opts.admin_port}}},
-        "static_resources": {"listeners": listeners, "clusters": clusters}
+        "admin": {
+            "address": {"socket_address": {"address": opts.admin_host, "port_value": opts.admin_port}},
+            // Reachable however many clients are connected.
+            "ignore_global_conn_limit": true
+        },
+        "static_resources": {"listeners": listeners, "clusters": clusters},
+        "overload_manager": overload_manager(config.settings.max_downstream_connections)
     });
     if opts.module_path.is_some() {
         // Prometheus shows the dynamic module's stats without the `dynamicmodulescustom`
@@ -693,5 +817,114 @@ mod tests {
             })
             .collect();
         assert_eq!(unsigned.len(), 1);
+    }
+
+    fn limits_config() -> Config {
+        let doc = serde_json::json!({
+            "model_list": [
+                {"model_name": "one", "litellm_params": {"model": "openai/gpt-4o", "api_key": "sk-a"}},
+                {"model_name": "pair", "litellm_params": {"model": "openai/gpt-4o", "api_key": "sk-a"}},
+                {"model_name": "pair", "litellm_params": {"model": "openai/gpt-4o-mini", "api_key": "sk-a"}}
+            ],
+            "tollgate_settings": {"max_request_body_bytes": 4096, "max_response_body_bytes": 8192,
+                "request_headers_timeout": 3, "request_receive_timeout": 7, "max_downstream_connections": 9}
+        });
+        let env: HashMap<String, String> = HashMap::new();
+        let report = load(&doc, &env, Strictness::Check);
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        report.config.unwrap()
+    }
+
+    /// Each form's bootstrap; its edge and attempt connection managers.
+    fn bootstraps(config: &Config) -> Vec<(Value, Value, Value)> {
+        [None, Some("/m.so".to_string())]
+            .into_iter()
+            .map(|module_path| {
+                let opts = RenderOptions {
+                    module_path,
+                    ..RenderOptions::default()
+                };
+                let b = bootstrap(config, "{}", &opts);
+                let hcm = |i: usize| {
+                    b["static_resources"]["listeners"][i]["filter_chains"][0]["filters"][0]
+                        ["typed_config"]
+                        .clone()
+                };
+                let (edge, attempt) = (hcm(0), hcm(1));
+                (b, edge, attempt)
+            })
+            .collect()
+    }
+
+    /// The request body is held to its limit by the first filter (the `.wasm`'s buffer filter, or
+    /// the module itself), the response buffer is the routes' limit, and Envoy's replies for
+    /// either are OpenAI-shaped.
+    #[test]
+    fn body_limits_are_rendered() {
+        for (_, hcm, attempt) in bootstraps(&limits_config()) {
+            let filters = hcm["http_filters"].as_array().unwrap();
+            if filters[0]["name"] == "tollgate.request_body_limit" {
+                assert_eq!(filters[0]["typed_config"]["max_request_bytes"], 4096);
+            } else {
+                assert_eq!(filters[0]["name"], "tollgate");
+            }
+            for h in [&hcm, &attempt] {
+                let routes = h["route_config"]["virtual_hosts"][0]["routes"]
+                    .as_array()
+                    .unwrap();
+                for r in routes.iter().filter(|r| r.get("route").is_some()) {
+                    assert_eq!(r["request_body_buffer_limit"], 8192, "{r}");
+                }
+                let mappers = h["local_reply_config"]["mappers"].to_string();
+                for needle in [
+                    "response_payload_too_large",
+                    "upstream_reset_after_response_started",
+                    "at most 8192 bytes",
+                ] {
+                    assert!(mappers.contains(needle), "{needle}");
+                }
+            }
+            let mappers = hcm["local_reply_config"]["mappers"].to_string();
+            assert!(mappers.contains("at most 4096 bytes"));
+        }
+    }
+
+    /// The time to send a request is bounded by the edge's connection manager, the connections
+    /// by the overload manager (the attempt listener's and the admin's not counted).
+    #[test]
+    fn client_limits_are_rendered() {
+        for (b, hcm, attempt) in bootstraps(&limits_config()) {
+            assert_eq!(hcm["request_headers_timeout"], "3.000s");
+            assert_eq!(hcm["request_timeout"], "7.000s");
+            assert_eq!(hcm["http2_protocol_options"]["max_concurrent_streams"], 100);
+            let mappers = hcm["local_reply_config"]["mappers"].to_string();
+            for needle in ["request_header_timeout", "request_overall_timeout"] {
+                assert!(mappers.contains(needle), "{needle}");
+            }
+            assert!(attempt.get("request_timeout").is_none());
+            let monitor = &b["overload_manager"]["resource_monitors"][0];
+            assert_eq!(
+                monitor["typed_config"]["max_active_downstream_connections"],
+                9
+            );
+            assert_eq!(b["admin"]["ignore_global_conn_limit"], true);
+            assert_eq!(
+                b["static_resources"]["listeners"][1]["ignore_global_conn_limit"],
+                true
+            );
+        }
+    }
+
+    /// Requests the HTTP/1 codec refuses get OpenAI-shaped bodies on the edge only.
+    #[test]
+    fn codec_refusals_are_mapped() {
+        for (_, hcm, attempt) in bootstraps(&limits_config()) {
+            let edge = hcm["local_reply_config"]["mappers"].to_string();
+            let internal = attempt["local_reply_config"]["mappers"].to_string();
+            for needle in ["low_version", "startsWith('http1.')"] {
+                assert!(edge.contains(needle), "{needle}");
+                assert!(!internal.contains(needle), "{needle}");
+            }
+        }
     }
 }

@@ -273,6 +273,11 @@ extern "C" {
     /// Makes the router match the route again (after a header it routes on changed).
     pub fn envoy_dynamic_module_callback_http_clear_route_cache(filter: FilterEnvoyPtr);
 
+    /// The stream's buffer limit: past it, a body a filter holds is Envoy's 413 (request) or 500
+    /// (response). One limit for both directions.
+    pub fn envoy_dynamic_module_callback_http_get_buffer_limit(filter: FilterEnvoyPtr) -> u64;
+    pub fn envoy_dynamic_module_callback_http_set_buffer_limit(filter: FilterEnvoyPtr, limit: u64);
+
     pub fn envoy_dynamic_module_callback_http_filter_get_attribute_string(
         filter: FilterEnvoyPtr,
         id: AttributeId,

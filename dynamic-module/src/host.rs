@@ -140,6 +140,13 @@ impl<'a> NativeHost<'a> {
         }
     }
 
+    /// Sets the stream's buffer limit (one for both directions): a body held past it is Envoy's
+    /// own 413 or 500.
+    pub fn set_buffer_limit(&self, limit: u64) {
+        // SAFETY: `filter` is live for this hook.
+        unsafe { abi::envoy_dynamic_module_callback_http_set_buffer_limit(self.filter, limit) }
+    }
+
     /// The hook is over.
     pub fn end_hook(&mut self) {
         if std::mem::take(&mut self.request_headers_changed) {
@@ -315,6 +322,14 @@ impl<'a> NativeHost<'a> {
     fn replace_body(&self, side: Side, body: &[u8]) -> bool {
         let layout = self.layout(side);
         let [buffered, _] = layout.chunks;
+        // The limit bounds what the client or provider sent; what the filter writes in its place
+        // (a translation) may be longer, and must not be refused for it.
+        let length = body.len() as u64;
+        // SAFETY: `filter` is live for this hook.
+        if length > unsafe { abi::envoy_dynamic_module_callback_http_get_buffer_limit(self.filter) }
+        {
+            self.set_buffer_limit(length);
+        }
         // SAFETY: `filter` is live for this hook; Envoy copies the appended bytes.
         let ok = unsafe {
             for (part, n) in layout.parts.into_iter().zip(layout.chunks) {

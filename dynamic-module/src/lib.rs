@@ -59,6 +59,9 @@ struct Stream {
     /// The gateway's request headers, and its non-streamed response headers, are held until
     /// their body is in (see `run_held`); indexed by [`Side`].
     held: [bool; 2],
+    /// `tollgate_settings.max_request_body_bytes`: the stream's buffer limit while the gateway
+    /// holds a request.
+    request_limit: u64,
 }
 
 fn hook(side: Side) -> Hook {
@@ -205,12 +208,14 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
         Arc::from_raw(ptr)
     };
     let filter = HttpFilter::new(Arc::clone(&shared.config), shared.role);
+    let request_limit = shared.config.settings.max_request_body_bytes;
     // Never null: Envoy 1.40 does not expect it.
     Box::into_raw(Box::new(Filter {
         shared,
         stream: Stream {
             filter,
             held: [false; 2],
+            request_limit,
         },
         poisoned: false,
     }))
@@ -271,7 +276,12 @@ fn body_status(a: Action) -> u32 {
 }
 
 /// A headers hook. The gateway holds the request headers until the body is in, and the headers
-/// of a response that is not a stream (see `run_held`).
+/// of a response that is not a stream (see `run_held`). A held request's body is held to
+/// `max_request_body_bytes` by Envoy itself: the stream's buffer limit is set to it here, before
+/// any body arrives (an HTTP/2 stream starts with its flow-control window as the limit, 256 MiB
+/// by default, and the route may have raised it for the response), so one byte more is Envoy's
+/// 413, on every protocol. The router sets the route's `request_body_buffer_limit` (the
+/// response's limit) once the request is in.
 fn on_headers(envoy: FilterEnvoyPtr, module: FilterModulePtr, side: Side, end: bool) -> u32 {
     let on_missing = match side {
         Side::Request => abi::HEADERS_STOP_ITERATION,
@@ -287,6 +297,9 @@ fn on_headers(envoy: FilterEnvoyPtr, module: FilterModulePtr, side: Side, end: b
                 Side::Response => !host.response_is_stream(),
             };
         if hold {
+            if side == Side::Request {
+                host.set_buffer_limit(s.request_limit);
+            }
             *s.held(side) = true;
             return abi::HEADERS_STOP_ITERATION;
         }
@@ -337,6 +350,17 @@ fn on_trailers(envoy: FilterEnvoyPtr, module: FilterModulePtr, side: Side) -> u3
 /// from the body: `model` and `stream` from a request, the provider's usage from a response.
 fn run_held(s: &mut Stream, host: &mut NativeHost, side: Side) -> Action {
     *s.held(side) = false;
+    if side == Side::Request && host.body_len(side) as u64 > s.request_limit {
+        // Envoy refuses a held body past the limit as it buffers it, but hands over the last
+        // chunk (with the end of the stream) without buffering it first.
+        let e = ApiError::body_too_large(s.request_limit);
+        host.send_reply(
+            e.status,
+            &[("content-type", "application/json")],
+            &e.to_json(),
+        );
+        return Action::Pause;
+    }
     let body = match side {
         Side::Request => host.request_body(0),
         Side::Response => host.response_body(0),

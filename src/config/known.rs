@@ -28,7 +28,13 @@ pub const TOP_KNOWN: &[&str] = &[
     "agent_list",
 ];
 
-pub const TOLLGATE_ACTED_ON: &[&str] = &["max_request_body_bytes"];
+pub const TOLLGATE_ACTED_ON: &[&str] = &[
+    "max_request_body_bytes",
+    "max_response_body_bytes",
+    "request_headers_timeout",
+    "request_receive_timeout",
+    "max_downstream_connections",
+];
 
 pub const LITELLM_SETTINGS_ACTED_ON: &[&str] = &[
     "drop_params",

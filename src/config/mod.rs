@@ -126,8 +126,18 @@ pub struct Settings {
     pub drop_params: bool,
     /// Whole-request timeout for upstream calls, seconds (LiteLLM's default is 600).
     pub request_timeout_secs: f64,
-    /// Largest request (and buffered response) body Envoy accepts.
+    /// Largest request body Envoy accepts, over every protocol the listener speaks.
     pub max_request_body_bytes: u64,
+    /// Largest non-streamed response body Envoy holds for the filter; never below
+    /// `max_request_body_bytes` (Envoy keeps one buffer limit per stream).
+    pub max_response_body_bytes: u64,
+    /// Seconds a client has to send its request headers (0: unbounded).
+    pub request_headers_timeout_secs: f64,
+    /// Seconds a client has to send its whole request (0: unbounded); the response, however
+    /// long it streams, is not bounded by it.
+    pub request_receive_timeout_secs: f64,
+    /// Client connections Envoy keeps open at once, over every listener.
+    pub max_downstream_connections: u64,
 }
 
 #[derive(Debug)]
@@ -162,6 +172,14 @@ pub struct Report {
 
 pub const DEFAULT_TIMEOUT_SECS: f64 = 600.0;
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 32 << 20;
+/// Large enough for an embeddings batch at OpenAI's limits (2,048 inputs of 3,072 dimensions, in
+/// base64 as the SDKs ask: about 34 MB).
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 << 20;
+pub const DEFAULT_REQUEST_HEADERS_TIMEOUT_SECS: f64 = 10.0;
+pub const DEFAULT_REQUEST_RECEIVE_TIMEOUT_SECS: f64 = 60.0;
+pub const DEFAULT_MAX_DOWNSTREAM_CONNECTIONS: u64 = 10_000;
+/// Envoy's buffer limits are 32-bit.
+const MAX_BUFFER_BYTES: u64 = u32::MAX as u64;
 
 /// Parses the plugin configuration as Envoy hands it over (JSON text).
 pub fn load_json(text: &[u8], env: &dyn Env, strictness: Strictness) -> Report {
@@ -259,6 +277,45 @@ fn build(doc: &Value, w: &mut Walker) -> Option<Config> {
         })
         .map(|x| x as u64)
         .unwrap_or(DEFAULT_MAX_BODY_BYTES);
+    let max_body_path = if tollgate.contains_key("max_request_body_bytes") {
+        "tollgate_settings.max_request_body_bytes"
+    } else {
+        "general_settings.max_request_size_mb"
+    };
+    let max_body = at_most(w, max_body, MAX_BUFFER_BYTES, max_body_path);
+    let max_response = response_limit(w, tollgate, max_body);
+    let headers_timeout = w
+        .number(
+            tollgate,
+            "request_headers_timeout",
+            "tollgate_settings",
+            0.0,
+        )
+        .unwrap_or(DEFAULT_REQUEST_HEADERS_TIMEOUT_SECS);
+    let receive_timeout = w
+        .number(
+            tollgate,
+            "request_receive_timeout",
+            "tollgate_settings",
+            0.0,
+        )
+        .unwrap_or(DEFAULT_REQUEST_RECEIVE_TIMEOUT_SECS);
+    let max_connections = w
+        .number(
+            tollgate,
+            "max_downstream_connections",
+            "tollgate_settings",
+            1.0,
+        )
+        .map(|x| {
+            at_most(
+                w,
+                x as u64,
+                u64::from(u32::MAX),
+                "tollgate_settings.max_downstream_connections",
+            )
+        })
+        .unwrap_or(DEFAULT_MAX_DOWNSTREAM_CONNECTIONS);
 
     let master_key = match w.secret_ref(general, "master_key", "general_settings") {
         Some(r) => {
@@ -349,8 +406,44 @@ fn build(doc: &Value, w: &mut Walker) -> Option<Config> {
             drop_params,
             request_timeout_secs: timeout,
             max_request_body_bytes: max_body,
+            max_response_body_bytes: max_response,
+            request_headers_timeout_secs: headers_timeout,
+            request_receive_timeout_secs: receive_timeout,
+            max_downstream_connections: max_connections,
         },
     })
+}
+
+/// `tollgate_settings.max_response_body_bytes`, never below the request limit: Envoy keeps one
+/// buffer limit per stream, and the request's must hold until the body is in.
+fn response_limit(w: &mut Walker, tollgate: &Map<String, Value>, max_body: u64) -> u64 {
+    const PATH: &str = "tollgate_settings.max_response_body_bytes";
+    let configured = w
+        .number(
+            tollgate,
+            "max_response_body_bytes",
+            "tollgate_settings",
+            1024.0,
+        )
+        .map(|x| at_most(w, x as u64, MAX_BUFFER_BYTES, PATH));
+    if configured.is_some_and(|r| r < max_body) {
+        w.warn(
+            PATH,
+            format!("is below the request body limit, so responses up to {max_body} bytes (max_request_body_bytes) are buffered: Envoy keeps one buffer limit per stream"),
+        );
+    }
+    configured
+        .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES)
+        .max(max_body)
+}
+
+/// `value`, or `max` with an error naming `path` when it is larger.
+fn at_most(w: &mut Walker, value: u64, max: u64, path: &str) -> u64 {
+    if value > max {
+        w.error(path, format!("must be at most {max}, not {value}"));
+        return max;
+    }
+    value
 }
 
 /// `teams:` (a Tollgate section; LiteLLM keeps teams in its database).

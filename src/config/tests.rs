@@ -168,3 +168,104 @@ fn base_urls() {
     assert!(parse_base_url("http://x:99999").is_err());
     assert!(parse_base_url("http:///v1").is_err());
 }
+
+/// `tollgate_settings`' body limits: defaults, values, errors by path. The response buffer is
+/// never below the request limit (one buffer limit per stream in Envoy).
+#[test]
+fn body_limits() {
+    let model = json!([{"model_name": "m", "litellm_params": {"model": "openai/x", "api_key": "os.environ/K"}}]);
+    let e = env(&[("K", "sk-x")]);
+    let (c, _) = load_ok(json!({"model_list": model}), &e);
+    let s = &c.settings;
+    assert_eq!(s.max_request_body_bytes, DEFAULT_MAX_BODY_BYTES);
+    assert_eq!(s.max_response_body_bytes, DEFAULT_MAX_RESPONSE_BYTES);
+
+    let (c, warnings) = load_ok(
+        json!({"model_list": model, "tollgate_settings": {"max_request_body_bytes": 4096,
+            "max_response_body_bytes": 8192}}),
+        &e,
+    );
+    let s = &c.settings;
+    assert_eq!(
+        (s.max_request_body_bytes, s.max_response_body_bytes),
+        (4096, 8192)
+    );
+    assert!(
+        !warnings
+            .iter()
+            .any(|w| w.path.starts_with("tollgate_settings")),
+        "{warnings:?}"
+    );
+
+    // Below the request limit: raised to it, with a warning that says why.
+    let (c, warnings) = load_ok(
+        json!({"model_list": model, "general_settings": {"max_request_size_mb": 1},
+            "tollgate_settings": {"max_response_body_bytes": 2048}}),
+        &e,
+    );
+    assert_eq!(c.settings.max_response_body_bytes, 1 << 20);
+    assert!(warnings
+        .iter()
+        .any(|w| w.path == "tollgate_settings.max_response_body_bytes"));
+
+    let errs = errors(json!({"model_list": model, "tollgate_settings": {
+        "max_request_body_bytes": 5_000_000_000u64, "max_response_body_bytes": 10}}));
+    for field in [
+        "tollgate_settings.max_request_body_bytes: must be at most 4294967295",
+        "tollgate_settings.max_response_body_bytes: must be a number >= 1024",
+    ] {
+        assert!(
+            errs.iter().any(|e| e.starts_with(field)),
+            "{field}: {errs:?}"
+        );
+    }
+    let errs =
+        errors(json!({"model_list": model, "general_settings": {"max_request_size_mb": 5000}}));
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("general_settings.max_request_size_mb: must be at most")),
+        "{errs:?}"
+    );
+}
+
+/// `tollgate_settings`' bounds on a client's time and connections.
+#[test]
+fn client_limits() {
+    let model = json!([{"model_name": "m", "litellm_params": {"model": "openai/x", "api_key": "os.environ/K"}}]);
+    let e = env(&[("K", "sk-x")]);
+    let (c, _) = load_ok(json!({"model_list": model}), &e);
+    let s = &c.settings;
+    assert_eq!(s.request_headers_timeout_secs, 10.0);
+    assert_eq!(s.request_receive_timeout_secs, 60.0);
+    assert_eq!(s.max_downstream_connections, 10_000);
+
+    let (c, _) = load_ok(
+        json!({"model_list": model, "tollgate_settings": {"request_headers_timeout": 0,
+            "request_receive_timeout": 2.5, "max_downstream_connections": 3}}),
+        &e,
+    );
+    let s = &c.settings;
+    assert_eq!(
+        (
+            s.request_headers_timeout_secs,
+            s.request_receive_timeout_secs
+        ),
+        (0.0, 2.5)
+    );
+    assert_eq!(s.max_downstream_connections, 3);
+
+    let errs = errors(json!({"model_list": model, "tollgate_settings": {
+        "request_headers_timeout": -1, "request_receive_timeout": "soon",
+        "max_downstream_connections": 0}}));
+    for field in [
+        "request_headers_timeout: must be a number >= 0",
+        "request_receive_timeout: must be a number",
+        "max_downstream_connections: must be a number >= 1",
+    ] {
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with(&format!("tollgate_settings.{field}"))),
+            "{field}: {errs:?}"
+        );
+    }
+}

@@ -69,7 +69,8 @@ def test_render_output_is_valid_envoy(tmp_path):
     bootstrap = yaml.safe_load(out.read_text())
     clusters = {c["name"]: c for c in bootstrap["static_resources"]["clusters"]}
     assert clusters["tollgate_api.example.com_443"]["transport_socket"]["typed_config"]["sni"] == "api.example.com"
-    wasm = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"][1]
+    filters = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
+    wasm = next(f for f in filters if f["name"] == "envoy.filters.http.wasm")
     assert wasm["typed_config"]["config"]["vm_config"]["environment_variables"]["host_env_keys"] == ["OPENAI_API_KEY"]
     assert "sk-" not in wasm["typed_config"]["config"]["vm_config"]["environment_variables"].__repr__()
     import subprocess
