@@ -28,7 +28,7 @@ pub struct KeyPrincipal {
 
 impl KeyPrincipal {
     pub fn new(def: KeyDef, team: Option<TeamDef>) -> Self {
-        let key_record = (quota::record_key(Scope::Key, &def.token), def.limits());
+        let key_record = (def.usage_record(), def.limits());
         let team_record = def.team_id.as_ref().map(|t| {
             let limits = team.as_ref().map(TeamDef::limits).unwrap_or_default();
             (quota::record_key(Scope::Team, t), limits)

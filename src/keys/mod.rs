@@ -39,6 +39,11 @@ pub struct KeyDef {
     /// Deleted through the admin API (a tombstone hides a config key too).
     #[serde(default)]
     pub deleted: bool,
+    /// Set when the admin API creates the key, and part of its usage record's name: a key
+    /// deleted and then created again with the same value starts from zero, even while a request
+    /// of the deleted one is still in flight (it settles into the old record).
+    #[serde(default)]
+    pub generation: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -109,6 +114,14 @@ fn limits(
 }
 
 impl KeyDef {
+    /// Store key of the key's usage counters (see [`KeyDef::generation`]).
+    pub fn usage_record(&self) -> String {
+        match &self.generation {
+            Some(g) => quota::record_key(quota::Scope::Key, &format!("{}.{g}", self.token)),
+            None => quota::record_key(quota::Scope::Key, &self.token),
+        }
+    }
+
     pub fn limits(&self) -> Limits {
         limits(
             self.max_budget,
@@ -355,8 +368,18 @@ pub fn def_store_key(token: &str) -> String {
     format!("tollgate.key.{token}")
 }
 
-/// Store key of the list of keys created through the admin API.
+/// Store key of the index of keys whose definition the admin API wrote: `[token, alias]` pairs
+/// (alias `null` for none, or for a deleted config key), for listing keys and for keeping aliases
+/// unique with one compare-and-swap.
 pub const INDEX_KEY: &str = "tollgate.keys";
+
+/// Creates the (empty) key index if it does not exist yet, before any admin call can race to
+/// create it (see `quota::ensure_record`).
+pub fn ensure_index(store: &dyn Store) {
+    if store.get(INDEX_KEY).is_none() {
+        let _ = store.set(INDEX_KEY, b"[]", None);
+    }
+}
 
 /// The current definition of a key: the admin API's record if any (a tombstone means deleted),
 /// else the config's.
