@@ -134,7 +134,7 @@ struct Routed {
 
 impl Routed {
     fn labels<'a>(&'a self, d: Option<&'a Deployment>) -> stats::Labels<'a> {
-        let (team, key_alias) = self.principal.labels();
+        let (team, key_alias) = self.principal.metric_labels();
         stats::Labels {
             team,
             key_alias,

@@ -514,6 +514,7 @@ pub fn key_json(ctx: &AdminCtx, def: &KeyDef, key: Option<&str>) -> Value {
         "blocked": def.blocked,
         "metadata": def.metadata,
         "tags": def.tags,
+        "per_key_metrics": def.own_metrics(),
         "created_at": time::format_rfc3339(def.created_at),
         "lifetime_spend": quota::usd(c.lifetime_spend),
         "reserved_spend": quota::usd(c.reserved),
