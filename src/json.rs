@@ -315,14 +315,20 @@ fn skip_value(text: &[u8], i: usize, depth_limit: usize) -> Result<usize, ScanEr
 /// The standard 400 for a request body that is not a JSON object.
 pub fn body_error(e: SplitError) -> ApiError {
     match e {
-        SplitError::Malformed(detail) => ApiError::invalid_request(format!(
-            "We could not parse the JSON body of your request ({detail}). The gateway expects \
-             a JSON object with Content-Type: application/json."
-        )),
+        SplitError::Malformed(detail) => invalid_json(&detail),
         SplitError::NotAnObject => ApiError::invalid_request(
             "The request body must be a JSON object, but a different JSON value was sent.",
         ),
     }
+}
+
+/// The 400 for a body that is not JSON the gateway takes, saying why.
+pub fn invalid_json(detail: &str) -> ApiError {
+    ApiError::invalid_request(format!(
+        "We could not parse the JSON body of your request ({detail}). The gateway expects a JSON \
+         object with Content-Type: application/json."
+    ))
+    .with_code("invalid_json")
 }
 
 /// Looks a field up by name.
@@ -335,15 +341,18 @@ pub fn is_null(v: &RawValue) -> bool {
     v.get().trim() == "null"
 }
 
-/// Short name of a JSON value's type, for error messages ("got a string instead").
+/// Short name of a JSON value's type, for error messages ("got a string instead"), in OpenAI's
+/// words (a number is "an integer" or "a decimal number").
 pub fn type_name(v: &RawValue) -> &'static str {
-    match v.get().trim_start().as_bytes().first() {
+    let text = v.get().trim();
+    match text.as_bytes().first() {
         Some(b'"') => "a string",
         Some(b'{') => "an object",
         Some(b'[') => "an array",
         Some(b't') | Some(b'f') => "a boolean",
         Some(b'n') => "null",
-        _ => "a number",
+        _ if text.contains(['.', 'e', 'E']) => "a decimal number",
+        _ => "an integer",
     }
 }
 

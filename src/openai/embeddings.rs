@@ -4,6 +4,7 @@ use base64::Engine;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use super::params;
 use super::response::{ResponseCtx, Usage};
 use crate::error::ApiError;
 use crate::json::{self, parse_field, Fields, Text};
@@ -29,20 +30,15 @@ pub fn parse_embeddings(body: &[u8]) -> Result<EmbeddingsRequest<'_>, ApiError> 
         match key.as_str() {
             "model" => model = Some(parse_field::<Text>("model", raw, "a string")?),
             "input" => input = Some(raw),
-            "dimensions" => req.dimensions = parse_field("dimensions", raw, "an integer")?,
-            "encoding_format" => {
-                let f: Option<Text> = parse_field("encoding_format", raw, "a string")?;
-                req.base64 = match f.as_deref() {
-                    None | Some("float") => false,
-                    Some("base64") => true,
-                    Some(other) => {
-                        return Err(ApiError::invalid_param(
-                            "encoding_format",
-                            format!("Invalid 'encoding_format': '{other}'. Supported values are: 'float' and 'base64'."),
-                        ))
-                    }
-                };
+            "dimensions" => {
+                req.dimensions =
+                    params::integer("dimensions", raw, 1, i64::MAX)?.map(i64::unsigned_abs)
             }
+            "encoding_format" => {
+                let f = params::one_of("encoding_format", raw, &["float", "base64"])?;
+                req.base64 = f.as_deref() == Some("base64");
+            }
+            "user" => drop(params::string("user", raw)?),
             _ => {}
         }
     }
@@ -85,8 +81,9 @@ pub fn parse_embeddings(body: &[u8]) -> Result<EmbeddingsRequest<'_>, ApiError> 
     if req.texts.as_ref().is_some_and(|t| t.is_empty()) {
         return Err(ApiError::invalid_param(
             "input",
-            "Invalid 'input': empty array.",
-        ));
+            "Invalid 'input': empty array. Expected an array with minimum length 1, but got an empty array instead.",
+        )
+        .with_code("empty_array"));
     }
     req.fields = fields;
     Ok(req)
