@@ -91,6 +91,16 @@ fn requests(c: &mut Criterion) {
     g.bench_function("parse_chat", |b| {
         b.iter(|| parse_chat(black_box(CHAT_REQUEST)).map(|r| r.messages.len()))
     });
+    // The dynamic module's headers phase: what json_to_metadata finds in the body.
+    g.bench_function("request_metadata", |b| {
+        b.iter(|| {
+            tollgate::filter::body_metadata::request_metadata(
+                Some("application/json"),
+                black_box(CHAT_REQUEST),
+            )
+            .len()
+        })
+    });
     for alias in ["openai", "anthropic", "gemini", "bedrock"] {
         let d = deployment(&config, alias);
         g.bench_function(alias, |b| {

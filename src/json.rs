@@ -13,6 +13,7 @@ use serde_json::value::RawValue;
 
 use crate::error::ApiError;
 
+pub mod check;
 mod write;
 
 /// The top-level fields of a JSON object, in body order, later duplicates replacing earlier ones.
@@ -107,6 +108,11 @@ pub enum SplitError {
 
 /// Splits a JSON object into its top-level fields without parsing their values.
 pub fn split_object(body: &[u8]) -> Result<Fields<'_>, SplitError> {
+    if body.starts_with(b"\xef\xbb\xbf") {
+        return Err(SplitError::Malformed(
+            "it starts with a byte order mark, which JSON text must not".into(),
+        ));
+    }
     match serde_json::from_slice::<TopLevel>(body) {
         Ok(t) => Ok(t.0),
         Err(e) if e.classify() == serde_json::error::Category::Data => Err(SplitError::NotAnObject),
@@ -329,6 +335,16 @@ pub fn invalid_json(detail: &str) -> ApiError {
          object with Content-Type: application/json."
     ))
     .with_code("invalid_json")
+}
+
+/// The gateway's own rules for a body serde has split (see [`check::Rules::GATEWAY`]): nesting,
+/// lone surrogate escapes and number ranges anywhere in it, including fields passed through.
+pub fn check_body(body: &[u8]) -> Result<(), ApiError> {
+    let rules = check::Rules::GATEWAY;
+    match check::check(body, &rules, |_, _| {}) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(invalid_json(&e.describe(&rules))),
+    }
 }
 
 /// Looks a field up by name.

@@ -85,6 +85,7 @@ pub fn parse_embeddings(body: &[u8]) -> Result<EmbeddingsRequest<'_>, ApiError> 
         )
         .with_code("empty_array"));
     }
+    json::check_body(body)?;
     req.fields = fields;
     Ok(req)
 }

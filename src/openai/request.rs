@@ -166,7 +166,8 @@ impl<'a> ChatRequest<'a> {
 
 /// Parses and validates a chat completions body: every parameter OpenAI documents is checked
 /// against its documented type and range (errors name it, in OpenAI's words); others pass through
-/// to the provider untouched.
+/// to the provider untouched. A body that parses is then checked whole by the gateway's JSON
+/// rules ([`json::check_body`]), including the fields passed through.
 pub fn parse_chat(body: &[u8]) -> Result<ChatRequest<'_>, ApiError> {
     let fields = json::split_object(body).map_err(json::body_error)?;
     let mut req = ChatRequest::default();
@@ -277,6 +278,7 @@ pub fn parse_chat(body: &[u8]) -> Result<ChatRequest<'_>, ApiError> {
             ));
         }
     }
+    json::check_body(body)?;
     req.fields = fields;
     Ok(req)
 }
