@@ -91,6 +91,16 @@ fn requests(c: &mut Criterion) {
     g.bench_function("parse_chat", |b| {
         b.iter(|| parse_chat(black_box(CHAT_REQUEST)).map(|r| r.messages.len()))
     });
+    // What the gateway runs on a body Envoy's JSON parser (or the module's same check) took.
+    g.bench_function("parse_chat_routed", |b| {
+        b.iter(|| {
+            tollgate::openai::request::parse_chat_known(
+                black_box(CHAT_REQUEST),
+                tollgate::json::Known::EnvoyJson,
+            )
+            .map(|r| r.messages.len())
+        })
+    });
     // The dynamic module's headers phase: what json_to_metadata finds in the body.
     g.bench_function("request_metadata", |b| {
         b.iter(|| {

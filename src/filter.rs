@@ -24,6 +24,7 @@ use crate::auth::{self, Principal};
 use crate::config::{Config, Deployment};
 use crate::error::ApiError;
 use crate::host::{Action, HttpHost};
+use crate::json::Known;
 use crate::keys::admin::{self, AdminCtx, AdminOp};
 use crate::openai::{self, ResponseCtx, Usage};
 use crate::providers::{self, Operation, Provider, RequestOptions, StreamTranslator};
@@ -661,76 +662,84 @@ impl HttpFilter {
         let d = routed.deployment.and_then(|i| config.deployment(i));
         let handed_off = matches!(routed.via, Via::Attempts);
         let translated = match routed.op {
-            Operation::Chat => openai::parse_chat(&body).and_then(|req| {
-                if req.model.as_str() != routed.ctx.model {
-                    return Err(ApiError::invalid_param(
-                        "model",
-                        "Invalid type for 'model': expected a string.",
-                    ));
-                }
-                if req.stream != routed.stream {
-                    return Err(ApiError::invalid_param(
-                        "stream",
-                        "Invalid type for 'stream': expected a boolean.",
-                    ));
-                }
-                if role == Role::Gateway {
-                    routed.ctx.include_usage = req.include_usage;
-                }
-                let max_out = req.max_output_tokens();
-                match (handed_off, d) {
-                    (true, _) => Ok((
-                        None,
-                        accounting::estimate_group(
-                            &config,
-                            &routed.ctx.model,
-                            Operation::Chat,
-                            body.len(),
-                            max_out,
-                        ),
-                    )),
-                    (false, Some(d)) => {
-                        let out = d.provider.chat_request(
-                            &req,
-                            d,
-                            RequestOptions {
-                                drop_params: d.drop_params,
-                            },
-                        )?;
-                        Ok((
-                            Some(out),
-                            accounting::estimate(d, body.len(), max_out, true),
-                        ))
+            // Envoy's JSON parser took this body (json_to_metadata found its model; the module
+            // checks by the same rules).
+            Operation::Chat => {
+                openai::request::parse_chat_known(&body, Known::EnvoyJson).and_then(|req| {
+                    if req.model.as_str() != routed.ctx.model {
+                        return Err(ApiError::invalid_param(
+                            "model",
+                            "Invalid type for 'model': expected a string.",
+                        ));
                     }
-                    (false, None) => Err(ApiError::server("no deployment chosen")),
-                }
-            }),
-            Operation::Embeddings => openai::parse_embeddings(&body).and_then(|req| {
-                if req.model.as_str() != routed.ctx.model {
-                    return Err(ApiError::invalid_param(
-                        "model",
-                        "Invalid type for 'model': expected a string.",
-                    ));
-                }
-                routed.embeddings_base64 = req.base64;
-                match (handed_off, d) {
-                    (true, _) => Ok((
-                        None,
-                        accounting::estimate_group(
-                            &config,
-                            &routed.ctx.model,
-                            Operation::Embeddings,
-                            body.len(),
+                    if req.stream != routed.stream {
+                        return Err(ApiError::invalid_param(
+                            "stream",
+                            "Invalid type for 'stream': expected a boolean.",
+                        ));
+                    }
+                    if role == Role::Gateway {
+                        routed.ctx.include_usage = req.include_usage;
+                    }
+                    let max_out = req.max_output_tokens();
+                    match (handed_off, d) {
+                        (true, _) => Ok((
                             None,
-                        ),
-                    )),
-                    (false, Some(d)) => Ok((
-                        Some(d.provider.embeddings_request(&req, d)?),
-                        accounting::estimate(d, body.len(), None, false),
-                    )),
-                    (false, None) => Err(ApiError::server("no deployment chosen")),
-                }
-            }),
+                            accounting::estimate_group(
+                                &config,
+                                &routed.ctx.model,
+                                Operation::Chat,
+                                body.len(),
+                                max_out,
+                            ),
+                        )),
+                        (false, Some(d)) => {
+                            let out = d.provider.chat_request(
+                                &req,
+                                d,
+                                RequestOptions {
+                                    drop_params: d.drop_params,
+                                },
+                            )?;
+                            Ok((
+                                Some(out),
+                                accounting::estimate(d, body.len(), max_out, true),
+                            ))
+                        }
+                        (false, None) => Err(ApiError::server("no deployment chosen")),
+                    }
+                })
+            }
+            Operation::Embeddings => {
+                openai::embeddings::parse_embeddings_known(&body, Known::EnvoyJson).and_then(
+                    |req| {
+                        if req.model.as_str() != routed.ctx.model {
+                            return Err(ApiError::invalid_param(
+                                "model",
+                                "Invalid type for 'model': expected a string.",
+                            ));
+                        }
+                        routed.embeddings_base64 = req.base64;
+                        match (handed_off, d) {
+                            (true, _) => Ok((
+                                None,
+                                accounting::estimate_group(
+                                    &config,
+                                    &routed.ctx.model,
+                                    Operation::Embeddings,
+                                    body.len(),
+                                    None,
+                                ),
+                            )),
+                            (false, Some(d)) => Ok((
+                                Some(d.provider.embeddings_request(&req, d)?),
+                                accounting::estimate(d, body.len(), None, false),
+                            )),
+                            (false, None) => Err(ApiError::server("no deployment chosen")),
+                        }
+                    },
+                )
+            }
         };
         let (out, estimate) = match translated {
             Ok(x) => x,

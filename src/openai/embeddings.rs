@@ -21,6 +21,14 @@ pub struct EmbeddingsRequest<'a> {
 }
 
 pub fn parse_embeddings(body: &[u8]) -> Result<EmbeddingsRequest<'_>, ApiError> {
+    parse_embeddings_known(body, json::Known::Nothing)
+}
+
+/// [`parse_embeddings`] for a body known to meet part of the gateway's JSON rules already.
+pub fn parse_embeddings_known(
+    body: &[u8],
+    known: json::Known,
+) -> Result<EmbeddingsRequest<'_>, ApiError> {
     let fields = json::split_object(body).map_err(json::body_error)?;
     let mut req = EmbeddingsRequest::default();
     let mut model = None;
@@ -85,7 +93,7 @@ pub fn parse_embeddings(body: &[u8]) -> Result<EmbeddingsRequest<'_>, ApiError> 
         )
         .with_code("empty_array"));
     }
-    json::check_body(body)?;
+    json::check_body(body, known)?;
     req.fields = fields;
     Ok(req)
 }

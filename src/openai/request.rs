@@ -169,6 +169,11 @@ impl<'a> ChatRequest<'a> {
 /// to the provider untouched. A body that parses is then checked whole by the gateway's JSON
 /// rules ([`json::check_body`]), including the fields passed through.
 pub fn parse_chat(body: &[u8]) -> Result<ChatRequest<'_>, ApiError> {
+    parse_chat_known(body, json::Known::Nothing)
+}
+
+/// [`parse_chat`] for a body known to meet part of the gateway's JSON rules already.
+pub fn parse_chat_known(body: &[u8], known: json::Known) -> Result<ChatRequest<'_>, ApiError> {
     let fields = json::split_object(body).map_err(json::body_error)?;
     let mut req = ChatRequest::default();
     let mut model = None;
@@ -278,7 +283,7 @@ pub fn parse_chat(body: &[u8]) -> Result<ChatRequest<'_>, ApiError> {
             ));
         }
     }
-    json::check_body(body)?;
+    json::check_body(body, known)?;
     req.fields = fields;
     Ok(req)
 }
