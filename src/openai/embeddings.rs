@@ -52,12 +52,10 @@ pub fn parse_embeddings_known(
     }
     req.model = match model {
         Some(m) if !m.is_empty() => m,
-        _ => {
-            return Err(ApiError::invalid_param(
-                "model",
-                "you must provide a model parameter",
-            ))
-        }
+        _ => return Err(ApiError::invalid_param(
+            "model",
+            "you must provide a model parameter (a non-empty string naming one of GET /v1/models)",
+        )),
     };
     let input = match input {
         Some(i) if !json::is_null(i) => i,
@@ -80,11 +78,18 @@ pub fn parse_embeddings_known(
     };
     if req.texts.is_none() {
         // Token arrays: validate the shape so a typo is still a clear 400.
-        parse_field::<TokenInput>(
-            "input",
-            input,
-            "a string, an array of strings or an array of token arrays",
-        )?;
+        const EXPECTED: &str =
+            "a string, an array of strings, an array of integers or an array of integer arrays";
+        if serde_json::from_str::<TokenInput>(input.get()).is_err() {
+            return Err(match params::Kind::of(input) {
+                params::Kind::Array => ApiError::invalid_param(
+                    "input",
+                    format!("Invalid value for 'input': expected {EXPECTED}."),
+                )
+                .with_code("invalid_value"),
+                _ => params::wrong_type("input", EXPECTED, input),
+            });
+        }
     }
     if req.texts.as_ref().is_some_and(|t| t.is_empty()) {
         return Err(ApiError::invalid_param(

@@ -211,6 +211,19 @@ pub fn parse_chat_known(body: &[u8], known: json::Known) -> Result<ChatRequest<'
             "seed" => req.seed = params::integer(name, raw, i64::MIN, i64::MAX)?,
             "user" => req.user = params::string(name, raw)?,
             "stop" => {
+                match params::Kind::of(raw) {
+                    params::Kind::Array => {
+                        let items = params::array(name, raw)?.unwrap_or_default();
+                        for (i, item) in items.iter().enumerate() {
+                            required_string(&format!("stop[{i}]"), item)?;
+                        }
+                    }
+                    params::Kind::Null | params::Kind::String => {}
+                    _ => {
+                        let expected = "a string or an array of strings";
+                        return Err(params::wrong_type(name, expected, raw));
+                    }
+                }
                 req.stop =
                     parse_field::<Option<Stop>>("stop", raw, "a string or an array of strings")?
                         .map(|s| s.0)
@@ -239,12 +252,10 @@ pub fn parse_chat_known(body: &[u8], known: json::Known) -> Result<ChatRequest<'
     }
     req.model = match model {
         Some(m) if !m.is_empty() => m,
-        _ => {
-            return Err(ApiError::invalid_param(
-                "model",
-                "you must provide a model parameter",
-            ))
-        }
+        _ => return Err(ApiError::invalid_param(
+            "model",
+            "you must provide a model parameter (a non-empty string naming one of GET /v1/models)",
+        )),
     };
     req.messages = match messages {
         Some(m) if !m.is_empty() => m,
