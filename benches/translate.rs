@@ -91,6 +91,26 @@ fn requests(c: &mut Criterion) {
     g.bench_function("parse_chat", |b| {
         b.iter(|| parse_chat(black_box(CHAT_REQUEST)).map(|r| r.messages.len()))
     });
+    // What the gateway runs on a body Envoy's JSON parser (or the module's same check) took.
+    g.bench_function("parse_chat_routed", |b| {
+        b.iter(|| {
+            tollgate::openai::request::parse_chat_known(
+                black_box(CHAT_REQUEST),
+                tollgate::json::Known::EnvoyJson,
+            )
+            .map(|r| r.messages.len())
+        })
+    });
+    // The dynamic module's headers phase: what json_to_metadata finds in the body.
+    g.bench_function("request_metadata", |b| {
+        b.iter(|| {
+            tollgate::filter::body_metadata::request_metadata(
+                Some("application/json"),
+                black_box(CHAT_REQUEST),
+            )
+            .len()
+        })
+    });
     for alias in ["openai", "anthropic", "gemini", "bedrock"] {
         let d = deployment(&config, alias);
         g.bench_function(alias, |b| {

@@ -28,7 +28,7 @@ pub struct KeyPrincipal {
 
 impl KeyPrincipal {
     pub fn new(def: KeyDef, team: Option<TeamDef>) -> Self {
-        let key_record = (quota::record_key(Scope::Key, &def.token), def.limits());
+        let key_record = (def.usage_record(), def.limits());
         let team_record = def.team_id.as_ref().map(|t| {
             let limits = team.as_ref().map(TeamDef::limits).unwrap_or_default();
             (quota::record_key(Scope::Team, t), limits)
@@ -61,7 +61,7 @@ impl KeyPrincipal {
 }
 
 impl Principal {
-    /// `(team, key_alias)` labels for metrics.
+    /// `(team, key_alias)`: the caller's team and how its key is shown (`x-tollgate-key-alias`).
     pub fn labels(&self) -> (&str, &str) {
         match self {
             Principal::Anonymous => (crate::stats::NONE, crate::stats::NONE),
@@ -70,6 +70,18 @@ impl Principal {
                 k.def.team_id.as_deref().unwrap_or(crate::stats::NONE),
                 k.def.key_alias.as_deref().unwrap_or(&k.def.key_name),
             ),
+        }
+    }
+
+    /// `(team, key_alias)` labels for metrics: a key without series of its own
+    /// ([`KeyDef::own_metrics`]) is counted under [`crate::stats::OTHER_KEYS`].
+    pub fn metric_labels(&self) -> (&str, &str) {
+        match self {
+            Principal::Key(k) if !k.def.own_metrics() => (
+                k.def.team_id.as_deref().unwrap_or(crate::stats::NONE),
+                crate::stats::OTHER_KEYS,
+            ),
+            _ => self.labels(),
         }
     }
 }
@@ -195,5 +207,33 @@ mod tests {
         assert!(!constant_time_eq(b"sk-abc", b"sk-abcd"));
         assert!(!constant_time_eq(b"", b"x"));
         assert!(constant_time_eq(b"", b""));
+    }
+
+    /// Metric series per key only for keys marked so (config keys by default): the number of
+    /// series stays bounded however many keys the admin API creates.
+    #[test]
+    fn metric_labels_per_marked_key() {
+        let key = |from_config, per_key_metrics| {
+            Principal::Key(Box::new(KeyPrincipal::new(
+                KeyDef {
+                    token: "t".into(),
+                    key_name: "sk-...abcd".into(),
+                    key_alias: Some("alias".into()),
+                    team_id: Some("team".into()),
+                    from_config,
+                    per_key_metrics,
+                    ..Default::default()
+                },
+                None,
+            )))
+        };
+        let other = ("team", crate::stats::OTHER_KEYS);
+        assert_eq!(key(true, None).metric_labels(), ("team", "alias"));
+        assert_eq!(key(false, None).metric_labels(), other);
+        assert_eq!(key(false, Some(true)).metric_labels(), ("team", "alias"));
+        assert_eq!(key(true, Some(false)).metric_labels(), other);
+        // The response header still names the key itself.
+        assert_eq!(key(false, None).labels(), ("team", "alias"));
+        assert_eq!(Principal::Master.metric_labels(), ("-", "master"));
     }
 }

@@ -24,6 +24,7 @@ use crate::auth::{self, Principal};
 use crate::config::{Config, Deployment};
 use crate::error::ApiError;
 use crate::host::{Action, HttpHost};
+use crate::json::Known;
 use crate::keys::admin::{self, AdminCtx, AdminOp};
 use crate::openai::{self, ResponseCtx, Usage};
 use crate::providers::{self, Operation, Provider, RequestOptions, StreamTranslator};
@@ -100,6 +101,10 @@ enum State {
     Done,
     /// A key-management call waiting for its body.
     Admin(AdminOp),
+    /// A body Envoy's `json_to_metadata` could not read a model from (`body_error`, or nothing
+    /// extracted): refused from the body phase with what the gateway's own parse finds wrong in
+    /// it, so both forms give the same answer.
+    Unparsable(Operation, Unread),
     Routed(Box<Routed>),
 }
 
@@ -147,7 +152,7 @@ struct Routed {
 
 impl Routed {
     fn labels<'a>(&'a self, d: Option<&'a Deployment>) -> stats::Labels<'a> {
-        let (team, key_alias) = self.principal.labels();
+        let (team, key_alias) = self.principal.metric_labels();
         stats::Labels {
             team,
             key_alias,
@@ -219,6 +224,39 @@ fn classify<'a>(method: &str, path: &'a str) -> Endpoint<'a> {
     }
 }
 
+/// Why `json_to_metadata` gave the filter no model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unread {
+    /// Envoy's JSON parser refused the body (`body_error`).
+    NotJson,
+    /// Nothing extracted: an empty-string model, or no `json_to_metadata` in front of Tollgate.
+    NoModel,
+}
+
+/// What is wrong with a body `json_to_metadata` gave no model for: what the gateway's own parse
+/// finds (the same code on both forms), else the one of Envoy's rules it breaks, or (a body with
+/// a model) the missing filter.
+fn body_refusal(op: Operation, why: Unread, body: &[u8]) -> ApiError {
+    let parsed = match op {
+        Operation::Chat => openai::parse_chat(body).err(),
+        Operation::Embeddings => openai::parse_embeddings(body).err(),
+    };
+    parsed.unwrap_or_else(|| match why {
+        Unread::NotJson => {
+            let rules = crate::json::check::Rules::ENVOY;
+            let detail = crate::json::check::check(body, &rules, |_, _| {})
+                .err()
+                .map(|e| e.describe(&rules))
+                .unwrap_or_else(|| "Envoy's JSON parser refused it".into());
+            crate::json::invalid_json(&detail)
+        }
+        Unread::NoModel => ApiError::server(
+            "The gateway's Envoy config lacks the json_to_metadata filter before Tollgate (see envoy/README.md).",
+        )
+        .with_code("gateway_misconfigured"),
+    })
+}
+
 fn json_reply(host: &mut dyn HttpHost, body: &[u8]) {
     host.send_reply(200, &[("content-type", "application/json")], body);
 }
@@ -285,6 +323,10 @@ impl HttpFilter {
             }
             Ok(Next::AwaitBody(op)) => {
                 self.state = State::Admin(op);
+                Action::Continue
+            }
+            Ok(Next::Unparsable(op, why)) => {
+                self.state = State::Unparsable(op, why);
                 Action::Continue
             }
             Ok(Next::Replied) => {
@@ -394,17 +436,17 @@ impl HttpFilter {
         };
         if meta(host, "body_error").is_some() {
             let ct = host.request_header("content-type").unwrap_or_default();
-            return Err(if ct.to_ascii_lowercase().starts_with("application/json") {
-                ApiError::invalid_request(
-                    "We could not parse the JSON body of your request. The gateway expects a JSON object (valid UTF-8, nested at most 128 levels deep).",
-                )
-                .with_code("invalid_json")
-            } else {
-                ApiError::invalid_request(format!(
+            if !body_metadata::is_json_content_type(&ct) {
+                return Err(ApiError::invalid_request(format!(
                     "Unsupported Content-Type '{ct}': send the request body as JSON with 'Content-Type: application/json'."
                 ))
-                .with_code("invalid_content_type")
-            });
+                .with_code("invalid_content_type"));
+            }
+            if end_of_stream {
+                return Err(body_refusal(op, Unread::NotJson, b""));
+            }
+            // Say what is wrong with the body once it is in (the metadata cannot tell).
+            return Ok(Next::Unparsable(op, Unread::NotJson));
         }
         let missing_model = || {
             ApiError::invalid_param("model", "you must provide a model parameter (a non-empty string naming one of GET /v1/models)")
@@ -430,14 +472,8 @@ impl HttpFilter {
             }
             None if meta(host, "model_missing").is_some() => return Err(missing_model()),
             // Nothing extracted: an empty-string model, or no json_to_metadata filter in front
-            // of Tollgate; the two look the same from here, so the message names both.
-            None => {
-                let mut e = missing_model();
-                e.message.push_str(
-                    ". If the request has one, the gateway's Envoy config lacks the json_to_metadata filter before Tollgate (see envoy/README.md).",
-                );
-                return Err(e);
-            }
+            // of Tollgate; the body tells them apart.
+            None => return Ok(Next::Unparsable(op, Unread::NoModel)),
         };
         let stream = matches!(
             meta(host, "stream").as_deref(),
@@ -622,6 +658,13 @@ impl HttpFilter {
                 Err(e) => self.reply_error(host, &e),
             };
         }
+        if let State::Unparsable(op, why) = self.state {
+            if !end_of_stream {
+                return Action::Pause;
+            }
+            let body = host.request_body(body_size).unwrap_or_default();
+            return self.reply_error(host, &body_refusal(op, why, &body));
+        }
         let config = Arc::clone(&self.config);
         let role = self.role;
         let State::Routed(routed) = &mut self.state else {
@@ -635,64 +678,73 @@ impl HttpFilter {
         let d = routed.deployment.and_then(|i| config.deployment(i));
         let handed_off = matches!(routed.via, Via::Attempts);
         let translated = match routed.op {
-            Operation::Chat => openai::parse_chat(&body).and_then(|req| {
-                if req.model.as_str() != routed.ctx.model {
-                    return Err(ApiError::invalid_param(
-                        "model",
-                        "Invalid type for 'model': expected a string.",
-                    ));
-                }
-                if req.stream != routed.stream {
-                    return Err(ApiError::invalid_param(
-                        "stream",
-                        "Invalid type for 'stream': expected a boolean.",
-                    ));
-                }
-                if role == Role::Gateway {
-                    routed.ctx.include_usage = req.include_usage;
-                }
-                let ask = accounting::Ask::chat(body.len(), req.max_output_tokens(), req.choices());
-                routed.ask = Some(ask);
-                match (handed_off, d) {
-                    (true, _) => Ok((
-                        None,
-                        accounting::estimate_group(&config, &routed.ctx.model, &ask),
-                    )),
-                    (false, Some(d)) => {
-                        let out = d.provider.chat_request(
-                            &req,
-                            d,
-                            RequestOptions {
-                                drop_params: d.drop_params,
-                            },
-                        )?;
-                        Ok((Some(out), accounting::estimate(d, &ask)))
+            // Envoy's JSON parser took this body (json_to_metadata found its model; the module
+            // checks by the same rules).
+            Operation::Chat => {
+                openai::request::parse_chat_known(&body, Known::EnvoyJson).and_then(|req| {
+                    if req.model.as_str() != routed.ctx.model {
+                        return Err(ApiError::invalid_param(
+                            "model",
+                            "Invalid type for 'model': expected a string.",
+                        ));
                     }
-                    (false, None) => Err(ApiError::server("no deployment chosen")),
-                }
-            }),
-            Operation::Embeddings => openai::parse_embeddings(&body).and_then(|req| {
-                if req.model.as_str() != routed.ctx.model {
-                    return Err(ApiError::invalid_param(
-                        "model",
-                        "Invalid type for 'model': expected a string.",
-                    ));
-                }
-                routed.embeddings_base64 = req.base64;
-                let ask = accounting::Ask::embeddings(body.len());
-                routed.ask = Some(ask);
-                match (handed_off, d) {
-                    (true, _) => Ok((
-                        None,
-                        accounting::estimate_group(&config, &routed.ctx.model, &ask),
-                    )),
-                    (false, Some(d)) => Ok((
-                        Some(d.provider.embeddings_request(&req, d)?),
-                        accounting::estimate(d, &ask),
-                    )),
-                    (false, None) => Err(ApiError::server("no deployment chosen")),
-                }
-            }),
+                    if req.stream != routed.stream {
+                        return Err(ApiError::invalid_param(
+                            "stream",
+                            "Invalid type for 'stream': expected a boolean.",
+                        ));
+                    }
+                    if role == Role::Gateway {
+                        routed.ctx.include_usage = req.include_usage;
+                    }
+                    let ask =
+                        accounting::Ask::chat(body.len(), req.max_output_tokens(), req.choices());
+                    routed.ask = Some(ask);
+                    match (handed_off, d) {
+                        (true, _) => Ok((
+                            None,
+                            accounting::estimate_group(&config, &routed.ctx.model, &ask),
+                        )),
+                        (false, Some(d)) => {
+                            let out = d.provider.chat_request(
+                                &req,
+                                d,
+                                RequestOptions {
+                                    drop_params: d.drop_params,
+                                },
+                            )?;
+                            Ok((Some(out), accounting::estimate(d, &ask)))
+                        }
+                        (false, None) => Err(ApiError::server("no deployment chosen")),
+                    }
+                })
+            }
+            Operation::Embeddings => {
+                openai::embeddings::parse_embeddings_known(&body, Known::EnvoyJson).and_then(
+                    |req| {
+                        if req.model.as_str() != routed.ctx.model {
+                            return Err(ApiError::invalid_param(
+                                "model",
+                                "Invalid type for 'model': expected a string.",
+                            ));
+                        }
+                        routed.embeddings_base64 = req.base64;
+                        let ask = accounting::Ask::embeddings(body.len());
+                        routed.ask = Some(ask);
+                        match (handed_off, d) {
+                            (true, _) => Ok((
+                                None,
+                                accounting::estimate_group(&config, &routed.ctx.model, &ask),
+                            )),
+                            (false, Some(d)) => Ok((
+                                Some(d.provider.embeddings_request(&req, d)?),
+                                accounting::estimate(d, &ask),
+                            )),
+                            (false, None) => Err(ApiError::server("no deployment chosen")),
+                        }
+                    },
+                )
+            }
         };
         let (out, estimate) = match translated {
             Ok(x) => x,
@@ -1188,6 +1240,8 @@ fn attempt_headers(config: &Config, a: &AttemptCtx, again: bool) -> accounting::
 enum Next {
     Routed(Box<Routed>),
     AwaitBody(AdminOp),
+    /// Refuse the body once it is in (see [`State::Unparsable`]).
+    Unparsable(Operation, Unread),
     Replied,
 }
 

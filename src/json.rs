@@ -13,6 +13,7 @@ use serde_json::value::RawValue;
 
 use crate::error::ApiError;
 
+pub mod check;
 mod write;
 
 /// The top-level fields of a JSON object, in body order, later duplicates replacing earlier ones.
@@ -107,6 +108,11 @@ pub enum SplitError {
 
 /// Splits a JSON object into its top-level fields without parsing their values.
 pub fn split_object(body: &[u8]) -> Result<Fields<'_>, SplitError> {
+    if body.starts_with(b"\xef\xbb\xbf") {
+        return Err(SplitError::Malformed(
+            "it starts with a byte order mark, which JSON text must not".into(),
+        ));
+    }
     match serde_json::from_slice::<TopLevel>(body) {
         Ok(t) => Ok(t.0),
         Err(e) if e.classify() == serde_json::error::Category::Data => Err(SplitError::NotAnObject),
@@ -315,13 +321,46 @@ fn skip_value(text: &[u8], i: usize, depth_limit: usize) -> Result<usize, ScanEr
 /// The standard 400 for a request body that is not a JSON object.
 pub fn body_error(e: SplitError) -> ApiError {
     match e {
-        SplitError::Malformed(detail) => ApiError::invalid_request(format!(
-            "We could not parse the JSON body of your request ({detail}). The gateway expects \
-             a JSON object with Content-Type: application/json."
-        )),
+        SplitError::Malformed(detail) => invalid_json(&detail),
         SplitError::NotAnObject => ApiError::invalid_request(
             "The request body must be a JSON object, but a different JSON value was sent.",
         ),
+    }
+}
+
+/// The 400 for a body that is not JSON the gateway takes, saying why.
+pub fn invalid_json(detail: &str) -> ApiError {
+    ApiError::invalid_request(format!(
+        "We could not parse the JSON body of your request ({detail}). The gateway expects a JSON \
+         object with Content-Type: application/json."
+    ))
+    .with_code("invalid_json")
+}
+
+/// What a request body is already known to meet of the gateway's JSON rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Known {
+    /// Nothing: check it all.
+    Nothing,
+    /// Envoy's JSON parser took it (`json_to_metadata` found its model, or the dynamic module's
+    /// check by the same rules did): only nesting deeper than the gateway's 128 levels (and up
+    /// to Envoy's 1,000) can still break them.
+    EnvoyJson,
+}
+
+/// The gateway's own rules for a body serde has split (see [`check::Rules::GATEWAY`]): nesting,
+/// lone surrogate escapes and number ranges anywhere in it, including fields passed through. A
+/// body Envoy took with no more brackets than the depth limit meets them without a pass over it.
+pub fn check_body(body: &[u8], known: Known) -> Result<(), ApiError> {
+    if known == Known::EnvoyJson
+        && memchr::memchr2_iter(b'[', b'{', body).count() <= check::MAX_DEPTH
+    {
+        return Ok(());
+    }
+    let rules = check::Rules::GATEWAY;
+    match check::check(body, &rules, |_, _| {}) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(invalid_json(&e.describe(&rules))),
     }
 }
 
@@ -335,15 +374,18 @@ pub fn is_null(v: &RawValue) -> bool {
     v.get().trim() == "null"
 }
 
-/// Short name of a JSON value's type, for error messages ("got a string instead").
+/// Short name of a JSON value's type, for error messages ("got a string instead"), in OpenAI's
+/// words (a number is "an integer" or "a decimal number").
 pub fn type_name(v: &RawValue) -> &'static str {
-    match v.get().trim_start().as_bytes().first() {
+    let text = v.get().trim();
+    match text.as_bytes().first() {
         Some(b'"') => "a string",
         Some(b'{') => "an object",
         Some(b'[') => "an array",
         Some(b't') | Some(b'f') => "a boolean",
         Some(b'n') => "null",
-        _ => "a number",
+        _ if text.contains(['.', 'e', 'E']) => "a decimal number",
+        _ => "an integer",
     }
 }
 

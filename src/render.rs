@@ -85,7 +85,7 @@ pub fn json_to_metadata_filter() -> Value {
                         "on_present": {"metadata_namespace": ns, "key": "stream"}
                     }
                 ],
-                "allow_content_types": ["application/json"]
+                "allow_content_types": body_metadata::JSON_CONTENT_TYPES
             }
         }
     })

@@ -10,6 +10,10 @@ use crate::openai::Usage;
 /// Label value for "no such thing": no key, no team, or refused before a deployment was chosen.
 pub const NONE: &str = "-";
 
+/// `key_alias` of every key without series of its own (`per_key_metrics`), so the number of
+/// series does not grow with the number of keys.
+pub const OTHER_KEYS: &str = "(other)";
+
 /// `(tag name, regex)`: the first capture group is removed from the name, the second is the value.
 pub const STATS_TAGS: [(&str, &str); 7] = [
     ("deployment", r"(\.deployment\.(.+))$"),

@@ -388,7 +388,7 @@ fn build(doc: &Value, w: &mut Walker) -> Option<Config> {
 
     let router = router::settings(w, router, litellm, &groups);
     let teams = teams(w, root.get("teams"));
-    let keys = keys(w, root.get("keys"), &teams, &groups);
+    let keys = keys(w, root.get("keys"), &teams, &groups, master_key.as_deref());
     let models_json = models_list_json(&model_names);
     Some(Config {
         keys,
@@ -494,8 +494,10 @@ fn keys(
     v: Option<&Value>,
     teams: &HashMap<String, TeamDef>,
     groups: &HashMap<String, Vec<usize>>,
+    master_key: Option<&str>,
 ) -> HashMap<String, KeyDef> {
     let mut out: HashMap<String, KeyDef> = HashMap::new();
+    let mut aliases: HashMap<String, usize> = HashMap::new();
     let list = match v {
         None | Some(Value::Null) => return out,
         Some(Value::Array(list)) => list,
@@ -514,6 +516,13 @@ fn keys(
         w.check_fields(m, &path, &allowed, &[]);
         let (token, name) = match (w.secret_ref(m, "key", &path), m.get("key_hash")) {
             (Some(r), None) => match w.secret_value(&r, &join(&path, "key")) {
+                Some(k) if master_key == Some(k.as_str()) => {
+                    w.error(
+                        &join(&path, "key"),
+                        "is the master key: a virtual key must differ from it",
+                    );
+                    continue;
+                }
                 Some(k) => (keys::hash_key(&k), keys::key_name(&k)),
                 None => continue,
             },
@@ -566,6 +575,17 @@ fn keys(
                     &join(&path, "models"),
                     format!("'{model}' is not a model_name in model_list"),
                 );
+            }
+        }
+        if let Some(alias) = &def.key_alias {
+            match aliases.get(alias) {
+                Some(first) => w.error(
+                    &join(&path, "key_alias"),
+                    format!("'{alias}' is also the alias of keys[{first}]: aliases must be unique"),
+                ),
+                None => {
+                    aliases.insert(alias.clone(), i);
+                }
             }
         }
         if out.insert(token, def).is_some() {

@@ -258,7 +258,7 @@ pub fn settle(
 ) {
     let Principal::Key(k) = principal else { return };
     let key = k.key_party();
-    let (team_label, alias) = principal.labels();
+    let (team_label, alias) = principal.metric_labels();
     let after = quota::settle_one(
         host.store(),
         &key,
@@ -267,7 +267,9 @@ pub fn settle(
         admission.estimate,
         charge,
     );
-    if let (Some(c), Some(max)) = (after, key.limits.max_budget) {
+    // A gauge shared by many keys would show whichever settled last: only a key with series of
+    // its own has one.
+    if let (Some(c), Some(max), true) = (after, key.limits.max_budget, k.def.own_metrics()) {
         host.set_gauge(
             &stats::key_budget_remaining(team_label, alias),
             max.saturating_sub(c.spend),

@@ -5,55 +5,96 @@
 //! 1.40 cannot) needs none of those filters, nor the buffer filter behind Tollgate: it reads the
 //! body, answers the filter's metadata reads from this, and only then lets the headers go on.
 
-use crate::json::{self, ScanError};
+use crate::json::{self, check, ScanError};
 
 /// A metadata namespace's entries as the filter reads them: `(key, value bytes)`.
 pub type Entries = Vec<(&'static str, Vec<u8>)>;
 
-/// `(key, value)` pairs of the `tollgate` metadata namespace: `model` (the alias as text),
-/// `model_value` (the same with its JSON type: equal bytes only for a string), `stream`, or the
-/// markers `model_missing` / `body_error`. Values are as proxy-wasm hands metadata over: a string
-/// as its bytes, a number as a little-endian f64, a bool as one byte; anything else as a byte
-/// that no string equals.
+/// The request content types the rendered `json_to_metadata` takes as JSON (it compares the
+/// header's value exactly, as Envoy does); any other is refused as not JSON.
+pub const JSON_CONTENT_TYPES: [&str; 5] = [
+    "application/json",
+    "application/json; charset=utf-8",
+    "application/json;charset=utf-8",
+    "application/json; charset=UTF-8",
+    "application/json;charset=UTF-8",
+];
+
+/// Whether a request's `content-type` is one of [`JSON_CONTENT_TYPES`].
+pub fn is_json_content_type(content_type: &str) -> bool {
+    JSON_CONTENT_TYPES.contains(&content_type)
+}
+
+/// The longest string Envoy's `json_to_metadata` copies into metadata (`MAX_PAYLOAD_VALUE_LEN`);
+/// a longer value counts as missing.
+const MAX_VALUE_LEN: usize = 8 * 1024;
+
+/// `(key, value)` pairs of the `tollgate` metadata namespace, exactly as the rendered
+/// `json_to_metadata` writes them (checked against Envoy 1.40 by the both-forms e2e corpus):
+/// `model` (the alias as text; a number or boolean stringified), `model_value` (the same with its
+/// JSON type: equal bytes only for a string), `stream`, or the markers `model_missing` /
+/// `body_error`. Values are as proxy-wasm hands metadata over: a string as its bytes, a number as
+/// a little-endian f64, a bool as one byte.
 pub fn request_metadata(content_type: Option<&str>, body: &[u8]) -> Entries {
     let marker = |key| vec![(key, vec![1u8])];
-    let media_type = content_type
-        .and_then(|ct| ct.split(';').next())
-        .map(|t| t.trim().to_ascii_lowercase());
-    if media_type.as_deref() != Some("application/json") {
+    if !content_type.is_some_and(is_json_content_type) {
         return marker("body_error");
     }
-    // One pass that checks the structure and depth (Envoy's parser refuses deeper bodies, the
-    // filter's message says so) and finds the two fields; the filter's own parse of the body
-    // checks the rest (UTF-8, escapes, numbers) and answers the same 400.
-    let [model, stream] = match json::scan_object(body, ["model", "stream"], MAX_DEPTH) {
-        Ok(found) => found,
-        Err(ScanError::Malformed) => return marker("body_error"),
-        Err(ScanError::NotAnObject) => return marker("model_missing"),
-    };
-    let Ok(model) = model.map(std::str::from_utf8).transpose() else {
-        return marker("body_error");
-    };
+    if body.is_empty() {
+        return marker("model_missing");
+    }
+    // Envoy hands its parser the body as a C string (it ends at the first NUL), and the parser
+    // skips a UTF-8 byte order mark.
+    let text = body
+        .get(..memchr::memchr(0, body).unwrap_or(body.len()))
+        .unwrap_or_default();
+    let text = text.strip_prefix(b"\xef\xbb\xbf").unwrap_or(text);
+    let (mut model, mut stream) = (None, None);
+    let root = check::check(text, &check::Rules::ENVOY, |key, value| {
+        if key_is(key, "model") {
+            model = Some(value);
+        } else if key_is(key, "stream") {
+            stream = Some(value);
+        }
+    });
+    match root {
+        Err(_) => return marker("body_error"),
+        Ok(check::Root::Other) => return marker("model_missing"),
+        Ok(check::Root::Object) => {}
+    }
     let mut out = Vec::with_capacity(3);
+    // The `model` rule stringifies (`type: STRING`), the `model_value` rule keeps the type; a
+    // value neither can hold (null, object, array, or too long) is missing to the first and
+    // absent to the second, and an empty string is neither.
     match model.map(typed) {
-        None | Some(Typed::Null) => out.push(("model_missing", vec![1])),
-        Some(Typed::Text(s)) if s.is_empty() => out.push(("model_missing", vec![1])),
+        None | Some(Typed::Null | Typed::Other) => out.push(("model_missing", vec![1])),
+        Some(Typed::Text(s)) if s.len() > MAX_VALUE_LEN => out.push(("model_missing", vec![1])),
+        // Its typed copy is an empty string, which proxy-wasm reads as absent: nothing.
+        Some(Typed::Text(s)) if s.is_empty() => {}
         Some(Typed::Text(s)) => {
             out.push(("model", s.clone().into_bytes()));
             out.push(("model_value", s.into_bytes()));
         }
-        Some(other) => {
-            // Not a string: `model` as its JSON text, and a typed copy that differs from it.
-            out.push(("model", model.unwrap_or_default().as_bytes().to_vec()));
-            out.push(("model_value", other.bytes()));
+        Some(t @ (Typed::Bool(_) | Typed::Number(..))) => {
+            out.push(("model", t.stringified()));
+            out.push(("model_value", t.bytes()));
         }
     }
-    let stream = stream.and_then(|v| std::str::from_utf8(v).ok());
     match stream.map(typed) {
-        None | Some(Typed::Null) => {}
+        None | Some(Typed::Null | Typed::Other) => {}
+        Some(Typed::Text(s)) if s.len() > MAX_VALUE_LEN => {}
         Some(v) => out.push(("stream", v.bytes())),
     }
     out
+}
+
+/// A raw key (between its quotes) names `want`; one with escapes is decoded first.
+fn key_is(raw: &[u8], want: &str) -> bool {
+    if !raw.contains(&b'\\') {
+        return raw == want.as_bytes();
+    }
+    let quoted = [&b"\""[..], raw, b"\""].concat();
+    serde_json::from_slice::<String>(&quoted).is_ok_and(|k| k == want)
 }
 
 /// Usage fields of every provider's non-streaming response, by JSON path. The last segment is the
@@ -163,13 +204,14 @@ pub fn response_usage(content_type: Option<&str>, body: &[u8]) -> Entries {
     out
 }
 
-/// How deep a request body may nest.
-const MAX_DEPTH: usize = 128;
+/// How deep a response body may nest (as a request body).
+const MAX_DEPTH: usize = check::MAX_DEPTH;
 
 enum Typed {
     Null,
     Bool(bool),
-    Number(f64),
+    /// The number, and whether it was written as an integer.
+    Number(f64, bool),
     Text(String),
     Other,
 }
@@ -178,14 +220,30 @@ impl Typed {
     fn bytes(self) -> Vec<u8> {
         match self {
             Typed::Bool(b) => vec![u8::from(b)],
-            Typed::Number(n) => n.to_le_bytes().to_vec(),
+            Typed::Number(n, _) => n.to_le_bytes().to_vec(),
             Typed::Text(s) => s.into_bytes(),
             Typed::Null | Typed::Other => vec![0xff],
         }
     }
+
+    /// As Envoy's `STRING` conversion writes a scalar: `std::to_string` of a bool (`1`/`0`), an
+    /// integer, or a double (six decimals).
+    fn stringified(&self) -> Vec<u8> {
+        match self {
+            Typed::Bool(b) => vec![if *b { b'1' } else { b'0' }],
+            Typed::Number(n, true) => format!("{n:.0}").into_bytes(),
+            Typed::Number(n, false) => format!("{n:.6}").into_bytes(),
+            Typed::Text(s) => s.clone().into_bytes(),
+            Typed::Null | Typed::Other => Vec::new(),
+        }
+    }
 }
 
-fn typed(text: &str) -> Typed {
+/// A raw JSON value (already checked) as metadata sees it.
+fn typed(raw: &[u8]) -> Typed {
+    let Ok(text) = std::str::from_utf8(raw) else {
+        return Typed::Other;
+    };
     let text = text.trim();
     match text.as_bytes().first() {
         Some(b'n') => Typed::Null,
@@ -193,7 +251,9 @@ fn typed(text: &str) -> Typed {
         Some(b'f') => Typed::Bool(false),
         Some(b'"') => serde_json::from_str::<String>(text).map_or(Typed::Other, Typed::Text),
         Some(b'{') | Some(b'[') | None => Typed::Other,
-        Some(_) => text.parse::<f64>().map_or(Typed::Other, Typed::Number),
+        Some(_) => text.parse::<f64>().map_or(Typed::Other, |n| {
+            Typed::Number(n, !text.contains(['.', 'e', 'E']))
+        }),
     }
 }
 
@@ -220,7 +280,7 @@ mod tests {
             ]
         );
         let m = meta(
-            "Application/JSON; charset=utf-8",
+            "application/json; charset=utf-8",
             br#"{"model":"a\"b","stream":false}"#,
         );
         assert_eq!(m.first(), Some(&("model", b"a\"b".to_vec())));
@@ -246,8 +306,44 @@ mod tests {
             meta("application/json", b"{\"model\": \"\xff\"}"),
             "body_error"
         ));
-        let deep = [&b"{\"x\":"[..], &[b'['; 200], &[b']'; 200], b"}"].concat();
-        assert!(marked(meta("application/json", &deep), "body_error"));
+        // As Envoy: exact content types, nesting up to 1,000 levels (the gateway's own limit,
+        // 128, is the body phase's), a body cut at its first NUL, a byte order mark skipped.
+        assert!(marked(
+            meta("Application/JSON", br#"{"model":"gpt"}"#),
+            "body_error"
+        ));
+        let deep = |n: usize| [&b"{\"x\":"[..], &b"[".repeat(n), &b"]".repeat(n), b"}"].concat();
+        assert!(marked(meta("application/json", &deep(1000)), "body_error"));
+        assert!(marked(
+            meta("application/json", &deep(999)),
+            "model_missing"
+        ));
+        assert!(!marked(
+            meta("application/json", b"{\"model\":1}\0junk"),
+            "body_error"
+        ));
+        assert_eq!(
+            meta("application/json", b"\xef\xbb\xbf{\"model\":\"m\"}\0junk").first(),
+            Some(&("model", b"m".to_vec()))
+        );
+        assert!(marked(meta("application/json", b"\0{}"), "body_error"));
+        assert!(marked(meta("application/json", b""), "model_missing"));
+        assert!(marked(
+            meta("application/json", br#"{"model":"gpt","x":"\ud800"}"#),
+            "body_error"
+        ));
+        assert!(marked(
+            meta(
+                "application/json",
+                br#"{"model":"gpt","x":9223372036854775808}"#
+            ),
+            "body_error"
+        ));
+        let long = format!("{{\"model\":\"{}\"}}", "m".repeat(MAX_VALUE_LEN + 1));
+        assert!(marked(
+            meta("application/json", long.as_bytes()),
+            "model_missing"
+        ));
         let ok = [
             &b"{\"model\":\"m\",\"x\":\"[[[[\",\"y\":"[..],
             &[b'['; 120],
@@ -261,8 +357,9 @@ mod tests {
         );
         assert!(marked(meta("application/json", b"[1,2]"), "model_missing"));
         assert!(marked(meta("application/json", b"{}"), "model_missing"));
+        assert!(meta("application/json", br#"{"model":""}"#).is_empty());
         assert!(marked(
-            meta("application/json", br#"{"model":""}"#),
+            meta("application/json", br#"{"model":{"a":1}}"#),
             "model_missing"
         ));
         assert!(marked(
@@ -340,7 +437,7 @@ mod tests {
         for body in [
             &br#"{"model":5}"#[..],
             br#"{"model":true}"#,
-            br#"{"model":{"a":1}}"#,
+            br#"{"model":5.5}"#,
         ] {
             let m = meta("application/json", body);
             let get = |k: &str| m.iter().find(|(key, _)| *key == k).map(|(_, v)| v.clone());
@@ -349,5 +446,10 @@ mod tests {
         }
         let m = meta("application/json", br#"{"model":"gpt","stream":2}"#);
         assert_eq!(m.last(), Some(&("stream", 2f64.to_le_bytes().to_vec())));
+        // Stringified as Envoy's std::to_string does.
+        let m = meta("application/json", br#"{"model":5.5}"#);
+        assert_eq!(m.first(), Some(&("model", b"5.500000".to_vec())));
+        let m = meta("application/json", br#"{"model":true,"stream":{}}"#);
+        assert_eq!(m, vec![("model", b"1".to_vec()), ("model_value", vec![1])]);
     }
 }

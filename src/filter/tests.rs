@@ -73,6 +73,56 @@ fn routes_a_chat_request() {
     assert_eq!(got["model"], "gpt");
 }
 
+/// A JSON body Envoy's parser refused is refused from the body phase, with what the gateway's own
+/// parse finds wrong in it (the typed parameter, when that is what is wrong).
+#[test]
+fn a_body_envoy_refused_is_refused_with_the_parse_error() {
+    let ok = br#"{"model":"gpt","messages":[{"role":"user","content":"x"}]}"#;
+    for (marker, body, status, param) in [
+        (
+            Some("body_error"),
+            &br#"{"model":"gpt","messages":[{"role":"user","content":"x"}],"max_tokens":9223372036854775808}"#[..],
+            400,
+            Some("max_tokens"),
+        ),
+        (Some("body_error"), br#"{"model":"gpt","x":"\ud800"}"#, 400, Some("messages")),
+        (
+            Some("body_error"),
+            br#"{"model":"gpt","messages":[{"role":"user","content":"x"}],"x":"\ud800"}"#,
+            400,
+            None,
+        ),
+        (Some("body_error"), b"{\"model\":", 400, None),
+        // Nothing extracted: an empty model, or (a body with one) no json_to_metadata in front.
+        (None, br#"{"model":"","messages":[]}"#, 400, Some("model")),
+        (None, ok, 500, None),
+    ] {
+        let mut h = MockHost::request(
+            "POST",
+            "/v1/chat/completions",
+            &[
+                ("authorization", "Bearer sk-master"),
+                ("content-type", "application/json"),
+            ],
+        );
+        if let Some(m) = marker {
+            h = h.metadata(m, b"x");
+        }
+        h.request_body = body.to_vec();
+        let mut f = HttpFilter::new(gateway(), Role::Gateway);
+        assert_eq!(f.on_request_headers(&mut h, false), Action::Continue);
+        assert!(h.reply.is_none());
+        assert_eq!(f.on_request_body(&mut h, body.len(), true), Action::Pause);
+        let (got, _, _) = h.reply.clone().unwrap();
+        let e = h.reply_json();
+        assert_eq!(got, status, "{e}");
+        assert_eq!(e["error"]["param"].as_str(), param, "{e}");
+        if status == 400 && param.is_none() {
+            assert_eq!(e["error"]["code"], "invalid_json", "{e}");
+        }
+    }
+}
+
 #[test]
 fn refuses_bad_requests_with_openai_errors() {
     let cases: Vec<(MockHost, u16, &str)> = vec![
@@ -113,7 +163,7 @@ fn refuses_bad_requests_with_openai_errors() {
                 "/v1/chat/completions",
                 &[
                     ("authorization", "Bearer sk-master"),
-                    ("content-type", "application/json"),
+                    ("content-type", "text/plain"),
                 ],
             )
             .metadata("body_error", b"x"),
@@ -128,15 +178,6 @@ fn refuses_bad_requests_with_openai_errors() {
         (
             MockHost::request("POST", "/v1/completions", &[]),
             404,
-            "invalid_request_error",
-        ),
-        (
-            MockHost::request(
-                "POST",
-                "/v1/chat/completions",
-                &[("authorization", "Bearer sk-master")],
-            ),
-            400,
             "invalid_request_error",
         ),
     ];

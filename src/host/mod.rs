@@ -36,9 +36,10 @@ pub fn configure(text: &[u8], env: &dyn Env, store: &dyn Store, now_secs: u64) -
         );
         return None;
     };
-    for token in c.keys.keys() {
-        quota::ensure_record(store, &quota::record_key(Scope::Key, token), now_secs);
+    for def in c.keys.values() {
+        quota::ensure_record(store, &def.usage_record(), now_secs);
     }
+    crate::keys::ensure_index(store);
     for team in c.teams.keys() {
         quota::ensure_record(store, &quota::record_key(Scope::Team, team), now_secs);
     }

@@ -12,7 +12,7 @@ use super::{
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::quota::{self, Scope};
-use crate::store::{update, Store};
+use crate::store::{update, Store, UpdateError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AdminOp {
@@ -229,19 +229,78 @@ fn write(ctx: &AdminCtx, def: &KeyDef) -> Result<(), ApiError> {
         .map_err(|_| ApiError::server("The shared key store refused the write."))
 }
 
-fn index_change(ctx: &AdminCtx, token: &str, add: bool) {
-    let _ = update::<(), ()>(ctx.store, INDEX_KEY, |bytes| {
-        let mut tokens: Vec<String> = serde_json::from_slice(bytes).unwrap_or_default();
-        tokens.retain(|t| t != token);
-        if add {
-            tokens.push(token.to_string());
+/// The key index's entries: `(token, alias)` of every key whose definition the admin API wrote.
+type Index = Vec<(String, Option<String>)>;
+
+fn read_index(ctx: &AdminCtx) -> Index {
+    ctx.store
+        .get(INDEX_KEY)
+        .and_then(|v| serde_json::from_slice(&v.value).ok())
+        .unwrap_or_default()
+}
+
+/// Records `def` in the key index, refusing an alias another live key has (LiteLLM's rule and
+/// message). One compare-and-swap over the index, so two admin calls racing for one alias on
+/// different workers cannot both win. A deleted generated key leaves the index; a deleted config
+/// key stays in it without an alias (its config alias no longer counts).
+fn index_key(ctx: &AdminCtx, def: &KeyDef) -> Result<(), ApiError> {
+    let alias = def.key_alias.as_deref().filter(|_| !def.deleted);
+    let result = update(ctx.store, INDEX_KEY, |bytes| {
+        let mut index: Index = serde_json::from_slice(bytes).unwrap_or_default();
+        if let Some(alias) = alias {
+            let in_index = |token: &str| index.iter().any(|(t, _)| t == token);
+            let taken = index
+                .iter()
+                .any(|(t, a)| *t != def.token && a.as_deref() == Some(alias))
+                || ctx.config.keys.values().any(|c| {
+                    c.token != def.token
+                        && c.key_alias.as_deref() == Some(alias)
+                        && !in_index(&c.token)
+                });
+            if taken {
+                return Err(ApiError::invalid_param(
+                    "key_alias",
+                    format!("Key with alias '{alias}' already exists. Unique key aliases across all keys are required."),
+                )
+                .with_code("key_alias_exists"));
+            }
         }
-        Ok((serde_json::to_vec(&tokens).unwrap_or_default(), ()))
+        let entry = (def.token.clone(), alias.map(str::to_string));
+        let at = index.iter().position(|(t, _)| *t == def.token);
+        match (at, def.deleted && !def.from_config) {
+            (Some(i), true) => {
+                index.remove(i);
+            }
+            (Some(i), false) => {
+                if let Some(slot) = index.get_mut(i) {
+                    *slot = entry;
+                }
+            }
+            (None, true) => {}
+            (None, false) => index.push(entry),
+        }
+        Ok((serde_json::to_vec(&index).unwrap_or_default(), ()))
     });
+    result.map_err(|e| match e {
+        UpdateError::Refused(e) => e,
+        UpdateError::Contention | UpdateError::Unavailable => {
+            ApiError::server("The shared key store refused the write.")
+        }
+    })
 }
 
 fn generate(ctx: &AdminCtx, m: &Map<String, Value>) -> Result<Value, ApiError> {
     check_fields(m, &["key", "duration"], "/key/generate")?;
+    if let (Some(Value::String(k)), Some(master)) = (m.get("key"), &ctx.config.master_key) {
+        if k == master {
+            // The master key wins authentication: such a key could never be used as itself.
+            return Err(ApiError::invalid_param(
+                "key",
+                "Invalid 'key': this is the gateway's master key; a virtual key must differ from it.",
+            )
+            .with_code("key_is_master_key"));
+        }
+    }
     let key = match m.get("key") {
         None | Some(Value::Null) => {
             let tail = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(ctx.random.get(..24).unwrap_or(&ctx.random));
@@ -260,17 +319,30 @@ fn generate(ctx: &AdminCtx, m: &Map<String, Value>) -> Result<Value, ApiError> {
         token: token.clone(),
         key_name: key_name(&key),
         created_at: ctx.now,
+        generation: Some(crate::hex::encode(
+            ctx.random.get(24..).unwrap_or_default().iter().copied(),
+        )),
         ..Default::default()
     };
     field_errors(apply_key_fields(&mut def, m))?;
     apply_duration(&mut def, m, ctx.now)?;
     check_references(ctx, &def)?;
-    write(ctx, &def)?;
-    quota::ensure_record(ctx.store, &quota::record_key(Scope::Key, &token), ctx.now);
+    index_key(ctx, &def)?;
+    // A fresh generation names a record no request has touched: it starts at zero.
+    quota::ensure_record(ctx.store, &def.usage_record(), ctx.now);
     if let Some(team) = &def.team_id {
         quota::ensure_record(ctx.store, &quota::record_key(Scope::Team, team), ctx.now);
     }
-    index_change(ctx, &token, true);
+    if let Err(e) = write(ctx, &def) {
+        let _ = index_key(
+            ctx,
+            &KeyDef {
+                deleted: true,
+                ..def
+            },
+        );
+        return Err(e);
+    }
     Ok(key_json(ctx, &def, Some(&key)))
 }
 
@@ -280,6 +352,7 @@ fn update_key(ctx: &AdminCtx, m: &Map<String, Value>) -> Result<Value, ApiError>
     field_errors(apply_key_fields(&mut def, m))?;
     apply_duration(&mut def, m, ctx.now)?;
     check_references(ctx, &def)?;
+    index_key(ctx, &def)?;
     if let Some(team) = &def.team_id {
         quota::ensure_record(ctx.store, &quota::record_key(Scope::Team, team), ctx.now);
     }
@@ -354,7 +427,7 @@ fn delete(ctx: &AdminCtx, m: &Map<String, Value>) -> Result<Value, ApiError> {
     for mut def in defs {
         def.deleted = true;
         write(ctx, &def)?;
-        index_change(ctx, &def.token, false);
+        index_key(ctx, &def)?;
         deleted.push(Value::from(def.token));
     }
     Ok(json!({ "deleted_keys": deleted }))
@@ -364,12 +437,7 @@ fn delete(ctx: &AdminCtx, m: &Map<String, Value>) -> Result<Value, ApiError> {
 fn all_keys(ctx: &AdminCtx) -> Vec<KeyDef> {
     let mut tokens: Vec<String> = ctx.config.keys.keys().cloned().collect();
     tokens.sort();
-    let generated: Vec<String> = ctx
-        .store
-        .get(INDEX_KEY)
-        .and_then(|v| serde_json::from_slice(&v.value).ok())
-        .unwrap_or_default();
-    for t in generated {
+    for (t, _) in read_index(ctx) {
         if !tokens.contains(&t) {
             tokens.push(t);
         }
@@ -426,12 +494,7 @@ fn list(ctx: &AdminCtx, query: &str) -> Result<Value, ApiError> {
 /// A key as LiteLLM shows it, with its live spend; `key` only right after generation.
 pub fn key_json(ctx: &AdminCtx, def: &KeyDef, key: Option<&str>) -> Value {
     let limits = def.limits();
-    let c = quota::read(
-        ctx.store,
-        &quota::record_key(Scope::Key, &def.token),
-        &limits,
-        ctx.now,
-    );
+    let c = quota::read(ctx.store, &def.usage_record(), &limits, ctx.now);
     let mut v = json!({
         "token": def.token,
         "key_name": def.key_name,
@@ -451,6 +514,7 @@ pub fn key_json(ctx: &AdminCtx, def: &KeyDef, key: Option<&str>) -> Value {
         "blocked": def.blocked,
         "metadata": def.metadata,
         "tags": def.tags,
+        "per_key_metrics": def.own_metrics(),
         "created_at": time::format_rfc3339(def.created_at),
         "lifetime_spend": quota::usd(c.lifetime_spend),
         "reserved_spend": quota::usd(c.reserved),

@@ -33,12 +33,23 @@ pub struct KeyDef {
     pub blocked: bool,
     pub metadata: Map<String, Value>,
     pub tags: Vec<String>,
+    /// Whether the key's metrics carry its own `key_alias` label (Tollgate's field; absent: yes
+    /// for a config key, no for one the admin API created, whose requests are counted under
+    /// [`crate::stats::OTHER_KEYS`]): the number of series stays bounded however many keys
+    /// are generated.
+    #[serde(default)]
+    pub per_key_metrics: Option<bool>,
     pub created_at: u64,
     /// Defined in the gateway config (true) or created through the admin API.
     pub from_config: bool,
     /// Deleted through the admin API (a tombstone hides a config key too).
     #[serde(default)]
     pub deleted: bool,
+    /// Set when the admin API creates the key, and part of its usage record's name: a key
+    /// deleted and then created again with the same value starts from zero, even while a request
+    /// of the deleted one is still in flight (it settles into the old record).
+    #[serde(default)]
+    pub generation: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -109,6 +120,19 @@ fn limits(
 }
 
 impl KeyDef {
+    /// Whether the key has metric series of its own (see [`KeyDef::per_key_metrics`]).
+    pub fn own_metrics(&self) -> bool {
+        self.per_key_metrics.unwrap_or(self.from_config)
+    }
+
+    /// Store key of the key's usage counters (see [`KeyDef::generation`]).
+    pub fn usage_record(&self) -> String {
+        match &self.generation {
+            Some(g) => quota::record_key(quota::Scope::Key, &format!("{}.{g}", self.token)),
+            None => quota::record_key(quota::Scope::Key, &self.token),
+        }
+    }
+
     pub fn limits(&self) -> Limits {
         limits(
             self.max_budget,
@@ -154,6 +178,7 @@ pub const KEY_FIELDS: &[&str] = &[
     "blocked",
     "metadata",
     "tags",
+    "per_key_metrics",
 ];
 
 pub const TEAM_FIELDS: &[&str] = &[
@@ -278,6 +303,18 @@ fn opt_bool(m: &Map<String, Value>, f: &str, errs: &mut Vec<FieldError>) -> Opti
     }
 }
 
+/// A flag whose absence means "the default": `null` resets it.
+fn opt_flag(m: &Map<String, Value>, f: &str, errs: &mut Vec<FieldError>) -> Option<Option<bool>> {
+    match m.get(f)? {
+        Value::Null => Some(None),
+        Value::Bool(b) => Some(Some(*b)),
+        _ => {
+            errs.push((f.into(), "must be true or false".into()));
+            None
+        }
+    }
+}
+
 fn opt_object(
     m: &Map<String, Value>,
     f: &str,
@@ -311,7 +348,7 @@ pub fn apply_key_fields(def: &mut KeyDef, m: &Map<String, Value>) -> Vec<FieldEr
         models => opt_strings, tags => opt_strings,
         max_budget => opt_money, soft_budget => opt_money, budget_duration => opt_duration,
         rpm_limit => opt_count, tpm_limit => opt_count, max_parallel_requests => opt_count,
-        blocked => opt_bool, metadata => opt_object,
+        blocked => opt_bool, metadata => opt_object, per_key_metrics => opt_flag,
     );
     match m.get("expires") {
         None => {}
@@ -355,8 +392,18 @@ pub fn def_store_key(token: &str) -> String {
     format!("tollgate.key.{token}")
 }
 
-/// Store key of the list of keys created through the admin API.
+/// Store key of the index of keys whose definition the admin API wrote: `[token, alias]` pairs
+/// (alias `null` for none, or for a deleted config key), for listing keys and for keeping aliases
+/// unique with one compare-and-swap.
 pub const INDEX_KEY: &str = "tollgate.keys";
+
+/// Creates the (empty) key index if it does not exist yet, before any admin call can race to
+/// create it (see `quota::ensure_record`).
+pub fn ensure_index(store: &dyn Store) {
+    if store.get(INDEX_KEY).is_none() {
+        let _ = store.set(INDEX_KEY, b"[]", None);
+    }
+}
 
 /// The current definition of a key: the admin API's record if any (a tombstone means deleted),
 /// else the config's.

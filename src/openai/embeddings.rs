@@ -4,6 +4,7 @@ use base64::Engine;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use super::params;
 use super::response::{ResponseCtx, Usage};
 use crate::error::ApiError;
 use crate::json::{self, parse_field, Fields, Text};
@@ -20,6 +21,14 @@ pub struct EmbeddingsRequest<'a> {
 }
 
 pub fn parse_embeddings(body: &[u8]) -> Result<EmbeddingsRequest<'_>, ApiError> {
+    parse_embeddings_known(body, json::Known::Nothing)
+}
+
+/// [`parse_embeddings`] for a body known to meet part of the gateway's JSON rules already.
+pub fn parse_embeddings_known(
+    body: &[u8],
+    known: json::Known,
+) -> Result<EmbeddingsRequest<'_>, ApiError> {
     let fields = json::split_object(body).map_err(json::body_error)?;
     let mut req = EmbeddingsRequest::default();
     let mut model = None;
@@ -29,31 +38,24 @@ pub fn parse_embeddings(body: &[u8]) -> Result<EmbeddingsRequest<'_>, ApiError> 
         match key.as_str() {
             "model" => model = Some(parse_field::<Text>("model", raw, "a string")?),
             "input" => input = Some(raw),
-            "dimensions" => req.dimensions = parse_field("dimensions", raw, "an integer")?,
-            "encoding_format" => {
-                let f: Option<Text> = parse_field("encoding_format", raw, "a string")?;
-                req.base64 = match f.as_deref() {
-                    None | Some("float") => false,
-                    Some("base64") => true,
-                    Some(other) => {
-                        return Err(ApiError::invalid_param(
-                            "encoding_format",
-                            format!("Invalid 'encoding_format': '{other}'. Supported values are: 'float' and 'base64'."),
-                        ))
-                    }
-                };
+            "dimensions" => {
+                req.dimensions =
+                    params::integer("dimensions", raw, 1, i64::MAX)?.map(i64::unsigned_abs)
             }
+            "encoding_format" => {
+                let f = params::one_of("encoding_format", raw, &["float", "base64"])?;
+                req.base64 = f.as_deref() == Some("base64");
+            }
+            "user" => drop(params::string("user", raw)?),
             _ => {}
         }
     }
     req.model = match model {
         Some(m) if !m.is_empty() => m,
-        _ => {
-            return Err(ApiError::invalid_param(
-                "model",
-                "you must provide a model parameter",
-            ))
-        }
+        _ => return Err(ApiError::invalid_param(
+            "model",
+            "you must provide a model parameter (a non-empty string naming one of GET /v1/models)",
+        )),
     };
     let input = match input {
         Some(i) if !json::is_null(i) => i,
@@ -76,18 +78,27 @@ pub fn parse_embeddings(body: &[u8]) -> Result<EmbeddingsRequest<'_>, ApiError> 
     };
     if req.texts.is_none() {
         // Token arrays: validate the shape so a typo is still a clear 400.
-        parse_field::<TokenInput>(
-            "input",
-            input,
-            "a string, an array of strings or an array of token arrays",
-        )?;
+        const EXPECTED: &str =
+            "a string, an array of strings, an array of integers or an array of integer arrays";
+        if serde_json::from_str::<TokenInput>(input.get()).is_err() {
+            return Err(match params::Kind::of(input) {
+                params::Kind::Array => ApiError::invalid_param(
+                    "input",
+                    format!("Invalid value for 'input': expected {EXPECTED}."),
+                )
+                .with_code("invalid_value"),
+                _ => params::wrong_type("input", EXPECTED, input),
+            });
+        }
     }
     if req.texts.as_ref().is_some_and(|t| t.is_empty()) {
         return Err(ApiError::invalid_param(
             "input",
-            "Invalid 'input': empty array.",
-        ));
+            "Invalid 'input': empty array. Expected an array with minimum length 1, but got an empty array instead.",
+        )
+        .with_code("empty_array"));
     }
+    json::check_body(body, known)?;
     req.fields = fields;
     Ok(req)
 }

@@ -2,6 +2,7 @@
 //! that every provider translator produces.
 
 pub mod embeddings;
+pub mod params;
 pub mod request;
 pub mod response;
 pub mod stream;

@@ -1,10 +1,11 @@
 //! The OpenAI Chat Completions request, parsed once from the body and borrowed from it.
 
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::fmt;
 
+use super::params;
 use crate::error::ApiError;
 use crate::json::{self, parse_field, Fields, Text};
 
@@ -54,7 +55,7 @@ pub struct Message<'a> {
     pub content: Content<'a>,
     #[serde(default, borrow)]
     pub name: Option<Text<'a>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "opt_objects")]
     pub tool_calls: Option<Vec<ToolCall<'a>>>,
     #[serde(default, borrow)]
     pub tool_call_id: Option<Text<'a>>,
@@ -86,7 +87,7 @@ pub struct ToolCall<'a> {
     pub id: Text<'a>,
     #[serde(rename = "type", default, borrow)]
     pub kind: Option<Text<'a>>,
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "object")]
     pub function: FunctionCall<'a>,
 }
 
@@ -103,7 +104,7 @@ pub struct FunctionCall<'a> {
 pub struct Tool<'a> {
     #[serde(rename = "type", borrow)]
     pub kind: Text<'a>,
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "object")]
     pub function: FunctionDef<'a>,
 }
 
@@ -172,79 +173,98 @@ impl<'a> ChatRequest<'a> {
     }
 }
 
-/// Parses and validates a chat completions body.
+/// Parses and validates a chat completions body: every parameter OpenAI documents is checked
+/// against its documented type and range (errors name it, in OpenAI's words); others pass through
+/// to the provider untouched. A body that parses is then checked whole by the gateway's JSON
+/// rules ([`json::check_body`]), including the fields passed through.
 pub fn parse_chat(body: &[u8]) -> Result<ChatRequest<'_>, ApiError> {
+    parse_chat_known(body, json::Known::Nothing)
+}
+
+/// [`parse_chat`] for a body known to meet part of the gateway's JSON rules already.
+pub fn parse_chat_known(body: &[u8], known: json::Known) -> Result<ChatRequest<'_>, ApiError> {
     let fields = json::split_object(body).map_err(json::body_error)?;
     let mut req = ChatRequest::default();
     let mut model = None;
     let mut messages = None;
     for (key, raw) in &fields {
         let raw: &RawValue = raw;
-        match key.as_str() {
+        let name = key.as_str();
+        match name {
             "model" => model = Some(parse_field::<Text>("model", raw, "a string")?),
             "messages" => {
-                messages = Some(parse_field::<Vec<Message>>("messages", raw, "an array")?)
+                messages = Some(
+                    parse_field::<Objects<Message>>("messages", raw, "an array")
+                        .map_err(|e| messages_error(raw).unwrap_or(e))?
+                        .0,
+                )
             }
-            "stream" => {
-                req.stream =
-                    parse_field::<Option<bool>>("stream", raw, "a boolean")?.unwrap_or(false)
-            }
-            "stream_options" => {
-                #[derive(Deserialize)]
-                struct StreamOptions {
-                    #[serde(default)]
-                    include_usage: Option<bool>,
+            "stream" => req.stream = params::boolean(name, raw)?.unwrap_or(false),
+            "stream_options" => params::fields(name, raw, &[], |path, field, v| {
+                match field {
+                    "include_usage" => {
+                        req.include_usage = params::boolean(path, v)?.unwrap_or(false)
+                    }
+                    "include_obfuscation" => drop(params::boolean(path, v)?),
+                    _ => {}
                 }
-                let o = parse_field::<Option<StreamOptions>>("stream_options", raw, "an object")?;
-                req.include_usage = o.and_then(|o| o.include_usage).unwrap_or(false);
-            }
-            "temperature" => req.temperature = number_in("temperature", raw, 0.0, 2.0)?,
-            "top_p" => req.top_p = number_in("top_p", raw, 0.0, 1.0)?,
-            "frequency_penalty" => {
-                req.frequency_penalty = number_in("frequency_penalty", raw, -2.0, 2.0)?
-            }
-            "presence_penalty" => {
-                req.presence_penalty = number_in("presence_penalty", raw, -2.0, 2.0)?
-            }
-            "max_tokens" => req.max_tokens = positive("max_tokens", raw)?,
-            "max_completion_tokens" => {
-                req.max_completion_tokens = positive("max_completion_tokens", raw)?
-            }
-            "n" => req.n = positive("n", raw)?,
-            "seed" => req.seed = parse_field("seed", raw, "an integer")?,
-            "user" => req.user = parse_field("user", raw, "a string")?,
+                Ok(())
+            })?,
+            "temperature" => req.temperature = params::decimal(name, raw, 0.0, 2.0)?,
+            "top_p" => req.top_p = params::decimal(name, raw, 0.0, 1.0)?,
+            "frequency_penalty" => req.frequency_penalty = params::decimal(name, raw, -2.0, 2.0)?,
+            "presence_penalty" => req.presence_penalty = params::decimal(name, raw, -2.0, 2.0)?,
+            "max_tokens" => req.max_tokens = count(name, raw, i64::MAX)?,
+            "max_completion_tokens" => req.max_completion_tokens = count(name, raw, i64::MAX)?,
+            "n" => req.n = count(name, raw, 128)?,
+            "seed" => req.seed = params::integer(name, raw, i64::MIN, i64::MAX)?,
+            "user" => req.user = params::string(name, raw)?,
             "stop" => {
+                match params::Kind::of(raw) {
+                    params::Kind::Array => {
+                        let items = params::array(name, raw)?.unwrap_or_default();
+                        for (i, item) in items.iter().enumerate() {
+                            required_string(&format!("stop[{i}]"), item)?;
+                        }
+                    }
+                    params::Kind::Null | params::Kind::String => {}
+                    _ => {
+                        let expected = "a string or an array of strings";
+                        return Err(params::wrong_type(name, expected, raw));
+                    }
+                }
                 req.stop =
                     parse_field::<Option<Stop>>("stop", raw, "a string or an array of strings")?
                         .map(|s| s.0)
                         .unwrap_or_default()
             }
             "tools" => {
-                req.tools =
-                    parse_field::<Option<Vec<Tool>>>("tools", raw, "an array")?.unwrap_or_default()
+                req.tools = parse_field::<Option<Objects<Tool>>>("tools", raw, "an array")
+                    .map_err(|e| tools_error(raw).unwrap_or(e))?
+                    .map(|t| t.0)
+                    .unwrap_or_default()
             }
             "tool_choice" => {
+                if params::Kind::of(raw) == params::Kind::String {
+                    params::one_of(name, raw, &["none", "auto", "required"])?;
+                }
                 req.tool_choice =
                     parse_field::<Option<ToolChoice>>("tool_choice", raw, "a string or an object")?
             }
-            "parallel_tool_calls" => {
-                req.parallel_tool_calls = parse_field("parallel_tool_calls", raw, "a boolean")?
-            }
+            "parallel_tool_calls" => req.parallel_tool_calls = params::boolean(name, raw)?,
             "response_format" => {
                 req.response_format =
                     parse_field::<Option<ResponseFormat>>("response_format", raw, "an object")?
             }
-            _ => {}
+            other => check_documented(other, raw)?,
         }
     }
     req.model = match model {
         Some(m) if !m.is_empty() => m,
-        _ => {
-            return Err(ApiError::invalid_param(
-                "model",
-                "you must provide a model parameter",
-            ))
-        }
+        _ => return Err(ApiError::invalid_param(
+            "model",
+            "you must provide a model parameter (a non-empty string naming one of GET /v1/models)",
+        )),
     };
     req.messages = match messages {
         Some(m) if !m.is_empty() => m,
@@ -283,35 +303,357 @@ pub fn parse_chat(body: &[u8]) -> Result<ChatRequest<'_>, ApiError> {
             ));
         }
     }
+    json::check_body(body, known)?;
     req.fields = fields;
     Ok(req)
 }
 
-fn number_in(name: &str, raw: &RawValue, min: f64, max: f64) -> Result<Option<f64>, ApiError> {
-    let v: Option<f64> = parse_field(name, raw, "a number")?;
-    match v {
-        Some(x) if !(min..=max).contains(&x) => Err(ApiError::invalid_param(
+/// A count of at least 1.
+fn count(name: &str, raw: &RawValue, max: i64) -> Result<Option<u64>, ApiError> {
+    Ok(params::integer(name, raw, 1, max)?.map(i64::unsigned_abs))
+}
+
+/// The other documented Chat Completions parameters, which the gateway passes on without reading:
+/// checked for their documented types and ranges, so a wrong one is the client's 400 rather than
+/// something a provider may take, ignore or fail on. Undocumented ones pass untouched.
+fn check_documented(name: &str, raw: &RawValue) -> Result<(), ApiError> {
+    use params::{boolean, fields, integer, one_of, string, Kind};
+    match name {
+        "logprobs" | "store" => boolean(name, raw).map(drop),
+        "top_logprobs" => integer(name, raw, 0, 20).map(drop),
+        "logit_bias" => fields(name, raw, &[], |path, _, v| {
+            match params::decimal(path, v, -100.0, 100.0)? {
+                Some(_) => Ok(()),
+                None => Err(params::wrong_type(path, "a number", v)),
+            }
+        }),
+        "metadata" => metadata(raw),
+        "modalities" => {
+            for (i, item) in params::array(name, raw)?
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+            {
+                required_one_of(&format!("modalities[{i}]"), item, &["text", "audio"])?;
+            }
+            Ok(())
+        }
+        "reasoning_effort" => one_of(
             name,
-            format!(
-                "Invalid '{name}': {x} is out of range. Expected a value between {min} and {max}."
-            ),
+            raw,
+            &["none", "minimal", "low", "medium", "high", "xhigh", "max"],
         )
-        .with_code("invalid_value")),
-        other => Ok(other),
+        .map(drop),
+        "verbosity" => one_of(name, raw, &["low", "medium", "high"]).map(drop),
+        "service_tier" => one_of(
+            name,
+            raw,
+            &["auto", "default", "flex", "scale", "priority", "fast"],
+        )
+        .map(drop),
+        "prompt_cache_key" => string(name, raw).map(drop),
+        "safety_identifier" => params::short_string(name, raw, 128).map(drop),
+        "prompt_cache_retention" => one_of(name, raw, &["in_memory", "24h"]).map(drop),
+        "prompt_cache_options" => fields(name, raw, &[], |path, field, v| match field {
+            "mode" => one_of(path, v, &["implicit", "explicit"]).map(drop),
+            "ttl" => one_of(path, v, &["30m"]).map(drop),
+            _ => Ok(()),
+        }),
+        "prediction" => fields(
+            name,
+            raw,
+            &["type", "content"],
+            |path, field, v| match field {
+                "type" => required_one_of(path, v, &["content"]),
+                "content" => text_content(path, v),
+                _ => Ok(()),
+            },
+        ),
+        "audio" => fields(
+            name,
+            raw,
+            &["format", "voice"],
+            |path, field, v| match field {
+                "format" => {
+                    required_one_of(path, v, &["wav", "aac", "mp3", "flac", "opus", "pcm16"])
+                }
+                "voice" => match Kind::of(v) {
+                    Kind::String => Ok(()),
+                    Kind::Object => fields(path, v, &["id"], |path, field, v| match field {
+                        "id" => required_string(path, v),
+                        _ => Ok(()),
+                    }),
+                    _ => Err(params::wrong_type(path, "a string or an object", v)),
+                },
+                _ => Ok(()),
+            },
+        ),
+        "web_search_options" => fields(name, raw, &[], |path, field, v| match field {
+            "search_context_size" => one_of(path, v, &["low", "medium", "high"]).map(drop),
+            "user_location" => {
+                fields(
+                    path,
+                    v,
+                    &["type", "approximate"],
+                    |path, field, v| match field {
+                        "type" => required_one_of(path, v, &["approximate"]),
+                        "approximate" => {
+                            fields(path, v, &[], |path, _, v| string(path, v).map(drop))
+                        }
+                        _ => Ok(()),
+                    },
+                )
+            }
+            _ => Ok(()),
+        }),
+        "moderation" => fields(name, raw, &["model"], |path, field, v| match field {
+            "model" => required_string(path, v),
+            "policy" => fields(path, v, &[], |path, field, v| match field {
+                "input" | "output" => fields(path, v, &["mode"], |path, field, v| match field {
+                    "mode" => required_one_of(path, v, &["score", "block"]),
+                    _ => Ok(()),
+                }),
+                _ => Ok(()),
+            }),
+            _ => Ok(()),
+        }),
+        "functions" => {
+            for (i, item) in params::array(name, raw)?
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+            {
+                let path = format!("functions[{i}]");
+                if Kind::of(item) != Kind::Object {
+                    return Err(params::wrong_type(&path, "an object", item));
+                }
+                fields(&path, item, &["name"], |path, field, v| match field {
+                    "name" => required_string(path, v),
+                    "description" => string(path, v).map(drop),
+                    "parameters" => params::object(path, v).map(drop),
+                    _ => Ok(()),
+                })?;
+            }
+            Ok(())
+        }
+        "function_call" => match Kind::of(raw) {
+            Kind::Null => Ok(()),
+            Kind::String => one_of(name, raw, &["none", "auto"]).map(drop),
+            Kind::Object => fields(name, raw, &["name"], |path, field, v| match field {
+                "name" => required_string(path, v),
+                _ => Ok(()),
+            }),
+            _ => Err(params::wrong_type(name, "a string or an object", raw)),
+        },
+        _ => Ok(()),
     }
 }
 
-fn positive(name: &str, raw: &RawValue) -> Result<Option<u64>, ApiError> {
-    let v: Option<i64> = parse_field(name, raw, "an integer")?;
-    match v {
-        Some(x) if x < 1 => Err(ApiError::invalid_param(
-            name,
-            format!("Invalid '{name}': integer below minimum value. Expected a value >= 1, but got {x} instead."),
-        )
-        .with_code("integer_below_min_value")),
-        Some(x) => Ok(Some(x.unsigned_abs())),
-        None => Ok(None),
+/// A string (not null) among `allowed`.
+fn required_one_of(path: &str, raw: &RawValue, allowed: &[&str]) -> Result<(), ApiError> {
+    match params::one_of(path, raw, allowed)? {
+        Some(_) => Ok(()),
+        None => Err(params::wrong_type(path, "a string", raw)),
     }
+}
+
+/// A string, not null.
+fn required_string(path: &str, raw: &RawValue) -> Result<(), ApiError> {
+    match params::string(path, raw)? {
+        Some(_) => Ok(()),
+        None => Err(params::wrong_type(path, "a string", raw)),
+    }
+}
+
+/// Text content: a string, or an array of `{"type": "text", "text": ...}` parts.
+fn text_content(path: &str, raw: &RawValue) -> Result<(), ApiError> {
+    use params::Kind;
+    match Kind::of(raw) {
+        Kind::String => Ok(()),
+        Kind::Array => {
+            for (i, part) in params::array(path, raw)?
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+            {
+                let path = format!("{path}[{i}]");
+                if Kind::of(part) != Kind::Object {
+                    return Err(params::wrong_type(&path, "an object", part));
+                }
+                params::fields(
+                    &path,
+                    part,
+                    &["type", "text"],
+                    |path, field, v| match field {
+                        "type" => required_one_of(path, v, &["text"]),
+                        "text" => required_string(path, v),
+                        _ => Ok(()),
+                    },
+                )?;
+            }
+            Ok(())
+        }
+        _ => Err(params::wrong_type(path, "a string or an array", raw)),
+    }
+}
+
+/// `metadata`: at most 16 pairs of strings, keys up to 64 characters, values up to 512.
+fn metadata(raw: &RawValue) -> Result<(), ApiError> {
+    let Some(fields) = params::object("metadata", raw)? else {
+        return Ok(());
+    };
+    if fields.len() > 16 {
+        return Err(ApiError::invalid_param(
+            "metadata",
+            format!("Invalid 'metadata': too many properties. Expected an object with at most 16 properties, but got an object with {} properties instead.", fields.len()),
+        )
+        .with_code("object_above_max_properties"));
+    }
+    for (key, value) in &fields {
+        let path = format!("metadata.{}", key.as_str());
+        let len = key.chars().count();
+        if len > 64 {
+            return Err(ApiError::invalid_param(
+                "metadata",
+                format!("Invalid 'metadata': key too long. Expected a key with maximum length 64, but got a key with length {len} instead."),
+            )
+            .with_code("string_above_max_length"));
+        }
+        if params::Kind::of(value) != params::Kind::String {
+            return Err(params::wrong_type(&path, "a string", value));
+        }
+        params::short_string(&path, value, 512)?;
+    }
+    Ok(())
+}
+
+/// Names the tool and field a `tools` array went wrong at, once serde's parse of it has failed.
+fn tools_error(raw: &RawValue) -> Option<ApiError> {
+    use params::Kind;
+    let items = match params::array("tools", raw) {
+        Ok(items) => items?,
+        Err(e) => return Some(e),
+    };
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("tools[{i}]");
+        if Kind::of(item) != Kind::Object {
+            return Some(params::wrong_type(&path, "an object", item));
+        }
+        let shape = params::fields(
+            &path,
+            item,
+            &["type", "function"],
+            |path, field, v| match field {
+                "type" => required_one_of(path, v, &["function"]),
+                "function" => params::fields(path, v, &["name"], |path, field, v| match field {
+                    "name" => required_string(path, v),
+                    "description" => params::string(path, v).map(drop),
+                    "parameters" => params::object(path, v).map(drop),
+                    "strict" => params::boolean(path, v).map(drop),
+                    _ => Ok(()),
+                }),
+                _ => Ok(()),
+            },
+        );
+        if let Err(e) = shape {
+            return Some(e);
+        }
+    }
+    None
+}
+
+/// Names the message and field a `messages` array went wrong at, in OpenAI's words, once serde's
+/// parse of it has failed (a valid request pays nothing for it). `None`: serde's message stands.
+fn messages_error(raw: &RawValue) -> Option<ApiError> {
+    use params::Kind;
+    const ROLES: [&str; 6] = [
+        "system",
+        "assistant",
+        "user",
+        "function",
+        "tool",
+        "developer",
+    ];
+    let items = match params::array("messages", raw) {
+        Ok(Some(items)) => items,
+        Ok(None) => return Some(params::wrong_type("messages", "an array", raw)),
+        Err(e) => return Some(e),
+    };
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("messages[{i}]");
+        if Kind::of(item) != Kind::Object {
+            return Some(params::wrong_type(&path, "an object", item));
+        }
+        let shape = params::fields(&path, item, &["role"], |path, field, v| match field {
+            "role" => required_one_of(path, v, &ROLES),
+            "content" => match Kind::of(v) {
+                Kind::Null | Kind::String | Kind::Array => Ok(()),
+                _ => Err(params::wrong_type(
+                    path,
+                    "one of a string or an array of content parts",
+                    v,
+                )),
+            },
+            "name" | "tool_call_id" => params::string(path, v).map(drop),
+            "tool_calls" => params::array(path, v).map(drop),
+            _ => Ok(()),
+        });
+        if let Err(e) = shape {
+            return Some(e);
+        }
+        // The message's own fields are right: serde's complaint is deeper in it.
+        if let Err(e) = serde_json::from_str::<Message>(item.get()) {
+            let detail = e.to_string();
+            let detail = detail
+                .rsplit_once(" at line ")
+                .map_or(detail.as_str(), |(m, _)| m);
+            return Some(
+                ApiError::invalid_param(&path, format!("Invalid value for '{path}': {detail}"))
+                    .with_code("invalid_value"),
+            );
+        }
+    }
+    None
+}
+
+/// A struct written as a JSON object: serde's derive also takes an array of its fields in order,
+/// which OpenAI's API does not (`"messages": [["user", "hi"]]` is not a message).
+struct ObjectOnly<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectOnly<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = ObjectOnly<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(ObjectOnly)
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+/// An array of objects (see [`ObjectOnly`]).
+struct Objects<T>(Vec<T>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Objects<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let items = Vec::<ObjectOnly<T>>::deserialize(d)?;
+        Ok(Objects(items.into_iter().map(|o| o.0).collect()))
+    }
+}
+
+fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    ObjectOnly::deserialize(d).map(|o| o.0)
+}
+
+fn opt_objects<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Vec<T>>, D::Error> {
+    Ok(Option::<Objects<T>>::deserialize(d)?.map(|o| o.0))
 }
 
 /// `stop`: a string or an array of strings.
@@ -397,7 +739,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Part<'a> {
                 detail: Option<Text<'a>>,
             },
         }
-        let p = RawPart::deserialize(d)?;
+        let p: RawPart = object(d)?;
         match p.kind.as_str() {
             "text" => match p.text {
                 Some(t) => Ok(Part::Text(t)),
@@ -471,7 +813,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for ResponseFormat<'a> {
             #[serde(default)]
             strict: Option<bool>,
         }
-        let r = Raw::deserialize(d)?;
+        let r: Raw = object(d)?;
         match r.kind.as_str() {
             "text" => Ok(ResponseFormat::Text),
             "json_object" => Ok(ResponseFormat::JsonObject),
@@ -582,7 +924,11 @@ mod tests {
             (br#"{"model":"m","messages":[]}"#, "messages"),
             (br#"{"model":5,"messages":[{"role":"user","content":"hi"}]}"#, "model"),
             (br#"{"model":"m","messages":"hi"}"#, "messages"),
-            (br#"{"model":"m","messages":[{"role":"robot","content":"hi"}]}"#, "messages"),
+            (br#"{"model":"m","messages":[{"role":"robot","content":"hi"}]}"#, "messages[0].role"),
+            (br#"{"model":"m","messages":[["user","hi"]]}"#, "messages[0]"),
+            (br#"{"model":"m","messages":[{"content":"hi"}]}"#, "messages[0].role"),
+            (br#"{"model":"m","messages":[{"role":"user","content":5}]}"#, "messages[0].content"),
+            (br#"{"model":"m","messages":[{"role":"user","content":[{"type":"text"}]}]}"#, "messages[0]"),
             (br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":"hot"}"#, "temperature"),
             (br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":3}"#, "temperature"),
             (br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":0}"#, "max_tokens"),

@@ -193,6 +193,32 @@ proptest! {
         }
     }
 
+    /// The strict pass never panics on any bytes, takes every JSON document serde writes (its
+    /// numbers and strings are in range; nesting within the limit), refuses what serde refuses,
+    /// and reports the top-level fields the split finds.
+    #[test]
+    fn strict_check_agrees_with_the_parser(value in arb_value(), body in arb_bytes()) {
+        use crate::json::check::{check, Rules};
+        let checked = check(&body, &Rules::ENVOY, |_, _| {});
+        if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
+            prop_assert!(checked.is_err(), "took what serde refuses: {:?}", String::from_utf8_lossy(&body));
+        }
+        let text = serde_json::to_vec_pretty(&value).unwrap_or_default();
+        let mut fields = Vec::new();
+        let gateway = check(&text, &Rules::GATEWAY, |k, v| fields.push((k.to_vec(), v.to_vec())));
+        prop_assert_eq!(gateway.is_ok(), crate::json::nesting_within(&text, 128));
+        if let (Ok(split), true) = (crate::json::split_object(&text), gateway.is_ok()) {
+            let split: Vec<(Vec<u8>, Vec<u8>)> = split
+                .iter()
+                .map(|(k, v)| (k.as_bytes().to_vec(), v.get().as_bytes().to_vec()))
+                .collect();
+            // The split keeps the last of duplicate keys, in first-seen order; the pass reports all.
+            for (k, v) in &split {
+                prop_assert_eq!(fields.iter().rev().find(|(fk, _)| fk == k).map(|(_, fv)| fv), Some(v));
+            }
+        }
+    }
+
     #[test]
     fn requests_translate_or_fail_cleanly(body in arb_request(), drop in any::<bool>()) {
         if let Ok(req) = parse_chat(&body) {

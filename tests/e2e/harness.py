@@ -30,8 +30,8 @@ def free_port():
         return s.getsockname()[1]
 
 
-def check_built():
-    filter_file = (MODULE, "make module") if FILTER == "module" else (WASM, "make wasm")
+def check_built(filter_=FILTER):
+    filter_file = (MODULE, "make module") if filter_ == "module" else (WASM, "make wasm")
     for path, how in ((ENVOY, "make setup"), filter_file, (CLI, "make cli")):
         if not os.path.exists(path):
             raise RuntimeError(f"{path} is missing: run `{how}` (or `make test`)")
@@ -42,10 +42,14 @@ def run_cli(*args, env=None):
 
 
 class Envoy:
-    """One Envoy process with Tollgate loaded from `config` (a dict in LiteLLM's shape)."""
+    """One Envoy process with Tollgate loaded from `config` (a dict in LiteLLM's shape), as the
+    form `filter_` names (`wasm` or `module`; by default the suite's, TOLLGATE_FILTER)."""
 
-    def __init__(self, config, env=None, concurrency=2):
-        check_built()
+    def __init__(self, config, env=None, concurrency=2, filter_=FILTER):
+        if filter_ not in ("wasm", "module"):
+            raise ValueError(f"filter_ must be wasm or module, not {filter_!r}")
+        check_built(filter_)
+        self.filter = filter_
         self.workdir = tempfile.mkdtemp(prefix="tollgate-e2e-")
         self.config_path = os.path.join(self.workdir, "config.yaml")
         with open(self.config_path, "w") as f:
@@ -68,7 +72,7 @@ class Envoy:
             "render", self.config_path,
             "--listen", f"127.0.0.1:{self.port}",
             "--admin", f"127.0.0.1:{self.admin_port}",
-            *(("--module", MODULE) if FILTER == "module" else ("--wasm", WASM)),
+            *(("--module", MODULE) if self.filter == "module" else ("--wasm", WASM)),
             "-o", self.envoy_yaml,
             env=self.env,
         )

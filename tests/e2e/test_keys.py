@@ -417,3 +417,55 @@ def test_client_gone_before_the_response_is_charged_its_reservation(gw, mocks):
     got = info(gw, key)
     assert got["current_parallel_requests"] == 0 and got["reserved_spend"] == 0
     assert micro(got["spend"]) - spend_before == len(body) * 1 + 40 * 2
+
+
+def test_the_master_key_and_taken_aliases_are_refused(gw):
+    before = admin(gw, "GET", "/key/list")[1]
+    # The master key as a custom key would shadow it: never usable as itself.
+    status, err = admin(gw, "POST", "/key/generate", {"key": MASTER_KEY, "key_alias": "shadow"})
+    assert status == 400 and err["error"]["param"] == "key", err
+    assert "master key" in err["error"]["message"]
+    # An alias another key holds (a config key's, or a generated key's), as LiteLLM refuses it.
+    status, err = admin(gw, "POST", "/key/generate", {"key_alias": "search-prod"})
+    assert status == 400, err
+    assert err["error"] == {"message": "Key with alias 'search-prod' already exists. Unique key aliases across all keys are required.",
+                            "type": "invalid_request_error", "param": "key_alias", "code": "key_alias_exists"}
+    assert admin(gw, "GET", "/key/list")[1] == before
+    status, first = admin(gw, "POST", "/key/generate", {"key_alias": "unique-alias"})
+    assert status == 200, first
+    status, second = admin(gw, "POST", "/key/generate", {"key_alias": "unique-alias-2"})
+    assert status == 200, second
+    assert admin(gw, "POST", "/key/generate", {"key_alias": "unique-alias"})[0] == 400
+    status, err = admin(gw, "POST", "/key/update", {"key": second["key"], "key_alias": "unique-alias"})
+    assert status == 400 and err["error"]["param"] == "key_alias", err
+    # A key keeps its own alias on update, and a deleted key's alias is free again.
+    assert admin(gw, "POST", "/key/update", {"key": first["key"], "key_alias": "unique-alias", "rpm_limit": 50})[0] == 200
+    assert admin(gw, "POST", "/key/delete", {"keys": [first["key"], second["key"]]})[0] == 200
+    status, again = admin(gw, "POST", "/key/generate", {"key_alias": "unique-alias"})
+    assert status == 200, again
+    assert admin(gw, "POST", "/key/delete", {"keys": [again["key"]]})[0] == 200
+
+
+def test_a_key_created_again_after_delete_starts_from_zero(gw, mocks):
+    key = "sk-recreated-after-delete-01"
+    body = {"key": key, "max_budget": 1.0}
+    assert admin(gw, "POST", "/key/generate", body)[0] == 200
+    c = client(gw, key)
+    c.chat.completions.create(model="gpt", messages=[{"role": "user", "content": "spend something"}], max_tokens=20)
+    assert micro(info(gw, key)["spend"]) > 0
+    # One request still in flight when the key is deleted and created again.
+    mocks["openai"].enqueue(slow_completion(mocks["openai"], 1.5))
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        late = pool.submit(c.chat.completions.create, model="gpt",
+                           messages=[{"role": "user", "content": "in flight"}], max_tokens=20)
+        assert mocks["openai"].wait_for(2, timeout=5), "the slow request reached the provider"
+        assert admin(gw, "POST", "/key/delete", {"keys": [key]})[0] == 200
+        status, again = admin(gw, "POST", "/key/generate", body)
+        assert status == 200, again
+        assert again["spend"] == 0
+        late.result(timeout=10)
+    got = info(gw, key)
+    assert (got["spend"], got["reserved_spend"], got["current_parallel_requests"]) == (0, 0, 0), got
+    c.chat.completions.create(model="gpt", messages=[{"role": "user", "content": "fresh"}], max_tokens=20)
+    assert 0 < micro(info(gw, key)["spend"]) < 1000
+    assert admin(gw, "POST", "/key/delete", {"keys": [key]})[0] == 200

@@ -36,10 +36,14 @@ fn key_lifecycle() {
     assert_eq!(g["token"], hash_key(&key));
     assert_eq!(g["expires"], "2027-01-15T09:00:00Z");
     assert_eq!(g["spend"], 0.0);
+    let record = find(&config.keys, &store, &hash_key(&key))
+        .unwrap()
+        .usage_record();
     assert!(
-        store
-            .get(&quota::record_key(Scope::Key, &hash_key(&key)))
-            .is_some(),
+        record.starts_with(&format!(
+            "{}.",
+            quota::record_key(Scope::Key, &hash_key(&key))
+        )) && store.get(&record).is_some(),
         "usage record created with the key"
     );
 
@@ -175,5 +179,188 @@ fn bad_admin_input_is_refused_and_changes_nothing() {
         store.keys().is_empty(),
         "refused calls wrote {:?}",
         store.keys()
+    );
+}
+
+fn ctx<'a>(config: &'a Config, store: &'a MemoryStore, random: u8) -> AdminCtx<'a> {
+    AdminCtx {
+        config,
+        store,
+        now: 1_800_000_000,
+        random: [random; 32],
+    }
+}
+
+#[test]
+fn the_master_key_is_no_virtual_key() {
+    let config = config();
+    let store = MemoryStore::default();
+    let e = call(
+        &ctx(&config, &store, 1),
+        AdminOp::Generate,
+        "",
+        json!({"key": "sk-master"}),
+    )
+    .unwrap_err();
+    assert_eq!((e.status, e.param.as_deref()), (400, Some("key")));
+    assert!(e.message.contains("master key"), "{}", e.message);
+    assert!(store.keys().is_empty(), "{:?}", store.keys());
+}
+
+#[test]
+fn key_aliases_are_unique() {
+    let config = config();
+    let store = MemoryStore::default();
+    crate::keys::ensure_index(&store);
+    let c = ctx(&config, &store, 1);
+    let dup = |r: Result<Value, ApiError>| {
+        let e = r.unwrap_err();
+        assert_eq!(
+            (e.status, e.param.as_deref()),
+            (400, Some("key_alias")),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.message,
+            format!(
+                "Key with alias '{}' already exists. Unique key aliases across all keys are required.",
+                if e.message.contains("'cfg'") { "cfg" } else { "a1" }
+            )
+        );
+    };
+    // The config's alias, then a generated one.
+    dup(call(&c, AdminOp::Generate, "", json!({"key_alias": "cfg"})));
+    let a1 = call(&c, AdminOp::Generate, "", json!({"key_alias": "a1"})).unwrap();
+    let before = store.keys().len();
+    dup(call(
+        &ctx(&config, &store, 2),
+        AdminOp::Generate,
+        "",
+        json!({"key_alias": "a1"}),
+    ));
+    assert_eq!(store.keys().len(), before, "a refused key writes nothing");
+    // /key/update: another key's alias is refused, the key's own is not.
+    let a2 = call(
+        &ctx(&config, &store, 3),
+        AdminOp::Generate,
+        "",
+        json!({"key_alias": "a2"}),
+    )
+    .unwrap();
+    dup(call(
+        &c,
+        AdminOp::Update,
+        "",
+        json!({"key": a2["key"], "key_alias": "a1"}),
+    ));
+    dup(call(
+        &c,
+        AdminOp::Update,
+        "",
+        json!({"key": a2["key"], "key_alias": "cfg"}),
+    ));
+    call(
+        &c,
+        AdminOp::Update,
+        "",
+        json!({"key": a1["key"], "key_alias": "a1", "rpm_limit": 5}),
+    )
+    .unwrap();
+    // An alias is free again once its key is renamed or deleted (a config key's too).
+    call(
+        &c,
+        AdminOp::Update,
+        "",
+        json!({"key": a1["key"], "key_alias": "renamed"}),
+    )
+    .unwrap();
+    call(
+        &ctx(&config, &store, 4),
+        AdminOp::Generate,
+        "",
+        json!({"key_alias": "a1"}),
+    )
+    .unwrap();
+    call(&c, AdminOp::Delete, "", json!({"key_aliases": ["cfg"]})).unwrap();
+    call(
+        &ctx(&config, &store, 5),
+        AdminOp::Generate,
+        "",
+        json!({"key_alias": "cfg"}),
+    )
+    .unwrap();
+    let list = call(&c, AdminOp::List, "return_full_object=true", Value::Null).unwrap();
+    let mut aliases: Vec<&str> = list["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["key_alias"].as_str().unwrap())
+        .collect();
+    aliases.sort_unstable();
+    assert_eq!(aliases, ["a1", "a2", "cfg", "renamed"]);
+}
+
+/// A key deleted while a request is in flight, then created again with the same value, starts
+/// from zero: the late settlement lands in the deleted key's record, not in the new one.
+#[test]
+fn a_recreated_key_starts_from_zero() {
+    use crate::auth::KeyPrincipal;
+    use crate::quota::{admit_all, settle_one, Charge, Estimate};
+    let config = config();
+    let store = MemoryStore::default();
+    crate::keys::ensure_index(&store);
+    let body = json!({"key": "sk-recreated-key-0001", "max_budget": 1.0});
+    call(
+        &ctx(&config, &store, 1),
+        AdminOp::Generate,
+        "",
+        body.clone(),
+    )
+    .unwrap();
+    let old = KeyPrincipal::new(
+        find(&config.keys, &store, &hash_key("sk-recreated-key-0001")).unwrap(),
+        None,
+    );
+    let est = Estimate {
+        cost: 500,
+        tokens: 10,
+    };
+    let admitted = admit_all(&store, &old.key_party(), None, 1_800_000_000, est).unwrap();
+    call(
+        &ctx(&config, &store, 1),
+        AdminOp::Delete,
+        "",
+        json!({"keys": ["sk-recreated-key-0001"]}),
+    )
+    .unwrap();
+    let new = call(&ctx(&config, &store, 2), AdminOp::Generate, "", body).unwrap();
+    // The old request ends after the key was created again.
+    settle_one(
+        &store,
+        &old.key_party(),
+        1_800_000_001,
+        admitted.key.minute,
+        est,
+        Charge {
+            cost: 400,
+            tokens: 10,
+        },
+    )
+    .unwrap();
+    let info = call(
+        &ctx(&config, &store, 2),
+        AdminOp::Info,
+        "key=sk-recreated-key-0001",
+        Value::Null,
+    )
+    .unwrap();
+    assert_eq!(new["spend"], 0.0);
+    assert_eq!(
+        (
+            info["info"]["spend"].clone(),
+            info["info"]["reserved_spend"].clone(),
+            info["info"]["current_parallel_requests"].clone()
+        ),
+        (json!(0.0), json!(0.0), json!(0))
     );
 }

@@ -319,7 +319,7 @@ fn reasoning_effort_maps_to_thinking() {
         thinking(&g3f, "minimal"),
         json!({"thinkingLevel": "minimal", "includeThoughts": true})
     );
-    let e = request(body("extreme")).unwrap_err();
+    let e = parse_chat(&serde_json::to_vec(&body("extreme")).unwrap()).unwrap_err();
     assert_eq!(e.param.as_deref(), Some("reasoning_effort"));
 }
 
