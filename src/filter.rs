@@ -813,14 +813,7 @@ impl HttpFilter {
             // plain-text reply with an OpenAI-shaped one.
             let err = envoy_error(status, details.as_deref().unwrap_or(""), d);
             if let Via::Attempt(a) = &mut routed.via {
-                let seen = Seen {
-                    status,
-                    local: true,
-                    timed_out: err.status == 504,
-                    ..Default::default()
-                };
-                let again = attempt::after_failure(&config, host, a, &seen);
-                let extra = attempt_headers(&config, a, again);
+                let extra = local_failure(&config, host, a, status, err.status == 504);
                 return self.refuse(host, &err, &extra);
             }
             return self.reply_error(host, &err);
@@ -847,13 +840,7 @@ impl HttpFilter {
                     config.secrets.scrub_str(&err.message)
                 );
                 if let Via::Attempt(a) = &mut routed.via {
-                    let seen = Seen {
-                        status: err.status,
-                        local: true,
-                        ..Default::default()
-                    };
-                    let again = attempt::after_failure(&config, host, a, &seen);
-                    let extra = attempt_headers(&config, a, again);
+                    let extra = local_failure(&config, host, a, err.status, false);
                     return self.refuse(host, &err, &extra);
                 }
                 return self.reply_error(host, &err);
@@ -1074,13 +1061,7 @@ impl HttpFilter {
             host.set_response_header(":status", &e.status.to_string());
             if let Via::Attempt(a) = &mut routed.via {
                 // Still a failure the router can act on: another attempt, or a fallback.
-                let seen = Seen {
-                    status: e.status,
-                    local: true,
-                    ..Default::default()
-                };
-                let again = attempt::after_failure(&config, host, a, &seen);
-                for (name, value) in attempt_headers(&config, a, again) {
+                for (name, value) in local_failure(&config, host, a, e.status, false) {
                     host.set_response_header(name, &value);
                 }
             }
@@ -1220,6 +1201,26 @@ fn finish_attempt(
     if !a.retry_signaled {
         attempts::release(host.store(), &a.attempt_id);
     }
+}
+
+/// A failure the attempt found itself (Envoy's own reply, a 200 that is no answer), classified
+/// as a server error (or a timeout) and recorded against the deployment; returns the attempt's
+/// response headers, saying whether Envoy should try again.
+fn local_failure(
+    config: &Config,
+    host: &mut dyn HttpHost,
+    a: &mut AttemptCtx,
+    status: u16,
+    timed_out: bool,
+) -> accounting::Headers {
+    let seen = Seen {
+        status,
+        local: true,
+        timed_out,
+        ..Default::default()
+    };
+    let again = attempt::after_failure(config, host, a, &seen);
+    attempt_headers(config, a, again)
 }
 
 /// The attempt's response headers: which deployment answered, how many retries and fallbacks
