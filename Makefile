@@ -27,6 +27,9 @@ $(VENV)/.installed: tests/requirements.txt
 
 setup: $(VENV)/.installed
 	@rustup target list --installed 2>/dev/null | grep -q '^wasm32-wasip1$$' || rustup target add wasm32-wasip1
+	@# Shared state across replicas lives in Redis, reached through webdis: the tests start both.
+	@command -v redis-server >/dev/null && command -v webdis >/dev/null || { echo "installing redis-server and webdis (apt)"; \
+	  apt-get install -y -qq redis-server webdis >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq redis-server webdis >/dev/null; }; }
 
 wasm: setup
 	cargo build --release --target wasm32-wasip1 --lib
