@@ -411,4 +411,7 @@ pub fn micro(usd: f64) -> u64 {
 }
 
 #[cfg(test)]
+pub mod fleet;
+
+#[cfg(test)]
 mod tests;

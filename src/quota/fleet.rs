@@ -1,0 +1,640 @@
+//! Budgets and rate limits that hold across Envoy replicas, without a round trip per request.
+//!
+//! Each replica holds a *lease* of every busy party's fleet-wide allowance (budget, the minute's
+//! requests and tokens, parallel slots), granted by the store (the Redis library
+//! `store/tollgate.lua`), and admits against it locally, in the ledger below (kept in the shared
+//! store beside the local counters, so every worker of the replica sees it). On the tick, one sync
+//! per replica carries what each ledger settled since the last one, releases what it no longer
+//! needs and asks for what it expects to need, sized to its recent demand and to its share of what
+//! is left fleet-wide: as a budget runs out, leases shrink to nothing and each admission asks the
+//! store (`tg_admit`), so the fleet never admits past a limit.
+//!
+//! Only the replica shrinks its lease: it releases room it does not hold, locally, before the sync
+//! leaves. The store answers in amounts granted, never in absolute leases, so replies of `tg_sync`
+//! and `tg_admit` that cross on the way apply in any order and add up to what the store holds.
+//!
+//! Pure: no I/O. The filter reads and writes ledgers through the shared store, builds the sync
+//! from them on the tick, and makes the store calls (`filter`, `host`).
+
+use serde::{Deserialize, Serialize};
+
+use super::{Estimate, Limits, Refusal, Scope, Snapshot};
+
+/// A replica's part of a party's fleet-wide allowance, as the store granted it: budget (micro-USD,
+/// including what it settled and has not had acknowledged yet), requests and tokens of minute `m`
+/// (Unix minutes, the store's clock), parallel slots.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    pub b: u64,
+    pub r: u64,
+    pub t: u64,
+    pub p: u64,
+    pub m: u64,
+}
+
+/// The fleet-wide state of a party, as of the store's last reply.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Fleet {
+    /// Spend in the current budget window, and in all time (micro-USD).
+    pub spend: u64,
+    pub lifetime: u64,
+    pub window_start: u64,
+    /// Budget leased to replicas (all of them), when the store says.
+    pub leased: u64,
+    /// Requests and tokens counted in `minute` (admitted or leased).
+    pub minute: u64,
+    pub requests: u64,
+    pub tokens: u64,
+    /// Replicas alive, when the store says (at least 1).
+    pub replicas: u64,
+}
+
+/// One party's ledger on this replica.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Ledger {
+    pub lease: Lease,
+    pub fleet: Fleet,
+    /// The store's clock minus this replica's, milliseconds (two's complement in the record).
+    pub clock_offset_ms: i64,
+    /// Requests in flight on this replica: their reservations and slots.
+    pub reserved: u64,
+    pub tokens_reserved: u64,
+    pub in_flight: u64,
+    /// Requests and settled tokens of `local_minute`, counted against the lease of that minute.
+    pub local_minute: u64,
+    pub requests_used: u64,
+    pub tokens_used: u64,
+    /// Settled since the store last acknowledged; `frozen_*` are the part sent in the sync on
+    /// its way (acknowledged, or sent again unchanged, when its reply comes).
+    pub unsynced_spend: u64,
+    pub unsynced_tokens: u64,
+    pub frozen_spend: u64,
+    pub frozen_tokens: u64,
+    /// Demand since the last sync (sums of estimates, requests, the most requests in flight),
+    /// and its smoothed value per tick (what the next lease is sized to).
+    pub demand_b: u64,
+    pub demand_r: u64,
+    pub demand_t: u64,
+    pub peak_p: u64,
+    pub smooth_b: u64,
+    pub smooth_r: u64,
+    pub smooth_t: u64,
+    /// Until when (the store's clock, ms) a refusal by the store is believed without asking.
+    pub refused_until_ms: u64,
+    pub refused: u64,
+}
+
+const VERSION: u8 = 1;
+const FIELDS: usize = 33;
+
+/// What an admission needs when the lease cannot hold it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shortfall {
+    /// A limit the fleet has reached, as far as this replica knows: refused without asking.
+    Refused(Refusal),
+    /// The lease cannot hold this request: ask the store to admit it (`tg_admit`).
+    AskFleet,
+}
+
+/// Which limit a store refusal was about (`refusal.kind` of `tg_admit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Budget,
+    Requests,
+    Tokens,
+    Parallel,
+}
+
+/// How many ticks of recent demand a lease holds beyond what is committed.
+const LEASE_TICKS: u64 = 4;
+/// A refusal by the store is believed this long before asking again.
+const REFUSAL_MEMORY_MS: u64 = 250;
+
+impl Ledger {
+    pub fn encode(&self) -> Vec<u8> {
+        let l = self.lease;
+        let f = self.fleet;
+        crate::store::encode_u64s(
+            VERSION,
+            &[
+                l.b,
+                l.r,
+                l.t,
+                l.p,
+                l.m,
+                0,
+                f.spend,
+                f.lifetime,
+                f.window_start,
+                f.leased,
+                f.minute,
+                f.requests,
+                f.tokens,
+                f.replicas,
+                self.clock_offset_ms as u64,
+                self.reserved,
+                self.tokens_reserved,
+                self.in_flight,
+                self.local_minute,
+                self.requests_used,
+                self.tokens_used,
+                self.unsynced_spend,
+                self.unsynced_tokens,
+                self.frozen_spend,
+                self.frozen_tokens,
+                self.demand_b,
+                self.demand_r,
+                self.demand_t,
+                self.peak_p,
+                self.smooth_b,
+                self.smooth_r,
+                self.smooth_t,
+                self.refused_until_ms,
+            ],
+        )
+    }
+
+    /// Decodes a ledger; an absent or unreadable one is a party this replica holds nothing of.
+    pub fn decode(bytes: &[u8]) -> Ledger {
+        let v = crate::store::decode_u64s::<FIELDS>(VERSION, bytes);
+        let [b, r, t, p, m, _unused, spend, lifetime, window_start, leased, minute, requests, tokens, replicas, offset, reserved, tokens_reserved, in_flight, local_minute, requests_used, tokens_used, unsynced_spend, unsynced_tokens, frozen_spend, frozen_tokens, demand_b, demand_r, demand_t, peak_p, smooth_b, smooth_r, smooth_t, refused_until_ms] =
+            v;
+        Ledger {
+            lease: Lease { b, r, t, p, m },
+            fleet: Fleet {
+                spend,
+                lifetime,
+                window_start,
+                leased,
+                minute,
+                requests,
+                tokens,
+                replicas,
+            },
+            clock_offset_ms: offset as i64,
+            reserved,
+            tokens_reserved,
+            in_flight,
+            local_minute,
+            requests_used,
+            tokens_used,
+            unsynced_spend,
+            unsynced_tokens,
+            frozen_spend,
+            frozen_tokens,
+            demand_b,
+            demand_r,
+            demand_t,
+            peak_p,
+            smooth_b,
+            smooth_r,
+            smooth_t,
+            refused_until_ms,
+            refused: 0,
+        }
+    }
+
+    /// The store's clock, from this replica's.
+    pub fn fleet_now_ms(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_add_signed(self.clock_offset_ms)
+    }
+
+    /// Starts the minute's request and token counts afresh when the store's minute moved on.
+    fn roll(&mut self, fleet_now_ms: u64) {
+        let minute = fleet_now_ms / 60_000;
+        if minute != self.local_minute {
+            self.local_minute = minute;
+            self.requests_used = 0;
+            self.tokens_used = 0;
+            self.tokens_reserved = 0;
+        }
+    }
+
+    /// The lease's requests and tokens count only in their minute.
+    fn minute_lease(&self) -> (u64, u64) {
+        if self.lease.m == self.local_minute {
+            (self.lease.r, self.lease.t)
+        } else {
+            (0, 0)
+        }
+    }
+
+    /// Budget the lease still has room for.
+    fn budget_room(&self) -> u64 {
+        self.lease
+            .b
+            .saturating_sub(self.reserved)
+            .saturating_sub(self.unsynced_spend)
+    }
+
+    /// Spend fleet-wide as far as this replica knows: the store's, plus what it settled since.
+    pub fn known_spend(&self) -> u64 {
+        self.fleet.spend.saturating_add(
+            self.unsynced_spend
+                .saturating_sub(self.frozen_spend.min(self.unsynced_spend)),
+        )
+    }
+
+    /// Admits a request against the lease, if it holds it; else says what it takes.
+    pub fn admit(
+        &mut self,
+        l: &Limits,
+        scope: Scope,
+        now_ms: u64,
+        est: Estimate,
+    ) -> Result<Snapshot, Shortfall> {
+        let fleet_now = self.fleet_now_ms(now_ms);
+        self.roll(fleet_now);
+        let (lease_r, lease_t) = self.minute_lease();
+        let reset_secs = 60 - (fleet_now / 1000) % 60;
+        if let Some(max) = l.max_budget {
+            let spend = self.known_spend();
+            if spend >= max {
+                return Err(Shortfall::Refused(Refusal::Budget {
+                    scope,
+                    spend,
+                    reserved: self.reserved,
+                    max,
+                    needed: est.cost,
+                    reset_at: l
+                        .budget_duration
+                        .map(|d| self.fleet.window_start.saturating_add(d)),
+                }));
+            }
+        }
+        let fits = l.max_budget.is_none_or(|_| est.cost <= self.budget_room())
+            && l.parallel.is_none_or(|_| self.in_flight < self.lease.p)
+            && l.rpm.is_none_or(|_| self.requests_used < lease_r)
+            && l.tpm.is_none_or(|_| {
+                self.tokens_used
+                    .saturating_add(self.tokens_reserved)
+                    .saturating_add(est.tokens)
+                    <= lease_t
+            });
+        if !fits {
+            if self.refused_until_ms > fleet_now {
+                if let Some(r) = self.remembered_refusal(l, scope, est, reset_secs) {
+                    return Err(Shortfall::Refused(r));
+                }
+            }
+            return Err(Shortfall::AskFleet);
+        }
+        Ok(self.take(l, fleet_now, est, reset_secs))
+    }
+
+    /// A refusal the store gave lately, for the limit it named.
+    fn remembered_refusal(
+        &self,
+        l: &Limits,
+        scope: Scope,
+        est: Estimate,
+        reset_secs: u64,
+    ) -> Option<Refusal> {
+        match self.refused {
+            1 => l.max_budget.map(|max| Refusal::Budget {
+                scope,
+                spend: self.known_spend(),
+                reserved: self.fleet.leased,
+                max,
+                needed: est.cost,
+                reset_at: l
+                    .budget_duration
+                    .map(|d| self.fleet.window_start.saturating_add(d)),
+            }),
+            2 => l.rpm.map(|limit| Refusal::Requests {
+                scope,
+                limit,
+                reset_secs,
+            }),
+            3 => l.tpm.map(|limit| Refusal::Tokens {
+                scope,
+                limit,
+                used: self.fleet.tokens,
+                needed: est.tokens,
+                reset_secs,
+            }),
+            4 => l.parallel.map(|limit| Refusal::Parallel { scope, limit }),
+            _ => None,
+        }
+    }
+
+    /// Commits an admitted request to the ledger.
+    fn take(&mut self, l: &Limits, fleet_now: u64, est: Estimate, reset_secs: u64) -> Snapshot {
+        self.reserved = self.reserved.saturating_add(est.cost);
+        self.tokens_reserved = self.tokens_reserved.saturating_add(est.tokens);
+        self.in_flight = self.in_flight.saturating_add(1);
+        self.requests_used = self.requests_used.saturating_add(1);
+        self.demand_b = self.demand_b.saturating_add(est.cost);
+        self.demand_r = self.demand_r.saturating_add(1);
+        self.demand_t = self.demand_t.saturating_add(est.tokens);
+        self.peak_p = self.peak_p.max(self.in_flight);
+        let minute = fleet_now / 60_000;
+        let fleet_counted = |n: u64| if self.fleet.minute == minute { n } else { 0 };
+        let requests = fleet_counted(self.fleet.requests).max(self.requests_used);
+        let tokens = fleet_counted(self.fleet.tokens)
+            .max(self.tokens_used.saturating_add(self.tokens_reserved));
+        let spend = self.known_spend();
+        Snapshot {
+            spend,
+            max_budget: l.max_budget,
+            rpm: l.rpm,
+            remaining_requests: l.rpm.map(|r| r.saturating_sub(requests)),
+            tpm: l.tpm,
+            remaining_tokens: l.tpm.map(|t| t.saturating_sub(tokens)),
+            reset_secs,
+            soft_budget_exceeded: l.soft_budget.is_some_and(|s| spend >= s),
+            minute: self.local_minute,
+        }
+    }
+
+    /// The store admitted the request (`tg_admit`): its lease grew by exactly this request (in the
+    /// store's minute `minute`), which is committed here.
+    pub fn admitted_by_fleet(
+        &mut self,
+        l: &Limits,
+        now_ms: u64,
+        est: Estimate,
+        minute: u64,
+        fleet: Option<Fleet>,
+    ) -> Snapshot {
+        self.grant(
+            Amounts {
+                b: est.cost,
+                r: 1,
+                t: est.tokens,
+                p: 1,
+            },
+            minute,
+        );
+        if let Some(f) = fleet {
+            self.fleet = f;
+        }
+        let fleet_now = self.fleet_now_ms(now_ms);
+        self.roll(fleet_now);
+        let reset_secs = 60 - (fleet_now / 1000) % 60;
+        self.take(l, fleet_now, est, reset_secs)
+    }
+
+    /// The store refused the request: believed for a moment, so that a flood of requests past a
+    /// limit does not become a flood of store calls.
+    pub fn refused_by_fleet(&mut self, now_ms: u64, kind: Kind, fleet: Option<Fleet>) {
+        if let Some(f) = fleet {
+            self.fleet = f;
+        }
+        self.refused_until_ms = self.fleet_now_ms(now_ms).saturating_add(REFUSAL_MEMORY_MS);
+        self.refused = match kind {
+            Kind::Budget => 1,
+            Kind::Requests => 2,
+            Kind::Tokens => 3,
+            Kind::Parallel => 4,
+        };
+    }
+
+    /// Adds what the store granted; requests and tokens count in the store's `minute`.
+    fn grant(&mut self, g: Amounts, minute: u64) {
+        if minute != self.lease.m {
+            if minute < self.lease.m {
+                // A grant for a minute already past here: nothing of it is usable.
+                self.lease.b = self.lease.b.saturating_add(g.b);
+                self.lease.p = self.lease.p.saturating_add(g.p);
+                return;
+            }
+            self.lease.m = minute;
+            self.lease.r = 0;
+            self.lease.t = 0;
+        }
+        self.lease.b = self.lease.b.saturating_add(g.b);
+        self.lease.r = self.lease.r.saturating_add(g.r);
+        self.lease.t = self.lease.t.saturating_add(g.t);
+        self.lease.p = self.lease.p.saturating_add(g.p);
+    }
+
+    /// A request is over: its reservation replaced by what it cost, its slot freed.
+    pub fn settle(&mut self, admitted_minute: u64, est: Estimate, cost: u64, tokens: u64) {
+        self.reserved = self.reserved.saturating_sub(est.cost);
+        self.in_flight = self.in_flight.saturating_sub(1);
+        if admitted_minute == self.local_minute {
+            self.tokens_reserved = self.tokens_reserved.saturating_sub(est.tokens);
+            self.tokens_used = self.tokens_used.saturating_add(tokens);
+        }
+        self.unsynced_spend = self.unsynced_spend.saturating_add(cost);
+        self.unsynced_tokens = self.unsynced_tokens.saturating_add(tokens);
+    }
+
+    /// Whether the ledger has anything to tell the store, or anything leased.
+    pub fn active(&self) -> bool {
+        self.unsynced_spend > 0
+            || self.in_flight > 0
+            || self.lease != Lease::default()
+                && (self.lease.b > 0 || self.lease.p > 0 || self.lease.r > 0 || self.lease.t > 0)
+            || self.demand_r > 0
+            || self.smooth_r > 0
+    }
+
+    /// The ledger's part of the tick's sync: freezes what it settled, releases what it no longer
+    /// needs (before the sync leaves), and says what it wants. Called only when no sync of this
+    /// replica is on its way (a lost one is sent again as it was).
+    pub fn sync(&mut self, l: &Limits, now_ms: u64) -> PartySync {
+        let fleet_now = self.fleet_now_ms(now_ms);
+        self.roll(fleet_now);
+        // Smoothed demand per tick: three parts history, one part this tick.
+        let smooth = |old: u64, new: u64| (old.saturating_mul(3).saturating_add(new)) / 4;
+        self.smooth_b = smooth(self.smooth_b, self.demand_b).max(self.demand_b / 2);
+        self.smooth_r = smooth(self.smooth_r, self.demand_r).max(self.demand_r / 2);
+        self.smooth_t = smooth(self.smooth_t, self.demand_t).max(self.demand_t / 2);
+        let peak_p = self.peak_p;
+        self.demand_b = 0;
+        self.demand_r = 0;
+        self.demand_t = 0;
+        self.peak_p = self.in_flight;
+        self.frozen_spend = self.unsynced_spend;
+        self.frozen_tokens = self.unsynced_tokens;
+
+        let replicas = self.fleet.replicas.max(1);
+        // Each replica may take its share of half of what is left fleet-wide beyond its own lease.
+        let share = |left: u64| left / replicas.saturating_mul(2).max(2);
+        // A lease moves toward `desired` by what the replica releases now (room it does not
+        // hold: safe whatever it admits before the reply) or asks to grow (the store grants what
+        // is left): never an absolute value the store would apply after later grants.
+        let step = |lease: &mut u64, desired: u64| -> (u64, u64) {
+            if desired < *lease {
+                let release = *lease - desired;
+                *lease = desired;
+                (release, 0)
+            } else {
+                (0, desired - *lease)
+            }
+        };
+        let (mut release, mut grow) = (Amounts::default(), Amounts::default());
+        if let Some(max) = l.max_budget {
+            let committed = self.reserved.saturating_add(self.unsynced_spend);
+            let left = max
+                .saturating_sub(self.fleet.spend)
+                .saturating_sub(self.fleet.leased.saturating_sub(self.lease.b));
+            let room = (self.smooth_b.saturating_mul(LEASE_TICKS)).min(share(left));
+            (release.b, grow.b) = step(&mut self.lease.b, committed.saturating_add(room));
+        }
+        let minute = self.local_minute;
+        if self.lease.m != minute {
+            // The store drops a past minute's requests and tokens; so does the replica.
+            self.lease.r = 0;
+            self.lease.t = 0;
+            self.lease.m = minute;
+        }
+        if let Some(rpm) = l.rpm {
+            let left = if self.fleet.minute == minute {
+                rpm.saturating_sub(self.fleet.requests.saturating_sub(self.lease.r))
+            } else {
+                rpm
+            };
+            let room = (self.smooth_r.saturating_mul(LEASE_TICKS)).min(share(left));
+            (release.r, grow.r) = step(&mut self.lease.r, self.requests_used.saturating_add(room));
+        }
+        if let Some(tpm) = l.tpm {
+            let used = self.tokens_used.saturating_add(self.tokens_reserved);
+            let left = if self.fleet.minute == minute {
+                tpm.saturating_sub(self.fleet.tokens.saturating_sub(self.lease.t))
+            } else {
+                tpm
+            };
+            let room = (self.smooth_t.saturating_mul(LEASE_TICKS)).min(share(left));
+            (release.t, grow.t) = step(&mut self.lease.t, used.saturating_add(room));
+        }
+        if let Some(parallel) = l.parallel {
+            let left = parallel.saturating_sub(self.lease.p);
+            let desired = peak_p
+                .max(self.in_flight)
+                .saturating_add(1)
+                .min(self.in_flight.saturating_add(share(left).max(1)))
+                .max(self.in_flight);
+            (release.p, grow.p) = step(&mut self.lease.p, desired);
+        }
+        PartySync {
+            spent: self.frozen_spend,
+            tokens: self.frozen_tokens,
+            release,
+            grow,
+            minute,
+        }
+    }
+
+    /// The store's reply to the sync (applied once per sync, however often it was sent): the
+    /// spend it reported is acknowledged (the store took it off the lease), what it granted added,
+    /// and the fleet's state and clock taken. A replica the store had given up for dead holds
+    /// nothing of its old lease: it starts again from what is committed here.
+    pub fn synced(&mut self, now_ms: u64, store_now_ms: u64, reply: &PartyReply) {
+        self.lease.b = self.lease.b.saturating_sub(self.frozen_spend);
+        self.unsynced_spend = self.unsynced_spend.saturating_sub(self.frozen_spend);
+        self.unsynced_tokens = self.unsynced_tokens.saturating_sub(self.frozen_tokens);
+        self.frozen_spend = 0;
+        self.frozen_tokens = 0;
+        if reply.reset {
+            self.lease = Lease::default();
+        }
+        self.grant(reply.granted, reply.m);
+        self.fleet = reply.fleet();
+        if store_now_ms > 0 {
+            self.clock_offset_ms = i64::try_from(store_now_ms)
+                .unwrap_or(i64::MAX)
+                .saturating_sub(i64::try_from(now_ms).unwrap_or(i64::MAX));
+        }
+    }
+}
+
+/// What a party's ledger sends in the tick's sync (the design's `parties[]` entry, without the
+/// party's id and limits, which the caller adds). The store applies it once: subtracts `spent`
+/// and `release` from the replica's lease, then grants what is left of `grow`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PartySync {
+    /// Micro-USD and tokens settled since the last acknowledged sync.
+    pub spent: u64,
+    pub tokens: u64,
+    /// Lease the replica gave up (it no longer counts on it), and lease it asks for on top.
+    pub release: Amounts,
+    pub grow: Amounts,
+    /// The minute (the store's clock, as the replica knows it) its requests and tokens are of:
+    /// the store ignores a release of another minute's.
+    #[serde(rename = "m")]
+    pub minute: u64,
+}
+
+/// Budget (micro-USD), requests, tokens, parallel slots.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Amounts {
+    #[serde(default)]
+    pub b: u64,
+    #[serde(default)]
+    pub r: u64,
+    #[serde(default)]
+    pub t: u64,
+    #[serde(default)]
+    pub p: u64,
+}
+
+/// The store's reply for one party (`tg_sync`'s `parties[]`; `tg_admit`'s body).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct PartyReply {
+    /// What the store added to the replica's lease (requests and tokens in minute `m`).
+    #[serde(default)]
+    pub granted: Amounts,
+    #[serde(default)]
+    pub m: u64,
+    /// The store had reclaimed this replica's leases (it was taken for dead).
+    #[serde(default)]
+    pub reset: bool,
+    #[serde(default)]
+    pub spend: u64,
+    #[serde(default)]
+    pub lifetime: u64,
+    #[serde(default)]
+    pub window_start: u64,
+    #[serde(default)]
+    pub leased: u64,
+    #[serde(default)]
+    pub requests: u64,
+    #[serde(default)]
+    pub tokens: u64,
+    #[serde(default)]
+    pub replicas: u64,
+}
+
+impl PartyReply {
+    pub fn fleet(&self) -> Fleet {
+        Fleet {
+            spend: self.spend,
+            lifetime: self.lifetime,
+            window_start: self.window_start,
+            leased: self.leased,
+            minute: self.m,
+            requests: self.requests,
+            tokens: self.tokens,
+            replicas: self.replicas.max(1),
+        }
+    }
+}
+
+/// The limits as the store takes them with each call.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct WireLimits {
+    pub max_budget: Option<u64>,
+    pub duration: Option<u64>,
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    pub parallel: Option<u64>,
+}
+
+impl From<&Limits> for WireLimits {
+    fn from(l: &Limits) -> Self {
+        WireLimits {
+            max_budget: l.max_budget,
+            duration: l.budget_duration,
+            rpm: l.rpm,
+            tpm: l.tpm,
+            parallel: l.parallel,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,455 @@
+#![allow(clippy::needless_range_loop)]
+
+use super::*;
+use proptest::prelude::*;
+
+/// The store's side of the contract (`store/tollgate.lua`), modelled for native tests: takes off a
+/// replica's lease what it reports spent and releases, grants only what is left, and answers in
+/// amounts granted.
+#[derive(Debug, Default)]
+struct Model {
+    limits: Limits,
+    spend: u64,
+    leased_b: u64,
+    leased_p: u64,
+    minute: u64,
+    requests: u64,
+    tokens: u64,
+    leases: Vec<Lease>,
+}
+
+impl Model {
+    fn new(limits: Limits, replicas: usize) -> Model {
+        Model {
+            limits,
+            leases: vec![Lease::default(); replicas],
+            ..Default::default()
+        }
+    }
+
+    fn reply(&self, granted: Amounts) -> PartyReply {
+        PartyReply {
+            granted,
+            m: self.minute,
+            spend: self.spend,
+            leased: self.leased_b,
+            requests: self.requests,
+            tokens: self.tokens,
+            replicas: self.leases.len() as u64,
+            ..Default::default()
+        }
+    }
+
+    fn left_b(&self) -> u64 {
+        self.limits.max_budget.map_or(u64::MAX, |m| {
+            m.saturating_sub(self.spend).saturating_sub(self.leased_b)
+        })
+    }
+
+    fn sync(&mut self, replica: usize, s: &PartySync) -> PartyReply {
+        self.spend += s.spent;
+        let mut lease = self.leases[replica];
+        let mut granted = Amounts::default();
+        let off = (s.spent + s.release.b).min(lease.b);
+        lease.b -= off;
+        self.leased_b -= off;
+        if self.limits.max_budget.is_some() {
+            granted.b = s.grow.b.min(self.left_b());
+        } else {
+            granted.b = s.grow.b;
+        }
+        lease.b += granted.b;
+        self.leased_b += granted.b;
+        if lease.m != self.minute {
+            lease.m = self.minute;
+            lease.r = 0;
+            lease.t = 0;
+        } else if s.minute == self.minute {
+            let off = s.release.r.min(lease.r);
+            lease.r -= off;
+            self.requests -= off;
+        }
+        granted.r = match self.limits.rpm {
+            Some(rpm) => s.grow.r.min(rpm.saturating_sub(self.requests)),
+            None => s.grow.r,
+        };
+        lease.r += granted.r;
+        self.requests += granted.r;
+        let off = s.release.p.min(lease.p);
+        lease.p -= off;
+        self.leased_p -= off;
+        granted.p = match self.limits.parallel {
+            Some(p) => s.grow.p.min(p.saturating_sub(self.leased_p)),
+            None => s.grow.p,
+        };
+        lease.p += granted.p;
+        self.leased_p += granted.p;
+        self.leases[replica] = lease;
+        self.reply(granted)
+    }
+
+    fn admit(&mut self, replica: usize, est: Estimate) -> Result<PartyReply, Kind> {
+        if self.limits.max_budget.is_some() && est.cost > self.left_b() {
+            return Err(Kind::Budget);
+        }
+        if self.limits.rpm.is_some_and(|r| self.requests >= r) {
+            return Err(Kind::Requests);
+        }
+        if self.limits.parallel.is_some_and(|p| self.leased_p >= p) {
+            return Err(Kind::Parallel);
+        }
+        let lease = &mut self.leases[replica];
+        if lease.m != self.minute {
+            lease.m = self.minute;
+            lease.r = 0;
+            lease.t = 0;
+        }
+        lease.b += est.cost;
+        lease.r += 1;
+        lease.t += est.tokens;
+        lease.p += 1;
+        self.leased_b += est.cost;
+        self.requests += 1;
+        self.leased_p += 1;
+        Ok(self.reply(Amounts {
+            b: est.cost,
+            r: 1,
+            t: est.tokens,
+            p: 1,
+        }))
+    }
+
+    /// What the fleet holds at most: spent, plus every lease.
+    fn committed(&self) -> u64 {
+        self.spend + self.leased_b
+    }
+}
+
+fn budget(max: u64) -> Limits {
+    Limits {
+        max_budget: Some(max),
+        ..Default::default()
+    }
+}
+
+const EST: Estimate = Estimate {
+    cost: 100,
+    tokens: 10,
+};
+const NOW: u64 = 1_790_000_000_000;
+
+/// Admits through the lease, asking the model when it must, as the filter does.
+fn admit(
+    ledger: &mut Ledger,
+    model: &mut Model,
+    replica: usize,
+    l: &Limits,
+    est: Estimate,
+) -> bool {
+    admit_at(ledger, model, replica, l, est, NOW)
+}
+
+fn admit_at(
+    ledger: &mut Ledger,
+    model: &mut Model,
+    replica: usize,
+    l: &Limits,
+    est: Estimate,
+    now: u64,
+) -> bool {
+    match ledger.admit(l, Scope::Key, now, est) {
+        Ok(_) => true,
+        Err(Shortfall::Refused(_)) => false,
+        Err(Shortfall::AskFleet) => match model.admit(replica, est) {
+            Ok(r) => {
+                ledger.admitted_by_fleet(l, now, est, r.m, Some(r.fleet()));
+                true
+            }
+            Err(kind) => {
+                ledger.refused_by_fleet(now, kind, None);
+                false
+            }
+        },
+    }
+}
+
+#[test]
+fn encodes_round_trip() {
+    let mut l = Ledger {
+        lease: Lease {
+            b: 1,
+            r: 2,
+            t: 3,
+            p: 4,
+            m: 5,
+        },
+        ..Default::default()
+    };
+    l.fleet.spend = 7;
+    l.clock_offset_ms = -1234;
+    l.unsynced_spend = 9;
+    l.refused_until_ms = 10;
+    let back = Ledger::decode(&l.encode());
+    assert_eq!(back, l);
+    assert_eq!(Ledger::decode(b"garbage"), Ledger::default());
+}
+
+#[test]
+fn an_idle_ledger_asks_then_admits_locally_once_leased() {
+    let l = budget(10_000);
+    let mut model = Model::new(l.clone(), 1);
+    let mut ledger = Ledger::default();
+    // Nothing leased yet: the first request asks the store.
+    assert_eq!(
+        ledger.admit(&l, Scope::Key, NOW, EST),
+        Err(Shortfall::AskFleet)
+    );
+    assert!(admit(&mut ledger, &mut model, 0, &l, EST));
+    ledger.settle(ledger.local_minute, EST, 80, 8);
+    // The sync reports the spend and asks for a lease sized to the demand.
+    let s = ledger.sync(&l, NOW);
+    assert_eq!(s.spent, 80);
+    let reply = model.sync(0, &s);
+    ledger.synced(NOW, NOW, &reply);
+    assert_eq!(model.spend, 80);
+    assert_eq!(ledger.unsynced_spend, 0);
+    assert!(ledger.lease.b >= EST.cost, "{:?}", ledger.lease);
+    // Now it admits without the store.
+    assert!(ledger.admit(&l, Scope::Key, NOW, EST).is_ok());
+    assert!(model.committed() <= 10_000);
+}
+
+#[test]
+fn a_spent_budget_is_refused_without_asking() {
+    let l = budget(1_000);
+    let mut ledger = Ledger::default();
+    ledger.fleet.spend = 1_000;
+    match ledger.admit(&l, Scope::Key, NOW, EST) {
+        Err(Shortfall::Refused(Refusal::Budget { spend, max, .. })) => {
+            assert_eq!((spend, max), (1_000, 1_000))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_refusal_is_remembered_briefly() {
+    let l = budget(1_000);
+    let mut ledger = Ledger::default();
+    ledger.refused_by_fleet(NOW, Kind::Budget, None);
+    assert!(matches!(
+        ledger.admit(&l, Scope::Key, NOW + 10, EST),
+        Err(Shortfall::Refused(Refusal::Budget { .. }))
+    ));
+    assert_eq!(
+        ledger.admit(&l, Scope::Key, NOW + REFUSAL_MEMORY_MS + 1, EST),
+        Err(Shortfall::AskFleet)
+    );
+}
+
+/// A grant of `tg_admit` and the reply of a sync sent before it add up, in either order.
+#[test]
+fn replies_that_cross_add_up() {
+    let l = budget(100_000);
+    for admit_first in [true, false] {
+        let mut model = Model::new(l.clone(), 1);
+        let mut ledger = Ledger::default();
+        for _ in 0..5 {
+            assert!(admit(&mut ledger, &mut model, 0, &l, EST));
+        }
+        let s = ledger.sync(&l, NOW);
+        let (sync_reply, admit_reply);
+        if admit_first {
+            admit_reply = model.admit(0, EST).unwrap();
+            sync_reply = model.sync(0, &s);
+        } else {
+            sync_reply = model.sync(0, &s);
+            admit_reply = model.admit(0, EST).unwrap();
+        }
+        ledger.admitted_by_fleet(&l, NOW, EST, admit_reply.m, None);
+        ledger.synced(NOW, NOW, &sync_reply);
+        assert_eq!(
+            ledger.lease.b, model.leases[0].b,
+            "admit first: {admit_first}"
+        );
+    }
+}
+
+#[test]
+fn a_lease_shrinks_only_by_the_replica() {
+    let l = budget(100_000);
+    let mut model = Model::new(l.clone(), 1);
+    let mut ledger = Ledger::default();
+    for _ in 0..20 {
+        assert!(admit(&mut ledger, &mut model, 0, &l, EST));
+    }
+    let r = model.sync(0, &ledger.sync(&l, NOW));
+    ledger.synced(NOW, NOW, &r);
+    let leased = ledger.lease.b;
+    assert!(leased >= 20 * EST.cost);
+    // Idle ticks: demand decays, the replica releases what it does not hold.
+    for i in 0..40 {
+        if i == 0 {
+            for _ in 0..20 {
+                ledger.settle(ledger.local_minute, EST, EST.cost, EST.tokens);
+            }
+        }
+        let s = ledger.sync(&l, NOW);
+        assert!(
+            ledger.lease.b >= ledger.reserved,
+            "never below what is held"
+        );
+        let r = model.sync(0, &s);
+        ledger.synced(NOW, NOW, &r);
+    }
+    assert_eq!(ledger.lease.b, 0);
+    assert_eq!(model.leased_b, 0);
+    assert_eq!(model.spend, 20 * EST.cost);
+}
+
+/// One step of a random interleaving of three replicas' work.
+#[derive(Debug, Clone)]
+enum Step {
+    Admit(usize, u64),
+    Settle(usize),
+    SendSync(usize),
+    ReplySync(usize),
+}
+
+fn steps() -> impl Strategy<Value = Vec<Step>> {
+    prop::collection::vec(
+        prop_oneof![
+            4 => (0usize..3, 1u64..300).prop_map(|(r, c)| Step::Admit(r, c)),
+            3 => (0usize..3).prop_map(Step::Settle),
+            1 => (0usize..3).prop_map(Step::SendSync),
+            1 => (0usize..3).prop_map(Step::ReplySync),
+        ],
+        1..400,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// However three replicas interleave admissions, settlements and syncs (replies held back and
+    /// applied late), the fleet never commits more than the budget, every micro-dollar settled is
+    /// in the store's spend exactly once, and no request is refused while the budget could hold
+    /// it and no lease holds it elsewhere.
+    #[test]
+    fn the_budget_holds_across_replicas(steps in steps(), max in 500u64..20_000) {
+        let l = budget(max);
+        let mut model = Model::new(l.clone(), 3);
+        let mut ledgers = [Ledger::default(), Ledger::default(), Ledger::default()];
+        let mut in_flight: [Vec<Estimate>; 3] = Default::default();
+        let mut pending: [Option<PartySync>; 3] = [None, None, None];
+        let mut settled_total = 0u64;
+        for step in steps {
+            match step {
+                Step::Admit(r, cost) => {
+                    let est = Estimate { cost, tokens: 1 };
+                    if admit(&mut ledgers[r], &mut model, r, &l, est) {
+                        in_flight[r].push(est);
+                    }
+                }
+                Step::Settle(r) => {
+                    if let Some(est) = in_flight[r].pop() {
+                        // Requests cost at most their estimate.
+                        let cost = est.cost * 3 / 4;
+                        ledgers[r].settle(ledgers[r].local_minute, est, cost, 1);
+                        settled_total += cost;
+                    }
+                }
+                Step::SendSync(r) => {
+                    if pending[r].is_none() {
+                        pending[r] = Some(ledgers[r].sync(&l, NOW));
+                    }
+                }
+                Step::ReplySync(r) => {
+                    if let Some(s) = pending[r].take() {
+                        let reply = model.sync(r, &s);
+                        ledgers[r].synced(NOW, NOW, &reply);
+                    }
+                }
+            }
+            prop_assert!(model.committed() <= max, "{model:?}");
+            // What a replica has committed (in flight, or settled and not yet acknowledged) is
+            // within what the store leases it: the store's lease still counts unacknowledged spend.
+            for (r, g) in ledgers.iter().enumerate() {
+                prop_assert!(
+                    g.reserved + g.unsynced_spend <= model.leases[r].b,
+                    "replica {}: {:?} vs {:?}", r, g, model.leases[r]
+                );
+            }
+        }
+        // Drain: everything settles and syncs.
+        for r in 0..3 {
+            while let Some(est) = in_flight[r].pop() {
+                let cost = est.cost * 3 / 4;
+                ledgers[r].settle(ledgers[r].local_minute, est, cost, 1);
+                settled_total += cost;
+            }
+            if let Some(s) = pending[r].take() {
+                let reply = model.sync(r, &s);
+                ledgers[r].synced(NOW, NOW, &reply);
+            }
+            let s = ledgers[r].sync(&l, NOW);
+            let reply = model.sync(r, &s);
+            ledgers[r].synced(NOW, NOW, &reply);
+        }
+        prop_assert_eq!(model.spend, settled_total);
+        prop_assert!(model.committed() <= max);
+    }
+}
+
+/// A burst over three busy replicas on a budget of 20 requests admits 20: leases shrink to
+/// nothing near the limit and the last requests are admitted by the store one by one.
+#[test]
+fn a_burst_admits_the_budget_exactly() {
+    let l = budget(20 * EST.cost);
+    let mut model = Model::new(l.clone(), 3);
+    let mut ledgers = [Ledger::default(), Ledger::default(), Ledger::default()];
+    let mut admitted = 0;
+    for round in 0..100u64 {
+        // Ten milliseconds a round: a tick is 250.
+        let now = NOW + round * 10;
+        for r in 0..3 {
+            if admit_at(&mut ledgers[r], &mut model, r, &l, EST, now) {
+                admitted += 1;
+            }
+            if round % 25 == r as u64 * 8 {
+                let s = ledgers[r].sync(&l, now);
+                let reply = model.sync(r, &s);
+                ledgers[r].synced(now, now, &reply);
+            }
+        }
+    }
+    assert_eq!(admitted, 20);
+}
+
+/// Requests per minute across replicas: exactly the limit in a minute, fresh in the next.
+#[test]
+fn rpm_holds_across_replicas() {
+    let l = Limits {
+        rpm: Some(30),
+        ..Default::default()
+    };
+    let mut model = Model::new(l.clone(), 3);
+    let mut ledgers = [Ledger::default(), Ledger::default(), Ledger::default()];
+    model.minute = NOW / 60_000;
+    let mut admitted = 0;
+    for round in 0..100 {
+        for r in 0..3 {
+            if admit(&mut ledgers[r], &mut model, r, &l, EST) {
+                admitted += 1;
+                ledgers[r].settle(ledgers[r].local_minute, EST, 0, 0);
+            }
+            if round % 3 == r {
+                let s = ledgers[r].sync(&l, NOW);
+                let reply = model.sync(r, &s);
+                ledgers[r].synced(NOW, NOW, &reply);
+            }
+        }
+    }
+    assert_eq!(admitted, 30);
+    assert!(model.requests <= 30);
+}
