@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod filter;
+pub mod fleet;
 pub mod hex;
 pub mod host;
 pub mod json;

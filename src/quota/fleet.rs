@@ -559,6 +559,16 @@ pub struct PartySync {
     pub minute: u64,
 }
 
+impl PartySync {
+    /// Nothing to report, release or ask for.
+    pub fn is_empty(&self) -> bool {
+        self.spent == 0
+            && self.tokens == 0
+            && self.release == Amounts::default()
+            && self.grow == Amounts::default()
+    }
+}
+
 /// Budget (micro-USD), requests, tokens, parallel slots.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Amounts {

@@ -410,7 +410,6 @@ pub fn micro(usd: f64) -> u64 {
     }
 }
 
-#[cfg(test)]
 pub mod fleet;
 
 #[cfg(test)]

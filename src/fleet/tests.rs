@@ -1,0 +1,133 @@
+use super::*;
+use crate::quota::fleet::{Amounts, Shortfall};
+use crate::quota::{Estimate, Scope};
+use crate::store::MemoryStore;
+
+const NOW: u64 = 1_790_000_000_000;
+
+fn limits() -> Limits {
+    Limits {
+        max_budget: Some(10_000),
+        ..Default::default()
+    }
+}
+
+fn admit_locally(
+    store: &MemoryStore,
+    party: &str,
+    l: &Limits,
+    est: Estimate,
+) -> Result<(), Shortfall> {
+    track(store, party, l);
+    update(store, &ledger_key(party), |bytes| {
+        let mut g = Ledger::decode(bytes);
+        let r = g.admit(l, Scope::Key, NOW, est).map(|_| ());
+        Ok((g.encode(), r))
+    })
+    .map_err(|_: crate::store::UpdateError<()>| Shortfall::AskFleet)?
+}
+
+#[test]
+fn a_sync_is_sent_until_its_reply_comes_then_the_next_one() {
+    let store = MemoryStore::default();
+    let l = limits();
+    assert!(track(&store, "key.abc", &l));
+    assert!(track(&store, "key.abc", &l), "tracked once");
+    // Give the ledger something to report.
+    update::<_, ()>(&store, &ledger_key("key.abc"), |bytes| {
+        let mut g = Ledger::decode(bytes);
+        g.lease.b = 500;
+        g.reserved = 100;
+        g.settle(
+            g.local_minute,
+            Estimate {
+                cost: 100,
+                tokens: 1,
+            },
+            60,
+            1,
+        );
+        Ok((g.encode(), ()))
+    })
+    .unwrap();
+    let (seq, payload) = next_sync(&store, 3000, NOW).unwrap();
+    assert_eq!(seq, 1);
+    let v: serde_json::Value = serde_json::from_str(&payload).unwrap();
+    assert_eq!(v["ttl_ms"], 3000);
+    assert_eq!(v["parties"][0]["id"], "key.abc");
+    assert_eq!(v["parties"][0]["spent"], 60);
+    assert_eq!(v["parties"][0]["limits"]["max_budget"], 10_000);
+    // No reply yet: the same sync again, unchanged.
+    assert_eq!(next_sync(&store, 3000, NOW), Some((1, payload.clone())));
+    // A reply to another sequence number changes nothing.
+    let reply = Reply {
+        seq: 7,
+        ..Default::default()
+    };
+    assert!(!synced(&store, 7, &reply, NOW));
+    let reply = Reply {
+        seq: 1,
+        now_ms: NOW + 5,
+        parties: vec![PartyReplyEntry {
+            id: "key.abc".into(),
+            reply: PartyReply {
+                granted: Amounts {
+                    b: 40,
+                    ..Default::default()
+                },
+                spend: 60,
+                ..Default::default()
+            },
+        }],
+    };
+    assert!(synced(&store, 1, &reply, NOW));
+    let g = Ledger::decode(&store.get(&ledger_key("key.abc")).unwrap().value);
+    assert_eq!(g.unsynced_spend, 0);
+    assert_eq!(g.fleet.spend, 60);
+    assert_eq!(g.clock_offset_ms, 5);
+    let (seq, _) = next_sync(&store, 3000, NOW).unwrap();
+    assert_eq!(seq, 2);
+}
+
+#[test]
+fn idle_parties_are_forgotten() {
+    let store = MemoryStore::default();
+    let l = limits();
+    assert_eq!(
+        admit_locally(
+            &store,
+            "key.idle",
+            &l,
+            Estimate {
+                cost: 10,
+                tokens: 1
+            }
+        ),
+        Err(Shortfall::AskFleet)
+    );
+    let (seq, payload) = next_sync(&store, 3000, NOW).unwrap();
+    assert!(!payload.contains("key.idle"), "{payload}");
+    assert!(synced(
+        &store,
+        seq,
+        &Reply {
+            seq,
+            ..Default::default()
+        },
+        NOW
+    ));
+    let parties = read_parties(&store.get(PARTIES).unwrap().value);
+    assert!(parties.is_empty(), "{parties:?}");
+}
+
+#[test]
+fn parties_are_bounded_and_garbage_reads_as_nothing() {
+    let store = MemoryStore::default();
+    store.set(PARTIES, b"not json", None).unwrap();
+    store.set(SYNC, b"\xff", None).unwrap();
+    assert!(track(&store, "team.a", &limits()));
+    assert_eq!(read_parties(&store.get(PARTIES).unwrap().value).len(), 1);
+    let (seq, _) = next_sync(&store, 3000, NOW).unwrap();
+    assert_eq!(seq, 1);
+    assert_eq!(party_id("tollgate.usage.key.abc.g1"), "key.abc.g1");
+}
