@@ -219,33 +219,19 @@ fn literal(text: &[u8], i: usize, word: &[u8]) -> Result<usize, Invalid> {
     }
 }
 
-/// How far a string is scanned byte by byte before `memchr` takes over.
-const SHORT: usize = 16;
-
 /// From the opening quote at `i` to just past the closing one.
 fn string(text: &[u8], i: usize, controls: bool) -> Result<usize, Invalid> {
     let mut j = i + 1;
     loop {
         let rest = text.get(j..).unwrap_or_default();
-        // Most strings (keys, roles) are short: a plain loop finds their end sooner than a call.
-        let short = rest
-            .iter()
-            .take(SHORT)
-            .position(|&b| b == b'"' || b == b'\\');
-        let Some(at) = short.or_else(|| {
-            let skipped = SHORT.min(rest.len());
-            memchr::memchr2(b'"', b'\\', rest.get(skipped..)?).map(|p| p + skipped)
-        }) else {
+        let Some(at) = special(rest, controls) else {
             return fail(Problem::Syntax, text.len());
         };
-        if controls {
-            if let Some(c) = rest.get(..at).and_then(control_character) {
-                return fail(Problem::ControlCharacter, j + c);
-            }
-        }
         j += at;
-        if text.get(j) == Some(&b'"') {
-            return Ok(j + 1);
+        match text.get(j) {
+            Some(b'"') => return Ok(j + 1),
+            Some(b'\\') => {}
+            _ => return fail(Problem::ControlCharacter, j),
         }
         match text.get(j + 1) {
             Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => j += 2,
@@ -270,22 +256,35 @@ fn string(text: &[u8], i: usize, controls: bool) -> Result<usize, Invalid> {
     }
 }
 
-/// Where the first byte below 0x20 is, eight bytes at a time.
-fn control_character(s: &[u8]) -> Option<usize> {
+/// Where the first byte that ends a run of plain string text is: a quote, a backslash, or (with
+/// `controls`) a byte below 0x20. Eight bytes at a time: in each mask below, the lowest set bit
+/// marks a byte that matches (a borrow only reaches bytes above a match), so the lowest bit of
+/// their union is the first match.
+fn special(s: &[u8], controls: bool) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
-    let mut chunks = s.chunks_exact(8);
+    const HIGH: u64 = ONES * 0x80;
+    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
     let mut at = 0;
+    let mut chunks = s.chunks_exact(8);
     for chunk in &mut chunks {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
         let w = u64::from_le_bytes(word);
-        // A byte below 0x20 has its high bit set after subtracting 0x20 (and had it clear).
-        if w.wrapping_sub(ONES * 0x20) & !w & (ONES * 0x80) != 0 {
-            break;
+        let mut hit =
+            zero_byte(w ^ (ONES * u64::from(b'"'))) | zero_byte(w ^ (ONES * u64::from(b'\\')));
+        if controls {
+            hit |= w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+        }
+        if hit != 0 {
+            return Some(at + (hit.trailing_zeros() / 8) as usize);
         }
         at += 8;
     }
-    s.get(at..)?.iter().position(|&b| b < 0x20).map(|p| at + p)
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || (controls && b < 0x20))
+        .map(|p| at + p)
 }
 
 fn hex4(text: &[u8], i: usize) -> Result<u32, Invalid> {
@@ -477,18 +476,33 @@ mod tests {
     }
 
     #[test]
-    fn finds_control_characters_eight_bytes_at_a_time() {
+    fn finds_the_end_of_plain_text_eight_bytes_at_a_time() {
+        let reference = |s: &[u8], controls: bool| {
+            s.iter()
+                .position(|&b| b == b'"' || b == b'\\' || (controls && b < 0x20))
+        };
         for len in 0..40 {
             for at in 0..len {
-                for bad in [0u8, 0x1f, b'\n'] {
+                for bad in [0u8, 0x1f, b'\n', b'"', b'\\'] {
                     let mut s = vec![b'a'; len];
                     s[at] = bad;
-                    assert_eq!(control_character(&s), Some(at), "{len} {at} {bad}");
+                    // A second special byte after the first never hides it.
+                    if at + 3 < len {
+                        s[at + 3] = b'"';
+                    }
+                    for controls in [true, false] {
+                        assert_eq!(
+                            special(&s, controls),
+                            reference(&s, controls),
+                            "{len} {at} {bad} {controls}"
+                        );
+                    }
                 }
             }
             let mut s: Vec<u8> = (0..len as u8).map(|i| 0x20 + i % 0x60).collect();
+            s.retain(|&b| b != b'"' && b != b'\\');
             s.extend("é\u{7f}\u{ff}".as_bytes());
-            assert_eq!(control_character(&s), None, "{len}");
+            assert_eq!(special(&s, true), None, "{len}");
         }
         // The text of a body the gateway's serde parse took is not checked again.
         assert!(check(b"{\"x\":\"a\x01b\"}", &Rules::GATEWAY, |_, _| {}).is_ok());
