@@ -273,3 +273,126 @@ pub fn synced(store: &dyn Store, seq: u64, reply: &Reply, now_ms: u64) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+// ------------------------------------------------------------------------------------------------
+// Admission and settlement against the ledgers (the request path in fleet mode).
+
+use crate::quota::fleet::{Fleet, Kind, Shortfall};
+use crate::quota::{Estimate, Party, Refusal, Snapshot};
+
+/// What the ledgers say about a request, party by party (the key's, then its team's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admitted {
+    /// Every party's lease held it: committed in each ledger.
+    Local(Vec<Snapshot>),
+    /// Some parties' leases could not hold it: the store must admit it there (`tg_admit`), by
+    /// index into the parties given. The others are committed meanwhile (undone if the store
+    /// refuses).
+    Ask {
+        local: Vec<Option<Snapshot>>,
+        ask: Vec<usize>,
+    },
+}
+
+fn ledger_update<T>(
+    store: &dyn Store,
+    party: &Party,
+    f: impl FnMut(&mut Ledger) -> T,
+) -> Option<T> {
+    let mut f = f;
+    update::<_, ()>(store, &ledger_key(party_id(party.key)), |bytes| {
+        let mut g = Ledger::decode(bytes);
+        let out = f(&mut g);
+        Ok((g.encode(), out))
+    })
+    .ok()
+}
+
+/// Admits a request in each party's ledger. A party whose fleet-wide limit is reached refuses it
+/// (and what the others committed is undone); `Err(Refusal::Store)` when the shared store
+/// could not be updated.
+pub fn admit(
+    store: &dyn Store,
+    parties: &[&Party],
+    now_ms: u64,
+    est: Estimate,
+) -> Result<Admitted, Refusal> {
+    let mut local = Vec::with_capacity(parties.len());
+    let mut ask = Vec::new();
+    for (i, p) in parties.iter().enumerate() {
+        track(store, party_id(p.key), p.limits);
+        let step = ledger_update(store, p, |g| g.admit(p.limits, p.scope, now_ms, est));
+        match step {
+            Some(Ok(snap)) => local.push(Some(snap)),
+            Some(Err(Shortfall::AskFleet)) => {
+                local.push(None);
+                ask.push(i);
+            }
+            other => {
+                unadmit(store, parties, &local, est);
+                return Err(match other {
+                    Some(Err(Shortfall::Refused(r))) => r,
+                    _ => Refusal::Store,
+                });
+            }
+        }
+    }
+    if ask.is_empty() {
+        Ok(Admitted::Local(local.into_iter().flatten().collect()))
+    } else {
+        Ok(Admitted::Ask { local, ask })
+    }
+}
+
+/// Undoes what `admit` committed for parties whose snapshot is given (the request never ran).
+pub fn unadmit(store: &dyn Store, parties: &[&Party], snaps: &[Option<Snapshot>], est: Estimate) {
+    for (p, snap) in parties.iter().zip(snaps) {
+        if let Some(s) = snap {
+            let _ = ledger_update(store, p, |g| g.unadmit(s.minute, est));
+        }
+    }
+}
+
+/// The store admitted the request for this party (`tg_admit`): committed in its ledger.
+pub fn admitted_by_fleet(
+    store: &dyn Store,
+    party: &Party,
+    now_ms: u64,
+    est: Estimate,
+    minute: u64,
+    fleet: Option<Fleet>,
+) -> Option<Snapshot> {
+    ledger_update(store, party, |g| {
+        g.admitted_by_fleet(party.limits, now_ms, est, minute, fleet)
+    })
+}
+
+/// The store refused the request for this party: remembered briefly.
+pub fn refused_by_fleet(
+    store: &dyn Store,
+    party: &Party,
+    now_ms: u64,
+    kind: Kind,
+    fleet: Option<Fleet>,
+) {
+    let _ = ledger_update(store, party, |g| g.refused_by_fleet(now_ms, kind, fleet));
+}
+
+/// A request is over: each party's reservation replaced by what it cost.
+pub fn settle(
+    store: &dyn Store,
+    parties: &[(&Party, u64)],
+    est: Estimate,
+    cost: u64,
+    tokens: u64,
+) -> Vec<Option<Ledger>> {
+    parties
+        .iter()
+        .map(|(p, minute)| {
+            ledger_update(store, p, |g| {
+                g.settle(*minute, est, cost, tokens);
+                *g
+            })
+        })
+        .collect()
+}

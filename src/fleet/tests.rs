@@ -131,3 +131,66 @@ fn parties_are_bounded_and_garbage_reads_as_nothing() {
     assert_eq!(seq, 1);
     assert_eq!(party_id("tollgate.usage.key.abc.g1"), "key.abc.g1");
 }
+
+#[test]
+fn a_request_is_admitted_in_every_party_or_none() {
+    use crate::quota::Party;
+    let store = MemoryStore::default();
+    let key_limits = Limits {
+        max_budget: Some(1_000),
+        ..Default::default()
+    };
+    let team_limits = Limits {
+        max_budget: Some(10_000),
+        ..Default::default()
+    };
+    let key = Party {
+        scope: Scope::Key,
+        key: "tollgate.usage.key.k1",
+        limits: &key_limits,
+    };
+    let team = Party {
+        scope: Scope::Team,
+        key: "tollgate.usage.team.t1",
+        limits: &team_limits,
+    };
+    let est = Estimate {
+        cost: 100,
+        tokens: 1,
+    };
+    // The team holds a lease; the key does not: only the key asks the store.
+    update::<_, ()>(&store, &ledger_key("team.t1"), |b| {
+        let mut g = Ledger::decode(b);
+        g.lease.b = 5_000;
+        Ok((g.encode(), ()))
+    })
+    .unwrap();
+    let parties = [&key, &team];
+    let Admitted::Ask { local, ask } = admit(&store, &parties, NOW, est).unwrap() else {
+        panic!("the key has no lease");
+    };
+    assert_eq!(ask, vec![0]);
+    assert!(local[0].is_none() && local[1].is_some());
+    let team_ledger =
+        |s: &MemoryStore| Ledger::decode(&s.get(&ledger_key("team.t1")).unwrap().value);
+    assert_eq!(team_ledger(&store).reserved, 100);
+    // The store refuses for the key: the team's commitment is undone.
+    unadmit(&store, &parties, &local, est);
+    assert_eq!(team_ledger(&store).reserved, 0);
+    assert_eq!(team_ledger(&store).in_flight, 0);
+    // A spent key is refused without asking, and nothing stays committed in the team.
+    update::<_, ()>(&store, &ledger_key("key.k1"), |b| {
+        let mut g = Ledger::decode(b);
+        g.fleet.spend = 1_000;
+        Ok((g.encode(), ()))
+    })
+    .unwrap();
+    assert!(matches!(
+        admit(&store, &parties, NOW, est),
+        Err(Refusal::Budget { .. })
+    ));
+    assert_eq!(team_ledger(&store).reserved, 0);
+    // Both tracked for the next sync.
+    let tracked = read_parties(&store.get(PARTIES).unwrap().value);
+    assert_eq!(tracked.len(), 2);
+}

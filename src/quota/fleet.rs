@@ -410,6 +410,19 @@ impl Ledger {
         self.lease.p = self.lease.p.saturating_add(g.p);
     }
 
+    /// Undoes an admission another party refused (the request never ran).
+    pub fn unadmit(&mut self, admitted_minute: u64, est: Estimate) {
+        self.reserved = self.reserved.saturating_sub(est.cost);
+        self.in_flight = self.in_flight.saturating_sub(1);
+        if admitted_minute == self.local_minute {
+            self.tokens_reserved = self.tokens_reserved.saturating_sub(est.tokens);
+            self.requests_used = self.requests_used.saturating_sub(1);
+        }
+        self.demand_b = self.demand_b.saturating_sub(est.cost);
+        self.demand_r = self.demand_r.saturating_sub(1);
+        self.demand_t = self.demand_t.saturating_sub(est.tokens);
+    }
+
     /// A request is over: its reservation replaced by what it cost, its slot freed.
     pub fn settle(&mut self, admitted_minute: u64, est: Estimate, cost: u64, tokens: u64) {
         self.reserved = self.reserved.saturating_sub(est.cost);
