@@ -28,7 +28,7 @@ KEY = "a" * 64  # a key hash
 # The library each VERSION names: replicas reload the library only when its version differs, so a
 # change to the file without a new VERSION would leave a fleet running the old one.
 LIBRARY_SHA256 = {
-    "1": "2db47cec380496e83ef1013b2a042ad896af8f3d17bb28f7ae3ccf31f69a3c58",
+    "1": "2763ba0217b164a49ba60c5e85ed9f901cc5b2d4e355d72cf7b989f43138f2fd",
 }
 
 
@@ -158,7 +158,9 @@ BAD_CALLS = [
     ("tg_sync", ["r1", "1", '{"changes_after": "soon"}']),
     ("tg_sync", ["r1", "1", '{"seed": {"keys": [{"key_alias": "no token"}]}}']),
     ("tg_sync", ["r1", "1", '{"seed": {"teams": [{}]}}']),
-    ("tg_sync", ["r1", "1", json.dumps({"parties": [{"id": "p"}] * 4097})]),
+    ("tg_sync", ["r1", "1", json.dumps({"parties": [{"id": "p"}] * 1025})]),
+    ("tg_sync", ["r1", "1", json.dumps({"spend_logs": [{}] * 4097})]),
+    ("tg_sync", ["r1", "1", json.dumps({"seed": {"keys": [{"token": KEY}] * 600, "teams": [{"team_id": "t"}] * 401}})]),
     ("tg_sync", ["r1"]),
     ("tg_admit", ["r1", "{}", '{"b": 1}']),
     ("tg_admit", ["r1", '{"id": "p"}', "nope"]),
@@ -458,8 +460,9 @@ def test_dead_replicas_leases_return_to_the_pool(lib):
 
 def test_reclaim_is_bounded_per_call(lib):
     # A dead replica holding 1500 leases is reclaimed over two calls of 1024 at most.
-    payload = {"ttl_ms": 100, "parties": [entry(f"p{i}", {"parallel": 1}, want={"p": 1}) for i in range(1500)]}
-    lib.sync("ra", 1, payload)
+    for seq in (1, 2):
+        lib.sync("ra", seq, {"ttl_ms": 100, "parties": [
+            entry(f"p{i}", {"parallel": 1}, want={"p": 1}) for i in range(750 * (seq - 1), 750 * seq)]})
     time.sleep(0.15)
     first = lib.sync("rb", 1, {})
     assert first["dead"] == [] and lib.redis("SCARD", "tg:r:{ra}") == 1500 - 1024
