@@ -1,0 +1,1147 @@
+#!lua name=tollgate
+--[[
+Tollgate's fleet-wide state: a Redis Functions library (Redis 7.0+).
+
+Every Envoy replica reaches it through webdis (`POST /` with `FCALL/<function>/0/<arg...>`).
+The filter embeds this file (`include_str!`) and loads it itself: when `tg_version` is missing
+(`Function not found`, `Library not found`) or answers another version than the one the filter
+carries (the `VERSION` line below), it sends `FUNCTION/LOAD/REPLACE/<this file>` and calls again.
+Functions persist in the AOF with the data: a restarted Redis has them. Bump VERSION on every
+change to this file, so that every replica of a rolling deploy reloads it (a test holds the
+file's SHA-256 per VERSION and fails until both are updated).
+
+Every function takes no keys (`numkeys` 0), only arguments, and returns ONE string: a JSON
+document. Input that is not what a function expects gets `{"error": "<what>"}`, and nothing is
+written: every argument is checked before the first write. Time is Redis's `TIME` (one clock for
+the fleet). Money is integer micro-USD. Every call's cost is bounded (see the limits below).
+
+Key layout (all under `tg:`; `{party}` and `{replica}` are hash tags):
+  tg:p:{party}      HASH   a party's counters (party: `key:<token>:<generation>` or `team:<id>`):
+                           spend (µUSD in the budget window), window_start (unix s),
+                           lifetime (µUSD), minute (unix s / 60), requests, tokens (this minute,
+                           settled and leased), leased (µUSD leased to all replicas),
+                           leased_parallel (slots leased to all replicas)
+  tg:l:{party}      HASH   replica -> its lease, JSON {"b":µUSD,"r":requests,"t":tokens,
+                           "p":slots,"m":minute}: what the replica may still use (r and t only
+                           in minute m; they count in that minute's requests/tokens already)
+  tg:r:{replica}    SET    parties the replica holds a lease in (what reclaim walks)
+  tg:replicas       ZSET   replica -> heartbeat deadline (ms): now + ttl at its last call
+  tg:seq:{replica}  HASH   seq (last applied tg_sync), reply (its JSON reply); expires one day
+                           after the replica's last sync (kept past its death, so that a late
+                           retry is still recognised)
+  tg:cooldowns      ZSET   deployment -> cooled down until (ms); expired entries are dropped
+  tg:changes        STREAM key changes: token, op (put|block|unblock|delete); MAXLEN ~ 10000
+  tg:spend          STREAM one entry per request: k (key hash, "" if none), r (the record's
+                           JSON); the id is when Redis stored it; MAXLEN ~ 100000
+  tg:k:<token>      HASH   a key: record (its JSON, byte for byte as written), alias (the
+                           key_alias it holds, absent if none)
+  tg:alias:<alias>  STRING token of the key that holds the alias
+  tg:t:<team_id>    STRING a config team's record (JSON, byte for byte)
+
+Invariants (each function is atomic, so they hold under any interleaving of replicas):
+  - spend + leased <= max_budget: budget leases are granted only from what is left; a lease never
+    drops below what its replica says it holds in flight (the only overshoot: a request costing
+    more than its estimate, or in-flight reservations of a replica re-leased after it was
+    reclaimed while alive, e.g. after a partition longer than its ttl).
+  - requests <= rpm, tokens <= tpm for the current minute (Redis's clock), leases included: a
+    lease's r and t count in its minute when granted; the next minute starts fresh. Usage a
+    replica reports beyond what its lease covered counts in the current minute.
+  - leased_parallel <= parallel.
+  - tg_sync applies at most once per (replica, seq); a repeated or lower seq returns the stored
+    reply of the last applied one.
+  - A replica whose heartbeat expired is reclaimed by the next tg_sync of any replica: its budget
+    and slots return to the pool; its request and token allowances lapse with their minute (they
+    may have been used since its last sync).
+  - Budget windows (duration, seconds) roll on Redis's clock, aligned to the first window.
+  - Seeding writes a config key or team only if absent and never touches tg:p:* (spend survives).
+  - A key alias belongs to at most one key.
+
+Functions (arguments and replies as in the store design of issue 14, with these precisions):
+  tg_sync(replica, seq, payload): replica is 1-64 of [A-Za-z0-9_-]; seq a decimal integer. In
+    a party, absent counts are 0 (`want` absent: release down to `held`); `held` may also carry
+    `t` (tokens reserved in flight). Seed items are key records (with `token`) and team records
+    (with `team_id`), stored byte for byte; `seed` is applied in whichever syncs carry it (the
+    first ones of a replica). A new replica sends no `changes_after` (or "") and gets the
+    cursor of the latest change. Spend records must be objects; `key_hash` (string or null) is
+    what tg_spend_logs filters on; they are re-encoded by cjson (flat objects keep their
+    fields; numbers above 1e14 would lose digits). Reply fields besides the design's:
+    party `leased`, `leased_parallel`; `changes_lost` (changes after the cursor were trimmed
+    away: drop the key cache); `reclaimed` (this replica had been reclaimed as dead: its leases
+    are what this reply grants).
+  tg_admit(replica, party, estimate): the reply carries the party's counters like tg_sync's, and
+    `now_ms`. A replica unknown to tg:replicas gets a heartbeat of the default ttl.
+  tg_key_put(token, record, op, expect): record is JSON text, stored as is. The key holds
+    `expect.alias` if expect has the field (null: no alias), else the record's `key_alias`.
+    `expect.absent: true` refuses a key that exists (a tombstone, `"deleted": true`, does not
+    count): {"ok": false, "error": "key_exists"}; a taken alias: {"ok": false, "error":
+    "alias_taken", "alias": ...}. op delete with a record stores it as a tombstone (a deleted
+    config key stays deleted when replicas seed), with `null` removes the key. Success:
+    {"ok": true, "id": "<change id>"}.
+  tg_spend_logs(filter): also `after` (a stream id: continue after it). Reply: {"logs":
+    [records, oldest first], "next": id or null}; `next` set when more may match.
+  tg_version(): {"version": VERSION}.
+
+Per-call bounds (measured on a 2-core machine, AOF fsync always, through RESP): tg_sync takes
+at most 1024 parties (~70 ms; 100 parties ~6 ms, one ~0.7 ms), 1024 cooldowns, 4096 spend
+records (~11 µs each) and 1000 seeded keys and teams (~45 ms; a replica with more sends them over
+several syncs); a larger payload is refused whole, so the caller must split. It reclaims at most
+1024 leases of dead replicas and returns at most 1000 changes and 1024 cooldowns (the rest on
+the next calls). tg_spend_logs reads at most 10000 entries (~30 ms) and returns at most 1000
+(`next` continues). No function walks the keyspace.
+]]
+
+local VERSION = '1'
+
+local MAX_PARTIES = 1024
+local MAX_COOLDOWNS = 1024
+local MAX_SPEND_LOGS = 4096
+local MAX_SEED = 1000
+local MAX_ID_LEN = 512
+local MAX_RECORD_LEN = 65536
+local CHANGES_KEEP = 10000
+local CHANGES_PER_REPLY = 1000
+local SPEND_KEEP = 100000
+local SPEND_SCAN = 10000
+local SPEND_LIMIT_MAX = 1000
+local SPEND_LIMIT_DEFAULT = 100
+local RECLAIM_REPLICAS = 16
+local RECLAIM_LEASES = 1024
+local COOLDOWNS_REPLY = 1024
+local SEQ_KEEP_MS = 86400000
+local TTL_DEFAULT_MS = 3000
+local TTL_MIN_MS = 100
+local TTL_MAX_MS = 3600000
+-- Integers are exact in a Lua number (a double) below 2^53.
+local MAX_INT = 9007199254740991
+
+---------------------------------------------------------------------------------------------------
+-- JSON out. cjson.encode writes integers above 1e14 with 14 significant digits and empty arrays
+-- as `{}`; replies need neither, so they are built with `arr` (a JSON array, even empty), `raw`
+-- (JSON text spliced as is), `cjson.null`, and encoded here. Strings go through cjson.encode.
+
+local ARRAY = {}
+local RAW = {}
+
+local function arr(t)
+  return setmetatable(t or {}, ARRAY)
+end
+
+local function raw(text)
+  return setmetatable({ text }, RAW)
+end
+
+local function encode_number(n)
+  if n ~= n or n == math.huge or n == -math.huge then
+    return 'null'
+  end
+  if n == math.floor(n) and math.abs(n) <= MAX_INT then
+    if n == 0 then
+      return '0'
+    end
+    return string.format('%.0f', n)
+  end
+  local s = string.format('%.14g', n)
+  if tonumber(s) ~= n then
+    s = string.format('%.17g', n)
+  end
+  return s
+end
+
+local function encode_into(v, out)
+  local kind = type(v)
+  if kind == 'string' then
+    out[#out + 1] = cjson.encode(v)
+  elseif kind == 'number' then
+    out[#out + 1] = encode_number(v)
+  elseif kind == 'boolean' then
+    out[#out + 1] = v and 'true' or 'false'
+  elseif kind == 'table' then
+    local mt = getmetatable(v)
+    if mt == RAW then
+      out[#out + 1] = v[1]
+    elseif mt == ARRAY then
+      out[#out + 1] = '['
+      for i = 1, #v do
+        if i > 1 then
+          out[#out + 1] = ','
+        end
+        encode_into(v[i], out)
+      end
+      out[#out + 1] = ']'
+    else
+      out[#out + 1] = '{'
+      local first = true
+      for k, x in pairs(v) do
+        if not first then
+          out[#out + 1] = ','
+        end
+        first = false
+        out[#out + 1] = cjson.encode(tostring(k))
+        out[#out + 1] = ':'
+        encode_into(x, out)
+      end
+      out[#out + 1] = '}'
+    end
+  else
+    -- cjson.null (and nothing else reaches here)
+    out[#out + 1] = 'null'
+  end
+end
+
+local function encode(v)
+  local out = {}
+  encode_into(v, out)
+  return table.concat(out)
+end
+
+local function fail(message)
+  return encode({ error = message })
+end
+
+local function fmt(n)
+  return encode_number(n)
+end
+
+---------------------------------------------------------------------------------------------------
+-- JSON in: cjson.decode, then checks. `null` and absent are the same everywhere.
+
+local function decode(text)
+  if type(text) ~= 'string' or text == '' then
+    return nil
+  end
+  local ok, v = pcall(cjson.decode, text)
+  if not ok then
+    return nil
+  end
+  -- cjson decodes `[]` and `{}` alike: remember which one a document was.
+  if type(v) == 'table' and string.find(text, '^[ \t\r\n]*%[') then
+    setmetatable(v, ARRAY)
+  end
+  return v
+end
+
+local function absent(v)
+  return v == nil or v == cjson.null
+end
+
+local function is_object(v)
+  return type(v) == 'table' and v[1] == nil and getmetatable(v) ~= ARRAY
+end
+
+local function is_array(v)
+  if type(v) ~= 'table' then
+    return false
+  end
+  local n = 0
+  for _ in pairs(v) do
+    n = n + 1
+  end
+  return n == #v
+end
+
+local function is_count(v)
+  return type(v) == 'number' and v == v and v >= 0 and v <= MAX_INT and v == math.floor(v)
+end
+
+local function is_name(v, max)
+  return type(v) == 'string' and #v > 0 and #v <= (max or MAX_ID_LEN)
+end
+
+-- A non-negative integer field of `obj` (absent: 0), or nil and an error.
+local function count_field(obj, field, where)
+  local v = obj[field]
+  if absent(v) then
+    return 0
+  end
+  if not is_count(v) then
+    return nil, where .. '.' .. field .. ' must be a non-negative integer'
+  end
+  return v
+end
+
+-- `{b, r, t, p}` from an object whose fields are optional counts.
+local function parse_amounts(v, where, fields)
+  if absent(v) then
+    v = {}
+  end
+  if not is_object(v) then
+    return nil, where .. ' must be an object'
+  end
+  local out = {}
+  for _, f in ipairs(fields) do
+    local n, err = count_field(v, f, where)
+    if not n then
+      return nil, err
+    end
+    out[f] = n
+  end
+  return out
+end
+
+local LIMIT_FIELDS = { 'max_budget', 'duration', 'rpm', 'tpm', 'parallel' }
+
+-- Limits: each field null/absent (unlimited) or a count. duration 0 is no window.
+local function parse_limits(v, where)
+  if absent(v) then
+    return {}
+  end
+  if not is_object(v) then
+    return nil, where .. ' must be an object'
+  end
+  local out = {}
+  for _, f in ipairs(LIMIT_FIELDS) do
+    local x = v[f]
+    if not absent(x) then
+      if not is_count(x) then
+        return nil, where .. '.' .. f .. ' must be a non-negative integer or null'
+      end
+      out[f] = x
+    end
+  end
+  if out.duration == 0 then
+    out.duration = nil
+  end
+  return out
+end
+
+local function parse_stream_id(v)
+  if type(v) ~= 'string' then
+    return nil
+  end
+  local ms, seq = string.match(v, '^(%d+)%-(%d+)$')
+  if not ms or #ms > 15 or #seq > 15 then
+    return nil
+  end
+  return { tonumber(ms), tonumber(seq) }
+end
+
+-- a > b for parsed stream ids
+local function id_after(a, b)
+  return a[1] > b[1] or (a[1] == b[1] and a[2] > b[2])
+end
+
+---------------------------------------------------------------------------------------------------
+-- Raw spans of a JSON text already validated by cjson.decode: seeded records are stored byte for
+-- byte (a decode and encode would turn `[]` into `{}` and round big numbers).
+
+local function json_ws(s, i)
+  return string.find(s, '[^ \t\r\n]', i) or (#s + 1)
+end
+
+local function json_skip_string(s, i)
+  local j = i + 1
+  while true do
+    local k = string.find(s, '["\\]', j)
+    if not k then
+      return nil
+    end
+    if string.byte(s, k) == 34 then
+      return k + 1
+    end
+    j = k + 2
+  end
+end
+
+-- The index right after the value that starts at (or after whitespace from) i.
+local function json_skip(s, i)
+  i = json_ws(s, i)
+  local c = string.byte(s, i)
+  if c == 34 then
+    return json_skip_string(s, i)
+  end
+  if c == 123 or c == 91 then
+    local depth, j = 0, i
+    while true do
+      local k = string.find(s, '[%[%]{}"]', j)
+      if not k then
+        return nil
+      end
+      local b = string.byte(s, k)
+      if b == 34 then
+        j = json_skip_string(s, k)
+        if not j then
+          return nil
+        end
+      else
+        depth = depth + ((b == 123 or b == 91) and 1 or -1)
+        j = k + 1
+        if depth == 0 then
+          return j
+        end
+      end
+    end
+  end
+  return string.find(s, '[,%]}%s]', i) or (#s + 1)
+end
+
+-- name -> {first, last} of each member's value of the object at i (the last one of a name wins,
+-- as in cjson.decode).
+local function json_members(s, i)
+  local out = {}
+  i = json_ws(s, i)
+  if string.byte(s, i) ~= 123 then
+    return out
+  end
+  i = json_ws(s, i + 1)
+  while string.byte(s, i) == 34 do
+    local kend = json_skip_string(s, i)
+    if not kend then
+      return out
+    end
+    local name = cjson.decode(string.sub(s, i, kend - 1))
+    local vstart = json_ws(s, json_ws(s, kend) + 1)
+    local vend = json_skip(s, vstart)
+    if not vend then
+      return out
+    end
+    out[name] = { vstart, vend - 1 }
+    i = json_ws(s, vend)
+    if string.byte(s, i) ~= 44 then
+      return out
+    end
+    i = json_ws(s, i + 1)
+  end
+  return out
+end
+
+-- The text of each element of the array at i.
+local function json_elements(s, i)
+  local out = {}
+  i = json_ws(s, i)
+  if string.byte(s, i) ~= 91 then
+    return out
+  end
+  i = json_ws(s, i + 1)
+  if string.byte(s, i) == 93 then
+    return out
+  end
+  while true do
+    local vend = json_skip(s, i)
+    if not vend then
+      return out
+    end
+    out[#out + 1] = string.sub(s, i, vend - 1)
+    i = json_ws(s, vend)
+    if string.byte(s, i) ~= 44 then
+      return out
+    end
+    i = json_ws(s, i + 1)
+  end
+end
+
+---------------------------------------------------------------------------------------------------
+-- Time, parties, leases.
+
+local function now()
+  local t = redis.call('TIME')
+  local s = tonumber(t[1])
+  return s, s * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local PARTY_FIELDS = { 'spend', 'window_start', 'lifetime', 'minute', 'requests', 'tokens', 'leased', 'leased_parallel' }
+
+local function party_key(id)
+  return 'tg:p:{' .. id .. '}'
+end
+
+local function lease_key(id)
+  return 'tg:l:{' .. id .. '}'
+end
+
+local function replica_parties_key(replica)
+  return 'tg:r:{' .. replica .. '}'
+end
+
+-- Reads a party and rolls its windows: the budget window when `duration` has passed (aligned to
+-- the first window, as the filter's local counters do), the minute's requests and tokens.
+local function load_party(id, limits, now_s)
+  local key = party_key(id)
+  local v = redis.call('HMGET', key, 'spend', 'window_start', 'lifetime', 'minute', 'requests', 'tokens', 'leased',
+    'leased_parallel')
+  local p = { id = id, key = key }
+  for i, f in ipairs(PARTY_FIELDS) do
+    p[f] = tonumber(v[i]) or 0
+  end
+  local d = limits.duration
+  if p.window_start == 0 then
+    p.window_start = now_s
+  elseif d and now_s >= p.window_start + d then
+    p.window_start = p.window_start + math.floor((now_s - p.window_start) / d) * d
+    p.spend = 0
+  end
+  local minute = math.floor(now_s / 60)
+  if p.minute ~= minute then
+    p.minute = minute
+    p.requests = 0
+    p.tokens = 0
+  end
+  return p
+end
+
+local function save_party(p)
+  redis.call('HSET', p.key, 'spend', fmt(p.spend), 'window_start', fmt(p.window_start), 'lifetime', fmt(p.lifetime),
+    'minute', fmt(p.minute), 'requests', fmt(p.requests), 'tokens', fmt(p.tokens), 'leased', fmt(p.leased),
+    'leased_parallel', fmt(p.leased_parallel))
+end
+
+-- A replica's lease in a party (zeros when it holds none).
+local function load_lease(id, replica)
+  local l = decode(redis.call('HGET', lease_key(id), replica) or '')
+  local out = { b = 0, r = 0, t = 0, p = 0, m = 0 }
+  if is_object(l) then
+    for f in pairs(out) do
+      out[f] = tonumber(l[f]) or 0
+    end
+  end
+  return out
+end
+
+local function save_lease(id, replica, l)
+  if l.b == 0 and l.r == 0 and l.t == 0 and l.p == 0 then
+    redis.call('HDEL', lease_key(id), replica)
+    redis.call('SREM', replica_parties_key(replica), id)
+  else
+    redis.call('HSET', lease_key(id), replica, encode({ b = l.b, r = l.r, t = l.t, p = l.p, m = l.m }))
+    redis.call('SADD', replica_parties_key(replica), id)
+  end
+end
+
+local function party_reply(p, lease)
+  local out = {
+    id = p.id,
+    spend = p.spend,
+    lifetime = p.lifetime,
+    window_start = p.window_start,
+    requests = p.requests,
+    tokens = p.tokens,
+    leased = p.leased,
+    leased_parallel = p.leased_parallel,
+  }
+  if lease then
+    out.lease = { b = lease.b, r = lease.r, t = lease.t, p = lease.p, m = lease.m }
+  end
+  return out
+end
+
+-- min(want, room) where a nil limit is no limit.
+local function grant(want, limit, others)
+  if not limit then
+    return want
+  end
+  return math.min(want, math.max(0, limit - others))
+end
+
+-- One party of a tg_sync: applies what the replica reports, then sets its lease toward `want`.
+local function sync_party(replica, q, now_s)
+  local p = load_party(q.id, q.limits, now_s)
+  local l = load_lease(q.id, replica)
+  local lim = q.limits
+  local minute = p.minute
+  local current = l.m == minute
+
+  -- Budget: the spend settled since the last sync leaves the lease and enters the window; the
+  -- lease is then sized afresh from what the others leave (below).
+  local others_b = math.max(0, p.leased - l.b)
+  p.spend = p.spend + q.spent
+  p.lifetime = p.lifetime + q.spent
+
+  -- Requests and tokens: what the lease covered was counted when granted (in its minute); the
+  -- rest counts now. A lease of a past minute lapsed with it.
+  local used_r = math.min(q.requests, l.r)
+  local used_t = math.min(q.tokens, l.t)
+  p.requests = p.requests + (q.requests - used_r)
+  p.tokens = p.tokens + (q.tokens - used_t)
+  local r, t = 0, 0
+  if current then
+    r, t = l.r - used_r, l.t - used_t
+  end
+  local others_r = math.max(0, p.requests - r)
+  local others_t = math.max(0, p.tokens - t)
+  local others_p = math.max(0, p.leased_parallel - l.p)
+
+  local b = math.max(q.held.b, grant(q.want.b, lim.max_budget and math.max(0, lim.max_budget - p.spend), others_b))
+  r = grant(q.want.r, lim.rpm, others_r)
+  t = math.max(q.held.t, grant(q.want.t, lim.tpm, others_t))
+  local slots = math.max(q.held.p, grant(q.want.p, lim.parallel, others_p))
+
+  p.leased = others_b + b
+  p.requests = others_r + r
+  p.tokens = others_t + t
+  p.leased_parallel = others_p + slots
+  local lease = { b = b, r = r, t = t, p = slots, m = minute }
+  save_party(p)
+  save_lease(q.id, replica, lease)
+  return party_reply(p, lease)
+end
+
+-- Returns the budget and slots of dead replicas (heartbeat deadline passed) to the pool; their
+-- request and token allowances stay counted until their minute ends. At most RECLAIM_LEASES
+-- leases per call; a replica is reported (and forgotten) once all its leases are back.
+local function reclaim(now_ms)
+  local dead = arr()
+  local ids = redis.call('ZRANGEBYSCORE', 'tg:replicas', '-inf', now_ms, 'LIMIT', 0, RECLAIM_REPLICAS)
+  local budget = RECLAIM_LEASES
+  for _, d in ipairs(ids) do
+    if budget <= 0 then
+      break
+    end
+    local rkey = replica_parties_key(d)
+    local parties = redis.call('SPOP', rkey, budget)
+    budget = budget - #parties
+    for _, id in ipairs(parties) do
+      local l = load_lease(id, d)
+      redis.call('HDEL', lease_key(id), d)
+      if l.b > 0 or l.p > 0 then
+        local pkey = party_key(id)
+        local v = redis.call('HMGET', pkey, 'leased', 'leased_parallel')
+        redis.call('HSET', pkey, 'leased', fmt(math.max(0, (tonumber(v[1]) or 0) - l.b)), 'leased_parallel',
+          fmt(math.max(0, (tonumber(v[2]) or 0) - l.p)))
+      end
+    end
+    if redis.call('EXISTS', rkey) == 0 then
+      redis.call('ZREM', 'tg:replicas', d)
+      dead[#dead + 1] = d
+    end
+  end
+  return dead
+end
+
+local function fields_of(flat)
+  local out = {}
+  for i = 1, #flat, 2 do
+    out[flat[i]] = flat[i + 1]
+  end
+  return out
+end
+
+-- Changes after `cursor` (exclusive), at most CHANGES_PER_REPLY. No cursor: none, and the cursor
+-- of the latest change (a new replica starts from now). `lost`: changes after the cursor were
+-- trimmed away before this reader saw them (it must forget what it cached).
+local function read_changes(cursor)
+  local changes = arr()
+  if not cursor then
+    local last = redis.call('XREVRANGE', 'tg:changes', '+', '-', 'COUNT', 1)
+    return changes, (last[1] and last[1][1]) or '0-0', false
+  end
+  -- Only trimming removes entries, and it removes the oldest: if any were removed, those newer
+  -- than the cursor were iff the cursor is older than the first entry left. (A reader whose last
+  -- seen entry alone was trimmed is told too: it forgets a little more than it needs to.)
+  local lost = false
+  if redis.call('EXISTS', 'tg:changes') == 1 then
+    local info = fields_of(redis.call('XINFO', 'STREAM', 'tg:changes'))
+    local first = parse_stream_id(info['recorded-first-entry-id'])
+    lost = (tonumber(info['entries-added']) or 0) > (tonumber(info['length']) or 0)
+      and first ~= nil and id_after(first, parse_stream_id(cursor))
+  end
+  local next_cursor = cursor
+  for _, e in ipairs(redis.call('XRANGE', 'tg:changes', '(' .. cursor, '+', 'COUNT', CHANGES_PER_REPLY)) do
+    local f = fields_of(e[2])
+    changes[#changes + 1] = { id = e[1], token = f.token or '', op = f.op or '' }
+    next_cursor = e[1]
+  end
+  return changes, next_cursor, lost
+end
+
+---------------------------------------------------------------------------------------------------
+-- Keys.
+
+local KEY_OPS = { put = true, block = true, unblock = true, delete = true }
+
+local function key_key(token)
+  return 'tg:k:' .. token
+end
+
+local function alias_key(alias)
+  return 'tg:alias:' .. alias
+end
+
+-- Writes a key's record (nil: removes it) and the alias it holds (nil: none), releasing the one
+-- it held before.
+local function write_key(token, record, alias)
+  local kkey = key_key(token)
+  local old = redis.call('HGET', kkey, 'alias')
+  if old and old ~= alias and redis.call('GET', alias_key(old)) == token then
+    redis.call('DEL', alias_key(old))
+  end
+  if record == nil then
+    redis.call('DEL', kkey)
+    return
+  end
+  redis.call('HSET', kkey, 'record', record)
+  if alias then
+    redis.call('SET', alias_key(alias), token)
+    redis.call('HSET', kkey, 'alias', alias)
+  else
+    redis.call('HDEL', kkey, 'alias')
+  end
+end
+
+local function is_token(v)
+  return is_name(v, 256) and string.find(v, '^[%w_%-%.:]+$') ~= nil
+end
+
+---------------------------------------------------------------------------------------------------
+-- tg_sync
+
+local function parse_party(v, i)
+  local where = 'parties[' .. i .. ']'
+  if not is_object(v) then
+    return nil, where .. ' must be an object'
+  end
+  if not is_name(v.id) then
+    return nil, where .. '.id must be a non-empty string'
+  end
+  local q = { id = v.id }
+  local err
+  q.limits, err = parse_limits(v.limits, where .. '.limits')
+  if not q.limits then
+    return nil, err
+  end
+  for _, f in ipairs({ 'spent', 'tokens', 'requests' }) do
+    q[f], err = count_field(v, f, where)
+    if not q[f] then
+      return nil, err
+    end
+  end
+  q.held, err = parse_amounts(v.held, where .. '.held', { 'b', 't', 'p' })
+  if not q.held then
+    return nil, err
+  end
+  q.want, err = parse_amounts(v.want, where .. '.want', { 'b', 'r', 't', 'p' })
+  if not q.want then
+    return nil, err
+  end
+  return q
+end
+
+local function parse_seed(text, seed)
+  if absent(seed) then
+    return {}
+  end
+  if not is_object(seed) then
+    return nil, 'seed must be an object'
+  end
+  local out = { keys = {}, teams = {} }
+  local total = (is_array(seed.keys) and #seed.keys or 0) + (is_array(seed.teams) and #seed.teams or 0)
+  if total > MAX_SEED then
+    return nil, 'seed has more than ' .. MAX_SEED .. ' keys and teams'
+  end
+  local spans = json_members(text, 1).seed
+  local members = spans and json_members(text, spans[1]) or {}
+  for _, kind in ipairs({ 'keys', 'teams' }) do
+    local list = seed[kind]
+    if not absent(list) then
+      if not is_array(list) then
+        return nil, 'seed.' .. kind .. ' must be an array'
+      end
+      local texts = members[kind] and json_elements(text, members[kind][1]) or {}
+      if #texts ~= #list then
+        return nil, 'seed.' .. kind .. ' could not be read'
+      end
+      for i, item in ipairs(list) do
+        local where = 'seed.' .. kind .. '[' .. i .. ']'
+        if not is_object(item) then
+          return nil, where .. ' must be an object'
+        end
+        local e = { record = texts[i] }
+        if kind == 'keys' then
+          if not is_token(item.token) then
+            return nil, where .. '.token must be a key hash'
+          end
+          e.id = item.token
+          if type(item.key_alias) == 'string' and item.key_alias ~= '' then
+            e.alias = item.key_alias
+          end
+        else
+          if not is_name(item.team_id) then
+            return nil, where .. '.team_id must be a non-empty string'
+          end
+          e.id = item.team_id
+        end
+        out[kind][i] = e
+      end
+    end
+  end
+  return out
+end
+
+local function parse_sync(args)
+  local replica, seq, text = args[1], args[2], args[3]
+  if not (is_name(replica, 64) and string.find(replica, '^[%w_%-]+$')) then
+    return nil, 'replica must be 1 to 64 letters, digits, - or _'
+  end
+  if type(seq) ~= 'string' or not string.find(seq, '^%d+$') or #seq > 15 then
+    return nil, 'seq must be a non-negative integer'
+  end
+  local payload = decode(text)
+  if not is_object(payload) then
+    return nil, 'payload must be a JSON object'
+  end
+  local s = { replica = replica, seq = tonumber(seq) }
+  local err
+  if absent(payload.ttl_ms) then
+    s.ttl_ms = TTL_DEFAULT_MS
+  elseif is_count(payload.ttl_ms) and payload.ttl_ms >= TTL_MIN_MS and payload.ttl_ms <= TTL_MAX_MS then
+    s.ttl_ms = payload.ttl_ms
+  else
+    return nil, 'ttl_ms must be an integer from ' .. TTL_MIN_MS .. ' to ' .. TTL_MAX_MS
+  end
+
+  local parties = absent(payload.parties) and {} or payload.parties
+  if not is_array(parties) then
+    return nil, 'parties must be an array'
+  end
+  if #parties > MAX_PARTIES then
+    return nil, 'parties has more than ' .. MAX_PARTIES .. ' entries'
+  end
+  s.parties = {}
+  for i, v in ipairs(parties) do
+    s.parties[i], err = parse_party(v, i)
+    if not s.parties[i] then
+      return nil, err
+    end
+  end
+
+  local cooldowns = absent(payload.cooldowns) and {} or payload.cooldowns
+  if not is_array(cooldowns) then
+    return nil, 'cooldowns must be an array'
+  end
+  if #cooldowns > MAX_COOLDOWNS then
+    return nil, 'cooldowns has more than ' .. MAX_COOLDOWNS .. ' entries'
+  end
+  s.cooldowns = {}
+  for i, c in ipairs(cooldowns) do
+    local where = 'cooldowns[' .. i .. ']'
+    if not is_object(c) or not is_name(c.deployment) then
+      return nil, where .. '.deployment must be a non-empty string'
+    end
+    if not is_count(c.until_ms) then
+      return nil, where .. '.until_ms must be a non-negative integer'
+    end
+    s.cooldowns[i] = c
+  end
+
+  local logs = absent(payload.spend_logs) and {} or payload.spend_logs
+  if not is_array(logs) then
+    return nil, 'spend_logs must be an array'
+  end
+  if #logs > MAX_SPEND_LOGS then
+    return nil, 'spend_logs has more than ' .. MAX_SPEND_LOGS .. ' entries'
+  end
+  s.spend_logs = {}
+  for i, rec in ipairs(logs) do
+    if not is_object(rec) then
+      return nil, 'spend_logs[' .. i .. '] must be an object'
+    end
+    local hash = rec.key_hash
+    if not absent(hash) and type(hash) ~= 'string' then
+      return nil, 'spend_logs[' .. i .. '].key_hash must be a string or null'
+    end
+    s.spend_logs[i] = { k = absent(hash) and '' or hash, r = cjson.encode(rec) }
+  end
+
+  if not absent(payload.changes_after) and payload.changes_after ~= '' then
+    if not parse_stream_id(payload.changes_after) then
+      return nil, 'changes_after must be a stream id (ms-seq)'
+    end
+    s.changes_after = payload.changes_after
+  end
+
+  s.seed, err = parse_seed(text, payload.seed)
+  if not s.seed then
+    return nil, err
+  end
+  return s
+end
+
+local function apply_seed(seed)
+  for _, k in ipairs(seed.keys or {}) do
+    local kkey = key_key(k.id)
+    if redis.call('EXISTS', kkey) == 0 then
+      redis.call('HSET', kkey, 'record', k.record)
+      if k.alias and redis.call('SET', alias_key(k.alias), k.id, 'NX') then
+        redis.call('HSET', kkey, 'alias', k.alias)
+      end
+    end
+  end
+  for _, t in ipairs(seed.teams or {}) do
+    redis.call('SET', 'tg:t:' .. t.id, t.record, 'NX')
+  end
+end
+
+local function tg_sync(_, args)
+  local s, err = parse_sync(args)
+  if not s then
+    return fail(err)
+  end
+  local now_s, now_ms = now()
+  local seq_key = 'tg:seq:{' .. s.replica .. '}'
+
+  -- Heartbeat first: this replica is alive whatever reclaim below finds.
+  local known = redis.call('ZSCORE', 'tg:replicas', s.replica)
+  redis.call('ZADD', 'tg:replicas', now_ms + s.ttl_ms, s.replica)
+  local stored = redis.call('HMGET', seq_key, 'seq', 'reply')
+  if stored[1] and tonumber(stored[1]) >= s.seq then
+    redis.call('PEXPIRE', seq_key, SEQ_KEEP_MS)
+    return stored[2]
+  end
+  -- A replica that synced before but has no heartbeat entry was reclaimed as dead: its leases
+  -- are gone, and what this call grants is all it holds.
+  local reclaimed = (not known) and stored[1] ~= false and stored[1] ~= nil
+  -- Dead replicas first, so that what they held is in the pool for this call.
+  local dead = reclaim(now_ms)
+
+  if s.seed.keys then
+    apply_seed(s.seed)
+  end
+
+  local parties = arr()
+  for i, q in ipairs(s.parties) do
+    parties[i] = sync_party(s.replica, q, now_s)
+  end
+
+  for _, c in ipairs(s.cooldowns) do
+    if c.until_ms > now_ms then
+      redis.call('ZADD', 'tg:cooldowns', 'GT', c.until_ms, c.deployment)
+    end
+  end
+  redis.call('ZREMRANGEBYSCORE', 'tg:cooldowns', '-inf', now_ms)
+  local cooldowns = arr()
+  local cd = redis.call('ZRANGE', 'tg:cooldowns', 0, COOLDOWNS_REPLY - 1, 'WITHSCORES')
+  for i = 1, #cd, 2 do
+    cooldowns[#cooldowns + 1] = { deployment = cd[i], until_ms = tonumber(cd[i + 1]) }
+  end
+
+  for _, rec in ipairs(s.spend_logs) do
+    redis.call('XADD', 'tg:spend', 'MAXLEN', '~', SPEND_KEEP, '*', 'k', rec.k, 'r', rec.r)
+  end
+
+  local changes, cursor, lost = read_changes(s.changes_after)
+
+  local reply = encode({
+    seq = s.seq,
+    now_ms = now_ms,
+    parties = parties,
+    cooldowns = cooldowns,
+    changes = changes,
+    changes_cursor = cursor,
+    changes_lost = lost,
+    dead = dead,
+    reclaimed = reclaimed,
+  })
+  redis.call('HSET', seq_key, 'seq', fmt(s.seq), 'reply', reply)
+  redis.call('PEXPIRE', seq_key, SEQ_KEEP_MS)
+  return reply
+end
+
+---------------------------------------------------------------------------------------------------
+-- tg_admit
+
+local function tg_admit(_, args)
+  local replica = args[1]
+  if not (is_name(replica, 64) and string.find(replica, '^[%w_%-]+$')) then
+    return fail('replica must be 1 to 64 letters, digits, - or _')
+  end
+  local party = decode(args[2])
+  if not is_object(party) or not is_name(party.id) then
+    return fail('party must be a JSON object with a non-empty id')
+  end
+  local limits, err = parse_limits(party.limits, 'party.limits')
+  if not limits then
+    return fail(err)
+  end
+  local estimate = decode(args[3])
+  if not is_object(estimate) then
+    return fail('estimate must be a JSON object')
+  end
+  local est
+  est, err = parse_amounts(estimate, 'estimate', { 'b', 't' })
+  if not est then
+    return fail(err)
+  end
+
+  local now_s, now_ms = now()
+  local p = load_party(party.id, limits, now_s)
+  local refusal
+  if limits.max_budget and (p.spend >= limits.max_budget or p.spend + p.leased + est.b > limits.max_budget) then
+    refusal = { kind = 'budget', limit = limits.max_budget, used = p.spend + p.leased, reset_s = cjson.null }
+    if limits.duration then
+      refusal.reset_s = math.max(0, p.window_start + limits.duration - now_s)
+    end
+  elseif limits.parallel and p.leased_parallel + 1 > limits.parallel then
+    refusal = { kind = 'parallel', limit = limits.parallel, used = p.leased_parallel, reset_s = cjson.null }
+  elseif limits.rpm and p.requests + 1 > limits.rpm then
+    refusal = { kind = 'requests', limit = limits.rpm, used = p.requests, reset_s = 60 - now_s % 60 }
+  elseif limits.tpm and p.tokens + est.t > limits.tpm then
+    refusal = { kind = 'tokens', limit = limits.tpm, used = p.tokens, reset_s = 60 - now_s % 60 }
+  end
+  if refusal then
+    local out = party_reply(p)
+    out.ok = false
+    out.refusal = refusal
+    out.now_ms = now_ms
+    return encode(out)
+  end
+
+  -- An admission is a lease of exactly this request: it settles locally like any leased one, and
+  -- returns to the pool with the replica's lease if the replica dies.
+  local l = load_lease(party.id, replica)
+  if l.m ~= p.minute then
+    l.r, l.t, l.m = 0, 0, p.minute
+  end
+  l.b, l.r, l.t, l.p = l.b + est.b, l.r + 1, l.t + est.t, l.p + 1
+  p.leased = p.leased + est.b
+  p.requests = p.requests + 1
+  p.tokens = p.tokens + est.t
+  p.leased_parallel = p.leased_parallel + 1
+  save_party(p)
+  save_lease(party.id, replica, l)
+  -- A replica that has not synced yet still gets a heartbeat, so that this lease is reclaimed if
+  -- it dies; a known one keeps its own deadline.
+  redis.call('ZADD', 'tg:replicas', 'NX', now_ms + TTL_DEFAULT_MS, replica)
+  local out = party_reply(p, l)
+  out.ok = true
+  out.now_ms = now_ms
+  return encode(out)
+end
+
+---------------------------------------------------------------------------------------------------
+-- tg_key_get, tg_key_put
+
+local function tg_key_get(_, args)
+  local token = args[1]
+  if not is_token(token) then
+    return fail('token must be a key hash')
+  end
+  local record = redis.call('HGET', key_key(token), 'record')
+  return encode({ key = record and raw(record) or cjson.null })
+end
+
+local function tg_key_put(_, args)
+  local token, text, op, expect_text = args[1], args[2], args[3], args[4]
+  if not is_token(token) then
+    return fail('token must be a key hash')
+  end
+  if type(op) ~= 'string' or not KEY_OPS[op] then
+    return fail('op must be put, block, unblock or delete')
+  end
+  if type(text) ~= 'string' or #text > MAX_RECORD_LEN then
+    return fail('record must be JSON text of at most ' .. MAX_RECORD_LEN .. ' bytes')
+  end
+  local record = decode(text)
+  if absent(record) and op == 'delete' then
+    text = nil
+  elseif not is_object(record) then
+    return fail('record must be a JSON object' .. (op == 'delete' and ' or null' or ''))
+  end
+  local expect = decode(expect_text)
+  if absent(expect) then
+    expect = {}
+  elseif not is_object(expect) then
+    return fail('expect must be a JSON object or null')
+  end
+  -- The alias the key holds after this write: expect's, else the record's key_alias.
+  local alias
+  if op ~= 'delete' then
+    local a = expect.alias
+    if a == nil and is_object(record) then
+      a = record.key_alias
+    end
+    if not absent(a) and a ~= '' then
+      if not is_name(a, 256) then
+        return fail('alias must be a non-empty string of at most 256 bytes')
+      end
+      alias = a
+    end
+  end
+  if not absent(expect.absent) and type(expect.absent) ~= 'boolean' then
+    return fail('expect.absent must be a boolean')
+  end
+
+  if alias then
+    local owner = redis.call('GET', alias_key(alias))
+    if owner and owner ~= token then
+      return encode({ ok = false, error = 'alias_taken', alias = alias })
+    end
+  end
+  if expect.absent == true then
+    local current = decode(redis.call('HGET', key_key(token), 'record') or '')
+    if is_object(current) and current.deleted ~= true then
+      return encode({ ok = false, error = 'key_exists' })
+    end
+  end
+
+  write_key(token, text, alias)
+  local id = redis.call('XADD', 'tg:changes', 'MAXLEN', '~', CHANGES_KEEP, '*', 'token', token, 'op', op)
+  return encode({ ok = true, id = id })
+end
+
+---------------------------------------------------------------------------------------------------
+-- tg_spend_logs
+
+local function tg_spend_logs(_, args)
+  local f = decode(args[1])
+  if absent(f) then
+    f = {}
+  elseif not is_object(f) then
+    return fail('filter must be a JSON object')
+  end
+  local key = f.api_key
+  if not absent(key) and not is_name(key) then
+    return fail('api_key must be a non-empty string or null')
+  end
+  for _, name in ipairs({ 'start_ms', 'end_ms', 'limit' }) do
+    if not absent(f[name]) and not is_count(f[name]) then
+      return fail(name .. ' must be a non-negative integer or null')
+    end
+  end
+  local limit = absent(f.limit) and SPEND_LIMIT_DEFAULT or math.min(math.max(f.limit, 1), SPEND_LIMIT_MAX)
+  local start = absent(f.start_ms) and '-' or fmt(f.start_ms)
+  if not absent(f.after) then
+    if not parse_stream_id(f.after) then
+      return fail('after must be a stream id (ms-seq)')
+    end
+    start = '(' .. f.after
+  end
+  local stop = absent(f.end_ms) and '+' or fmt(f.end_ms)
+
+  local logs, scanned, last = arr(), 0, nil
+  local more = true
+  while more and #logs < limit and scanned < SPEND_SCAN do
+    local batch = math.min(1000, SPEND_SCAN - scanned)
+    local entries = redis.call('XRANGE', 'tg:spend', start, stop, 'COUNT', batch)
+    more = #entries == batch
+    for _, e in ipairs(entries) do
+      scanned = scanned + 1
+      last = e[1]
+      local fields = fields_of(e[2])
+      if absent(key) or fields.k == key then
+        logs[#logs + 1] = raw(fields.r or 'null')
+        if #logs >= limit then
+          -- stop right after the last returned record
+          more = true
+          break
+        end
+      end
+    end
+    if last then
+      start = '(' .. last
+    end
+  end
+  local next_id = cjson.null
+  if more and last then
+    next_id = last
+  end
+  return encode({ logs = logs, next = next_id })
+end
+
+local function tg_version()
+  return encode({ version = VERSION })
+end
+
+redis.register_function('tg_sync', tg_sync)
+redis.register_function('tg_admit', tg_admit)
+redis.register_function('tg_key_put', tg_key_put)
+redis.register_function{ function_name = 'tg_key_get', callback = tg_key_get, flags = { 'no-writes' } }
+redis.register_function{ function_name = 'tg_spend_logs', callback = tg_spend_logs, flags = { 'no-writes' } }
+redis.register_function{ function_name = 'tg_version', callback = tg_version, flags = { 'no-writes' } }

@@ -1,0 +1,690 @@
+"""Tollgate's Redis Functions library (src/store/tollgate.lua), called through webdis as the filter
+calls it: leases and budgets that hold across replicas, exactly-once syncs, dead-replica reclaim,
+windows on Redis's clock, keys and aliases, the change log, spend logs, and all of it surviving a
+Redis restart and a kill -9."""
+
+import hashlib
+import json
+import os
+import random
+import re
+import threading
+import time
+
+import pytest
+
+from harness import FILTER, ROOT
+from redis_stack import Stack
+
+pytestmark = pytest.mark.skipif(FILTER == "module", reason="no filter involved: run once")
+
+LIBRARY_PATH = os.path.join(ROOT, "src", "store", "tollgate.lua")
+with open(LIBRARY_PATH) as f:
+    LIBRARY = f.read()
+VERSION = re.search(r"^local VERSION = '([^']+)'", LIBRARY, re.M).group(1)
+
+KEY = "a" * 64  # a key hash
+
+# The library each VERSION names: replicas reload the library only when its version differs, so a
+# change to the file without a new VERSION would leave a fleet running the old one.
+LIBRARY_SHA256 = {
+    "1": "2763ba0217b164a49ba60c5e85ed9f901cc5b2d4e355d72cf7b989f43138f2fd",
+}
+
+
+class Lib:
+    """The library's functions over webdis; each returns the parsed JSON document."""
+
+    def __init__(self, stack):
+        self.stack = stack
+
+    # Calls keep the connection alive as Envoy does (see `Webdis.call`), and are never retried: a
+    # retry could apply a call twice.
+    def load(self):
+        out = self.stack.webdis.call("FUNCTION", "LOAD", "REPLACE", LIBRARY, keep_alive=True)
+        assert out == (200, {"FUNCTION": "tollgate"})
+
+    def wait_up(self):
+        """After a Redis restart webdis answers 503 until it has reconnected."""
+        assert self.stack.webdis.call_when_up("FCALL", "tg_version", 0, keep_alive=True)[0] == 200
+
+    def call(self, function, *args):
+        status, body = self.stack.webdis.call("FCALL", function, 0, *args, keep_alive=True)
+        assert status == 200, (status, body)
+        value = body["FCALL"]
+        assert isinstance(value, str), body
+        return json.loads(value)
+
+    def sync(self, replica, seq, payload):
+        return self.call("tg_sync", replica, seq, json.dumps(payload))
+
+    def admit(self, replica, party, b=0, t=0):
+        return self.call("tg_admit", replica, json.dumps(party), json.dumps({"b": b, "t": t}))
+
+    def key_put(self, token, record, op="put", expect=None):
+        return self.call("tg_key_put", token, json.dumps(record), op, json.dumps(expect))
+
+    def key_get(self, token):
+        return self.call("tg_key_get", token)["key"]
+
+    def spend_logs(self, **flt):
+        return self.call("tg_spend_logs", json.dumps(flt))
+
+    def redis(self, *args):
+        """Inspection and set-up straight over RESP (not the filter's path)."""
+        return self.stack.redis.command(*args)
+
+    def party(self, pid):
+        flat = self.redis("HGETALL", "tg:p:{%s}" % pid)
+        return {flat[i]: int(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+    def leases(self, pid):
+        flat = self.redis("HGETALL", "tg:l:{%s}" % pid)
+        return {flat[i]: json.loads(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
+@pytest.fixture(scope="module")
+def stack():
+    with Stack() as s:
+        Lib(s).load()
+        yield s
+
+
+@pytest.fixture
+def lib(stack):
+    # FLUSHALL keeps functions: every test starts from an empty keyspace with the library loaded.
+    assert stack.redis.command("FLUSHALL") == "OK"
+    return Lib(stack)
+
+
+def steady_minute(margin=2.0):
+    """Waits out the last `margin` seconds of a minute (Redis's clock is this machine's), so that
+    a test counting one minute's requests and tokens does not straddle two."""
+    left = 60 - time.time() % 60
+    if left < margin:
+        time.sleep(left + 0.05)
+
+
+def party(pid, **limits):
+    return {"id": pid, "limits": limits}
+
+
+def entry(pid, limits, want=None, held=None, spent=0, tokens=0, requests=0):
+    return {"id": pid, "limits": limits, "spent": spent, "tokens": tokens, "requests": requests,
+            "held": held or {}, "want": want or {}}
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading, version, bad input
+
+
+def test_every_change_to_the_library_has_a_new_version():
+    digest = hashlib.sha256(LIBRARY.encode()).hexdigest()
+    assert LIBRARY_SHA256.get(VERSION) == digest, (
+        f"src/store/tollgate.lua is not what VERSION {VERSION!r} was: give it a new VERSION and add "
+        f"that VERSION with sha256 {digest} to LIBRARY_SHA256")
+
+
+def test_library_loads_through_webdis_and_reports_its_version(lib):
+    assert lib.call("tg_version") == {"version": VERSION}
+    # Loading again (what every replica does when the version differs) replaces it in place.
+    lib.load()
+    # (webdis cannot render FUNCTION LIST's nested maps: ask Redis itself.)
+    names = json.dumps(lib.redis("FUNCTION", "LIST", "LIBRARYNAME", "tollgate"))
+    for fn in ("tg_sync", "tg_admit", "tg_key_get", "tg_key_put", "tg_spend_logs", "tg_version"):
+        assert fn in names
+
+
+BAD_CALLS = [
+    ("tg_sync", ["r1", "1", "garbage"]),
+    ("tg_sync", ["r1", "1", "[1,2]"]),
+    ("tg_sync", ["r/1", "1", "{}"]),
+    ("tg_sync", ["", "1", "{}"]),
+    ("tg_sync", ["r1", "-1", "{}"]),
+    ("tg_sync", ["r1", "1.5", "{}"]),
+    ("tg_sync", ["r1", "x", "{}"]),
+    ("tg_sync", ["r1", "1", '{"ttl_ms": 5}']),
+    ("tg_sync", ["r1", "1", '{"parties": {"a": 1}}']),
+    ("tg_sync", ["r1", "1", '{"parties": [{"id": ""}]}']),
+    ("tg_sync", ["r1", "1", '{"parties": [{"id": "p", "spent": -1}]}']),
+    ("tg_sync", ["r1", "1", '{"parties": [{"id": "p", "spent": 1.5}]}']),
+    ("tg_sync", ["r1", "1", '{"parties": [{"id": "p", "want": {"b": "10"}}]}']),
+    ("tg_sync", ["r1", "1", '{"parties": [{"id": "p", "held": [1]}]}']),
+    ("tg_sync", ["r1", "1", '{"parties": [{"id": "p", "limits": {"rpm": -3}}]}']),
+    ("tg_sync", ["r1", "1", '{"parties": [{"id": "p"}, 7]}']),
+    ("tg_sync", ["r1", "1", '{"cooldowns": [{"deployment": "d"}]}']),
+    ("tg_sync", ["r1", "1", '{"spend_logs": [1]}']),
+    ("tg_sync", ["r1", "1", '{"spend_logs": [{"key_hash": 5}]}']),
+    ("tg_sync", ["r1", "1", '{"changes_after": "soon"}']),
+    ("tg_sync", ["r1", "1", '{"seed": {"keys": [{"key_alias": "no token"}]}}']),
+    ("tg_sync", ["r1", "1", '{"seed": {"teams": [{}]}}']),
+    ("tg_sync", ["r1", "1", json.dumps({"parties": [{"id": "p"}] * 1025})]),
+    ("tg_sync", ["r1", "1", json.dumps({"spend_logs": [{}] * 4097})]),
+    ("tg_sync", ["r1", "1", json.dumps({"seed": {"keys": [{"token": KEY}] * 600, "teams": [{"team_id": "t"}] * 401}})]),
+    ("tg_sync", ["r1"]),
+    ("tg_admit", ["r1", "{}", '{"b": 1}']),
+    ("tg_admit", ["r1", '{"id": "p"}', "nope"]),
+    ("tg_admit", ["r1", '{"id": "p"}', '{"b": -1}']),
+    ("tg_admit", ["r1", '{"id": "p", "limits": 3}', '{"b": 1}']),
+    ("tg_admit", ["", '{"id": "p"}', '{"b": 1}']),
+    ("tg_key_get", ["not a token"]),
+    ("tg_key_get", []),
+    ("tg_key_put", [KEY, "{}", "burn", "null"]),
+    ("tg_key_put", [KEY, "[]", "put", "null"]),
+    ("tg_key_put", [KEY, "[]", "delete", "null"]),
+    ("tg_key_put", [KEY, "{}", "put", "[]"]),
+    ("tg_admit", ["r1", '{"id": "p"}', "[]"]),
+    ("tg_sync", ["r1", "1", "[]"]),
+    ("tg_key_put", [KEY, "null", "put", "null"]),
+    ("tg_key_put", [KEY, "{}", "put", "[1]"]),
+    ("tg_key_put", [KEY, '{"key_alias": 7}', "put", "null"]),
+    ("tg_key_put", [KEY, "{}", "put", '{"absent": "yes"}']),
+    ("tg_key_put", ["", "{}", "put", "null"]),
+    ("tg_spend_logs", ["[]"]),
+    ("tg_spend_logs", ['"str"']),
+    ("tg_spend_logs", ['{"limit": -1}']),
+    ("tg_spend_logs", ['{"api_key": 5}']),
+    ("tg_spend_logs", ['{"after": "x"}']),
+]
+
+
+def test_bad_input_is_an_error_document_and_writes_nothing(lib):
+    for function, args in BAD_CALLS:
+        out = lib.call(function, *args)
+        assert set(out) == {"error"} and out["error"], (function, args, out)
+    assert lib.redis("DBSIZE") == 0
+    # And the library still works afterwards.
+    assert lib.sync("r1", 1, {})["seq"] == 1
+
+
+def test_a_party_error_after_valid_parties_writes_nothing(lib):
+    limits = {"max_budget": 100}
+    out = lib.sync("r1", 1, {"parties": [entry("p1", limits, want={"b": 10}), {"id": "p2", "spent": "x"}],
+                             "spend_logs": [{"key_hash": KEY, "cost": 1}]})
+    assert "error" in out and "parties[2]" in out["error"]
+    assert lib.redis("DBSIZE") == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# tg_sync: leases, budget, exactly once
+
+
+def test_sync_grants_leases_within_the_budget_and_never_below_held(lib):
+    limits = {"max_budget": 1000}
+    a = lib.sync("ra", 1, {"parties": [entry("p", limits, want={"b": 700})]})
+    assert a["seq"] == 1 and a["dead"] == [] and a["changes"] == [] and a["cooldowns"] == []
+    assert a["parties"][0]["lease"]["b"] == 700 and a["parties"][0]["leased"] == 700
+    b = lib.sync("rb", 1, {"parties": [entry("p", limits, want={"b": 700})]})
+    assert b["parties"][0]["lease"]["b"] == 300  # only what is left
+    # ra spent 200 of its lease and holds 400 in flight; it wants nothing more: it keeps 400.
+    a = lib.sync("ra", 2, {"parties": [entry("p", limits, spent=200, held={"b": 400}, want={"b": 0})]})
+    pa = a["parties"][0]
+    assert pa["spend"] == 200 and pa["lifetime"] == 200 and pa["lease"]["b"] == 400
+    assert pa["leased"] == 700 and pa["spend"] + pa["leased"] == 900
+    # A request cost more than its estimate: held is kept even beyond the budget (overshoot).
+    a = lib.sync("ra", 3, {"parties": [entry("p", limits, spent=450, held={"b": 300}, want={"b": 50})]})
+    pa = a["parties"][0]
+    assert pa["spend"] == 650 and pa["lease"]["b"] == 300 and pa["leased"] == 600
+    # rb releases: what is left goes to whoever asks.
+    lib.sync("rb", 2, {"parties": [entry("p", limits, want={"b": 0})]})
+    a = lib.sync("ra", 4, {"parties": [entry("p", limits, spent=300, want={"b": 1000})]})
+    pa = a["parties"][0]
+    assert pa["spend"] == 950 and pa["lease"]["b"] == 50 and pa["spend"] + pa["leased"] == 1000
+    assert lib.party("p")["spend"] == 950
+    assert set(lib.leases("p")) == {"ra"}
+
+
+def test_unlimited_parties_get_what_they_want_and_releasing_everything_forgets_the_lease(lib):
+    out = lib.sync("ra", 1, {"parties": [entry("p", {}, want={"b": 5, "r": 6, "t": 7, "p": 8}, spent=9)]})
+    assert out["parties"][0]["lease"]["b"] == 5 and out["parties"][0]["lease"]["p"] == 8
+    assert lib.redis("SMEMBERS", "tg:r:{ra}") == ["p"]
+    lib.sync("ra", 2, {"parties": [entry("p", {}, requests=6, tokens=7)]})
+    assert lib.leases("p") == {} and lib.redis("EXISTS", "tg:r:{ra}") == 0
+    assert lib.party("p")["lifetime"] == 9
+
+
+def test_sync_applies_once_per_seq_and_returns_the_stored_reply(lib):
+    limits = {"max_budget": 10_000}
+    payload = {"parties": [entry("p", limits, spent=100, want={"b": 50})],
+               "spend_logs": [{"key_hash": KEY, "cost": 100, "request_id": "r-1"}]}
+    first = lib.sync("ra", 7, payload)
+    again = lib.sync("ra", 7, payload)
+    assert again == first
+    lower = lib.sync("ra", 3, {"parties": [entry("p", limits, spent=999)]})
+    assert lower == first
+    assert lib.party("p")["spend"] == 100
+    assert len(lib.spend_logs()["logs"]) == 1
+    nxt = lib.sync("ra", 8, payload)
+    assert nxt["seq"] == 8 and nxt["parties"][0]["spend"] == 200
+
+
+def test_replies_carry_integers_exactly_and_empty_lists_as_lists(lib):
+    # cjson.encode would write 123456789012345 as 1.2345678901234e+14 and [] as {}.
+    big = 123_456_789_012_345
+    out = lib.sync("ra", 1, {"parties": [entry("p", {}, spent=big)]})
+    assert out["parties"][0]["spend"] == big and out["parties"][0]["lifetime"] == big
+    assert out["dead"] == [] and out["changes"] == [] and out["cooldowns"] == []
+    assert lib.sync("rb", 1, {})["parties"] == []
+
+
+def test_budget_holds_under_concurrent_replicas(lib):
+    """4 replicas as threads, each admitting requests locally against its lease, going to
+    tg_admit when the lease cannot hold one, settling (cost at most the estimate), syncing with
+    random wants, sometimes resending a sync whose reply it "lost". The budget is never exceeded,
+    spend + leased <= max_budget in every reply and at the end, and the stored spend is exactly
+    the sum of every acknowledged `spent`."""
+    pid, max_budget = "key:%s:g1" % KEY, 150_000
+    limits = {"max_budget": max_budget}
+    violations, totals, refusals, errors = [], [], [], []
+    lock = threading.Lock()
+
+    def check(p):
+        if p["spend"] + p["leased"] > max_budget:
+            violations.append(p)
+
+    def replica(name, seed):
+        rnd = random.Random(seed)
+        seq, lease, unsynced, inflight, acked, settled, refused = 0, 0, 0, [], 0, 0, 0
+
+        def sync(want, resend):
+            nonlocal seq, lease, unsynced, acked
+            seq += 1
+            payload = {"ttl_ms": 10_000, "parties": [
+                entry(pid, limits, spent=unsynced, held={"b": sum(inflight)}, want={"b": want})]}
+            out = lib.sync(name, seq, payload)
+            if resend:
+                assert lib.sync(name, seq, payload) == out
+            p = out["parties"][0]
+            check(p)
+            acked += unsynced
+            unsynced = 0
+            lease = p["lease"]["b"]
+            assert lease >= sum(inflight)
+
+        try:
+            for _ in range(150):
+                action = rnd.random()
+                if action < 0.45:
+                    est = rnd.randint(500, 5_000)
+                    if lease - unsynced - sum(inflight) >= est:
+                        inflight.append(est)
+                    else:
+                        out = lib.admit(name, party(pid, **limits), b=est)
+                        if out["ok"]:
+                            inflight.append(est)
+                            lease = out["lease"]["b"]
+                            check(out)
+                        else:
+                            assert out["refusal"]["kind"] == "budget"
+                            refused += 1
+                elif action < 0.8 and inflight:
+                    est = inflight.pop(rnd.randrange(len(inflight)))
+                    cost = rnd.randint(0, est)
+                    unsynced += cost
+                    settled += cost
+                else:
+                    sync(rnd.choice([0, 1_000, 20_000, 60_000]), rnd.random() < 0.2)
+            while inflight:
+                cost = inflight.pop()
+                unsynced += cost
+                settled += cost
+            sync(0, True)
+            assert acked == settled
+            with lock:
+                totals.append(acked)
+                refusals.append(refused)
+        except Exception as e:  # reported below, from the main thread
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=replica, args=(f"r{i}", i)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    assert not violations, violations[:3]
+    stored = lib.party(pid)
+    assert stored["spend"] == sum(totals) == stored["lifetime"]
+    assert stored["spend"] <= max_budget
+    assert stored["leased"] == 0 and lib.leases(pid) == {}
+    # The budget was actually the limit: some requests were refused, most of it was spent.
+    assert sum(refusals) > 0 and stored["spend"] > max_budget * 3 // 4
+
+
+# ---------------------------------------------------------------------------------------------
+# tg_admit, rpm / tpm / parallel across replicas
+
+
+def test_requests_tokens_and_slots_are_global(lib):
+    steady_minute()
+    limits = {"rpm": 30, "tpm": 1000, "parallel": 4}
+    a = lib.sync("ra", 1, {"parties": [entry("p", limits, want={"r": 20, "t": 600, "p": 3})]})
+    b = lib.sync("rb", 1, {"parties": [entry("p", limits, want={"r": 20, "t": 600, "p": 3})]})
+    c = lib.sync("rc", 1, {"parties": [entry("p", limits, want={"r": 20, "t": 600, "p": 3})]})
+    la, lb, lc = (x["parties"][0]["lease"] for x in (a, b, c))
+    assert (la["r"], lb["r"], lc["r"]) == (20, 10, 0)
+    assert (la["t"], lb["t"], lc["t"]) == (600, 400, 0)
+    assert (la["p"], lb["p"], lc["p"]) == (3, 1, 0)
+    p = c["parties"][0]
+    assert (p["requests"], p["tokens"], p["leased_parallel"]) == (30, 1000, 4)
+    out = lib.admit("rc", party("p", **limits), t=1)
+    assert not out["ok"] and out["refusal"]["kind"] == "parallel" and out["refusal"]["limit"] == 4
+    # ra finishes 2 requests and gives its slots back except the one still in flight.
+    lib.sync("ra", 2, {"parties": [entry("p", limits, requests=2, held={"p": 1}, want={"r": 18, "t": 600})]})
+    assert lib.leases("p")["ra"]["p"] == 1
+    out = lib.admit("rc", party("p", **limits), t=1)
+    assert not out["ok"] and out["refusal"]["kind"] == "requests" and out["refusal"]["used"] == 30
+    assert 0 < out["refusal"]["reset_s"] <= 60
+    # ra returns 10 requests and 300 tokens of its allowance: rc can take one request of them.
+    lib.sync("ra", 3, {"parties": [entry("p", limits, held={"p": 1}, want={"r": 8, "t": 300})]})
+    out = lib.admit("rc", party("p", **limits), t=301)
+    assert not out["ok"] and out["refusal"]["kind"] == "tokens" and out["refusal"]["used"] == 700
+    out = lib.admit("rc", party("p", **limits), t=300)
+    assert out["ok"] and out["lease"] == {"b": 0, "r": 1, "t": 300, "p": 1, "m": p["lease"]["m"]}
+    assert out["requests"] == 21 and out["tokens"] == 1000 and out["leased_parallel"] == 3
+    # Usage beyond the lease counts in the minute: rb reports 15 requests on a lease of 10.
+    out = lib.sync("rb", 2, {"parties": [entry("p", limits, requests=15, held={"p": 1})]})
+    assert out["parties"][0]["requests"] == 26 and out["parties"][0]["lease"]["r"] == 0
+
+
+def test_a_new_minute_starts_fresh(lib):
+    steady_minute()
+    limits = {"rpm": 10, "tpm": 100}
+    out = lib.sync("ra", 1, {"parties": [entry("p", limits, want={"r": 10, "t": 100, "b": 5})]})
+    minute = out["parties"][0]["lease"]["m"]
+    assert not lib.admit("rb", party("p", **limits))["ok"]
+    # Redis's clock moves to the next minute (simulated: the stored counters are a minute old).
+    key = "tg:p:{p}"
+    lib.redis("HSET", key, "minute", minute - 1)
+    lease = lib.leases("p")["ra"]
+    lib.redis("HSET", "tg:l:{p}", "ra", json.dumps({**lease, "m": minute - 1}))
+    out = lib.admit("rb", party("p", **limits), t=40)
+    assert out["ok"] and out["requests"] == 1 and out["tokens"] == 40
+    # ra's allowance lapsed with its minute; 3 requests it admitted from it counted there.
+    out = lib.sync("ra", 2, {"parties": [entry("p", limits, requests=3, tokens=30, want={"r": 5, "t": 50, "b": 5})]})
+    p = out["parties"][0]
+    assert p["lease"]["r"] == 5 and p["lease"]["m"] == minute and p["lease"]["b"] == 5
+    assert p["requests"] == 1 + 5 and p["tokens"] == 40 + 50
+
+
+def test_admit_grows_the_lease_by_exactly_the_request_and_refuses_over_budget(lib):
+    limits = {"max_budget": 1000, "duration": 3600}
+    lib.sync("ra", 1, {"parties": [entry("p", limits, want={"b": 600})]})
+    out = lib.admit("rb", party("p", **limits), b=400, t=10)
+    assert out["ok"] and out["lease"]["b"] == 400 and out["leased"] == 1000
+    out = lib.admit("rb", party("p", **limits), b=1)
+    assert not out["ok"] and out["refusal"]["kind"] == "budget"
+    assert out["refusal"]["used"] == 1000 and out["refusal"]["limit"] == 1000
+    assert 0 < out["refusal"]["reset_s"] <= 3600
+    # A replica that never synced got a heartbeat with its lease, so its death is noticed.
+    assert lib.redis("ZSCORE", "tg:replicas", "rb") is not None
+    # Spent budget refuses even a free request.
+    lib.sync("ra", 2, {"parties": [entry("p", limits, spent=600)]})
+    lib.sync("rb", 1, {"parties": [entry("p", limits, spent=400)]})
+    out = lib.admit("rc", party("p", **limits), b=0)
+    assert not out["ok"] and out["spend"] == 1000
+
+
+# ---------------------------------------------------------------------------------------------
+# Dead replicas, windows
+
+
+def test_dead_replicas_leases_return_to_the_pool(lib):
+    steady_minute(3.0)
+    limits = {"max_budget": 1000, "rpm": 100, "parallel": 5}
+    lib.sync("ra", 1, {"ttl_ms": 800, "parties": [entry("p", limits, want={"b": 800, "r": 40, "p": 4})]})
+    out = lib.admit("ra", party("p", **limits), b=100)
+    assert out["ok"] and out["leased"] == 900 and out["leased_parallel"] == 5
+    out = lib.sync("rb", 1, {"ttl_ms": 800, "parties": [entry("p", limits, want={"b": 800, "p": 4})]})
+    assert out["dead"] == [] and out["parties"][0]["lease"]["b"] == 100
+    time.sleep(0.9)
+    out = lib.sync("rb", 2, {"ttl_ms": 800, "parties": [entry("p", limits, want={"b": 800, "p": 4})]})
+    assert out["dead"] == ["ra"]
+    p = out["parties"][0]
+    assert p["lease"]["b"] == 800 and p["lease"]["p"] == 4 and p["leased"] == 800
+    # Its request allowance stays counted until the minute ends (it may have used it).
+    assert p["requests"] == 41
+    assert set(lib.leases("p")) == {"rb"}
+    assert lib.redis("EXISTS", "tg:r:{ra}") == 0
+    assert lib.redis("ZSCORE", "tg:replicas", "ra") is None
+    # Reclaimed once: the next call reports nobody.
+    assert lib.sync("rb", 3, {"ttl_ms": 800})["dead"] == []
+    # ra was only partitioned: it comes back, learns it was reclaimed, and keeps what it holds.
+    out = lib.sync("ra", 2, {"ttl_ms": 800, "parties": [entry("p", limits, spent=50, held={"b": 70, "p": 1})]})
+    assert out["reclaimed"] is True
+    p = out["parties"][0]
+    assert p["lease"]["b"] == 70 and p["lease"]["p"] == 1 and p["spend"] == 50
+    # A retry of a seq applied before its death is still recognised (tg:seq outlives it).
+    assert lib.sync("ra", 1, {})["seq"] == 2
+
+
+def test_reclaim_is_bounded_per_call(lib):
+    # A dead replica holding 1500 leases is reclaimed over two calls of 1024 at most.
+    for seq in (1, 2):
+        lib.sync("ra", seq, {"ttl_ms": 100, "parties": [
+            entry(f"p{i}", {"parallel": 1}, want={"p": 1}) for i in range(750 * (seq - 1), 750 * seq)]})
+    time.sleep(0.15)
+    first = lib.sync("rb", 1, {})
+    assert first["dead"] == [] and lib.redis("SCARD", "tg:r:{ra}") == 1500 - 1024
+    second = lib.sync("rb", 2, {})
+    assert second["dead"] == ["ra"]
+    assert all(lib.party(f"p{i}")["leased_parallel"] == 0 for i in range(0, 1500, 97))
+
+
+def test_budget_windows_roll_on_redis_clock(lib):
+    limits = {"max_budget": 100, "duration": 1}
+    # Start early in a second (Redis's clock is this machine's): the first window lasts long
+    # enough for the refusal below.
+    time.sleep(1.05 - time.time() % 1 if time.time() % 1 > 0.5 else 0)
+    out = lib.sync("ra", 1, {"parties": [entry("p", limits, spent=100, want={"b": 10})]})
+    p = out["parties"][0]
+    start = p["window_start"]
+    assert p["spend"] == 100 and p["lease"]["b"] == 0
+    assert not lib.admit("ra", party("p", **limits), b=1)["ok"]
+    # Sleep into the next window (windows are aligned to the first one).
+    time.sleep(max(0.0, start + 1 - time.time()) + 0.1)
+    out = lib.sync("ra", 2, {"parties": [entry("p", limits, spent=7, want={"b": 10})]})
+    p = out["parties"][0]
+    assert p["spend"] == 7 and p["lifetime"] == 107 and p["lease"]["b"] == 10
+    assert p["window_start"] > start and (p["window_start"] - start) % 1 == 0
+    assert lib.admit("ra", party("p", **limits), b=83)["ok"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Cooldowns
+
+
+def test_cooldowns_reach_every_replica_and_expire(lib):
+    now_ms = lib.sync("ra", 1, {})["now_ms"]
+    lib.sync("ra", 2, {"cooldowns": [{"deployment": "gpt.0", "until_ms": now_ms + 60_000},
+                                     {"deployment": "gpt.1", "until_ms": now_ms + 800},
+                                     {"deployment": "old", "until_ms": now_ms - 1}]})
+    out = lib.sync("rb", 1, {"cooldowns": [{"deployment": "gpt.0", "until_ms": now_ms + 1_000}]})
+    assert {c["deployment"]: c["until_ms"] for c in out["cooldowns"]} == {
+        "gpt.0": now_ms + 60_000, "gpt.1": now_ms + 800}
+    time.sleep(max(0.0, (now_ms + 850) / 1000 - time.time()))
+    assert [c["deployment"] for c in lib.sync("rb", 2, {})["cooldowns"]] == ["gpt.0"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Keys: seeding, aliases, the change log
+
+
+def test_seeding_twice_clobbers_no_record_and_no_spend(lib):
+    # The record is stored byte for byte: [] stays [], a big number keeps its digits.
+    record = '{"token": "%s", "key_alias": "cfg", "models": [], "metadata": {}, "created_at": 1790000000123456}' % KEY
+    seed = '{"keys": [%s], "teams": [{"team_id": "t1", "models": []}]}' % record
+    payload = '{"parties": [%s], "seed": %s}' % (json.dumps(entry("key:%s:cfg" % KEY, {}, spent=500)), seed)
+    assert lib.call("tg_sync", "ra", 1, payload)["seq"] == 1
+    assert lib.redis("HGET", "tg:k:" + KEY, "record") == record
+    assert lib.redis("GET", "tg:t:t1") == '{"team_id": "t1", "models": []}'
+    assert lib.key_get(KEY)["models"] == [] and lib.key_get(KEY)["created_at"] == 1790000000123456
+    # The admin API changes the key; a replica restarts with the old config and seeds again.
+    assert lib.key_put(KEY, {"token": KEY, "key_alias": "cfg", "blocked": True}, op="block")["ok"]
+    seed2 = {"keys": [{"token": KEY, "key_alias": "other", "models": ["x"]}], "teams": [{"team_id": "t1", "x": 1}]}
+    lib.sync("rb", 1, {"seed": seed2, "parties": [entry("key:%s:cfg" % KEY, {})]})
+    assert lib.key_get(KEY) == {"token": KEY, "key_alias": "cfg", "blocked": True}
+    assert lib.redis("GET", "tg:t:t1") == '{"team_id": "t1", "models": []}'
+    assert lib.redis("GET", "tg:alias:other") is None
+    assert lib.party("key:%s:cfg" % KEY)["spend"] == 500
+    # A seeded key whose alias another key holds is still seeded, without the alias.
+    other = "b" * 64
+    lib.sync("rc", 1, {"seed": {"keys": [{"token": other, "key_alias": "cfg"}]}})
+    assert lib.key_get(other) == {"token": other, "key_alias": "cfg"}
+    assert lib.redis("GET", "tg:alias:cfg") == KEY
+
+
+def test_key_put_get_delete_and_alias_uniqueness(lib):
+    k1, k2 = "1" * 64, "2" * 64
+    assert lib.key_get(k1) is None
+    assert lib.key_put(k1, {"token": k1, "key_alias": "team-a", "models": []}, expect={"absent": True})["ok"]
+    assert lib.key_get(k1) == {"token": k1, "key_alias": "team-a", "models": []}
+    assert lib.key_put(k1, {"token": k1}, expect={"absent": True}) == {"ok": False, "error": "key_exists"}
+    assert lib.key_put(k2, {"token": k2}, expect={"alias": "team-a"}) == {
+        "ok": False, "error": "alias_taken", "alias": "team-a"}
+    assert lib.key_put(k2, {"token": k2, "key_alias": "team-a"}) == {
+        "ok": False, "error": "alias_taken", "alias": "team-a"}
+    assert lib.key_get(k2) is None
+    # k1 renames itself: its old alias is free.
+    assert lib.key_put(k1, {"token": k1, "key_alias": "team-b"})["ok"]
+    assert lib.key_put(k2, {"token": k2, "key_alias": "team-a"})["ok"]
+    assert lib.redis("GET", "tg:alias:team-a") == k2 and lib.redis("GET", "tg:alias:team-b") == k1
+    # expect.alias null: the key holds no alias any more.
+    assert lib.key_put(k1, {"token": k1, "key_alias": "team-b"}, expect={"alias": None})["ok"]
+    assert lib.redis("GET", "tg:alias:team-b") is None
+    # delete with a record keeps a tombstone (a config key stays hidden from seeding), and
+    # releases the alias; a tombstone is absent for expect.absent.
+    assert lib.key_put(k2, {"token": k2, "deleted": True}, op="delete")["ok"]
+    assert lib.key_get(k2) == {"token": k2, "deleted": True}
+    assert lib.redis("GET", "tg:alias:team-a") is None
+    lib.sync("ra", 1, {"seed": {"keys": [{"token": k2}]}})
+    assert lib.key_get(k2) == {"token": k2, "deleted": True}
+    assert lib.key_put(k2, {"token": k2, "key_alias": "team-a"}, expect={"absent": True})["ok"]
+    # delete with null removes it.
+    assert lib.key_put(k2, None, op="delete")["ok"]
+    assert lib.key_get(k2) is None and lib.redis("GET", "tg:alias:team-a") is None
+
+
+def test_change_log_delivers_each_change_once_to_a_reader_that_advances(lib):
+    k1, k2 = "1" * 64, "2" * 64
+    lib.key_put(k1, {"token": k1})
+    # A new replica starts after what happened before it.
+    first = lib.sync("ra", 1, {})
+    assert first["changes"] == [] and first["changes_cursor"] != "0-0" and first["changes_lost"] is False
+    cursor = first["changes_cursor"]
+    ids = [lib.key_put(k1, {"token": k1, "blocked": True}, op="block")["id"],
+           lib.key_put(k2, {"token": k2})["id"],
+           lib.key_put(k1, None, op="delete")["id"]]
+    out = lib.sync("ra", 2, {"changes_after": cursor})
+    assert out["changes"] == [{"id": ids[0], "token": k1, "op": "block"}, {"id": ids[1], "token": k2, "op": "put"},
+                              {"id": ids[2], "token": k1, "op": "delete"}]
+    assert out["changes_cursor"] == ids[2]
+    # A retried sync returns the same changes; the advanced cursor gets nothing twice.
+    assert lib.sync("ra", 2, {"changes_after": cursor}) == out
+    out = lib.sync("ra", 3, {"changes_after": out["changes_cursor"]})
+    assert out["changes"] == [] and out["changes_cursor"] == ids[2]
+    last = lib.key_put(k2, {"token": k2}, op="unblock")["id"]
+    out = lib.sync("ra", 4, {"changes_after": ids[2]})
+    assert [c["id"] for c in out["changes"]] == [last]
+    # Another reader still behind sees them all.
+    assert len(lib.sync("rb", 1, {"changes_after": cursor})["changes"]) == 4
+
+
+def test_change_log_is_capped_and_replies_are_bounded(lib):
+    cursor = lib.sync("ra", 1, {})["changes_cursor"]
+    # 12000 changes written straight into the stream (fast set-up), then one through the library.
+    lib.redis("EVAL", "for i = 1, 12000 do redis.call('XADD', 'tg:changes', '*', 'token', 't' .. i, 'op', 'put') end",
+              0)
+    lib.key_put(KEY, {"token": KEY})
+    assert 10_000 <= lib.redis("XLEN", "tg:changes") <= 10_200
+    # The reader's position was trimmed away: it is told, and reads the rest 1000 at a time.
+    out = lib.sync("ra", 2, {"changes_after": cursor})
+    assert out["changes_lost"] is True and len(out["changes"]) == 1000
+    out = lib.sync("ra", 3, {"changes_after": out["changes_cursor"]})
+    assert out["changes_lost"] is False and len(out["changes"]) == 1000
+
+
+# ---------------------------------------------------------------------------------------------
+# Spend logs
+
+
+def spend_record(i, key):
+    return {"time": 1790000000000 + i, "request_id": f"req-{i}", "key_alias": None, "key_hash": key, "team": "t1",
+            "model": "gpt-4o", "deployment": "gpt.0", "provider": "openai", "prompt_tokens": 10,
+            "completion_tokens": 5, "cached_tokens": 0, "cost": 1000 + i, "status": "success"}
+
+
+def test_spend_logs_filter_by_key_and_time(lib):
+    k1, k2 = "1" * 64, "2" * 64
+    first = lib.sync("ra", 1, {"spend_logs": [spend_record(i, k1 if i % 2 else k2) for i in range(6)]})
+    time.sleep(0.01)
+    mid = lib.sync("ra", 2, {})["now_ms"]
+    time.sleep(0.01)
+    lib.sync("ra", 3, {"spend_logs": [spend_record(i, k1) for i in range(6, 9)] + [spend_record(9, None)]})
+    every = lib.spend_logs(limit=1000)
+    assert [r["request_id"] for r in every["logs"]] == [f"req-{i}" for i in range(10)]
+    assert every["next"] is None and every["logs"][0] == spend_record(0, k2)
+    assert [r["request_id"] for r in lib.spend_logs(api_key=k1)["logs"]] == ["req-1", "req-3", "req-5", "req-6",
+                                                                                  "req-7", "req-8"]
+    later = lib.spend_logs(api_key=k1, start_ms=mid)["logs"]
+    assert [r["request_id"] for r in later] == ["req-6", "req-7", "req-8"]
+    earlier = lib.spend_logs(start_ms=first["now_ms"] - 1000, end_ms=mid)["logs"]
+    assert len(earlier) == 6
+    # Pages: `next` continues where a page stopped.
+    page = lib.spend_logs(api_key=k1, limit=4)
+    assert len(page["logs"]) == 4 and page["next"]
+    rest = lib.spend_logs(api_key=k1, limit=4, after=page["next"])
+    assert [r["request_id"] for r in rest["logs"]] == ["req-7", "req-8"] and rest["next"] is None
+
+
+def test_spend_logs_are_capped_and_reads_bounded(lib):
+    lib.redis("EVAL", "for i = 1, 101000 do redis.call('XADD', 'tg:spend', '*', 'k', 'x', 'r', '{}') end", 0)
+    lib.sync("ra", 1, {"spend_logs": [spend_record(1, KEY)]})
+    assert 100_000 <= lib.redis("XLEN", "tg:spend") <= 100_200
+    # A key filter reads at most 10000 entries per call; `next` says where to go on.
+    page = lib.spend_logs(api_key=KEY)
+    assert page["logs"] == [] and page["next"]
+    pages = 1
+    while page["next"] and not page["logs"]:
+        page = lib.spend_logs(api_key=KEY, after=page["next"])
+        pages += 1
+    assert [r["request_id"] for r in page["logs"]] == ["req-1"] and pages in (10, 11)
+    assert len(lib.spend_logs(limit=5000)["logs"]) == 1000
+
+
+# ---------------------------------------------------------------------------------------------
+# Persistence
+
+
+def test_all_state_survives_a_redis_restart_and_a_kill():
+    with Stack() as s:
+        lib = Lib(s)
+        lib.load()
+        limits = {"max_budget": 10_000}
+        payload = {"parties": [entry("p", limits, spent=1234, want={"b": 500})],
+                   "cooldowns": [{"deployment": "gpt.0", "until_ms": int(time.time() * 1000) + 600_000}],
+                   "spend_logs": [spend_record(1, KEY)]}
+        reply = lib.sync("ra", 1, payload)
+        assert lib.key_put(KEY, {"token": KEY, "key_alias": "kept"})["ok"]
+
+        def check(seq):
+            assert lib.call("tg_version") == {"version": VERSION}
+            # The acknowledged sync is still known: its retry applies nothing.
+            assert lib.sync("ra", 1, payload) == reply
+            out = lib.sync("rb", seq, {"parties": [entry("p", limits)], "changes_after": "0-0"})
+            p = out["parties"][0]
+            assert p["spend"] == 1234 and p["leased"] == 500
+            assert lib.leases("p") == {"ra": reply["parties"][0]["lease"]}
+            assert [c["deployment"] for c in out["cooldowns"]] == ["gpt.0"]
+            assert [c["token"] for c in out["changes"]] == [KEY]
+            assert lib.key_get(KEY) == {"token": KEY, "key_alias": "kept"}
+            assert lib.spend_logs()["logs"] == [spend_record(1, KEY)]
+            assert lib.key_put("b" * 64, {"key_alias": "kept"}) == {"ok": False, "error": "alias_taken", "alias": "kept"}
+
+        s.redis.restart()
+        lib.wait_up()
+        check(1)
+        s.redis.kill()
+        s.redis.start()
+        lib.wait_up()
+        check(2)
