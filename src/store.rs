@@ -6,9 +6,10 @@
 //! ([`update`]). Durable, multi-replica storage would be another implementation of [`Store`].
 //!
 //! State shared across Envoy processes lives in Redis, reached through webdis: [`remote`] is that
-//! protocol.
+//! protocol, [`tick`] the process's periodic job with it.
 
 pub mod remote;
+pub mod tick;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
