@@ -17,6 +17,7 @@
 mod accounting;
 mod attempt;
 pub mod body_metadata;
+pub mod store_call;
 
 use std::sync::Arc;
 
@@ -92,6 +93,10 @@ pub struct HttpFilter {
     state: State,
     /// An attempt answered locally still owes its deployment's health record an end.
     unfinished_attempt: Option<(Box<AttemptCtx>, Option<usize>)>,
+    /// A store call the stream waits for (see `store_call`).
+    waiting: Option<Box<store_call::Waiting>>,
+    /// The master key asked the body phase to wait for the store first (`store_call::PROBE_HEADER`).
+    store_probe: bool,
 }
 
 enum State {
@@ -189,6 +194,7 @@ enum Endpoint<'a> {
     Models,
     Model(&'a str),
     Health,
+    StoreHealth,
     Admin(AdminOp),
     WrongMethod(&'static str),
     Unknown,
@@ -211,6 +217,7 @@ fn classify<'a>(method: &str, path: &'a str) -> Endpoint<'a> {
         "/health/liveliness" | "/health/liveness" | "/health/readiness" => {
             ("GET", Endpoint::Health)
         }
+        store_call::HEALTH_PATH => ("GET", Endpoint::StoreHealth),
         other => match (other.strip_prefix("/models/"), AdminOp::from_path(path)) {
             (Some(id), _) if !id.is_empty() => ("GET", Endpoint::Model(id)),
             (_, Some((op, method))) => (method, Endpoint::Admin(op)),
@@ -275,6 +282,8 @@ impl HttpFilter {
             role,
             state: State::Start,
             unfinished_attempt: None,
+            waiting: None,
+            store_probe: false,
         }
     }
 
@@ -312,15 +321,19 @@ impl HttpFilter {
     }
 
     pub fn on_request_headers(&mut self, host: &mut dyn HttpHost, end_of_stream: bool) -> Action {
+        // Read before routing removes the client's headers.
+        let probe = self.probe_asked(host);
         let next = match self.role {
             Role::Gateway => self.route(host, end_of_stream),
             Role::Attempt => self.route_attempt(host),
         };
         match next {
             Ok(Next::Routed(routed)) => {
+                self.store_probe = probe && routed.principal == Principal::Master;
                 self.state = State::Routed(routed);
                 Action::Continue
             }
+            Ok(Next::StoreHealth) => self.store_health(host),
             Ok(Next::AwaitBody(op)) => {
                 self.state = State::Admin(op);
                 Action::Continue
@@ -384,6 +397,15 @@ impl HttpFilter {
             Endpoint::Health => {
                 json_reply(host, br#"{"status":"healthy"}"#);
                 return Ok(Next::Replied);
+            }
+            Endpoint::StoreHealth => {
+                if auth::authenticate(&self.config, host.store(), host, now)? != Principal::Master {
+                    return Err(ApiError::permission(
+                        "The store's health check requires the master key.",
+                    )
+                    .with_code("not_master_key"));
+                }
+                return Ok(Next::StoreHealth);
             }
             Endpoint::Admin(op) => {
                 if self.config.master_key.is_none() {
@@ -673,6 +695,9 @@ impl HttpFilter {
         if !end_of_stream {
             // Buffer until the whole body is here (json_to_metadata has usually buffered it already).
             return Action::Pause;
+        }
+        if std::mem::take(&mut self.store_probe) {
+            return self.probe_store(host, body_size);
         }
         let body = host.request_body(body_size).unwrap_or_default();
         let d = routed.deployment.and_then(|i| config.deployment(i));
@@ -1244,6 +1269,8 @@ enum Next {
     /// Refuse the body once it is in (see [`State::Unparsable`]).
     Unparsable(Operation, Unread),
     Replied,
+    /// `GET /tollgate/store/health` by the master key: answered after a store call.
+    StoreHealth,
 }
 
 /// Removes every client header not on the allow-list (credentials, cookies, SDK telemetry,

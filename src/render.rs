@@ -4,6 +4,7 @@
 
 use serde_json::{json, Value};
 
+use crate::config::store::{StoreSettings, STORE_CLUSTER};
 use crate::config::{Cluster, Config, Settings};
 use crate::error::ApiError;
 use crate::filter::{
@@ -476,6 +477,63 @@ fn cluster(c: &Cluster, max_body: u64, ca_file: &str) -> Value {
     v
 }
 
+/// The shared store's cluster: the webdis sidecar, plain HTTP/1.1 (webdis speaks nothing else),
+/// a short connect timeout (it runs beside Envoy; a refused or slow connection is the store
+/// being down, which the filter's failure mode handles). Calls carry their own timeouts.
+fn store_cluster(s: &StoreSettings) -> Value {
+    let mut v = json!({
+        "name": STORE_CLUSTER,
+        "type": if is_ip(&s.host) { "STATIC" } else { "LOGICAL_DNS" },
+        "connect_timeout": "0.250s",
+        "load_assignment": {
+            "cluster_name": STORE_CLUSTER,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": s.host, "port_value": s.port}}}}]}]
+        },
+        "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http_protocol_options": {}},
+            "common_http_protocol_options": {"idle_timeout": "60s"}
+        }}
+    });
+    if !is_ip(&s.host) {
+        put(&mut v, "dns_lookup_family", json!("V4_PREFERRED"));
+    }
+    v
+}
+
+/// The commands webdis lets through: the ones Tollgate sends (`FUNCTION` loads its library).
+pub const WEBDIS_COMMANDS: [&str; 3] = ["FCALL", "FCALL_RO", "FUNCTION"];
+
+/// What `tollgate webdis-config` writes: webdis (0.1.9's fields) listening where `store.url`
+/// points, in front of `redis`, letting through only [`WEBDIS_COMMANDS`] and only with the
+/// store's basic-auth credentials (`auth`, `user:password`), which it must hold itself (webdis
+/// reads no environment).
+pub fn webdis_config(
+    listen: (&str, u16),
+    redis: (&str, u16),
+    redis_password: Option<&str>,
+    auth: &str,
+) -> Value {
+    json!({
+        "redis_host": redis.0,
+        "redis_port": redis.1,
+        "redis_auth": redis_password,
+        "http_host": listen.0,
+        "http_port": listen.1,
+        "threads": 2,
+        "pool_size": 8,
+        "daemonize": false,
+        "websockets": false,
+        "database": 0,
+        "verbosity": 3,
+        "logfile": "/dev/stderr",
+        "acl": [
+            {"disabled": ["*"]},
+            {"http_basic_auth": auth, "enabled": WEBDIS_COMMANDS}
+        ]
+    })
+}
+
 /// The whole bootstrap. `plugin_json` is the configuration document the filter will parse.
 /// An error response's fields, in the attempt listener (after Tollgate there, so first on the
 /// response path): they let an attempt tell a context-length or content-policy refusal from other
@@ -654,6 +712,9 @@ pub fn bootstrap(config: &Config, plugin_json: &str, opts: &RenderOptions) -> Va
         .iter()
         .map(|c| cluster(c, max_body, &opts.ca_file))
         .collect();
+    if let Some(s) = &config.store {
+        clusters.push(store_cluster(s));
+    }
     let mut bootstrap_extensions = Vec::new();
     if uses_attempts {
         // Each attempt of a routed request runs through this in-process listener, where Tollgate
@@ -837,6 +898,10 @@ mod tests {
 
     /// Each form's bootstrap; its edge and attempt connection managers.
     fn bootstraps(config: &Config) -> Vec<(Value, Value, Value)> {
+        bootstraps_of(config, "{}")
+    }
+
+    fn bootstraps_of(config: &Config, plugin: &str) -> Vec<(Value, Value, Value)> {
         [None, Some("/m.so".to_string())]
             .into_iter()
             .map(|module_path| {
@@ -844,7 +909,7 @@ mod tests {
                     module_path,
                     ..RenderOptions::default()
                 };
-                let b = bootstrap(config, "{}", &opts);
+                let b = bootstrap(config, plugin, &opts);
                 let hcm = |i: usize| {
                     b["static_resources"]["listeners"][i]["filter_chains"][0]["filters"][0]
                         ["typed_config"]
@@ -913,6 +978,80 @@ mod tests {
                 true
             );
         }
+    }
+
+    /// The store's cluster is webdis over HTTP/1.1 with a short connect timeout, and its
+    /// credentials reach the filter from the environment, never through Envoy's config.
+    #[test]
+    fn the_store_cluster_is_rendered_without_its_secret() {
+        let doc = serde_json::json!({
+            "model_list": [{"model_name": "one", "litellm_params": {"model": "openai/gpt-4o", "api_key": "sk-a"}}],
+            "tollgate_settings": {"store": {"url": "http://127.0.0.1:7379", "auth": "os.environ/TOLLGATE_STORE_AUTH"}}
+        });
+        let env: HashMap<String, String> = [(
+            "TOLLGATE_STORE_AUTH".to_string(),
+            "tollgate:very-secret".to_string(),
+        )]
+        .into_iter()
+        .collect();
+        let report = load(&doc, &env, Strictness::Check);
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        let config = report.config.unwrap();
+        let plugin = serde_json::to_string(&doc).unwrap();
+        for (b, _, _) in bootstraps_of(&config, &plugin) {
+            let text = b.to_string();
+            assert!(!text.contains("very-secret"));
+            let clusters = b["static_resources"]["clusters"].as_array().unwrap();
+            let store = clusters
+                .iter()
+                .find(|c| c["name"] == "tollgate_store")
+                .unwrap();
+            assert_eq!(store["type"], "STATIC");
+            assert_eq!(store["connect_timeout"], "0.250s");
+            let address = &store["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+                ["address"]["socket_address"];
+            assert_eq!(address["address"], "127.0.0.1");
+            assert_eq!(address["port_value"], 7379);
+            let options = &store["typed_extension_protocol_options"]
+                ["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
+            assert!(options["explicit_http_config"]["http_protocol_options"].is_object());
+            assert!(store.get("transport_socket").is_none());
+        }
+        let wasm = bootstrap(&config, &plugin, &RenderOptions::default());
+        let keys = wasm.to_string();
+        assert!(
+            keys.contains(r#""host_env_keys":["TOLLGATE_STORE_AUTH"]"#),
+            "{keys}"
+        );
+        // No store: no cluster.
+        assert!(
+            !bootstrap(&limits_config(), "{}", &RenderOptions::default())
+                .to_string()
+                .contains("tollgate_store")
+        );
+    }
+
+    #[test]
+    fn webdis_lets_through_only_tollgates_commands_with_its_credentials() {
+        let w = webdis_config(
+            ("127.0.0.1", 7379),
+            ("redis.internal", 6380),
+            Some("rpw"),
+            "u:p",
+        );
+        assert_eq!(w["http_host"], "127.0.0.1");
+        assert_eq!(w["http_port"], 7379);
+        assert_eq!(w["redis_host"], "redis.internal");
+        assert_eq!(w["redis_port"], 6380);
+        assert_eq!(w["redis_auth"], "rpw");
+        assert_eq!(
+            w["acl"],
+            serde_json::json!([{"disabled": ["*"]}, {"http_basic_auth": "u:p", "enabled": ["FCALL", "FCALL_RO", "FUNCTION"]}])
+        );
+        assert_eq!(
+            webdis_config(("127.0.0.1", 1), ("r", 2), None, "u:p")["redis_auth"],
+            serde_json::Value::Null
+        );
     }
 
     /// Requests the HTTP/1 codec refuses get OpenAI-shaped bodies on the edge only.

@@ -15,7 +15,7 @@ pub const NONE: &str = "-";
 pub const OTHER_KEYS: &str = "(other)";
 
 /// `(tag name, regex)`: the first capture group is removed from the name, the second is the value.
-pub const STATS_TAGS: [(&str, &str); 7] = [
+pub const STATS_TAGS: [(&str, &str); 9] = [
     ("deployment", r"(\.deployment\.(.+))$"),
     (
         "team",
@@ -26,6 +26,11 @@ pub const STATS_TAGS: [(&str, &str); 7] = [
     ("provider", r"(\.provider\.([^.]+))(?:\.|$)"),
     ("status", r"(\.status\.(\dxx))$"),
     ("token_type", r"(\.type\.(input|output|cached_input))$"),
+    (
+        "call",
+        r"^wasmcustom\.tollgate\.store_calls_total(\.call\.(.+?))\.outcome\.",
+    ),
+    ("outcome", r"(\.outcome\.(\w+))$"),
 ];
 
 #[derive(Debug, Clone, Copy)]
@@ -82,6 +87,10 @@ pub enum Family {
     /// Answers whose usage was missing or could not be charged (model, provider): each was
     /// charged its reservation.
     UsageUnusable,
+    /// Calls to the shared store, by what was called and how it ended (`ok`, or the error's kind).
+    StoreCalls,
+    /// 1 while the shared store answers, 0 since a call went unanswered (gauge).
+    StoreUp,
 }
 
 /// How a family is recorded.
@@ -95,7 +104,7 @@ pub enum Kind {
 impl Family {
     /// Every family: a host whose metrics carry tags (Envoy's dynamic modules) defines them all
     /// up front, one tagged metric each.
-    pub const ALL: [Family; 16] = [
+    pub const ALL: [Family; 18] = [
         Family::Requests,
         Family::Tokens,
         Family::Spend,
@@ -112,6 +121,8 @@ impl Family {
         Family::KeyBudgetRemaining,
         Family::TeamBudgetRemaining,
         Family::UsageUnusable,
+        Family::StoreCalls,
+        Family::StoreUp,
     ];
 
     /// The family's position in [`Family::ALL`] (its declaration order).
@@ -124,7 +135,8 @@ impl Family {
             Family::UpstreamLatency | Family::TimeToFirstToken => Kind::Histogram,
             Family::DeploymentCooling
             | Family::KeyBudgetRemaining
-            | Family::TeamBudgetRemaining => Kind::Gauge,
+            | Family::TeamBudgetRemaining
+            | Family::StoreUp => Kind::Gauge,
             _ => Kind::Counter,
         }
     }
@@ -163,6 +175,8 @@ impl Family {
             Family::KeyBudgetRemaining => "tollgate.key_budget_remaining_micro_usd",
             Family::TeamBudgetRemaining => "tollgate.team_budget_remaining_micro_usd",
             Family::UsageUnusable => "tollgate.usage_unusable_total",
+            Family::StoreCalls => "tollgate.store_calls_total",
+            Family::StoreUp => "tollgate.store_up",
         }
     }
 
@@ -177,6 +191,8 @@ impl Family {
             // The team gauge carries key alias `-` so the team regex (which ends at
             // `.key_alias.`) extracts it.
             Family::TeamBudgetRemaining => &["team", "key_alias"],
+            Family::StoreCalls => &["call", "outcome"],
+            Family::StoreUp => &[],
             _ => &["team", "key_alias", "model", "provider"],
         }
     }
@@ -384,6 +400,17 @@ pub fn team_budget_remaining(team: &str) -> Metric<'_> {
     )
 }
 
+/// One call to the shared store: what was called (`tg_sync`, `function_load`, ...) and how it
+/// ended (`ok`, or `store::remote::CallError::kind`).
+pub fn store_calls<'a>(call: &'a str, outcome: &'a str) -> Metric<'a> {
+    Metric::new(Family::StoreCalls, [call, outcome, "", ""], Tail::None)
+}
+
+/// 1 while the shared store answers, 0 since a call went unanswered.
+pub fn store_up() -> Metric<'static> {
+    Metric::new(Family::StoreUp, ["", "", "", ""], Tail::None)
+}
+
 /// A [`Metric`] with its label values owned: the key the host remembers an id under.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct MetricKey {
@@ -575,6 +602,17 @@ mod tests {
             spend(&Labels::UNKNOWN).name(),
             "tollgate.spend_micro_usd.team.-.key_alias.-.model.-.provider.-"
         );
+        assert_eq!(
+            store_calls("tg_sync", "ok").name(),
+            "tollgate.store_calls_total.call.tg_sync.outcome.ok"
+        );
+        assert_eq!(store_up().name(), "tollgate.store_up");
+        let mut scratch = [0u8; 3];
+        let m = store_calls("function_load", "unanswered");
+        let (values, n) = m.tag_values(&mut scratch);
+        assert_eq!(values[..n], ["function_load", "unanswered"]);
+        assert_eq!(Family::StoreCalls.tag_names(), ["call", "outcome"]);
+        assert!(Family::StoreUp.tag_names().is_empty());
     }
 
     #[test]

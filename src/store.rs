@@ -4,6 +4,12 @@
 //! Shared data is a key-value map per `vm_id` per Envoy process with compare-and-swap writes and
 //! no TTL or atomic increment, so every counter update is a bounded read-modify-write loop
 //! ([`update`]). Durable, multi-replica storage would be another implementation of [`Store`].
+//!
+//! State shared across Envoy processes lives in Redis, reached through webdis: [`remote`] is that
+//! protocol, [`tick`] the process's periodic job with it.
+
+pub mod remote;
+pub mod tick;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 

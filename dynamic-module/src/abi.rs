@@ -121,6 +121,15 @@ pub const BODY_STOP_ITERATION_AND_BUFFER: u32 = 1;
 pub const TRAILERS_CONTINUE: u32 = 0;
 pub const TRAILERS_STOP_ITERATION: u32 = 1;
 
+/// `envoy_dynamic_module_type_http_callout_init_result`: the call is on its way.
+pub const CALLOUT_INIT_SUCCESS: u32 = 0;
+/// `envoy_dynamic_module_type_http_callout_result`: how a callout ended.
+pub const CALLOUT_SUCCESS: u32 = 0;
+pub const CALLOUT_EXCEEDED_BUFFER: u32 = 2;
+
+/// A config-level scheduler: commits events to the main thread, from any thread.
+pub type ConfigSchedulerPtr = *mut c_void;
+
 pub type FilterConfigEnvoyPtr = *mut c_void;
 pub type FilterConfigModulePtr = *const c_void;
 pub type FilterEnvoyPtr = *mut c_void;
@@ -283,4 +292,56 @@ extern "C" {
         id: AttributeId,
         result: *mut EnvoyBuffer,
     ) -> bool;
+
+    /// Starts an HTTP call to a cluster for the stream; its answer comes to
+    /// `envoy_dynamic_module_on_http_filter_http_callout_done`. Returns an init result.
+    pub fn envoy_dynamic_module_callback_http_filter_http_callout(
+        filter: FilterEnvoyPtr,
+        callout_id: *mut u64,
+        cluster: ModuleBuffer,
+        headers: *const ModuleHttpHeader,
+        headers_size: usize,
+        body: ModuleBuffer,
+        timeout_ms: u64,
+    ) -> u32;
+    /// Lets a request whose hook returned StopIteration go on.
+    pub fn envoy_dynamic_module_callback_http_filter_continue_decoding(filter: FilterEnvoyPtr);
+
+    /// A scheduler for the config's main-thread events (`on_http_filter_config_scheduled`).
+    pub fn envoy_dynamic_module_callback_http_filter_config_scheduler_new(
+        config: FilterConfigEnvoyPtr,
+    ) -> ConfigSchedulerPtr;
+    pub fn envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
+        scheduler: ConfigSchedulerPtr,
+        event_id: u64,
+    );
+    pub fn envoy_dynamic_module_callback_http_filter_config_scheduler_delete(
+        scheduler: ConfigSchedulerPtr,
+    );
+    /// An HTTP call made by the config on the main thread; its answer comes to
+    /// `envoy_dynamic_module_on_http_filter_config_http_callout_done`.
+    pub fn envoy_dynamic_module_callback_http_filter_config_http_callout(
+        config: FilterConfigEnvoyPtr,
+        callout_id: *mut u64,
+        cluster: ModuleBuffer,
+        headers: *const ModuleHttpHeader,
+        headers_size: usize,
+        body: ModuleBuffer,
+        timeout_ms: u64,
+    ) -> u32;
+    /// Metrics recorded outside a stream (the config's own events).
+    pub fn envoy_dynamic_module_callback_http_filter_config_increment_counter(
+        config: FilterConfigEnvoyPtr,
+        id: usize,
+        label_values: *const ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> MetricsResult;
+    pub fn envoy_dynamic_module_callback_http_filter_config_set_gauge(
+        config: FilterConfigEnvoyPtr,
+        id: usize,
+        label_values: *const ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> MetricsResult;
 }

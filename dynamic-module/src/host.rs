@@ -7,8 +7,9 @@ use std::sync::LazyLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tollgate::filter::{body_metadata, USAGE_NAMESPACE};
-use tollgate::host::HttpHost;
+use tollgate::host::{HttpCall, HttpHost, TickHost};
 use tollgate::stats::{Family, Kind, Metric};
+use tollgate::store::remote::Answer;
 use tollgate::store::{ProcessStore, Store};
 
 use crate::abi::{self, EnvoyBuffer, FilterEnvoyPtr, ModuleBuffer};
@@ -475,25 +476,205 @@ impl<'a> NativeHost<'a> {
     }
 
     fn record(&self, metric: &Metric, value: u64) -> bool {
-        let Some(Some(id)) = self.metrics.get(metric.family.index()) else {
-            return false;
+        let record = match metric.family.kind() {
+            Kind::Counter => abi::envoy_dynamic_module_callback_http_filter_increment_counter,
+            Kind::Gauge => abi::envoy_dynamic_module_callback_http_filter_set_gauge,
+            Kind::Histogram => {
+                abi::envoy_dynamic_module_callback_http_filter_record_histogram_value
+            }
         };
-        let mut scratch = [0u8; 3];
-        let (values, n) = metric.tag_values(&mut scratch);
-        let labels = values.map(|v| ModuleBuffer::of(v.as_bytes()));
-        let n = n.min(labels.len());
-        // SAFETY: `filter` is live for this hook; the labels outlive the call.
-        let result = unsafe {
-            let record = match metric.family.kind() {
-                Kind::Counter => abi::envoy_dynamic_module_callback_http_filter_increment_counter,
-                Kind::Gauge => abi::envoy_dynamic_module_callback_http_filter_set_gauge,
-                Kind::Histogram => {
-                    abi::envoy_dynamic_module_callback_http_filter_record_histogram_value
+        // SAFETY: `filter` is live for this hook.
+        unsafe { record_with(self.metrics, metric, value, self.filter, record) }
+    }
+}
+
+/// A stream's or a config's metric callback (they take the same arguments).
+type RecordFn = unsafe extern "C" fn(
+    *mut std::ffi::c_void,
+    usize,
+    *const ModuleBuffer,
+    usize,
+    u64,
+) -> abi::MetricsResult;
+
+/// Records `value` for `metric` through `record`, with the metric's tag values as labels.
+///
+/// # Safety
+/// `target` must be the live stream or config `record` expects.
+unsafe fn record_with(
+    metrics: &MetricIds,
+    metric: &Metric,
+    value: u64,
+    target: *mut std::ffi::c_void,
+    record: RecordFn,
+) -> bool {
+    let Some(Some(id)) = metrics.get(metric.family.index()) else {
+        return false;
+    };
+    let mut scratch = [0u8; 3];
+    let (values, n) = metric.tag_values(&mut scratch);
+    let labels = values.map(|v| ModuleBuffer::of(v.as_bytes()));
+    let n = n.min(labels.len());
+    // SAFETY: the caller vouches for `target`; the labels outlive the call.
+    let result = unsafe { record(target, *id, labels.as_ptr(), n, value) };
+    result == abi::METRICS_SUCCESS
+}
+
+/// A call's headers as Envoy takes them (borrowing the call's strings).
+fn module_headers(headers: &[(&str, &str)]) -> Vec<abi::ModuleHttpHeader> {
+    headers
+        .iter()
+        .map(|(k, v)| abi::ModuleHttpHeader {
+            key_ptr: k.as_ptr(),
+            key_length: k.len(),
+            value_ptr: v.as_ptr(),
+            value_length: v.len(),
+        })
+        .collect()
+}
+
+/// Starts a callout through `start` (a stream's or the config's), with the call's headers and
+/// body (Envoy copies them).
+fn start_callout(
+    call: &HttpCall,
+    start: impl FnOnce(*mut u64, ModuleBuffer, *const abi::ModuleHttpHeader, usize, ModuleBuffer) -> u32,
+) -> Result<(), String> {
+    let headers = module_headers(call.headers);
+    let mut id = 0u64;
+    let result = start(
+        &mut id,
+        ModuleBuffer::of(call.cluster.as_bytes()),
+        headers.as_ptr(),
+        headers.len(),
+        ModuleBuffer::of(call.body),
+    );
+    if result == abi::CALLOUT_INIT_SUCCESS {
+        Ok(())
+    } else {
+        Err(format!("Envoy refused the callout (init result {result})"))
+    }
+}
+
+/// How a callout ended, read while Envoy still owns its headers and body.
+///
+/// # Safety
+/// The pointers are those Envoy passed to the callout hook (null, or `n` valid entries).
+pub unsafe fn callout_answer(
+    result: u32,
+    headers: *const abi::EnvoyHttpHeader,
+    headers_size: usize,
+    chunks: *const EnvoyBuffer,
+    chunks_size: usize,
+) -> Answer {
+    match result {
+        abi::CALLOUT_SUCCESS => {}
+        abi::CALLOUT_EXCEEDED_BUFFER => return Answer::TooLarge,
+        _ => return Answer::Unanswered,
+    }
+    // SAFETY: as the caller vouches.
+    let headers: &[abi::EnvoyHttpHeader] = if headers.is_null() || headers_size == 0 {
+        &[]
+    } else {
+        unsafe { std::slice::from_raw_parts(headers, headers_size) }
+    };
+    let status = headers.iter().find_map(|h| {
+        // SAFETY: Envoy's header buffers are live during the hook.
+        let (k, v) = unsafe {
+            (
+                EnvoyBuffer {
+                    ptr: h.key_ptr,
+                    length: h.key_length,
                 }
-            };
-            record(self.filter, *id, labels.as_ptr(), n, value)
+                .as_slice(),
+                EnvoyBuffer {
+                    ptr: h.value_ptr,
+                    length: h.value_length,
+                }
+                .as_slice(),
+            )
         };
-        result == abi::METRICS_SUCCESS
+        (k == b":status").then(|| std::str::from_utf8(v).ok()?.parse::<u16>().ok())?
+    });
+    let Some(status) = status else {
+        return Answer::Unanswered;
+    };
+    // SAFETY: as the caller vouches.
+    let chunks: &[EnvoyBuffer] = if chunks.is_null() || chunks_size == 0 {
+        &[]
+    } else {
+        unsafe { std::slice::from_raw_parts(chunks, chunks_size) }
+    };
+    let mut body = Vec::new();
+    for c in chunks {
+        // SAFETY: Envoy's body chunks are live during the hook.
+        body.extend_from_slice(unsafe { c.as_slice() });
+    }
+    Answer::Response { status, body }
+}
+
+/// [`TickHost`] of a filter config on Envoy's main thread: the process-wide store, the config's
+/// callouts and metrics.
+pub struct ConfigHost<'a> {
+    pub config: abi::FilterConfigEnvoyPtr,
+    pub metrics: &'a MetricIds,
+}
+
+impl TickHost for ConfigHost<'_> {
+    fn store(&self) -> &dyn Store {
+        &*STORE
+    }
+    fn now_ms(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+    fn dispatch_call(&mut self, call: &HttpCall) -> Result<(), String> {
+        let config = self.config;
+        start_callout(call, |id, cluster, headers, n, body| {
+            // SAFETY: `config` is live for this hook; Envoy copies what it is handed.
+            unsafe {
+                abi::envoy_dynamic_module_callback_http_filter_config_http_callout(
+                    config,
+                    id,
+                    cluster,
+                    headers,
+                    n,
+                    body,
+                    call.timeout_ms,
+                )
+            }
+        })
+    }
+    fn increment_counter(&mut self, metric: &Metric, delta: u64) {
+        // SAFETY: `config` is live for this hook.
+        let ok = unsafe {
+            record_with(
+                self.metrics,
+                metric,
+                delta,
+                self.config,
+                abi::envoy_dynamic_module_callback_http_filter_config_increment_counter,
+            )
+        };
+        if !ok {
+            log::warn!("tollgate: could not update counter '{}'", metric.name());
+        }
+    }
+    fn set_gauge(&mut self, metric: &Metric, value: u64) {
+        // SAFETY: `config` is live for this hook.
+        let ok = unsafe {
+            record_with(
+                self.metrics,
+                metric,
+                value,
+                self.config,
+                abi::envoy_dynamic_module_callback_http_filter_config_set_gauge,
+            )
+        };
+        if !ok {
+            log::warn!("tollgate: could not set gauge '{}'", metric.name());
+        }
     }
 }
 
@@ -637,6 +818,23 @@ impl HttpHost for NativeHost<'_> {
     }
     fn random_bytes(&mut self) -> [u8; 32] {
         random_bytes()
+    }
+    fn dispatch_call(&mut self, call: &HttpCall) -> Result<(), String> {
+        let filter = self.filter;
+        start_callout(call, |id, cluster, headers, n, body| {
+            // SAFETY: `filter` is live for this hook; Envoy copies what it is handed.
+            unsafe {
+                abi::envoy_dynamic_module_callback_http_filter_http_callout(
+                    filter,
+                    id,
+                    cluster,
+                    headers,
+                    n,
+                    body,
+                    call.timeout_ms,
+                )
+            }
+        })
     }
 }
 

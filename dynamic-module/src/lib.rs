@@ -11,6 +11,7 @@
 
 mod abi;
 mod host;
+mod ticking;
 
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -32,6 +33,8 @@ struct FilterConfig {
     config: Arc<Config>,
     role: Role,
     metrics: MetricIds,
+    /// The process's periodic job with the shared store (the gateway's config, with a store).
+    ticking: Option<ticking::Ticking>,
 }
 
 /// One HTTP stream.
@@ -62,6 +65,9 @@ struct Stream {
     /// `tollgate_settings.max_request_body_bytes`: the stream's buffer limit while the gateway
     /// holds a request.
     request_limit: u64,
+    /// A held request waits for a store call: once it goes on, its body's length is written
+    /// (what `run_held` does for a request that goes on at once).
+    waiting_held: bool,
 }
 
 fn hook(side: Side) -> Hook {
@@ -179,10 +185,15 @@ fn new_config(
     let c = tollgate::host::configure(text, &ProcessEnv, &*STORE, host::now_secs())?;
     let metrics = host::define_metrics(config_envoy);
     tollgate::host::log_configured(&c, started.elapsed().as_micros() as u64, "dynamic module");
+    let ticking = match role {
+        Role::Gateway => ticking::Ticking::start(config_envoy, &c),
+        Role::Attempt => None,
+    };
     Some(FilterConfig {
         config: Arc::new(c),
         role,
         metrics,
+        ticking,
     })
 }
 
@@ -190,9 +201,103 @@ fn new_config(
 pub extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(
     config: FilterConfigModulePtr,
 ) {
-    if !config.is_null() {
-        // SAFETY: made by Arc::into_raw in config_new; Envoy destroys it once.
-        drop(unsafe { Arc::from_raw(config.cast::<FilterConfig>()) });
+    if config.is_null() {
+        return;
+    }
+    // SAFETY: made by Arc::into_raw in config_new; Envoy destroys it once.
+    let shared = unsafe { Arc::from_raw(config.cast::<FilterConfig>()) };
+    if let Some(t) = &shared.ticking {
+        // Stop the timer, then the job's last call (Envoy cancels the config's callouts as soon
+        // as this hook returns, so it is sent over a socket of the module's own).
+        let stopped = catch_unwind(AssertUnwindSafe(|| t.stop(&shared.metrics)));
+        if stopped.is_err() {
+            log::error!("tollgate: stopping the store's periodic job panicked");
+        }
+    }
+    drop(shared);
+}
+
+/// The config's timer fired (on the main thread): the periodic job's turn, maybe.
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
+    config_envoy: FilterConfigEnvoyPtr,
+    config: FilterConfigModulePtr,
+    _event_id: u64,
+) {
+    // SAFETY: `config` came from config_new and lives until config_destroy.
+    let Some(shared) = (unsafe { config.cast::<FilterConfig>().as_ref() }) else {
+        return;
+    };
+    if let Some(t) = &shared.ticking {
+        if catch_unwind(AssertUnwindSafe(|| t.wake(config_envoy, &shared.metrics))).is_err() {
+            log::error!("tollgate: the store's periodic job panicked");
+        }
+    }
+}
+
+/// The answer to the config's callout (the periodic job's call).
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
+    config_envoy: FilterConfigEnvoyPtr,
+    config: FilterConfigModulePtr,
+    _callout_id: u64,
+    result: u32,
+    headers: *const abi::EnvoyHttpHeader,
+    headers_size: usize,
+    body_chunks: *const abi::EnvoyBuffer,
+    body_chunks_size: usize,
+) {
+    let callout = Callout {
+        result,
+        headers,
+        headers_size,
+        body_chunks,
+        body_chunks_size,
+    };
+    config_callout_done(config_envoy, config, &callout);
+}
+
+/// A callout's result as Envoy hands it to a hook (valid during the hook).
+struct Callout {
+    result: u32,
+    headers: *const abi::EnvoyHttpHeader,
+    headers_size: usize,
+    body_chunks: *const abi::EnvoyBuffer,
+    body_chunks_size: usize,
+}
+
+impl Callout {
+    fn answer(&self) -> tollgate::store::remote::Answer {
+        // SAFETY: Envoy's pointers, valid for the hook that received them.
+        unsafe {
+            host::callout_answer(
+                self.result,
+                self.headers,
+                self.headers_size,
+                self.body_chunks,
+                self.body_chunks_size,
+            )
+        }
+    }
+}
+
+fn config_callout_done(
+    config_envoy: FilterConfigEnvoyPtr,
+    config: FilterConfigModulePtr,
+    callout: &Callout,
+) {
+    // SAFETY: `config` came from config_new and lives until config_destroy.
+    let Some(shared) = (unsafe { config.cast::<FilterConfig>().as_ref() }) else {
+        return;
+    };
+    let Some(t) = &shared.ticking else {
+        return;
+    };
+    let done = catch_unwind(AssertUnwindSafe(|| {
+        t.answer(config_envoy, &shared.metrics, callout.answer());
+    }));
+    if done.is_err() {
+        log::error!("tollgate: the store's periodic job panicked");
     }
 }
 
@@ -216,6 +321,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
             filter,
             held: [false; 2],
             request_limit,
+            waiting_held: false,
         },
         poisoned: false,
     }))
@@ -389,6 +495,10 @@ fn run_held(s: &mut Stream, host: &mut NativeHost, side: Side) -> Action {
         Action::Pause => Action::Pause,
     };
     host.length_follows = None;
+    if side == Side::Request && action == Action::Pause && s.filter.waits_for_store() {
+        // Its length is written when it goes on (see the callout hook).
+        s.waiting_held = true;
+    }
     if action == Action::Continue {
         let length = host.body_len(side).to_string();
         match side {
@@ -475,21 +585,50 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(module: FilterModu
     }
 }
 
-// Hooks Envoy requires of every HTTP filter module; Tollgate starts no callouts, streams or
-// scheduled work, and does not react to watermarks.
-
+/// The answer to a stream's store call: the filter decides; a request it lets go on continues
+/// (its held body's length written first).
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
-    _envoy: FilterEnvoyPtr,
-    _module: FilterModulePtr,
+    envoy: FilterEnvoyPtr,
+    module: FilterModulePtr,
     _callout_id: u64,
-    _result: u32,
-    _headers: *const abi::EnvoyHttpHeader,
-    _headers_size: usize,
-    _body_chunks: *const abi::EnvoyBuffer,
-    _body_chunks_size: usize,
+    result: u32,
+    headers: *const abi::EnvoyHttpHeader,
+    headers_size: usize,
+    body_chunks: *const abi::EnvoyBuffer,
+    body_chunks_size: usize,
 ) {
+    let callout = Callout {
+        result,
+        headers,
+        headers_size,
+        body_chunks,
+        body_chunks_size,
+    };
+    stream_callout_done(envoy, module, &callout);
 }
+
+fn stream_callout_done(envoy: FilterEnvoyPtr, module: FilterModulePtr, callout: &Callout) {
+    let answer = callout.answer();
+    let resume = with_filter(envoy, module, Hook::Request, false, |s, host, _| {
+        if s.filter.on_http_call_done(host, answer) != Action::Continue {
+            s.waiting_held &= s.filter.waits_for_store();
+            return false;
+        }
+        if std::mem::take(&mut s.waiting_held) {
+            let length = host.body_len(Side::Request).to_string();
+            host.set_request_header("content-length", &length);
+        }
+        true
+    });
+    if resume {
+        // SAFETY: `envoy` is the stream Envoy handed to this hook.
+        unsafe { abi::envoy_dynamic_module_callback_http_filter_continue_decoding(envoy) }
+    }
+}
+
+// Hooks Envoy requires of every HTTP filter module; Tollgate starts no streams or scheduled
+// work of a stream's, and does not react to watermarks.
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_headers(

@@ -34,6 +34,7 @@ pub const TOLLGATE_ACTED_ON: &[&str] = &[
     "request_headers_timeout",
     "request_receive_timeout",
     "max_downstream_connections",
+    "store",
 ];
 
 pub const LITELLM_SETTINGS_ACTED_ON: &[&str] = &[
@@ -109,7 +110,14 @@ pub const LITELLM_SETTINGS_KNOWN: &[&str] = &[
     "check_provider_endpoint",
 ];
 
-pub const GENERAL_ACTED_ON: &[&str] = &["master_key", "max_request_size_mb"];
+pub const GENERAL_ACTED_ON: &[&str] = &[
+    "master_key",
+    "max_request_size_mb",
+    // Read by `tollgate webdis-config` only (see config/store.rs), with a warning.
+    "redis_host",
+    "redis_port",
+    "redis_password",
+];
 
 pub const GENERAL_KNOWN: &[&str] = &[
     "database_url",
@@ -202,6 +210,11 @@ pub const ROUTER_ACTED_ON: &[&str] = &[
     "max_fallbacks",
     "stream_timeout",
     "enable_pre_call_checks",
+    // Read by `tollgate webdis-config` only (see config/store.rs), with a warning.
+    "redis_host",
+    "redis_port",
+    "redis_password",
+    "redis_url",
 ];
 
 pub const ROUTER_KNOWN: &[&str] = &[
@@ -209,10 +222,6 @@ pub const ROUTER_KNOWN: &[&str] = &[
     "model_group_retry_policy",
     "allowed_fails_policy",
     "retry_after",
-    "redis_host",
-    "redis_port",
-    "redis_password",
-    "redis_url",
     "cache_responses",
     "cache_kwargs",
     "caching_groups",

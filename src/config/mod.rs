@@ -5,6 +5,7 @@
 mod known;
 mod model_info;
 pub mod router;
+pub mod store;
 mod walker;
 
 use hashbrown::HashMap;
@@ -160,6 +161,10 @@ pub struct Config {
     pub router: router::RouterSettings,
     /// Every secret in the configuration, masked in whatever a client sees.
     pub secrets: crate::secrets::Secrets,
+    /// The shared store (`tollgate_settings.store`); `None`: this process's state is its own.
+    pub store: Option<store::StoreSettings>,
+    /// The Redis a LiteLLM config names, for `tollgate webdis-config`.
+    pub litellm_redis: store::LitellmRedis,
 }
 
 /// The outcome of loading: a usable config when there are no errors, plus every issue found.
@@ -256,6 +261,16 @@ fn build(doc: &Value, w: &mut Walker) -> Option<Config> {
             }
         }
     }
+
+    let (store, litellm_redis) = store::settings(
+        w,
+        tollgate,
+        [
+            ("router_settings", router),
+            ("general_settings", general),
+            ("litellm_settings", litellm),
+        ],
+    );
 
     let drop_params = w
         .bool(litellm, "drop_params", "litellm_settings")
@@ -400,6 +415,8 @@ fn build(doc: &Value, w: &mut Walker) -> Option<Config> {
         models_json,
         master_key,
         clusters,
+        store,
+        litellm_redis,
         env_keys: std::mem::take(&mut w.env_keys),
         secrets: crate::secrets::Secrets::new(&w.secrets),
         settings: Settings {

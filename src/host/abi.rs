@@ -11,6 +11,11 @@ pub const RESPONSE_HEADERS: u32 = 2;
 pub const REQUEST_BODY: u32 = 0;
 pub const RESPONSE_BODY: u32 = 1;
 pub const PLUGIN_CONFIGURATION: u32 = 7;
+/// The headers and body of an HTTP call's response (`dispatch_http_call`).
+pub const HTTP_CALL_RESPONSE_HEADERS: u32 = 6;
+pub const HTTP_CALL_RESPONSE_BODY: u32 = 4;
+/// `proxy_continue_stream`'s stream: the request.
+const STREAM_REQUEST: u32 = 0;
 
 const OK: u32 = 0;
 
@@ -81,6 +86,36 @@ extern "C" {
         value_len: usize,
         cas: u32,
     ) -> u32;
+    fn proxy_continue_stream(stream: u32) -> u32;
+    fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+    fn proxy_done() -> u32;
+}
+
+/// Lets a request that waited (a `Pause`) go on.
+pub fn resume_request() -> Result<(), u32> {
+    // SAFETY: a plain value.
+    match unsafe { proxy_continue_stream(STREAM_REQUEST) } {
+        OK => Ok(()),
+        other => Err(other),
+    }
+}
+
+/// Makes the host call the root context's `on_tick` every `period_ms`.
+pub fn set_tick_period(period_ms: u32) -> Result<(), u32> {
+    // SAFETY: a plain value.
+    match unsafe { proxy_set_tick_period_milliseconds(period_ms) } {
+        OK => Ok(()),
+        other => Err(other),
+    }
+}
+
+/// A root context whose `on_done` returned false says it is done now.
+pub fn done() -> Result<(), u32> {
+    // SAFETY: no arguments.
+    match unsafe { proxy_done() } {
+        OK => Ok(()),
+        other => Err(other),
+    }
 }
 
 #[link(wasm_import_module = "wasi_snapshot_preview1")]

@@ -9,12 +9,14 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action as HostAction, ContextType, LogLevel};
 
 use super::pairs::{HeaderCache, Write};
-use super::{abi, Action, HttpHost};
+use super::tick::TickDriver;
+use super::{abi, Action, HttpCall, HttpHost, TickHost};
 use crate::config::{Config, ProcessEnv};
 use crate::error::ApiError;
 use crate::filter::{HttpFilter, Role, ATTEMPT_ROOT_ID};
 use crate::stats::{Metric, MetricCache};
-use crate::store::{Store, StoreError, Versioned};
+use crate::store::remote::Answer;
+use crate::store::{tick, Store, StoreError, Versioned};
 
 pub fn start() {
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -23,6 +25,7 @@ pub fn start() {
             config: None,
             role: Role::Gateway,
             metrics: Rc::default(),
+            tick: None,
         })
     });
 }
@@ -33,9 +36,50 @@ struct Root {
     role: Role,
     /// Metric ids of this worker's VM, shared by its streams.
     metrics: Rc<RefCell<MetricCache>>,
+    /// The process's periodic job with the shared store (the gateway's root contexts, one per
+    /// worker VM, each with a driver; the shared record elects one per period).
+    tick: Option<TickDriver>,
 }
 
-impl Context for Root {}
+impl Root {
+    fn tick_host(&self) -> RootHost {
+        RootHost {
+            metrics: Rc::clone(&self.metrics),
+        }
+    }
+}
+
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        _token: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let mut host = self.tick_host();
+        let Some(driver) = &mut self.tick else {
+            return;
+        };
+        driver.on_answer(&mut host, call_answer(body_size));
+        if driver.stopping() && !driver.waiting() {
+            // `on_done` returned false to wait for this answer.
+            if let Err(s) = abi::done() {
+                log::warn!("tollgate: could not report the root context done (host status {s})");
+            }
+        }
+    }
+
+    /// Envoy is removing the plugin (the VM is shutting down): the periodic job's last call.
+    /// Returning false makes the host wait for `proxy_done`, sent once its answer is in.
+    fn on_done(&mut self) -> bool {
+        let mut host = self.tick_host();
+        match &mut self.tick {
+            Some(driver) => !driver.on_stop(&mut host),
+            None => true,
+        }
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, size: usize) -> bool {
@@ -49,8 +93,28 @@ impl RootContext for Root {
             return false;
         };
         super::log_configured(&c, abi::now_ns().saturating_sub(started) / 1000, "wasm");
+        if self.role == Role::Gateway && c.store.is_some() {
+            let random = abi::random_bytes();
+            tick::ensure_replica(&SharedData, random);
+            let mut me = [0u8; 8];
+            me.copy_from_slice(random.get(8..16).unwrap_or(&[1; 8]));
+            self.tick = super::tick::driver(&c, u64::from_le_bytes(me));
+            if let Some(d) = &self.tick {
+                let wake = u32::try_from(d.wake_ms()).unwrap_or(u32::MAX);
+                if let Err(s) = abi::set_tick_period(wake) {
+                    log::error!("tollgate: could not start the store's timer (host status {s})");
+                }
+            }
+        }
         self.config = Some(Arc::new(c));
         true
+    }
+
+    fn on_tick(&mut self) {
+        let mut host = self.tick_host();
+        if let Some(driver) = &mut self.tick {
+            driver.on_wake(&mut host);
+        }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -78,7 +142,91 @@ fn to_host(a: Action) -> HostAction {
     }
 }
 
-impl Context for Http {}
+impl Context for Http {
+    /// The answer to the stream's store call: the filter decides, and the request goes on if it
+    /// says so.
+    fn on_http_call_response(
+        &mut self,
+        _token: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let Some(f) = &mut self.filter else {
+            return;
+        };
+        let action = f.on_http_call_done(&mut self.host, call_answer(body_size));
+        self.host.end_callback();
+        if action == Action::Continue {
+            if let Err(s) = abi::resume_request() {
+                log::warn!("tollgate: could not resume the request (host status {s})");
+            }
+        }
+    }
+}
+
+/// The response to an HTTP call, read in `on_http_call_response`: no `:status` means no
+/// response (a timeout, a reset, a refused connection).
+fn call_answer(body_size: usize) -> Answer {
+    let status = abi::header(abi::HTTP_CALL_RESPONSE_HEADERS, ":status")
+        .and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u16>().ok());
+    match status {
+        Some(status) => Answer::Response {
+            status,
+            body: abi::buffer(abi::HTTP_CALL_RESPONSE_BODY, 0, body_size).unwrap_or_default(),
+        },
+        None => Answer::Unanswered,
+    }
+}
+
+/// Starts an HTTP call from the current context (the SDK routes its answer back to it).
+fn dispatch(call: &HttpCall) -> Result<(), String> {
+    proxy_wasm::hostcalls::dispatch_http_call(
+        call.cluster,
+        call.headers.to_vec(),
+        Some(call.body),
+        Vec::new(),
+        std::time::Duration::from_millis(call.timeout_ms),
+    )
+    .map(|_token| ())
+    .map_err(|status| format!("the host refused the call ({status:?})"))
+}
+
+/// [`TickHost`] of a worker VM's root context.
+struct RootHost {
+    metrics: Rc<RefCell<MetricCache>>,
+}
+
+impl RootHost {
+    fn metric_id(&self, kind: u32, metric: &Metric) -> Option<u32> {
+        let mut cache = self.metrics.try_borrow_mut().ok()?;
+        cache.id(metric, |name| abi::define_metric(kind, name))
+    }
+}
+
+impl TickHost for RootHost {
+    fn store(&self) -> &dyn Store {
+        &SharedData
+    }
+    fn now_ms(&self) -> u64 {
+        abi::now_ns() / 1_000_000
+    }
+    fn dispatch_call(&mut self, call: &HttpCall) -> Result<(), String> {
+        dispatch(call)
+    }
+    fn increment_counter(&mut self, metric: &Metric, delta: u64) {
+        match self.metric_id(abi::COUNTER, metric) {
+            Some(id) if abi::increment_metric(id, delta) => {}
+            _ => log::warn!("tollgate: could not update counter '{}'", metric.name()),
+        }
+    }
+    fn set_gauge(&mut self, metric: &Metric, value: u64) {
+        match self.metric_id(abi::GAUGE, metric) {
+            Some(id) if abi::record_metric(id, value) => {}
+            _ => log::warn!("tollgate: could not set gauge '{}'", metric.name()),
+        }
+    }
+}
 
 // Each callback ends with `end_callback`: the header writes it made reach the host, and what it
 // read (headers, metadata, the clock) is read afresh by the next.
@@ -399,5 +547,8 @@ impl HttpHost for EnvoyHost {
     }
     fn random_bytes(&mut self) -> [u8; 32] {
         abi::random_bytes()
+    }
+    fn dispatch_call(&mut self, call: &HttpCall) -> Result<(), String> {
+        dispatch(call)
     }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::HttpHost;
+use super::{HttpCall, HttpHost};
 use crate::stats::Metric;
 
 /// A local reply: status, headers, body.
@@ -23,6 +23,19 @@ pub struct MockHost {
     /// Shared by every mock host cloned from the same store, like workers sharing data.
     pub store: crate::store::MemoryStore,
     pub random_counter: u8,
+    /// HTTP calls the filter started: cluster, headers, body, timeout.
+    pub calls: Vec<SentCall>,
+    /// Refuse to start calls (as a host without the store's cluster would).
+    pub refuse_calls: bool,
+}
+
+/// An HTTP call as the mock host recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentCall {
+    pub cluster: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub timeout_ms: u64,
 }
 
 fn get(headers: &[(String, String)], name: &str) -> Option<String> {
@@ -169,5 +182,21 @@ impl HttpHost for MockHost {
     fn random_bytes(&mut self) -> [u8; 32] {
         self.random_counter = self.random_counter.wrapping_add(1);
         [self.random_counter; 32]
+    }
+    fn dispatch_call(&mut self, call: &HttpCall) -> Result<(), String> {
+        if self.refuse_calls {
+            return Err("no such cluster".into());
+        }
+        self.calls.push(SentCall {
+            cluster: call.cluster.to_string(),
+            headers: call
+                .headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: call.body.to_vec(),
+            timeout_ms: call.timeout_ms,
+        });
+        Ok(())
     }
 }

@@ -2,6 +2,10 @@
 //! asks of Envoy; `envoy` implements it over the proxy-wasm ABI (without the SDK's panicking
 //! wrappers), the `tollgate-dynamic-module` crate over Envoy's dynamic-module ABI, and `mock` in
 //! memory for native tests. [`configure`] is the start-up step every host shares.
+//!
+//! Calls to the shared store leave through the host too: a stream's [`HttpHost::dispatch_call`]
+//! (its answer comes back to `HttpFilter::on_http_call_done`), and the process's periodic job,
+//! which a host drives through [`tick::TickDriver`] over a [`TickHost`].
 
 #[cfg(all(target_arch = "wasm32", not(test)))]
 pub mod abi;
@@ -10,6 +14,7 @@ pub mod envoy;
 #[cfg(any(test, feature = "mock-host"))]
 pub mod mock;
 pub mod pairs;
+pub mod tick;
 
 use crate::config::{self, Config, Env, Strictness};
 use crate::quota::{self, Scope};
@@ -100,6 +105,36 @@ pub trait HttpHost {
     fn store(&self) -> &dyn crate::store::Store;
     /// Fresh random bytes (new keys).
     fn random_bytes(&mut self) -> [u8; 32];
+    /// Starts an HTTP call for this stream; its answer reaches `HttpFilter::on_http_call_done`
+    /// (the stream waits if the callback returned `Pause`). `Err`: the host could not start it
+    /// (its reason). A host that makes no calls says so.
+    fn dispatch_call(&mut self, _call: &HttpCall) -> Result<(), String> {
+        Err("this host makes no HTTP calls".into())
+    }
+}
+
+/// An HTTP call to one of Envoy's clusters (the shared store's webdis), as the core builds it:
+/// the host sends it as it is and hands back the whole response, or that none came.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpCall<'a> {
+    pub cluster: &'a str,
+    /// Including `:method`, `:path` and `:authority` (Envoy adds `content-length`).
+    pub headers: &'a [(&'a str, &'a str)],
+    pub body: &'a [u8],
+    pub timeout_ms: u64,
+}
+
+/// What the periodic job needs from the host: the process's shared store, a clock, calls (the
+/// answer goes to [`tick::TickDriver::on_answer`]) and metrics. proxy-wasm: a worker VM's root
+/// context; the dynamic module: the filter config on Envoy's main thread.
+pub trait TickHost {
+    fn store(&self) -> &dyn crate::store::Store;
+    /// Wall-clock time, milliseconds since the Unix epoch.
+    fn now_ms(&self) -> u64;
+    /// Starts a call; `Err`: the host could not (its reason, for the log).
+    fn dispatch_call(&mut self, call: &HttpCall) -> Result<(), String>;
+    fn increment_counter(&mut self, metric: &Metric, delta: u64);
+    fn set_gauge(&mut self, metric: &Metric, value: u64);
 }
 
 /// What a callback tells the host to do next.

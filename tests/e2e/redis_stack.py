@@ -12,9 +12,7 @@ import socket
 import subprocess
 import tempfile
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 
 from harness import free_port
 
@@ -155,55 +153,46 @@ class Webdis:
             ],
         }
 
-    def start(self):
+    def start(self, config=None):
+        """Starts webdis with `self.config()`, or with `config` (a dict, e.g. what
+        `tollgate webdis-config` wrote; it must listen on `self.port`)."""
         path = os.path.join(self.dir, "webdis.json")
         with open(path, "w") as f:
-            json.dump(self.config(), f)
+            json.dump(config or self.config(), f)
         self.proc = subprocess.Popen([WEBDIS, path], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         _wait_port(self.port, self.proc, "webdis")
         return self
 
-    def call(self, *segments, auth=True, timeout=10, keep_alive=False):
+    def call(self, *segments, auth=True, timeout=10):
         """POSTs `SEGMENT/SEGMENT/...` (each percent-encoded, as the filter sends them).
         Returns (HTTP status, parsed JSON body or raw bytes).
 
-        `keep_alive`: send no `Connection: close` (urllib sends one), as Envoy does. webdis 0.1.9
-        never answers a request with `Connection: close` whose body it reads in more than one
-        piece (over about 4 KB, e.g. `FUNCTION LOAD` of a real library)."""
+        Through http.client, not urllib: urllib says `Connection: close`, and webdis 0.1.9 never
+        answers such a request when its body arrives in a later TCP segment (as http.client
+        sends it). Envoy's upstream requests never say it."""
         body = "/".join(urllib.parse.quote(str(s), safe="") for s in segments).replace(".", "%2E")
         headers = {"content-type": "text/plain"}
         if auth:
             headers["authorization"] = "Basic " + base64.b64encode(self.auth.encode()).decode()
-        if keep_alive:
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-            try:
-                conn.request("POST", "/", body=body.encode(), headers=headers)
-                r = conn.getresponse()
-                status, raw = r.status, r.read()
-            finally:
-                conn.close()
-            try:
-                return status, json.loads(raw)
-            except ValueError:
-                return status, raw
-        req = urllib.request.Request(self.url + "/", data=body.encode(), headers=headers, method="POST")
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
-                status, raw = r.status, r.read()
-        except urllib.error.HTTPError as e:
-            status, raw = e.code, e.read()
+            conn.request("POST", "/", body=body.encode(), headers=headers)
+            r = conn.getresponse()
+            status, raw = r.status, r.read()
+        finally:
+            conn.close()
         try:
             return status, json.loads(raw)
         except ValueError:
             return status, raw
 
-    def call_when_up(self, *segments, timeout=10, keep_alive=False):
+    def call_when_up(self, *segments, timeout=10):
         """`call`, retried while webdis answers 503 (it reconnects to a restarted Redis lazily,
         failing the first calls)."""
         deadline = time.time() + timeout
         while True:
             try:
-                status, body = self.call(*segments, timeout=1, keep_alive=keep_alive)
+                status, body = self.call(*segments, timeout=1)
             except OSError:
                 status, body = 503, b"timed out"
             if status != 503 or time.time() > deadline:

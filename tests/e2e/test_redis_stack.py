@@ -34,16 +34,16 @@ def get(stack, path, auth=True):
 def test_functions_and_their_data_survive_restarts_and_kills():
     with Stack() as s:
         # Keep-alive as Envoy does: webdis 0.1.9 leaves many `Connection: close` requests unanswered.
-        assert s.webdis.call("FUNCTION", "LOAD", "REPLACE", PROBE, keep_alive=True) == (200, {"FUNCTION": "probe"})
-        assert s.webdis.call("FCALL", "tg_probe", 0, 5, keep_alive=True) == (200, {"FCALL": 5})
+        assert s.webdis.call("FUNCTION", "LOAD", "REPLACE", PROBE) == (200, {"FUNCTION": "probe"})
+        assert s.webdis.call("FCALL", "tg_probe", 0, 5) == (200, {"FCALL": 5})
         s.redis.restart()
         # webdis answers 503 until it has reconnected: the filter treats that as the store down.
-        assert s.webdis.call_when_up("FCALL", "tg_probe", 0, 1, keep_alive=True) == (200, {"FCALL": 6})
+        assert s.webdis.call_when_up("FCALL", "tg_probe", 0, 1) == (200, {"FCALL": 6})
         s.redis.kill()
         s.redis.start()
-        assert s.webdis.call_when_up("FCALL", "tg_probe", 0, 1, keep_alive=True) == (200, {"FCALL": 7})
+        assert s.webdis.call_when_up("FCALL", "tg_probe", 0, 1) == (200, {"FCALL": 7})
         # A Redis error comes back inside a 200.
-        assert s.webdis.call("FCALL", "nope", 0, keep_alive=True) == (200, {"FCALL": [False, "ERR Function not found"]})
+        assert s.webdis.call("FCALL", "nope", 0) == (200, {"FCALL": [False, "ERR Function not found"]})
 
 
 def test_webdis_lets_through_only_tollgates_commands():

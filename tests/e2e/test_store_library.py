@@ -41,15 +41,15 @@ class Lib:
     # Calls keep the connection alive as Envoy does (see `Webdis.call`), and are never retried: a
     # retry could apply a call twice.
     def load(self):
-        out = self.stack.webdis.call("FUNCTION", "LOAD", "REPLACE", LIBRARY, keep_alive=True)
+        out = self.stack.webdis.call("FUNCTION", "LOAD", "REPLACE", LIBRARY)
         assert out == (200, {"FUNCTION": "tollgate"})
 
     def wait_up(self):
         """After a Redis restart webdis answers 503 until it has reconnected."""
-        assert self.stack.webdis.call_when_up("FCALL", "tg_version", 0, keep_alive=True)[0] == 200
+        assert self.stack.webdis.call_when_up("FCALL", "tg_version", 0)[0] == 200
 
     def call(self, function, *args):
-        status, body = self.stack.webdis.call("FCALL", function, 0, *args, keep_alive=True)
+        status, body = self.stack.webdis.call("FCALL", function, 0, *args)
         assert status == 200, (status, body)
         value = body["FCALL"]
         assert isinstance(value, str), body
