@@ -17,6 +17,7 @@
 mod accounting;
 mod attempt;
 pub mod body_metadata;
+mod fleet_admit;
 pub mod store_call;
 
 use std::sync::Arc;
@@ -153,6 +154,8 @@ struct Routed {
     answered: bool,
     /// Why the usage the provider reported cannot be charged (it is out of the request's bounds).
     unusable: Option<&'static str>,
+    /// Waiting for the store's admission (fleet mode).
+    fleet: Option<Box<fleet_admit::Pending>>,
 }
 
 impl Routed {
@@ -306,7 +309,8 @@ impl HttpFilter {
             // A refused request has not run: an admission it holds is released without charge.
             if let Some(a) = r.admission.take() {
                 let now = host.now_ms() / 1000;
-                accounting::settle(host, &r.principal, &a, now, Charge::default());
+                let fleet_mode = self.config.store.is_some();
+                accounting::settle(host, &r.principal, &a, fleet_mode, now, Charge::default());
             }
             if let Via::Attempt(a) = r.via {
                 self.unfinished_attempt = Some((a, r.deployment));
@@ -570,6 +574,7 @@ impl HttpFilter {
             usage: None,
             answered: false,
             unusable: None,
+            fleet: None,
         }
     }
 
@@ -776,29 +781,40 @@ impl HttpFilter {
             Err(e) => return self.reply_error(host, &e),
         };
         if role == Role::Gateway {
-            let now = host.now_ms() / 1000;
             routed.estimate = Some(estimate);
-            match accounting::admit(host, &routed.principal, now, estimate) {
-                Ok(admission) => routed.admission = admission,
-                Err(refusal) => {
-                    let labels = routed.labels(d);
-                    let counter = match refusal {
-                        crate::quota::Refusal::Budget { .. } => stats::budget_refused(&labels),
-                        _ => stats::rate_limited(&labels),
-                    };
-                    host.increment_counter(&counter, 1);
-                    let (err, headers) = accounting::refusal(&refusal);
-                    return self.refuse(host, &err, &headers);
+            let fleet_mode = config.store.is_some();
+            let now_ms = host.now_ms();
+            match accounting::admit_request(host, &routed.principal, fleet_mode, now_ms, estimate) {
+                Ok(accounting::Admit::Done(admission)) => routed.admission = admission,
+                Ok(accounting::Admit::Ask(ask)) => {
+                    // The key's or team's lease cannot hold it: the store decides, and the
+                    // request waits (Envoy's buffer filter holds it back from the router).
+                    return self.ask_fleet(host, body_size, ask, out);
                 }
+                Err(refusal) => return self.refuse_admission(host, &refusal),
             }
+        }
+        self.admitted(host, body_size, out)
+    }
+
+    /// The request is admitted: counted if over a soft budget, and its translated body (if any)
+    /// goes on. Handed to the attempt listener, the client's body goes as it is: each attempt
+    /// translates it for its own deployment.
+    fn admitted(
+        &mut self,
+        host: &mut dyn HttpHost,
+        body_size: usize,
+        out: Option<Vec<u8>>,
+    ) -> Action {
+        let config = Arc::clone(&self.config);
+        if let State::Routed(routed) = &self.state {
             if routed.admission.is_some_and(|a| {
                 a.key.soft_budget_exceeded || a.team.is_some_and(|t| t.soft_budget_exceeded)
             }) {
+                let d = routed.deployment.and_then(|i| config.deployment(i));
                 host.increment_counter(&stats::soft_budget_exceeded(&routed.labels(d)), 1);
             }
         }
-        // Handed to the attempt listener, the client's body goes as it is: each attempt
-        // translates it for its own deployment.
         if let Some(out) = out {
             if !host.replace_request_body(body_size, &out) {
                 return self.reply_error(
@@ -808,6 +824,25 @@ impl HttpFilter {
             }
         }
         Action::Continue
+    }
+
+    /// A limit refused the request: counted, and answered with the refusal.
+    fn refuse_admission(
+        &mut self,
+        host: &mut dyn HttpHost,
+        refusal: &crate::quota::Refusal,
+    ) -> Action {
+        if let State::Routed(routed) = &self.state {
+            let d = routed.deployment.and_then(|i| self.config.deployment(i));
+            let labels = routed.labels(d);
+            let counter = match refusal {
+                crate::quota::Refusal::Budget { .. } => stats::budget_refused(&labels),
+                _ => stats::rate_limited(&labels),
+            };
+            host.increment_counter(&counter, 1);
+        }
+        let (err, headers) = accounting::refusal(refusal);
+        self.refuse(host, &err, &headers)
     }
 
     pub fn on_response_headers(&mut self, host: &mut dyn HttpHost, end_of_stream: bool) -> Action {
@@ -1197,7 +1232,8 @@ impl HttpFilter {
         }
         if let Some(admission) = routed.admission.take() {
             let now = host.now_ms() / 1000;
-            accounting::settle(host, &routed.principal, &admission, now, charge);
+            let fleet_mode = config.store.is_some();
+            accounting::settle(host, &routed.principal, &admission, fleet_mode, now, charge);
         }
     }
 }

@@ -129,6 +129,9 @@ struct PartyOut<'a> {
 
 #[derive(Debug, Serialize)]
 struct Payload<'a> {
+    /// The library version this filter speaks to: another one refuses the sync (the filter then
+    /// loads its own and sends it again).
+    library: &'static str,
     ttl_ms: u64,
     parties: Vec<PartyOut<'a>>,
 }
@@ -212,6 +215,7 @@ pub fn next_sync(store: &dyn Store, ttl_ms: u64, now_ms: u64) -> Option<(u64, St
         });
     }
     let payload = serde_json::to_string(&Payload {
+        library: library_version(),
         ttl_ms,
         parties: out,
     })
@@ -395,4 +399,195 @@ pub fn settle(
             })
         })
         .collect()
+}
+
+// ------------------------------------------------------------------------------------------------
+// The tick: `tg_sync` through the host's periodic job.
+
+use crate::store::remote::{self as remote_store, CallError, Exchange, Request};
+use crate::store::tick::{TickCtx, Ticker};
+
+/// The Redis Functions library this filter speaks to (loaded by the filter when Redis lacks it,
+/// or holds another version).
+pub const LIBRARY: &str = include_str!("store/tollgate.lua");
+
+/// The library's version, from its `local VERSION = '...'` line: sent with each sync, so that a
+/// library of another version refuses it and the filter loads its own.
+pub fn library_version() -> &'static str {
+    LIBRARY
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("local VERSION = '"))
+        .and_then(|rest| rest.split('\'').next())
+        .unwrap_or("0")
+}
+
+/// The replica's sync with the store, once per tick: the ledgers' reports and wants out, grants
+/// and the fleet's state back (see [`next_sync`], [`synced`]).
+#[derive(Debug, Clone)]
+pub struct FleetSync {
+    /// `replica_ttl_ms`: how long the store counts this replica alive after a sync.
+    pub ttl_ms: u64,
+    /// `sync_timeout_ms`.
+    pub timeout_ms: u64,
+}
+
+impl FleetSync {
+    fn exchange(&self, ctx: &TickCtx) -> Option<Exchange> {
+        let (seq, payload) = next_sync(ctx.store, self.ttl_ms, ctx.now_ms)?;
+        let seq = seq.to_string();
+        let call = remote_store::fcall(
+            "tg_sync",
+            &[],
+            &[ctx.replica.as_bytes(), seq.as_bytes(), payload.as_bytes()],
+            self.timeout_ms,
+        )
+        .ok()?;
+        Some(Exchange::new(call).with_library(LIBRARY, self.timeout_ms))
+    }
+}
+
+impl Ticker for FleetSync {
+    fn tick(&self, ctx: &TickCtx) -> Option<Exchange> {
+        self.exchange(ctx)
+    }
+
+    fn done(&self, ctx: &TickCtx, _call: &Request, result: &Result<serde_json::Value, CallError>) {
+        let Ok(serde_json::Value::String(text)) = result else {
+            // No answer: the same sync goes again on the next tick.
+            return;
+        };
+        let reply: Reply = match serde_json::from_str(text) {
+            Ok(r) => r,
+            Err(_) => {
+                log::warn!(
+                    "tollgate: the store's tg_sync answer is not a sync reply; sending it again"
+                );
+                return;
+            }
+        };
+        let seq = read_sync(ctx.store).seq;
+        if reply.seq != seq {
+            log::warn!(
+                "tollgate: the store answered sync {} while {seq} is pending; sending it again",
+                reply.seq
+            );
+            return;
+        }
+        synced(ctx.store, seq, &reply, ctx.now_ms);
+    }
+
+    /// A flush: the pending sync again if one is unacknowledged, else the next.
+    fn last(&self, ctx: &TickCtx) -> Option<Exchange> {
+        self.exchange(ctx)
+    }
+}
+
+/// The store could not be asked (`failure_mode: local`): admitted against what this replica
+/// knows, without a lease ([`Ledger::admit_unleased`]).
+pub fn admit_unleased(
+    store: &dyn Store,
+    party: &Party,
+    now_ms: u64,
+    est: Estimate,
+) -> Result<Snapshot, Refusal> {
+    ledger_update(store, party, |g| {
+        g.admit_unleased(party.limits, party.scope, now_ms, est)
+    })
+    .unwrap_or(Err(Refusal::Store))
+}
+
+/// `tg_admit`'s reply.
+#[derive(Debug, Default, Deserialize)]
+pub struct AdmitReply {
+    #[serde(default)]
+    pub ok: bool,
+    #[serde(default)]
+    pub m: u64,
+    #[serde(default)]
+    pub parties: Vec<PartyReplyEntry>,
+    /// The index (in the parties asked) of the one that refused, and why.
+    #[serde(default)]
+    pub party: usize,
+    #[serde(default)]
+    pub refusal: Option<AdmitRefusal>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct AdmitRefusal {
+    #[serde(default)]
+    pub kind: Option<Kind>,
+    #[serde(default)]
+    pub limit: Option<u64>,
+    #[serde(default)]
+    pub used: Option<u64>,
+    #[serde(default)]
+    pub reset_s: Option<u64>,
+}
+
+impl AdmitRefusal {
+    /// The refusal a client sees, for this party.
+    pub fn refusal(&self, party: &Party, est: Estimate, fleet: &Fleet) -> Refusal {
+        let scope = party.scope;
+        let reset_secs = self.reset_s.unwrap_or(60);
+        match self.kind {
+            Some(Kind::Requests) => Refusal::Requests {
+                scope,
+                limit: self.limit.or(party.limits.rpm).unwrap_or(0),
+                reset_secs,
+            },
+            Some(Kind::Tokens) => Refusal::Tokens {
+                scope,
+                limit: self.limit.or(party.limits.tpm).unwrap_or(0),
+                used: self.used.unwrap_or(fleet.tokens),
+                needed: est.tokens,
+                reset_secs,
+            },
+            Some(Kind::Parallel) => Refusal::Parallel {
+                scope,
+                limit: self.limit.or(party.limits.parallel).unwrap_or(0),
+            },
+            _ => Refusal::Budget {
+                scope,
+                spend: fleet.spend,
+                reserved: fleet.leased,
+                max: self.limit.or(party.limits.max_budget).unwrap_or(0),
+                needed: est.cost,
+                reset_at: party
+                    .limits
+                    .budget_duration
+                    .map(|d| fleet.window_start.saturating_add(d)),
+            },
+        }
+    }
+}
+
+/// `tg_admit`'s call for these parties of a request.
+pub fn admit_call(
+    replica: &str,
+    parties: &[&Party],
+    est: Estimate,
+    timeout_ms: u64,
+) -> Option<Exchange> {
+    #[derive(Serialize)]
+    struct Asked<'a> {
+        id: &'a str,
+        limits: WireLimits,
+    }
+    let asked: Vec<Asked> = parties
+        .iter()
+        .map(|p| Asked {
+            id: party_id(p.key),
+            limits: WireLimits::from(p.limits),
+        })
+        .collect();
+    let parties = serde_json::to_string(&asked).ok()?;
+    let estimate = format!(r#"{{"b":{},"t":{}}}"#, est.cost, est.tokens);
+    let call = remote_store::fcall(
+        "tg_admit",
+        &[],
+        &[replica.as_bytes(), parties.as_bytes(), estimate.as_bytes()],
+        timeout_ms,
+    )
+    .ok()?;
+    Some(Exchange::new(call).with_library(LIBRARY, timeout_ms))
 }

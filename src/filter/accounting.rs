@@ -248,17 +248,201 @@ pub fn admit(
     quota::admit_all(host.store(), &k.key_party(), team.as_ref(), now, est).map(Some)
 }
 
+/// What admitting a request takes, when the gateway shares its budgets with a fleet of replicas
+/// (`tollgate_settings.store`).
+#[derive(Debug)]
+pub enum Admit {
+    /// Admitted (or nothing to admit: not a virtual key).
+    Done(Option<Admission>),
+    /// The store must admit it first for some of its parties (their leases cannot hold it).
+    Ask(FleetAsk),
+}
+
+/// A request waiting for the store's admission: what its parties' ledgers committed already,
+/// and which parties the store is asked for.
+#[derive(Debug, Clone)]
+pub struct FleetAsk {
+    pub local: Vec<Option<quota::Snapshot>>,
+    pub ask: Vec<usize>,
+    pub estimate: Estimate,
+}
+
+/// A virtual key's parties, the key's then its team's.
+fn parties(k: &crate::auth::KeyPrincipal) -> (quota::Party<'_>, Option<quota::Party<'_>>) {
+    (k.key_party(), k.team_party())
+}
+
+/// Admits a request: in this replica's shared records (no store), or against its parties' fleet
+/// leases, which may need the store.
+pub fn admit_request(
+    host: &dyn HttpHost,
+    principal: &Principal,
+    fleet_mode: bool,
+    now_ms: u64,
+    est: Estimate,
+) -> Result<Admit, Refusal> {
+    if !fleet_mode {
+        return admit(host, principal, now_ms / 1000, est).map(Admit::Done);
+    }
+    let Principal::Key(k) = principal else {
+        return Ok(Admit::Done(None));
+    };
+    let (key, team) = parties(k);
+    let list: Vec<&quota::Party> = std::iter::once(&key).chain(team.as_ref()).collect();
+    match crate::fleet::admit(host.store(), &list, now_ms, est)? {
+        crate::fleet::Admitted::Local(snaps) => Ok(Admit::Done(admission_of(est, &snaps))),
+        crate::fleet::Admitted::Ask { local, ask } => Ok(Admit::Ask(FleetAsk {
+            local,
+            ask,
+            estimate: est,
+        })),
+    }
+}
+
+fn admission_of(est: Estimate, snaps: &[quota::Snapshot]) -> Option<Admission> {
+    let key = *snaps.first()?;
+    Some(Admission {
+        estimate: est,
+        key,
+        team: snaps.get(1).copied(),
+    })
+}
+
+/// The store's call for a waiting request: `tg_admit` for the parties it is asked for.
+pub fn fleet_call(
+    principal: &Principal,
+    ask: &FleetAsk,
+    replica: &str,
+    timeout_ms: u64,
+) -> Option<crate::store::remote::Exchange> {
+    let Principal::Key(k) = principal else {
+        return None;
+    };
+    let (key, team) = parties(k);
+    let list: Vec<&quota::Party> = std::iter::once(&key).chain(team.as_ref()).collect();
+    let asked: Vec<&quota::Party> = ask
+        .ask
+        .iter()
+        .filter_map(|&i| list.get(i).copied())
+        .collect();
+    crate::fleet::admit_call(replica, &asked, ask.estimate, timeout_ms)
+}
+
+/// How the store's admission ended, for a waiting request: admitted (the admission), refused
+/// (what the parties' ledgers committed undone), or not answered: admitted against this
+/// replica's own knowledge (`failure_mode: local`, `local_fallback`), or refused with a 503.
+pub fn fleet_answered(
+    host: &dyn HttpHost,
+    principal: &Principal,
+    ask: FleetAsk,
+    now_ms: u64,
+    answer: Result<&str, ()>,
+    local_fallback: bool,
+) -> Result<Option<Admission>, Refusal> {
+    let Principal::Key(k) = principal else {
+        return Ok(None);
+    };
+    let (key, team) = parties(k);
+    let list: Vec<&quota::Party> = std::iter::once(&key).chain(team.as_ref()).collect();
+    let store = host.store();
+    let est = ask.estimate;
+    let mut local = ask.local;
+    let reply = answer
+        .and_then(|text| serde_json::from_str::<crate::fleet::AdmitReply>(text).map_err(|_| ()));
+    match reply {
+        Ok(r) if r.ok => {
+            for (n, &i) in ask.ask.iter().enumerate() {
+                let (Some(party), Some(slot)) = (list.get(i), local.get_mut(i)) else {
+                    continue;
+                };
+                let fleet = r.parties.get(n).map(|p| p.reply.fleet());
+                *slot = crate::fleet::admitted_by_fleet(store, party, now_ms, est, r.m, fleet);
+            }
+        }
+        Ok(r) => {
+            crate::fleet::unadmit(store, &list, &local, est);
+            let i = ask.ask.get(r.party).copied().unwrap_or(0);
+            let party = list.get(i).copied().unwrap_or(&key);
+            let fleet = r
+                .parties
+                .get(r.party)
+                .map(|p| p.reply.fleet())
+                .unwrap_or_default();
+            let refusal = r.refusal.unwrap_or_default();
+            if let Some(kind) = refusal.kind {
+                crate::fleet::refused_by_fleet(store, party, now_ms, kind, Some(fleet));
+            }
+            return Err(refusal.refusal(party, est, &fleet));
+        }
+        Err(()) if local_fallback => {
+            for &i in &ask.ask {
+                let (Some(party), Some(slot)) = (list.get(i), local.get_mut(i)) else {
+                    continue;
+                };
+                match crate::fleet::admit_unleased(store, party, now_ms, est) {
+                    Ok(snap) => *slot = Some(snap),
+                    Err(refusal) => {
+                        crate::fleet::unadmit(store, &list, &local, est);
+                        return Err(refusal);
+                    }
+                }
+            }
+        }
+        Err(()) => {
+            crate::fleet::unadmit(store, &list, &local, est);
+            return Err(Refusal::Store);
+        }
+    }
+    let snaps: Vec<quota::Snapshot> = local.into_iter().flatten().collect();
+    if snaps.len() != list.len() {
+        return Err(Refusal::Store);
+    }
+    Ok(admission_of(est, &snaps))
+}
+
 /// Charges a finished request and frees its slots; returns the key's counters afterwards.
 pub fn settle(
     host: &mut dyn HttpHost,
     principal: &Principal,
     admission: &Admission,
+    fleet_mode: bool,
     now: u64,
     charge: Charge,
 ) {
     let Principal::Key(k) = principal else { return };
     let key = k.key_party();
     let (team_label, alias) = principal.metric_labels();
+    if fleet_mode {
+        let mut list = vec![(&key, admission.key.minute)];
+        let team = k.team_party();
+        if let (Some(t), Some(snap)) = (team.as_ref(), admission.team) {
+            list.push((t, snap.minute));
+        }
+        let after = crate::fleet::settle(
+            host.store(),
+            &list,
+            admission.estimate,
+            charge.cost,
+            charge.tokens,
+        );
+        let remaining = |l: &Option<crate::quota::fleet::Ledger>, max: Option<u64>| {
+            l.as_ref()
+                .zip(max)
+                .map(|(l, m)| m.saturating_sub(l.known_spend()))
+        };
+        if let (Some(r), true) = (
+            remaining(after.first().unwrap_or(&None), key.limits.max_budget),
+            k.def.own_metrics(),
+        ) {
+            host.set_gauge(&stats::key_budget_remaining(team_label, alias), r);
+        }
+        if let Some(t) = team.as_ref() {
+            if let Some(r) = remaining(after.get(1).unwrap_or(&None), t.limits.max_budget) {
+                host.set_gauge(&stats::team_budget_remaining(team_label), r);
+            }
+        }
+        return;
+    }
     let after = quota::settle_one(
         host.store(),
         &key,

@@ -35,6 +35,8 @@ pub enum Then {
     Health { started_ms: u64 },
     /// [`PROBE_HEADER`]: the body phase runs again once the store answered.
     Probe { body_size: usize },
+    /// A request the store admits or refuses (`tg_admit`), then goes on or is answered.
+    Admit { body_size: usize },
 }
 
 /// The stream's call in flight.
@@ -166,6 +168,10 @@ impl HttpFilter {
             Then::Probe { body_size } => match result {
                 Ok(_) => self.on_request_body(host, body_size, true),
                 Err(e) => self.reply_error(host, &unavailable(&e)),
+            },
+            Then::Admit { body_size } => match &result {
+                Ok(Value::String(text)) => self.fleet_answered(host, body_size, Ok(text)),
+                _ => self.fleet_answered(host, body_size, Err(())),
             },
         }
     }

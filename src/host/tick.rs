@@ -77,11 +77,9 @@ pub fn note_store_state(store: &dyn Store, now_ms: u64, outcome: Result<(), &Cal
 /// `me` tells this driver from the others of the process (random per VM or config).
 pub fn driver(config: &Config, me: u64) -> Option<TickDriver> {
     let store = config.store.as_ref()?;
-    // The heartbeat until the engine's sync replaces it.
-    let ticker = Box::new(tick::Heartbeat {
+    let ticker = Box::new(crate::fleet::FleetSync {
         ttl_ms: store.replica_ttl_ms,
         timeout_ms: store.sync_timeout_ms,
-        library: None,
     });
     Some(TickDriver::new(ticker, store, me))
 }

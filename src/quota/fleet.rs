@@ -376,6 +376,64 @@ impl Ledger {
         self.take(l, fleet_now, est, reset_secs)
     }
 
+    /// The store could not be asked (it is down, `failure_mode: local`): the request is admitted
+    /// against what this replica knows, without a lease: the fleet's last known spend plus what
+    /// it settled since for the budget, and its own counts against the whole rpm, tpm and
+    /// parallel limits. What it settles reaches the store with the next sync that gets through.
+    pub fn admit_unleased(
+        &mut self,
+        l: &Limits,
+        scope: Scope,
+        now_ms: u64,
+        est: Estimate,
+    ) -> Result<Snapshot, Refusal> {
+        let fleet_now = self.fleet_now_ms(now_ms);
+        self.roll(fleet_now);
+        let reset_secs = 60 - (fleet_now / 1000) % 60;
+        if let Some(max) = l.max_budget {
+            let spend = self.known_spend();
+            if spend.saturating_add(self.reserved).saturating_add(est.cost) > max {
+                return Err(Refusal::Budget {
+                    scope,
+                    spend,
+                    reserved: self.reserved,
+                    max,
+                    needed: est.cost,
+                    reset_at: l
+                        .budget_duration
+                        .map(|d| self.fleet.window_start.saturating_add(d)),
+                });
+            }
+        }
+        if let Some(limit) = l.parallel {
+            if self.in_flight >= limit {
+                return Err(Refusal::Parallel { scope, limit });
+            }
+        }
+        if let Some(limit) = l.rpm {
+            if self.requests_used >= limit {
+                return Err(Refusal::Requests {
+                    scope,
+                    limit,
+                    reset_secs,
+                });
+            }
+        }
+        if let Some(limit) = l.tpm {
+            let used = self.tokens_used.saturating_add(self.tokens_reserved);
+            if used.saturating_add(est.tokens) > limit {
+                return Err(Refusal::Tokens {
+                    scope,
+                    limit,
+                    used,
+                    needed: est.tokens,
+                    reset_secs,
+                });
+            }
+        }
+        Ok(self.take(l, fleet_now, est, reset_secs))
+    }
+
     /// The store refused the request: believed for a moment, so that a flood of requests past a
     /// limit does not become a flood of store calls.
     pub fn refused_by_fleet(&mut self, now_ms: u64, kind: Kind, fleet: Option<Fleet>) {

@@ -275,9 +275,17 @@ pub fn parse(answer: &Answer) -> Result<Value, CallError> {
                 Err(CallError::Redis(message))
             }
         }
+        // The library refuses a call made for another version of it (the filter carries its
+        // own): as good as missing, so the caller loads its own and calls again.
+        Value::String(text) if text.starts_with(LIBRARY_VERSION_REFUSAL) => {
+            Err(CallError::LibraryMissing(cut(&text)))
+        }
         v => Ok(v),
     }
 }
+
+/// How Tollgate's library begins its answer to a call made for another version of it.
+pub const LIBRARY_VERSION_REFUSAL: &str = r#"{"error":"library_version""#;
 
 /// A function's answer: the one string Tollgate's functions return (a JSON document's text).
 pub fn parse_text(answer: &Answer) -> Result<String, CallError> {
