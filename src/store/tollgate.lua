@@ -27,9 +27,10 @@ Key layout (all under `tg:`; `{party}` and `{replica}` are hash tags):
                            count in that minute's requests/tokens already); never sent back
   tg:r:{replica}    SET    parties the replica holds a lease in (what reclaim walks)
   tg:replicas       ZSET   replica -> heartbeat deadline (ms): now + ttl at its last call
-  tg:seq:{replica}  HASH   seq (last applied tg_sync), reply (its JSON reply); expires one day
-                           after the replica's last sync (kept past its death, so that a late
-                           retry is still recognised)
+  tg:seq:{replica}  HASH   seq (last applied tg_sync), reply (its JSON reply), reclaimed (set
+                           when reclaim took the replica's leases, until its next applied
+                           tg_sync); expires one day after the replica's last sync or reclaim
+                           (kept past its death, so that a late retry is still recognised)
   tg:cooldowns      ZSET   deployment -> cooled down until (ms); expired entries are dropped
   tg:changes        STREAM key changes: token, op (put|block|unblock|delete); MAXLEN ~ 10000
   tg:spend          STREAM one entry per request: k (key hash, "" if none), r (the record's
@@ -60,7 +61,7 @@ Invariants (each function is atomic, so they hold under any interleaving of repl
     reply of the last applied one.
   - A replica whose heartbeat expired is reclaimed by the next tg_sync of any replica: its budget
     and slots return to the pool; its request and token allowances lapse with their minute (they
-    may have been used since its last sync).
+    may have been used since its last sync). Its next tg_sync says `reset`.
   - Budget windows (duration, seconds) roll on Redis's clock, aligned to the first window.
   - Seeding writes a config key or team only if absent and never touches tg:p:* (spend survives).
   - A key alias belongs to at most one key.
@@ -80,8 +81,10 @@ Functions (as in the store design of issue 14, with these precisions):
     Reply party: {"id", "granted": {"b","r","t","p"}, "m": current minute, "reset", "spend",
     "lifetime", "window_start", "leased", "leased_parallel", "requests", "tokens",
     "replicas"}: `reset` is true when this replica had been reclaimed as dead before this call
-    (its old leases are gone: it drops what it holds before adding `granted`); `replicas` is
-    how many replicas' heartbeats are alive (deadline not passed), at least 1.
+    (its old leases are gone: it drops what it holds before adding `granted`; what is still
+    leased to it here, a tg_admit grant since the reclaim or a lease a bounded reclaim had not
+    reached, is only wasted until its leases are reclaimed); `replicas` is how many replicas'
+    heartbeats are alive (deadline not passed), at least 1.
     Seed items are key records (with `token`) and team records (with `team_id`), stored byte
     for byte; `seed` is applied in whichever syncs carry it (the first ones of a replica). A
     new replica sends no `changes_after` (or "") and gets the cursor of the latest change.
@@ -623,7 +626,9 @@ end
 
 -- Returns the budget and slots of dead replicas (heartbeat deadline passed) to the pool; their
 -- request and token allowances stay counted until their minute ends. At most RECLAIM_LEASES
--- leases per call; a replica is reported (and forgotten) once all its leases are back.
+-- leases per call; a replica is reported (and forgotten) once all its leases are back. Each one
+-- touched is marked in its tg:seq, so that its next tg_sync says `reset` (it may come back: a
+-- partition, a stall), even if it called tg_admit in between.
 local function reclaim(now_ms)
   local dead = arr()
   local ids = redis.call('ZRANGEBYSCORE', 'tg:replicas', '-inf', now_ms, 'LIMIT', 0, RECLAIM_REPLICAS)
@@ -632,6 +637,8 @@ local function reclaim(now_ms)
     if budget <= 0 then
       break
     end
+    redis.call('HSET', seq_key(d), 'reclaimed', '1')
+    redis.call('PEXPIRE', seq_key(d), SEQ_KEEP_MS)
     local rkey = replica_parties_key(d)
     local parties = redis.call('SPOP', rkey, budget)
     budget = budget - #parties
@@ -932,14 +939,15 @@ local function tg_sync(_, args)
   -- Heartbeat first: this replica is alive whatever reclaim below finds.
   local known = redis.call('ZSCORE', 'tg:replicas', s.replica)
   redis.call('ZADD', 'tg:replicas', now_ms + s.ttl_ms, s.replica)
-  local stored = redis.call('HMGET', skey, 'seq', 'reply')
+  local stored = redis.call('HMGET', skey, 'seq', 'reply', 'reclaimed')
   if stored[1] and tonumber(stored[1]) >= s.seq then
     redis.call('PEXPIRE', skey, SEQ_KEEP_MS)
     return stored[2]
   end
-  -- A replica that synced before but has no heartbeat entry was reclaimed as dead: its leases
-  -- are gone, and it must drop what it believes it holds before adding this call's grants.
-  local reclaimed = (not known) and stored[1] ~= false
+  -- A replica reclaimed as dead (marked by reclaim; or, reclaimed by version 1 of this library,
+  -- synced before but without a heartbeat entry): its leases are gone, all but what tg_admit
+  -- granted it since, and it must drop what it believes it holds before adding this call's grants.
+  local reclaimed = stored[3] ~= false or ((not known) and stored[1] ~= false)
   -- Dead replicas first, so that what they held is in the pool for this call.
   local dead = reclaim(now_ms)
   local replicas = live_replicas(now_ms)
@@ -986,6 +994,7 @@ local function tg_sync(_, args)
     reclaimed = reclaimed,
   })
   redis.call('HSET', skey, 'seq', fmt(s.seq), 'reply', reply)
+  redis.call('HDEL', skey, 'reclaimed')
   redis.call('PEXPIRE', skey, SEQ_KEEP_MS)
   return reply
 end

@@ -28,7 +28,7 @@ KEY = "a" * 64  # a key hash
 # change to the file without a new VERSION would leave a fleet running the old one.
 LIBRARY_SHA256 = {
     "1": "2763ba0217b164a49ba60c5e85ed9f901cc5b2d4e355d72cf7b989f43138f2fd",
-    "2": "af1ccaf9494df77e1ce4220aa245d0d96498af2d0728223e517ad6220c1050ae",
+    "2": "07f07a4cb134e5645f209f40ceceb8a58a772f6ef695d79632fe35de70c3377c",
 }
 
 # A party's fleet-wide fields in a reply (tg_sync adds granted, m and reset; tg_admit granted).
@@ -681,6 +681,27 @@ def test_dead_replicas_leases_return_to_the_pool(lib):
     assert lib.sync("ra", 1, {})["seq"] == 3
 
 
+def test_a_reclaimed_replica_is_told_reset_even_after_an_admit(lib):
+    limits = {"max_budget": 1000}
+    lib.sync("ra", 1, {"ttl_ms": 100, "parties": [entry("p", limits, grow={"b": 600})]})
+    # rc never synced: only tg_admit gave it a lease (and a heartbeat, expired here at once).
+    assert lib.admit("rc", party("p", **limits), b=50)["ok"]
+    lib.redis("ZADD", "tg:replicas", 0, "rc")
+    time.sleep(0.15)
+    assert sorted(lib.sync("rb", 1, {})["dead"]) == ["ra", "rc"]
+    assert lib.party("p")["leased"] == 0
+    # ra's first call after its reclaim is a tg_admit: it has a heartbeat again, yet its next
+    # sync must still say that its old lease is gone (the admit's grant is all it holds).
+    assert lib.admit("ra", party("p", **limits), b=100)["ok"]
+    out = lib.sync("ra", 2, {"parties": [entry("p", limits)]})
+    assert out["reclaimed"] is True and out["parties"][0]["reset"] is True
+    assert lib.leases("p")["ra"]["b"] == 100
+    assert lib.sync("ra", 3, {"parties": [entry("p", limits)]})["parties"][0]["reset"] is False
+    # rc's first sync is told too.
+    out = lib.sync("rc", 1, {"parties": [entry("p", limits)]})
+    assert out["reclaimed"] is True and out["parties"][0]["reset"] is True
+
+
 def test_reclaim_is_bounded_per_call(lib):
     # A dead replica holding 1500 leases is reclaimed over two calls of 1024 at most.
     for seq in (1, 2):
@@ -689,6 +710,8 @@ def test_reclaim_is_bounded_per_call(lib):
     time.sleep(0.15)
     first = lib.sync("rb", 1, {})
     assert first["dead"] == [] and lib.redis("SCARD", "tg:r:{ra}") == 1500 - 1024
+    # Marked already: were it to come back now, it would be told `reset`.
+    assert lib.redis("HGET", "tg:seq:{ra}", "reclaimed") == "1"
     second = lib.sync("rb", 2, {})
     assert second["dead"] == ["ra"]
     assert all(lib.party(f"p{i}")["leased_parallel"] == 0 for i in range(0, 1500, 97))
