@@ -19,16 +19,18 @@ Key layout (all under `tg:`; `{party}` and `{replica}` are hash tags):
   tg:p:{party}      HASH   a party's counters (party: `key:<token>:<generation>` or `team:<id>`):
                            spend (µUSD in the budget window), window_start (unix s),
                            lifetime (µUSD), minute (unix s / 60), requests, tokens (this minute,
-                           settled and leased), leased (µUSD leased to all replicas),
-                           leased_parallel (slots leased to all replicas)
+                           as leased: granted less released), leased (µUSD leased to all
+                           replicas), leased_parallel (slots leased to all replicas)
   tg:l:{party}      HASH   replica -> its lease, JSON {"b":µUSD,"r":requests,"t":tokens,
-                           "p":slots,"m":minute}: what the replica may still use (r and t only
-                           in minute m; they count in that minute's requests/tokens already)
+                           "p":slots,"m":minute}: the sum of what was granted to the replica,
+                           less what it spent and released (r and t only in minute m; they
+                           count in that minute's requests/tokens already); never sent back
   tg:r:{replica}    SET    parties the replica holds a lease in (what reclaim walks)
   tg:replicas       ZSET   replica -> heartbeat deadline (ms): now + ttl at its last call
-  tg:seq:{replica}  HASH   seq (last applied tg_sync), reply (its JSON reply); expires one day
-                           after the replica's last sync (kept past its death, so that a late
-                           retry is still recognised)
+  tg:seq:{replica}  HASH   seq (last applied tg_sync), reply (its JSON reply), reclaimed (set
+                           when reclaim took the replica's leases, until its next applied
+                           tg_sync); expires one day after the replica's last sync or reclaim
+                           (kept past its death, so that a late retry is still recognised)
   tg:cooldowns      ZSET   deployment -> cooled down until (ms); expired entries are dropped
   tg:changes        STREAM key changes: token, op (put|block|unblock|delete); MAXLEN ~ 10000
   tg:spend          STREAM one entry per request: k (key hash, "" if none), r (the record's
@@ -38,38 +40,71 @@ Key layout (all under `tg:`; `{party}` and `{replica}` are hash tags):
   tg:alias:<alias>  STRING token of the key that holds the alias
   tg:t:<team_id>    STRING a config team's record (JSON, byte for byte)
 
+Leases move by deltas only. A replica's lease grows by what tg_sync and tg_admit grant (each
+reply says what it granted, never the lease: the replica adds it, so replies that cross on the
+way add up in any order) and shrinks only by what the replica reports spent or released (it
+releases room locally before the sync leaves). The store never takes back a live replica's lease
+otherwise: a tg_sync built before a tg_admit grant and applied after it leaves the grant alone.
+
 Invariants (each function is atomic, so they hold under any interleaving of replicas):
-  - spend + leased <= max_budget: budget leases are granted only from what is left; a lease never
-    drops below what its replica says it holds in flight (the only overshoot: a request costing
-    more than its estimate, or in-flight reservations of a replica re-leased after it was
-    reclaimed while alive, e.g. after a partition longer than its ttl).
+  - spend + leased <= max_budget: budget is granted only from what is left (the only overshoot:
+    a request costing more than its estimate, or in-flight reservations of a replica re-leased
+    after it was reclaimed while alive, e.g. after a partition longer than its ttl).
   - requests <= rpm, tokens <= tpm for the current minute (Redis's clock), leases included: a
-    lease's r and t count in its minute when granted; the next minute starts fresh. Usage a
-    replica reports beyond what its lease covered counts in the current minute.
+    lease's r and t count in its minute when granted, and leave the count when released in that
+    minute; the next minute starts fresh. The tokens a replica reports settled do not count: its
+    lease is its count, and a replica whose requests used more tokens than estimated asks for
+    the excess in grow.t; what cannot be granted is overshoot, like a request costing more than
+    its estimate.
   - leased_parallel <= parallel.
   - tg_sync applies at most once per (replica, seq); a repeated or lower seq returns the stored
     reply of the last applied one.
   - A replica whose heartbeat expired is reclaimed by the next tg_sync of any replica: its budget
     and slots return to the pool; its request and token allowances lapse with their minute (they
-    may have been used since its last sync).
+    may have been used since its last sync). Its next tg_sync says `reset`.
   - Budget windows (duration, seconds) roll on Redis's clock, aligned to the first window.
   - Seeding writes a config key or team only if absent and never touches tg:p:* (spend survives).
   - A key alias belongs to at most one key.
 
-Functions (arguments and replies as in the store design of issue 14, with these precisions):
-  tg_sync(replica, seq, payload): replica is 1-64 of [A-Za-z0-9_-]; seq a decimal integer. In
-    a party, absent counts are 0 (`want` absent: release down to `held`); `held` may also carry
-    `t` (tokens reserved in flight). Seed items are key records (with `token`) and team records
-    (with `team_id`), stored byte for byte; `seed` is applied in whichever syncs carry it (the
-    first ones of a replica). A new replica sends no `changes_after` (or "") and gets the
-    cursor of the latest change. Spend records must be objects; `key_hash` (string or null) is
-    what tg_spend_logs filters on; they are re-encoded by cjson (flat objects keep their
-    fields; numbers above 1e14 would lose digits). Reply fields besides the design's:
-    party `leased`, `leased_parallel`; `changes_lost` (changes after the cursor were trimmed
-    away: drop the key cache); `reclaimed` (this replica had been reclaimed as dead: its leases
-    are what this reply grants).
-  tg_admit(replica, party, estimate): the reply carries the party's counters like tg_sync's, and
-    `now_ms`. A replica unknown to tg:replicas gets a heartbeat of the default ttl.
+Functions (as in the store design of issue 14, with these precisions):
+  tg_sync(replica, seq, payload): replica is 1-64 of [A-Za-z0-9_-]; seq a decimal integer.
+    Each entry of payload.parties is {"id", "limits", "spent": µUSD, "tokens": n, "release":
+    {"b","r","t","p"}, "grow": {"b","r","t","p"}, "m": minute}, absent counts 0. The first
+    draft's `held`, `want` and `requests` are refused (an error, nothing written). Applied in
+    this order: spend and lifetime += spent; lease.b (and leased) -= min(lease.b, spent +
+    release.b); a lease of another minute than the current one loses its r and t, else if m is
+    the current minute release.r and release.t (each capped at the lease's) leave the lease and
+    the minute's requests and tokens; release.p (capped) leaves the lease and leased_parallel;
+    then each dimension grants min(grow.X, limit - used) (max_budget - spend - leased, rpm -
+    requests, tpm - tokens, parallel - leased_parallel; never negative), all of grow.X without
+    a limit, added to the lease and the counts. `tokens` is checked and not counted (above).
+    Reply party: {"id", "granted": {"b","r","t","p"}, "m": current minute, "reset", "spend",
+    "lifetime", "window_start", "leased", "leased_parallel", "requests", "tokens",
+    "replicas"}: `reset` is true when this replica had been reclaimed as dead before this call
+    (its old leases are gone: it drops what it holds before adding `granted`; what is still
+    leased to it here, a tg_admit grant since the reclaim or a lease a bounded reclaim had not
+    reached, is only wasted until its leases are reclaimed); `replicas` is how many replicas'
+    heartbeats are alive (deadline not passed), at least 1.
+    Seed items are key records (with `token`) and team records (with `team_id`), stored byte
+    for byte; `seed` is applied in whichever syncs carry it (the first ones of a replica). A
+    new replica sends no `changes_after` (or "") and gets the cursor of the latest change.
+    Spend records must be objects; `key_hash` (string or null) is what tg_spend_logs filters
+    on; they are re-encoded by cjson (flat objects keep their fields; numbers above 1e14 would
+    lose digits). Top-level reply fields besides the design's: `changes_lost` (changes after
+    the cursor were trimmed away: drop the key cache); `reclaimed` (the parties' `reset`).
+  tg_admit(replica, parties, estimate): parties is a JSON array of 1 to 16 {"id", "limits"}
+    (the key's party, then its team's; one object is taken as an array of one; an id may not
+    repeat); estimate {"b": µUSD, "t": tokens}. All or none: if every party has room for
+    exactly this request (not spend >= max_budget, spend + leased + b <= max_budget,
+    leased_parallel + 1 <= parallel, requests + 1 <= rpm, tokens + t <= tpm), each party's
+    lease of this replica grows by it, and the reply is {"ok": true, "now_ms", "m", "parties":
+    [{"id", "granted": {"b", "r": 1, "t", "p": 1}, + the party fields of tg_sync's reply but
+    `reset`}]}. Else nothing is written and the reply is {"ok": false, "now_ms", "m", "party":
+    the index (from 0) of the first party that refused, "refusal": {"kind":
+    budget|parallel|requests|tokens (checked in this order), "limit", "used", "reset_s"
+    (seconds until the budget window or the minute ends; null for parallel and a budget
+    without duration)}, "parties": [the party fields of every party]}. On success a replica
+    unknown to tg:replicas gets a heartbeat of the default ttl.
   tg_key_put(token, record, op, expect): record is JSON text, stored as is. The key holds
     `expect.alias` if expect has the field (null: no alias), else the record's `key_alias`.
     `expect.absent: true` refuses a key that exists (a tombstone, `"deleted": true`, does not
@@ -86,13 +121,14 @@ at most 1024 parties (~70 ms; 100 parties ~6 ms, one ~0.7 ms), 1024 cooldowns, 4
 records (~11 µs each) and 1000 seeded keys and teams (~45 ms; a replica with more sends them over
 several syncs); a larger payload is refused whole, so the caller must split. It reclaims at most
 1024 leases of dead replicas and returns at most 1000 changes and 1024 cooldowns (the rest on
-the next calls). tg_spend_logs reads at most 10000 entries (~30 ms) and returns at most 1000
-(`next` continues). No function walks the keyspace.
+the next calls). tg_admit takes at most 16 parties. tg_spend_logs reads at most 10000 entries
+(~30 ms) and returns at most 1000 (`next` continues). No function walks the keyspace.
 ]]
 
-local VERSION = '1'
+local VERSION = '2'
 
 local MAX_PARTIES = 1024
+local MAX_ADMIT_PARTIES = 16
 local MAX_COOLDOWNS = 1024
 local MAX_SPEND_LOGS = 4096
 local MAX_SEED = 1000
@@ -452,6 +488,10 @@ local function replica_parties_key(replica)
   return 'tg:r:{' .. replica .. '}'
 end
 
+local function seq_key(replica)
+  return 'tg:seq:{' .. replica .. '}'
+end
+
 -- Reads a party and rolls its windows: the budget window when `duration` has passed (aligned to
 -- the first window, as the filter's local counters do), the minute's requests and tokens.
 local function load_party(id, limits, now_s)
@@ -506,8 +546,9 @@ local function save_lease(id, replica, l)
   end
 end
 
-local function party_reply(p, lease)
-  local out = {
+-- The fleet-wide fields of a party in a reply. `replicas`: how many replicas are alive.
+local function party_reply(p, replicas)
+  return {
     id = p.id,
     spend = p.spend,
     lifetime = p.lifetime,
@@ -516,67 +557,78 @@ local function party_reply(p, lease)
     tokens = p.tokens,
     leased = p.leased,
     leased_parallel = p.leased_parallel,
+    replicas = replicas,
   }
-  if lease then
-    out.lease = { b = lease.b, r = lease.r, t = lease.t, p = lease.p, m = lease.m }
-  end
-  return out
 end
 
--- min(want, room) where a nil limit is no limit.
-local function grant(want, limit, others)
+-- Replicas whose heartbeat has not expired (at least 1: the caller).
+local function live_replicas(now_ms)
+  return math.max(1, redis.call('ZCOUNT', 'tg:replicas', '(' .. fmt(now_ms), '+inf'))
+end
+
+-- min(want, limit - used), never negative; all of `want` where there is no limit.
+local function grant(want, limit, used)
   if not limit then
     return want
   end
-  return math.min(want, math.max(0, limit - others))
+  return math.min(want, math.max(0, limit - used))
 end
 
--- One party of a tg_sync: applies what the replica reports, then sets its lease toward `want`.
+-- One party of a tg_sync: applies what the replica settled and released, then grants what is
+-- left of what it asks to grow by. The store never shrinks a live replica's lease otherwise: a
+-- request the replica admitted after building this sync (from a tg_admit grant) keeps its room.
 local function sync_party(replica, q, now_s)
   local p = load_party(q.id, q.limits, now_s)
   local l = load_lease(q.id, replica)
   local lim = q.limits
-  local minute = p.minute
-  local current = l.m == minute
 
-  -- Budget: the spend settled since the last sync leaves the lease and enters the window; the
-  -- lease is then sized afresh from what the others leave (below).
-  local others_b = math.max(0, p.leased - l.b)
+  -- Budget: what was spent enters the window and leaves the lease, with what was released.
   p.spend = p.spend + q.spent
   p.lifetime = p.lifetime + q.spent
+  local off = math.min(l.b, q.spent + q.release.b)
+  l.b = l.b - off
+  p.leased = math.max(0, p.leased - off)
 
-  -- Requests and tokens: what the lease covered was counted when granted (in its minute); the
-  -- rest counts now. A lease of a past minute lapsed with it.
-  local used_r = math.min(q.requests, l.r)
-  local used_t = math.min(q.tokens, l.t)
-  p.requests = p.requests + (q.requests - used_r)
-  p.tokens = p.tokens + (q.tokens - used_t)
-  local r, t = 0, 0
-  if current then
-    r, t = l.r - used_r, l.t - used_t
+  -- Requests and tokens: a lease of a past minute lapsed with it (the current minute's counts
+  -- never held it); a release counts only if the replica meant this minute.
+  if l.m ~= p.minute then
+    l.r, l.t, l.m = 0, 0, p.minute
+  elseif q.m == p.minute then
+    off = math.min(l.r, q.release.r)
+    l.r = l.r - off
+    p.requests = math.max(0, p.requests - off)
+    off = math.min(l.t, q.release.t)
+    l.t = l.t - off
+    p.tokens = math.max(0, p.tokens - off)
   end
-  local others_r = math.max(0, p.requests - r)
-  local others_t = math.max(0, p.tokens - t)
-  local others_p = math.max(0, p.leased_parallel - l.p)
+  off = math.min(l.p, q.release.p)
+  l.p = l.p - off
+  p.leased_parallel = math.max(0, p.leased_parallel - off)
 
-  local b = math.max(q.held.b, grant(q.want.b, lim.max_budget and math.max(0, lim.max_budget - p.spend), others_b))
-  r = grant(q.want.r, lim.rpm, others_r)
-  t = math.max(q.held.t, grant(q.want.t, lim.tpm, others_t))
-  local slots = math.max(q.held.p, grant(q.want.p, lim.parallel, others_p))
-
-  p.leased = others_b + b
-  p.requests = others_r + r
-  p.tokens = others_t + t
-  p.leased_parallel = others_p + slots
-  local lease = { b = b, r = r, t = t, p = slots, m = minute }
+  local g = {
+    b = grant(q.grow.b, lim.max_budget, p.spend + p.leased),
+    r = grant(q.grow.r, lim.rpm, p.requests),
+    t = grant(q.grow.t, lim.tpm, p.tokens),
+    p = grant(q.grow.p, lim.parallel, p.leased_parallel),
+  }
+  l.b, l.r, l.t, l.p = l.b + g.b, l.r + g.r, l.t + g.t, l.p + g.p
+  p.leased = p.leased + g.b
+  p.requests = p.requests + g.r
+  p.tokens = p.tokens + g.t
+  p.leased_parallel = p.leased_parallel + g.p
   save_party(p)
-  save_lease(q.id, replica, lease)
-  return party_reply(p, lease)
+  save_lease(q.id, replica, l)
+  local out = party_reply(p)
+  out.granted = g
+  out.m = p.minute
+  return out
 end
 
 -- Returns the budget and slots of dead replicas (heartbeat deadline passed) to the pool; their
 -- request and token allowances stay counted until their minute ends. At most RECLAIM_LEASES
--- leases per call; a replica is reported (and forgotten) once all its leases are back.
+-- leases per call; a replica is reported (and forgotten) once all its leases are back. Each one
+-- touched is marked in its tg:seq, so that its next tg_sync says `reset` (it may come back: a
+-- partition, a stall), even if it called tg_admit in between.
 local function reclaim(now_ms)
   local dead = arr()
   local ids = redis.call('ZRANGEBYSCORE', 'tg:replicas', '-inf', now_ms, 'LIMIT', 0, RECLAIM_REPLICAS)
@@ -585,6 +637,8 @@ local function reclaim(now_ms)
     if budget <= 0 then
       break
     end
+    redis.call('HSET', seq_key(d), 'reclaimed', '1')
+    redis.call('PEXPIRE', seq_key(d), SEQ_KEEP_MS)
     local rkey = replica_parties_key(d)
     local parties = redis.call('SPOP', rkey, budget)
     budget = budget - #parties
@@ -697,19 +751,24 @@ local function parse_party(v, i)
   if not q.limits then
     return nil, err
   end
-  for _, f in ipairs({ 'spent', 'tokens', 'requests' }) do
+  -- The first draft's absolute lease targets: refused, so that an engine of that draft cannot
+  -- have its spend applied while what it holds is silently ignored.
+  for _, f in ipairs({ 'held', 'want', 'requests' }) do
+    if not absent(v[f]) then
+      return nil, where .. '.' .. f .. ' is not accepted: send release and grow (deltas)'
+    end
+  end
+  for _, f in ipairs({ 'spent', 'tokens', 'm' }) do
     q[f], err = count_field(v, f, where)
     if not q[f] then
       return nil, err
     end
   end
-  q.held, err = parse_amounts(v.held, where .. '.held', { 'b', 't', 'p' })
-  if not q.held then
-    return nil, err
-  end
-  q.want, err = parse_amounts(v.want, where .. '.want', { 'b', 'r', 't', 'p' })
-  if not q.want then
-    return nil, err
+  for _, f in ipairs({ 'release', 'grow' }) do
+    q[f], err = parse_amounts(v[f], where .. '.' .. f, { 'b', 'r', 't', 'p' })
+    if not q[f] then
+      return nil, err
+    end
   end
   return q
 end
@@ -875,21 +934,23 @@ local function tg_sync(_, args)
     return fail(err)
   end
   local now_s, now_ms = now()
-  local seq_key = 'tg:seq:{' .. s.replica .. '}'
+  local skey = seq_key(s.replica)
 
   -- Heartbeat first: this replica is alive whatever reclaim below finds.
   local known = redis.call('ZSCORE', 'tg:replicas', s.replica)
   redis.call('ZADD', 'tg:replicas', now_ms + s.ttl_ms, s.replica)
-  local stored = redis.call('HMGET', seq_key, 'seq', 'reply')
+  local stored = redis.call('HMGET', skey, 'seq', 'reply', 'reclaimed')
   if stored[1] and tonumber(stored[1]) >= s.seq then
-    redis.call('PEXPIRE', seq_key, SEQ_KEEP_MS)
+    redis.call('PEXPIRE', skey, SEQ_KEEP_MS)
     return stored[2]
   end
-  -- A replica that synced before but has no heartbeat entry was reclaimed as dead: its leases
-  -- are gone, and what this call grants is all it holds.
-  local reclaimed = (not known) and stored[1] ~= false and stored[1] ~= nil
+  -- A replica reclaimed as dead (marked by reclaim; or, reclaimed by version 1 of this library,
+  -- synced before but without a heartbeat entry): its leases are gone, all but what tg_admit
+  -- granted it since, and it must drop what it believes it holds before adding this call's grants.
+  local reclaimed = stored[3] ~= false or ((not known) and stored[1] ~= false)
   -- Dead replicas first, so that what they held is in the pool for this call.
   local dead = reclaim(now_ms)
+  local replicas = live_replicas(now_ms)
 
   if s.seed.keys then
     apply_seed(s.seed)
@@ -897,7 +958,10 @@ local function tg_sync(_, args)
 
   local parties = arr()
   for i, q in ipairs(s.parties) do
-    parties[i] = sync_party(s.replica, q, now_s)
+    local out = sync_party(s.replica, q, now_s)
+    out.reset = reclaimed
+    out.replicas = replicas
+    parties[i] = out
   end
 
   for _, c in ipairs(s.cooldowns) do
@@ -929,80 +993,128 @@ local function tg_sync(_, args)
     dead = dead,
     reclaimed = reclaimed,
   })
-  redis.call('HSET', seq_key, 'seq', fmt(s.seq), 'reply', reply)
-  redis.call('PEXPIRE', seq_key, SEQ_KEEP_MS)
+  redis.call('HSET', skey, 'seq', fmt(s.seq), 'reply', reply)
+  redis.call('HDEL', skey, 'reclaimed')
+  redis.call('PEXPIRE', skey, SEQ_KEEP_MS)
   return reply
 end
 
 ---------------------------------------------------------------------------------------------------
 -- tg_admit
 
-local function tg_admit(_, args)
+local function parse_admit(args)
   local replica = args[1]
   if not (is_name(replica, 64) and string.find(replica, '^[%w_%-]+$')) then
-    return fail('replica must be 1 to 64 letters, digits, - or _')
+    return nil, 'replica must be 1 to 64 letters, digits, - or _'
   end
-  local party = decode(args[2])
-  if not is_object(party) or not is_name(party.id) then
-    return fail('party must be a JSON object with a non-empty id')
+  local list = decode(args[2])
+  if is_object(list) then
+    list = { list }
+  elseif not is_array(list) or #list == 0 or #list > MAX_ADMIT_PARTIES then
+    return nil, 'parties must be a JSON array of 1 to ' .. MAX_ADMIT_PARTIES .. ' parties (or one party object)'
   end
-  local limits, err = parse_limits(party.limits, 'party.limits')
-  if not limits then
-    return fail(err)
+  local a = { replica = replica, parties = {} }
+  local seen = {}
+  for i, v in ipairs(list) do
+    local where = 'parties[' .. i .. ']'
+    if not is_object(v) or not is_name(v.id) then
+      return nil, where .. ' must be an object with a non-empty id'
+    end
+    if seen[v.id] then
+      return nil, where .. '.id repeats parties[' .. seen[v.id] .. ']'
+    end
+    seen[v.id] = i
+    local limits, err = parse_limits(v.limits, where .. '.limits')
+    if not limits then
+      return nil, err
+    end
+    a.parties[i] = { id = v.id, limits = limits }
   end
   local estimate = decode(args[3])
   if not is_object(estimate) then
-    return fail('estimate must be a JSON object')
+    return nil, 'estimate must be a JSON object'
   end
-  local est
-  est, err = parse_amounts(estimate, 'estimate', { 'b', 't' })
-  if not est then
+  local err
+  a.est, err = parse_amounts(estimate, 'estimate', { 'b', 't' })
+  if not a.est then
+    return nil, err
+  end
+  return a
+end
+
+-- Why a party has no room for exactly this request (nil: it has).
+local function admit_refusal(p, limits, est, now_s)
+  if limits.max_budget and (p.spend >= limits.max_budget or p.spend + p.leased + est.b > limits.max_budget) then
+    local reset_s = cjson.null
+    if limits.duration then
+      reset_s = math.max(0, p.window_start + limits.duration - now_s)
+    end
+    return { kind = 'budget', limit = limits.max_budget, used = p.spend + p.leased, reset_s = reset_s }
+  elseif limits.parallel and p.leased_parallel + 1 > limits.parallel then
+    return { kind = 'parallel', limit = limits.parallel, used = p.leased_parallel, reset_s = cjson.null }
+  elseif limits.rpm and p.requests + 1 > limits.rpm then
+    return { kind = 'requests', limit = limits.rpm, used = p.requests, reset_s = 60 - now_s % 60 }
+  elseif limits.tpm and p.tokens + est.t > limits.tpm then
+    return { kind = 'tokens', limit = limits.tpm, used = p.tokens, reset_s = 60 - now_s % 60 }
+  end
+  return nil
+end
+
+local function tg_admit(_, args)
+  local a, err = parse_admit(args)
+  if not a then
     return fail(err)
   end
-
   local now_s, now_ms = now()
-  local p = load_party(party.id, limits, now_s)
-  local refusal
-  if limits.max_budget and (p.spend >= limits.max_budget or p.spend + p.leased + est.b > limits.max_budget) then
-    refusal = { kind = 'budget', limit = limits.max_budget, used = p.spend + p.leased, reset_s = cjson.null }
-    if limits.duration then
-      refusal.reset_s = math.max(0, p.window_start + limits.duration - now_s)
+  local minute = math.floor(now_s / 60)
+  local est = a.est
+
+  -- Every party has room for this request, or nothing is written.
+  local loaded = {}
+  local refused, refusal
+  for i, q in ipairs(a.parties) do
+    loaded[i] = load_party(q.id, q.limits, now_s)
+    if not refusal then
+      refusal = admit_refusal(loaded[i], q.limits, est, now_s)
+      if refusal then
+        refused = i - 1
+      end
     end
-  elseif limits.parallel and p.leased_parallel + 1 > limits.parallel then
-    refusal = { kind = 'parallel', limit = limits.parallel, used = p.leased_parallel, reset_s = cjson.null }
-  elseif limits.rpm and p.requests + 1 > limits.rpm then
-    refusal = { kind = 'requests', limit = limits.rpm, used = p.requests, reset_s = 60 - now_s % 60 }
-  elseif limits.tpm and p.tokens + est.t > limits.tpm then
-    refusal = { kind = 'tokens', limit = limits.tpm, used = p.tokens, reset_s = 60 - now_s % 60 }
   end
   if refusal then
-    local out = party_reply(p)
-    out.ok = false
-    out.refusal = refusal
-    out.now_ms = now_ms
-    return encode(out)
+    local replicas = live_replicas(now_ms)
+    local parties = arr()
+    for i, p in ipairs(loaded) do
+      parties[i] = party_reply(p, replicas)
+    end
+    return encode({ ok = false, now_ms = now_ms, m = minute, party = refused, refusal = refusal, parties = parties })
   end
 
-  -- An admission is a lease of exactly this request: it settles locally like any leased one, and
-  -- returns to the pool with the replica's lease if the replica dies.
-  local l = load_lease(party.id, replica)
-  if l.m ~= p.minute then
-    l.r, l.t, l.m = 0, 0, p.minute
-  end
-  l.b, l.r, l.t, l.p = l.b + est.b, l.r + 1, l.t + est.t, l.p + 1
-  p.leased = p.leased + est.b
-  p.requests = p.requests + 1
-  p.tokens = p.tokens + est.t
-  p.leased_parallel = p.leased_parallel + 1
-  save_party(p)
-  save_lease(party.id, replica, l)
-  -- A replica that has not synced yet still gets a heartbeat, so that this lease is reclaimed if
+  -- An admission is a lease of exactly this request, in each party: it settles locally like any
+  -- leased one, and returns to the pool with the replica's lease if the replica dies.
+  -- A replica that has not synced yet still gets a heartbeat, so that these leases are reclaimed if
   -- it dies; a known one keeps its own deadline.
-  redis.call('ZADD', 'tg:replicas', 'NX', now_ms + TTL_DEFAULT_MS, replica)
-  local out = party_reply(p, l)
-  out.ok = true
-  out.now_ms = now_ms
-  return encode(out)
+  redis.call('ZADD', 'tg:replicas', 'NX', now_ms + TTL_DEFAULT_MS, a.replica)
+  local replicas = live_replicas(now_ms)
+  local parties = arr()
+  for i, q in ipairs(a.parties) do
+    local p = loaded[i]
+    local l = load_lease(q.id, a.replica)
+    if l.m ~= p.minute then
+      l.r, l.t, l.m = 0, 0, p.minute
+    end
+    l.b, l.r, l.t, l.p = l.b + est.b, l.r + 1, l.t + est.t, l.p + 1
+    p.leased = p.leased + est.b
+    p.requests = p.requests + 1
+    p.tokens = p.tokens + est.t
+    p.leased_parallel = p.leased_parallel + 1
+    save_party(p)
+    save_lease(q.id, a.replica, l)
+    local out = party_reply(p, replicas)
+    out.granted = { b = est.b, r = 1, t = est.t, p = 1 }
+    parties[i] = out
+  end
+  return encode({ ok = true, now_ms = now_ms, m = minute, parties = parties })
 end
 
 ---------------------------------------------------------------------------------------------------

@@ -1,14 +1,13 @@
 """Tollgate's Redis Functions library (src/store/tollgate.lua), called through webdis as the filter
-calls it: leases and budgets that hold across replicas, exactly-once syncs, dead-replica reclaim,
-windows on Redis's clock, keys and aliases, the change log, spend logs, and all of it surviving a
-Redis restart and a kill -9."""
+calls it: leases and budgets that hold across replicas (granted and released in deltas, never set
+absolutely), exactly-once syncs, dead-replica reclaim, windows on Redis's clock, keys and aliases,
+the change log, spend logs, and all of it surviving a Redis restart and a kill -9."""
 
 import hashlib
 import json
 import os
 import random
 import re
-import threading
 import time
 
 import pytest
@@ -29,7 +28,12 @@ KEY = "a" * 64  # a key hash
 # change to the file without a new VERSION would leave a fleet running the old one.
 LIBRARY_SHA256 = {
     "1": "2763ba0217b164a49ba60c5e85ed9f901cc5b2d4e355d72cf7b989f43138f2fd",
+    "2": "07f07a4cb134e5645f209f40ceceb8a58a772f6ef695d79632fe35de70c3377c",
 }
+
+# A party's fleet-wide fields in a reply (tg_sync adds granted, m and reset; tg_admit granted).
+PARTY_FIELDS = {"id", "spend", "lifetime", "window_start", "leased", "leased_parallel", "requests", "tokens",
+                "replicas"}
 
 
 class Lib:
@@ -58,8 +62,9 @@ class Lib:
     def sync(self, replica, seq, payload):
         return self.call("tg_sync", replica, seq, json.dumps(payload))
 
-    def admit(self, replica, party, b=0, t=0):
-        return self.call("tg_admit", replica, json.dumps(party), json.dumps({"b": b, "t": t}))
+    def admit(self, replica, parties, b=0, t=0):
+        """parties: a list of {"id", "limits"}, or one of them."""
+        return self.call("tg_admit", replica, json.dumps(parties), json.dumps({"b": b, "t": t}))
 
     def key_put(self, token, record, op="put", expect=None):
         return self.call("tg_key_put", token, json.dumps(record), op, json.dumps(expect))
@@ -109,9 +114,18 @@ def party(pid, **limits):
     return {"id": pid, "limits": limits}
 
 
-def entry(pid, limits, want=None, held=None, spent=0, tokens=0, requests=0):
-    return {"id": pid, "limits": limits, "spent": spent, "tokens": tokens, "requests": requests,
-            "held": held or {}, "want": want or {}}
+def entry(pid, limits, spent=0, tokens=0, release=None, grow=None, m=0):
+    """A party of a tg_sync payload, as the engine sends it (`quota::fleet::PartySync`)."""
+    return {"id": pid, "limits": limits, "spent": spent, "tokens": tokens, "release": release or {},
+            "grow": grow or {}, "m": m}
+
+
+def amounts(b=0, r=0, t=0, p=0):
+    return {"b": b, "r": r, "t": t, "p": p}
+
+
+def lease(b=0, r=0, t=0, p=0, m=0):
+    return {"b": b, "r": r, "t": t, "p": p, "m": m}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -148,8 +162,16 @@ BAD_CALLS = [
     ("tg_sync", ["r1", "1", '{"parties": [{"id": ""}]}']),
     ("tg_sync", ["r1", "1", '{"parties": [{"id": "p", "spent": -1}]}']),
     ("tg_sync", ["r1", "1", '{"parties": [{"id": "p", "spent": 1.5}]}']),
-    ("tg_sync", ["r1", "1", '{"parties": [{"id": "p", "want": {"b": "10"}}]}']),
-    ("tg_sync", ["r1", "1", '{"parties": [{"id": "p", "held": [1]}]}']),
+    ("tg_sync", ["r1", "1", '{"parties": [{"id": "p", "tokens": "3"}]}']),
+    ("tg_sync", ["r1", "1", '{"parties": [{"id": "p", "m": -1}]}']),
+    ("tg_sync", ["r1", "1", '{"parties": [{"id": "p", "grow": {"b": "10"}}]}']),
+    ("tg_sync", ["r1", "1", '{"parties": [{"id": "p", "grow": [1]}]}']),
+    ("tg_sync", ["r1", "1", '{"parties": [{"id": "p", "release": {"p": 1.5}}]}']),
+    ("tg_sync", ["r1", "1", '{"parties": [{"id": "p", "release": 3}]}']),
+    # The first draft's absolute targets are refused, not ignored.
+    ("tg_sync", ["r1", "1", '{"parties": [{"id": "p", "want": {"b": 10}}]}']),
+    ("tg_sync", ["r1", "1", '{"parties": [{"id": "p", "held": {}}]}']),
+    ("tg_sync", ["r1", "1", '{"parties": [{"id": "p", "requests": 3}]}']),
     ("tg_sync", ["r1", "1", '{"parties": [{"id": "p", "limits": {"rpm": -3}}]}']),
     ("tg_sync", ["r1", "1", '{"parties": [{"id": "p"}, 7]}']),
     ("tg_sync", ["r1", "1", '{"cooldowns": [{"deployment": "d"}]}']),
@@ -163,6 +185,12 @@ BAD_CALLS = [
     ("tg_sync", ["r1", "1", json.dumps({"seed": {"keys": [{"token": KEY}] * 600, "teams": [{"team_id": "t"}] * 401}})]),
     ("tg_sync", ["r1"]),
     ("tg_admit", ["r1", "{}", '{"b": 1}']),
+    ("tg_admit", ["r1", "[]", '{"b": 1}']),
+    ("tg_admit", ["r1", '"p"', '{"b": 1}']),
+    ("tg_admit", ["r1", '[{"id": "p"}, {"id": ""}]', '{"b": 1}']),
+    ("tg_admit", ["r1", '[{"id": "p"}, {"id": "p"}]', '{"b": 1}']),
+    ("tg_admit", ["r1", '[{"id": "p"}, {"id": "q", "limits": {"rpm": -1}}]', '{"b": 1}']),
+    ("tg_admit", ["r1", json.dumps([{"id": f"p{i}"} for i in range(17)]), '{"b": 1}']),
     ("tg_admit", ["r1", '{"id": "p"}', "nope"]),
     ("tg_admit", ["r1", '{"id": "p"}', '{"b": -1}']),
     ("tg_admit", ["r1", '{"id": "p", "limits": 3}', '{"b": 1}']),
@@ -193,69 +221,94 @@ def test_bad_input_is_an_error_document_and_writes_nothing(lib):
         out = lib.call(function, *args)
         assert set(out) == {"error"} and out["error"], (function, args, out)
     assert lib.redis("DBSIZE") == 0
+    # The errors say what is wrong.
+    out = lib.sync("r1", 1, {"parties": [{"id": "p", "want": {"b": 10}}]})
+    assert out["error"].startswith("parties[1].want is not accepted")
+    out = lib.call("tg_admit", "r1", '[{"id": "p"}, {"id": "p"}]', "{}")
+    assert out["error"] == "parties[2].id repeats parties[1]"
     # And the library still works afterwards.
     assert lib.sync("r1", 1, {})["seq"] == 1
 
 
 def test_a_party_error_after_valid_parties_writes_nothing(lib):
     limits = {"max_budget": 100}
-    out = lib.sync("r1", 1, {"parties": [entry("p1", limits, want={"b": 10}), {"id": "p2", "spent": "x"}],
+    out = lib.sync("r1", 1, {"parties": [entry("p1", limits, grow={"b": 10}), {"id": "p2", "spent": "x"}],
                              "spend_logs": [{"key_hash": KEY, "cost": 1}]})
     assert "error" in out and "parties[2]" in out["error"]
     assert lib.redis("DBSIZE") == 0
 
 
 # ---------------------------------------------------------------------------------------------
-# tg_sync: leases, budget, exactly once
+# tg_sync: grants, releases, budget, exactly once
 
 
-def test_sync_grants_leases_within_the_budget_and_never_below_held(lib):
+def test_sync_grants_only_what_is_left_and_the_replica_adds_it(lib):
     limits = {"max_budget": 1000}
-    a = lib.sync("ra", 1, {"parties": [entry("p", limits, want={"b": 700})]})
+    a = lib.sync("ra", 1, {"parties": [entry("p", limits, grow={"b": 700})]})
     assert a["seq"] == 1 and a["dead"] == [] and a["changes"] == [] and a["cooldowns"] == []
-    assert a["parties"][0]["lease"]["b"] == 700 and a["parties"][0]["leased"] == 700
-    b = lib.sync("rb", 1, {"parties": [entry("p", limits, want={"b": 700})]})
-    assert b["parties"][0]["lease"]["b"] == 300  # only what is left
-    # ra spent 200 of its lease and holds 400 in flight; it wants nothing more: it keeps 400.
-    a = lib.sync("ra", 2, {"parties": [entry("p", limits, spent=200, held={"b": 400}, want={"b": 0})]})
     pa = a["parties"][0]
-    assert pa["spend"] == 200 and pa["lifetime"] == 200 and pa["lease"]["b"] == 400
-    assert pa["leased"] == 700 and pa["spend"] + pa["leased"] == 900
-    # A request cost more than its estimate: held is kept even beyond the budget (overshoot).
-    a = lib.sync("ra", 3, {"parties": [entry("p", limits, spent=450, held={"b": 300}, want={"b": 50})]})
+    # Amounts granted, never the lease itself.
+    assert set(pa) == PARTY_FIELDS | {"granted", "m", "reset"}
+    assert pa["granted"] == amounts(b=700) and pa["leased"] == 700
+    assert pa["reset"] is False and pa["replicas"] == 1 and pa["m"] == a["now_ms"] // 60_000
+    b = lib.sync("rb", 1, {"parties": [entry("p", limits, grow={"b": 700})]})
+    pb = b["parties"][0]
+    assert pb["granted"] == amounts(b=300) and pb["replicas"] == 2  # only what is left
+    # Grants add to the lease: ra asks for more and gets nothing; its lease is still 700.
+    a = lib.sync("ra", 2, {"parties": [entry("p", limits, grow={"b": 100})]})
+    assert a["parties"][0]["granted"] == amounts()
+    assert lib.leases("p")["ra"]["b"] == 700
+    # ra spent 200 and releases 100 of what it no longer needs: its lease is 400.
+    a = lib.sync("ra", 3, {"parties": [entry("p", limits, spent=200, release={"b": 100})]})
     pa = a["parties"][0]
-    assert pa["spend"] == 650 and pa["lease"]["b"] == 300 and pa["leased"] == 600
-    # rb releases: what is left goes to whoever asks.
-    lib.sync("rb", 2, {"parties": [entry("p", limits, want={"b": 0})]})
-    a = lib.sync("ra", 4, {"parties": [entry("p", limits, spent=300, want={"b": 1000})]})
+    assert pa["spend"] == 200 and pa["lifetime"] == 200 and pa["leased"] == 700
+    assert pa["spend"] + pa["leased"] == 900 and lib.leases("p")["ra"]["b"] == 400
+    # A request cost more than its estimate: ra reports 450 spent on a lease of 400. The lease
+    # is empty (not negative); the 50 beyond it is the overshoot; 50 are left to grant.
+    a = lib.sync("ra", 4, {"parties": [entry("p", limits, spent=450, grow={"b": 100})]})
     pa = a["parties"][0]
-    assert pa["spend"] == 950 and pa["lease"]["b"] == 50 and pa["spend"] + pa["leased"] == 1000
-    assert lib.party("p")["spend"] == 950
-    assert set(lib.leases("p")) == {"ra"}
+    assert pa["spend"] == 650 and pa["granted"] == amounts(b=50) and pa["leased"] == 350
+    assert lib.leases("p")["ra"]["b"] == 50
+    # rb releases everything: what is left goes to whoever asks.
+    lib.sync("rb", 2, {"parties": [entry("p", limits, release={"b": 300})]})
+    a = lib.sync("ra", 5, {"parties": [entry("p", limits, grow={"b": 1000})]})
+    pa = a["parties"][0]
+    assert pa["granted"] == amounts(b=300) and pa["spend"] + pa["leased"] == 1000
+    # A release beyond the lease takes it to nothing, never below.
+    a = lib.sync("ra", 6, {"parties": [entry("p", limits, spent=300, release={"b": 10_000})]})
+    pa = a["parties"][0]
+    assert pa["spend"] == 950 and pa["leased"] == 0
+    assert lib.party("p")["spend"] == 950 and lib.leases("p") == {}
 
 
-def test_unlimited_parties_get_what_they_want_and_releasing_everything_forgets_the_lease(lib):
-    out = lib.sync("ra", 1, {"parties": [entry("p", {}, want={"b": 5, "r": 6, "t": 7, "p": 8}, spent=9)]})
-    assert out["parties"][0]["lease"]["b"] == 5 and out["parties"][0]["lease"]["p"] == 8
+def test_unlimited_parties_get_all_they_ask_and_releasing_everything_forgets_the_lease(lib):
+    out = lib.sync("ra", 1, {"parties": [entry("p", {}, grow=amounts(5, 6, 7, 8), spent=9)]})
+    p = out["parties"][0]
+    assert p["granted"] == amounts(5, 6, 7, 8)
+    assert lib.leases("p") == {"ra": lease(5, 6, 7, 8, p["m"])}
     assert lib.redis("SMEMBERS", "tg:r:{ra}") == ["p"]
-    lib.sync("ra", 2, {"parties": [entry("p", {}, requests=6, tokens=7)]})
+    lib.sync("ra", 2, {"parties": [entry("p", {}, release=amounts(5, 6, 7, 8), tokens=7, m=p["m"])]})
     assert lib.leases("p") == {} and lib.redis("EXISTS", "tg:r:{ra}") == 0
     assert lib.party("p")["lifetime"] == 9
 
 
 def test_sync_applies_once_per_seq_and_returns_the_stored_reply(lib):
     limits = {"max_budget": 10_000}
-    payload = {"parties": [entry("p", limits, spent=100, want={"b": 50})],
-               "spend_logs": [{"key_hash": KEY, "cost": 100, "request_id": "r-1"}]}
+    payload = {"parties": [entry("p", limits, spent=10, grow={"b": 50})],
+               "spend_logs": [{"key_hash": KEY, "cost": 10, "request_id": "r-1"}]}
     first = lib.sync("ra", 7, payload)
+    assert first["parties"][0]["granted"] == amounts(b=50)
+    # A lost reply: the replica sends the same seq and payload again, gets the same reply, and
+    # applies it once. The store granted once and took the spend once.
     again = lib.sync("ra", 7, payload)
     assert again == first
-    lower = lib.sync("ra", 3, {"parties": [entry("p", limits, spent=999)]})
+    lower = lib.sync("ra", 3, {"parties": [entry("p", limits, spent=999, grow={"b": 999})]})
     assert lower == first
-    assert lib.party("p")["spend"] == 100
+    assert lib.party("p")["spend"] == 10 and lib.leases("p")["ra"]["b"] == 50
     assert len(lib.spend_logs()["logs"]) == 1
     nxt = lib.sync("ra", 8, payload)
-    assert nxt["seq"] == 8 and nxt["parties"][0]["spend"] == 200
+    assert nxt["seq"] == 8 and nxt["parties"][0]["spend"] == 20
+    assert lib.leases("p")["ra"]["b"] == 50 - 10 + 50
 
 
 def test_replies_carry_integers_exactly_and_empty_lists_as_lists(lib):
@@ -267,88 +320,196 @@ def test_replies_carry_integers_exactly_and_empty_lists_as_lists(lib):
     assert lib.sync("rb", 1, {})["parties"] == []
 
 
-def test_budget_holds_under_concurrent_replicas(lib):
-    """4 replicas as threads, each admitting requests locally against its lease, going to
-    tg_admit when the lease cannot hold one, settling (cost at most the estimate), syncing with
-    random wants, sometimes resending a sync whose reply it "lost". The budget is never exceeded,
-    spend + leased <= max_budget in every reply and at the end, and the stored spend is exactly
-    the sum of every acknowledged `spent`."""
+class EngineReplica:
+    """A replica's ledger for one party as the engine keeps it (`quota::fleet::Ledger`, budget
+    only): a lease it adds grants to, requests in flight, spend settled and not acknowledged, and
+    at most one sync on its way (built, sent, its reply applied once)."""
+
+    def __init__(self, lib, name, pid, limits):
+        self.lib, self.name, self.pid, self.limits = lib, name, pid, limits
+        self.seq = 0
+        self.lease = 0  # budget the replica believes it holds (grants, less releases and acked spend)
+        self.inflight = []  # estimates of requests admitted and not settled
+        self.unsynced = 0  # settled, not acknowledged
+        self.sync = None  # {"seq", "payload", "spent", "release", "reply"}
+        self.settled = self.acked = self.refused = 0
+        # Requests and slots tg_admit granted with the budget (no limit: bookkeeping), and the
+        # store's minute they count in; returned by the last sync.
+        self.requests = self.slots = self.minute = 0
+
+    def committed(self):
+        return sum(self.inflight) + self.unsynced
+
+    def admit(self, est):
+        if self.lease - self.committed() >= est:
+            self.inflight.append(est)
+            return None
+        out = self.lib.admit(self.name, party(self.pid, **self.limits), b=est)
+        if out["ok"]:
+            assert out["parties"][0]["granted"] == amounts(b=est, r=1, p=1)
+            self.lease += est
+            self.inflight.append(est)
+            if out["m"] != self.minute:
+                self.minute, self.requests = out["m"], 0
+            self.requests += 1
+            self.slots += 1
+        else:
+            assert out["refusal"]["kind"] == "budget" and out["party"] == 0
+            self.refused += 1
+        return out["parties"][0]
+
+    def settle(self, i, cost):
+        assert cost <= self.inflight[i]  # requests cost at most their estimate
+        self.inflight.pop(i)
+        self.unsynced += cost
+        self.settled += cost
+
+    def build(self, room, last=False):
+        """Freezes the spend, releases locally what it does not need beyond `room`, asks to grow
+        to it otherwise. The last sync also returns the requests and slots."""
+        assert self.sync is None
+        desired = self.committed() + room
+        release, grow = max(0, self.lease - desired), max(0, desired - self.lease)
+        self.lease -= release
+        others = {}
+        if last:
+            others = {"r": self.requests, "p": self.slots}
+            self.requests = self.slots = 0
+        self.seq += 1
+        self.sync = {"seq": self.seq, "spent": self.unsynced, "release": release, "reply": None,
+                     "payload": {"ttl_ms": 60_000, "parties": [
+                         entry(self.pid, self.limits, spent=self.unsynced, release={"b": release, **others},
+                               grow={"b": grow}, m=self.minute)]}}
+
+    def send(self, resend=False):
+        s = self.sync
+        s["reply"] = self.lib.sync(self.name, s["seq"], s["payload"])
+        if resend:
+            assert self.lib.sync(self.name, s["seq"], s["payload"]) == s["reply"]
+        return s["reply"]["parties"][0]
+
+    def apply(self):
+        s, self.sync = self.sync, None
+        p = s["reply"]["parties"][0]
+        assert p["reset"] is False
+        self.lease += p["granted"]["b"] - s["spent"]
+        self.unsynced -= s["spent"]
+        self.acked += s["spent"]
+
+    def store_lease(self):
+        """What Redis must hold for this replica, from its own bookkeeping alone."""
+        s = self.sync
+        if s is None:
+            return self.lease
+        if s["reply"] is None:
+            return self.lease + s["release"]  # released here, not yet there
+        return self.lease - s["spent"] + s["reply"]["parties"][0]["granted"]["b"]
+
+    def applied_spend(self):
+        """Spend the store has taken from this replica."""
+        s = self.sync
+        return self.acked + (s["spent"] if s and s["reply"] else 0)
+
+
+def test_budget_holds_across_interleaved_replicas(lib):
+    """4 replicas interleaved at random (seeded), each keeping its lease as the engine does: it
+    admits locally against it, asks tg_admit when it cannot hold a request and adds the grant,
+    settles (cost at most the estimate), releases locally before a sync leaves, and applies each
+    reply once. Syncs wait between being built, sent and applied while the replica admits (also
+    through tg_admit), so grants and syncs cross; some are sent twice (a lost reply). After every
+    step: spend + leased <= max_budget, the stored spend is exactly the sum of the `spent` the
+    store has applied, and Redis holds for each replica exactly the lease its bookkeeping says
+    (which covers what it has committed)."""
     pid, max_budget = "key:%s:g1" % KEY, 150_000
     limits = {"max_budget": max_budget}
-    violations, totals, refusals, errors = [], [], [], []
-    lock = threading.Lock()
+    rnd = random.Random(14)
+    replicas = [EngineReplica(lib, f"r{i}", pid, limits) for i in range(4)]
+    # Each replica's first tick: its heartbeat (60 s: none dies during the test).
+    for r in replicas:
+        r.build(0)
+        r.send()
+        r.apply()
 
-    def check(p):
-        if p["spend"] + p["leased"] > max_budget:
-            violations.append(p)
+    def check(reply_party=None):
+        if reply_party is not None:
+            assert reply_party["spend"] + reply_party["leased"] <= max_budget, reply_party
+        stored, leases = lib.party(pid), lib.leases(pid)
+        assert stored.get("spend", 0) + stored.get("leased", 0) <= max_budget, stored
+        assert stored.get("spend", 0) == sum(r.applied_spend() for r in replicas), stored
+        assert stored.get("leased", 0) == sum(x["b"] for x in leases.values())
+        for r in replicas:
+            assert leases.get(r.name, {"b": 0})["b"] == r.store_lease(), (r.name, leases, vars(r))
+            assert r.committed() <= r.lease
 
-    def replica(name, seed):
-        rnd = random.Random(seed)
-        seq, lease, unsynced, inflight, acked, settled, refused = 0, 0, 0, [], 0, 0, 0
+    crossed = 0  # grants of tg_admit while the replica's sync was built or on its way
+    for _ in range(600):
+        r = rnd.choice(replicas)
+        action = rnd.random()
+        out = None
+        if action < 0.45:
+            out = r.admit(rnd.randint(500, 5_000))
+            crossed += out is not None and out.get("granted") is not None and r.sync is not None
+        elif action < 0.75:
+            if r.inflight:
+                i = rnd.randrange(len(r.inflight))
+                r.settle(i, rnd.randint(0, r.inflight[i]))
+        elif r.sync is None:
+            r.build(rnd.choice([0, 1_000, 20_000, 60_000]))
+        elif r.sync["reply"] is None:
+            out = r.send(resend=rnd.random() < 0.2)
+        else:
+            r.apply()
+        check(out)
 
-        def sync(want, resend):
-            nonlocal seq, lease, unsynced, acked
-            seq += 1
-            payload = {"ttl_ms": 10_000, "parties": [
-                entry(pid, limits, spent=unsynced, held={"b": sum(inflight)}, want={"b": want})]}
-            out = lib.sync(name, seq, payload)
-            if resend:
-                assert lib.sync(name, seq, payload) == out
-            p = out["parties"][0]
-            check(p)
-            acked += unsynced
-            unsynced = 0
-            lease = p["lease"]["b"]
-            assert lease >= sum(inflight)
-
-        try:
-            for _ in range(150):
-                action = rnd.random()
-                if action < 0.45:
-                    est = rnd.randint(500, 5_000)
-                    if lease - unsynced - sum(inflight) >= est:
-                        inflight.append(est)
-                    else:
-                        out = lib.admit(name, party(pid, **limits), b=est)
-                        if out["ok"]:
-                            inflight.append(est)
-                            lease = out["lease"]["b"]
-                            check(out)
-                        else:
-                            assert out["refusal"]["kind"] == "budget"
-                            refused += 1
-                elif action < 0.8 and inflight:
-                    est = inflight.pop(rnd.randrange(len(inflight)))
-                    cost = rnd.randint(0, est)
-                    unsynced += cost
-                    settled += cost
-                else:
-                    sync(rnd.choice([0, 1_000, 20_000, 60_000]), rnd.random() < 0.2)
-            while inflight:
-                cost = inflight.pop()
-                unsynced += cost
-                settled += cost
-            sync(0, True)
-            assert acked == settled
-            with lock:
-                totals.append(acked)
-                refusals.append(refused)
-        except Exception as e:  # reported below, from the main thread
-            errors.append(repr(e))
-
-    threads = [threading.Thread(target=replica, args=(f"r{i}", i)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not errors, errors
-    assert not violations, violations[:3]
+    # Drain: everything settles, every sync is applied, and a last one releases everything.
+    for r in replicas:
+        while r.inflight:
+            r.settle(0, r.inflight[0])
+        if r.sync is not None:
+            if r.sync["reply"] is None:
+                r.send()
+            r.apply()
+        r.build(0, last=True)
+        check(r.send(resend=True))
+        r.apply()
+        check()
+        assert r.acked == r.settled and r.lease == 0
     stored = lib.party(pid)
-    assert stored["spend"] == sum(totals) == stored["lifetime"]
+    assert stored["spend"] == sum(r.settled for r in replicas) == stored["lifetime"]
     assert stored["spend"] <= max_budget
     assert stored["leased"] == 0 and lib.leases(pid) == {}
     # The budget was actually the limit: some requests were refused, most of it was spent.
-    assert sum(refusals) > 0 and stored["spend"] > max_budget * 3 // 4
+    assert sum(r.refused for r in replicas) > 0 and stored["spend"] > max_budget * 3 // 4
+    assert crossed >= 10, crossed
+
+
+def test_a_sync_built_before_an_admit_does_not_take_the_grant_back(lib):
+    """The hazard of absolute leases: a sync built while the replica held nothing, applied after
+    tg_admit granted a request, must not shrink the lease under that request."""
+    steady_minute()
+    limits = {"max_budget": 1000, "rpm": 10, "parallel": 2}
+    out = lib.sync("ra", 1, {"parties": [entry("p", limits, grow={"b": 500, "r": 5, "p": 1})]})
+    m = out["parties"][0]["m"]
+    local = out["parties"][0]["granted"]
+    assert local == amounts(b=500, r=5, p=1)
+    # ra is idle: it builds a sync releasing all of its lease (it holds nothing), locally first.
+    payload = {"parties": [entry("p", limits, release=local, m=m)]}
+    local = amounts()
+    # Before that sync leaves, a request arrives: the lease cannot hold it, tg_admit grants it.
+    out = lib.admit("ra", [party("p", **limits)], b=300, t=0)
+    assert out["ok"] and out["parties"][0]["granted"] == amounts(b=300, r=1, p=1)
+    local = amounts(b=300, r=1, p=1)
+    # The sync arrives after the grant: it returns what it released, and nothing of the grant.
+    out = lib.sync("ra", 2, payload)
+    p = out["parties"][0]
+    assert p["granted"] == amounts()
+    assert (p["leased"], p["requests"], p["leased_parallel"]) == (300, 1, 1)
+    assert lib.leases("p") == {"ra": lease(**local, m=m)}
+    # So what the admitted request holds is not leased twice: another replica gets what is left.
+    out = lib.sync("rb", 1, {"parties": [entry("p", limits, grow={"b": 1000, "r": 10, "p": 2}, m=m)]})
+    p = out["parties"][0]
+    assert p["granted"] == amounts(b=700, r=9, p=1)
+    assert p["spend"] + p["leased"] == 1000 and p["requests"] == 10 and p["leased_parallel"] == 2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -358,71 +519,125 @@ def test_budget_holds_under_concurrent_replicas(lib):
 def test_requests_tokens_and_slots_are_global(lib):
     steady_minute()
     limits = {"rpm": 30, "tpm": 1000, "parallel": 4}
-    a = lib.sync("ra", 1, {"parties": [entry("p", limits, want={"r": 20, "t": 600, "p": 3})]})
-    b = lib.sync("rb", 1, {"parties": [entry("p", limits, want={"r": 20, "t": 600, "p": 3})]})
-    c = lib.sync("rc", 1, {"parties": [entry("p", limits, want={"r": 20, "t": 600, "p": 3})]})
-    la, lb, lc = (x["parties"][0]["lease"] for x in (a, b, c))
-    assert (la["r"], lb["r"], lc["r"]) == (20, 10, 0)
-    assert (la["t"], lb["t"], lc["t"]) == (600, 400, 0)
-    assert (la["p"], lb["p"], lc["p"]) == (3, 1, 0)
-    p = c["parties"][0]
-    assert (p["requests"], p["tokens"], p["leased_parallel"]) == (30, 1000, 4)
+    grow = {"r": 20, "t": 600, "p": 3}
+    a, b, c = (lib.sync(r, 1, {"parties": [entry("p", limits, grow=grow)]})["parties"][0] for r in ("ra", "rb", "rc"))
+    assert (a["granted"], b["granted"], c["granted"]) == (amounts(0, 20, 600, 3), amounts(0, 10, 400, 1), amounts())
+    assert (c["requests"], c["tokens"], c["leased_parallel"]) == (30, 1000, 4)
+    m = c["m"]
     out = lib.admit("rc", party("p", **limits), t=1)
-    assert not out["ok"] and out["refusal"]["kind"] == "parallel" and out["refusal"]["limit"] == 4
-    # ra finishes 2 requests and gives its slots back except the one still in flight.
-    lib.sync("ra", 2, {"parties": [entry("p", limits, requests=2, held={"p": 1}, want={"r": 18, "t": 600})]})
+    assert not out["ok"] and out["party"] == 0 and out["m"] == m
+    assert out["refusal"] == {"kind": "parallel", "limit": 4, "used": 4, "reset_s": None}
+    assert [set(x) for x in out["parties"]] == [PARTY_FIELDS]
+    assert "rc" not in lib.leases("p")
+    # ra releases the two slots it does not use.
+    lib.sync("ra", 2, {"parties": [entry("p", limits, release={"p": 2}, m=m)]})
     assert lib.leases("p")["ra"]["p"] == 1
     out = lib.admit("rc", party("p", **limits), t=1)
     assert not out["ok"] and out["refusal"]["kind"] == "requests" and out["refusal"]["used"] == 30
     assert 0 < out["refusal"]["reset_s"] <= 60
-    # ra returns 10 requests and 300 tokens of its allowance: rc can take one request of them.
-    lib.sync("ra", 3, {"parties": [entry("p", limits, held={"p": 1}, want={"r": 8, "t": 300})]})
+    # ra releases 10 requests and 300 tokens of this minute's allowance: rc can take them.
+    lib.sync("ra", 3, {"parties": [entry("p", limits, release={"r": 10, "t": 300}, m=m)]})
     out = lib.admit("rc", party("p", **limits), t=301)
     assert not out["ok"] and out["refusal"]["kind"] == "tokens" and out["refusal"]["used"] == 700
     out = lib.admit("rc", party("p", **limits), t=300)
-    assert out["ok"] and out["lease"] == {"b": 0, "r": 1, "t": 300, "p": 1, "m": p["lease"]["m"]}
-    assert out["requests"] == 21 and out["tokens"] == 1000 and out["leased_parallel"] == 3
-    # Usage beyond the lease counts in the minute: rb reports 15 requests on a lease of 10.
-    out = lib.sync("rb", 2, {"parties": [entry("p", limits, requests=15, held={"p": 1})]})
-    assert out["parties"][0]["requests"] == 26 and out["parties"][0]["lease"]["r"] == 0
+    assert out["ok"] and out["parties"][0]["granted"] == amounts(0, 1, 300, 1)
+    p = out["parties"][0]
+    assert (p["requests"], p["tokens"], p["leased_parallel"]) == (21, 1000, 3)
+    assert lib.leases("p")["rc"] == lease(0, 1, 300, 1, m)
+    # A release of another minute's allowance (the replica's clock is behind) counts for nothing.
+    out = lib.sync("rb", 2, {"parties": [entry("p", limits, release={"r": 5}, m=m - 1)]})
+    assert out["parties"][0]["requests"] == 21 and lib.leases("p")["rb"]["r"] == 10
+    # Grants are capped by what is left of the minute; tokens reported settled do not count (the
+    # lease is the count).
+    out = lib.sync("rb", 3, {"parties": [entry("p", limits, tokens=500, grow={"r": 20, "t": 5}, m=m)]})
+    p = out["parties"][0]
+    assert p["granted"] == amounts(r=9) and p["requests"] == 30 and p["tokens"] == 1000
 
 
 def test_a_new_minute_starts_fresh(lib):
     steady_minute()
     limits = {"rpm": 10, "tpm": 100}
-    out = lib.sync("ra", 1, {"parties": [entry("p", limits, want={"r": 10, "t": 100, "b": 5})]})
-    minute = out["parties"][0]["lease"]["m"]
+    out = lib.sync("ra", 1, {"parties": [entry("p", limits, grow={"r": 10, "t": 100, "b": 5})]})
+    minute = out["parties"][0]["m"]
     assert not lib.admit("rb", party("p", **limits))["ok"]
     # Redis's clock moves to the next minute (simulated: the stored counters are a minute old).
     key = "tg:p:{p}"
     lib.redis("HSET", key, "minute", minute - 1)
-    lease = lib.leases("p")["ra"]
-    lib.redis("HSET", "tg:l:{p}", "ra", json.dumps({**lease, "m": minute - 1}))
+    old = lib.leases("p")["ra"]
+    lib.redis("HSET", "tg:l:{p}", "ra", json.dumps({**old, "m": minute - 1}))
     out = lib.admit("rb", party("p", **limits), t=40)
-    assert out["ok"] and out["requests"] == 1 and out["tokens"] == 40
-    # ra's allowance lapsed with its minute; 3 requests it admitted from it counted there.
-    out = lib.sync("ra", 2, {"parties": [entry("p", limits, requests=3, tokens=30, want={"r": 5, "t": 50, "b": 5})]})
+    assert out["ok"] and out["m"] == minute
+    assert out["parties"][0]["requests"] == 1 and out["parties"][0]["tokens"] == 40
+    # ra's allowance lapsed with its minute: a release of it counts for nothing here, and what is
+    # granted is of the new minute.
+    out = lib.sync("ra", 2, {"parties": [entry("p", limits, release={"r": 3, "t": 30}, grow={"r": 5, "t": 50, "b": 5},
+                                               m=minute)]})
     p = out["parties"][0]
-    assert p["lease"]["r"] == 5 and p["lease"]["m"] == minute and p["lease"]["b"] == 5
+    assert p["granted"] == amounts(b=5, r=5, t=50) and p["m"] == minute
     assert p["requests"] == 1 + 5 and p["tokens"] == 40 + 50
+    assert lib.leases("p")["ra"] == lease(10, 5, 50, 0, minute)
 
 
 def test_admit_grows_the_lease_by_exactly_the_request_and_refuses_over_budget(lib):
     limits = {"max_budget": 1000, "duration": 3600}
-    lib.sync("ra", 1, {"parties": [entry("p", limits, want={"b": 600})]})
-    out = lib.admit("rb", party("p", **limits), b=400, t=10)
-    assert out["ok"] and out["lease"]["b"] == 400 and out["leased"] == 1000
-    out = lib.admit("rb", party("p", **limits), b=1)
-    assert not out["ok"] and out["refusal"]["kind"] == "budget"
+    lib.sync("ra", 1, {"parties": [entry("p", limits, grow={"b": 600})]})
+    out = lib.admit("rb", [party("p", **limits)], b=400, t=10)
+    assert out["ok"] and set(out) == {"ok", "now_ms", "m", "parties"}
+    p = out["parties"][0]
+    assert set(p) == PARTY_FIELDS | {"granted"} and p["id"] == "p"
+    assert p["granted"] == amounts(400, 1, 10, 1) and p["leased"] == 1000
+    assert lib.leases("p")["rb"] == lease(400, 1, 10, 1, out["m"])
+    out = lib.admit("rb", [party("p", **limits)], b=1)
+    assert not out["ok"] and set(out) == {"ok", "now_ms", "m", "party", "refusal", "parties"}
+    assert out["party"] == 0 and out["refusal"]["kind"] == "budget"
     assert out["refusal"]["used"] == 1000 and out["refusal"]["limit"] == 1000
     assert 0 < out["refusal"]["reset_s"] <= 3600
+    assert [set(x) for x in out["parties"]] == [PARTY_FIELDS]
     # A replica that never synced got a heartbeat with its lease, so its death is noticed.
     assert lib.redis("ZSCORE", "tg:replicas", "rb") is not None
     # Spent budget refuses even a free request.
     lib.sync("ra", 2, {"parties": [entry("p", limits, spent=600)]})
     lib.sync("rb", 1, {"parties": [entry("p", limits, spent=400)]})
     out = lib.admit("rc", party("p", **limits), b=0)
-    assert not out["ok"] and out["spend"] == 1000
+    assert not out["ok"] and out["parties"][0]["spend"] == 1000 and out["parties"][0]["leased"] == 0
+
+
+def test_admit_is_all_or_none_across_parties(lib):
+    steady_minute()
+    key, team = "key:%s:g1" % KEY, "team:t1"
+    kl, tl = {"max_budget": 1000, "rpm": 100}, {"parallel": 1}
+    both = [party(key, **kl), party(team, **tl)]
+    out = lib.admit("ra", both, b=100, t=5)
+    assert out["ok"] and [p["id"] for p in out["parties"]] == [key, team]
+    assert all(p["granted"] == amounts(100, 1, 5, 1) for p in out["parties"])
+    m = out["m"]
+    assert lib.leases(key) == {"ra": lease(100, 1, 5, 1, m)} and lib.leases(team) == {"ra": lease(100, 1, 5, 1, m)}
+
+    def state():
+        return [lib.party(key), lib.leases(key), lib.party(team), lib.leases(team),
+                lib.redis("ZSCORE", "tg:replicas", "rb"), lib.redis("EXISTS", "tg:r:{rb}")]
+
+    before = state()
+    # The team has no slot left: the key's party had room, and nothing is written for it either.
+    out = lib.admit("rb", both, b=100, t=5)
+    assert not out["ok"] and out["party"] == 1
+    assert out["refusal"] == {"kind": "parallel", "limit": 1, "used": 1, "reset_s": None}
+    assert [p["id"] for p in out["parties"]] == [key, team]
+    assert [set(p) for p in out["parties"]] == [PARTY_FIELDS, PARTY_FIELDS]
+    assert out["parties"][0]["leased"] == 100 and out["parties"][0]["requests"] == 1
+    assert state() == before and before[4] is None and before[5] == 0
+    # ra's request is over: it gives the team's slot back. Now the key refuses (budget): index 0.
+    lib.sync("ra", 1, {"parties": [entry(team, tl, release={"p": 1})]})
+    before = state()
+    out = lib.admit("rb", both, b=901)
+    assert not out["ok"] and out["party"] == 0 and out["refusal"]["kind"] == "budget"
+    assert out["refusal"]["used"] == 100
+    assert out["parties"][1]["leased_parallel"] == 0
+    assert state() == before
+    # Room in both: both leases grow by exactly the request.
+    out = lib.admit("rb", both, b=900)
+    assert out["ok"] and [p["granted"]["b"] for p in out["parties"]] == [900, 900]
+    assert lib.leases(key)["rb"]["b"] == 900 and lib.leases(team)["rb"]["p"] == 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -432,16 +647,18 @@ def test_admit_grows_the_lease_by_exactly_the_request_and_refuses_over_budget(li
 def test_dead_replicas_leases_return_to_the_pool(lib):
     steady_minute(3.0)
     limits = {"max_budget": 1000, "rpm": 100, "parallel": 5}
-    lib.sync("ra", 1, {"ttl_ms": 800, "parties": [entry("p", limits, want={"b": 800, "r": 40, "p": 4})]})
+    lib.sync("ra", 1, {"ttl_ms": 800, "parties": [entry("p", limits, grow={"b": 800, "r": 40, "p": 4})]})
     out = lib.admit("ra", party("p", **limits), b=100)
-    assert out["ok"] and out["leased"] == 900 and out["leased_parallel"] == 5
-    out = lib.sync("rb", 1, {"ttl_ms": 800, "parties": [entry("p", limits, want={"b": 800, "p": 4})]})
-    assert out["dead"] == [] and out["parties"][0]["lease"]["b"] == 100
-    time.sleep(0.9)
-    out = lib.sync("rb", 2, {"ttl_ms": 800, "parties": [entry("p", limits, want={"b": 800, "p": 4})]})
-    assert out["dead"] == ["ra"]
+    assert out["ok"] and out["parties"][0]["leased"] == 900 and out["parties"][0]["leased_parallel"] == 5
+    out = lib.sync("rb", 1, {"ttl_ms": 800, "parties": [entry("p", limits, grow={"b": 800, "p": 4})]})
     p = out["parties"][0]
-    assert p["lease"]["b"] == 800 and p["lease"]["p"] == 4 and p["leased"] == 800
+    assert out["dead"] == [] and p["granted"] == amounts(b=100) and p["replicas"] == 2
+    time.sleep(0.9)
+    out = lib.sync("rb", 2, {"ttl_ms": 800, "parties": [entry("p", limits, grow={"b": 600, "p": 4})]})
+    assert out["dead"] == ["ra"] and out["reclaimed"] is False
+    p = out["parties"][0]
+    assert p["granted"] == amounts(b=600, p=4) and p["leased"] == 700 and p["leased_parallel"] == 4
+    assert p["replicas"] == 1 and p["reset"] is False
     # Its request allowance stays counted until the minute ends (it may have used it).
     assert p["requests"] == 41
     assert set(lib.leases("p")) == {"rb"}
@@ -449,23 +666,52 @@ def test_dead_replicas_leases_return_to_the_pool(lib):
     assert lib.redis("ZSCORE", "tg:replicas", "ra") is None
     # Reclaimed once: the next call reports nobody.
     assert lib.sync("rb", 3, {"ttl_ms": 800})["dead"] == []
-    # ra was only partitioned: it comes back, learns it was reclaimed, and keeps what it holds.
-    out = lib.sync("ra", 2, {"ttl_ms": 800, "parties": [entry("p", limits, spent=50, held={"b": 70, "p": 1})]})
+    # ra was only partitioned: it comes back and is told `reset` (its old lease is gone: what it
+    # releases of it counts for nothing), and asks for what it holds in flight.
+    out = lib.sync("ra", 2, {"ttl_ms": 800, "parties": [entry("p", limits, spent=50, release={"b": 200},
+                                                               grow={"b": 70, "p": 1})]})
     assert out["reclaimed"] is True
     p = out["parties"][0]
-    assert p["lease"]["b"] == 70 and p["lease"]["p"] == 1 and p["spend"] == 50
+    assert p["reset"] is True and p["granted"] == amounts(b=70, p=1) and p["spend"] == 50
+    assert p["leased"] == 770 and lib.leases("p")["ra"] == lease(b=70, p=1, m=p["m"])
+    # Told once.
+    out = lib.sync("ra", 3, {"ttl_ms": 800, "parties": [entry("p", limits)]})
+    assert out["reclaimed"] is False and out["parties"][0]["reset"] is False
     # A retry of a seq applied before its death is still recognised (tg:seq outlives it).
-    assert lib.sync("ra", 1, {})["seq"] == 2
+    assert lib.sync("ra", 1, {})["seq"] == 3
+
+
+def test_a_reclaimed_replica_is_told_reset_even_after_an_admit(lib):
+    limits = {"max_budget": 1000}
+    lib.sync("ra", 1, {"ttl_ms": 100, "parties": [entry("p", limits, grow={"b": 600})]})
+    # rc never synced: only tg_admit gave it a lease (and a heartbeat, expired here at once).
+    assert lib.admit("rc", party("p", **limits), b=50)["ok"]
+    lib.redis("ZADD", "tg:replicas", 0, "rc")
+    time.sleep(0.15)
+    assert sorted(lib.sync("rb", 1, {})["dead"]) == ["ra", "rc"]
+    assert lib.party("p")["leased"] == 0
+    # ra's first call after its reclaim is a tg_admit: it has a heartbeat again, yet its next
+    # sync must still say that its old lease is gone (the admit's grant is all it holds).
+    assert lib.admit("ra", party("p", **limits), b=100)["ok"]
+    out = lib.sync("ra", 2, {"parties": [entry("p", limits)]})
+    assert out["reclaimed"] is True and out["parties"][0]["reset"] is True
+    assert lib.leases("p")["ra"]["b"] == 100
+    assert lib.sync("ra", 3, {"parties": [entry("p", limits)]})["parties"][0]["reset"] is False
+    # rc's first sync is told too.
+    out = lib.sync("rc", 1, {"parties": [entry("p", limits)]})
+    assert out["reclaimed"] is True and out["parties"][0]["reset"] is True
 
 
 def test_reclaim_is_bounded_per_call(lib):
     # A dead replica holding 1500 leases is reclaimed over two calls of 1024 at most.
     for seq in (1, 2):
         lib.sync("ra", seq, {"ttl_ms": 100, "parties": [
-            entry(f"p{i}", {"parallel": 1}, want={"p": 1}) for i in range(750 * (seq - 1), 750 * seq)]})
+            entry(f"p{i}", {"parallel": 1}, grow={"p": 1}) for i in range(750 * (seq - 1), 750 * seq)]})
     time.sleep(0.15)
     first = lib.sync("rb", 1, {})
     assert first["dead"] == [] and lib.redis("SCARD", "tg:r:{ra}") == 1500 - 1024
+    # Marked already: were it to come back now, it would be told `reset`.
+    assert lib.redis("HGET", "tg:seq:{ra}", "reclaimed") == "1"
     second = lib.sync("rb", 2, {})
     assert second["dead"] == ["ra"]
     assert all(lib.party(f"p{i}")["leased_parallel"] == 0 for i in range(0, 1500, 97))
@@ -476,16 +722,16 @@ def test_budget_windows_roll_on_redis_clock(lib):
     # Start early in a second (Redis's clock is this machine's): the first window lasts long
     # enough for the refusal below.
     time.sleep(1.05 - time.time() % 1 if time.time() % 1 > 0.5 else 0)
-    out = lib.sync("ra", 1, {"parties": [entry("p", limits, spent=100, want={"b": 10})]})
+    out = lib.sync("ra", 1, {"parties": [entry("p", limits, spent=100, grow={"b": 10})]})
     p = out["parties"][0]
     start = p["window_start"]
-    assert p["spend"] == 100 and p["lease"]["b"] == 0
+    assert p["spend"] == 100 and p["granted"]["b"] == 0
     assert not lib.admit("ra", party("p", **limits), b=1)["ok"]
     # Sleep into the next window (windows are aligned to the first one).
     time.sleep(max(0.0, start + 1 - time.time()) + 0.1)
-    out = lib.sync("ra", 2, {"parties": [entry("p", limits, spent=7, want={"b": 10})]})
+    out = lib.sync("ra", 2, {"parties": [entry("p", limits, spent=7, grow={"b": 10})]})
     p = out["parties"][0]
-    assert p["spend"] == 7 and p["lifetime"] == 107 and p["lease"]["b"] == 10
+    assert p["spend"] == 7 and p["lifetime"] == 107 and p["granted"]["b"] == 10
     assert p["window_start"] > start and (p["window_start"] - start) % 1 == 0
     assert lib.admit("ra", party("p", **limits), b=83)["ok"]
 
@@ -661,7 +907,7 @@ def test_all_state_survives_a_redis_restart_and_a_kill():
         lib = Lib(s)
         lib.load()
         limits = {"max_budget": 10_000}
-        payload = {"parties": [entry("p", limits, spent=1234, want={"b": 500})],
+        payload = {"parties": [entry("p", limits, spent=1234, grow={"b": 500})],
                    "cooldowns": [{"deployment": "gpt.0", "until_ms": int(time.time() * 1000) + 600_000}],
                    "spend_logs": [spend_record(1, KEY)]}
         reply = lib.sync("ra", 1, payload)
@@ -674,7 +920,7 @@ def test_all_state_survives_a_redis_restart_and_a_kill():
             out = lib.sync("rb", seq, {"parties": [entry("p", limits)], "changes_after": "0-0"})
             p = out["parties"][0]
             assert p["spend"] == 1234 and p["leased"] == 500
-            assert lib.leases("p") == {"ra": reply["parties"][0]["lease"]}
+            assert lib.leases("p") == {"ra": lease(b=500, m=reply["parties"][0]["m"])}
             assert [c["deployment"] for c in out["cooldowns"]] == ["gpt.0"]
             assert [c["token"] for c in out["changes"]] == [KEY]
             assert lib.key_get(KEY) == {"token": KEY, "key_alias": "kept"}
