@@ -107,7 +107,7 @@ pub enum Kind {
 }
 
 /// How many ticks of recent demand a lease holds beyond what is committed.
-const LEASE_TICKS: u64 = 4;
+const LEASE_TICKS: u64 = 8;
 /// A refusal by the store is believed this long before asking again.
 const REFUSAL_MEMORY_MS: u64 = 250;
 
@@ -509,11 +509,12 @@ impl Ledger {
     pub fn sync(&mut self, l: &Limits, now_ms: u64) -> PartySync {
         let fleet_now = self.fleet_now_ms(now_ms);
         self.roll(fleet_now);
-        // Smoothed demand per tick: three parts history, one part this tick.
-        let smooth = |old: u64, new: u64| (old.saturating_mul(3).saturating_add(new)) / 4;
-        self.smooth_b = smooth(self.smooth_b, self.demand_b).max(self.demand_b / 2);
-        self.smooth_r = smooth(self.smooth_r, self.demand_r).max(self.demand_r / 2);
-        self.smooth_t = smooth(self.smooth_t, self.demand_t).max(self.demand_t / 2);
+        // Demand per tick: up at once when it rises, down by a quarter a tick when it falls
+        // (a burst is leased for from the next tick; an idle party gives its lease back).
+        let smooth = |old: u64, new: u64| new.max(old.saturating_mul(3) / 4);
+        self.smooth_b = smooth(self.smooth_b, self.demand_b);
+        self.smooth_r = smooth(self.smooth_r, self.demand_r);
+        self.smooth_t = smooth(self.smooth_t, self.demand_t);
         let peak_p = self.peak_p;
         self.demand_b = 0;
         self.demand_r = 0;
@@ -523,8 +524,19 @@ impl Ledger {
         self.frozen_tokens = self.unsynced_tokens;
 
         let replicas = self.fleet.replicas.max(1);
-        // Each replica may take its share of half of what is left fleet-wide beyond its own lease.
-        let share = |left: u64| left / replicas.saturating_mul(2).max(2);
+        // Each replica may take its share of half of what is left fleet-wide beyond its own lease,
+        // if that share holds a few of its requests; near a limit it holds none, and every
+        // admission goes to the store, which admits exactly what is left (a fragment of a lease
+        // too small for a request would otherwise be lost to every replica).
+        let share = |left: u64, unit: u64| {
+            let s = left / replicas.saturating_mul(2).max(2);
+            if s < unit.saturating_mul(4) {
+                0
+            } else {
+                s
+            }
+        };
+        let per_request = |total: u64| total / self.smooth_r.max(1);
         // A lease moves toward `desired` by what the replica releases now (room it does not
         // hold: safe whatever it admits before the reply) or asks to grow (the store grants what
         // is left): never an absolute value the store would apply after later grants.
@@ -543,7 +555,8 @@ impl Ledger {
             let left = max
                 .saturating_sub(self.fleet.spend)
                 .saturating_sub(self.fleet.leased.saturating_sub(self.lease.b));
-            let room = (self.smooth_b.saturating_mul(LEASE_TICKS)).min(share(left));
+            let room = (self.smooth_b.saturating_mul(LEASE_TICKS))
+                .min(share(left, per_request(self.smooth_b)));
             (release.b, grow.b) = step(&mut self.lease.b, committed.saturating_add(room));
         }
         let minute = self.local_minute;
@@ -559,7 +572,7 @@ impl Ledger {
             } else {
                 rpm
             };
-            let room = (self.smooth_r.saturating_mul(LEASE_TICKS)).min(share(left));
+            let room = (self.smooth_r.saturating_mul(LEASE_TICKS)).min(share(left, 1));
             (release.r, grow.r) = step(&mut self.lease.r, self.requests_used.saturating_add(room));
         }
         if let Some(tpm) = l.tpm {
@@ -569,7 +582,8 @@ impl Ledger {
             } else {
                 tpm
             };
-            let room = (self.smooth_t.saturating_mul(LEASE_TICKS)).min(share(left));
+            let room = (self.smooth_t.saturating_mul(LEASE_TICKS))
+                .min(share(left, per_request(self.smooth_t)));
             (release.t, grow.t) = step(&mut self.lease.t, used.saturating_add(room));
         }
         if let Some(parallel) = l.parallel {
@@ -577,9 +591,23 @@ impl Ledger {
             let desired = peak_p
                 .max(self.in_flight)
                 .saturating_add(1)
-                .min(self.in_flight.saturating_add(share(left).max(1)))
+                .min(self.in_flight.saturating_add(share(left, 1).max(1)))
                 .max(self.in_flight);
             (release.p, grow.p) = step(&mut self.lease.p, desired);
+        }
+        // A dimension without a limit needs no lease: whatever the store granted there (with
+        // `tg_admit`, which grants every dimension) goes back, so no count piles up in the store.
+        if l.max_budget.is_none() {
+            (release.b, grow.b) = step(&mut self.lease.b, 0);
+        }
+        if l.rpm.is_none() {
+            (release.r, grow.r) = step(&mut self.lease.r, 0);
+        }
+        if l.tpm.is_none() {
+            (release.t, grow.t) = step(&mut self.lease.t, 0);
+        }
+        if l.parallel.is_none() {
+            (release.p, grow.p) = step(&mut self.lease.p, 0);
         }
         PartySync {
             spent: self.frozen_spend,

@@ -3,6 +3,10 @@
 Tollgate's fleet-wide state: a Redis Functions library (Redis 7.0+).
 
 Every Envoy replica reaches it through webdis (`POST /` with `FCALL/<function>/0/<arg...>`).
+A `tg_sync` whose payload says `"library": "<n>"` with n newer than VERSION is refused with
+exactly `{"error":"library_version","version":"<VERSION>"}` and nothing else is read or written:
+the filter then loads the library it carries and sends the sync again. An older caller is served
+(the library only moves forward during a rolling deploy).
 The filter embeds this file (`include_str!`) and loads it itself: when `tg_version` is missing
 (`Function not found`, `Library not found`) or answers another version than the one the filter
 carries (the `VERSION` line below), it sends `FUNCTION/LOAD/REPLACE/<this file>` and calls again.
@@ -125,7 +129,7 @@ the next calls). tg_admit takes at most 16 parties. tg_spend_logs reads at most 
 (~30 ms) and returns at most 1000 (`next` continues). No function walks the keyspace.
 ]]
 
-local VERSION = '2'
+local VERSION = '3'
 
 local MAX_PARTIES = 1024
 local MAX_ADMIT_PARTIES = 16
@@ -928,7 +932,22 @@ local function apply_seed(seed)
   end
 end
 
+-- A caller that carries a newer library than this one (its payload's `library`) is refused
+-- before anything else, in the exact words the filter looks for, so that it loads its own and
+-- calls again. An older caller is served: the library only moves forward in a rolling deploy.
+local function newer_caller(text)
+  local v = string.match(text or '', '"library"%s*:%s*"(%d+)"')
+  if v and tonumber(v) > tonumber(VERSION) then
+    return '{"error":"library_version","version":"' .. VERSION .. '"}'
+  end
+  return nil
+end
+
 local function tg_sync(_, args)
+  local refused = newer_caller(args[3])
+  if refused then
+    return refused
+  end
   local s, err = parse_sync(args)
   if not s then
     return fail(err)

@@ -29,6 +29,7 @@ KEY = "a" * 64  # a key hash
 LIBRARY_SHA256 = {
     "1": "2763ba0217b164a49ba60c5e85ed9f901cc5b2d4e355d72cf7b989f43138f2fd",
     "2": "07f07a4cb134e5645f209f40ceceb8a58a772f6ef695d79632fe35de70c3377c",
+    "3": "fc8d08b50ce8ca2ca7dcfb6d121bbaecd7d6cb2bc3779f5fd8505b44ed73ec2e",
 }
 
 # A party's fleet-wide fields in a reply (tg_sync adds granted, m and reset; tg_admit granted).
@@ -934,3 +935,15 @@ def test_all_state_survives_a_redis_restart_and_a_kill():
         s.redis.start()
         lib.wait_up()
         check(2)
+
+
+def test_a_caller_with_a_newer_library_is_refused_so_it_loads_its_own(lib):
+    newer = str(int(VERSION) + 1)
+    status, body = lib.stack.webdis.call("FCALL", "tg_sync", 0, "rv", 1, json.dumps({"library": newer, "parties": []}))
+    assert status == 200
+    assert body["FCALL"] == '{"error":"library_version","version":"' + VERSION + '"}'
+    assert lib.redis("EXISTS", "tg:seq:{rv}") == 0, "nothing applied"
+    # The same or an older version is served.
+    for v in (VERSION, "1"):
+        out = lib.sync("rv", 1 if v == VERSION else 2, {"library": v, "parties": []})
+        assert "error" not in out, out

@@ -22,6 +22,7 @@ from harness import ENVOY, FILTER, MODULE, ROOT, WASM, Envoy, free_port, http, r
 from redis_stack import Stack, Webdis
 
 TICK_MS = 100
+LIBRARY_VERSION = re.search(r"^local VERSION = '([^']+)'", open(os.path.join(ROOT, "src", "store", "tollgate.lua")).read(), re.M).group(1)
 
 # Counts each call per replica, and keeps (time, seq) of each. Named like Tollgate's library, so
 # the health check finds it.
@@ -139,8 +140,9 @@ def test_each_process_heartbeats_once_per_period_under_its_own_id(stack):
         ok = metric(envoys[0], "tollgate_store_calls_total", call="tg_sync", outcome="ok")
         assert ok >= end[ids[0]] - 1, (ok, end[ids[0]])
         assert metric(envoys[0], "tollgate_store_up") == 1
-        # The heartbeat's payload: the shape of the engine's sync, nothing to settle.
-        assert stack.redis.command("GET", "probe:payload") == '{"ttl_ms":3000,"parties":[]}'
+        # The payload: the engine's sync with nothing to settle, naming the library it speaks to.
+        payload = json.loads(stack.redis.command("GET", "probe:payload"))
+        assert payload == {"library": LIBRARY_VERSION, "ttl_ms": 3000, "parties": []}, payload
     finally:
         for e in envoys:
             e.stop()
@@ -195,17 +197,16 @@ def test_while_webdis_is_down_calls_fail_counted_and_requests_are_served(stack, 
     assert "panicked" not in log
 
 
-def test_a_missing_library_is_counted_and_the_health_check_says_so(stack, gateway_with_store):
+def test_a_missing_library_is_loaded_by_the_filter(stack, gateway_with_store):
+    """Redis without the library (a fresh Redis, or one whose functions were flushed): the sync
+    finds it missing (counted), loads the library the filter carries, and goes on with it."""
     e = gateway_with_store
     stack.redis.command("FUNCTION", "DELETE", "tollgate")
-    assert wait_for(lambda: metric(e, "tollgate_store_calls_total", call="tg_sync", outcome="library_missing") >= 2)
-    status, body = health(e)
-    # Redis answers: the store is up, the library is not there.
-    assert status == 200 and body["library_loaded"] is False
-    assert metric(e, "tollgate_store_up") == 1
-    load_probe(stack)
+    assert wait_for(lambda: metric(e, "tollgate_store_calls_total", call="function_load", outcome="ok") >= 1)
+    assert metric(e, "tollgate_store_calls_total", call="tg_sync", outcome="library_missing") >= 1
+    assert wait_for(lambda: stack.webdis.call("FCALL", "tg_version", 0)[1] == {"FCALL": json.dumps({"version": LIBRARY_VERSION}, separators=(",", ":"))})
     assert wait_for(lambda: health(e)[1].get("library_loaded") is True)
-    assert wait_for(lambda: beats(stack))
+    assert metric(e, "tollgate_store_up") == 1
 
 
 def commandstat(stack, command):
