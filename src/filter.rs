@@ -782,9 +782,15 @@ impl HttpFilter {
         };
         if role == Role::Gateway {
             routed.estimate = Some(estimate);
-            let fleet_mode = config.store.is_some();
+            let lease_max_age = config.store.as_ref().map(|s| s.lease_max_age_ms());
             let now_ms = host.now_ms();
-            match accounting::admit_request(host, &routed.principal, fleet_mode, now_ms, estimate) {
+            match accounting::admit_request(
+                host,
+                &routed.principal,
+                lease_max_age,
+                now_ms,
+                estimate,
+            ) {
                 Ok(accounting::Admit::Done(admission)) => routed.admission = admission,
                 Ok(accounting::Admit::Ask(ask)) => {
                     // The key's or team's lease cannot hold it: the store decides, and the
@@ -1182,6 +1188,12 @@ impl HttpFilter {
                 _ => None,
             };
             finish_attempt(&config, host, a, routed.deployment, success);
+            return;
+        }
+        if let Some(pending) = routed.fleet.take() {
+            // The client went away while the store was deciding: nothing ran; what the parties'
+            // ledgers committed or held for it is theirs again.
+            accounting::fleet_abandoned(host, &routed.principal, pending.ask);
             return;
         }
         let Some(estimate) = routed.estimate.take() else {

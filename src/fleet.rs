@@ -295,6 +295,8 @@ pub enum Admitted {
     Ask {
         local: Vec<Option<Snapshot>>,
         ask: Vec<usize>,
+        /// Per party asked, the budget its lease holds for the request (`Shortfall::AskFleet`).
+        have: Vec<u64>,
     },
 }
 
@@ -320,20 +322,26 @@ pub fn admit(
     parties: &[&Party],
     now_ms: u64,
     est: Estimate,
+    lease_max_age_ms: u64,
 ) -> Result<Admitted, Refusal> {
     let mut local = Vec::with_capacity(parties.len());
     let mut ask = Vec::new();
+    let mut have = Vec::new();
     for (i, p) in parties.iter().enumerate() {
         track(store, party_id(p.key), p.limits);
-        let step = ledger_update(store, p, |g| g.admit(p.limits, p.scope, now_ms, est));
+        let step = ledger_update(store, p, |g| {
+            g.admit(p.limits, p.scope, now_ms, est, lease_max_age_ms)
+        });
         match step {
             Some(Ok(snap)) => local.push(Some(snap)),
-            Some(Err(Shortfall::AskFleet)) => {
+            Some(Err(Shortfall::AskFleet { have: h })) => {
                 local.push(None);
                 ask.push(i);
+                have.push(h);
             }
             other => {
                 unadmit(store, parties, &local, est);
+                unhold(store, parties, &ask, &have);
                 return Err(match other {
                     Some(Err(Shortfall::Refused(r))) => r,
                     _ => Refusal::Store,
@@ -344,7 +352,16 @@ pub fn admit(
     if ask.is_empty() {
         Ok(Admitted::Local(local.into_iter().flatten().collect()))
     } else {
-        Ok(Admitted::Ask { local, ask })
+        Ok(Admitted::Ask { local, ask, have })
+    }
+}
+
+/// Gives back the budget the asked parties' leases held for a request the store did not admit.
+pub fn unhold(store: &dyn Store, parties: &[&Party], ask: &[usize], have: &[u64]) {
+    for (&i, &h) in ask.iter().zip(have) {
+        if let (Some(p), true) = (parties.get(i), h > 0) {
+            let _ = ledger_update(store, p, |g| g.unhold(h));
+        }
     }
 }
 
@@ -363,11 +380,21 @@ pub fn admitted_by_fleet(
     party: &Party,
     now_ms: u64,
     est: Estimate,
+    have: u64,
     minute: u64,
     fleet: Option<Fleet>,
+    lease_max_age_ms: u64,
 ) -> Option<Snapshot> {
     ledger_update(store, party, |g| {
-        g.admitted_by_fleet(party.limits, now_ms, est, minute, fleet)
+        g.admitted_by_fleet(
+            party.limits,
+            now_ms,
+            est,
+            have,
+            minute,
+            fleet,
+            lease_max_age_ms,
+        )
     })
 }
 
@@ -561,10 +588,10 @@ impl AdmitRefusal {
     }
 }
 
-/// `tg_admit`'s call for these parties of a request.
+/// `tg_admit`'s call for these parties of a request, each with the budget its lease holds for it.
 pub fn admit_call(
     replica: &str,
-    parties: &[&Party],
+    parties: &[(&Party, u64)],
     est: Estimate,
     timeout_ms: u64,
 ) -> Option<Exchange> {
@@ -572,12 +599,18 @@ pub fn admit_call(
     struct Asked<'a> {
         id: &'a str,
         limits: WireLimits,
+        #[serde(skip_serializing_if = "is_zero")]
+        have: u64,
+    }
+    fn is_zero(n: &u64) -> bool {
+        *n == 0
     }
     let asked: Vec<Asked> = parties
         .iter()
-        .map(|p| Asked {
+        .map(|(p, have)| Asked {
             id: party_id(p.key),
             limits: WireLimits::from(p.limits),
+            have: *have,
         })
         .collect();
     let parties = serde_json::to_string(&asked).ok()?;

@@ -55,6 +55,15 @@ pub struct StoreSettings {
     pub spend_log_keep: u64,
 }
 
+impl StoreSettings {
+    /// How long a lease the store confirmed may be used without hearing from the store again:
+    /// the store may count this replica dead `replica_ttl_ms` after it received its last sync,
+    /// which may have taken up to `sync_timeout_ms` to come back (always more than `tick_ms`).
+    pub fn lease_max_age_ms(&self) -> u64 {
+        self.replica_ttl_ms.saturating_sub(self.sync_timeout_ms)
+    }
+}
+
 pub const DEFAULT_TICK_MS: u64 = 250;
 pub const DEFAULT_SYNC_TIMEOUT_MS: u64 = 1000;
 pub const DEFAULT_CALL_TIMEOUT_MS: u64 = 200;

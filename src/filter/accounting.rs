@@ -264,7 +264,11 @@ pub enum Admit {
 pub struct FleetAsk {
     pub local: Vec<Option<quota::Snapshot>>,
     pub ask: Vec<usize>,
+    /// Per party asked, the budget its lease holds for the request.
+    pub have: Vec<u64>,
     pub estimate: Estimate,
+    /// How long a lease confirmed by the store may be used (`StoreSettings::lease_max_age_ms`).
+    pub lease_max_age_ms: u64,
 }
 
 /// A virtual key's parties, the key's then its team's.
@@ -273,28 +277,31 @@ fn parties(k: &crate::auth::KeyPrincipal) -> (quota::Party<'_>, Option<quota::Pa
 }
 
 /// Admits a request: in this replica's shared records (no store), or against its parties' fleet
-/// leases, which may need the store.
+/// leases (`lease_max_age_ms` given: the gateway shares its state with a fleet), which may need
+/// the store.
 pub fn admit_request(
     host: &dyn HttpHost,
     principal: &Principal,
-    fleet_mode: bool,
+    lease_max_age_ms: Option<u64>,
     now_ms: u64,
     est: Estimate,
 ) -> Result<Admit, Refusal> {
-    if !fleet_mode {
+    let Some(lease_max_age_ms) = lease_max_age_ms else {
         return admit(host, principal, now_ms / 1000, est).map(Admit::Done);
-    }
+    };
     let Principal::Key(k) = principal else {
         return Ok(Admit::Done(None));
     };
     let (key, team) = parties(k);
     let list: Vec<&quota::Party> = std::iter::once(&key).chain(team.as_ref()).collect();
-    match crate::fleet::admit(host.store(), &list, now_ms, est)? {
+    match crate::fleet::admit(host.store(), &list, now_ms, est, lease_max_age_ms)? {
         crate::fleet::Admitted::Local(snaps) => Ok(Admit::Done(admission_of(est, &snaps))),
-        crate::fleet::Admitted::Ask { local, ask } => Ok(Admit::Ask(FleetAsk {
+        crate::fleet::Admitted::Ask { local, ask, have } => Ok(Admit::Ask(FleetAsk {
             local,
             ask,
+            have,
             estimate: est,
+            lease_max_age_ms,
         })),
     }
 }
@@ -320,10 +327,11 @@ pub fn fleet_call(
     };
     let (key, team) = parties(k);
     let list: Vec<&quota::Party> = std::iter::once(&key).chain(team.as_ref()).collect();
-    let asked: Vec<&quota::Party> = ask
+    let asked: Vec<(&quota::Party, u64)> = ask
         .ask
         .iter()
-        .filter_map(|&i| list.get(i).copied())
+        .zip(&ask.have)
+        .filter_map(|(&i, &have)| list.get(i).map(|p| (*p, have)))
         .collect();
     crate::fleet::admit_call(replica, &asked, ask.estimate, timeout_ms)
 }
@@ -351,16 +359,26 @@ pub fn fleet_answered(
         .and_then(|text| serde_json::from_str::<crate::fleet::AdmitReply>(text).map_err(|_| ()));
     match reply {
         Ok(r) if r.ok => {
-            for (n, &i) in ask.ask.iter().enumerate() {
+            for (n, (&i, &have)) in ask.ask.iter().zip(&ask.have).enumerate() {
                 let (Some(party), Some(slot)) = (list.get(i), local.get_mut(i)) else {
                     continue;
                 };
                 let fleet = r.parties.get(n).map(|p| p.reply.fleet());
-                *slot = crate::fleet::admitted_by_fleet(store, party, now_ms, est, r.m, fleet);
+                *slot = crate::fleet::admitted_by_fleet(
+                    store,
+                    party,
+                    now_ms,
+                    est,
+                    have,
+                    r.m,
+                    fleet,
+                    ask.lease_max_age_ms,
+                );
             }
         }
         Ok(r) => {
             crate::fleet::unadmit(store, &list, &local, est);
+            crate::fleet::unhold(store, &list, &ask.ask, &ask.have);
             let i = ask.ask.get(r.party).copied().unwrap_or(0);
             let party = list.get(i).copied().unwrap_or(&key);
             let fleet = r
@@ -375,6 +393,7 @@ pub fn fleet_answered(
             return Err(refusal.refusal(party, est, &fleet));
         }
         Err(()) if local_fallback => {
+            crate::fleet::unhold(store, &list, &ask.ask, &ask.have);
             for &i in &ask.ask {
                 let (Some(party), Some(slot)) = (list.get(i), local.get_mut(i)) else {
                     continue;
@@ -390,6 +409,7 @@ pub fn fleet_answered(
         }
         Err(()) => {
             crate::fleet::unadmit(store, &list, &local, est);
+            crate::fleet::unhold(store, &list, &ask.ask, &ask.have);
             return Err(Refusal::Store);
         }
     }
@@ -398,6 +418,18 @@ pub fn fleet_answered(
         return Err(Refusal::Store);
     }
     Ok(admission_of(est, &snaps))
+}
+
+/// A request that waited for the store's admission is gone before the answer: what its parties'
+/// ledgers committed or held for it is undone.
+pub fn fleet_abandoned(host: &dyn HttpHost, principal: &Principal, ask: FleetAsk) {
+    let Principal::Key(k) = principal else {
+        return;
+    };
+    let (key, team) = parties(k);
+    let list: Vec<&quota::Party> = std::iter::once(&key).chain(team.as_ref()).collect();
+    crate::fleet::unadmit(host.store(), &list, &ask.local, ask.estimate);
+    crate::fleet::unhold(host.store(), &list, &ask.ask, &ask.have);
 }
 
 /// Charges a finished request and frees its slots; returns the key's counters afterwards.

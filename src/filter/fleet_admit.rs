@@ -36,11 +36,17 @@ impl HttpFilter {
         let State::Routed(routed) = &mut self.state else {
             return Action::Continue;
         };
-        let exchange = accounting::fleet_call(&routed.principal, &ask, &replica, timeout);
+        // While the store is known to be down, a request does not wait to find out again.
+        let exchange = if crate::host::tick::store_down(host.store()) {
+            None
+        } else {
+            accounting::fleet_call(&routed.principal, &ask, &replica, timeout)
+        };
         routed.fleet = Some(Box::new(Pending { ask, body }));
         match exchange {
             Some(exchange) => self.wait_for_store(host, exchange, Then::Admit { body_size }),
-            // Nothing to send (cannot happen for a virtual key): as if the store did not answer.
+            // The store is down, or nothing to send (cannot happen for a virtual key): as if
+            // the store did not answer.
             None => self.fleet_answered(host, body_size, Err(())),
         }
     }

@@ -4,6 +4,7 @@ use crate::quota::{Estimate, Scope};
 use crate::store::MemoryStore;
 
 const NOW: u64 = 1_790_000_000_000;
+const AGE: u64 = u64::MAX;
 
 fn limits() -> Limits {
     Limits {
@@ -21,10 +22,10 @@ fn admit_locally(
     track(store, party, l);
     update(store, &ledger_key(party), |bytes| {
         let mut g = Ledger::decode(bytes);
-        let r = g.admit(l, Scope::Key, NOW, est).map(|_| ());
+        let r = g.admit(l, Scope::Key, NOW, est, AGE).map(|_| ());
         Ok((g.encode(), r))
     })
-    .map_err(|_: crate::store::UpdateError<()>| Shortfall::AskFleet)?
+    .map_err(|_: crate::store::UpdateError<()>| Shortfall::AskFleet { have: 0 })?
 }
 
 #[test]
@@ -103,7 +104,7 @@ fn idle_parties_are_forgotten() {
                 tokens: 1
             }
         ),
-        Err(Shortfall::AskFleet)
+        Err(Shortfall::AskFleet { have: 0 })
     );
     let (seq, payload) = next_sync(&store, 3000, NOW).unwrap();
     assert!(!payload.contains("key.idle"), "{payload}");
@@ -165,11 +166,23 @@ fn a_request_is_admitted_in_every_party_or_none() {
         Ok((g.encode(), ()))
     })
     .unwrap();
+    // The key holds a fragment of a lease, too small for the request: it goes toward it.
+    update::<_, ()>(&store, &ledger_key("key.k1"), |b| {
+        let mut g = Ledger::decode(b);
+        g.lease.b = 30;
+        Ok((g.encode(), ()))
+    })
+    .unwrap();
     let parties = [&key, &team];
-    let Admitted::Ask { local, ask } = admit(&store, &parties, NOW, est).unwrap() else {
-        panic!("the key has no lease");
+    let Admitted::Ask { local, ask, have } = admit(&store, &parties, NOW, est, AGE).unwrap() else {
+        panic!("the key's lease cannot hold it");
     };
     assert_eq!(ask, vec![0]);
+    assert_eq!(have, vec![30]);
+    let key_ledger = |s: &MemoryStore| Ledger::decode(&s.get(&ledger_key("key.k1")).unwrap().value);
+    assert_eq!(key_ledger(&store).held, 30);
+    unhold(&store, &parties, &ask, &have);
+    assert_eq!(key_ledger(&store).held, 0);
     assert!(local[0].is_none() && local[1].is_some());
     let team_ledger =
         |s: &MemoryStore| Ledger::decode(&s.get(&ledger_key("team.t1")).unwrap().value);
@@ -186,7 +199,7 @@ fn a_request_is_admitted_in_every_party_or_none() {
     })
     .unwrap();
     assert!(matches!(
-        admit(&store, &parties, NOW, est),
+        admit(&store, &parties, NOW, est, AGE),
         Err(Refusal::Budget { .. })
     ));
     assert_eq!(team_ledger(&store).reserved, 0);

@@ -72,6 +72,14 @@ pub fn note_store_state(store: &dyn Store, now_ms: u64, outcome: Result<(), &Cal
     }
 }
 
+/// Whether the last call of this process to finish found the store unreachable: requests then
+/// do not wait for a call of their own (the periodic job finds out when it is back).
+pub fn store_down(store: &dyn Store) -> bool {
+    store
+        .get(STATE_KEY)
+        .is_some_and(|v| decode_u64s::<2>(1, &v.value)[0] == 2)
+}
+
 /// The driver of this configuration's periodic job, for a host that runs it (the gateway's
 /// filter; the attempt listener's shares the process and runs none). `None` without a store.
 /// `me` tells this driver from the others of the process (random per VM or config).

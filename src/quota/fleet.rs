@@ -82,18 +82,26 @@ pub struct Ledger {
     /// Until when (the store's clock, ms) a refusal by the store is believed without asking.
     pub refused_until_ms: u64,
     pub refused: u64,
+    /// When (this replica's clock, ms) the store last confirmed the lease: its last sync reply,
+    /// or a `tg_admit` grant. A lease older than the caller's limit may have been reclaimed by
+    /// the store (it counts a replica dead `replica_ttl_ms` after its last sync) and is not used.
+    pub confirmed_ms: u64,
+    /// Budget of the lease held for requests waiting for the store (see [`Shortfall::AskFleet`]).
+    pub held: u64,
 }
 
 const VERSION: u8 = 1;
-const FIELDS: usize = 33;
+const FIELDS: usize = 35;
 
 /// What an admission needs when the lease cannot hold it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Shortfall {
     /// A limit the fleet has reached, as far as this replica knows: refused without asking.
     Refused(Refusal),
-    /// The lease cannot hold this request: ask the store to admit it (`tg_admit`).
-    AskFleet,
+    /// The lease cannot hold this request: ask the store to admit it (`tg_admit`). `have` is the
+    /// budget room the lease had, held for this request until the store answers (so the store
+    /// grants only the rest): a fragment too small for a request is not stranded beside it.
+    AskFleet { have: u64 },
 }
 
 /// Which limit a store refusal was about (`refusal.kind` of `tg_admit`).
@@ -123,7 +131,7 @@ impl Ledger {
                 l.t,
                 l.p,
                 l.m,
-                0,
+                self.refused,
                 f.spend,
                 f.lifetime,
                 f.window_start,
@@ -151,6 +159,8 @@ impl Ledger {
                 self.smooth_r,
                 self.smooth_t,
                 self.refused_until_ms,
+                self.confirmed_ms,
+                self.held,
             ],
         )
     }
@@ -158,7 +168,7 @@ impl Ledger {
     /// Decodes a ledger; an absent or unreadable one is a party this replica holds nothing of.
     pub fn decode(bytes: &[u8]) -> Ledger {
         let v = crate::store::decode_u64s::<FIELDS>(VERSION, bytes);
-        let [b, r, t, p, m, _unused, spend, lifetime, window_start, leased, minute, requests, tokens, replicas, offset, reserved, tokens_reserved, in_flight, local_minute, requests_used, tokens_used, unsynced_spend, unsynced_tokens, frozen_spend, frozen_tokens, demand_b, demand_r, demand_t, peak_p, smooth_b, smooth_r, smooth_t, refused_until_ms] =
+        let [b, r, t, p, m, refused, spend, lifetime, window_start, leased, minute, requests, tokens, replicas, offset, reserved, tokens_reserved, in_flight, local_minute, requests_used, tokens_used, unsynced_spend, unsynced_tokens, frozen_spend, frozen_tokens, demand_b, demand_r, demand_t, peak_p, smooth_b, smooth_r, smooth_t, refused_until_ms, confirmed_ms, held] =
             v;
         Ledger {
             lease: Lease { b, r, t, p, m },
@@ -191,7 +201,9 @@ impl Ledger {
             smooth_r,
             smooth_t,
             refused_until_ms,
-            refused: 0,
+            refused,
+            confirmed_ms,
+            held,
         }
     }
 
@@ -226,6 +238,7 @@ impl Ledger {
             .b
             .saturating_sub(self.reserved)
             .saturating_sub(self.unsynced_spend)
+            .saturating_sub(self.held)
     }
 
     /// Spend fleet-wide as far as this replica knows: the store's, plus what it settled since.
@@ -236,13 +249,16 @@ impl Ledger {
         )
     }
 
-    /// Admits a request against the lease, if it holds it; else says what it takes.
+    /// Admits a request against the lease, if it holds it; else says what it takes. A lease the
+    /// store confirmed more than `lease_max_age_ms` ago holds nothing (the store may have given
+    /// it to others meanwhile).
     pub fn admit(
         &mut self,
         l: &Limits,
         scope: Scope,
         now_ms: u64,
         est: Estimate,
+        lease_max_age_ms: u64,
     ) -> Result<Snapshot, Shortfall> {
         let fleet_now = self.fleet_now_ms(now_ms);
         self.roll(fleet_now);
@@ -263,22 +279,35 @@ impl Ledger {
                 }));
             }
         }
-        let fits = l.max_budget.is_none_or(|_| est.cost <= self.budget_room())
-            && l.parallel.is_none_or(|_| self.in_flight < self.lease.p)
-            && l.rpm.is_none_or(|_| self.requests_used < lease_r)
-            && l.tpm.is_none_or(|_| {
-                self.tokens_used
-                    .saturating_add(self.tokens_reserved)
-                    .saturating_add(est.tokens)
-                    <= lease_t
-            });
+        // A party without limits needs no lease at all.
+        let limited =
+            l.max_budget.is_some() || l.parallel.is_some() || l.rpm.is_some() || l.tpm.is_some();
+        let fresh = now_ms.saturating_sub(self.confirmed_ms) <= lease_max_age_ms;
+        let fits = !limited
+            || fresh
+                && l.max_budget.is_none_or(|_| est.cost <= self.budget_room())
+                && l.parallel.is_none_or(|_| self.in_flight < self.lease.p)
+                && l.rpm.is_none_or(|_| self.requests_used < lease_r)
+                && l.tpm.is_none_or(|_| {
+                    self.tokens_used
+                        .saturating_add(self.tokens_reserved)
+                        .saturating_add(est.tokens)
+                        <= lease_t
+                });
         if !fits {
             if self.refused_until_ms > fleet_now {
                 if let Some(r) = self.remembered_refusal(l, scope, est, reset_secs) {
                     return Err(Shortfall::Refused(r));
                 }
             }
-            return Err(Shortfall::AskFleet);
+            // The lease's budget room (if it may be used) goes toward this request.
+            let have = if fresh && l.max_budget.is_some() {
+                self.budget_room().min(est.cost)
+            } else {
+                0
+            };
+            self.held = self.held.saturating_add(have);
+            return Err(Shortfall::AskFleet { have });
         }
         Ok(self.take(l, fleet_now, est, reset_secs))
     }
@@ -348,19 +377,27 @@ impl Ledger {
         }
     }
 
-    /// The store admitted the request (`tg_admit`): its lease grew by exactly this request (in the
-    /// store's minute `minute`), which is committed here.
+    /// The store admitted the request (`tg_admit`): its lease grew by exactly this request, less
+    /// the budget `have` held for it (in the store's minute `minute`), which is committed here.
+    #[allow(clippy::too_many_arguments)]
     pub fn admitted_by_fleet(
         &mut self,
         l: &Limits,
         now_ms: u64,
         est: Estimate,
+        have: u64,
         minute: u64,
         fleet: Option<Fleet>,
+        lease_max_age_ms: u64,
     ) -> Snapshot {
+        // A lease held from before, not confirmed lately, may be the store's no more: this grant
+        // does not vouch for it (the next sync does, or resets it).
+        let vouched = self.lease == Lease::default()
+            || now_ms.saturating_sub(self.confirmed_ms) <= lease_max_age_ms;
+        self.held = self.held.saturating_sub(have);
         self.grant(
             Amounts {
-                b: est.cost,
+                b: est.cost.saturating_sub(have),
                 r: 1,
                 t: est.tokens,
                 p: 1,
@@ -369,6 +406,9 @@ impl Ledger {
         );
         if let Some(f) = fleet {
             self.fleet = f;
+        }
+        if vouched {
+            self.confirmed_ms = self.confirmed_ms.max(now_ms);
         }
         let fleet_now = self.fleet_now_ms(now_ms);
         self.roll(fleet_now);
@@ -447,6 +487,12 @@ impl Ledger {
             Kind::Tokens => 3,
             Kind::Parallel => 4,
         };
+    }
+
+    /// The store did not admit the request (refused, or did not answer): the budget held for it
+    /// is the lease's again.
+    pub fn unhold(&mut self, have: u64) {
+        self.held = self.held.saturating_sub(have);
     }
 
     /// Adds what the store granted; requests and tokens count in the store's `minute`.
@@ -633,6 +679,7 @@ impl Ledger {
         }
         self.grant(reply.granted, reply.m);
         self.fleet = reply.fleet();
+        self.confirmed_ms = now_ms;
         if store_now_ms > 0 {
             self.clock_offset_ms = i64::try_from(store_now_ms)
                 .unwrap_or(i64::MAX)

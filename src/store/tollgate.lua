@@ -96,13 +96,15 @@ Functions (as in the store design of issue 14, with these precisions):
     on; they are re-encoded by cjson (flat objects keep their fields; numbers above 1e14 would
     lose digits). Top-level reply fields besides the design's: `changes_lost` (changes after
     the cursor were trimmed away: drop the key cache); `reclaimed` (the parties' `reset`).
-  tg_admit(replica, parties, estimate): parties is a JSON array of 1 to 16 {"id", "limits"}
-    (the key's party, then its team's; one object is taken as an array of one; an id may not
-    repeat); estimate {"b": µUSD, "t": tokens}. All or none: if every party has room for
-    exactly this request (not spend >= max_budget, spend + leased + b <= max_budget,
+  tg_admit(replica, parties, estimate): parties is a JSON array of 1 to 16 {"id", "limits",
+    "have"} (the key's party, then its team's; one object is taken as an array of one; an id
+    may not repeat; `have`, default 0, at most b: budget of the replica's lease it holds for
+    this request, so only b - have is needed from the pool); estimate {"b": µUSD, "t": tokens}.
+    All or none: if every party has room for exactly this request (not spend >= max_budget,
+    spend + leased + b - have <= max_budget,
     leased_parallel + 1 <= parallel, requests + 1 <= rpm, tokens + t <= tpm), each party's
     lease of this replica grows by it, and the reply is {"ok": true, "now_ms", "m", "parties":
-    [{"id", "granted": {"b", "r": 1, "t", "p": 1}, + the party fields of tg_sync's reply but
+    [{"id", "granted": {"b": b - have, "r": 1, "t", "p": 1}, + the party fields of tg_sync's reply but
     `reset`}]}. Else nothing is written and the reply is {"ok": false, "now_ms", "m", "party":
     the index (from 0) of the first party that refused, "refusal": {"kind":
     budget|parallel|requests|tokens (checked in this order), "limit", "used", "reset_s"
@@ -129,7 +131,7 @@ the next calls). tg_admit takes at most 16 parties. tg_spend_logs reads at most 
 (~30 ms) and returns at most 1000 (`next` continues). No function walks the keyspace.
 ]]
 
-local VERSION = '3'
+local VERSION = '4'
 
 local MAX_PARTIES = 1024
 local MAX_ADMIT_PARTIES = 16
@@ -1047,7 +1049,14 @@ local function parse_admit(args)
     if not limits then
       return nil, err
     end
-    a.parties[i] = { id = v.id, limits = limits }
+    local have = 0
+    if not absent(v.have) then
+      if not is_count(v.have) then
+        return nil, where .. '.have must be a non-negative integer'
+      end
+      have = v.have
+    end
+    a.parties[i] = { id = v.id, limits = limits, have = have }
   end
   local estimate = decode(args[3])
   if not is_object(estimate) then
@@ -1058,12 +1067,17 @@ local function parse_admit(args)
   if not a.est then
     return nil, err
   end
+  for i, q in ipairs(a.parties) do
+    if q.have > a.est.b then
+      return nil, 'parties[' .. i .. '].have must be at most estimate.b'
+    end
+  end
   return a
 end
 
 -- Why a party has no room for exactly this request (nil: it has).
-local function admit_refusal(p, limits, est, now_s)
-  if limits.max_budget and (p.spend >= limits.max_budget or p.spend + p.leased + est.b > limits.max_budget) then
+local function admit_refusal(p, limits, est, have, now_s)
+  if limits.max_budget and (p.spend >= limits.max_budget or p.spend + p.leased + est.b - have > limits.max_budget) then
     local reset_s = cjson.null
     if limits.duration then
       reset_s = math.max(0, p.window_start + limits.duration - now_s)
@@ -1094,7 +1108,7 @@ local function tg_admit(_, args)
   for i, q in ipairs(a.parties) do
     loaded[i] = load_party(q.id, q.limits, now_s)
     if not refusal then
-      refusal = admit_refusal(loaded[i], q.limits, est, now_s)
+      refusal = admit_refusal(loaded[i], q.limits, est, q.have, now_s)
       if refusal then
         refused = i - 1
       end
@@ -1122,15 +1136,16 @@ local function tg_admit(_, args)
     if l.m ~= p.minute then
       l.r, l.t, l.m = 0, 0, p.minute
     end
-    l.b, l.r, l.t, l.p = l.b + est.b, l.r + 1, l.t + est.t, l.p + 1
-    p.leased = p.leased + est.b
+    local b = est.b - q.have
+    l.b, l.r, l.t, l.p = l.b + b, l.r + 1, l.t + est.t, l.p + 1
+    p.leased = p.leased + b
     p.requests = p.requests + 1
     p.tokens = p.tokens + est.t
     p.leased_parallel = p.leased_parallel + 1
     save_party(p)
     save_lease(q.id, a.replica, l)
     local out = party_reply(p, replicas)
-    out.granted = { b = est.b, r = 1, t = est.t, p = 1 }
+    out.granted = { b = b, r = 1, t = est.t, p = 1 }
     parties[i] = out
   end
   return encode({ ok = true, now_ms = now_ms, m = minute, parties = parties })

@@ -30,6 +30,7 @@ LIBRARY_SHA256 = {
     "1": "2763ba0217b164a49ba60c5e85ed9f901cc5b2d4e355d72cf7b989f43138f2fd",
     "2": "07f07a4cb134e5645f209f40ceceb8a58a772f6ef695d79632fe35de70c3377c",
     "3": "fc8d08b50ce8ca2ca7dcfb6d121bbaecd7d6cb2bc3779f5fd8505b44ed73ec2e",
+    "4": "2610f552d05faff18287921ddd47b28ec024726e0f9b5e4c2d505d4342d78130",
 }
 
 # A party's fleet-wide fields in a reply (tg_sync adds granted, m and reset; tg_admit granted).
@@ -203,6 +204,9 @@ BAD_CALLS = [
     ("tg_key_put", [KEY, "[]", "delete", "null"]),
     ("tg_key_put", [KEY, "{}", "put", "[]"]),
     ("tg_admit", ["r1", '{"id": "p"}', "[]"]),
+    ("tg_admit", ["r1", '{"id": "p", "have": -1}', '{"b": 1}']),
+    ("tg_admit", ["r1", '{"id": "p", "have": 1.5}', '{"b": 2}']),
+    ("tg_admit", ["r1", '{"id": "p", "have": 2}', '{"b": 1}']),
     ("tg_sync", ["r1", "1", "[]"]),
     ("tg_key_put", [KEY, "null", "put", "null"]),
     ("tg_key_put", [KEY, "{}", "put", "[1]"]),
@@ -601,6 +605,21 @@ def test_admit_grows_the_lease_by_exactly_the_request_and_refuses_over_budget(li
     lib.sync("rb", 1, {"parties": [entry("p", limits, spent=400)]})
     out = lib.admit("rc", party("p", **limits), b=0)
     assert not out["ok"] and out["parties"][0]["spend"] == 1000 and out["parties"][0]["leased"] == 0
+
+
+def test_admit_needs_from_the_pool_only_what_the_lease_does_not_hold(lib):
+    """A replica whose lease holds a fragment too small for a request offers it (`have`): the
+    store checks and grants only the rest, so the fragment is not stranded beside the request."""
+    limits = {"max_budget": 1000}
+    lib.sync("ra", 1, {"parties": [entry("p", limits, grow={"b": 930})]})
+    # 70 left in the pool: a request of 100 fits only with 30 of ra's lease.
+    assert not lib.admit("ra", [party("p", **limits)], b=100)["ok"]
+    out = lib.admit("ra", [{**party("p", **limits), "have": 30}], b=100, t=5)
+    assert out["ok"], out
+    assert out["parties"][0]["granted"] == amounts(70, 1, 5, 1) and out["parties"][0]["leased"] == 1000
+    assert lib.leases("p")["ra"]["b"] == 1000
+    out = lib.admit("ra", [{**party("p", **limits), "have": 100}], b=100)
+    assert out["ok"] and out["parties"][0]["granted"]["b"] == 0
 
 
 def test_admit_is_all_or_none_across_parties(lib):

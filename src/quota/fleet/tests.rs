@@ -88,8 +88,10 @@ impl Model {
         self.reply(granted)
     }
 
-    fn admit(&mut self, replica: usize, est: Estimate) -> Result<PartyReply, Kind> {
-        if self.limits.max_budget.is_some() && est.cost > self.left_b() {
+    /// `tg_admit`: `have` of the request's cost is held from the replica's lease already.
+    fn admit(&mut self, replica: usize, est: Estimate, have: u64) -> Result<PartyReply, Kind> {
+        let b = est.cost - have;
+        if self.limits.max_budget.is_some() && b > self.left_b() {
             return Err(Kind::Budget);
         }
         if self.limits.rpm.is_some_and(|r| self.requests >= r) {
@@ -104,15 +106,15 @@ impl Model {
             lease.r = 0;
             lease.t = 0;
         }
-        lease.b += est.cost;
+        lease.b += b;
         lease.r += 1;
         lease.t += est.tokens;
         lease.p += 1;
-        self.leased_b += est.cost;
+        self.leased_b += b;
         self.requests += 1;
         self.leased_p += 1;
         Ok(self.reply(Amounts {
-            b: est.cost,
+            b,
             r: 1,
             t: est.tokens,
             p: 1,
@@ -137,6 +139,8 @@ const EST: Estimate = Estimate {
     tokens: 10,
 };
 const NOW: u64 = 1_790_000_000_000;
+/// Leases never age out (the tests of ageing give their own).
+const AGE: u64 = u64::MAX;
 
 /// Admits through the lease, asking the model when it must, as the filter does.
 fn admit(
@@ -157,15 +161,16 @@ fn admit_at(
     est: Estimate,
     now: u64,
 ) -> bool {
-    match ledger.admit(l, Scope::Key, now, est) {
+    match ledger.admit(l, Scope::Key, now, est, AGE) {
         Ok(_) => true,
         Err(Shortfall::Refused(_)) => false,
-        Err(Shortfall::AskFleet) => match model.admit(replica, est) {
+        Err(Shortfall::AskFleet { have }) => match model.admit(replica, est, have) {
             Ok(r) => {
-                ledger.admitted_by_fleet(l, now, est, r.m, Some(r.fleet()));
+                ledger.admitted_by_fleet(l, now, est, have, r.m, Some(r.fleet()), AGE);
                 true
             }
             Err(kind) => {
+                ledger.unhold(have);
                 ledger.refused_by_fleet(now, kind, None);
                 false
             }
@@ -189,6 +194,8 @@ fn encodes_round_trip() {
     l.clock_offset_ms = -1234;
     l.unsynced_spend = 9;
     l.refused_until_ms = 10;
+    l.refused = 2;
+    l.confirmed_ms = 11;
     let back = Ledger::decode(&l.encode());
     assert_eq!(back, l);
     assert_eq!(Ledger::decode(b"garbage"), Ledger::default());
@@ -200,10 +207,10 @@ fn an_idle_ledger_asks_then_admits_locally_once_leased() {
     let mut model = Model::new(l.clone(), 1);
     let mut ledger = Ledger::default();
     // Nothing leased yet: the first request asks the store.
-    assert_eq!(
-        ledger.admit(&l, Scope::Key, NOW, EST),
-        Err(Shortfall::AskFleet)
-    );
+    assert!(matches!(
+        ledger.admit(&l, Scope::Key, NOW, EST, AGE),
+        Err(Shortfall::AskFleet { .. })
+    ));
     assert!(admit(&mut ledger, &mut model, 0, &l, EST));
     ledger.settle(ledger.local_minute, EST, 80, 8);
     // The sync reports the spend and asks for a lease sized to the demand.
@@ -215,7 +222,7 @@ fn an_idle_ledger_asks_then_admits_locally_once_leased() {
     assert_eq!(ledger.unsynced_spend, 0);
     assert!(ledger.lease.b >= EST.cost, "{:?}", ledger.lease);
     // Now it admits without the store.
-    assert!(ledger.admit(&l, Scope::Key, NOW, EST).is_ok());
+    assert!(ledger.admit(&l, Scope::Key, NOW, EST, AGE).is_ok());
     assert!(model.committed() <= 10_000);
 }
 
@@ -224,7 +231,7 @@ fn a_spent_budget_is_refused_without_asking() {
     let l = budget(1_000);
     let mut ledger = Ledger::default();
     ledger.fleet.spend = 1_000;
-    match ledger.admit(&l, Scope::Key, NOW, EST) {
+    match ledger.admit(&l, Scope::Key, NOW, EST, AGE) {
         Err(Shortfall::Refused(Refusal::Budget { spend, max, .. })) => {
             assert_eq!((spend, max), (1_000, 1_000))
         }
@@ -238,13 +245,66 @@ fn a_refusal_is_remembered_briefly() {
     let mut ledger = Ledger::default();
     ledger.refused_by_fleet(NOW, Kind::Budget, None);
     assert!(matches!(
-        ledger.admit(&l, Scope::Key, NOW + 10, EST),
+        ledger.admit(&l, Scope::Key, NOW + 10, EST, AGE),
         Err(Shortfall::Refused(Refusal::Budget { .. }))
     ));
-    assert_eq!(
-        ledger.admit(&l, Scope::Key, NOW + REFUSAL_MEMORY_MS + 1, EST),
-        Err(Shortfall::AskFleet)
-    );
+    assert!(matches!(
+        ledger.admit(&l, Scope::Key, NOW + REFUSAL_MEMORY_MS + 1, EST, AGE),
+        Err(Shortfall::AskFleet { .. })
+    ));
+}
+
+/// Every request decodes the ledger afresh: the remembered refusal must survive it.
+#[test]
+fn a_remembered_refusal_survives_the_record() {
+    let l = budget(1_000);
+    let mut ledger = Ledger::default();
+    ledger.refused_by_fleet(NOW, Kind::Budget, None);
+    let mut back = Ledger::decode(&ledger.encode());
+    assert!(matches!(
+        back.admit(&l, Scope::Key, NOW + 10, EST, AGE),
+        Err(Shortfall::Refused(Refusal::Budget { .. }))
+    ));
+}
+
+/// A lease the store has not confirmed for longer than the store keeps a silent replica alive
+/// may have been reclaimed and given to others: it admits nothing until the store answers.
+#[test]
+fn a_lease_unconfirmed_too_long_holds_nothing() {
+    const MAX_AGE: u64 = 2_000;
+    let l = budget(100_000);
+    let mut model = Model::new(l.clone(), 1);
+    let mut ledger = Ledger::default();
+    for _ in 0..10 {
+        assert!(admit(&mut ledger, &mut model, 0, &l, EST));
+    }
+    let r = model.sync(0, &ledger.sync(&l, NOW));
+    ledger.synced(NOW, NOW, &r);
+    assert!(ledger.lease.b >= EST.cost);
+    assert!(ledger
+        .admit(&l, Scope::Key, NOW + MAX_AGE, EST, MAX_AGE)
+        .is_ok());
+    let late = NOW + MAX_AGE + 1;
+    assert!(matches!(
+        ledger.admit(&l, Scope::Key, late, EST, MAX_AGE),
+        Err(Shortfall::AskFleet { .. })
+    ));
+    // A grant of tg_admit vouches for itself, not for the old lease...
+    let grant = model.admit(0, EST, 0).unwrap();
+    ledger.admitted_by_fleet(&l, late, EST, 0, grant.m, None, MAX_AGE);
+    assert!(matches!(
+        ledger.admit(&l, Scope::Key, late, EST, MAX_AGE),
+        Err(Shortfall::AskFleet { .. })
+    ));
+    // ...the next sync's reply does.
+    let r = model.sync(0, &ledger.sync(&l, late));
+    ledger.synced(late, late, &r);
+    assert!(ledger.admit(&l, Scope::Key, late, EST, MAX_AGE).is_ok());
+    // A party that held nothing is vouched for by its first grant.
+    let mut fresh = Ledger::default();
+    let grant = model.admit(0, EST, 0).unwrap();
+    fresh.admitted_by_fleet(&l, late, EST, 0, grant.m, None, MAX_AGE);
+    assert_eq!(fresh.confirmed_ms, late);
 }
 
 /// A grant of `tg_admit` and the reply of a sync sent before it add up, in either order.
@@ -260,13 +320,13 @@ fn replies_that_cross_add_up() {
         let s = ledger.sync(&l, NOW);
         let (sync_reply, admit_reply);
         if admit_first {
-            admit_reply = model.admit(0, EST).unwrap();
+            admit_reply = model.admit(0, EST, 0).unwrap();
             sync_reply = model.sync(0, &s);
         } else {
             sync_reply = model.sync(0, &s);
-            admit_reply = model.admit(0, EST).unwrap();
+            admit_reply = model.admit(0, EST, 0).unwrap();
         }
-        ledger.admitted_by_fleet(&l, NOW, EST, admit_reply.m, None);
+        ledger.admitted_by_fleet(&l, NOW, EST, 0, admit_reply.m, None, AGE);
         ledger.synced(NOW, NOW, &sync_reply);
         assert_eq!(
             ledger.lease.b, model.leases[0].b,
@@ -452,4 +512,34 @@ fn rpm_holds_across_replicas() {
     }
     assert_eq!(admitted, 30);
     assert!(model.requests <= 30);
+}
+
+/// A request costing less than it reserves leaves fragments of lease too small for the next one:
+/// they go toward it when the store is asked, so a replica is refused only when the fleet's
+/// budget truly has no room (spend + estimate > max), however its syncs fall.
+#[test]
+fn fragments_of_a_lease_do_not_refuse_early() {
+    let l = budget(1_000);
+    for sync_every in [1, 3, 5, 1_000] {
+        let mut model = Model::new(l.clone(), 1);
+        let mut ledger = Ledger::default();
+        let mut admitted = 0;
+        for n in 0..40 {
+            if admit(&mut ledger, &mut model, 0, &l, EST) {
+                admitted += 1;
+                ledger.settle(ledger.local_minute, EST, 60, 6);
+            }
+            if n % sync_every == 0 {
+                let r = model.sync(0, &ledger.sync(&l, NOW));
+                ledger.synced(NOW, NOW, &r);
+            }
+            // What the store believes is never more than the budget.
+            assert!(model.committed() <= 1_000, "sync every {sync_every}");
+            // A refusal is remembered briefly; time moves on between requests here.
+            ledger.refused_until_ms = 0;
+        }
+        // 60 per request, 100 reserved: the 16th fits exactly (900 + 100), the 17th does not.
+        assert_eq!(admitted, 16, "sync every {sync_every}");
+        assert_eq!(ledger.held, 0);
+    }
 }
