@@ -110,6 +110,7 @@ bench-clock:
 
 bench-prepare: build $(BENCH_VENV)/.installed
 	@command -v wrk >/dev/null || { echo "installing wrk (apt)"; apt-get install -y -qq wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }; }
+	@command -v redis-server >/dev/null && command -v webdis >/dev/null || { echo "installing redis-server and webdis (apt), for rows 4f and 4fm"; apt-get install -y -qq redis-server webdis >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server webdis; }; }
 	@command -v valgrind >/dev/null || { echo "installing valgrind (apt), for instruction counts"; apt-get install -y -qq valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }; }
 	@$${CARGO_HOME:-$$HOME/.cargo}/bin/oha --version 2>/dev/null | grep -qx "oha $(OHA_VERSION)" || cargo install --locked oha --version $(OHA_VERSION)
 	cargo build --quiet --release --manifest-path bench/loadgen/Cargo.toml

@@ -20,6 +20,10 @@ compiled natively, `tollgate render --module`) instead of the `.wasm`; row 2m is
 dynamic module that only holds each request until its body is in, as Tollgate's module does: the
 floor under (3m) to (5m).
 
+Rows 4f and 4fm are (4) and (4m) in fleet mode: `tollgate_settings.store` set, a real Redis 7
+and webdis started here, each Envoy syncing with them every tick and admitting against its
+leases; the row says how many store calls its requests made (tg_admit) beside the ticks' syncs.
+
 Rows 2a to 2c take Tollgate's bootstrap apart to show where its cost comes from: Envoy's filters
 around it, a proxy-wasm filter that does nothing, and that filter making as many host calls as
 Tollgate does. A perf profile of (2) and (4) splits the CPU by where it runs.
@@ -305,13 +309,13 @@ def gateway_doc(mock_url):
     return spec["client_key"], json.loads(text)
 
 
-def tollgate_bootstrap(doc, port, admin_port, workdir, module=False):
+def tollgate_bootstrap(doc, port, admin_port, workdir, module=False, name="tollgate"):
     """`tollgate render` of bench.yaml's gateway, exactly as users render it: with the `.wasm`,
     or with the dynamic module."""
-    cfg = os.path.join(workdir, "gateway.yaml")
+    cfg = os.path.join(workdir, f"{name}-gateway.yaml")
     with open(cfg, "w") as f:
         yaml.safe_dump(doc, f)
-    out = os.path.join(workdir, "tollgate-module-rendered.yaml" if module else "tollgate-rendered.yaml")
+    out = os.path.join(workdir, f"{name}-module-rendered.yaml" if module else f"{name}-rendered.yaml")
     cmd = [CLI, "render", cfg, "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin_port}",
            *(["--module", MODULE] if module else ["--wasm", WASM]), "-o", out]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
@@ -519,6 +523,18 @@ def check_answer(name, url, body_path, headers, kind):
         ok = False
     if not ok:
         raise RuntimeError(f"{name}: unexpected answer from {url}: {status} {text[:600]}")
+
+
+def store_calls(envoy):
+    """The store calls an Envoy's filter made, by call (`tollgate_store_calls_total{call,...}`)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{envoy.admin}/stats?filter=store_calls", timeout=5) as r:
+        text = r.read().decode()
+    out = {}
+    for name, value in re.findall(r"^(\S*store_calls\S*): (\d+)$", text, re.M):
+        call = re.search(r"tg_[a-z_]+", name)
+        if call:
+            out[call.group(0)] = out.get(call.group(0), 0) + int(value)
+    return out
 
 
 def measure(targets, mock, workdir):
@@ -767,6 +783,22 @@ def n(x, digits=0):
     return "n/a" if x is None or x != x else f"{x:,.{digits}f}"
 
 
+def fleet_table(rows):
+    lines = ["| # | requests | tg_admit calls | per 1,000 requests | tg_sync calls | p50 / p99 µs at rate, vs (4) or (4m) |",
+             "|---|---|---|---|---|---|"]
+    by = {r["id"]: r for r in rows}
+    for r in rows:
+        st = r.get("store")
+        if not st:
+            continue
+        base = by.get(r["id"].replace("f", ""))
+        vs = f"{n(r['lat']['p50'])} / {n(r['lat']['p99'])} vs {n(base['lat']['p50'])} / {n(base['lat']['p99'])}" \
+            if base else "–"
+        lines.append(f"| {r['id']} | {st['requests']:,} | {st['admits']:,} | {st['admits_per_1k']:.2f} | {st['syncs']:,} "
+                     f"| {vs} |")
+    return "\n".join(lines)
+
+
 def main_table(rows):
     lines = ["| # | target | saturation req/s | vs (2) | CPU s/1k req, saturated | rate req/s | p50 µs | p90 µs "
              "| p99 µs | max µs | CPU s/1k req, at rate | errors | RSS MiB | upstream req per req |",
@@ -955,6 +987,10 @@ Saturation: wrk, 1 thread, {CONNECTIONS} connections, {SATURATION_SECS} s per ta
 
 {main_table(rows)}
 
+Fleet mode (4f, 4fm; a real Redis 7 and webdis on loopback): store calls its requests made, beside each Envoy process's one sync per tick (250 ms):
+
+{fleet_table(rows)}
+
 Streaming: first and last byte at {RATE} req/s, from the same latency runs:
 
 {streaming_table(rows, oha)}
@@ -1047,6 +1083,21 @@ def main():
     tollgate_module = Envoy("tollgate-module", rendered_module, workdir).start()
     auth = {"Authorization": f"Bearer {key}"}
 
+    # Fleet mode: the same gateway with a shared store (Redis 7 + webdis, on loopback).
+    sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+    from redis_stack import Stack  # noqa: E402 (the tests' harness: real redis-server and webdis)
+    stack = Stack().start()
+    atexit.register(stack.close)
+    os.environ["TOLLGATE_STORE_AUTH"] = stack.webdis.auth
+    fleet_doc = copy.deepcopy(doc)
+    fleet_doc.setdefault("tollgate_settings", {})["store"] = {
+        "url": stack.webdis.url, "auth": "os.environ/TOLLGATE_STORE_AUTH"}
+    tgf_port, tgfm_port = free_port(), free_port()
+    fleet_wasm = Envoy("tollgate-fleet", tollgate_bootstrap(fleet_doc, tgf_port, free_port(), workdir,
+                                                             name="fleet"), workdir).start()
+    fleet_module = Envoy("tollgate-fleet-module", tollgate_bootstrap(fleet_doc, tgfm_port, free_port(), workdir,
+                                                                      module=True, name="fleet"), workdir).start()
+
     def target(id_, name, url, alias, stream, headers, kind, pid, **extra):
         body = write_body(workdir, f"body-{id_}", alias, stream)
         check_answer(name, url, body, headers, kind)
@@ -1087,8 +1138,20 @@ def main():
                tollgate_module.pid),
         target("5m", "as (5), Tollgate as a dynamic module", tgm, "claude-bench-stream", True, auth, "openai-stream",
                tollgate_module.pid),
+        target("4f", "as (4), fleet mode: budgets and limits in Redis, admitted against leases",
+               f"http://127.0.0.1:{tgf_port}/v1/chat/completions", "claude-bench", False, auth, "openai",
+               fleet_wasm.pid, envoy=fleet_wasm),
+        target("4fm", "as (4f), Tollgate as a dynamic module", f"http://127.0.0.1:{tgfm_port}/v1/chat/completions",
+               "claude-bench", False, auth, "openai", fleet_module.pid, envoy=fleet_module),
     ]
     rows = measure(targets, mock, workdir)
+    for r in rows:
+        if "envoy" in r:
+            envoy = r.pop("envoy")
+            calls = store_calls(envoy)
+            served = envoy.counter("http.tollgate.downstream_rq_completed")
+            r["store"] = {"admits": calls.get("tg_admit", 0), "syncs": calls.get("tg_sync", 0), "requests": served,
+                          "admits_per_1k": calls.get("tg_admit", 0) * 1000 / max(served, 1)}
     log("oha cross-check of (2) and (4)")
     oha = cross_check_oha(rows)
     by = {r["id"]: r for r in rows}

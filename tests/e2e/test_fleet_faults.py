@@ -2,15 +2,18 @@
 replica killed with SIGKILL, and Redis itself killed and restarted, with `failure_mode: local` and
 `closed`. The client is the official OpenAI SDK. Run with the form TOLLGATE_FILTER names."""
 
+import concurrent.futures
 import hashlib
+import threading
 import time
+import urllib.request
 
 import openai
 import pytest
 
 from conftest import MASTER_KEY
 from harness import Envoy
-from mocks.base import Json
+from mocks.base import Json, Stream, sse
 from mocks.openai_mock import OPENAI_KEY, OpenAIMock
 from redis_stack import Stack
 
@@ -28,6 +31,8 @@ KEYS = {
     "KEY_KILL": "sk-fault-kill-5f6a7b8c9d",
     "KEY_OUTAGE": "sk-fault-outage-0e1f2a3b4c",
     "KEY_CLOSED": "sk-fault-closed-5d6e7f8a9b",
+    "KEY_PARALLEL": "sk-fault-parallel-0c1d2e3f4a",
+    "KEY_ROLLING": "sk-fault-rolling-5b6c7d8e9f",
 }
 
 
@@ -84,6 +89,9 @@ def config(stack, provider, failure_mode="local"):
             {"key": "os.environ/KEY_KILL", "key_alias": "kill", "max_budget": 1000.0},
             {"key": "os.environ/KEY_OUTAGE", "key_alias": "outage", "max_budget": 1000.0, "rpm_limit": 10_000},
             {"key": "os.environ/KEY_CLOSED", "key_alias": "closed", "max_budget": 1000.0},
+            {"key": "os.environ/KEY_PARALLEL", "key_alias": "parallel", "max_budget": 1000.0,
+             "max_parallel_requests": 2},
+            {"key": "os.environ/KEY_ROLLING", "key_alias": "rolling", "max_budget": 1000.0},
         ],
     }
 
@@ -201,3 +209,125 @@ def test_redis_down_local_serves_and_reports_the_spend_after_closed_refuses(stac
         assert redis_party(stack, closed_key)["spend"] in (10 * COST_MICRO, 11 * COST_MICRO)
         assert wait_for(lambda: redis_party(stack, closed_key)["spend"], lambda s: s == 11 * COST_MICRO) \
             == 11 * COST_MICRO
+
+
+def slow_stream(seconds):
+    """An OpenAI stream that takes about `seconds` (usage in its last chunk)."""
+    base = {"id": "chatcmpl-slow", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini"}
+    parts = 20
+    events = [dict(base, choices=[{"index": 0, "delta": {"content": "x"}, "finish_reason": None}])
+              for _ in range(parts)]
+    events.append(dict(base, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}]))
+    events.append(dict(base, choices=[], usage={"prompt_tokens": 40, "completion_tokens": MAX_TOKENS,
+                                                "total_tokens": 40 + MAX_TOKENS}))
+    return Stream(sse(events) + [b"data: [DONE]\n\n"], delay=seconds / parts)
+
+
+def test_kill_9_mid_streams_returns_the_parallel_slots(stack, provider):
+    """A replica killed while it streams: the fleet-wide parallel slots its streams held come back
+    once the store counts it dead (replica_ttl_ms, then the next sync of any replica)."""
+    key = KEYS["KEY_PARALLEL"]
+    with envoy(stack, provider) as survivor:
+        victim = envoy(stack, provider)
+        victim.start()
+        streams = []
+        try:
+            provider.forced = lambda req: slow_stream(30)
+
+            def stream():
+                try:
+                    for _ in client(victim, key).chat.completions.create(
+                            model="gpt", messages=messages(), max_tokens=MAX_TOKENS, stream=True):
+                        pass
+                except openai.APIError:
+                    pass  # the victim dies under it
+
+            streams = [threading.Thread(target=stream, daemon=True) for _ in range(2)]
+            for t in streams:
+                t.start()
+            provider.wait_for(2)
+            provider.forced = answer
+            # Both slots are the victim's: no replica may start a third request.
+            status, err = ask(survivor, key)
+            assert status == 429 and err.code == "parallel_limit_exceeded", (status, err)
+            victim.proc.kill()
+            victim.proc.wait(timeout=10)
+        finally:
+            victim.stop()
+        killed = time.time()
+        assert wait_for(lambda: ask(survivor, key)[0], lambda s: s == 200, timeout=10) == 200
+        took = time.time() - killed
+        assert took < (REPLICA_TTL_MS + 4 * TICK_MS) / 1000 + 1, took
+        # Only the survivor holds a lease now (its own slots, sized to its demand).
+        leases = stack.redis.command("HGETALL", "tg:l:{" + party(key) + "}") or []
+        assert len(leases) == 2, leases
+        for t in streams:
+            t.join(timeout=5)
+
+
+def drain_and_stop(gw):
+    """A graceful stop, as a preStop hook does it: drain the listeners, give the periodic job a
+    tick and a sync timeout to carry what the replica settled, then SIGTERM."""
+    req = urllib.request.Request(f"http://127.0.0.1:{gw.admin_port}/drain_listeners?graceful", method="POST")
+    urllib.request.urlopen(req, timeout=5).read()
+    time.sleep((TICK_MS + SYNC_TIMEOUT_MS) / 1000 + 0.2)
+    gw.stop()
+
+
+def test_a_rolling_restart_under_load_loses_no_spend(stack, provider):
+    """Every replica restarted in turn while clients keep sending: the spend in Redis afterwards is
+    exactly the sum of the requests' costs, nothing lost, nothing counted twice."""
+    key = KEYS["KEY_ROLLING"]
+    replicas = [envoy(stack, provider) for _ in range(3)]
+    for r in replicas:
+        r.start()
+    up = list(replicas)
+    lock = threading.Lock()
+    busy = {}  # replica -> requests in flight
+    done = threading.Event()
+    statuses = []
+
+    def client_loop(n):
+        i = n
+        while not done.is_set():
+            with lock:
+                if not up:
+                    continue
+                gw = up[i % len(up)]
+                busy[gw] = busy.get(gw, 0) + 1
+            try:
+                statuses.append(ask(gw, key)[0])
+            finally:
+                with lock:
+                    busy[gw] -= 1
+            i += 1
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(6) as ex:
+            loops = [ex.submit(client_loop, n) for n in range(6)]
+            time.sleep(1.0)
+            for k in range(len(replicas)):
+                old = replicas[k]
+                with lock:
+                    up.remove(old)
+                # Its clients move to the others; it finishes what it has in flight.
+                assert wait_for(lambda: busy.get(old, 0), lambda b: b == 0, timeout=10) == 0
+                drain_and_stop(old)
+                new = envoy(stack, provider)
+                new.start()
+                replicas[k] = new
+                with lock:
+                    up.append(new)
+                time.sleep(0.7)
+            done.set()
+            for f in loops:
+                f.result()
+        served = statuses.count(200)
+        assert set(statuses) == {200}, {s: statuses.count(s) for s in set(statuses)}
+        assert served > 50, served
+        assert provider.count() == served
+        spend = wait_for(lambda: redis_party(stack, key).get("spend", 0), lambda s: s == served * COST_MICRO)
+        assert spend == served * COST_MICRO, (spend, served)
+    finally:
+        for r in replicas:
+            r.stop()
