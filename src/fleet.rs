@@ -281,7 +281,7 @@ mod tests;
 // ------------------------------------------------------------------------------------------------
 // Admission and settlement against the ledgers (the request path in fleet mode).
 
-use crate::quota::fleet::{Fleet, Kind, Shortfall};
+use crate::quota::fleet::{Amounts, Fleet, Kind, Shortfall};
 use crate::quota::{Estimate, Party, Refusal, Snapshot};
 
 /// What the ledgers say about a request, party by party (the key's, then its team's).
@@ -295,8 +295,10 @@ pub enum Admitted {
     Ask {
         local: Vec<Option<Snapshot>>,
         ask: Vec<usize>,
-        /// Per party asked, the budget its lease holds for the request (`Shortfall::AskFleet`).
+        /// Per party asked, the budget its lease holds for the request and the lease it asks
+        /// for on top (`Shortfall::AskFleet`).
         have: Vec<u64>,
+        extra: Vec<Amounts>,
     },
 }
 
@@ -327,6 +329,7 @@ pub fn admit(
     let mut local = Vec::with_capacity(parties.len());
     let mut ask = Vec::new();
     let mut have = Vec::new();
+    let mut extra = Vec::new();
     for (i, p) in parties.iter().enumerate() {
         track(store, party_id(p.key), p.limits);
         let step = ledger_update(store, p, |g| {
@@ -334,10 +337,11 @@ pub fn admit(
         });
         match step {
             Some(Ok(snap)) => local.push(Some(snap)),
-            Some(Err(Shortfall::AskFleet { have: h })) => {
+            Some(Err(Shortfall::AskFleet { have: h, extra: x })) => {
                 local.push(None);
                 ask.push(i);
                 have.push(h);
+                extra.push(x);
             }
             other => {
                 unadmit(store, parties, &local, est);
@@ -352,7 +356,12 @@ pub fn admit(
     if ask.is_empty() {
         Ok(Admitted::Local(local.into_iter().flatten().collect()))
     } else {
-        Ok(Admitted::Ask { local, ask, have })
+        Ok(Admitted::Ask {
+            local,
+            ask,
+            have,
+            extra,
+        })
     }
 }
 
@@ -381,6 +390,7 @@ pub fn admitted_by_fleet(
     now_ms: u64,
     est: Estimate,
     have: u64,
+    granted: Option<Amounts>,
     minute: u64,
     fleet: Option<Fleet>,
     lease_max_age_ms: u64,
@@ -391,6 +401,7 @@ pub fn admitted_by_fleet(
             now_ms,
             est,
             have,
+            granted,
             minute,
             fleet,
             lease_max_age_ms,
@@ -588,10 +599,18 @@ impl AdmitRefusal {
     }
 }
 
-/// `tg_admit`'s call for these parties of a request, each with the budget its lease holds for it.
+/// What `tg_admit` is asked for one party: the budget its lease holds for the request, and the
+/// lease it would like on top.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AskFor {
+    pub have: u64,
+    pub extra: Amounts,
+}
+
+/// `tg_admit`'s call for these parties of a request.
 pub fn admit_call(
     replica: &str,
-    parties: &[(&Party, u64)],
+    parties: &[(&Party, AskFor)],
     est: Estimate,
     timeout_ms: u64,
 ) -> Option<Exchange> {
@@ -601,16 +620,22 @@ pub fn admit_call(
         limits: WireLimits,
         #[serde(skip_serializing_if = "is_zero")]
         have: u64,
+        #[serde(skip_serializing_if = "no_amounts")]
+        extra: Amounts,
     }
     fn is_zero(n: &u64) -> bool {
         *n == 0
     }
+    fn no_amounts(a: &Amounts) -> bool {
+        *a == Amounts::default()
+    }
     let asked: Vec<Asked> = parties
         .iter()
-        .map(|(p, have)| Asked {
+        .map(|(p, f)| Asked {
             id: party_id(p.key),
             limits: WireLimits::from(p.limits),
-            have: *have,
+            have: f.have,
+            extra: Amounts { p: 0, ..f.extra },
         })
         .collect();
     let parties = serde_json::to_string(&asked).ok()?;

@@ -264,8 +264,10 @@ pub enum Admit {
 pub struct FleetAsk {
     pub local: Vec<Option<quota::Snapshot>>,
     pub ask: Vec<usize>,
-    /// Per party asked, the budget its lease holds for the request.
+    /// Per party asked, the budget its lease holds for the request, and the lease it asks for
+    /// on top.
     pub have: Vec<u64>,
+    pub extra: Vec<crate::quota::fleet::Amounts>,
     pub estimate: Estimate,
     /// How long a lease confirmed by the store may be used (`StoreSettings::lease_max_age_ms`).
     pub lease_max_age_ms: u64,
@@ -296,10 +298,16 @@ pub fn admit_request(
     let list: Vec<&quota::Party> = std::iter::once(&key).chain(team.as_ref()).collect();
     match crate::fleet::admit(host.store(), &list, now_ms, est, lease_max_age_ms)? {
         crate::fleet::Admitted::Local(snaps) => Ok(Admit::Done(admission_of(est, &snaps))),
-        crate::fleet::Admitted::Ask { local, ask, have } => Ok(Admit::Ask(FleetAsk {
+        crate::fleet::Admitted::Ask {
             local,
             ask,
             have,
+            extra,
+        } => Ok(Admit::Ask(FleetAsk {
+            local,
+            ask,
+            have,
+            extra,
             estimate: est,
             lease_max_age_ms,
         })),
@@ -327,11 +335,17 @@ pub fn fleet_call(
     };
     let (key, team) = parties(k);
     let list: Vec<&quota::Party> = std::iter::once(&key).chain(team.as_ref()).collect();
-    let asked: Vec<(&quota::Party, u64)> = ask
+    let asked: Vec<(&quota::Party, crate::fleet::AskFor)> = ask
         .ask
         .iter()
-        .zip(&ask.have)
-        .filter_map(|(&i, &have)| list.get(i).map(|p| (*p, have)))
+        .enumerate()
+        .filter_map(|(n, &i)| {
+            let f = crate::fleet::AskFor {
+                have: ask.have.get(n).copied().unwrap_or(0),
+                extra: ask.extra.get(n).copied().unwrap_or_default(),
+            };
+            list.get(i).map(|p| (*p, f))
+        })
         .collect();
     crate::fleet::admit_call(replica, &asked, ask.estimate, timeout_ms)
 }
@@ -363,13 +377,18 @@ pub fn fleet_answered(
                 let (Some(party), Some(slot)) = (list.get(i), local.get_mut(i)) else {
                     continue;
                 };
-                let fleet = r.parties.get(n).map(|p| p.reply.fleet());
+                let reply = r.parties.get(n).map(|p| &p.reply);
+                let fleet = reply.map(|p| p.fleet());
+                let granted = reply
+                    .map(|p| p.granted)
+                    .filter(|g| *g != crate::quota::fleet::Amounts::default());
                 *slot = crate::fleet::admitted_by_fleet(
                     store,
                     party,
                     now_ms,
                     est,
                     have,
+                    granted,
                     r.m,
                     fleet,
                     ask.lease_max_age_ms,

@@ -101,7 +101,9 @@ pub enum Shortfall {
     /// The lease cannot hold this request: ask the store to admit it (`tg_admit`). `have` is the
     /// budget room the lease had, held for this request until the store answers (so the store
     /// grants only the rest): a fragment too small for a request is not stranded beside it.
-    AskFleet { have: u64 },
+    /// `extra` is the lease it asks for on top, for the requests that follow until the next sync
+    /// (a burst's start, a new minute), so that they need not ask too.
+    AskFleet { have: u64, extra: Amounts },
 }
 
 /// Which limit a store refusal was about (`refusal.kind` of `tg_admit`).
@@ -116,6 +118,9 @@ pub enum Kind {
 
 /// How many ticks of recent demand a lease holds beyond what is committed.
 const LEASE_TICKS: u64 = 8;
+/// A request that asks the store asks for more only if this replica's share of what is left
+/// holds at least this many requests.
+const PREFETCH_MIN_REQUESTS: u64 = 16;
 /// A refusal by the store is believed this long before asking again.
 const REFUSAL_MEMORY_MS: u64 = 250;
 
@@ -307,9 +312,59 @@ impl Ledger {
                 0
             };
             self.held = self.held.saturating_add(have);
-            return Err(Shortfall::AskFleet { have });
+            let extra = self.prefetch(l, fleet_now, est);
+            return Err(Shortfall::AskFleet { have, extra });
         }
         Ok(self.take(l, fleet_now, est, reset_secs))
+    }
+
+    /// Lease to ask for with a request the store must admit: two ticks of the party's demand (the
+    /// smoothed one, or this tick's if higher), within this replica's share of what is left, and
+    /// nothing unless that share holds [`PREFETCH_MIN_REQUESTS`] or before the store said how many replicas
+    /// share the party. Only limited dimensions; parallel slots come
+    /// with each request.
+    fn prefetch(&self, l: &Limits, fleet_now: u64, est: Estimate) -> Amounts {
+        // Before the store has said how many replicas share the party, this one's share is
+        // unknown: it asks for the request alone.
+        if self.fleet.replicas == 0 {
+            return Amounts::default();
+        }
+        let replicas = self.fleet.replicas;
+        // Far from the limit only: a lease asked for ahead of demand that the demand does not
+        // use is stranded on this replica until the next syncs release it, and others are
+        // refused meanwhile.
+        let share = |left: u64, unit: u64| {
+            let s = left / replicas.saturating_mul(2).max(2);
+            if s < unit.max(1).saturating_mul(PREFETCH_MIN_REQUESTS) {
+                0
+            } else {
+                s
+            }
+        };
+        let minute = fleet_now / 60_000;
+        let this_minute = |n: u64| if self.fleet.minute == minute { n } else { 0 };
+        let ticks = |smooth: u64, now: u64, unit: u64| smooth.max(now).max(unit).saturating_mul(2);
+        let mut extra = Amounts::default();
+        if let Some(max) = l.max_budget {
+            let left = max
+                .saturating_sub(self.fleet.spend)
+                .saturating_sub(self.fleet.leased)
+                .saturating_sub(est.cost);
+            extra.b = ticks(self.smooth_b, self.demand_b, est.cost).min(share(left, est.cost));
+        }
+        if let Some(rpm) = l.rpm {
+            let left = rpm
+                .saturating_sub(this_minute(self.fleet.requests))
+                .saturating_sub(1);
+            extra.r = ticks(self.smooth_r, self.demand_r, 1).min(share(left, 1));
+        }
+        if let Some(tpm) = l.tpm {
+            let left = tpm
+                .saturating_sub(this_minute(self.fleet.tokens))
+                .saturating_sub(est.tokens);
+            extra.t = ticks(self.smooth_t, self.demand_t, est.tokens).min(share(left, est.tokens));
+        }
+        extra
     }
 
     /// A refusal the store gave lately, for the limit it named.
@@ -377,8 +432,10 @@ impl Ledger {
         }
     }
 
-    /// The store admitted the request (`tg_admit`): its lease grew by exactly this request, less
-    /// the budget `have` held for it (in the store's minute `minute`), which is committed here.
+    /// The store admitted the request (`tg_admit`): its lease grew by what the store `granted`
+    /// (this request less the budget `have` held for it, plus any extra it asked for; by this
+    /// request alone when the reply does not say), in the store's minute `minute`; the request
+    /// is committed here.
     #[allow(clippy::too_many_arguments)]
     pub fn admitted_by_fleet(
         &mut self,
@@ -386,6 +443,7 @@ impl Ledger {
         now_ms: u64,
         est: Estimate,
         have: u64,
+        granted: Option<Amounts>,
         minute: u64,
         fleet: Option<Fleet>,
         lease_max_age_ms: u64,
@@ -396,12 +454,12 @@ impl Ledger {
             || now_ms.saturating_sub(self.confirmed_ms) <= lease_max_age_ms;
         self.held = self.held.saturating_sub(have);
         self.grant(
-            Amounts {
+            granted.unwrap_or(Amounts {
                 b: est.cost.saturating_sub(have),
                 r: 1,
                 t: est.tokens,
                 p: 1,
-            },
+            }),
             minute,
         );
         if let Some(f) = fleet {

@@ -97,14 +97,16 @@ Functions (as in the store design of issue 14, with these precisions):
     lose digits). Top-level reply fields besides the design's: `changes_lost` (changes after
     the cursor were trimmed away: drop the key cache); `reclaimed` (the parties' `reset`).
   tg_admit(replica, parties, estimate): parties is a JSON array of 1 to 16 {"id", "limits",
-    "have"} (the key's party, then its team's; one object is taken as an array of one; an id
-    may not repeat; `have`, default 0, at most b: budget of the replica's lease it holds for
-    this request, so only b - have is needed from the pool); estimate {"b": µUSD, "t": tokens}.
+    "have", "extra"} (the key's party, then its team's; one object is taken as an array of one;
+    an id may not repeat; `have`, default 0, at most b: budget of the replica's lease it holds
+    for this request, so only b - have is needed from the pool; `extra` {"b", "r", "t"}: lease
+    the replica would like on top, for the requests that follow, granted as far as limits leave
+    room, and only for limited dimensions); estimate {"b": µUSD, "t": tokens}.
     All or none: if every party has room for exactly this request (not spend >= max_budget,
     spend + leased + b - have <= max_budget,
     leased_parallel + 1 <= parallel, requests + 1 <= rpm, tokens + t <= tpm), each party's
     lease of this replica grows by it, and the reply is {"ok": true, "now_ms", "m", "parties":
-    [{"id", "granted": {"b": b - have, "r": 1, "t", "p": 1}, + the party fields of tg_sync's reply but
+    [{"id", "granted": {"b": b - have + extra, "r": 1 + extra, "t": t + extra, "p": 1}, + the party fields of tg_sync's reply but
     `reset`}]}. Else nothing is written and the reply is {"ok": false, "now_ms", "m", "party":
     the index (from 0) of the first party that refused, "refusal": {"kind":
     budget|parallel|requests|tokens (checked in this order), "limit", "used", "reset_s"
@@ -131,7 +133,7 @@ the next calls). tg_admit takes at most 16 parties. tg_spend_logs reads at most 
 (~30 ms) and returns at most 1000 (`next` continues). No function walks the keyspace.
 ]]
 
-local VERSION = '4'
+local VERSION = '5'
 
 local MAX_PARTIES = 1024
 local MAX_ADMIT_PARTIES = 16
@@ -1056,7 +1058,12 @@ local function parse_admit(args)
       end
       have = v.have
     end
-    a.parties[i] = { id = v.id, limits = limits, have = have }
+    local extra
+    extra, err = parse_amounts(v.extra, where .. '.extra', { 'b', 'r', 't' })
+    if not extra then
+      return nil, err
+    end
+    a.parties[i] = { id = v.id, limits = limits, have = have, extra = extra }
   end
   local estimate = decode(args[3])
   if not is_object(estimate) then
@@ -1137,15 +1144,28 @@ local function tg_admit(_, args)
       l.r, l.t, l.m = 0, 0, p.minute
     end
     local b = est.b - q.have
-    l.b, l.r, l.t, l.p = l.b + b, l.r + 1, l.t + est.t, l.p + 1
     p.leased = p.leased + b
     p.requests = p.requests + 1
     p.tokens = p.tokens + est.t
     p.leased_parallel = p.leased_parallel + 1
+    -- What the replica would like on top, as far as each limit leaves room.
+    local lim, x = q.limits, q.extra
+    local gb, gr, gt = 0, 0, 0
+    if lim.max_budget then
+      gb = math.max(0, math.min(x.b, lim.max_budget - p.spend - p.leased))
+    end
+    if lim.rpm then
+      gr = math.max(0, math.min(x.r, lim.rpm - p.requests))
+    end
+    if lim.tpm then
+      gt = math.max(0, math.min(x.t, lim.tpm - p.tokens))
+    end
+    p.leased, p.requests, p.tokens = p.leased + gb, p.requests + gr, p.tokens + gt
+    l.b, l.r, l.t, l.p = l.b + b + gb, l.r + 1 + gr, l.t + est.t + gt, l.p + 1
     save_party(p)
     save_lease(q.id, a.replica, l)
     local out = party_reply(p, replicas)
-    out.granted = { b = b, r = 1, t = est.t, p = 1 }
+    out.granted = { b = b + gb, r = 1 + gr, t = est.t + gt, p = 1 }
     parties[i] = out
   end
   return encode({ ok = true, now_ms = now_ms, m = minute, parties = parties })

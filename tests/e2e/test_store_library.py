@@ -31,6 +31,7 @@ LIBRARY_SHA256 = {
     "2": "07f07a4cb134e5645f209f40ceceb8a58a772f6ef695d79632fe35de70c3377c",
     "3": "fc8d08b50ce8ca2ca7dcfb6d121bbaecd7d6cb2bc3779f5fd8505b44ed73ec2e",
     "4": "2610f552d05faff18287921ddd47b28ec024726e0f9b5e4c2d505d4342d78130",
+    "5": "02bd440831653b6f06d1b3e99a7c39bb11a9849371e05c12363f8eefd0c3122c",
 }
 
 # A party's fleet-wide fields in a reply (tg_sync adds granted, m and reset; tg_admit granted).
@@ -207,6 +208,8 @@ BAD_CALLS = [
     ("tg_admit", ["r1", '{"id": "p", "have": -1}', '{"b": 1}']),
     ("tg_admit", ["r1", '{"id": "p", "have": 1.5}', '{"b": 2}']),
     ("tg_admit", ["r1", '{"id": "p", "have": 2}', '{"b": 1}']),
+    ("tg_admit", ["r1", '{"id": "p", "extra": {"r": -1}}', '{"b": 1}']),
+    ("tg_admit", ["r1", '{"id": "p", "extra": 5}', '{"b": 1}']),
     ("tg_sync", ["r1", "1", "[]"]),
     ("tg_key_put", [KEY, "null", "put", "null"]),
     ("tg_key_put", [KEY, "{}", "put", "[1]"]),
@@ -620,6 +623,22 @@ def test_admit_needs_from_the_pool_only_what_the_lease_does_not_hold(lib):
     assert lib.leases("p")["ra"]["b"] == 1000
     out = lib.admit("ra", [{**party("p", **limits), "have": 100}], b=100)
     assert out["ok"] and out["parties"][0]["granted"]["b"] == 0
+
+
+def test_admit_grants_extra_lease_within_the_limits(lib):
+    """A request that asks may ask for lease on top (`extra`), for the requests after it: granted
+    as far as each limited dimension has room, nothing for unlimited ones."""
+    limits = {"max_budget": 1000, "rpm": 10}
+    out = lib.admit("ra", [{**party("p", **limits), "extra": {"b": 300, "r": 4, "t": 99}}], b=100, t=5)
+    assert out["ok"], out
+    assert out["parties"][0]["granted"] == amounts(400, 5, 5, 1)
+    assert out["parties"][0]["leased"] == 400 and out["parties"][0]["requests"] == 5
+    assert lib.leases("p")["ra"] == lease(400, 5, 5, 1, out["m"])
+    # Only what is left: 600 of budget, 5 requests.
+    out = lib.admit("rb", [{**party("p", **limits), "extra": {"b": 10_000, "r": 100}}], b=100)
+    assert out["ok"] and out["parties"][0]["granted"] == amounts(600, 5, 0, 1), out
+    assert out["parties"][0]["leased"] == 1000 and out["parties"][0]["requests"] == 10
+    assert not lib.admit("rc", [party("p", **limits)], b=1)["ok"]
 
 
 def test_admit_is_all_or_none_across_parties(lib):

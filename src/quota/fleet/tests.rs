@@ -88,8 +88,15 @@ impl Model {
         self.reply(granted)
     }
 
-    /// `tg_admit`: `have` of the request's cost is held from the replica's lease already.
-    fn admit(&mut self, replica: usize, est: Estimate, have: u64) -> Result<PartyReply, Kind> {
+    /// `tg_admit`: `have` of the request's cost is held from the replica's lease already;
+    /// `extra` is granted on top as far as the limits leave room.
+    fn admit(
+        &mut self,
+        replica: usize,
+        est: Estimate,
+        have: u64,
+        extra: Amounts,
+    ) -> Result<PartyReply, Kind> {
         let b = est.cost - have;
         if self.limits.max_budget.is_some() && b > self.left_b() {
             return Err(Kind::Budget);
@@ -106,16 +113,27 @@ impl Model {
             lease.r = 0;
             lease.t = 0;
         }
-        lease.b += b;
-        lease.r += 1;
-        lease.t += est.tokens;
-        lease.p += 1;
         self.leased_b += b;
         self.requests += 1;
         self.leased_p += 1;
+        let gb = match self.limits.max_budget {
+            Some(_) => extra.b.min(self.left_b()),
+            None => 0,
+        };
+        let gr = match self.limits.rpm {
+            Some(rpm) => extra.r.min(rpm.saturating_sub(self.requests)),
+            None => 0,
+        };
+        self.leased_b += gb;
+        self.requests += gr;
+        let lease = &mut self.leases[replica];
+        lease.b += b + gb;
+        lease.r += 1 + gr;
+        lease.t += est.tokens;
+        lease.p += 1;
         Ok(self.reply(Amounts {
-            b,
-            r: 1,
+            b: b + gb,
+            r: 1 + gr,
             t: est.tokens,
             p: 1,
         }))
@@ -164,9 +182,18 @@ fn admit_at(
     match ledger.admit(l, Scope::Key, now, est, AGE) {
         Ok(_) => true,
         Err(Shortfall::Refused(_)) => false,
-        Err(Shortfall::AskFleet { have }) => match model.admit(replica, est, have) {
+        Err(Shortfall::AskFleet { have, extra }) => match model.admit(replica, est, have, extra) {
             Ok(r) => {
-                ledger.admitted_by_fleet(l, now, est, have, r.m, Some(r.fleet()), AGE);
+                ledger.admitted_by_fleet(
+                    l,
+                    now,
+                    est,
+                    have,
+                    Some(r.granted),
+                    r.m,
+                    Some(r.fleet()),
+                    AGE,
+                );
                 true
             }
             Err(kind) => {
@@ -290,8 +317,8 @@ fn a_lease_unconfirmed_too_long_holds_nothing() {
         Err(Shortfall::AskFleet { .. })
     ));
     // A grant of tg_admit vouches for itself, not for the old lease...
-    let grant = model.admit(0, EST, 0).unwrap();
-    ledger.admitted_by_fleet(&l, late, EST, 0, grant.m, None, MAX_AGE);
+    let grant = model.admit(0, EST, 0, Amounts::default()).unwrap();
+    ledger.admitted_by_fleet(&l, late, EST, 0, None, grant.m, None, MAX_AGE);
     assert!(matches!(
         ledger.admit(&l, Scope::Key, late, EST, MAX_AGE),
         Err(Shortfall::AskFleet { .. })
@@ -302,8 +329,8 @@ fn a_lease_unconfirmed_too_long_holds_nothing() {
     assert!(ledger.admit(&l, Scope::Key, late, EST, MAX_AGE).is_ok());
     // A party that held nothing is vouched for by its first grant.
     let mut fresh = Ledger::default();
-    let grant = model.admit(0, EST, 0).unwrap();
-    fresh.admitted_by_fleet(&l, late, EST, 0, grant.m, None, MAX_AGE);
+    let grant = model.admit(0, EST, 0, Amounts::default()).unwrap();
+    fresh.admitted_by_fleet(&l, late, EST, 0, None, grant.m, None, MAX_AGE);
     assert_eq!(fresh.confirmed_ms, late);
 }
 
@@ -320,13 +347,13 @@ fn replies_that_cross_add_up() {
         let s = ledger.sync(&l, NOW);
         let (sync_reply, admit_reply);
         if admit_first {
-            admit_reply = model.admit(0, EST, 0).unwrap();
+            admit_reply = model.admit(0, EST, 0, Amounts::default()).unwrap();
             sync_reply = model.sync(0, &s);
         } else {
             sync_reply = model.sync(0, &s);
-            admit_reply = model.admit(0, EST, 0).unwrap();
+            admit_reply = model.admit(0, EST, 0, Amounts::default()).unwrap();
         }
-        ledger.admitted_by_fleet(&l, NOW, EST, 0, admit_reply.m, None, AGE);
+        ledger.admitted_by_fleet(&l, NOW, EST, 0, None, admit_reply.m, None, AGE);
         ledger.synced(NOW, NOW, &sync_reply);
         assert_eq!(
             ledger.lease.b, model.leases[0].b,
@@ -541,5 +568,42 @@ fn fragments_of_a_lease_do_not_refuse_early() {
         // 60 per request, 100 reserved: the 16th fits exactly (900 + 100), the 17th does not.
         assert_eq!(admitted, 16, "sync every {sync_every}");
         assert_eq!(ledger.held, 0);
+    }
+}
+
+/// A request that must ask the store (a burst's start, a new minute) asks for the requests that
+/// follow too, so that they do not each wait for the store until the next sync; near a limit it
+/// asks for nothing more than itself.
+#[test]
+fn an_asking_request_brings_a_lease_for_the_next_ones() {
+    let l = Limits {
+        max_budget: Some(10_000_000),
+        rpm: Some(1_000_000),
+        ..Default::default()
+    };
+    let mut model = Model::new(l.clone(), 1);
+    model.minute = NOW / 60_000;
+    let mut ledger = Ledger::default();
+    let mut asked = 0;
+    for _ in 0..20 {
+        if matches!(
+            ledger.clone().admit(&l, Scope::Key, NOW, EST, AGE),
+            Err(Shortfall::AskFleet { .. })
+        ) {
+            asked += 1;
+        }
+        assert!(admit(&mut ledger, &mut model, 0, &l, EST));
+    }
+    // The first asks; its extra holds the next ones (two ticks of demand, doubling as it grows).
+    assert!(asked <= 5, "{asked} of 20 asked the store");
+    assert!(model.committed() <= 10_000_000);
+
+    // Near the limit (a lone replica's share of half of what is left under 16 requests): no extra.
+    let l = budget(3_000);
+    let mut ledger = Ledger::default();
+    ledger.fleet.replicas = 1;
+    match ledger.admit(&l, Scope::Key, NOW, EST, AGE) {
+        Err(Shortfall::AskFleet { extra, .. }) => assert_eq!(extra, Amounts::default()),
+        other => panic!("{other:?}"),
     }
 }
