@@ -281,7 +281,7 @@ mod tests;
 // ------------------------------------------------------------------------------------------------
 // Admission and settlement against the ledgers (the request path in fleet mode).
 
-use crate::quota::fleet::{Amounts, Fleet, Kind, Shortfall};
+use crate::quota::fleet::{Amounts, Fleet, FleetGrant, Kind, Shortfall};
 use crate::quota::{Estimate, Party, Refusal, Snapshot};
 
 /// What the ledgers say about a request, party by party (the key's, then its team's).
@@ -389,23 +389,11 @@ pub fn admitted_by_fleet(
     party: &Party,
     now_ms: u64,
     est: Estimate,
-    have: u64,
-    granted: Option<Amounts>,
-    minute: u64,
-    fleet: Option<Fleet>,
+    grant: FleetGrant,
     lease_max_age_ms: u64,
 ) -> Option<Snapshot> {
     ledger_update(store, party, |g| {
-        g.admitted_by_fleet(
-            party.limits,
-            now_ms,
-            est,
-            have,
-            granted,
-            minute,
-            fleet,
-            lease_max_age_ms,
-        )
+        g.admitted_by_fleet(party.limits, now_ms, est, grant, lease_max_age_ms)
     })
 }
 

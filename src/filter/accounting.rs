@@ -382,15 +382,18 @@ pub fn fleet_answered(
                 let granted = reply
                     .map(|p| p.granted)
                     .filter(|g| *g != crate::quota::fleet::Amounts::default());
+                let grant = crate::quota::fleet::FleetGrant {
+                    have,
+                    granted,
+                    minute: r.m,
+                    fleet,
+                };
                 *slot = crate::fleet::admitted_by_fleet(
                     store,
                     party,
                     now_ms,
                     est,
-                    have,
-                    granted,
-                    r.m,
-                    fleet,
+                    grant,
                     ask.lease_max_age_ms,
                 );
             }

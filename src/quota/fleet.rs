@@ -436,18 +436,20 @@ impl Ledger {
     /// (this request less the budget `have` held for it, plus any extra it asked for; by this
     /// request alone when the reply does not say), in the store's minute `minute`; the request
     /// is committed here.
-    #[allow(clippy::too_many_arguments)]
     pub fn admitted_by_fleet(
         &mut self,
         l: &Limits,
         now_ms: u64,
         est: Estimate,
-        have: u64,
-        granted: Option<Amounts>,
-        minute: u64,
-        fleet: Option<Fleet>,
+        grant: FleetGrant,
         lease_max_age_ms: u64,
     ) -> Snapshot {
+        let FleetGrant {
+            have,
+            granted,
+            minute,
+            fleet,
+        } = grant;
         // A lease held from before, not confirmed lately, may be the store's no more: this grant
         // does not vouch for it (the next sync does, or resets it).
         let vouched = self.lease == Lease::default()
@@ -771,6 +773,17 @@ impl PartySync {
             && self.release == Amounts::default()
             && self.grow == Amounts::default()
     }
+}
+
+/// What `tg_admit` gave one party of a request it admitted: the budget the lease held for it
+/// (`have`), what the store added to the lease (if the reply says), in the store's `minute`, and
+/// the party's fleet-wide state.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FleetGrant {
+    pub have: u64,
+    pub granted: Option<Amounts>,
+    pub minute: u64,
+    pub fleet: Option<Fleet>,
 }
 
 /// Budget (micro-USD), requests, tokens, parallel slots.

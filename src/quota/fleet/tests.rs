@@ -157,6 +157,14 @@ const EST: Estimate = Estimate {
     tokens: 10,
 };
 const NOW: u64 = 1_790_000_000_000;
+
+/// A grant of exactly the request, in `minute`.
+fn at_minute(minute: u64) -> FleetGrant {
+    FleetGrant {
+        minute,
+        ..Default::default()
+    }
+}
 /// Leases never age out (the tests of ageing give their own).
 const AGE: u64 = u64::MAX;
 
@@ -184,16 +192,13 @@ fn admit_at(
         Err(Shortfall::Refused(_)) => false,
         Err(Shortfall::AskFleet { have, extra }) => match model.admit(replica, est, have, extra) {
             Ok(r) => {
-                ledger.admitted_by_fleet(
-                    l,
-                    now,
-                    est,
+                let grant = FleetGrant {
                     have,
-                    Some(r.granted),
-                    r.m,
-                    Some(r.fleet()),
-                    AGE,
-                );
+                    granted: Some(r.granted),
+                    minute: r.m,
+                    fleet: Some(r.fleet()),
+                };
+                ledger.admitted_by_fleet(l, now, est, grant, AGE);
                 true
             }
             Err(kind) => {
@@ -318,7 +323,7 @@ fn a_lease_unconfirmed_too_long_holds_nothing() {
     ));
     // A grant of tg_admit vouches for itself, not for the old lease...
     let grant = model.admit(0, EST, 0, Amounts::default()).unwrap();
-    ledger.admitted_by_fleet(&l, late, EST, 0, None, grant.m, None, MAX_AGE);
+    ledger.admitted_by_fleet(&l, late, EST, at_minute(grant.m), MAX_AGE);
     assert!(matches!(
         ledger.admit(&l, Scope::Key, late, EST, MAX_AGE),
         Err(Shortfall::AskFleet { .. })
@@ -330,7 +335,7 @@ fn a_lease_unconfirmed_too_long_holds_nothing() {
     // A party that held nothing is vouched for by its first grant.
     let mut fresh = Ledger::default();
     let grant = model.admit(0, EST, 0, Amounts::default()).unwrap();
-    fresh.admitted_by_fleet(&l, late, EST, 0, None, grant.m, None, MAX_AGE);
+    fresh.admitted_by_fleet(&l, late, EST, at_minute(grant.m), MAX_AGE);
     assert_eq!(fresh.confirmed_ms, late);
 }
 
@@ -353,7 +358,7 @@ fn replies_that_cross_add_up() {
             sync_reply = model.sync(0, &s);
             admit_reply = model.admit(0, EST, 0, Amounts::default()).unwrap();
         }
-        ledger.admitted_by_fleet(&l, NOW, EST, 0, None, admit_reply.m, None, AGE);
+        ledger.admitted_by_fleet(&l, NOW, EST, at_minute(admit_reply.m), AGE);
         ledger.synced(NOW, NOW, &sync_reply);
         assert_eq!(
             ledger.lease.b, model.leases[0].b,
