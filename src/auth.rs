@@ -122,14 +122,29 @@ pub fn authenticate(
             .with_code("missing_api_key")),
         };
     };
-    if let Some(master) = config.master_key.as_deref() {
-        if constant_time_eq(presented.as_bytes(), master.as_bytes()) {
-            return Ok(Principal::Master);
-        }
+    if is_master(config, &presented) {
+        return Ok(Principal::Master);
     }
     // Only hashes are kept: the lookup compares digests, which reveal nothing about near misses.
-    let token = keys::hash_key(&presented);
-    let Some(def) = keys::find(&config.keys, store, &token) else {
+    authenticate_token(config, store, &keys::hash_key(&presented), now_secs)
+}
+
+/// Whether the presented key is the master key.
+pub fn is_master(config: &Config, presented: &str) -> bool {
+    config
+        .master_key
+        .as_deref()
+        .is_some_and(|m| constant_time_eq(presented.as_bytes(), m.as_bytes()))
+}
+
+/// A virtual key, by its hash: its current definition, checked (expiry, blocks).
+pub fn authenticate_token(
+    config: &Config,
+    store: &dyn Store,
+    token: &str,
+    now_secs: u64,
+) -> Result<Principal, ApiError> {
+    let Some(def) = keys::find(&config.keys, store, token) else {
         return if config.master_key.is_none() && config.keys.is_empty() {
             Ok(Principal::Anonymous)
         } else {

@@ -18,6 +18,7 @@ mod accounting;
 mod attempt;
 pub mod body_metadata;
 mod fleet_admit;
+mod key_read;
 pub mod store_call;
 
 use std::sync::Arc;
@@ -98,6 +99,8 @@ pub struct HttpFilter {
     waiting: Option<Box<store_call::Waiting>>,
     /// The master key asked the body phase to wait for the store first (`store_call::PROBE_HEADER`).
     store_probe: bool,
+    /// Keys read from the store for this stream (see `key_read`).
+    keys: key_read::KeyState,
 }
 
 enum State {
@@ -107,6 +110,8 @@ enum State {
     Done,
     /// A key-management call waiting for its body.
     Admin(AdminOp),
+    /// A key-management call writing through the shared store.
+    AdminFleet(Box<key_read::AdminFlow>),
     /// A body Envoy's `json_to_metadata` could not read a model from (`body_error`, or nothing
     /// extracted): refused from the body phase with what the gateway's own parse finds wrong in
     /// it, so both forms give the same answer.
@@ -156,6 +161,9 @@ struct Routed {
     unusable: Option<&'static str>,
     /// Waiting for the store's admission (fleet mode).
     fleet: Option<Box<fleet_admit::Pending>>,
+    /// The hash of a key this replica must read from the store before it trusts it: the request
+    /// is authenticated in its body phase (see `key_read`).
+    deferred_key: Option<String>,
 }
 
 impl Routed {
@@ -287,6 +295,7 @@ impl HttpFilter {
             unfinished_attempt: None,
             waiting: None,
             store_probe: false,
+            keys: key_read::KeyState::default(),
         }
     }
 
@@ -338,6 +347,7 @@ impl HttpFilter {
                 Action::Continue
             }
             Ok(Next::StoreHealth) => self.store_health(host),
+            Ok(Next::ReadKey(token)) => self.read_key(host, token, store_call::Then::KeyHeaders),
             Ok(Next::AwaitBody(op)) => {
                 self.state = State::Admin(op);
                 Action::Continue
@@ -382,12 +392,18 @@ impl HttpFilter {
         let op = match classify(&method, &path) {
             Endpoint::Api(op) => op,
             Endpoint::Models => {
-                auth::authenticate(&self.config, host.store(), host, now)?;
+                if let Some(token) = self.key_to_read(host).filter(|_| end_of_stream) {
+                    return Ok(Next::ReadKey(token));
+                }
+                self.authenticate(host, now)?;
                 json_reply(host, &self.config.models_json);
                 return Ok(Next::Replied);
             }
             Endpoint::Model(id) => {
-                auth::authenticate(&self.config, host.store(), host, now)?;
+                if let Some(token) = self.key_to_read(host).filter(|_| end_of_stream) {
+                    return Ok(Next::ReadKey(token));
+                }
+                self.authenticate(host, now)?;
                 if self.config.group(id).is_none() {
                     return Err(ApiError::not_found(format!(
                         "The model `{id}` does not exist or you do not have access to it."
@@ -430,6 +446,12 @@ impl HttpFilter {
                     return Ok(Next::AwaitBody(op));
                 }
                 let query = path.split_once('?').map(|(_, q)| q).unwrap_or("");
+                if let Some(token) = admin::info_target(op, query)
+                    .and_then(|t| self.token_to_read(host, t))
+                    .filter(|_| end_of_stream)
+                {
+                    return Ok(Next::ReadKey(token));
+                }
                 let ctx = AdminCtx {
                     config: &self.config,
                     store: host.store(),
@@ -455,7 +477,13 @@ impl HttpFilter {
                 )
             }
         };
-        let principal = auth::authenticate(&self.config, host.store(), host, now)?;
+        // A key this replica has not seen since it last changed is read from the store in the
+        // body phase, and the request authenticated there.
+        let deferred_key = self.key_to_read(host);
+        let principal = match &deferred_key {
+            Some(_) => Principal::Anonymous,
+            None => self.authenticate(host, now)?,
+        };
 
         let meta = |host: &dyn HttpHost, key: &str| {
             host.property(&["metadata", "filter_metadata", METADATA_NAMESPACE, key])
@@ -506,7 +534,9 @@ impl HttpFilter {
             Some([1]) | Some(b"1") | Some(b"true")
         );
         let members = router::members(&self.config, &alias, op)?;
-        auth::check_model(&principal, &alias)?;
+        if deferred_key.is_none() {
+            auth::check_model(&principal, &alias)?;
+        }
 
         let (via, deployment) = if self.config.router.needs_attempts(&alias, members.len()) {
             strip_client_headers(host, true);
@@ -529,9 +559,14 @@ impl HttpFilter {
             prepare_upstream_headers(host, d, op, stream, &self.config);
             (Via::Direct, Some(index))
         };
-        Ok(Next::Routed(Box::new(self.new_routed(
-            host, op, via, deployment, principal, alias, stream,
-        ))))
+        let mut routed = self.new_routed(host, op, via, deployment, principal, alias, stream);
+        routed.deferred_key = deferred_key;
+        Ok(Next::Routed(Box::new(routed)))
+    }
+
+    /// The caller, from this replica's keys (see [`key_read`] for a key it could not read).
+    fn authenticate(&self, host: &dyn HttpHost, now: u64) -> Result<Principal, ApiError> {
+        auth::authenticate(&self.config, host.store(), host, now).map_err(|e| self.key_error(e))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -575,6 +610,7 @@ impl HttpFilter {
             answered: false,
             unusable: None,
             fleet: None,
+            deferred_key: None,
         }
     }
 
@@ -668,6 +704,9 @@ impl HttpFilter {
                 return Action::Pause;
             }
             let body = host.request_body(body_size).unwrap_or_default();
+            if self.config.store.is_some() && op.writes() {
+                return self.admin_through_store(host, op, body);
+            }
             let random = host.random_bytes();
             let ctx = AdminCtx {
                 config: &self.config,
@@ -700,6 +739,9 @@ impl HttpFilter {
         if !end_of_stream {
             // Buffer until the whole body is here (json_to_metadata has usually buffered it already).
             return Action::Pause;
+        }
+        if let Some(token) = routed.deferred_key.clone() {
+            return self.read_key(host, token, store_call::Then::KeyBody { body_size });
         }
         if std::mem::take(&mut self.store_probe) {
             return self.probe_store(host, body_size);
@@ -1319,6 +1361,9 @@ enum Next {
     Replied,
     /// `GET /tollgate/store/health` by the master key: answered after a store call.
     StoreHealth,
+    /// A request without a body whose key must be read from the store first: the headers
+    /// phase runs again once it is (see `key_read`).
+    ReadKey(String),
 }
 
 /// Removes every client header not on the allow-list (credentials, cookies, SDK telemetry,

@@ -134,6 +134,13 @@ struct Payload<'a> {
     library: &'static str,
     ttl_ms: u64,
     parties: Vec<PartyOut<'a>>,
+    /// The key change log's cursor (none before the first answer: the store answers with the
+    /// latest one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    changes_after: Option<String>,
+    /// Cooldowns this replica started since its last sync (the fleet's clock).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    cooldowns: Vec<crate::router::health::FleetCooldown>,
 }
 
 /// The sync record: the last sequence number used, and the sync on its way.
@@ -218,6 +225,8 @@ pub fn next_sync(store: &dyn Store, ttl_ms: u64, now_ms: u64) -> Option<(u64, St
         library: library_version(),
         ttl_ms,
         parties: out,
+        changes_after: crate::keys::fleet::cursor(store),
+        cooldowns: crate::router::health::take_shared(store),
     })
     .ok()?;
     let next = SyncRecord {
@@ -243,6 +252,16 @@ pub struct Reply {
     pub now_ms: u64,
     #[serde(default)]
     pub parties: Vec<PartyReplyEntry>,
+    /// Key changes after the cursor sent, the cursor after them, and whether some were lost.
+    #[serde(default)]
+    pub changes: Vec<crate::keys::fleet::Change>,
+    #[serde(default)]
+    pub changes_cursor: Option<String>,
+    #[serde(default)]
+    pub changes_lost: bool,
+    /// The fleet's cooldowns now.
+    #[serde(default)]
+    pub cooldowns: Vec<crate::router::health::FleetCooldown>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -499,7 +518,22 @@ impl Ticker for FleetSync {
             );
             return;
         }
-        synced(ctx.store, seq, &reply, ctx.now_ms);
+        if synced(ctx.store, seq, &reply, ctx.now_ms) {
+            crate::keys::fleet::apply_changes(
+                ctx.store,
+                &reply.changes,
+                reply.changes_cursor.as_deref(),
+                reply.changes_lost,
+            );
+            for d in crate::router::health::apply_fleet(
+                ctx.store,
+                &reply.cooldowns,
+                reply.now_ms,
+                ctx.now_ms,
+            ) {
+                log::warn!("tollgate: deployment '{d}' cools down: another replica cooled it down");
+            }
+        }
     }
 
     /// A flush: the pending sync again if one is unacknowledged, else the next.

@@ -37,6 +37,14 @@ pub enum Then {
     Probe { body_size: usize },
     /// A request the store admits or refuses (`tg_admit`), then goes on or is answered.
     Admit { body_size: usize },
+    /// A key read (`tg_key_get`) for a request without a body: its headers phase runs again.
+    KeyHeaders,
+    /// A key read for an API request: authenticated, then its body phase runs again.
+    KeyBody { body_size: usize },
+    /// A key-management call's read of a key it names.
+    AdminRead,
+    /// A key-management call's write of a key (`tg_key_put`).
+    AdminPut,
 }
 
 /// The stream's call in flight.
@@ -173,6 +181,10 @@ impl HttpFilter {
                 Ok(Value::String(text)) => self.fleet_answered(host, body_size, Ok(text)),
                 _ => self.fleet_answered(host, body_size, Err(())),
             },
+            Then::KeyHeaders | Then::KeyBody { .. } | Then::AdminRead => {
+                self.key_answered(host, then, result)
+            }
+            Then::AdminPut => self.admin_put_answered(host, result),
         }
     }
 }
@@ -390,6 +402,13 @@ mod tests {
         for (key, store) in [("sk-virtual", true), ("sk-master", false)] {
             let mut f = HttpFilter::new(config(store), Role::Gateway);
             let mut h = probed(key);
+            // The config key, as this replica knows it once the store said it has no override.
+            let token = crate::keys::hash_key("sk-virtual");
+            crate::keys::fleet::apply_changes(&h.store, &[], Some("1-0"), false);
+            let started = crate::keys::fleet::read_started(&h.store);
+            let keys = &config(true).keys;
+            crate::keys::fleet::install(&h.store, keys, &token, r#"{"key":null}"#, started, 0)
+                .unwrap();
             f.on_request_headers(&mut h, false);
             assert_eq!(f.on_request_body(&mut h, n, true), Action::Continue);
             assert!(h.calls.is_empty());

@@ -83,6 +83,7 @@ fn a_sync_is_sent_until_its_reply_comes_then_the_next_one() {
                 ..Default::default()
             },
         }],
+        ..Default::default()
     };
     assert!(synced(&store, 1, &reply, NOW));
     let g = Ledger::decode(&store.get(&ledger_key("key.abc")).unwrap().value);

@@ -43,6 +43,20 @@ impl AdminOp {
     pub fn has_body(self) -> bool {
         !matches!(self, AdminOp::Info | AdminOp::List)
     }
+
+    /// Whether the call changes keys (with a shared store, it writes through it).
+    pub fn writes(self) -> bool {
+        self.has_body()
+    }
+}
+
+/// The hash of the key `GET /key/info` asks about.
+pub fn info_target(op: AdminOp, query: &str) -> Option<String> {
+    if op != AdminOp::Info {
+        return None;
+    }
+    let key = query_param(query, "key")?;
+    Some(if is_hash(&key) { key } else { hash_key(&key) })
 }
 
 pub struct AdminCtx<'a> {

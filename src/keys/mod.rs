@@ -2,6 +2,7 @@
 //! API, one validator for both, lookup by key hash. Only SHA-256 hashes of keys are kept.
 
 pub mod admin;
+pub mod fleet;
 pub mod time;
 
 use serde::{Deserialize, Serialize};
@@ -406,13 +407,16 @@ pub fn ensure_index(store: &dyn Store) {
 }
 
 /// The current definition of a key: the admin API's record if any (a tombstone means deleted),
-/// else the config's.
+/// else the config's. An empty record is none (the shared store has no override of the key).
 pub fn find(
     config_keys: &hashbrown::HashMap<String, KeyDef>,
     store: &dyn Store,
     token: &str,
 ) -> Option<KeyDef> {
-    if let Some(v) = store.get(&def_store_key(token)) {
+    if let Some(v) = store
+        .get(&def_store_key(token))
+        .filter(|v| !v.value.is_empty())
+    {
         return serde_json::from_slice::<KeyDef>(&v.value)
             .ok()
             .filter(|d| !d.deleted);

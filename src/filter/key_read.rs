@@ -1,0 +1,558 @@
+//! Keys across replicas (a store configured; see `keys::fleet`): a key this replica has not seen
+//! since its last change is read from the store (`tg_key_get`) before the request is
+//! authenticated, and the admin API writes through the store (`tg_key_put`) before it answers.
+//!
+//! Where the request waits: a request without a body (`GET /v1/models`, `/key/info`) in its
+//! headers phase, then the headers phase runs again; an API request in its body phase (proxy-wasm
+//! cannot wait in the headers phase of a request with a body), authenticated there, so its
+//! headers phase routes it without a principal.
+
+use serde_json::Value;
+
+use super::store_call::Then;
+use super::{json_reply, HttpFilter, State};
+use crate::auth;
+use crate::error::ApiError;
+use crate::host::{Action, HttpHost};
+use crate::keys::admin::{self, AdminCtx, AdminOp};
+use crate::keys::{self, fleet};
+use crate::store::remote::{self, CallError, Exchange};
+
+/// The key read the stream waits for.
+#[derive(Debug)]
+pub struct KeyRead {
+    token: String,
+    /// [`fleet::read_started`] when it was sent.
+    started: u64,
+}
+
+/// A key-management call that writes through the store: the keys it reads first, then what a dry
+/// run would write, one `tg_key_put` each, then the call itself, answered.
+#[derive(Debug)]
+pub struct AdminFlow {
+    op: AdminOp,
+    body: Vec<u8>,
+    now: u64,
+    random: [u8; 32],
+    reads: Vec<String>,
+    puts: Option<Vec<(String, Vec<u8>)>>,
+}
+
+/// What the stream learnt about keys from the store.
+#[derive(Debug, Default)]
+pub struct KeyState {
+    pub waiting: Option<KeyRead>,
+    /// The key was read (or the read failed) for this request: not again.
+    pub done: bool,
+    /// The read failed: a key unknown here may exist, so it is not refused as invalid.
+    pub failed: bool,
+}
+
+fn get_call(token: &str, timeout_ms: u64) -> Option<Exchange> {
+    let call = remote::fcall("tg_key_get", &[], &[token.as_bytes()], timeout_ms).ok()?;
+    Some(Exchange::new(call).with_library(crate::fleet::LIBRARY, timeout_ms))
+}
+
+fn put_call(op: AdminOp, token: &str, record: &[u8], timeout_ms: u64) -> Option<Exchange> {
+    let (name, expect): (&str, &str) = match op {
+        AdminOp::Generate => ("put", r#"{"absent":true}"#),
+        AdminOp::Block => ("block", "null"),
+        AdminOp::Unblock => ("unblock", "null"),
+        AdminOp::Delete => ("delete", "null"),
+        _ => ("put", "null"),
+    };
+    let args: [&[u8]; 4] = [token.as_bytes(), record, name.as_bytes(), expect.as_bytes()];
+    let call = remote::fcall("tg_key_put", &[], &args, timeout_ms).ok()?;
+    Some(Exchange::new(call).with_library(crate::fleet::LIBRARY, timeout_ms))
+}
+
+/// The keys an admin call names (they are read before it runs, so that a key made on another
+/// replica can be updated, blocked or deleted here).
+fn admin_targets(op: AdminOp, body: &[u8]) -> Vec<String> {
+    let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(body) else {
+        return Vec::new();
+    };
+    let token = |k: &str| {
+        if keys::is_hash(k) {
+            k.to_string()
+        } else {
+            keys::hash_key(k)
+        }
+    };
+    match op {
+        AdminOp::Update | AdminOp::Block | AdminOp::Unblock => m
+            .get("key")
+            .and_then(Value::as_str)
+            .map(token)
+            .into_iter()
+            .collect(),
+        AdminOp::Delete => m
+            .get("keys")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(token)
+                    .take(64)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+impl HttpFilter {
+    /// The hash of the virtual key the request presents, when this replica must read it from the
+    /// store before trusting its copy.
+    pub(super) fn key_to_read(&self, host: &dyn HttpHost) -> Option<String> {
+        if self.config.store.is_none() || self.keys.done {
+            return None;
+        }
+        let presented = auth::presented_key(host)?;
+        if auth::is_master(&self.config, &presented) {
+            return None;
+        }
+        let token = keys::hash_key(&presented);
+        self.token_to_read(host, token)
+    }
+
+    /// `token`, when this replica must read it from the store first.
+    pub(super) fn token_to_read(&self, host: &dyn HttpHost, token: String) -> Option<String> {
+        if self.config.store.is_none() || self.keys.done {
+            return None;
+        }
+        fleet::needs_read(host.store(), &token, host.now_ms()).then_some(token)
+    }
+
+    /// Reads `token` from the store and waits; `then` says what happens next.
+    pub(super) fn read_key(
+        &mut self,
+        host: &mut dyn HttpHost,
+        token: String,
+        then: Then,
+    ) -> Action {
+        let timeout = self.config.store.as_ref().map_or(0, |s| s.call_timeout_ms);
+        let started = fleet::read_started(host.store());
+        let exchange = if crate::host::tick::store_down(host.store()) {
+            None
+        } else {
+            get_call(&token, timeout)
+        };
+        self.keys.waiting = Some(KeyRead { token, started });
+        match exchange {
+            Some(e) => self.wait_for_store(host, e, then),
+            None => self.key_answered(host, then, Err(CallError::NotSent("store down".into()))),
+        }
+    }
+
+    /// The store's answer to the key read: installed, then the request goes on.
+    pub(super) fn key_answered(
+        &mut self,
+        host: &mut dyn HttpHost,
+        then: Then,
+        result: Result<Value, CallError>,
+    ) -> Action {
+        self.keys.done = true;
+        if let Some(read) = self.keys.waiting.take() {
+            let installed = match &result {
+                Ok(Value::String(text)) => fleet::install(
+                    host.store(),
+                    &self.config.keys,
+                    &read.token,
+                    text,
+                    read.started,
+                    host.now_ms(),
+                )
+                .map_err(|e| e.0),
+                Ok(other) => Err(format!("tg_key_get answered {other}")),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(why) = installed {
+                log::warn!("tollgate: could not read a key from the store: {why}");
+                self.keys.failed = true;
+            }
+        }
+        match then {
+            Then::KeyHeaders => self.on_request_headers(host, true),
+            Then::KeyBody { body_size } => self.authenticate_in_body(host, body_size),
+            Then::AdminRead => self.admin_step(host),
+            _ => Action::Continue,
+        }
+    }
+
+    /// A key error, as the request should see it: a key unknown here while the store could not
+    /// be read may exist, so the client is told to try again rather than that its key is invalid.
+    pub(super) fn key_error(&self, e: ApiError) -> ApiError {
+        if self.keys.failed && e.code.as_deref() == Some("invalid_api_key") {
+            ApiError::new(
+                503,
+                "api_error",
+                "The gateway's shared store did not answer, and this gateway has not seen this key yet.",
+            )
+            .with_code("store_unavailable")
+        } else {
+            e
+        }
+    }
+
+    /// The body phase of a request whose key was read there: authenticated now, then on.
+    fn authenticate_in_body(&mut self, host: &mut dyn HttpHost, body_size: usize) -> Action {
+        let now = host.now_ms() / 1000;
+        let State::Routed(routed) = &mut self.state else {
+            return Action::Continue;
+        };
+        let Some(token) = routed.deferred_key.take() else {
+            return self.on_request_body(host, body_size, true);
+        };
+        let checked = auth::authenticate_token(&self.config, host.store(), &token, now)
+            .and_then(|p| auth::check_model(&p, &routed.ctx.model).map(|()| p));
+        match checked {
+            Ok(p) => {
+                routed.principal = p;
+                self.on_request_body(host, body_size, true)
+            }
+            Err(e) => {
+                let e = self.key_error(e);
+                self.reply_error(host, &e)
+            }
+        }
+    }
+
+    /// A key-management call with a store: reads, dry run, writes through, then runs.
+    pub(super) fn admin_through_store(
+        &mut self,
+        host: &mut dyn HttpHost,
+        op: AdminOp,
+        body: Vec<u8>,
+    ) -> Action {
+        let mut reads = admin_targets(op, &body);
+        reads.retain(|t| fleet::needs_read(host.store(), t, host.now_ms()));
+        reads.dedup();
+        let flow = AdminFlow {
+            op,
+            body,
+            now: host.now_ms() / 1000,
+            random: host.random_bytes(),
+            reads,
+            puts: None,
+        };
+        self.state = State::AdminFleet(Box::new(flow));
+        self.admin_step(host)
+    }
+
+    fn admin_step(&mut self, host: &mut dyn HttpHost) -> Action {
+        let timeout = self.config.store.as_ref().map_or(0, |s| s.call_timeout_ms);
+        let State::AdminFleet(flow) = &mut self.state else {
+            return Action::Pause;
+        };
+        if let Some(token) = flow.reads.pop() {
+            self.keys.done = false;
+            return self.read_key(host, token, Then::AdminRead);
+        }
+        if flow.puts.is_none() {
+            let overlay = fleet::Overlay::new(host.store());
+            let ctx = AdminCtx {
+                config: &self.config,
+                store: &overlay,
+                now: flow.now,
+                random: flow.random,
+            };
+            if let Err(e) = admin::handle(flow.op, &ctx, "", &flow.body) {
+                return self.reply_error(host, &e);
+            }
+            let mut puts = fleet::written_keys(&overlay);
+            puts.reverse();
+            flow.puts = Some(puts);
+        }
+        let next = flow.puts.as_mut().and_then(Vec::pop);
+        if let Some((token, record)) = next {
+            let op = flow.op;
+            return match put_call(op, &token, &record, timeout) {
+                Some(e) => self.wait_for_store(host, e, Then::AdminPut),
+                None => self.reply_error(
+                    host,
+                    &ApiError::invalid_request("The key's record is too large to store."),
+                ),
+            };
+        }
+        // Everything is in the store: the call itself, here.
+        let ctx = AdminCtx {
+            config: &self.config,
+            store: host.store(),
+            now: flow.now,
+            random: flow.random,
+        };
+        match admin::handle(flow.op, &ctx, "", &flow.body) {
+            Ok(out) => {
+                json_reply(host, &out);
+                self.state = State::Done;
+                Action::Pause
+            }
+            Err(e) => self.reply_error(host, &e),
+        }
+    }
+
+    /// The store's answer to one key write.
+    pub(super) fn admin_put_answered(
+        &mut self,
+        host: &mut dyn HttpHost,
+        result: Result<Value, CallError>,
+    ) -> Action {
+        let answer: Value = match &result {
+            Ok(Value::String(text)) => serde_json::from_str(text).unwrap_or(Value::Null),
+            _ => Value::Null,
+        };
+        let field = |f: &str| answer.get(f).cloned().unwrap_or(Value::Null);
+        if field("ok") == true {
+            return self.admin_step(host);
+        }
+        let e = match field("error").as_str() {
+            Some("alias_taken") => {
+                let alias = field("alias");
+                let alias = alias.as_str().unwrap_or_default();
+                ApiError::invalid_param(
+                    "key_alias",
+                    format!("Key with alias '{alias}' already exists. Unique key aliases across all keys are required."),
+                )
+                .with_code("key_alias_exists")
+            }
+            Some("key_exists") => {
+                ApiError::invalid_param("key", "This key already exists.").with_code("key_exists")
+            }
+            _ => {
+                let why = match &result {
+                    Err(e) => e.to_string(),
+                    Ok(v) => format!("it answered {v}"),
+                };
+                log::warn!("tollgate: the store did not take a key write: {why}");
+                ApiError::new(
+                    503,
+                    "api_error",
+                    "The gateway's shared store did not take the key change; nothing was changed. Try again.",
+                )
+                .with_code("store_unavailable")
+            }
+        };
+        self.reply_error(host, &e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::{load, Config, Strictness};
+    use crate::filter::Role;
+    use crate::host::mock::MockHost;
+    use crate::store::remote::Answer;
+    use hashbrown::HashMap;
+    use serde_json::json;
+
+    fn config() -> Arc<Config> {
+        let doc = json!({
+            "model_list": [
+                {"model_name": "gpt", "litellm_params": {"model": "openai/gpt-4o-mini", "api_key": "sk-provider-secret", "api_base": "http://127.0.0.1:9001/v1"}}
+            ],
+            "general_settings": {"master_key": "sk-master"},
+            "tollgate_settings": {"store": {"url": "http://127.0.0.1:7379", "call_timeout_ms": 150}}
+        });
+        let r = load(&doc, &HashMap::new(), Strictness::Serve);
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        Arc::new(r.config.unwrap())
+    }
+
+    fn chat(key: &str) -> MockHost {
+        let auth = format!("Bearer {key}");
+        let mut h = MockHost::request(
+            "POST",
+            "/v1/chat/completions",
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+        )
+        .metadata("model", b"gpt");
+        h.request_body = br#"{"model":"gpt","messages":[{"role":"user","content":"hi"}]}"#.to_vec();
+        h
+    }
+
+    /// webdis's answer carrying a function's JSON text.
+    fn fcall(text: &str) -> Answer {
+        Answer::Response {
+            status: 200,
+            body: serde_json::to_vec(&json!({ "FCALL": text })).unwrap(),
+        }
+    }
+
+    fn record(key: &str, blocked: bool) -> String {
+        serde_json::to_string(&keys::KeyDef {
+            token: keys::hash_key(key),
+            key_name: keys::key_name(key),
+            blocked,
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    /// The headers phase routes without a principal; the body phase reads the key, then goes on.
+    #[test]
+    fn an_unseen_key_is_read_in_the_body_phase() {
+        for (i, (answer, want)) in [
+            (
+                fcall(&format!(
+                    r#"{{"key":{}}}"#,
+                    record("sk-made-elsewhere-0", false)
+                )),
+                None,
+            ),
+            (
+                fcall(&format!(
+                    r#"{{"key":{}}}"#,
+                    record("sk-made-elsewhere-1", true)
+                )),
+                Some(403),
+            ),
+            (fcall(r#"{"key":null}"#), Some(401)),
+            (Answer::Unanswered, Some(503)),
+            (fcall("garbage"), Some(503)),
+            (fcall(r#"{"error":"token must be a key hash"}"#), Some(503)),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            // A key of its own each time: a worker remembers a key the store does not have.
+            let key = &format!("sk-made-elsewhere-{i}");
+            let mut f = HttpFilter::new(config(), Role::Gateway);
+            let mut h = chat(key);
+            let action = f.on_request_headers(&mut h, false);
+            assert_eq!(action, Action::Continue, "{:?}", h.reply);
+            assert!(h.reply.is_none() && h.calls.is_empty());
+            let n = h.request_body.len();
+            assert_eq!(f.on_request_body(&mut h, n, true), Action::Pause);
+            let call = String::from_utf8(h.calls[0].body.clone()).unwrap();
+            assert!(call.starts_with("FCALL/tg_key_get/0/"), "{call}");
+            assert!(call.ends_with(&keys::hash_key(key)), "{call}");
+            let action = f.on_http_call_done(&mut h, answer);
+            match want {
+                None => {
+                    assert_eq!(action, Action::Continue);
+                    assert!(h.reply.is_none());
+                    let sent: Value = serde_json::from_slice(&h.request_body).unwrap();
+                    assert_eq!(sent["model"], "gpt-4o-mini");
+                }
+                Some(status) => {
+                    assert_eq!(action, Action::Pause);
+                    assert_eq!(
+                        h.reply.as_ref().unwrap().0,
+                        status,
+                        "{i}: {:?}",
+                        h.reply_json()
+                    );
+                    if status == 503 {
+                        assert_eq!(h.reply_json()["error"]["code"], "store_unavailable");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Once seen (after the first sync gave a cursor), a key's requests read nothing remote; a
+    /// change to it makes the next one read it again.
+    #[test]
+    fn a_seen_key_is_not_read_again_until_it_changes() {
+        let key = "sk-made-elsewhere-5678";
+        let mut h = chat(key);
+        fleet::apply_changes(&h.store, &[], Some("1-0"), false);
+        let run = |h: &mut MockHost, answer: Option<Answer>| {
+            // A new request on the same replica (its shared data).
+            let store = h.store.clone();
+            *h = chat(key);
+            h.store = store;
+            let mut f = HttpFilter::new(config(), Role::Gateway);
+            f.on_request_headers(h, false);
+            let n = h.request_body.len();
+            let action = f.on_request_body(h, n, true);
+            match answer {
+                Some(a) => f.on_http_call_done(h, a),
+                None => action,
+            }
+        };
+        let answer = fcall(&format!(r#"{{"key":{}}}"#, record(key, false)));
+        assert_eq!(
+            run(&mut h, Some(answer)),
+            Action::Continue,
+            "{:?}",
+            h.reply_json()
+        );
+        assert_eq!(h.calls.len(), 1);
+        assert_eq!(run(&mut h, None), Action::Continue);
+        assert!(h.calls.is_empty());
+        let change = fleet::Change {
+            token: keys::hash_key(key),
+            ..Default::default()
+        };
+        fleet::apply_changes(&h.store, &[change], Some("2-0"), false);
+        assert_eq!(run(&mut h, None), Action::Pause);
+        assert_eq!(h.calls.len(), 1);
+    }
+
+    fn generate(body: Value) -> (HttpFilter, MockHost) {
+        let mut f = HttpFilter::new(config(), Role::Gateway);
+        let mut h = MockHost::request(
+            "POST",
+            "/key/generate",
+            &[("authorization", "Bearer sk-master")],
+        );
+        h.request_body = serde_json::to_vec(&body).unwrap();
+        assert_eq!(f.on_request_headers(&mut h, false), Action::Continue);
+        let n = h.request_body.len();
+        assert_eq!(f.on_request_body(&mut h, n, true), Action::Pause);
+        (f, h)
+    }
+
+    /// `/key/generate` writes the key to the store first; it exists here only once the store
+    /// took it, and a refusal by the store changes nothing here.
+    #[test]
+    fn the_admin_api_writes_through_the_store() {
+        let (mut f, mut h) = generate(json!({"key_alias": "a", "key": "sk-custom-123456"}));
+        assert!(h.reply.is_none());
+        let token = keys::hash_key("sk-custom-123456");
+        let call = String::from_utf8(h.calls[0].body.clone()).unwrap();
+        assert!(
+            call.starts_with(&format!("FCALL/tg_key_put/0/{token}/")),
+            "{call}"
+        );
+        assert!(keys::find(&hashbrown::HashMap::new(), &h.store, &token).is_none());
+        f.on_http_call_done(&mut h, fcall(r#"{"ok":true,"id":"1-0"}"#));
+        assert_eq!(h.reply.as_ref().unwrap().0, 200);
+        assert_eq!(h.reply_json()["key"], "sk-custom-123456");
+        assert!(keys::find(&hashbrown::HashMap::new(), &h.store, &token).is_some());
+
+        for (answer, status, code) in [
+            (
+                fcall(r#"{"ok":false,"error":"alias_taken","alias":"a"}"#),
+                400,
+                "key_alias_exists",
+            ),
+            (
+                fcall(r#"{"ok":false,"error":"key_exists"}"#),
+                400,
+                "key_exists",
+            ),
+            (Answer::Unanswered, 503, "store_unavailable"),
+            (fcall("[1,2"), 503, "store_unavailable"),
+        ] {
+            let (mut f, mut h) = generate(json!({"key_alias": "a", "key": "sk-custom-999999"}));
+            f.on_http_call_done(&mut h, answer);
+            assert_eq!(h.reply.as_ref().unwrap().0, status);
+            assert_eq!(h.reply_json()["error"]["code"], code);
+            let token = keys::hash_key("sk-custom-999999");
+            assert!(keys::find(&hashbrown::HashMap::new(), &h.store, &token).is_none());
+        }
+        // A call the dry run refuses never reaches the store.
+        let (_, h) = generate(json!({"max_budget": "lots"}));
+        assert!(h.calls.is_empty());
+        assert_eq!(h.reply.as_ref().unwrap().0, 400);
+    }
+}
