@@ -19,6 +19,7 @@ mod attempt;
 pub mod body_metadata;
 mod fleet_admit;
 mod key_read;
+mod spend_logs;
 pub mod store_call;
 
 use std::sync::Arc;
@@ -206,6 +207,7 @@ enum Endpoint<'a> {
     Model(&'a str),
     Health,
     StoreHealth,
+    SpendLogs,
     Admin(AdminOp),
     WrongMethod(&'static str),
     Unknown,
@@ -229,6 +231,7 @@ fn classify<'a>(method: &str, path: &'a str) -> Endpoint<'a> {
             ("GET", Endpoint::Health)
         }
         store_call::HEALTH_PATH => ("GET", Endpoint::StoreHealth),
+        "/spend/logs" => ("GET", Endpoint::SpendLogs),
         other => match (other.strip_prefix("/models/"), AdminOp::from_path(path)) {
             (Some(id), _) if !id.is_empty() => ("GET", Endpoint::Model(id)),
             (_, Some((op, method))) => (method, Endpoint::Admin(op)),
@@ -347,6 +350,27 @@ impl HttpFilter {
                 Action::Continue
             }
             Ok(Next::StoreHealth) => self.store_health(host),
+            Ok(Next::SpendLogs(query)) => self.spend_logs(host, &query),
+            Ok(Next::KeyInfo(query)) => match self.key_info_from_fleet(host, &query) {
+                Some(action) => action,
+                None => {
+                    let now = host.now_ms() / 1000;
+                    let ctx = AdminCtx {
+                        config: &self.config,
+                        store: host.store(),
+                        now,
+                        random: [0; 32],
+                    };
+                    match admin::info(&ctx, &query, None) {
+                        Ok(body) => {
+                            json_reply(host, &body);
+                            self.state = State::Done;
+                            Action::Pause
+                        }
+                        Err(e) => self.reply_error(host, &e),
+                    }
+                }
+            },
             Ok(Next::ReadKey(token)) => self.read_key(host, token, store_call::Then::KeyHeaders),
             Ok(Next::AwaitBody(op)) => {
                 self.state = State::Admin(op);
@@ -418,6 +442,14 @@ impl HttpFilter {
                 json_reply(host, br#"{"status":"healthy"}"#);
                 return Ok(Next::Replied);
             }
+            Endpoint::SpendLogs => {
+                if self.authenticate(host, now)? != Principal::Master {
+                    return Err(ApiError::permission("Spend logs require the master key.")
+                        .with_code("not_master_key"));
+                }
+                let query = path.split_once('?').map(|(_, q)| q).unwrap_or("");
+                return Ok(Next::SpendLogs(query.to_string()));
+            }
             Endpoint::StoreHealth => {
                 if auth::authenticate(&self.config, host.store(), host, now)? != Principal::Master {
                     return Err(ApiError::permission(
@@ -451,6 +483,9 @@ impl HttpFilter {
                     .filter(|_| end_of_stream)
                 {
                     return Ok(Next::ReadKey(token));
+                }
+                if op == AdminOp::Info && self.config.store.is_some() {
+                    return Ok(Next::KeyInfo(query.to_string()));
                 }
                 let ctx = AdminCtx {
                     config: &self.config,
@@ -1289,6 +1324,52 @@ impl HttpFilter {
             let fleet_mode = config.store.is_some();
             accounting::settle(host, &routed.principal, &admission, fleet_mode, now, charge);
         }
+        if config.store.is_some() {
+            spend_record(host, routed, d, charge);
+        }
+    }
+}
+
+/// The request's spend record, for `GET /spend/logs` (a store configured; see `spend_log`).
+fn spend_record(host: &mut dyn HttpHost, routed: &Routed, d: Option<&Deployment>, charge: Charge) {
+    let key = match &routed.principal {
+        Principal::Key(k) => Some(&k.def),
+        _ => None,
+    };
+    let u = routed.usage.unwrap_or_default();
+    let status = routed.status.unwrap_or(0);
+    let now_ms = host.now_ms();
+    let time = crate::keys::time::format_rfc3339_ms;
+    let record = crate::spend_log::Record {
+        request_id: &routed.ctx.id,
+        api_key: key.map(|k| k.token.as_str()),
+        key_hash: key.map(|k| k.token.as_str()),
+        key_alias: key.and_then(|k| k.key_alias.as_deref()),
+        team_id: key.and_then(|k| k.team_id.as_deref()),
+        model_group: &routed.ctx.model,
+        model_id: d.map(|d| d.id.as_str()),
+        custom_llm_provider: d.map(|d| d.provider.name()),
+        call_type: op_name(routed.op),
+        prompt_tokens: u.prompt_tokens,
+        completion_tokens: u.completion_tokens,
+        total_tokens: u.prompt_tokens.saturating_add(u.completion_tokens),
+        cached_tokens: u.cached_tokens,
+        spend: crate::quota::usd(charge.cost),
+        spend_micro: charge.cost,
+        status: if (1..400).contains(&status) {
+            "success"
+        } else {
+            "failure"
+        },
+        status_code: status,
+        start_time: time(routed.started_ms),
+        end_time: time(now_ms),
+    };
+    if !crate::spend_log::push(host.store(), &record) {
+        log::warn!(
+            "tollgate: could not keep request {}'s spend record",
+            routed.ctx.id
+        );
     }
 }
 
@@ -1364,6 +1445,10 @@ enum Next {
     /// A request without a body whose key must be read from the store first: the headers
     /// phase runs again once it is (see `key_read`).
     ReadKey(String),
+    /// `GET /spend/logs` (its query) by the master key: answered after a store call.
+    SpendLogs(String),
+    /// `GET /key/info` (its query) with a store: answered with the fleet's spend.
+    KeyInfo(String),
 }
 
 /// Removes every client header not on the allow-list (credentials, cookies, SDK telemetry,

@@ -141,6 +141,10 @@ struct Payload<'a> {
     /// Cooldowns this replica started since its last sync (the fleet's clock).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     cooldowns: Vec<crate::router::health::FleetCooldown>,
+    /// Requests' spend records since the last sync (`spend_log`), and how many Redis keeps.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    spend_logs: Vec<Box<serde_json::value::RawValue>>,
+    spend_log_keep: u64,
 }
 
 /// The sync record: the last sequence number used, and the sync on its way.
@@ -163,7 +167,12 @@ fn read_sync(store: &dyn Store) -> SyncRecord {
 /// unchanged (the store applies a sequence number once); otherwise every tracked party's ledger
 /// freezes what it settled, releases what it does not need and asks for what it will, and the
 /// parties that have nothing left to say are forgotten.
-pub fn next_sync(store: &dyn Store, ttl_ms: u64, now_ms: u64) -> Option<(u64, String)> {
+pub fn next_sync(
+    store: &dyn Store,
+    ttl_ms: u64,
+    now_ms: u64,
+    spend_log_keep: u64,
+) -> Option<(u64, String)> {
     let current = store.get(SYNC);
     let record: SyncRecord = current
         .as_ref()
@@ -221,12 +230,22 @@ pub fn next_sync(store: &dyn Store, ttl_ms: u64, now_ms: u64) -> Option<(u64, St
             Ok((serde_json::to_vec(&parties).unwrap_or_default(), ()))
         });
     }
+    let taken = crate::spend_log::take(store, crate::spend_log::PER_SYNC);
+    if taken.lost > 0 {
+        log::warn!(
+            "tollgate: {} spend records were lost: the store was away while the ring filled",
+            taken.lost
+        );
+    }
+    let spend_logs = taken.records;
     let payload = serde_json::to_string(&Payload {
         library: library_version(),
         ttl_ms,
         parties: out,
         changes_after: crate::keys::fleet::cursor(store),
         cooldowns: crate::router::health::take_shared(store),
+        spend_logs,
+        spend_log_keep,
     })
     .ok()?;
     let next = SyncRecord {
@@ -474,11 +493,13 @@ pub struct FleetSync {
     pub ttl_ms: u64,
     /// `sync_timeout_ms`.
     pub timeout_ms: u64,
+    /// `spend_log_keep`.
+    pub spend_log_keep: u64,
 }
 
 impl FleetSync {
     fn exchange(&self, ctx: &TickCtx) -> Option<Exchange> {
-        let (seq, payload) = next_sync(ctx.store, self.ttl_ms, ctx.now_ms)?;
+        let (seq, payload) = next_sync(ctx.store, self.ttl_ms, ctx.now_ms, self.spend_log_keep)?;
         let seq = seq.to_string();
         let call = remote_store::fcall(
             "tg_sync",

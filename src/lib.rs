@@ -20,6 +20,7 @@ pub mod providers;
 pub mod quota;
 pub mod router;
 pub mod secrets;
+pub mod spend_log;
 pub mod stats;
 pub mod store;
 pub mod stream;

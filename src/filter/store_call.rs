@@ -29,7 +29,7 @@ pub const PROBE_HEADER: &str = "x-tollgate-store-probe";
 pub const LIBRARY_NAME: &str = "tollgate";
 
 /// What a store answer is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Then {
     /// `GET /tollgate/store/health`: answered with the store's state.
     Health { started_ms: u64 },
@@ -45,6 +45,10 @@ pub enum Then {
     AdminRead,
     /// A key-management call's write of a key (`tg_key_put`).
     AdminPut,
+    /// `GET /spend/logs`: answered with the records.
+    SpendLogs,
+    /// `GET /key/info` (its query): answered with the key and the fleet's spend.
+    KeyInfo { query: String },
 }
 
 /// The stream's call in flight.
@@ -185,6 +189,8 @@ impl HttpFilter {
                 self.key_answered(host, then, result)
             }
             Then::AdminPut => self.admin_put_answered(host, result),
+            Then::SpendLogs => self.spend_logs_answered(host, result),
+            Then::KeyInfo { query } => self.key_info_answered(host, &query, result),
         }
     }
 }

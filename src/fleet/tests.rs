@@ -54,7 +54,7 @@ fn a_sync_is_sent_until_its_reply_comes_then_the_next_one() {
         Ok((g.encode(), ()))
     })
     .unwrap();
-    let (seq, payload) = next_sync(&store, 3000, NOW).unwrap();
+    let (seq, payload) = next_sync(&store, 3000, NOW, 100_000).unwrap();
     assert_eq!(seq, 1);
     let v: serde_json::Value = serde_json::from_str(&payload).unwrap();
     assert_eq!(v["ttl_ms"], 3000);
@@ -62,7 +62,10 @@ fn a_sync_is_sent_until_its_reply_comes_then_the_next_one() {
     assert_eq!(v["parties"][0]["spent"], 60);
     assert_eq!(v["parties"][0]["limits"]["max_budget"], 10_000);
     // No reply yet: the same sync again, unchanged.
-    assert_eq!(next_sync(&store, 3000, NOW), Some((1, payload.clone())));
+    assert_eq!(
+        next_sync(&store, 3000, NOW, 100_000),
+        Some((1, payload.clone()))
+    );
     // A reply to another sequence number changes nothing.
     let reply = Reply {
         seq: 7,
@@ -90,7 +93,7 @@ fn a_sync_is_sent_until_its_reply_comes_then_the_next_one() {
     assert_eq!(g.unsynced_spend, 0);
     assert_eq!(g.fleet.spend, 60);
     assert_eq!(g.clock_offset_ms, 5);
-    let (seq, _) = next_sync(&store, 3000, NOW).unwrap();
+    let (seq, _) = next_sync(&store, 3000, NOW, 100_000).unwrap();
     assert_eq!(seq, 2);
 }
 
@@ -110,7 +113,7 @@ fn idle_parties_are_forgotten() {
         ),
         Err(Shortfall::AskFleet { .. })
     ));
-    let (seq, payload) = next_sync(&store, 3000, NOW).unwrap();
+    let (seq, payload) = next_sync(&store, 3000, NOW, 100_000).unwrap();
     assert!(!payload.contains("key.idle"), "{payload}");
     assert!(synced(
         &store,
@@ -132,7 +135,7 @@ fn parties_are_bounded_and_garbage_reads_as_nothing() {
     store.set(SYNC, b"\xff", None).unwrap();
     assert!(track(&store, "team.a", &limits()));
     assert_eq!(read_parties(&store.get(PARTIES).unwrap().value).len(), 1);
-    let (seq, _) = next_sync(&store, 3000, NOW).unwrap();
+    let (seq, _) = next_sync(&store, 3000, NOW, 100_000).unwrap();
     assert_eq!(seq, 1);
     assert_eq!(party_id("tollgate.usage.key.abc.g1"), "key.abc.g1");
 }

@@ -88,6 +88,7 @@ pub fn driver(config: &Config, me: u64) -> Option<TickDriver> {
     let ticker = Box::new(crate::fleet::FleetSync {
         ttl_ms: store.replica_ttl_ms,
         timeout_ms: store.sync_timeout_ms,
+        spend_log_keep: store.spend_log_keep,
     });
     Some(TickDriver::new(ticker, store, me))
 }

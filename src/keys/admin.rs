@@ -74,15 +74,26 @@ pub fn handle(op: AdminOp, ctx: &AdminCtx, query: &str, body: &[u8]) -> Result<V
         AdminOp::Delete => delete(ctx, &object(body)?)?,
         AdminOp::Block => set_blocked(ctx, &object(body)?, true)?,
         AdminOp::Unblock => set_blocked(ctx, &object(body)?, false)?,
-        AdminOp::Info => {
-            let key = query_param(query, "key").ok_or_else(|| {
-                ApiError::invalid_param("key", "Pass the key (or its hash) as ?key=.")
-            })?;
-            let def = lookup(ctx, &key)?;
-            json!({"key": def.token, "info": key_json(ctx, &def, None)})
-        }
+        AdminOp::Info => return info(ctx, query, None),
         AdminOp::List => list(ctx, query)?,
     };
+    Ok(serde_json::to_vec(&out).unwrap_or_default())
+}
+
+/// `GET /key/info`; `fleet`: the key's party as the shared store has it (`tg_party_get`), whose
+/// spend is the fleet's.
+pub fn info(ctx: &AdminCtx, query: &str, fleet: Option<&Value>) -> Result<Vec<u8>, ApiError> {
+    let key = query_param(query, "key")
+        .ok_or_else(|| ApiError::invalid_param("key", "Pass the key (or its hash) as ?key=."))?;
+    let def = lookup(ctx, &key)?;
+    let mut info = key_json(ctx, &def, None);
+    if let (Some(f), Some(m)) = (fleet, info.as_object_mut()) {
+        let usd = |field: &str| quota::usd(f.get(field).and_then(Value::as_u64).unwrap_or(0));
+        m.insert("spend".into(), Value::from(usd("spend")));
+        m.insert("lifetime_spend".into(), Value::from(usd("lifetime")));
+        m.insert("spend_scope".into(), Value::from("fleet"));
+    }
+    let out = json!({"key": def.token, "info": info});
     Ok(serde_json::to_vec(&out).unwrap_or_default())
 }
 
@@ -102,7 +113,7 @@ fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     }
 }
 
-fn query_param(query: &str, name: &str) -> Option<String> {
+pub(crate) fn query_param(query: &str, name: &str) -> Option<String> {
     query.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         (k == name).then(|| percent_decode(v))

@@ -117,6 +117,13 @@ pub fn format_rfc3339(secs: u64) -> String {
     )
 }
 
+/// Formats Unix milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn format_rfc3339_ms(ms: u64) -> String {
+    let secs = format_rfc3339(ms / 1000);
+    let base = secs.strip_suffix('Z').unwrap_or(&secs);
+    format!("{base}.{:03}Z", ms % 1000)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

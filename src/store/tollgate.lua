@@ -92,7 +92,8 @@ Functions (as in the store design of issue 14, with these precisions):
     Seed items are key records (with `token`) and team records (with `team_id`), stored byte
     for byte; `seed` is applied in whichever syncs carry it (the first ones of a replica). A
     new replica sends no `changes_after` (or "") and gets the cursor of the latest change.
-    Spend records must be objects; `key_hash` (string or null) is what tg_spend_logs filters
+    `spend_log_keep` (default 100000, at most 1e8): how many spend records tg:spend keeps
+    (`XADD MAXLEN ~`). Spend records must be objects; `key_hash` (string or null) is what tg_spend_logs filters
     on; they are re-encoded by cjson (flat objects keep their fields; numbers above 1e14 would
     lose digits). Top-level reply fields besides the design's: `changes_lost` (changes after
     the cursor were trimmed away: drop the key cache); `reclaimed` (the parties' `reset`).
@@ -122,6 +123,8 @@ Functions (as in the store design of issue 14, with these precisions):
     {"ok": true, "id": "<change id>"}.
   tg_spend_logs(filter): also `after` (a stream id: continue after it). Reply: {"logs":
     [records, oldest first], "next": id or null}; `next` set when more may match.
+  tg_party_get(party, limits): a party's fields as tg_sync's reply has them (its windows rolled
+    by `limits`, as tg_sync takes them; nothing written), and `known` (whether Redis has it).
   tg_version(): {"version": VERSION}.
 
 Per-call bounds (measured on a 2-core machine, AOF fsync always, through RESP): tg_sync takes
@@ -133,7 +136,7 @@ the next calls). tg_admit takes at most 16 parties. tg_spend_logs reads at most 
 (~30 ms) and returns at most 1000 (`next` continues). No function walks the keyspace.
 ]]
 
-local VERSION = '5'
+local VERSION = '6'
 
 local MAX_PARTIES = 1024
 local MAX_ADMIT_PARTIES = 16
@@ -145,6 +148,7 @@ local MAX_RECORD_LEN = 65536
 local CHANGES_KEEP = 10000
 local CHANGES_PER_REPLY = 1000
 local SPEND_KEEP = 100000
+local SPEND_KEEP_MAX = 100000000
 local SPEND_SCAN = 10000
 local SPEND_LIMIT_MAX = 1000
 local SPEND_LIMIT_DEFAULT = 100
@@ -895,6 +899,14 @@ local function parse_sync(args)
   if #logs > MAX_SPEND_LOGS then
     return nil, 'spend_logs has more than ' .. MAX_SPEND_LOGS .. ' entries'
   end
+  s.spend_log_keep = SPEND_KEEP
+  if not absent(payload.spend_log_keep) then
+    if not (is_count(payload.spend_log_keep) and payload.spend_log_keep >= 1
+        and payload.spend_log_keep <= SPEND_KEEP_MAX) then
+      return nil, 'spend_log_keep must be an integer from 1 to ' .. SPEND_KEEP_MAX
+    end
+    s.spend_log_keep = payload.spend_log_keep
+  end
   s.spend_logs = {}
   for i, rec in ipairs(logs) do
     if not is_object(rec) then
@@ -1000,7 +1012,7 @@ local function tg_sync(_, args)
   end
 
   for _, rec in ipairs(s.spend_logs) do
-    redis.call('XADD', 'tg:spend', 'MAXLEN', '~', SPEND_KEEP, '*', 'k', rec.k, 'r', rec.r)
+    redis.call('XADD', 'tg:spend', 'MAXLEN', '~', s.spend_log_keep, '*', 'k', rec.k, 'r', rec.r)
   end
 
   local changes, cursor, lost = read_changes(s.changes_after)
@@ -1301,6 +1313,25 @@ local function tg_spend_logs(_, args)
   return encode({ logs = logs, next = next_id })
 end
 
+---------------------------------------------------------------------------------------------------
+-- tg_party_get
+
+local function tg_party_get(_, args)
+  local id = args[1]
+  if not is_name(id) then
+    return fail('party must be a non-empty string')
+  end
+  local limits, err = parse_limits(decode(args[2] or ''), 'limits')
+  if not limits then
+    return fail(err)
+  end
+  local now_s, now_ms = now()
+  local known = redis.call('EXISTS', party_key(id)) == 1
+  local out = party_reply(load_party(id, limits, now_s), live_replicas(now_ms))
+  out.known = known
+  return encode(out)
+end
+
 local function tg_version()
   return encode({ version = VERSION })
 end
@@ -1310,4 +1341,5 @@ redis.register_function('tg_admit', tg_admit)
 redis.register_function('tg_key_put', tg_key_put)
 redis.register_function{ function_name = 'tg_key_get', callback = tg_key_get, flags = { 'no-writes' } }
 redis.register_function{ function_name = 'tg_spend_logs', callback = tg_spend_logs, flags = { 'no-writes' } }
+redis.register_function{ function_name = 'tg_party_get', callback = tg_party_get, flags = { 'no-writes' } }
 redis.register_function{ function_name = 'tg_version', callback = tg_version, flags = { 'no-writes' } }

@@ -215,3 +215,45 @@ def test_keys_live_in_redis_as_the_admin_api_wrote_them(fleet, stack):
     assert record["max_budget"] == 2.5 and record["key_alias"] == "in-redis"
     assert made["key"] not in json.dumps(record)  # only the hash is kept
     assert stack.redis.command("GET", "tg:alias:in-redis") == made["token"]
+
+
+def test_spend_logs_and_key_spend_are_the_fleets(fleet, stack):
+    status, made = admin(fleet[0], "/key/generate", {"key_alias": "logged", "max_budget": 1.0})
+    assert status == 200, made
+    key, token = made["key"], made["token"]
+    for gw in fleet:
+        for _ in range(3):
+            assert ask(gw, key) == (200, None)
+    cost_micro = 5 * 1 + 1 * 2  # the mock's usage at $1/$2 per million tokens
+
+    def logs(query=f"api_key={key}"):
+        status, body = admin(fleet[2], f"/spend/logs?{query}")
+        assert status == 200, body
+        return body
+
+    got, took = until(lambda: len(logs()), 9, timeout=5)
+    assert got == 9, (got, logs())
+    records = logs()
+    assert len({r["request_id"] for r in records}) == 9 and all(r["request_id"] for r in records)
+    for r in records:
+        assert r["api_key"] == token and r["key_alias"] == "logged"
+        assert (r["model_group"], r["custom_llm_provider"], r["call_type"]) == ("gpt", "openai", "chat")
+        assert (r["prompt_tokens"], r["completion_tokens"], r["total_tokens"]) == (5, 1, 6)
+        assert r["spend_micro"] == cost_micro and abs(r["spend"] - cost_micro / 1e6) < 1e-12
+        assert (r["status"], r["status_code"]) == ("success", 200)
+        assert r["startTime"] <= r["endTime"]
+        assert key not in json.dumps(r)
+    # The hash filters too; dates bound the records (today: all; a day long past: none).
+    assert len(logs(f"api_key={token}")) == 9
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    assert len(logs(f"api_key={key}&start_date={today}&end_date={today}")) == 9
+    assert logs(f"api_key={key}&end_date=2020-01-01") == []
+    assert admin(fleet[0], "/spend/logs?start_date=soon")[0] == 400
+    # Only the master key reads them.
+    status, _, _ = http("GET", f"{fleet[0].base_url}/spend/logs", None, {"authorization": f"Bearer {key}"})
+    assert status == 403
+    # Every replica's /key/info shows the fleet's spend of the key, not its own third of it.
+    for gw in fleet:
+        info, _ = until(lambda: admin(gw, f"/key/info?key={token}")[1]["info"]["spend"], 9 * cost_micro / 1e6,
+                        timeout=3)
+        assert abs(info - 9 * cost_micro / 1e6) < 1e-12, info

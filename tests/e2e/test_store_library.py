@@ -32,6 +32,7 @@ LIBRARY_SHA256 = {
     "3": "fc8d08b50ce8ca2ca7dcfb6d121bbaecd7d6cb2bc3779f5fd8505b44ed73ec2e",
     "4": "2610f552d05faff18287921ddd47b28ec024726e0f9b5e4c2d505d4342d78130",
     "5": "02bd440831653b6f06d1b3e99a7c39bb11a9849371e05c12363f8eefd0c3122c",
+    "6": "645a30ae8dab0f3d31c6eb9781b5cbfdf88d656b079848d15d5695a807bf748e",
 }
 
 # A party's fleet-wide fields in a reply (tg_sync adds granted, m and reset; tg_admit granted).
@@ -935,6 +936,28 @@ def test_spend_logs_are_capped_and_reads_bounded(lib):
         pages += 1
     assert [r["request_id"] for r in page["logs"]] == ["req-1"] and pages in (10, 11)
     assert len(lib.spend_logs(limit=5000)["logs"]) == 1000
+
+
+def test_spend_log_keep_caps_the_stream_as_the_replica_says(lib):
+    lib.redis("DEL", "tg:spend")
+    for seq in range(1, 4):
+        lib.sync("rk", seq, {"spend_log_keep": 1, "spend_logs": [spend_record(i, KEY) for i in range(200)]})
+    # MAXLEN ~ trims whole nodes: about `keep`, never the 600 sent.
+    assert lib.redis("XLEN", "tg:spend") <= 200
+    for bad in (0, -1, "5", 10**9):
+        assert "spend_log_keep" in lib.sync("rk", 10, {"spend_log_keep": bad})["error"]
+
+
+def test_party_get_reads_a_party_without_writing(lib):
+    lib.sync("rp", 1, {"parties": [entry("pg", {"max_budget": 10_000}, spent=700)]})
+    got = lib.call("tg_party_get", "pg", json.dumps({"max_budget": 10_000}))
+    assert got["spend"] == 700 and got["lifetime"] == 700 and got["known"] is True
+    assert PARTY_FIELDS <= set(got)
+    none = lib.call("tg_party_get", "never", "")
+    assert none["spend"] == 0 and none["known"] is False
+    assert lib.redis("EXISTS", "tg:p:{never}") == 0
+    assert "error" in lib.call("tg_party_get", "", "")
+    assert "error" in lib.call("tg_party_get", "pg", json.dumps({"max_budget": -1}))
 
 
 # ---------------------------------------------------------------------------------------------
