@@ -53,6 +53,24 @@ pub const METADATA_NAMESPACE: &str = "tollgate";
 pub const USAGE_NAMESPACE: &str = "tollgate_usage";
 /// Dynamic metadata namespace holding an error response's fields, in the attempt listener.
 pub const ERROR_NAMESPACE: &str = "tollgate_error";
+/// Dynamic metadata namespace (the dynamic module) of the request's spend record for the access
+/// log; the `.wasm` writes filter state `wasm.tollgate.<field>` instead.
+pub const LOG_NAMESPACE: &str = "tollgate_log";
+/// The spend record's fields an access log shows (see `render`).
+pub const LOG_FIELDS: [&str; 12] = [
+    "request_id",
+    "key_alias",
+    "key_hash",
+    "team_id",
+    "model_group",
+    "model_id",
+    "provider",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cost",
+    "status",
+];
 /// The attempt listener's root id (the gateway's is `tollgate`).
 pub const ATTEMPT_ROOT_ID: &str = "tollgate_attempt";
 
@@ -1324,14 +1342,19 @@ impl HttpFilter {
             let fleet_mode = config.store.is_some();
             accounting::settle(host, &routed.principal, &admission, fleet_mode, now, charge);
         }
-        if config.store.is_some() {
-            spend_record(host, routed, d, charge);
-        }
+        spend_record(host, routed, d, charge, config.store.is_some());
     }
 }
 
-/// The request's spend record, for `GET /spend/logs` (a store configured; see `spend_log`).
-fn spend_record(host: &mut dyn HttpHost, routed: &Routed, d: Option<&Deployment>, charge: Charge) {
+/// The request's spend record: its fields for the access log ([`LOG_FIELDS`]), and for
+/// `GET /spend/logs` when a store is configured (see `spend_log`).
+fn spend_record(
+    host: &mut dyn HttpHost,
+    routed: &Routed,
+    d: Option<&Deployment>,
+    charge: Charge,
+    keep: bool,
+) {
     let key = match &routed.principal {
         Principal::Key(k) => Some(&k.def),
         _ => None,
@@ -1365,7 +1388,31 @@ fn spend_record(host: &mut dyn HttpHost, routed: &Routed, d: Option<&Deployment>
         start_time: time(routed.started_ms),
         end_time: time(now_ms),
     };
-    if !crate::spend_log::push(host.store(), &record) {
+    let count = |n: u64| n.to_string();
+    let fields: [(&str, String); 12] = [
+        ("request_id", record.request_id.to_string()),
+        (
+            "key_alias",
+            record.key_alias.unwrap_or_default().to_string(),
+        ),
+        ("key_hash", record.key_hash.unwrap_or_default().to_string()),
+        ("team_id", record.team_id.unwrap_or_default().to_string()),
+        ("model_group", record.model_group.to_string()),
+        ("model_id", record.model_id.unwrap_or_default().to_string()),
+        (
+            "provider",
+            record.custom_llm_provider.unwrap_or_default().to_string(),
+        ),
+        ("prompt_tokens", count(record.prompt_tokens)),
+        ("completion_tokens", count(record.completion_tokens)),
+        ("cached_tokens", count(record.cached_tokens)),
+        ("cost", format!("{:.6}", record.spend)),
+        ("status", record.status.to_string()),
+    ];
+    for (name, value) in &fields {
+        host.set_log_field(name, value);
+    }
+    if keep && !crate::spend_log::push(host.store(), &record) {
         log::warn!(
             "tollgate: could not keep request {}'s spend record",
             routed.ctx.id

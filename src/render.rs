@@ -555,6 +555,51 @@ fn router_filter() -> Value {
     json!({"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}})
 }
 
+/// The gateway's access log (`tollgate_settings.access_log`): one JSON line per request, Envoy's
+/// own fields and the request's spend record (`filter::LOG_FIELDS`), which the `.wasm` leaves in
+/// filter state and the dynamic module in dynamic metadata.
+fn access_log(settings: &Settings, module: bool) -> Option<Value> {
+    let target = settings.access_log.as_deref()?;
+    let mut format = serde_json::Map::new();
+    for (k, v) in [
+        ("start_time", "%START_TIME%"),
+        ("method", "%REQ(:METHOD)%"),
+        ("path", "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%"),
+        ("response_code", "%RESPONSE_CODE%"),
+        ("duration_ms", "%DURATION%"),
+        ("x_request_id", "%REQ(X-REQUEST-ID)%"),
+    ] {
+        format.insert(k.into(), Value::from(v));
+    }
+    for f in crate::filter::LOG_FIELDS {
+        let v = if module {
+            format!("%DYNAMIC_METADATA({}:{f})%", crate::filter::LOG_NAMESPACE)
+        } else {
+            format!("%FILTER_STATE(wasm.tollgate.{f}:PLAIN)%")
+        };
+        format.insert(f.into(), Value::from(v));
+    }
+    let (name, config) = match target {
+        "stdout" | "stderr" => (
+            format!("envoy.access_loggers.{target}"),
+            json!({
+                "@type": format!("type.googleapis.com/envoy.extensions.access_loggers.stream.v3.{}AccessLog",
+                    if target == "stdout" { "Stdout" } else { "Stderr" }),
+                "log_format": {"json_format": format}
+            }),
+        ),
+        path => (
+            "envoy.access_loggers.file".to_string(),
+            json!({
+                "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                "path": path,
+                "log_format": {"json_format": format}
+            }),
+        ),
+    };
+    Some(json!({"name": name, "typed_config": config}))
+}
+
 fn hcm(
     stat_prefix: &str,
     routes: Vec<Value>,
@@ -562,6 +607,7 @@ fn hcm(
     timeout: f64,
     edge: bool,
     settings: &Settings,
+    module: bool,
 ) -> Value {
     let mut v = json!({
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
@@ -581,6 +627,9 @@ fn hcm(
         local_reply_config(settings, edge),
     );
     if edge {
+        if let Some(log) = access_log(settings, module) {
+            put(&mut v, "access_log", json!([log]));
+        }
         put(&mut v, "use_remote_address", json!(true));
         // What a client may hold open: time to send its headers, then its whole request (the
         // timer stops once the request is in, so responses stream as long as they need), and
@@ -703,7 +752,7 @@ pub fn bootstrap(config: &Config, plugin_json: &str, opts: &RenderOptions) -> Va
         "per_connection_buffer_limit_bytes": max_body,
         "filter_chains": [{"filters": [{
             "name": "envoy.filters.network.http_connection_manager",
-            "typed_config": hcm("tollgate", edge_routes, edge_filters(config, plugin_json, opts), timeout, true, &config.settings)
+            "typed_config": hcm("tollgate", edge_routes, edge_filters(config, plugin_json, opts), timeout, true, &config.settings, opts.module_path.is_some())
         }]}]
     });
     let mut listeners = vec![edge];
@@ -732,7 +781,7 @@ pub fn bootstrap(config: &Config, plugin_json: &str, opts: &RenderOptions) -> Va
                     error_to_metadata_filter(),
                     hold_until_accepted(max_body),
                     router_filter(),
-                ], timeout, false, &config.settings)
+                ], timeout, false, &config.settings, opts.module_path.is_some())
             }]}]
         }));
         clusters.push(json!({
@@ -789,6 +838,7 @@ pub fn bootstrap(config: &Config, plugin_json: &str, opts: &RenderOptions) -> Va
     if !bootstrap_extensions.is_empty() {
         put(&mut v, "bootstrap_extensions", json!(bootstrap_extensions));
     }
+
     v
 }
 

@@ -279,6 +279,13 @@ extern "C" {
         result: *mut bool,
     ) -> bool;
 
+    pub fn envoy_dynamic_module_callback_http_set_dynamic_metadata_string(
+        filter: FilterEnvoyPtr,
+        namespace: ModuleBuffer,
+        key: ModuleBuffer,
+        value: ModuleBuffer,
+    );
+
     /// Makes the router match the route again (after a header it routes on changed).
     pub fn envoy_dynamic_module_callback_http_clear_route_cache(filter: FilterEnvoyPtr);
 

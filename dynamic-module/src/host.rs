@@ -819,6 +819,17 @@ impl HttpHost for NativeHost<'_> {
     fn random_bytes(&mut self) -> [u8; 32] {
         random_bytes()
     }
+    fn set_log_field(&mut self, name: &str, value: &str) {
+        // SAFETY: `filter` is live for this hook; Envoy copies the three buffers.
+        unsafe {
+            abi::envoy_dynamic_module_callback_http_set_dynamic_metadata_string(
+                self.filter,
+                ModuleBuffer::of(tollgate::filter::LOG_NAMESPACE.as_bytes()),
+                ModuleBuffer::of(name.as_bytes()),
+                ModuleBuffer::of(value.as_bytes()),
+            );
+        }
+    }
     fn dispatch_call(&mut self, call: &HttpCall) -> Result<(), String> {
         let filter = self.filter;
         start_callout(call, |id, cluster, headers, n, body| {

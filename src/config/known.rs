@@ -35,6 +35,7 @@ pub const TOLLGATE_ACTED_ON: &[&str] = &[
     "request_receive_timeout",
     "max_downstream_connections",
     "store",
+    "access_log",
 ];
 
 pub const LITELLM_SETTINGS_ACTED_ON: &[&str] = &[

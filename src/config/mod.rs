@@ -139,6 +139,9 @@ pub struct Settings {
     pub request_receive_timeout_secs: f64,
     /// Client connections Envoy keeps open at once, over every listener.
     pub max_downstream_connections: u64,
+    /// Where the gateway's access log goes: `stdout`, `stderr` or a file path (`None`: no
+    /// access log). One JSON line per request, with its spend record's fields.
+    pub access_log: Option<String>,
 }
 
 #[derive(Debug)]
@@ -315,6 +318,17 @@ fn build(doc: &Value, w: &mut Walker) -> Option<Config> {
             0.0,
         )
         .unwrap_or(DEFAULT_REQUEST_RECEIVE_TIMEOUT_SECS);
+    let access_log = w
+        .string(tollgate, "access_log", "tollgate_settings")
+        .filter(|p| !p.is_empty() && p != "off");
+    if let Some(p) = &access_log {
+        if !matches!(p.as_str(), "stdout" | "stderr") && !p.starts_with('/') {
+            w.error(
+                "tollgate_settings.access_log",
+                format!("must be stdout, stderr, off or an absolute file path, not '{p}'"),
+            );
+        }
+    }
     let max_connections = w
         .number(
             tollgate,
@@ -427,6 +441,7 @@ fn build(doc: &Value, w: &mut Walker) -> Option<Config> {
             request_headers_timeout_secs: headers_timeout,
             request_receive_timeout_secs: receive_timeout,
             max_downstream_connections: max_connections,
+            access_log,
         },
     })
 }

@@ -268,4 +268,25 @@ fn client_limits() {
             "{field}: {errs:?}"
         );
     }
+
+    // The access log: off unless asked for; stdout, stderr or an absolute path.
+    assert_eq!(c.settings.access_log, None);
+    for (v, want) in [
+        ("stdout", Some("stdout")),
+        ("/var/log/tollgate.json", Some("/var/log/tollgate.json")),
+        ("off", None),
+    ] {
+        let (c, _) = load_ok(
+            json!({"model_list": model, "tollgate_settings": {"access_log": v}}),
+            &e,
+        );
+        assert_eq!(c.settings.access_log.as_deref(), want);
+    }
+    let errs =
+        errors(json!({"model_list": model, "tollgate_settings": {"access_log": "logs/a.json"}}));
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("tollgate_settings.access_log: must be stdout")),
+        "{errs:?}"
+    );
 }

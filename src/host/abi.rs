@@ -51,6 +51,12 @@ extern "C" {
         data: *const u8,
         data_len: usize,
     ) -> u32;
+    fn proxy_set_property(
+        path: *const u8,
+        path_len: usize,
+        value: *const u8,
+        value_len: usize,
+    ) -> u32;
     fn proxy_get_property(
         path: *const u8,
         path_len: usize,
@@ -277,6 +283,19 @@ pub fn set_buffer(kind: u32, start: usize, size: usize, data: &[u8]) -> Result<(
 
 pub fn property(path: &[&str]) -> Option<Vec<u8>> {
     property_status(path).ok().flatten()
+}
+
+/// Sets a stream property: Envoy keeps it as filter state `wasm.<name>`, which an access log
+/// reads as `%FILTER_STATE(wasm.<name>:PLAIN)%`.
+pub fn set_property(name: &str, value: &[u8]) -> Result<(), u32> {
+    // SAFETY: both buffers are valid for their lengths during the call; the host copies them.
+    let status =
+        unsafe { proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len()) };
+    if status == 0 {
+        Ok(())
+    } else {
+        Err(status)
+    }
 }
 
 pub const NOT_FOUND: u32 = 1;

@@ -505,6 +505,12 @@ impl HttpHost for EnvoyHost {
         }
         abi::property(path)
     }
+    fn set_log_field(&mut self, name: &str, value: &str) {
+        let name = format!("tollgate.{name}");
+        if let Err(s) = abi::set_property(&name, value.as_bytes()) {
+            log::debug!("tollgate: could not set {name} for the access log (host status {s})");
+        }
+    }
     fn send_reply(&mut self, status: u16, headers: &[(&str, &str)], body: &[u8]) {
         // Header writes made before the reply reach the host first, as they would have unbatched.
         self.flush();

@@ -27,6 +27,8 @@ pub struct MockHost {
     pub calls: Vec<SentCall>,
     /// Refuse to start calls (as a host without the store's cluster would).
     pub refuse_calls: bool,
+    /// Fields set for the access log.
+    pub log_fields: BTreeMap<String, String>,
 }
 
 /// An HTTP call as the mock host recorded it.
@@ -182,6 +184,9 @@ impl HttpHost for MockHost {
     fn random_bytes(&mut self) -> [u8; 32] {
         self.random_counter = self.random_counter.wrapping_add(1);
         [self.random_counter; 32]
+    }
+    fn set_log_field(&mut self, name: &str, value: &str) {
+        self.log_fields.insert(name.to_string(), value.to_string());
     }
     fn dispatch_call(&mut self, call: &HttpCall) -> Result<(), String> {
         if self.refuse_calls {

@@ -105,6 +105,10 @@ pub trait HttpHost {
     fn store(&self) -> &dyn crate::store::Store;
     /// Fresh random bytes (new keys).
     fn random_bytes(&mut self) -> [u8; 32];
+    /// Puts a field of the request's spend record where Envoy's access log reads it (proxy-wasm:
+    /// filter state `wasm.tollgate.<name>`; the dynamic module: dynamic metadata
+    /// `tollgate_log:<name>`). A host without access logs ignores it.
+    fn set_log_field(&mut self, _name: &str, _value: &str) {}
     /// Starts an HTTP call for this stream; its answer reaches `HttpFilter::on_http_call_done`
     /// (the stream waits if the callback returned `Pause`). `Err`: the host could not start it
     /// (its reason). A host that makes no calls says so.

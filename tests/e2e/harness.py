@@ -45,7 +45,7 @@ class Envoy:
     """One Envoy process with Tollgate loaded from `config` (a dict in LiteLLM's shape), as the
     form `filter_` names (`wasm` or `module`; by default the suite's, TOLLGATE_FILTER)."""
 
-    def __init__(self, config, env=None, concurrency=2, filter_=FILTER):
+    def __init__(self, config, env=None, concurrency=2, filter_=FILTER, extra_args=()):
         if filter_ not in ("wasm", "module"):
             raise ValueError(f"filter_ must be wasm or module, not {filter_!r}")
         check_built(filter_)
@@ -61,6 +61,7 @@ class Envoy:
         self.env = dict(os.environ)
         self.env.update(env or {})
         self.concurrency = concurrency
+        self.extra_args = list(extra_args)
         self.proc = None
 
     @property
@@ -84,7 +85,7 @@ class Envoy:
         log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             [ENVOY, "-c", self.envoy_yaml, "--concurrency", str(self.concurrency),
-             "--use-dynamic-base-id", "-l", "info"],
+             "--use-dynamic-base-id", "-l", "info", *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, env=self.env,
         )
         deadline = time.time() + timeout

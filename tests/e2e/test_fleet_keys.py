@@ -5,6 +5,7 @@ and a replica killed with SIGKILL and started again still knows every key. The O
 client. Run with the form TOLLGATE_FILTER names."""
 
 import hashlib
+import os
 import json
 import time
 
@@ -257,3 +258,38 @@ def test_spend_logs_and_key_spend_are_the_fleets(fleet, stack):
         info, _ = until(lambda: admin(gw, f"/key/info?key={token}")[1]["info"]["spend"], 9 * cost_micro / 1e6,
                         timeout=3)
         assert abs(info - 9 * cost_micro / 1e6) < 1e-12, info
+
+
+def test_the_access_log_line_carries_the_spend_record(stack, provider, tmp_path):
+    log_path = str(tmp_path / "access.log")
+    cfg = config(stack, provider)
+    cfg["tollgate_settings"]["access_log"] = log_path
+    env = {"TOLLGATE_MASTER_KEY": MASTER_KEY, "TOLLGATE_STORE_AUTH": stack.webdis.auth,
+           "OPENAI_API_KEY": OPENAI_KEY, "CONFIG_KEY": CONFIG_KEY}
+    # Envoy writes a file log every 10 s unless told otherwise.
+    with Envoy(cfg, env=env, concurrency=2, extra_args=["--file-flush-interval-msec", "200"]) as gw:
+        status, made = admin(gw, "/key/generate", {"key_alias": "access-logged"})
+        assert status == 200, made
+        assert ask(gw, made["key"]) == (200, None)
+
+        def lines():
+            try:
+                with open(log_path) as f:
+                    return [json.loads(line) for line in f if "/v1/chat/completions" in line]
+            except FileNotFoundError:
+                return []
+
+        found, _ = until(lambda: len(lines()), 1, timeout=5)
+        raw = open(log_path).read() if os.path.exists(log_path) else None
+        assert found == 1, (raw, [l for l in gw.log().splitlines() if "error" in l or "critical" in l or "panic" in l][-20:])
+        line = lines()[0]
+        assert line["response_code"] == 200 and line["method"] == "POST"
+        assert (line["key_alias"], line["key_hash"]) == ("access-logged", made["token"])
+        assert (line["model_group"], line["model_id"], line["provider"]) == ("gpt", "gpt.0", "openai")
+        assert [int(line[f]) for f in ("prompt_tokens", "completion_tokens", "cached_tokens")] == [5, 1, 0]
+        assert line["cost"] == "0.000007" and line["status"] == "success"
+        # The same request in /spend/logs.
+        records, _ = until(lambda: len(admin(gw, f"/spend/logs?api_key={made['token']}")[1]), 1, timeout=5)
+        logged = admin(gw, f"/spend/logs?api_key={made['token']}")[1]
+        assert [r["request_id"] for r in logged] == [line["request_id"]]
+        assert made["key"] not in open(log_path).read()
