@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::store_call::Then;
+use super::store_call::{unavailable, Then};
 use super::{json_reply, HttpFilter, State};
 use crate::error::ApiError;
 use crate::host::{Action, HttpHost};
@@ -83,14 +83,6 @@ fn store_not_configured() -> ApiError {
     .with_code("store_not_configured")
 }
 
-fn unavailable(e: &CallError) -> ApiError {
-    ApiError::new(
-        503,
-        "api_error",
-        format!("The shared store did not answer: {e}."),
-    )
-    .with_code("store_unavailable")
-}
 
 impl HttpFilter {
     /// `GET /spend/logs`, already authenticated as the master key.

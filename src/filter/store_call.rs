@@ -195,7 +195,8 @@ impl HttpFilter {
     }
 }
 
-fn unavailable(e: &CallError) -> ApiError {
+/// The store did not answer a call a request waited for (a 503 saying why).
+pub(super) fn unavailable(e: &CallError) -> ApiError {
     ApiError::new(
         503,
         "api_error",

@@ -12,10 +12,10 @@ import time
 import pytest
 
 from conftest import MASTER_KEY
+from fleet_common import provider, stack  # noqa: F401 (fixtures)
 from harness import Envoy, http
 from mocks.base import Json
-from mocks.openai_mock import OPENAI_KEY, OpenAIMock
-from redis_stack import Stack
+from mocks.openai_mock import OPENAI_KEY
 
 PRICE_IN, PRICE_OUT = 1e-6, 2e-6  # whole micro-dollars per token
 TICK_MS = 100
@@ -47,19 +47,6 @@ def answer(req):
 
 def party(key):
     return "key." + hashlib.sha256(key.encode()).hexdigest()
-
-
-@pytest.fixture(scope="module")
-def stack():
-    with Stack() as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-def provider():
-    m = OpenAIMock().start()
-    yield m
-    m.stop()
 
 
 @pytest.fixture(autouse=True)

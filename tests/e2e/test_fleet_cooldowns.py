@@ -8,18 +8,12 @@ import openai
 import pytest
 
 from conftest import MASTER_KEY
+from fleet_common import stack  # noqa: F401 (a fixture)
 from harness import Envoy
 from mocks.openai_mock import OPENAI_KEY, OpenAIMock, openai_error
-from redis_stack import Stack
 
 TICK_MS = 100
 COOLDOWN_S = 6
-
-
-@pytest.fixture(scope="module")
-def stack():
-    with Stack() as s:
-        yield s
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,10 @@ import openai
 import pytest
 
 from conftest import MASTER_KEY
+from fleet_common import provider, stack  # noqa: F401 (fixtures)
 from harness import Envoy
 from mocks.base import Json, Stream, sse
-from mocks.openai_mock import OPENAI_KEY, OpenAIMock
-from redis_stack import Stack
+from mocks.openai_mock import OPENAI_KEY
 
 PRICE_IN, PRICE_OUT = 1e-6, 2e-6  # whole micro-dollars per token
 MAX_TOKENS = 10
@@ -52,19 +52,6 @@ COST_MICRO = 40 * 1 + MAX_TOKENS * 2
 
 def party(key):
     return "key." + hashlib.sha256(key.encode()).hexdigest()
-
-
-@pytest.fixture(scope="module")
-def stack():
-    with Stack() as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-def provider():
-    m = OpenAIMock().start()
-    yield m
-    m.stop()
 
 
 @pytest.fixture(autouse=True)
