@@ -1366,7 +1366,6 @@ fn spend_record(
     let record = crate::spend_log::Record {
         request_id: &routed.ctx.id,
         api_key: key.map(|k| k.token.as_str()),
-        key_hash: key.map(|k| k.token.as_str()),
         key_alias: key.and_then(|k| k.key_alias.as_deref()),
         team_id: key.and_then(|k| k.team_id.as_deref()),
         model_group: &routed.ctx.model,
@@ -1395,7 +1394,7 @@ fn spend_record(
             "key_alias",
             record.key_alias.unwrap_or_default().to_string(),
         ),
-        ("key_hash", record.key_hash.unwrap_or_default().to_string()),
+        ("key_hash", record.api_key.unwrap_or_default().to_string()),
         ("team_id", record.team_id.unwrap_or_default().to_string()),
         ("model_group", record.model_group.to_string()),
         ("model_id", record.model_id.unwrap_or_default().to_string()),

@@ -20,6 +20,9 @@ use crate::store::{update, Store};
 
 pub const PARTIES: &str = "tollgate.fleet.parties";
 pub const SYNC: &str = "tollgate.fleet.sync";
+/// The payload of the sync on its way, as sent (kept apart from [`SYNC`]: written once, never
+/// escaped into another JSON document; it holds the spend records and may be large).
+const PAYLOAD: &str = "tollgate.fleet.sync.payload";
 const LEDGER_PREFIX: &str = "tollgate.fleet.ledger.";
 
 /// The most parties one replica tracks; beyond it, a party is admitted by the store request by
@@ -141,9 +144,8 @@ struct Payload<'a> {
     /// Cooldowns this replica started since its last sync (the fleet's clock).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     cooldowns: Vec<crate::router::health::FleetCooldown>,
-    /// Requests' spend records since the last sync (`spend_log`), and how many Redis keeps.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    spend_logs: Vec<Box<serde_json::value::RawValue>>,
+    /// How many spend records Redis keeps (the records since the last sync, `spend_logs`, are
+    /// spliced in after: see `spend_log::Taken::splice_into`).
     spend_log_keep: u64,
 }
 
@@ -151,9 +153,10 @@ struct Payload<'a> {
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncRecord {
     pub seq: u64,
-    /// The payload of sync `seq`, until its reply arrives.
+    /// Sync `seq` is on its way (its payload in [`PAYLOAD`]) until its reply arrives: `Some(false)`
+    /// while the payload is being built, `Some(true)` once it is written.
     #[serde(default)]
-    pub pending: Option<String>,
+    pub pending: Option<bool>,
 }
 
 fn read_sync(store: &dyn Store) -> SyncRecord {
@@ -178,15 +181,18 @@ pub fn next_sync(
         .as_ref()
         .and_then(|v| serde_json::from_slice(&v.value).ok())
         .unwrap_or_default();
-    if let Some(pending) = record.pending.filter(|p| !p.is_empty()) {
-        return Some((record.seq, pending));
+    if record.pending == Some(true) {
+        let payload = store
+            .get(PAYLOAD)
+            .and_then(|v| String::from_utf8(v.value).ok())?;
+        return Some((record.seq, payload));
     }
     // Claim the next sequence number before touching a ledger: releases are applied to the
     // ledgers as the payload is built, and must reach the store.
     let seq = record.seq.saturating_add(1);
     let claim = SyncRecord {
         seq,
-        pending: Some(String::new()),
+        pending: Some(false),
     };
     store
         .set(
@@ -237,20 +243,20 @@ pub fn next_sync(
             taken.lost
         );
     }
-    let spend_logs = taken.records;
-    let payload = serde_json::to_string(&Payload {
+    let mut payload = serde_json::to_string(&Payload {
         library: library_version(),
         ttl_ms,
         parties: out,
         changes_after: crate::keys::fleet::cursor(store),
         cooldowns: crate::router::health::take_shared(store),
-        spend_logs,
         spend_log_keep,
     })
     .ok()?;
+    taken.splice_into(&mut payload);
+    store.set(PAYLOAD, payload.as_bytes(), None).ok()?;
     let next = SyncRecord {
         seq,
-        pending: Some(payload.clone()),
+        pending: Some(true),
     };
     store
         .set(

@@ -11,7 +11,6 @@
 //! never memory: the ring holds at most [`RING`] records.
 
 use serde::Serialize;
-use serde_json::value::RawValue;
 
 use crate::store::{update, Store};
 
@@ -38,10 +37,9 @@ fn read_u64(store: &dyn Store, key: &str) -> u64 {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Record<'a> {
     pub request_id: &'a str,
-    /// The key's hash (`token`), `None` for the master key or an open gateway.
+    /// The key's hash (`token`), `None` for the master key or an open gateway: what
+    /// `GET /spend/logs?api_key=` filters on.
     pub api_key: Option<&'a str>,
-    /// What `GET /spend/logs?api_key=` filters on (the library's field): the same hash.
-    pub key_hash: Option<&'a str>,
     pub key_alias: Option<&'a str>,
     pub team_id: Option<&'a str>,
     /// The alias the client asked for.
@@ -87,11 +85,35 @@ pub fn push(store: &dyn Store, record: &Record) -> bool {
     store.set(&slot_key(index), &slot, None).is_ok()
 }
 
-/// What the tick takes for a sync: the records, and how many were lost (overwritten unsent).
+/// What the tick takes for a sync: the records (JSON text, as [`push`] wrote it), and how many
+/// were lost (overwritten unsent).
 #[derive(Debug, Default)]
 pub struct Taken {
-    pub records: Vec<Box<RawValue>>,
+    pub records: Vec<Vec<u8>>,
     pub lost: u64,
+}
+
+impl Taken {
+    /// Appends `"spend_logs":[...]` to a JSON object's text (the sync's payload), the records
+    /// spliced in as they are: no parse, no copy beyond this one.
+    pub fn splice_into(&self, object: &mut String) {
+        if self.records.is_empty() || !object.ends_with('}') {
+            return;
+        }
+        object.pop();
+        if !object.ends_with('{') {
+            object.push(',');
+        }
+        object.push_str("\"spend_logs\":[");
+        for (i, r) in self.records.iter().enumerate() {
+            if i > 0 {
+                object.push(',');
+            }
+            // Records are JSON this module wrote (UTF-8 by construction).
+            object.push_str(std::str::from_utf8(r).unwrap_or("null"));
+        }
+        object.push_str("]}");
+    }
 }
 
 /// Takes up to `max` records from the tail, in order; the tail moves past them (and past any
@@ -112,12 +134,8 @@ pub fn take(store: &dyn Store, max: usize) -> Taken {
         let written = <[u8; 8]>::try_from(tag).map(u64::from_le_bytes).ok();
         match written {
             Some(i) if i == tail => {
-                if let Ok(raw) = std::str::from_utf8(json)
-                    .ok()
-                    .and_then(|t| RawValue::from_string(t.to_string()).ok())
-                    .ok_or(())
-                {
-                    out.records.push(raw);
+                if !json.is_empty() {
+                    out.records.push(json.to_vec());
                 }
             }
             // Overwritten by a record of the next lap: this one is lost.
@@ -161,8 +179,7 @@ mod tests {
             .records
             .iter()
             .map(|r| {
-                serde_json::from_str::<serde_json::Value>(r.get()).unwrap()["request_id"]
-                    .to_string()
+                serde_json::from_slice::<serde_json::Value>(r).unwrap()["request_id"].to_string()
             })
             .collect();
         assert_eq!(ids, ["\"0\"", "\"1\"", "\"2\""]);
@@ -193,7 +210,7 @@ mod tests {
         let t = take(&s, usize::MAX);
         assert_eq!(t.lost, 10);
         assert_eq!(t.records.len() as u64, RING);
-        let first: serde_json::Value = serde_json::from_str(t.records[0].get()).unwrap();
+        let first: serde_json::Value = serde_json::from_slice(&t.records[0]).unwrap();
         assert_eq!(first["request_id"], "10");
         let slots = s
             .keys()

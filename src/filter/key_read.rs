@@ -105,7 +105,9 @@ impl HttpFilter {
     /// The hash of the virtual key the request presents, when this replica must read it from the
     /// store before trusting its copy.
     pub(super) fn key_to_read(&self, host: &dyn HttpHost) -> Option<String> {
-        if self.config.store.is_none() || self.keys.done {
+        // An open gateway (no master key, no keys) has no keys to read: the API cannot make any.
+        let open = self.config.master_key.is_none() && self.config.keys.is_empty();
+        if self.config.store.is_none() || self.keys.done || open {
             return None;
         }
         let presented = auth::presented_key(host)?;

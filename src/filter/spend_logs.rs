@@ -83,7 +83,6 @@ fn store_not_configured() -> ApiError {
     .with_code("store_not_configured")
 }
 
-
 impl HttpFilter {
     /// `GET /spend/logs`, already authenticated as the master key.
     pub(super) fn spend_logs(&mut self, host: &mut dyn HttpHost, query: &str) -> Action {

@@ -110,9 +110,9 @@ fn command(command: &str, segments: &[&[u8]]) -> Result<Vec<u8>, EncodeError> {
     if segments.iter().any(|s| s.is_empty()) {
         return Err(EncodeError::EmptyArgument);
     }
-    let mut out = Vec::with_capacity(
-        command.len() + segments.iter().map(|s| s.len() + 1).sum::<usize>() + 16,
-    );
+    // JSON arguments escape about a third of their bytes (quotes, colons, commas), each to three.
+    let raw = command.len() + segments.iter().map(|s| s.len() + 1).sum::<usize>();
+    let mut out = Vec::with_capacity(raw + raw / 2 + 16);
     encode_segment(&mut out, command.as_bytes());
     for s in segments {
         out.push(b'/');

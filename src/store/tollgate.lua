@@ -93,7 +93,7 @@ Functions (as in the store design of issue 14, with these precisions):
     for byte; `seed` is applied in whichever syncs carry it (the first ones of a replica). A
     new replica sends no `changes_after` (or "") and gets the cursor of the latest change.
     `spend_log_keep` (default 100000, at most 1e8): how many spend records tg:spend keeps
-    (`XADD MAXLEN ~`). Spend records must be objects; `key_hash` (string or null) is what tg_spend_logs filters
+    (`XADD MAXLEN ~`). Spend records must be objects; `key_hash`, else `api_key` (string or null), is what tg_spend_logs filters
     on; they are re-encoded by cjson (flat objects keep their fields; numbers above 1e14 would
     lose digits). Top-level reply fields besides the design's: `changes_lost` (changes after
     the cursor were trimmed away: drop the key cache); `reclaimed` (the parties' `reset`).
@@ -136,7 +136,7 @@ the next calls). tg_admit takes at most 16 parties. tg_spend_logs reads at most 
 (~30 ms) and returns at most 1000 (`next` continues). No function walks the keyspace.
 ]]
 
-local VERSION = '6'
+local VERSION = '7'
 
 local MAX_PARTIES = 1024
 local MAX_ADMIT_PARTIES = 16
@@ -912,9 +912,10 @@ local function parse_sync(args)
     if not is_object(rec) then
       return nil, 'spend_logs[' .. i .. '] must be an object'
     end
-    local hash = rec.key_hash
+    local field = absent(rec.key_hash) and 'api_key' or 'key_hash'
+    local hash = rec[field]
     if not absent(hash) and type(hash) ~= 'string' then
-      return nil, 'spend_logs[' .. i .. '].key_hash must be a string or null'
+      return nil, 'spend_logs[' .. i .. '].' .. field .. ' must be a string or null'
     end
     s.spend_logs[i] = { k = absent(hash) and '' or hash, r = cjson.encode(rec) }
   end

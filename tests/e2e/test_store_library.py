@@ -33,6 +33,7 @@ LIBRARY_SHA256 = {
     "4": "2610f552d05faff18287921ddd47b28ec024726e0f9b5e4c2d505d4342d78130",
     "5": "02bd440831653b6f06d1b3e99a7c39bb11a9849371e05c12363f8eefd0c3122c",
     "6": "645a30ae8dab0f3d31c6eb9781b5cbfdf88d656b079848d15d5695a807bf748e",
+    "7": "f3927d1703d7a0062ac8b77f700a48753fb1e939ac089a2a5544a8ac48b953c1",
 }
 
 # A party's fleet-wide fields in a reply (tg_sync adds granted, m and reset; tg_admit granted).
@@ -181,6 +182,7 @@ BAD_CALLS = [
     ("tg_sync", ["r1", "1", '{"cooldowns": [{"deployment": "d"}]}']),
     ("tg_sync", ["r1", "1", '{"spend_logs": [1]}']),
     ("tg_sync", ["r1", "1", '{"spend_logs": [{"key_hash": 5}]}']),
+    ("tg_sync", ["r1", "1", '{"spend_logs": [{"api_key": 5}]}']),
     ("tg_sync", ["r1", "1", '{"changes_after": "soon"}']),
     ("tg_sync", ["r1", "1", '{"seed": {"keys": [{"key_alias": "no token"}]}}']),
     ("tg_sync", ["r1", "1", '{"seed": {"teams": [{}]}}']),
@@ -936,6 +938,12 @@ def test_spend_logs_are_capped_and_reads_bounded(lib):
         pages += 1
     assert [r["request_id"] for r in page["logs"]] == ["req-1"] and pages in (10, 11)
     assert len(lib.spend_logs(limit=5000)["logs"]) == 1000
+
+
+def test_spend_records_are_found_by_api_key_as_the_filter_writes_them(lib):
+    token = "7" * 64
+    lib.sync("ra2", 1, {"spend_logs": [{"request_id": "by-api-key", "api_key": token, "spend_micro": 3}]})
+    assert [r["request_id"] for r in lib.spend_logs(api_key=token)["logs"]] == ["by-api-key"]
 
 
 def test_spend_log_keep_caps_the_stream_as_the_replica_says(lib):
