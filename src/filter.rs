@@ -1411,7 +1411,7 @@ fn spend_record(
     for (name, value) in &fields {
         host.set_log_field(name, value);
     }
-    if keep && !crate::spend_log::push(host.store(), &record) {
+    if keep && !host.keep_spend_record(&record) {
         log::warn!(
             "tollgate: could not keep request {}'s spend record",
             routed.ctx.id

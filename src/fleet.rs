@@ -237,12 +237,6 @@ pub fn next_sync(
         });
     }
     let taken = crate::spend_log::take(store, crate::spend_log::PER_SYNC);
-    if taken.lost > 0 {
-        log::warn!(
-            "tollgate: {} spend records were lost: the store was away while the ring filled",
-            taken.lost
-        );
-    }
     let mut payload = serde_json::to_string(&Payload {
         library: library_version(),
         ttl_ms,

@@ -3,19 +3,24 @@
 //! (`spend_logs`, exactly once with the sync's sequence number), where `GET /spend/logs` reads
 //! them (`tg_spend_logs`).
 //!
-//! The ring: `tollgate.spend.head` counts the records ever claimed (a writer claims an index with
-//! one compare-and-swap, then writes its slot, `tollgate.spend.slot.<index % RING>`, tagged with
-//! the index); `tollgate.spend.tail` is the next index the tick sends (the tick alone moves it).
-//! The tick takes the written run from the tail, stopping at a slot not yet written. A replica
-//! whose store is away for long enough to fill the ring loses its oldest unsent records (counted),
-//! never memory: the ring holds at most [`RING`] records.
+//! The ring: `tollgate.spend.head` holds the next slot index and how many records the ring
+//! holds; a writer claims a slot with one compare-and-swap, then writes it
+//! (`tollgate.spend.slot.<index % RING>`, tagged with the index and its record count). A slot
+//! holds one record or a batch: the `.wasm` gathers each worker's records in the worker's memory
+//! and writes them as one slot from the worker's own tick, so neither a request nor the sending
+//! tick pays a shared-data call per record (the dynamic module writes each record, in a process
+//! where those calls cost little). `tollgate.spend.tail` is the next index the tick sends (the
+//! tick alone moves it); it takes the written run from the tail, stopping at a slot not yet
+//! written. The ring holds at most [`MAX_RECORDS`] records: past it, new records are dropped and
+//! counted (a store away for long), never memory.
 
 use serde::Serialize;
 
 use crate::store::{update, Store};
 
-/// Slots in the ring: records a replica holds while the store is away (~0.4 KB each).
-pub const RING: u64 = 8192;
+/// Records the ring holds at most while the store is away (~0.4 KB each); as many slots.
+pub const MAX_RECORDS: u64 = 8192;
+const RING: u64 = MAX_RECORDS;
 /// Records one sync carries at most (the library takes up to 4096).
 pub const PER_SYNC: usize = 2048;
 
@@ -64,33 +69,83 @@ pub struct Record<'a> {
     pub end_time: String,
 }
 
-/// Puts a record in the ring. False when it could not be claimed (contention past the bound).
+/// Puts a record in the ring. False when it could not (the ring is full, or contention).
 pub fn push(store: &dyn Store, record: &Record) -> bool {
-    let Ok(json) = serde_json::to_vec(record) else {
-        return false;
-    };
+    match serde_json::to_vec(record) {
+        Ok(json) => push_batch(store, &json, 1),
+        Err(_) => false,
+    }
+}
+
+/// The head record: `[next slot index, records the ring holds]`.
+fn read_head(bytes: &[u8]) -> (u64, u64) {
+    let text = std::str::from_utf8(bytes).unwrap_or("");
+    let mut parts = text.split(' ').map(|p| p.parse::<u64>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
+/// Writes `n` records (JSON texts joined by commas) as one slot.
+fn push_batch(store: &dyn Store, json: &[u8], n: u32) -> bool {
     let claimed = update::<u64, ()>(store, HEAD, |bytes| {
-        let n: u64 = std::str::from_utf8(bytes)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        Ok((n.saturating_add(1).to_string().into_bytes(), n))
+        let (next, held) = read_head(bytes);
+        if held.saturating_add(u64::from(n)) > MAX_RECORDS {
+            return Err(());
+        }
+        let head = format!("{} {}", next.saturating_add(1), held + u64::from(n));
+        Ok((head.into_bytes(), next))
     });
     let Ok(index) = claimed else {
         return false;
     };
-    let mut slot = Vec::with_capacity(json.len() + 8);
+    let mut slot = Vec::with_capacity(json.len() + 12);
     slot.extend_from_slice(&index.to_le_bytes());
-    slot.extend_from_slice(&json);
+    slot.extend_from_slice(&n.to_le_bytes());
+    slot.extend_from_slice(json);
     store.set(&slot_key(index), &slot, None).is_ok()
 }
 
-/// What the tick takes for a sync: the records (JSON text, as [`push`] wrote it), and how many
-/// were lost (overwritten unsent).
+thread_local! {
+    /// This worker's records not yet in the ring (the `.wasm`): joined JSON texts and their count.
+    static LOCAL: std::cell::RefCell<(Vec<u8>, u32)> = const { std::cell::RefCell::new((Vec::new(), 0)) };
+}
+
+/// Records a worker gathers before it writes them itself (else at its next tick).
+pub const LOCAL_BATCH: u32 = 256;
+
+/// Keeps a record in this worker's batch; true when the batch is full and should be written now
+/// ([`flush_local`]).
+pub fn buffer(record: &Record) -> bool {
+    let Ok(json) = serde_json::to_vec(record) else {
+        return false;
+    };
+    LOCAL.with(|l| {
+        let mut l = l.borrow_mut();
+        if l.1 > 0 {
+            l.0.push(b',');
+        }
+        l.0.extend_from_slice(&json);
+        l.1 += 1;
+        l.1 >= LOCAL_BATCH
+    })
+}
+
+/// Writes this worker's batch to the ring as one slot. Returns the records dropped (the ring was
+/// full).
+pub fn flush_local(store: &dyn Store) -> u32 {
+    let (json, n) = LOCAL.with(|l| std::mem::take(&mut *l.borrow_mut()));
+    if n == 0 || push_batch(store, &json, n) {
+        0
+    } else {
+        n
+    }
+}
+
+/// What the tick takes for a sync: the slots' records (JSON texts joined by commas, as written),
+/// how many records they hold, and how many were lost.
 #[derive(Debug, Default)]
 pub struct Taken {
     pub records: Vec<Vec<u8>>,
-    pub lost: u64,
+    pub count: usize,
 }
 
 impl Taken {
@@ -116,39 +171,54 @@ impl Taken {
     }
 }
 
-/// Takes up to `max` records from the tail, in order; the tail moves past them (and past any
-/// record overwritten before it was sent).
+/// Takes whole slots from the tail, in order, up to `max` records (at least one slot); the tail
+/// moves past them and the ring's count goes down by what they held.
 pub fn take(store: &dyn Store, max: usize) -> Taken {
-    let head = read_u64(store, HEAD);
+    let (head, _) = store
+        .get(HEAD)
+        .map(|v| read_head(&v.value))
+        .unwrap_or_default();
     let mut tail = read_u64(store, TAIL);
     let mut out = Taken::default();
-    if head.saturating_sub(tail) > RING {
-        out.lost = head - RING - tail;
-        tail = head - RING;
-    }
-    while tail < head && out.records.len() < max {
+    while tail < head {
         let Some(v) = store.get(&slot_key(tail)) else {
             break;
         };
-        let (tag, json) = v.value.split_at(8.min(v.value.len()));
-        let written = <[u8; 8]>::try_from(tag).map(u64::from_le_bytes).ok();
-        match written {
-            Some(i) if i == tail => {
-                if !json.is_empty() {
-                    out.records.push(json.to_vec());
-                }
-            }
-            // Overwritten by a record of the next lap: this one is lost.
-            Some(i) if i > tail => out.lost += 1,
-            // Claimed but not written yet (a writer between its two steps): next time.
-            _ => break,
+        let written = v
+            .value
+            .get(..8)
+            .and_then(|t| <[u8; 8]>::try_from(t).ok())
+            .map(u64::from_le_bytes);
+        let n = v
+            .value
+            .get(8..12)
+            .and_then(|t| <[u8; 4]>::try_from(t).ok())
+            .map_or(0, u32::from_le_bytes) as usize;
+        // Claimed but not written yet (a writer between its two steps): next time.
+        if written != Some(tail) {
+            break;
+        }
+        if !out.records.is_empty() && out.count + n > max {
+            break;
+        }
+        if let Some(json) = v.value.get(12..).filter(|j| !j.is_empty()) {
+            out.records.push(json.to_vec());
+            out.count += n;
         }
         tail += 1;
     }
-    if out.records.is_empty() && out.lost == 0 {
+    if out.records.is_empty() {
         return out;
     }
     let _ = store.set(TAIL, tail.to_string().as_bytes(), None);
+    let taken = out.count as u64;
+    let _ = update::<(), ()>(store, HEAD, |bytes| {
+        let (next, held) = read_head(bytes);
+        Ok((
+            format!("{next} {}", held.saturating_sub(taken)).into_bytes(),
+            (),
+        ))
+    });
     out
 }
 
@@ -167,6 +237,18 @@ mod tests {
         }
     }
 
+    fn ids(t: &Taken) -> Vec<String> {
+        let mut all = String::from("{}");
+        t.splice_into(&mut all);
+        let v: serde_json::Value = serde_json::from_str(&all).unwrap();
+        v["spend_logs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["request_id"].as_str().unwrap().to_string())
+            .collect()
+    }
+
     #[test]
     fn records_go_once_and_in_order() {
         let s = MemoryStore::default();
@@ -174,17 +256,32 @@ mod tests {
         for i in 0..5 {
             assert!(push(&s, &rec(&i.to_string())));
         }
-        let t = take(&s, 3);
-        let ids: Vec<String> = t
-            .records
-            .iter()
-            .map(|r| {
-                serde_json::from_slice::<serde_json::Value>(r).unwrap()["request_id"].to_string()
-            })
-            .collect();
-        assert_eq!(ids, ["\"0\"", "\"1\"", "\"2\""]);
-        assert_eq!(take(&s, 10).records.len(), 2);
+        assert_eq!(ids(&take(&s, 3)), ["0", "1", "2"]);
+        assert_eq!(ids(&take(&s, 10)), ["3", "4"]);
         assert!(take(&s, 10).records.is_empty());
+    }
+
+    #[test]
+    fn a_workers_batch_is_one_slot_and_counts_as_its_records() {
+        let s = MemoryStore::default();
+        assert!(!buffer(&rec("a")));
+        assert!(!buffer(&rec("b")));
+        assert_eq!(flush_local(&s), 0);
+        assert_eq!(flush_local(&s), 0, "nothing left to write");
+        push(&s, &rec("c"));
+        let t = take(&s, 10);
+        assert_eq!((t.records.len(), t.count), (2, 3));
+        assert_eq!(ids(&t), ["a", "b", "c"]);
+        for i in 0..LOCAL_BATCH - 1 {
+            assert!(!buffer(&rec(&i.to_string())));
+        }
+        assert!(buffer(&rec("last")), "a full batch asks to be written");
+        assert_eq!(flush_local(&s), 0);
+        assert_eq!(
+            take(&s, 10).count,
+            LOCAL_BATCH as usize,
+            "a slot is taken whole"
+        );
     }
 
     #[test]
@@ -192,31 +289,30 @@ mod tests {
         let s = MemoryStore::default();
         push(&s, &rec("a"));
         // A writer claimed index 1 and has not written it yet.
-        s.set(HEAD, b"2", None).unwrap();
-        assert_eq!(take(&s, 10).records.len(), 1);
+        s.set(HEAD, b"2 2", None).unwrap();
+        assert_eq!(take(&s, 10).count, 1);
         assert!(take(&s, 10).records.is_empty());
         let mut slot = 1u64.to_le_bytes().to_vec();
+        slot.extend_from_slice(&1u32.to_le_bytes());
         slot.extend_from_slice(br#"{"request_id":"b"}"#);
         s.set(&slot_key(1), &slot, None).unwrap();
-        assert_eq!(take(&s, 10).records.len(), 1);
+        assert_eq!(ids(&take(&s, 10)), ["b"]);
     }
 
     #[test]
-    fn a_full_ring_loses_the_oldest_and_holds_its_size() {
+    fn a_full_ring_drops_new_records_and_holds_its_size() {
         let s = MemoryStore::default();
-        for i in 0..(RING + 10) {
-            push(&s, &rec(&i.to_string()));
-        }
-        let t = take(&s, usize::MAX);
-        assert_eq!(t.lost, 10);
-        assert_eq!(t.records.len() as u64, RING);
-        let first: serde_json::Value = serde_json::from_slice(&t.records[0]).unwrap();
-        assert_eq!(first["request_id"], "10");
+        let kept = (0..MAX_RECORDS + 10)
+            .filter(|i| push(&s, &rec(&i.to_string())))
+            .count() as u64;
+        assert_eq!(kept, MAX_RECORDS);
         let slots = s
             .keys()
             .iter()
             .filter(|k| k.starts_with("tollgate.spend.slot."))
             .count();
-        assert_eq!(slots as u64, RING);
+        assert_eq!(slots as u64, MAX_RECORDS);
+        assert_eq!(take(&s, usize::MAX).count as u64, MAX_RECORDS);
+        assert!(push(&s, &rec("room again")));
     }
 }

@@ -112,6 +112,12 @@ impl RootContext for Root {
 
     fn on_tick(&mut self) {
         let mut host = self.tick_host();
+        if self.tick.is_some() {
+            let dropped = crate::spend_log::flush_local(host.store());
+            if dropped > 0 {
+                log::warn!("tollgate: {dropped} spend records dropped: the store has been away and the ring is full");
+            }
+        }
         if let Some(driver) = &mut self.tick {
             driver.on_wake(&mut host);
         }
@@ -504,6 +510,14 @@ impl HttpHost for EnvoyHost {
             }
         }
         abi::property(path)
+    }
+    /// Gathered in this worker's memory and written as one slot at the worker's next tick (or
+    /// once the batch is full): no shared-data call per record.
+    fn keep_spend_record(&mut self, record: &crate::spend_log::Record) -> bool {
+        if crate::spend_log::buffer(record) {
+            return crate::spend_log::flush_local(self.store()) == 0;
+        }
+        true
     }
     fn set_log_field(&mut self, name: &str, value: &str) {
         let name = format!("tollgate.{name}");

@@ -109,6 +109,11 @@ pub trait HttpHost {
     /// filter state `wasm.tollgate.<name>`; the dynamic module: dynamic metadata
     /// `tollgate_log:<name>`). A host without access logs ignores it.
     fn set_log_field(&mut self, _name: &str, _value: &str) {}
+    /// Keeps a request's spend record until the tick sends it (see `spend_log`): by default
+    /// written to the ring at once. False when it was dropped (the ring is full).
+    fn keep_spend_record(&mut self, record: &crate::spend_log::Record) -> bool {
+        crate::spend_log::push(self.store(), record)
+    }
     /// Starts an HTTP call for this stream; its answer reaches `HttpFilter::on_http_call_done`
     /// (the stream waits if the callback returned `Pause`). `Err`: the host could not start it
     /// (its reason). A host that makes no calls says so.
