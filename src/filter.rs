@@ -1342,18 +1342,22 @@ impl HttpFilter {
             let fleet_mode = config.store.is_some();
             accounting::settle(host, &routed.principal, &admission, fleet_mode, now, charge);
         }
-        spend_record(host, routed, d, charge, config.store.is_some());
+        let log = config.settings.access_log.is_some();
+        if log || config.store.is_some() {
+            spend_record(host, routed, d, charge, config.store.is_some(), log);
+        }
     }
 }
 
-/// The request's spend record: its fields for the access log ([`LOG_FIELDS`]), and for
-/// `GET /spend/logs` when a store is configured (see `spend_log`).
+/// The request's spend record: its fields for the access log ([`LOG_FIELDS`]) when one is
+/// configured (`log`), and kept for `GET /spend/logs` when a store is (`keep`; see `spend_log`).
 fn spend_record(
     host: &mut dyn HttpHost,
     routed: &Routed,
     d: Option<&Deployment>,
     charge: Charge,
     keep: bool,
+    log: bool,
 ) {
     let key = match &routed.principal {
         Principal::Key(k) => Some(&k.def),
@@ -1387,29 +1391,31 @@ fn spend_record(
         start_time: time(routed.started_ms),
         end_time: time(now_ms),
     };
-    let count = |n: u64| n.to_string();
-    let fields: [(&str, String); 12] = [
-        ("request_id", record.request_id.to_string()),
-        (
-            "key_alias",
-            record.key_alias.unwrap_or_default().to_string(),
-        ),
-        ("key_hash", record.api_key.unwrap_or_default().to_string()),
-        ("team_id", record.team_id.unwrap_or_default().to_string()),
-        ("model_group", record.model_group.to_string()),
-        ("model_id", record.model_id.unwrap_or_default().to_string()),
-        (
-            "provider",
-            record.custom_llm_provider.unwrap_or_default().to_string(),
-        ),
-        ("prompt_tokens", count(record.prompt_tokens)),
-        ("completion_tokens", count(record.completion_tokens)),
-        ("cached_tokens", count(record.cached_tokens)),
-        ("cost", format!("{:.6}", record.spend)),
-        ("status", record.status.to_string()),
-    ];
-    for (name, value) in &fields {
-        host.set_log_field(name, value);
+    if log {
+        let (prompt, completion, cached) = (
+            record.prompt_tokens.to_string(),
+            record.completion_tokens.to_string(),
+            record.cached_tokens.to_string(),
+        );
+        let cost = format!("{:.6}", record.spend);
+        // In LOG_FIELDS' order.
+        let values: [&str; LOG_FIELDS.len()] = [
+            record.request_id,
+            record.key_alias.unwrap_or_default(),
+            record.api_key.unwrap_or_default(),
+            record.team_id.unwrap_or_default(),
+            record.model_group,
+            record.model_id.unwrap_or_default(),
+            record.custom_llm_provider.unwrap_or_default(),
+            &prompt,
+            &completion,
+            &cached,
+            &cost,
+            record.status,
+        ];
+        for (name, value) in LOG_FIELDS.iter().zip(values) {
+            host.set_log_field(name, value);
+        }
     }
     if keep && !host.keep_spend_record(&record) {
         log::warn!(

@@ -505,32 +505,12 @@ impl Ledger {
                 });
             }
         }
-        if let Some(limit) = l.parallel {
-            if self.in_flight >= limit {
-                return Err(Refusal::Parallel { scope, limit });
-            }
-        }
-        if let Some(limit) = l.rpm {
-            if self.requests_used >= limit {
-                return Err(Refusal::Requests {
-                    scope,
-                    limit,
-                    reset_secs,
-                });
-            }
-        }
-        if let Some(limit) = l.tpm {
-            let used = self.tokens_used.saturating_add(self.tokens_reserved);
-            if used.saturating_add(est.tokens) > limit {
-                return Err(Refusal::Tokens {
-                    scope,
-                    limit,
-                    used,
-                    needed: est.tokens,
-                    reset_secs,
-                });
-            }
-        }
+        let used = super::Used {
+            in_flight: self.in_flight,
+            requests: self.requests_used,
+            tokens: self.tokens_used.saturating_add(self.tokens_reserved),
+        };
+        super::check_rates(l, scope, used, est, reset_secs)?;
         Ok(self.take(l, fleet_now, est, reset_secs))
     }
 

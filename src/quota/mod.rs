@@ -189,6 +189,52 @@ pub struct Snapshot {
     pub minute: u64,
 }
 
+/// What a scope holds against its rate limits: requests in flight, and this minute's requests
+/// and tokens (used and reserved).
+#[derive(Debug, Clone, Copy)]
+pub struct Used {
+    pub in_flight: u64,
+    pub requests: u64,
+    pub tokens: u64,
+}
+
+/// The parallel, rpm and tpm checks of one admission (the local counters' and the fleet
+/// ledger's without a lease alike), in that order.
+pub fn check_rates(
+    l: &Limits,
+    scope: Scope,
+    used: Used,
+    est: Estimate,
+    reset_secs: u64,
+) -> Result<(), Refusal> {
+    if let Some(limit) = l.parallel {
+        if used.in_flight >= limit {
+            return Err(Refusal::Parallel { scope, limit });
+        }
+    }
+    if let Some(limit) = l.rpm {
+        if used.requests >= limit {
+            return Err(Refusal::Requests {
+                scope,
+                limit,
+                reset_secs,
+            });
+        }
+    }
+    if let Some(limit) = l.tpm {
+        if used.tokens.saturating_add(est.tokens) > limit {
+            return Err(Refusal::Tokens {
+                scope,
+                limit,
+                used: used.tokens,
+                needed: est.tokens,
+                reset_secs,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Checks and applies one admission to a scope's counters.
 pub fn admit(
     c: &mut Counters,
@@ -211,32 +257,17 @@ pub fn admit(
             });
         }
     }
-    if let Some(limit) = l.parallel {
-        if c.in_flight >= limit {
-            return Err(Refusal::Parallel { scope, limit });
-        }
-    }
-    if let Some(limit) = l.rpm {
-        if c.requests >= limit {
-            return Err(Refusal::Requests {
-                scope,
-                limit,
-                reset_secs,
-            });
-        }
-    }
-    if let Some(limit) = l.tpm {
-        let used = c.tokens.saturating_add(c.tokens_reserved);
-        if used.saturating_add(est.tokens) > limit {
-            return Err(Refusal::Tokens {
-                scope,
-                limit,
-                used,
-                needed: est.tokens,
-                reset_secs,
-            });
-        }
-    }
+    check_rates(
+        l,
+        scope,
+        Used {
+            in_flight: c.in_flight,
+            requests: c.requests,
+            tokens: c.tokens.saturating_add(c.tokens_reserved),
+        },
+        est,
+        reset_secs,
+    )?;
     c.reserved = c.reserved.saturating_add(est.cost);
     c.in_flight = c.in_flight.saturating_add(1);
     c.requests = c.requests.saturating_add(1);
