@@ -144,8 +144,8 @@ struct Payload<'a> {
     /// Cooldowns this replica started since its last sync (the fleet's clock).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     cooldowns: Vec<crate::router::health::FleetCooldown>,
-    /// How many spend records Redis keeps (the records since the last sync, `spend_logs`, are
-    /// spliced in after: see `spend_log::Taken::splice_into`).
+    /// How many spend records Redis keeps (the records since the last sync follow the payload,
+    /// one per line: see `spend_log::Taken::append_to`).
     spend_log_keep: u64,
 }
 
@@ -246,7 +246,7 @@ pub fn next_sync(
         spend_log_keep,
     })
     .ok()?;
-    taken.splice_into(&mut payload);
+    taken.append_to(&mut payload);
     store.set(PAYLOAD, payload.as_bytes(), None).ok()?;
     let next = SyncRecord {
         seq,
@@ -281,6 +281,9 @@ pub struct Reply {
     /// The fleet's cooldowns now.
     #[serde(default)]
     pub cooldowns: Vec<crate::router::health::FleetCooldown>,
+    /// Spend records the store could not read (not `<key> <JSON object>` lines): skipped.
+    #[serde(default)]
+    pub spend_logs_refused: u64,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -501,10 +504,12 @@ impl FleetSync {
     fn exchange(&self, ctx: &TickCtx) -> Option<Exchange> {
         let (seq, payload) = next_sync(ctx.store, self.ttl_ms, ctx.now_ms, self.spend_log_keep)?;
         let seq = seq.to_string();
-        let call = remote_store::fcall(
+        // The payload (and the spend records after it) is the PUT's body, sent as it is.
+        let call = remote_store::fcall_tail(
             "tg_sync",
             &[],
-            &[ctx.replica.as_bytes(), seq.as_bytes(), payload.as_bytes()],
+            &[ctx.replica.as_bytes(), seq.as_bytes()],
+            payload.as_bytes(),
             self.timeout_ms,
         )
         .ok()?;
@@ -540,6 +545,12 @@ impl Ticker for FleetSync {
             return;
         }
         if synced(ctx.store, seq, &reply, ctx.now_ms) {
+            if reply.spend_logs_refused > 0 {
+                log::warn!(
+                    "tollgate: the store refused {} spend records of sync {seq} (not one record per line)",
+                    reply.spend_logs_refused
+                );
+            }
             crate::keys::fleet::apply_changes(
                 ctx.store,
                 &reply.changes,

@@ -69,12 +69,23 @@ pub struct Record<'a> {
     pub end_time: String,
 }
 
+/// A record as the store takes it: one line, `<key hash or -> <JSON>` (a compact JSON text
+/// holds no raw newline), so that `tg_sync` files it under its key without parsing it.
+fn write_line(out: &mut Vec<u8>, record: &Record) -> bool {
+    let start = out.len();
+    out.extend_from_slice(record.api_key.unwrap_or("-").as_bytes());
+    out.push(b' ');
+    if serde_json::to_writer(&mut *out, record).is_err() {
+        out.truncate(start);
+        return false;
+    }
+    true
+}
+
 /// Puts a record in the ring. False when it could not (the ring is full, or contention).
 pub fn push(store: &dyn Store, record: &Record) -> bool {
-    match serde_json::to_vec(record) {
-        Ok(json) => push_batch(store, &json, 1),
-        Err(_) => false,
-    }
+    let mut line = Vec::with_capacity(512);
+    write_line(&mut line, record) && push_batch(store, &line, 1)
 }
 
 /// The head record: `[next slot index, records the ring holds]`.
@@ -84,7 +95,7 @@ fn read_head(bytes: &[u8]) -> (u64, u64) {
     (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
 }
 
-/// Writes `n` records (JSON texts joined by commas) as one slot.
+/// Writes `n` records (lines joined by newlines) as one slot.
 fn push_batch(store: &dyn Store, json: &[u8], n: u32) -> bool {
     let claimed = update::<u64, ()>(store, HEAD, |bytes| {
         let (next, held) = read_head(bytes);
@@ -105,7 +116,7 @@ fn push_batch(store: &dyn Store, json: &[u8], n: u32) -> bool {
 }
 
 thread_local! {
-    /// This worker's records not yet in the ring (the `.wasm`): joined JSON texts and their count.
+    /// This worker's records not yet in the ring (the `.wasm`): their lines and their count.
     static LOCAL: std::cell::RefCell<(Vec<u8>, u32)> = const { std::cell::RefCell::new((Vec::new(), 0)) };
 }
 
@@ -115,17 +126,19 @@ pub const LOCAL_BATCH: u32 = 256;
 /// Keeps a record in this worker's batch; true when the batch is full and should be written now
 /// ([`flush_local`]).
 pub fn buffer(record: &Record) -> bool {
-    let Ok(json) = serde_json::to_vec(record) else {
-        return false;
-    };
     LOCAL.with(|l| {
         let mut l = l.borrow_mut();
-        if l.1 > 0 {
-            l.0.push(b',');
+        let (lines, n) = &mut *l;
+        let before = lines.len();
+        if *n > 0 {
+            lines.push(b'\n');
         }
-        l.0.extend_from_slice(&json);
-        l.1 += 1;
-        l.1 >= LOCAL_BATCH
+        if !write_line(lines, record) {
+            lines.truncate(before);
+            return false;
+        }
+        *n += 1;
+        *n >= LOCAL_BATCH
     })
 }
 
@@ -140,8 +153,8 @@ pub fn flush_local(store: &dyn Store) -> u32 {
     }
 }
 
-/// What the tick takes for a sync: the slots' records (JSON texts joined by commas, as written),
-/// how many records they hold, and how many were lost.
+/// What the tick takes for a sync: the slots' records (lines joined by newlines, as written) and
+/// how many records they hold.
 #[derive(Debug, Default)]
 pub struct Taken {
     pub records: Vec<Vec<u8>>,
@@ -149,25 +162,54 @@ pub struct Taken {
 }
 
 impl Taken {
-    /// Appends `"spend_logs":[...]` to a JSON object's text (the sync's payload), the records
-    /// spliced in as they are: no parse, no copy beyond this one.
-    pub fn splice_into(&self, object: &mut String) {
-        if self.records.is_empty() || !object.ends_with('}') {
-            return;
-        }
-        object.pop();
-        if !object.ends_with('{') {
-            object.push(',');
-        }
-        object.push_str("\"spend_logs\":[");
-        for (i, r) in self.records.iter().enumerate() {
-            if i > 0 {
-                object.push(',');
+    /// Appends the records to the sync's payload after its line, in blocks of one key's records
+    /// (`tg_sync` stores a block as one entry without parsing it): `<key> <n> <bytes>\n`, then
+    /// the n JSON texts joined by newlines, then a newline. No record is parsed.
+    pub fn append_to(&self, payload: &mut String) {
+        // Each key's records, in the order keys first appear.
+        let mut blocks: Vec<(&str, Vec<&str>)> = Vec::new();
+        let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for slot in &self.records {
+            // Lines this module wrote: UTF-8 by construction (a slot that is not is left out).
+            let Ok(text) = std::str::from_utf8(slot) else {
+                continue;
+            };
+            for line in text.split('\n') {
+                let Some((key, json)) = line.split_once(' ') else {
+                    continue;
+                };
+                if key.is_empty() || json.is_empty() {
+                    continue;
+                }
+                let at = *index.entry(key).or_insert_with(|| {
+                    blocks.push((key, Vec::new()));
+                    blocks.len() - 1
+                });
+                if let Some(b) = blocks.get_mut(at) {
+                    b.1.push(json);
+                }
             }
-            // Records are JSON this module wrote (UTF-8 by construction).
-            object.push_str(std::str::from_utf8(r).unwrap_or("null"));
         }
-        object.push_str("]}");
+        for (key, jsons) in &blocks {
+            let bytes = jsons.iter().map(|j| j.len()).sum::<usize>() + jsons.len() - 1;
+            payload.reserve(bytes + key.len() + 24);
+            payload.push('\n');
+            payload.push_str(key);
+            payload.push(' ');
+            payload.push_str(&jsons.len().to_string());
+            payload.push(' ');
+            payload.push_str(&bytes.to_string());
+            payload.push('\n');
+            for (i, j) in jsons.iter().enumerate() {
+                if i > 0 {
+                    payload.push('\n');
+                }
+                payload.push_str(j);
+            }
+        }
+        if !blocks.is_empty() {
+            payload.push('\n');
+        }
     }
 }
 
@@ -237,16 +279,64 @@ mod tests {
         }
     }
 
-    fn ids(t: &Taken) -> Vec<String> {
+    /// The records as `tg_sync` reads them: (key, request id) in the order sent.
+    fn sent(t: &Taken) -> Vec<(String, String)> {
         let mut all = String::from("{}");
-        t.splice_into(&mut all);
-        let v: serde_json::Value = serde_json::from_str(&all).unwrap();
-        v["spend_logs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["request_id"].as_str().unwrap().to_string())
-            .collect()
+        t.append_to(&mut all);
+        let (head, mut rest) = all.split_once('\n').unwrap_or((&all, ""));
+        assert_eq!(head, "{}");
+        let mut out = Vec::new();
+        while !rest.is_empty() {
+            let (header, after) = rest.split_once('\n').unwrap();
+            let mut h = header.split(' ');
+            let (key, n, bytes) = (h.next().unwrap(), h.next().unwrap(), h.next().unwrap());
+            let bytes: usize = bytes.parse().unwrap();
+            let body = &after[..bytes];
+            assert_eq!(
+                &after[bytes..bytes + 1],
+                "\n",
+                "a block ends with a newline"
+            );
+            let records: Vec<&str> = body.split('\n').collect();
+            assert_eq!(records.len(), n.parse::<usize>().unwrap());
+            for r in records {
+                let v: serde_json::Value = serde_json::from_str(r).unwrap();
+                assert_eq!(v["api_key"].as_str().unwrap_or("-"), key);
+                out.push((
+                    key.to_string(),
+                    v["request_id"].as_str().unwrap().to_string(),
+                ));
+            }
+            rest = &after[bytes + 1..];
+        }
+        out
+    }
+
+    fn ids(t: &Taken) -> Vec<String> {
+        sent(t).into_iter().map(|(_, id)| id).collect()
+    }
+
+    #[test]
+    fn records_go_in_blocks_by_key_in_the_order_keys_appear() {
+        let s = MemoryStore::default();
+        let keyed = |id, key| Record {
+            api_key: key,
+            ..rec(id)
+        };
+        for (id, key) in [
+            ("1", Some("k1")),
+            ("2", None),
+            ("3", Some("k1")),
+            ("4", Some("k2")),
+        ] {
+            assert!(push(&s, &keyed(id, key)));
+        }
+        let got = sent(&take(&s, 10));
+        let pairs: Vec<(&str, &str)> = got.iter().map(|(k, i)| (k.as_str(), i.as_str())).collect();
+        assert_eq!(pairs, [("k1", "1"), ("k1", "3"), ("-", "2"), ("k2", "4")]);
+        let mut none = String::from("{}");
+        take(&s, 10).append_to(&mut none);
+        assert_eq!(none, "{}", "no records, no blocks");
     }
 
     #[test]
@@ -294,7 +384,7 @@ mod tests {
         assert!(take(&s, 10).records.is_empty());
         let mut slot = 1u64.to_le_bytes().to_vec();
         slot.extend_from_slice(&1u32.to_le_bytes());
-        slot.extend_from_slice(br#"{"request_id":"b"}"#);
+        slot.extend_from_slice(br#"- {"request_id":"b"}"#);
         s.set(&slot_key(1), &slot, None).unwrap();
         assert_eq!(ids(&take(&s, 10)), ["b"]);
     }

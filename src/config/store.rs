@@ -334,7 +334,7 @@ mod tests {
         assert_eq!(s.endpoint.authority, "127.0.0.1:7379");
         assert!(s
             .endpoint
-            .headers()
+            .headers(&crate::store::remote::function_list(1))
             .contains(&("authorization", "Basic dG9sbGdhdGU6cHc=")));
         assert_eq!(s.failure_mode, FailureMode::Local);
         assert_eq!(
@@ -377,7 +377,7 @@ mod tests {
         );
         assert!(!s
             .endpoint
-            .headers()
+            .headers(&crate::store::remote::function_list(1))
             .iter()
             .any(|(k, _)| *k == "authorization"));
     }

@@ -64,6 +64,7 @@ fn health_call(timeout_ms: u64) -> Exchange {
     let body = format!("FUNCTION/LIST/LIBRARYNAME/{LIBRARY_NAME}").into_bytes();
     Exchange::new(remote::Request {
         what: "function_list",
+        path: "/".to_string(),
         body,
         timeout_ms,
     })

@@ -19,7 +19,7 @@ pub fn send_request(
     request: &Request,
     dispatch: impl FnOnce(&HttpCall) -> Result<(), String>,
 ) -> Result<(), CallError> {
-    let headers = endpoint.headers();
+    let headers = endpoint.headers(request);
     dispatch(&HttpCall {
         cluster: &endpoint.cluster,
         headers: &headers,
@@ -512,7 +512,10 @@ pub(crate) mod tests {
             },
         );
         assert!(d.waiting());
-        assert!(h.sent[1].body.starts_with(b"FUNCTION/LOAD/REPLACE/"));
+        assert!(h.sent[1]
+            .headers
+            .contains(&(":path".into(), "/FUNCTION/LOAD/REPLACE".into())));
+        assert!(h.sent[1].body.starts_with(b"#!lua name=tollgate"));
         d.on_answer(
             &mut h,
             Answer::Response {

@@ -2,8 +2,11 @@
 //! only way out of a proxy-wasm filter; the dynamic module uses the same calls). Pure: this builds
 //! the request a host sends and reads the response it hands back, for both hosts alike.
 //!
-//! Every call is `POST /` with the body `COMMAND/arg/arg/...`, each argument percent-encoded
-//! (webdis splits on `/` and takes `.` for a file extension; it decodes `%2F` and `%2E`). webdis
+//! A call is `POST /` with the body `COMMAND/arg/arg/...`, each argument percent-encoded
+//! (webdis splits on `/` and takes `.` for a file extension; it decodes `%2F` and `%2E`), or,
+//! when its last argument is large (a sync's payload, the library's source), `PUT
+//! /COMMAND/arg/...` with that argument as the body, byte for byte: webdis appends a PUT's body
+//! to the command as its last argument, so neither side encodes or decodes it. webdis
 //! answers `{"COMMAND": <value>}`: a Redis error is `[false, "<message>"]` inside a 200, so the
 //! body decides, never the status alone. Tollgate's functions return one string (a JSON document),
 //! so an `FCALL` answers `{"FCALL": "<json text>"}`.
@@ -50,11 +53,11 @@ impl Endpoint {
         }
     }
 
-    /// The request headers of every call (Envoy adds `content-length`).
-    pub fn headers(&self) -> Vec<(&str, &str)> {
+    /// The request headers of `request` (Envoy adds `content-length`).
+    pub fn headers<'a>(&'a self, request: &'a Request) -> Vec<(&'a str, &'a str)> {
         let mut h = vec![
-            (":method", "POST"),
-            (":path", "/"),
+            (":method", request.method()),
+            (":path", request.path.as_str()),
             (":authority", self.authority.as_str()),
             ("content-type", "text/plain"),
         ];
@@ -65,13 +68,27 @@ impl Endpoint {
     }
 }
 
-/// One call to send: the webdis body, how long to wait for it, and what it is (for metrics and
-/// logs: the Redis function, or `function_load` / `function_list`).
+/// One call to send: the webdis path and body, how long to wait for it, and what it is (for
+/// metrics and logs: the Redis function, or `function_load` / `function_list`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     pub what: &'static str,
+    /// `/`: the whole command is the (POST) body; else the command but its last argument,
+    /// which is the (PUT) body.
+    pub path: String,
     pub body: Vec<u8>,
     pub timeout_ms: u64,
+}
+
+impl Request {
+    /// `POST` for a command in the body, `PUT` for a command in the path.
+    pub fn method(&self) -> &'static str {
+        if self.path == "/" {
+            "POST"
+        } else {
+            "PUT"
+        }
+    }
 }
 
 /// An argument webdis cannot carry.
@@ -121,6 +138,41 @@ fn command(command: &str, segments: &[&[u8]]) -> Result<Vec<u8>, EncodeError> {
     Ok(out)
 }
 
+/// A command whose last argument (`tail`, not empty) is sent as it is, as a PUT's body.
+fn command_put(
+    what: &'static str,
+    command: &str,
+    segments: &[&[u8]],
+    tail: &[u8],
+    timeout_ms: u64,
+) -> Result<Request, EncodeError> {
+    if tail.is_empty() || segments.iter().any(|s| s.is_empty()) {
+        return Err(EncodeError::EmptyArgument);
+    }
+    let mut path = Vec::with_capacity(64);
+    path.push(b'/');
+    encode_segment(&mut path, command.as_bytes());
+    for s in segments {
+        path.push(b'/');
+        encode_segment(&mut path, s);
+    }
+    Ok(Request {
+        what,
+        // Percent-encoded: ASCII by construction.
+        path: String::from_utf8(path).unwrap_or_default(),
+        body: tail.to_vec(),
+        timeout_ms,
+    })
+}
+
+fn fcall_segments<'a>(function: &'a str, numkeys: &'a str, keys: &[&'a [u8]]) -> Vec<&'a [u8]> {
+    let mut segments: Vec<&[u8]> = Vec::with_capacity(4 + keys.len());
+    segments.push(function.as_bytes());
+    segments.push(numkeys.as_bytes());
+    segments.extend_from_slice(keys);
+    segments
+}
+
 /// `FCALL <function> <numkeys> <keys...> <args...>`.
 pub fn fcall(
     function: &'static str,
@@ -129,31 +181,47 @@ pub fn fcall(
     timeout_ms: u64,
 ) -> Result<Request, EncodeError> {
     let numkeys = keys.len().to_string();
-    let mut segments: Vec<&[u8]> = Vec::with_capacity(2 + keys.len() + args.len());
-    segments.push(function.as_bytes());
-    segments.push(numkeys.as_bytes());
-    segments.extend_from_slice(keys);
+    let mut segments = fcall_segments(function, &numkeys, keys);
     segments.extend_from_slice(args);
     Ok(Request {
         what: function,
+        path: "/".to_string(),
         body: command("FCALL", &segments)?,
         timeout_ms,
     })
 }
 
+/// `FCALL` as [`fcall`], its last argument `tail` sent unencoded as the body (a `PUT`): for a
+/// large argument, which neither the filter nor webdis then encodes or decodes.
+pub fn fcall_tail(
+    function: &'static str,
+    keys: &[&[u8]],
+    args: &[&[u8]],
+    tail: &[u8],
+    timeout_ms: u64,
+) -> Result<Request, EncodeError> {
+    let numkeys = keys.len().to_string();
+    let mut segments = fcall_segments(function, &numkeys, keys);
+    segments.extend_from_slice(args);
+    command_put(function, "FCALL", &segments, tail, timeout_ms)
+}
+
 /// `FUNCTION LOAD REPLACE <source>`: (re)loads a library (persisted in Redis's AOF).
 pub fn function_load(source: &str, timeout_ms: u64) -> Result<Request, EncodeError> {
-    Ok(Request {
-        what: "function_load",
-        body: command("FUNCTION", &[b"LOAD", b"REPLACE", source.as_bytes()])?,
+    command_put(
+        "function_load",
+        "FUNCTION",
+        &[b"LOAD", b"REPLACE"],
+        source.as_bytes(),
         timeout_ms,
-    })
+    )
 }
 
 /// `FUNCTION LIST`: the libraries Redis has loaded (read only; the store's health check).
 pub fn function_list(timeout_ms: u64) -> Request {
     Request {
         what: "function_list",
+        path: "/".to_string(),
         body: b"FUNCTION/LIST".to_vec(),
         timeout_ms,
     }
@@ -316,8 +384,11 @@ fn cut(message: &str) -> String {
 /// last call while Envoy stops, when Envoy's callouts are no longer answered).
 pub fn http1_request(endpoint: &Endpoint, request: &Request) -> Vec<u8> {
     let mut out = Vec::with_capacity(request.body.len() + 256);
-    out.extend_from_slice(b"POST / HTTP/1.1\r\n");
-    for (k, v) in endpoint.headers() {
+    out.extend_from_slice(request.method().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(request.path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (k, v) in endpoint.headers(request) {
         let name = match k {
             ":authority" => "host",
             k if k.starts_with(':') => continue,
@@ -497,27 +568,48 @@ mod tests {
             ]
         );
         assert_eq!(fcall("f", &[], &[b""], 1), Err(EncodeError::EmptyArgument));
+        assert_eq!((r.method(), r.path.as_str()), ("POST", "/"));
         let load = function_load("#!lua name=x\nredis.register_function('f', ...)", 9).unwrap();
-        let parts = decode(&load.body);
         assert_eq!(
-            parts[..3],
-            [b"FUNCTION".to_vec(), b"LOAD".to_vec(), b"REPLACE".to_vec()]
+            (load.method(), load.path.as_str()),
+            ("PUT", "/FUNCTION/LOAD/REPLACE")
         );
-        assert_eq!(parts[3], b"#!lua name=x\nredis.register_function('f', ...)");
+        assert_eq!(
+            load.body,
+            b"#!lua name=x\nredis.register_function('f', ...)"
+        );
         assert_eq!(function_list(3).body, b"FUNCTION/LIST");
+        let t = fcall_tail("tg_sync", &[], &[b"r.1", b"7"], b"{\"a\":\"/.%\"}\nx y", 5).unwrap();
+        assert_eq!(
+            (t.method(), t.path.as_str()),
+            ("PUT", "/FCALL/tg_sync/0/r%2E1/7")
+        );
+        assert_eq!(t.body, b"{\"a\":\"/.%\"}\nx y");
+        assert_eq!(
+            fcall_tail("f", &[], &[], b"", 1),
+            Err(EncodeError::EmptyArgument)
+        );
     }
 
     #[test]
     fn headers_carry_basic_auth_and_never_print_it() {
         let e = Endpoint::new("tollgate_store", "127.0.0.1:7379", Some("tollgate:s3cret"));
-        let h = e.headers();
+        let post = function_list(1);
+        let h = e.headers(&post);
         assert!(h.contains(&(":method", "POST")));
         assert!(h.contains(&(":path", "/")));
+        let put = function_load("x", 1).unwrap();
+        let h = e.headers(&put);
+        assert!(h.contains(&(":method", "PUT")));
+        assert!(h.contains(&(":path", "/FUNCTION/LOAD/REPLACE")));
         assert!(h.contains(&(":authority", "127.0.0.1:7379")));
         assert!(h.contains(&("authorization", "Basic dG9sbGdhdGU6czNjcmV0")));
         assert!(!format!("{e:?}").contains("dG9sbGdhdGU6czNjcmV0"));
         let open = Endpoint::new("c", "h:1", None);
-        assert!(!open.headers().iter().any(|(k, _)| *k == "authorization"));
+        assert!(!open
+            .headers(&post)
+            .iter()
+            .any(|(k, _)| *k == "authorization"));
     }
 
     #[test]

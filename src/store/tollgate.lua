@@ -37,8 +37,11 @@ Key layout (all under `tg:`; `{party}` and `{replica}` are hash tags):
                            (kept past its death, so that a late retry is still recognised)
   tg:cooldowns      ZSET   deployment -> cooled down until (ms); expired entries are dropped
   tg:changes        STREAM key changes: token, op (put|block|unblock|delete); MAXLEN ~ 10000
-  tg:spend          STREAM one entry per request: k (key hash, "" if none), r (the record's
-                           JSON); the id is when Redis stored it; MAXLEN ~ 100000
+  tg:spend          STREAM one entry per key per sync: k (key hash, "" if none), n (records),
+                           r (their JSON texts joined by newlines; version 7 wrote one record
+                           and no n); the id is when Redis stored it; about spend_log_keep
+                           records kept
+  tg:spend:n        STRING how many records tg:spend holds
   tg:k:<token>      HASH   a key: record (its JSON, byte for byte as written), alias (the
                            key_alias it holds, absent if none)
   tg:alias:<alias>  STRING token of the key that holds the alias
@@ -71,7 +74,9 @@ Invariants (each function is atomic, so they hold under any interleaving of repl
   - A key alias belongs to at most one key.
 
 Functions (as in the store design of issue 14, with these precisions):
-  tg_sync(replica, seq, payload): replica is 1-64 of [A-Za-z0-9_-]; seq a decimal integer.
+  tg_sync(replica, seq, payload): replica is 1-64 of [A-Za-z0-9_-]; seq a decimal integer;
+    payload a JSON object's text, then the spend records (below). Replicas send it as the body
+    of a webdis PUT, so it crosses webdis unencoded.
     Each entry of payload.parties is {"id", "limits", "spent": µUSD, "tokens": n, "release":
     {"b","r","t","p"}, "grow": {"b","r","t","p"}, "m": minute}, absent counts 0. The first
     draft's `held`, `want` and `requests` are refused (an error, nothing written). Applied in
@@ -93,10 +98,18 @@ Functions (as in the store design of issue 14, with these precisions):
     for byte; `seed` is applied in whichever syncs carry it (the first ones of a replica). A
     new replica sends no `changes_after` (or "") and gets the cursor of the latest change.
     `spend_log_keep` (default 100000, at most 1e8): how many spend records tg:spend keeps
-    (`XADD MAXLEN ~`). Spend records must be objects; `key_hash`, else `api_key` (string or null), is what tg_spend_logs filters
-    on; they are re-encoded by cjson (flat objects keep their fields; numbers above 1e14 would
-    lose digits). Top-level reply fields besides the design's: `changes_lost` (changes after
-    the cursor were trimmed away: drop the key cache); `reclaimed` (the parties' `reset`).
+    (one tg:spend entry per block below; the oldest go while the rest still hold `keep` records,
+    at most 1024 entries a sync). Spend records follow the payload's JSON text, after a newline,
+    in blocks of one key's records: a line `<key> <n> <bytes>` (`<key>`: 1-128 of [A-Za-z0-9_-],
+    `-` for none; it is what tg_spend_logs filters on), then <bytes> bytes holding n compact JSON
+    objects joined by newlines, stored as they are and never parsed, then a newline. A block
+    that is not so ends the reading: its records and those after it are counted in the reply's
+    `spend_logs_refused` and skipped, not an error (the replica resends a refused sync
+    unchanged, and bad records must not hold the rest back). Version 7's form, records as
+    objects in the payload's `spend_logs` (`key_hash`, else `api_key`, filtered on; re-encoded by
+    cjson), is still taken from older replicas during a rolling deploy. Top-level reply fields besides the design's:
+    `changes_lost` (changes after the cursor were trimmed away: drop the key cache);
+    `reclaimed` (the parties' `reset`).
   tg_admit(replica, parties, estimate): parties is a JSON array of 1 to 16 {"id", "limits",
     "have", "extra"} (the key's party, then its team's; one object is taken as an array of one;
     an id may not repeat; `have`, default 0, at most b: budget of the replica's lease it holds
@@ -121,22 +134,23 @@ Functions (as in the store design of issue 14, with these precisions):
     "alias_taken", "alias": ...}. op delete with a record stores it as a tombstone (a deleted
     config key stays deleted when replicas seed), with `null` removes the key. Success:
     {"ok": true, "id": "<change id>"}.
-  tg_spend_logs(filter): also `after` (a stream id: continue after it). Reply: {"logs":
-    [records, oldest first], "next": id or null}; `next` set when more may match.
+  tg_spend_logs(filter): also `after` (a stream id: continue after that entry; `<id>#<n>`: in
+    that entry after its first n records). Reply: {"logs": [records, oldest first], "next":
+    id, id#n or null}; `next` set when more may match.
   tg_party_get(party, limits): a party's fields as tg_sync's reply has them (its windows rolled
     by `limits`, as tg_sync takes them; nothing written), and `known` (whether Redis has it).
   tg_version(): {"version": VERSION}.
 
 Per-call bounds (measured on a 2-core machine, AOF fsync always, through RESP): tg_sync takes
 at most 1024 parties (~70 ms; 100 parties ~6 ms, one ~0.7 ms), 1024 cooldowns, 4096 spend
-records (~11 µs each) and 1000 seeded keys and teams (~45 ms; a replica with more sends them over
+records (~2 µs each) and 1000 seeded keys and teams (~45 ms; a replica with more sends them over
 several syncs); a larger payload is refused whole, so the caller must split. It reclaims at most
 1024 leases of dead replicas and returns at most 1000 changes and 1024 cooldowns (the rest on
 the next calls). tg_admit takes at most 16 parties. tg_spend_logs reads at most 10000 entries
 (~30 ms) and returns at most 1000 (`next` continues). No function walks the keyspace.
 ]]
 
-local VERSION = '7'
+local VERSION = '8'
 
 local MAX_PARTIES = 1024
 local MAX_ADMIT_PARTIES = 16
@@ -150,6 +164,8 @@ local CHANGES_PER_REPLY = 1000
 local SPEND_KEEP = 100000
 local SPEND_KEEP_MAX = 100000000
 local SPEND_SCAN = 10000
+-- Reads of 64 entries a sync makes at most to trim tg:spend (a smaller keep catches up over syncs).
+local SPEND_TRIM_READS = 16
 local SPEND_LIMIT_MAX = 1000
 local SPEND_LIMIT_DEFAULT = 100
 local RECLAIM_REPLICAS = 16
@@ -680,6 +696,47 @@ local function fields_of(flat)
   return out
 end
 
+-- Spend records: one tg:spend entry per block (one key's records in a sync), {k, n: records, r:
+-- their JSON texts joined by newlines} (one XADD, not one per record: a sync carries a busy
+-- replica's whole tick).
+-- tg:spend:n counts the records the stream holds (absent: the stream predates it, one record per
+-- entry); the oldest entries go while the stream would still hold `keep` records without them.
+local function append_spend(blocks, keep)
+  if #blocks == 0 then
+    return
+  end
+  local count = tonumber(redis.call('GET', 'tg:spend:n')) or redis.call('XLEN', 'tg:spend')
+  for _, b in ipairs(blocks) do
+    redis.call('XADD', 'tg:spend', '*', 'k', b.k, 'n', b.n, 'r', b.r)
+    count = count + b.n
+  end
+  local reads = 0
+  local keep_from = nil
+  while count > keep and reads < SPEND_TRIM_READS do
+    reads = reads + 1
+    local oldest = redis.call('XRANGE', 'tg:spend', keep_from and ('(' .. keep_from) or '-', '+', 'COUNT', 64)
+    local stop = #oldest == 0
+    for _, e in ipairs(oldest) do
+      local n = tonumber(fields_of(e[2]).n) or 1
+      if count - n < keep then
+        stop = true
+        break
+      end
+      count = count - n
+      keep_from = e[1]
+    end
+    if stop then
+      break
+    end
+  end
+  if keep_from then
+    -- Everything up to and including keep_from goes: MINID keeps ids >= its argument.
+    local ms, seq = string.match(keep_from, '^(%d+)%-(%d+)$')
+    redis.call('XTRIM', 'tg:spend', 'MINID', ms .. '-' .. (tonumber(seq) + 1))
+  end
+  redis.call('SET', 'tg:spend:n', count)
+end
+
 -- Changes after `cursor` (exclusive), at most CHANGES_PER_REPLY. No cursor: none, and the cursor
 -- of the latest change (a new replica starts from now). `lost`: changes after the cursor were
 -- trimmed away before this reader saw them (it must forget what it cached).
@@ -836,6 +893,34 @@ local function parse_seed(text, seed)
   return out
 end
 
+-- The spend records after the payload's line, in blocks of one key's records: a line `<key> <n>
+-- <bytes>`, then <bytes> bytes (n JSON objects joined by newlines, kept as they are), then a
+-- newline. Returns the blocks {k, n, r} and how many records were refused: a block whose header
+-- or body is not so ends the reading (the records after it cannot be found).
+local function parse_records(text, from)
+  local blocks, refused, total = {}, 0, 0
+  local len = #text
+  local pos = from
+  while pos <= len do
+    local _, head_end, key, n, bytes = string.find(text, '^([%w_%-]+) (%d+) (%d+)\n', pos)
+    n, bytes = tonumber(n), tonumber(bytes)
+    local first = head_end and head_end + 1
+    local last = head_end and head_end + bytes
+    if not head_end or #key > 128 or n < 1 or n > MAX_SPEND_LOGS or last > len
+        or string.byte(text, first) ~= 123 or string.byte(text, last) ~= 125 then
+      refused = refused + ((head_end and n >= 1 and n <= MAX_SPEND_LOGS) and n or 1)
+      break
+    end
+    total = total + n
+    if total > MAX_SPEND_LOGS then
+      return nil, 'more than ' .. MAX_SPEND_LOGS .. ' spend records'
+    end
+    blocks[#blocks + 1] = { k = key == '-' and '' or key, n = n, r = string.sub(text, first, last) }
+    pos = last + 2
+  end
+  return blocks, refused
+end
+
 local function parse_sync(args)
   local replica, seq, text = args[1], args[2], args[3]
   if not (is_name(replica, 64) and string.find(replica, '^[%w_%-]+$')) then
@@ -844,7 +929,11 @@ local function parse_sync(args)
   if type(seq) ~= 'string' or not string.find(seq, '^%d+$') or #seq > 15 then
     return nil, 'seq must be a non-negative integer'
   end
-  local payload = decode(text)
+  if type(text) ~= 'string' then
+    return nil, 'payload must be a JSON object'
+  end
+  local nl = string.find(text, '\n', 1, true)
+  local payload = decode(nl and string.sub(text, 1, nl - 1) or text)
   if not is_object(payload) then
     return nil, 'payload must be a JSON object'
   end
@@ -907,7 +996,9 @@ local function parse_sync(args)
     end
     s.spend_log_keep = payload.spend_log_keep
   end
-  s.spend_logs = {}
+  -- Version 7's callers (a rolling deploy) send the records in the payload: re-encoded.
+  s.spend_logs, s.spend_logs_refused = {}, 0
+  local by_key = {}
   for i, rec in ipairs(logs) do
     if not is_object(rec) then
       return nil, 'spend_logs[' .. i .. '] must be an object'
@@ -917,7 +1008,27 @@ local function parse_sync(args)
     if not absent(hash) and type(hash) ~= 'string' then
       return nil, 'spend_logs[' .. i .. '].' .. field .. ' must be a string or null'
     end
-    s.spend_logs[i] = { k = absent(hash) and '' or hash, r = cjson.encode(rec) }
+    local k = absent(hash) and '' or hash
+    local g = by_key[k]
+    if not g then
+      g = { k = k, n = 0, lines = {} }
+      by_key[k] = g
+      s.spend_logs[#s.spend_logs + 1] = g
+    end
+    g.n = g.n + 1
+    g.lines[g.n] = cjson.encode(rec)
+  end
+  for _, g in ipairs(s.spend_logs) do
+    g.r = table.concat(g.lines, '\n')
+  end
+  if nl then
+    if #logs > 0 then
+      return nil, 'spend records go either in spend_logs or after the payload'
+    end
+    s.spend_logs, s.spend_logs_refused = parse_records(text, nl + 1)
+    if not s.spend_logs then
+      return nil, s.spend_logs_refused
+    end
   end
 
   if not absent(payload.changes_after) and payload.changes_after ~= '' then
@@ -961,7 +1072,8 @@ local function newer_caller(text)
 end
 
 local function tg_sync(_, args)
-  local refused = newer_caller(args[3])
+  local text = args[3] or ''
+  local refused = newer_caller(string.sub(text, 1, (string.find(text, '\n', 1, true) or 0) - 1))
   if refused then
     return refused
   end
@@ -1012,9 +1124,7 @@ local function tg_sync(_, args)
     cooldowns[#cooldowns + 1] = { deployment = cd[i], until_ms = tonumber(cd[i + 1]) }
   end
 
-  for _, rec in ipairs(s.spend_logs) do
-    redis.call('XADD', 'tg:spend', 'MAXLEN', '~', s.spend_log_keep, '*', 'k', rec.k, 'r', rec.r)
-  end
+  append_spend(s.spend_logs, s.spend_log_keep)
 
   local changes, cursor, lost = read_changes(s.changes_after)
 
@@ -1028,6 +1138,7 @@ local function tg_sync(_, args)
     changes_lost = lost,
     dead = dead,
     reclaimed = reclaimed,
+    spend_logs_refused = s.spend_logs_refused > 0 and s.spend_logs_refused or nil,
   })
   redis.call('HSET', skey, 'seq', fmt(s.seq), 'reply', reply)
   redis.call('HDEL', skey, 'reclaimed')
@@ -1276,17 +1387,28 @@ local function tg_spend_logs(_, args)
   end
   local limit = absent(f.limit) and SPEND_LIMIT_DEFAULT or math.min(math.max(f.limit, 1), SPEND_LIMIT_MAX)
   local start = absent(f.start_ms) and '-' or fmt(f.start_ms)
+  -- `after`: a stream id (continue after that entry), or `<id>#<n>` (continue in that entry,
+  -- after its first n records).
+  local skip_in, skip = nil, 0
   if not absent(f.after) then
-    if not parse_stream_id(f.after) then
-      return fail('after must be a stream id (ms-seq)')
+    local id, n = nil, nil
+    if type(f.after) == 'string' then
+      id, n = string.match(f.after, '^(%d+%-%d+)#(%d+)$')
     end
-    start = '(' .. f.after
+    if id and parse_stream_id(id) then
+      start, skip_in, skip = id, id, tonumber(n)
+    elseif parse_stream_id(f.after) then
+      start = '(' .. f.after
+    else
+      return fail('after must be a stream id (ms-seq), or one followed by #n')
+    end
   end
   local stop = absent(f.end_ms) and '+' or fmt(f.end_ms)
 
   local logs, scanned, last = arr(), 0, nil
-  local more = true
-  while more and #logs < limit and scanned < SPEND_SCAN do
+  local next_id = cjson.null
+  local more, full = true, false
+  while more and not full and scanned < SPEND_SCAN do
     local batch = math.min(1000, SPEND_SCAN - scanned)
     local entries = redis.call('XRANGE', 'tg:spend', start, stop, 'COUNT', batch)
     more = #entries == batch
@@ -1295,10 +1417,27 @@ local function tg_spend_logs(_, args)
       last = e[1]
       local fields = fields_of(e[2])
       if absent(key) or fields.k == key then
-        logs[#logs + 1] = raw(fields.r or 'null')
-        if #logs >= limit then
-          -- stop right after the last returned record
-          more = true
+        local text = fields.r or 'null'
+        local pos, index = 1, 0
+        local from = (e[1] == skip_in) and skip or 0
+        while true do
+          local nl = string.find(text, '\n', pos, true)
+          index = index + 1
+          if index > from then
+            logs[#logs + 1] = raw(string.sub(text, pos, nl and nl - 1 or #text))
+          end
+          if #logs >= limit then
+            full = true
+            -- stop right after the last returned record
+            next_id = nl and (e[1] .. '#' .. index) or e[1]
+            break
+          end
+          if not nl then
+            break
+          end
+          pos = nl + 1
+        end
+        if full then
           break
         end
       end
@@ -1307,8 +1446,7 @@ local function tg_spend_logs(_, args)
       start = '(' .. last
     end
   end
-  local next_id = cjson.null
-  if more and last then
+  if not full and more and last then
     next_id = last
   end
   return encode({ logs = logs, next = next_id })

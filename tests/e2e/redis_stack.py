@@ -163,9 +163,11 @@ class Webdis:
         _wait_port(self.port, self.proc, "webdis")
         return self
 
-    def call(self, *segments, auth=True, timeout=10):
-        """POSTs `SEGMENT/SEGMENT/...` (each percent-encoded, as the filter sends them).
-        Returns (HTTP status, parsed JSON body or raw bytes).
+    def call(self, *segments, auth=True, timeout=10, tail=None):
+        """POSTs `SEGMENT/SEGMENT/...` (each percent-encoded, as the filter sends them), or with
+        `tail`, PUTs `/SEGMENT/...` with `tail` as the body, unencoded: webdis makes it the last
+        argument (how the filter sends a sync's payload). Returns (HTTP status, parsed JSON body or
+        raw bytes).
 
         Through http.client, not urllib: urllib says `Connection: close`, and webdis 0.1.9 never
         answers such a request when its body arrives in a later TCP segment (as http.client
@@ -176,7 +178,11 @@ class Webdis:
             headers["authorization"] = "Basic " + base64.b64encode(self.auth.encode()).decode()
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
-            conn.request("POST", "/", body=body.encode(), headers=headers)
+            if tail is None:
+                conn.request("POST", "/", body=body.encode(), headers=headers)
+            else:
+                tail = tail if isinstance(tail, bytes) else str(tail).encode()
+                conn.request("PUT", "/" + body, body=tail, headers=headers)
             r = conn.getresponse()
             status, raw = r.status, r.read()
         finally:

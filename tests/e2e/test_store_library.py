@@ -34,11 +34,27 @@ LIBRARY_SHA256 = {
     "5": "02bd440831653b6f06d1b3e99a7c39bb11a9849371e05c12363f8eefd0c3122c",
     "6": "645a30ae8dab0f3d31c6eb9781b5cbfdf88d656b079848d15d5695a807bf748e",
     "7": "f3927d1703d7a0062ac8b77f700a48753fb1e939ac089a2a5544a8ac48b953c1",
+    "8": "debb585084483ab0169850ea28caaf3c5d12fcdff3378e4b9c09a9f5439dedee",
 }
 
 # A party's fleet-wide fields in a reply (tg_sync adds granted, m and reset; tg_admit granted).
 PARTY_FIELDS = {"id", "spend", "lifetime", "window_start", "leased", "leased_parallel", "requests", "tokens",
                 "replicas"}
+
+
+def record_blocks(records):
+    """Spend records as tg_sync takes them after the payload's line (as the filter writes them):
+    per key, in the order keys first appear, `<key> <n> <bytes>\n` + the JSON texts joined by
+    newlines + `\n`."""
+    by_key = {}
+    for rec in records:
+        key = rec.get("key_hash") or rec.get("api_key") or "-"
+        by_key.setdefault(key, []).append(json.dumps(rec, separators=(",", ":")))
+    out = ""
+    for key, texts in by_key.items():
+        body = "\n".join(texts)
+        out += f"{key} {len(texts)} {len(body.encode())}\n{body}\n"
+    return out
 
 
 class Lib:
@@ -57,15 +73,21 @@ class Lib:
         """After a Redis restart webdis answers 503 until it has reconnected."""
         assert self.stack.webdis.call_when_up("FCALL", "tg_version", 0)[0] == 200
 
-    def call(self, function, *args):
-        status, body = self.stack.webdis.call("FCALL", function, 0, *args)
+    def call(self, function, *args, tail=None):
+        status, body = self.stack.webdis.call("FCALL", function, 0, *args, tail=tail)
         assert status == 200, (status, body)
         value = body["FCALL"]
         assert isinstance(value, str), body
         return json.loads(value)
 
-    def sync(self, replica, seq, payload):
-        return self.call("tg_sync", replica, seq, json.dumps(payload))
+    def sync(self, replica, seq, payload, legacy=False):
+        """tg_sync as the filter sends it: the payload's JSON line, then the spend records given as
+        `payload["spend_logs"]` in blocks by key (`legacy`: left in the payload, as version 7's
+        callers send them)."""
+        payload = dict(payload)
+        records = [] if legacy else payload.pop("spend_logs", [])
+        text = json.dumps(payload) + ("\n" + record_blocks(records) if records else "")
+        return self.call("tg_sync", replica, seq, tail=text)
 
     def admit(self, replica, parties, b=0, t=0):
         """parties: a list of {"id", "limits"}, or one of them."""
@@ -188,6 +210,10 @@ BAD_CALLS = [
     ("tg_sync", ["r1", "1", '{"seed": {"teams": [{}]}}']),
     ("tg_sync", ["r1", "1", json.dumps({"parties": [{"id": "p"}] * 1025})]),
     ("tg_sync", ["r1", "1", json.dumps({"spend_logs": [{}] * 4097})]),
+    ("tg_sync", ["r1", "1", "{}\n" + "- 2 5\n{}\n{}\n" * 2049]),
+    # Records both in the payload (version 7) and after it.
+    ("tg_sync", ["r1", "1", '{"spend_logs": [{}]}\n- 1 2\n{}\n']),
+    ("tg_sync", ["r1", "1", "not json\n- 1 2\n{}\n"]),
     ("tg_sync", ["r1", "1", json.dumps({"seed": {"keys": [{"token": KEY}] * 600, "teams": [{"team_id": "t"}] * 401}})]),
     ("tg_sync", ["r1"]),
     ("tg_admit", ["r1", "{}", '{"b": 1}']),
@@ -910,8 +936,10 @@ def test_spend_logs_filter_by_key_and_time(lib):
     time.sleep(0.01)
     lib.sync("ra", 3, {"spend_logs": [spend_record(i, k1) for i in range(6, 9)] + [spend_record(9, None)]})
     every = lib.spend_logs(limit=1000)
-    assert [r["request_id"] for r in every["logs"]] == [f"req-{i}" for i in range(10)]
+    # One entry per key per sync: a sync's records come grouped by key, in the order sent.
+    assert [r["request_id"] for r in every["logs"]] == [f"req-{i}" for i in (0, 2, 4, 1, 3, 5, 6, 7, 8, 9)]
     assert every["next"] is None and every["logs"][0] == spend_record(0, k2)
+    assert lib.redis("XLEN", "tg:spend") == 4 and lib.redis("GET", "tg:spend:n") == "10"
     assert [r["request_id"] for r in lib.spend_logs(api_key=k1)["logs"]] == ["req-1", "req-3", "req-5", "req-6",
                                                                                   "req-7", "req-8"]
     later = lib.spend_logs(api_key=k1, start_ms=mid)["logs"]
@@ -920,9 +948,16 @@ def test_spend_logs_filter_by_key_and_time(lib):
     assert len(earlier) == 6
     # Pages: `next` continues where a page stopped.
     page = lib.spend_logs(api_key=k1, limit=4)
-    assert len(page["logs"]) == 4 and page["next"]
+    assert len(page["logs"]) == 4 and page["next"].endswith("#1"), page["next"]
     rest = lib.spend_logs(api_key=k1, limit=4, after=page["next"])
     assert [r["request_id"] for r in rest["logs"]] == ["req-7", "req-8"] and rest["next"] is None
+    # A page that ends with an entry continues after it.
+    whole = lib.spend_logs(api_key=k1, limit=3)
+    assert [r["request_id"] for r in whole["logs"]] == ["req-1", "req-3", "req-5"] and "#" not in whole["next"]
+    assert [r["request_id"] for r in lib.spend_logs(api_key=k1, after=whole["next"])["logs"]] == ["req-6", "req-7",
+                                                                                                   "req-8"]
+    for bad in ("1-1#x", "1-1#", "#3", "x-1#2"):
+        assert "error" in lib.spend_logs(after=bad)
 
 
 def test_spend_logs_are_capped_and_reads_bounded(lib):
@@ -946,12 +981,47 @@ def test_spend_records_are_found_by_api_key_as_the_filter_writes_them(lib):
     assert [r["request_id"] for r in lib.spend_logs(api_key=token)["logs"]] == ["by-api-key"]
 
 
+def test_spend_records_are_stored_as_sent_and_bad_blocks_skipped(lib):
+    # Kept byte for byte (cjson would write 2^60 as 1.1529215046068e+18), never parsed.
+    big = '{"request_id":"big","spend_micro":1152921504606846976,"tags":[],"n":{}}'
+    two = big + "\n" + '{"request_id":"two"}'
+    good = f"{KEY} 2 {len(two)}\n{two}\n" + f"- 1 21\n{{\"request_id\":\"none\"}}\n"
+    out = lib.call("tg_sync", "rl", 1, tail='{"ttl_ms": 3000}\n' + good)
+    assert out["seq"] == 1 and "spend_logs_refused" not in out, out
+    raw = lib.redis("XRANGE", "tg:spend", "-", "+")
+    assert [dict(zip(e[1][::2], e[1][1::2])) for e in raw] == [{"k": KEY, "n": "2", "r": two},
+                                                              {"k": "", "n": "1", "r": '{"request_id":"none"}'}]
+    assert lib.stack.webdis.call("FCALL", "tg_spend_logs", 0, json.dumps({"api_key": KEY}))[1]["FCALL"] == \
+        '{"logs":[' + big + ',{"request_id":"two"}],"next":null}'
+    # A bad block ends the reading; what came before it is kept, the rest counted as refused.
+    for seq, (bad, refused) in enumerate([
+            ("no header\n{}\n", 1),
+            (f"{KEY} 3 999\n{{}}\n", 3),            # longer than what is left
+            (f"{KEY} 2 7\n[1,2,3]\n", 2),           # not an object
+            (f"bad/key 1 2\n{{}}\n", 1),
+            (f"{'k' * 129} 1 2\n{{}}\n", 1),
+            (f"{KEY} 0 2\n{{}}\n", 1)], start=2):
+        before = lib.redis("XLEN", "tg:spend")
+        out = lib.call("tg_sync", "rl", seq, tail='{"ttl_ms": 3000}\n' + f"- 1 2\n{{}}\n" + bad + good)
+        assert out["seq"] == seq and out["spend_logs_refused"] == refused, (bad, out)
+        assert lib.redis("XLEN", "tg:spend") == before + 1, bad
+
+
+def test_version_7_callers_still_send_records_in_the_payload(lib):
+    # A rolling deploy: replicas of the previous version put the records in the payload.
+    out = lib.sync("old", 1, {"spend_logs": [spend_record(1, KEY), spend_record(2, None)]}, legacy=True)
+    assert out["seq"] == 1
+    assert [r["request_id"] for r in lib.spend_logs()["logs"]] == ["req-1", "req-2"]
+    assert [r["request_id"] for r in lib.spend_logs(api_key=KEY)["logs"]] == ["req-1"]
+
+
 def test_spend_log_keep_caps_the_stream_as_the_replica_says(lib):
     lib.redis("DEL", "tg:spend")
     for seq in range(1, 4):
         lib.sync("rk", seq, {"spend_log_keep": 1, "spend_logs": [spend_record(i, KEY) for i in range(200)]})
-    # MAXLEN ~ trims whole nodes: about `keep`, never the 600 sent.
-    assert lib.redis("XLEN", "tg:spend") <= 200
+    # The oldest entries go while the rest hold `keep` records: the last sync's one entry stays.
+    assert lib.redis("XLEN", "tg:spend") == 1 and lib.redis("GET", "tg:spend:n") == "200"
+    assert len(lib.spend_logs(limit=1000)["logs"]) == 200
     for bad in (0, -1, "5", 10**9):
         assert "spend_log_keep" in lib.sync("rk", 10, {"spend_log_keep": bad})["error"]
 

@@ -7,7 +7,8 @@
 //! is charged to those requests too (no coordinated omission).
 //!
 //! Prints one JSON summary (microseconds) and, with `--raw FILE`, appends one line per measured
-//! response (`first_byte_us last_byte_us`) so that runs split into slices can be pooled.
+//! response (`first_byte_us last_byte_us due_us`, the last from the start of the schedule) so that
+//! runs split into slices can be pooled.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -184,7 +185,7 @@ fn wait_until(t: Instant) {
 #[derive(Default)]
 struct Outcome {
     /// (first byte, last byte), each from the moment the request was due.
-    samples: Vec<(Duration, Duration)>,
+    samples: Vec<(Duration, Duration, Duration)>,
     errors: u64,
 }
 
@@ -217,7 +218,7 @@ fn connection(
                 if r.status != 200 {
                     out.errors += u64::from(measured);
                 } else if measured {
-                    out.samples.push((r.first_byte - due, due.elapsed()));
+                    out.samples.push((r.first_byte - due, due.elapsed(), due - begin));
                 }
                 r.close
             }
@@ -262,8 +263,13 @@ fn run(a: Args) -> Result<String, String> {
     }
     if let Some(path) = &a.raw {
         let mut lines = String::new();
-        for (first, last) in &all.samples {
-            lines.push_str(&format!("{} {}\n", first.as_micros(), last.as_micros()));
+        for (first, last, at) in &all.samples {
+            lines.push_str(&format!(
+                "{} {} {}\n",
+                first.as_micros(),
+                last.as_micros(),
+                at.as_micros()
+            ));
         }
         let mut f = std::fs::OpenOptions::new()
             .create(true)
