@@ -19,6 +19,9 @@ use crate::quota::Limits;
 use crate::store::{update, Store};
 
 pub const PARTIES: &str = "tollgate.fleet.parties";
+/// Bumped each time parties leave [`PARTIES`], so that a worker's memory of what it saw tracked
+/// stays true without reading the list.
+const PARTIES_GEN: &str = "tollgate.fleet.parties.gen";
 pub const SYNC: &str = "tollgate.fleet.sync";
 /// The payload of the sync on its way, as sent (kept apart from [`SYNC`]: written once, never
 /// escaped into another JSON document; it holds the spend records and may be large).
@@ -93,14 +96,65 @@ fn read_parties(bytes: &[u8]) -> Vec<PartyEntry> {
     serde_json::from_slice(bytes).unwrap_or_default()
 }
 
-/// Makes sure the next sync covers `party` (with its current limits). One read when it already
-/// does, which is every request but a party's first on this replica (or after a limit changed).
+thread_local! {
+    /// Parties this worker saw in [`PARTIES`] (with these limits) at a generation of it: the
+    /// list is read (and parsed) only when a party or its limits are new to the worker, or
+    /// after parties left it.
+    static TRACKED: std::cell::RefCell<(u64, std::collections::HashMap<String, StoredLimits>)> =
+        std::cell::RefCell::new((0, std::collections::HashMap::new()));
+}
+
+/// The generation of [`PARTIES`]; created when absent with a value of this process's own, so
+/// that a worker's memory of another store (a test's) never matches it.
+fn parties_gen(store: &dyn Store) -> u64 {
+    if let Some(gen) = store
+        .get(PARTIES_GEN)
+        .and_then(|v| <[u8; 8]>::try_from(v.value.as_slice()).ok())
+    {
+        return u64::from_le_bytes(gen);
+    }
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let fresh = NEXT
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    update::<_, ()>(store, PARTIES_GEN, |bytes| {
+        let gen = <[u8; 8]>::try_from(bytes).map_or(fresh, u64::from_le_bytes);
+        Ok((gen.to_le_bytes().to_vec(), gen))
+    })
+    .unwrap_or(fresh)
+}
+
+/// Makes sure the next sync covers `party` (with its current limits). One small read when this
+/// worker already saw it covered and no party left since: every request but a party's first on
+/// this worker (or after a limit changed, or a party went idle).
 pub fn track(store: &dyn Store, party: &str, limits: &Limits) -> bool {
     let wanted = StoredLimits::from(limits);
+    let gen = parties_gen(store);
+    let seen = TRACKED.with(|t| {
+        let t = t.borrow();
+        t.0 == gen && t.1.get(party) == Some(&wanted)
+    });
+    if seen {
+        return true;
+    }
+    let tracked = track_in_list(store, party, &wanted);
+    if tracked {
+        TRACKED.with(|t| {
+            let mut t = t.borrow_mut();
+            if t.0 != gen || t.1.len() >= MAX_PARTIES {
+                *t = (gen, std::collections::HashMap::new());
+            }
+            t.1.insert(party.to_string(), wanted);
+        });
+    }
+    tracked
+}
+
+fn track_in_list(store: &dyn Store, party: &str, wanted: &StoredLimits) -> bool {
     if let Some(v) = store.get(PARTIES) {
         if read_parties(&v.value)
             .iter()
-            .any(|p| p.id == party && p.limits == wanted)
+            .any(|p| p.id == party && p.limits == *wanted)
         {
             return true;
         }
@@ -234,6 +288,14 @@ pub fn next_sync(
             let mut parties = read_parties(bytes);
             parties.retain(|p| !idle.contains(&p.id));
             Ok((serde_json::to_vec(&parties).unwrap_or_default(), ()))
+        });
+        // Then the generation: a worker that saw a party tracked before reads the list again
+        // (a request admitted just as its party went idle re-tracks it when it settles).
+        let _ = update::<_, ()>(store, PARTIES_GEN, |bytes| {
+            let gen = <[u8; 8]>::try_from(bytes)
+                .map_or(0, u64::from_le_bytes)
+                .wrapping_add(1);
+            Ok((gen.to_le_bytes().to_vec(), ()))
         });
     }
     let taken = crate::spend_log::take(store, crate::spend_log::PER_SYNC);
@@ -460,6 +522,9 @@ pub fn settle(
     parties
         .iter()
         .map(|(p, minute)| {
+            // A sync that found the party idle between its admission's `track` and now has
+            // dropped it: what this settles must still reach the store.
+            track(store, party_id(p.key), p.limits);
             ledger_update(store, p, |g| {
                 g.settle(*minute, est, cost, tokens);
                 *g

@@ -217,3 +217,33 @@ fn a_request_is_admitted_in_every_party_or_none() {
     let tracked = read_parties(&store.get(PARTIES).unwrap().value);
     assert_eq!(tracked.len(), 2);
 }
+
+#[test]
+fn a_worker_reads_the_parties_list_again_only_when_it_changed() {
+    let store = MemoryStore::default();
+    let l = limits();
+    assert!(track(&store, "key.idle", &l));
+    // Remembered: a list the worker cannot read no longer matters to it...
+    let list = store.get(PARTIES).unwrap().value;
+    store.set(PARTIES, b"[]", None).unwrap();
+    assert!(track(&store, "key.idle", &l));
+    assert_eq!(store.get(PARTIES).unwrap().value, b"[]");
+    // ...but new limits, or another party, are looked up.
+    let more = Limits {
+        max_budget: Some(20_000),
+        ..Default::default()
+    };
+    assert!(track(&store, "key.idle", &more));
+    assert_eq!(read_parties(&store.get(PARTIES).unwrap().value).len(), 1);
+    store.set(PARTIES, &list, None).unwrap();
+    assert!(track(&store, "key.idle", &l));
+    // The sync drops the idle party and moves the generation: the next request tracks it again.
+    next_sync(&store, 3000, NOW, 100_000).unwrap();
+    assert!(read_parties(&store.get(PARTIES).unwrap().value).is_empty());
+    assert!(track(&store, "key.idle", &l));
+    assert_eq!(read_parties(&store.get(PARTIES).unwrap().value).len(), 1);
+    // Another store (a test's, a new process's) never matches this worker's memory.
+    let other = MemoryStore::default();
+    assert!(track(&other, "key.idle", &l));
+    assert_eq!(read_parties(&other.get(PARTIES).unwrap().value).len(), 1);
+}
