@@ -42,6 +42,8 @@ Key layout (all under `tg:`; `{party}` and `{replica}` are hash tags):
                            and no n); the id is when Redis stored it; about spend_log_keep
                            records kept
   tg:spend:n        STRING how many records tg:spend holds
+  tg:spend:i        LIST   `<entry id> <records>` of tg:spend's entries, oldest first (trimming
+                           reads it, never the entries)
   tg:k:<token>      HASH   a key: record (its JSON, byte for byte as written), alias (the
                            key_alias it holds, absent if none)
   tg:alias:<alias>  STRING token of the key that holds the alias
@@ -146,7 +148,7 @@ at most 1024 parties (~70 ms; 100 parties ~6 ms, one ~0.7 ms), 1024 cooldowns, 4
 records (~2 µs each) and 1000 seeded keys and teams (~45 ms; a replica with more sends them over
 several syncs); a larger payload is refused whole, so the caller must split. It reclaims at most
 1024 leases of dead replicas and returns at most 1000 changes and 1024 cooldowns (the rest on
-the next calls). tg_admit takes at most 16 parties. tg_spend_logs reads at most 10000 entries
+the next calls). tg_admit takes at most 16 parties. tg_spend_logs reads at most 10000 records
 (~30 ms) and returns at most 1000 (`next` continues). No function walks the keyspace.
 ]]
 
@@ -698,41 +700,55 @@ end
 
 -- Spend records: one tg:spend entry per block (one key's records in a sync), {k, n: records, r:
 -- their JSON texts joined by newlines} (one XADD, not one per record: a sync carries a busy
--- replica's whole tick).
--- tg:spend:n counts the records the stream holds (absent: the stream predates it, one record per
--- entry); the oldest entries go while the stream would still hold `keep` records without them.
+-- replica's whole tick). tg:spend:n counts the records the stream holds and tg:spend:i lists
+-- `<id> <n>` of each entry, oldest first, so that trimming never reads an entry (a busy key's
+-- block holds a tick's records). Entries older than the list (version 7's, one record each)
+-- are the stream's first XLEN - LLEN and go first. The oldest go while the rest still hold
+-- `keep` records.
 local function append_spend(blocks, keep)
   if #blocks == 0 then
     return
   end
   local count = tonumber(redis.call('GET', 'tg:spend:n')) or redis.call('XLEN', 'tg:spend')
   for _, b in ipairs(blocks) do
-    redis.call('XADD', 'tg:spend', '*', 'k', b.k, 'n', b.n, 'r', b.r)
+    local id = redis.call('XADD', 'tg:spend', '*', 'k', b.k, 'n', b.n, 'r', b.r)
+    redis.call('RPUSH', 'tg:spend:i', id .. ' ' .. b.n)
     count = count + b.n
   end
+  local legacy = redis.call('XLEN', 'tg:spend') - redis.call('LLEN', 'tg:spend:i')
+  if count > keep and legacy > 0 then
+    local drop = math.min(legacy, count - keep)
+    redis.call('XTRIM', 'tg:spend', 'MAXLEN', redis.call('XLEN', 'tg:spend') - drop)
+    count = count - drop
+  end
+  local dropped, last_id = 0, nil
   local reads = 0
-  local keep_from = nil
   while count > keep and reads < SPEND_TRIM_READS do
     reads = reads + 1
-    local oldest = redis.call('XRANGE', 'tg:spend', keep_from and ('(' .. keep_from) or '-', '+', 'COUNT', 64)
+    local oldest = redis.call('LRANGE', 'tg:spend:i', dropped, dropped + 63)
     local stop = #oldest == 0
     for _, e in ipairs(oldest) do
-      local n = tonumber(fields_of(e[2]).n) or 1
+      local id, n = string.match(e, '^(%S+) (%d+)$')
+      n = tonumber(n) or 1
       if count - n < keep then
         stop = true
         break
       end
       count = count - n
-      keep_from = e[1]
+      dropped = dropped + 1
+      last_id = id
     end
     if stop then
       break
     end
   end
-  if keep_from then
-    -- Everything up to and including keep_from goes: MINID keeps ids >= its argument.
-    local ms, seq = string.match(keep_from, '^(%d+)%-(%d+)$')
-    redis.call('XTRIM', 'tg:spend', 'MINID', ms .. '-' .. (tonumber(seq) + 1))
+  if last_id then
+    -- Everything up to and including last_id goes: MINID keeps ids >= its argument.
+    local ms, seq = string.match(last_id, '^(%d+)%-(%d+)$')
+    if ms then
+      redis.call('XTRIM', 'tg:spend', 'MINID', ms .. '-' .. (tonumber(seq) + 1))
+    end
+    redis.call('LTRIM', 'tg:spend:i', dropped, -1)
   end
   redis.call('SET', 'tg:spend:n', count)
 end
@@ -1409,13 +1425,13 @@ local function tg_spend_logs(_, args)
   local next_id = cjson.null
   local more, full = true, false
   while more and not full and scanned < SPEND_SCAN do
-    local batch = math.min(1000, SPEND_SCAN - scanned)
-    local entries = redis.call('XRANGE', 'tg:spend', start, stop, 'COUNT', batch)
-    more = #entries == batch
+    -- Small batches: an entry may hold a busy key's whole tick.
+    local entries = redis.call('XRANGE', 'tg:spend', start, stop, 'COUNT', 8)
+    more = #entries == 8
     for _, e in ipairs(entries) do
-      scanned = scanned + 1
       last = e[1]
       local fields = fields_of(e[2])
+      scanned = scanned + (tonumber(fields.n) or 1)
       if absent(key) or fields.k == key then
         local text = fields.r or 'null'
         local pos, index = 1, 0
@@ -1440,6 +1456,10 @@ local function tg_spend_logs(_, args)
         if full then
           break
         end
+      end
+      if scanned >= SPEND_SCAN then
+        more = true
+        break
       end
     end
     if last then

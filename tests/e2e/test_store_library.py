@@ -34,7 +34,7 @@ LIBRARY_SHA256 = {
     "5": "02bd440831653b6f06d1b3e99a7c39bb11a9849371e05c12363f8eefd0c3122c",
     "6": "645a30ae8dab0f3d31c6eb9781b5cbfdf88d656b079848d15d5695a807bf748e",
     "7": "f3927d1703d7a0062ac8b77f700a48753fb1e939ac089a2a5544a8ac48b953c1",
-    "8": "debb585084483ab0169850ea28caaf3c5d12fcdff3378e4b9c09a9f5439dedee",
+    "8": "4c021dde36f95d41bda64d6a399c40dafe6a0cade83972e87a45705a3d5d084a",
 }
 
 # A party's fleet-wide fields in a reply (tg_sync adds granted, m and reset; tg_admit granted).
@@ -1021,6 +1021,9 @@ def test_spend_log_keep_caps_the_stream_as_the_replica_says(lib):
         lib.sync("rk", seq, {"spend_log_keep": 1, "spend_logs": [spend_record(i, KEY) for i in range(200)]})
     # The oldest entries go while the rest hold `keep` records: the last sync's one entry stays.
     assert lib.redis("XLEN", "tg:spend") == 1 and lib.redis("GET", "tg:spend:n") == "200"
+    # The index trimming reads (never the entries themselves) follows the stream.
+    assert lib.redis("LLEN", "tg:spend:i") == 1
+    assert lib.redis("LINDEX", "tg:spend:i", 0) == lib.redis("XRANGE", "tg:spend", "-", "+")[0][0] + " 200"
     assert len(lib.spend_logs(limit=1000)["logs"]) == 200
     for bad in (0, -1, "5", 10**9):
         assert "spend_log_keep" in lib.sync("rk", 10, {"spend_log_keep": bad})["error"]
