@@ -86,7 +86,8 @@ pub fn json_to_metadata_filter() -> Value {
                         "on_present": {"metadata_namespace": ns, "key": "stream"}
                     }
                 ],
-                "allow_content_types": body_metadata::JSON_CONTENT_TYPES
+                "allow_content_types": body_metadata::JSON_CONTENT_TYPES,
+                "allow_content_types_regex": {"regex": body_metadata::JSON_CONTENT_TYPE_REGEX}
             }
         }
     })

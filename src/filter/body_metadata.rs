@@ -10,19 +10,22 @@ use crate::json::{self, check, ScanError};
 /// A metadata namespace's entries as the filter reads them: `(key, value bytes)`.
 pub type Entries = Vec<(&'static str, Vec<u8>)>;
 
-/// The request content types the rendered `json_to_metadata` takes as JSON (it compares the
-/// header's value exactly, as Envoy does); any other is refused as not JSON.
-pub const JSON_CONTENT_TYPES: [&str; 5] = [
-    "application/json",
-    "application/json; charset=utf-8",
-    "application/json;charset=utf-8",
-    "application/json; charset=UTF-8",
-    "application/json;charset=UTF-8",
-];
+/// The request content types the rendered `json_to_metadata` takes as JSON: `application/json`
+/// in any case, with any parameters (`; charset=utf-8`, as .NET and Java clients send it). Envoy
+/// compares `allow_content_types` exactly, so the rest goes by [`JSON_CONTENT_TYPE_REGEX`] (RE2,
+/// matched whole); [`is_json_content_type`] is the same test for the dynamic module, which reads
+/// the body itself.
+pub const JSON_CONTENT_TYPES: [&str; 1] = ["application/json"];
+pub const JSON_CONTENT_TYPE_REGEX: &str = r"(?i)application/json[ \t]*(;.*)?";
 
-/// Whether a request's `content-type` is one of [`JSON_CONTENT_TYPES`].
+/// Whether a request's `content-type` names JSON: `application/json`, any case, any parameters
+/// (Envoy has already taken the whitespace around the header's value away).
 pub fn is_json_content_type(content_type: &str) -> bool {
-    JSON_CONTENT_TYPES.contains(&content_type)
+    let media = content_type.split(';').next().unwrap_or("");
+    media
+        .trim_end_matches([' ', '\t'])
+        .eq_ignore_ascii_case("application/json")
+        && !content_type.contains('\n')
 }
 
 /// The longest string Envoy's `json_to_metadata` copies into metadata (`MAX_PAYLOAD_VALUE_LEN`);
@@ -288,6 +291,30 @@ mod tests {
     }
 
     #[test]
+    fn json_is_application_json_in_any_case_with_any_parameters() {
+        for ct in [
+            "application/json",
+            "Application/JSON",
+            "application/json; charset=utf-8",
+            "APPLICATION/JSON;charset=UTF-8",
+            "application/json ; charset=latin1",
+            "application/json;",
+        ] {
+            assert!(is_json_content_type(ct), "{ct}");
+        }
+        for ct in [
+            "text/plain",
+            "application/jsonx",
+            "application/json-seq",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "",
+        ] {
+            assert!(!is_json_content_type(ct), "{ct}");
+        }
+    }
+
+    #[test]
     fn bad_bodies_and_content_types_are_marked() {
         let marked = |m: Vec<(&str, Vec<u8>)>, key: &str| m == vec![(key, vec![1u8])];
         assert!(marked(
@@ -306,12 +333,16 @@ mod tests {
             meta("application/json", b"{\"model\": \"\xff\"}"),
             "body_error"
         ));
-        // As Envoy: exact content types, nesting up to 1,000 levels (the gateway's own limit,
-        // 128, is the body phase's), a body cut at its first NUL, a byte order mark skipped.
+        // As Envoy: nesting up to 1,000 levels (the gateway's own limit, 128, is the body
+        // phase's), a body cut at its first NUL, a byte order mark skipped.
         assert!(marked(
-            meta("Application/JSON", br#"{"model":"gpt"}"#),
+            meta("application/jsonx", br#"{"model":"gpt"}"#),
             "body_error"
         ));
+        assert_eq!(
+            meta("Application/JSON; charset=UTF-8", br#"{"model":"gpt"}"#).first(),
+            Some(&("model", b"gpt".to_vec()))
+        );
         let deep = |n: usize| [&b"{\"x\":"[..], &b"[".repeat(n), &b"]".repeat(n), b"}"].concat();
         assert!(marked(meta("application/json", &deep(1000)), "body_error"));
         assert!(marked(
