@@ -484,11 +484,48 @@ impl HttpFilter {
                     )
                     .with_code("no_master_key"));
                 }
-                if auth::authenticate(&self.config, host.store(), host, now)? != Principal::Master {
-                    return Err(
-                        ApiError::permission("Key management requires the master key.")
-                            .with_code("not_master_key"),
-                    );
+                // A virtual key may read its own `/key/info` (LiteLLM allows it: how a team
+                // checks what its budget has left), and nothing else of key management.
+                if op == AdminOp::Info {
+                    if let Some(token) = self.key_to_read(host).filter(|_| end_of_stream) {
+                        return Ok(Next::ReadKey(token));
+                    }
+                }
+                let mut own_query = None;
+                match auth::authenticate(&self.config, host.store(), host, now)? {
+                    Principal::Master => {}
+                    Principal::Key(k) if op == AdminOp::Info => {
+                        let query = path.split_once('?').map(|(_, q)| q).unwrap_or("");
+                        match admin::info_target(op, query) {
+                            Some(t) if t != k.def.token => {
+                                return Err(ApiError::permission(
+                                    "A virtual key may read only its own /key/info; other keys need the master key.",
+                                )
+                                .with_code("not_master_key"));
+                            }
+                            _ => own_query = Some(format!("key={}", k.def.token)),
+                        }
+                    }
+                    _ => {
+                        return Err(ApiError::permission(
+                            "Key management requires the master key.",
+                        )
+                        .with_code("not_master_key"));
+                    }
+                }
+                if let Some(query) = own_query {
+                    if self.config.store.is_some() {
+                        return Ok(Next::KeyInfo(query));
+                    }
+                    let ctx = AdminCtx {
+                        config: &self.config,
+                        store: host.store(),
+                        now,
+                        random: [0; 32],
+                    };
+                    let body = admin::handle(op, &ctx, &query, b"")?;
+                    json_reply(host, &body);
+                    return Ok(Next::Replied);
                 }
                 if op.has_body() {
                     // The body arrives in the body phase; Envoy's buffer filter keeps the router

@@ -112,6 +112,19 @@ def test_a_key_made_on_one_replica_works_at_once_on_every_replica(fleet, provide
     assert everywhere(fleet, "sk-never-made-0000000000") == [(401, "invalid_api_key")] * 3
 
 
+def test_a_key_reads_its_own_fleet_info_on_a_replica_that_never_saw_it(fleet):
+    status, made = admin(fleet[0], "/key/generate", {"key_alias": "reads-itself", "max_budget": 5.0})
+    assert status == 200, made
+    assert ask(fleet[1], made["key"]) == (200, None)
+    status, _, body = http("GET", f"{fleet[2].base_url}/key/info", None, {"authorization": f"Bearer {made['key']}"})
+    assert status == 200, body
+    info = json.loads(body)["info"]
+    assert info["key_alias"] == "reads-itself" and info["spend_scope"] == "fleet"
+    status, _, body = http("GET", f"{fleet[2].base_url}/key/info?key={MASTER_KEY}", None,
+                           {"authorization": f"Bearer {made['key']}"})
+    assert status == 403, body
+
+
 def test_block_update_and_delete_reach_every_replica_within_a_second(fleet):
     status, made = admin(fleet[0], "/key/generate", {"key_alias": "changing"})
     assert status == 200, made

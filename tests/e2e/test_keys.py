@@ -469,3 +469,28 @@ def test_a_key_created_again_after_delete_starts_from_zero(gw, mocks):
     c.chat.completions.create(model="gpt", messages=[{"role": "user", "content": "fresh"}], max_tokens=20)
     assert 0 < micro(info(gw, key)["spend"]) < 1000
     assert admin(gw, "POST", "/key/delete", {"keys": [key]})[0] == 200
+
+
+def test_a_key_reads_its_own_info_and_nothing_else(gw):
+    """LiteLLM lets a key read its own /key/info (how a team checks what its budget has left)."""
+    own = KEYS["KEY_OTHER"]
+    client(gw, own).chat.completions.create(model="gpt", messages=[{"role": "user", "content": "spend a little"}],
+                                            max_tokens=5)
+    for path in ("/key/info", f"/key/info?key={own}",
+                 "/key/info?key=" + hashlib.sha256(own.encode()).hexdigest()):
+        status, body = admin(gw, "GET", path, key=own)
+        assert status == 200, (path, body)
+        assert body["info"]["key_alias"] == "other" and body["info"]["max_budget"] == 25.0
+        assert body["info"]["spend"] == info(gw, own)["spend"] > 0
+    # Another key's info, the list and every write stay the master key's.
+    status, body = admin(gw, "GET", f"/key/info?key={KEYS['KEY_SEARCH']}", key=own)
+    assert status == 403 and body["error"]["code"] == "not_master_key", body
+    assert "search-prod" not in json.dumps(body)
+    assert admin(gw, "GET", "/key/list", key=own)[0] == 403
+    assert admin(gw, "POST", "/key/generate", {"max_budget": 1}, key=own)[0] == 403
+    assert admin(gw, "POST", "/key/update", {"key": own, "max_budget": 1000}, key=own)[0] == 403
+    assert info(gw, own)["max_budget"] == 25.0
+    # A refused key (blocked, expired, unknown) reads nothing.
+    for key in (KEYS["KEY_BLOCKED"], KEYS["KEY_EXPIRED"], "sk-never-issued"):
+        status, body = admin(gw, "GET", "/key/info", key=key)
+        assert status in (401, 403), (key, status, body)
