@@ -221,6 +221,9 @@ enum ResponsePlan {
 #[derive(Debug, PartialEq, Eq)]
 enum Endpoint<'a> {
     Api(Operation),
+    /// Azure OpenAI's form, as `AzureOpenAI(azure_endpoint=...)` sends it:
+    /// `/openai/deployments/{alias}/chat/completions?api-version=...`.
+    Deployment(Operation, &'a str),
     Models,
     Model(&'a str),
     Health,
@@ -241,6 +244,23 @@ fn classify<'a>(method: &str, path: &'a str) -> Endpoint<'a> {
         .strip_prefix("/v1")
         .filter(|p| p.starts_with('/'))
         .unwrap_or(path);
+    if let Some((alias, op)) = path
+        .strip_prefix("/openai/deployments/")
+        .and_then(|rest| rest.split_once('/'))
+    {
+        let op = match op {
+            "chat/completions" => Some(Operation::Chat),
+            "embeddings" => Some(Operation::Embeddings),
+            _ => None,
+        };
+        if let Some(op) = op.filter(|_| !alias.is_empty()) {
+            return if method == "POST" {
+                Endpoint::Deployment(op, alias)
+            } else {
+                Endpoint::WrongMethod("POST")
+            };
+        }
+    }
     let (expected, endpoint) = match bare {
         "/chat/completions" => ("POST", Endpoint::Api(Operation::Chat)),
         "/embeddings" => ("POST", Endpoint::Api(Operation::Embeddings)),
@@ -431,8 +451,13 @@ impl HttpFilter {
         let path = host.request_header(":path").unwrap_or_default();
         let path_only = path.split('?').next().unwrap_or(&path);
         let now = host.now_ms() / 1000;
+        let mut path_alias = None;
         let op = match classify(&method, &path) {
             Endpoint::Api(op) => op,
+            Endpoint::Deployment(op, alias) => {
+                path_alias = Some(alias.to_string());
+                op
+            }
             Endpoint::Models => {
                 if let Some(token) = self.key_to_read(host).filter(|_| end_of_stream) {
                     return Ok(Next::ReadKey(token));
@@ -560,12 +585,13 @@ impl HttpFilter {
                 )
                 .with_code("method_not_allowed"))
             }
-            Endpoint::Unknown => {
-                return Err(
-                    ApiError::not_found(format!("Invalid URL ({method} {path_only})"))
-                        .with_code("unknown_url"),
-                )
-            }
+            Endpoint::Unknown => return Err(ApiError::not_found(format!(
+                "Invalid URL ({method} {path_only}). Tollgate serves POST /v1/chat/completions, \
+                     POST /v1/embeddings, GET /v1/models, GET /v1/models/{{model}}, Azure OpenAI's \
+                     POST /openai/deployments/{{model}}/chat/completions and .../embeddings, \
+                     /key/... (key management), GET /spend/logs and GET /health/liveliness."
+            ))
+            .with_code("unknown_url")),
         };
         // A key this replica has not seen since it last changed is read from the store in the
         // body phase, and the request authenticated there.
@@ -593,7 +619,10 @@ impl HttpFilter {
             return Ok(Next::Unparsable(op, Unread::NotJson));
         }
         let missing_model = || {
-            ApiError::invalid_param("model", "you must provide a model parameter (a non-empty string naming one of GET /v1/models)")
+            match &path_alias {
+            Some(d) => ApiError::invalid_param("model", format!("send `model` in the body too: the deployment name of the path ('{d}')")),
+            None => ApiError::invalid_param("model", "you must provide a model parameter (a non-empty string naming one of GET /v1/models)"),
+        }
         };
         let alias = match meta(host, "model") {
             Some(bytes) => {
@@ -619,6 +648,15 @@ impl HttpFilter {
             // of Tollgate; the body tells them apart.
             None => return Ok(Next::Unparsable(op, Unread::NoModel)),
         };
+        // Azure's form: the path names the deployment, and the body's model (the SDKs send the
+        // same name) must agree with it.
+        if let Some(d) = path_alias.as_deref().filter(|d| *d != alias) {
+            return Err(ApiError::invalid_param(
+                "model",
+                format!("The body's model '{alias}' is not the deployment in the path ('{d}'): send the same name in both."),
+            )
+            .with_code("model_mismatch"));
+        }
         let stream = matches!(
             meta(host, "stream").as_deref(),
             Some([1]) | Some(b"1") | Some(b"true")

@@ -263,6 +263,29 @@ fn classify_paths() {
         Endpoint::Model("claude")
     );
     assert_eq!(classify("GET", "/v1"), Endpoint::Unknown);
+    assert_eq!(
+        classify(
+            "POST",
+            "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"
+        ),
+        Endpoint::Deployment(Operation::Chat, "gpt-4o")
+    );
+    assert_eq!(
+        classify("POST", "/openai/deployments/emb/embeddings"),
+        Endpoint::Deployment(Operation::Embeddings, "emb")
+    );
+    assert_eq!(
+        classify("GET", "/openai/deployments/gpt/chat/completions"),
+        Endpoint::WrongMethod("POST")
+    );
+    assert_eq!(
+        classify("POST", "/openai/deployments//chat/completions"),
+        Endpoint::Unknown
+    );
+    assert_eq!(
+        classify("POST", "/openai/deployments/gpt/completions"),
+        Endpoint::Unknown
+    );
     assert_eq!(classify("PUT", "/v1/models"), Endpoint::WrongMethod("GET"));
 }
 
