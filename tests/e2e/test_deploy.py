@@ -1,9 +1,12 @@
 """Deploying Tollgate into an Envoy of one's own: `envoy/hand-written.yaml` run as its comment says,
-and deployments routed to clusters the platform defines (Istio's `outbound|443||host`)."""
+deployments routed to clusters the platform defines (Istio's `outbound|443||host`), and `make demo`
+on a machine where its default ports are taken."""
 
 import os
 import re
 import shlex
+import signal
+import socket
 import subprocess
 import time
 import urllib.request
@@ -255,3 +258,116 @@ def _render_unchecked(envoy, config):
         b = minimal_bootstrap(plugin, envoy.port, envoy.admin_port, WASM)
     with open(envoy.envoy_yaml, "w") as f:
         yaml.safe_dump(b, f)
+
+
+# make demo ------------------------------------------------------------------------------------
+
+def session_processes(sid):
+    """Pids of live processes in session `sid`."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # After the command: state, ppid, pgrp, session.
+        if int(fields[3]) == sid and fields[0] != "Z":
+            out.append(int(d))
+    return out
+
+
+def occupy(port):
+    """Holds 127.0.0.1:port (None when something else holds it already: busy either way)."""
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+        s.listen()
+        return s
+    except OSError:
+        s.close()
+        return None
+
+
+def make_demo(tmp_path, *args):
+    """`make demo` in its own session, built artifacts assumed (`-o build`: not rebuilt here)."""
+    out = open(tmp_path / "demo.out", "w+")
+    proc = subprocess.Popen(["make", "--no-print-directory", "-o", "build", "demo", f"DEMO_DIR={tmp_path}", *args],
+                            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                            env={k: v for k, v in os.environ.items() if k not in ("MOCK_PORT", "MAKEFLAGS")})
+    return proc, out
+
+
+def ended(proc, out, timeout=30):
+    """Waits for `make demo` to end (killing its session if it does not); its output."""
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        raise
+    finally:
+        deadline = time.time() + 10
+        while session_processes(proc.pid) and time.time() < deadline:
+            time.sleep(0.1)
+        left = session_processes(proc.pid)
+        if left:
+            os.killpg(proc.pid, signal.SIGKILL)
+        assert not left, f"make demo left processes behind: {left}"
+    out.seek(0)
+    return out.read()
+
+
+def test_make_demo_moves_off_a_busy_mock_port(tmp_path):
+    check_built("wasm")
+    held = occupy(9100)
+    port, admin_port = free_port(), free_port()
+    proc, out = make_demo(tmp_path, f"LISTEN=127.0.0.1:{port}", f"ADMIN=127.0.0.1:{admin_port}")
+    try:
+        deadline = time.time() + 60
+        ready = False
+        while time.time() < deadline and proc.poll() is None and not ready:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/ready", timeout=1) as r:
+                    ready = r.status == 200
+            except OSError:
+                time.sleep(0.2)
+        out.seek(0)
+        text = out.read()
+        assert ready, text
+        assert "port 9100 is busy: mock " in text, text
+        assert not re.search(r"127\.0\.0\.1:9100\b", text), text
+        env = (tmp_path / "demo.env").read_text()
+        assert "TOLLGATE_MASTER_KEY=" in env
+        key = re.search(r"TOLLGATE_MASTER_KEY=(\S+)", env).group(1)
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0, timeout=20)
+        r = client.chat.completions.create(model="gpt", messages=[{"role": "user", "content": "demo"}])
+        assert r.choices[0].message.content
+    finally:
+        # Ctrl-C, as a user stops it.
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+        text = ended(proc, out)
+        if held:
+            held.close()
+    assert "Traceback" not in text, text
+
+
+def test_make_demo_names_a_busy_gateway_port(tmp_path):
+    check_built("wasm")
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    held.listen()
+    busy = held.getsockname()[1]
+    try:
+        proc, out = make_demo(tmp_path, f"LISTEN=127.0.0.1:{busy}", f"ADMIN=127.0.0.1:{free_port()}",
+                              f"MOCK_PORT={free_port()}")
+        text = ended(proc, out)
+    finally:
+        held.close()
+    assert proc.returncode != 0
+    assert f"make demo: 127.0.0.1:{busy} (LISTEN) is in use" in text, text
+    assert "Traceback" not in text, text
+    assert not (tmp_path / "demo.env").exists()
