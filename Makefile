@@ -68,15 +68,18 @@ run: render
 run-module: render-module
 	$(ENVOY) -c build/envoy-module.yaml --concurrency $(CONCURRENCY) --use-dynamic-base-id -l info
 
-# Mock providers on 127.0.0.1:9100+ and a gateway in front of them: try it without provider keys.
+# Mock providers on 127.0.0.1:$(MOCK_PORT)+ (a busy port is replaced by a free one) and a gateway
+# in front of them: try it without provider keys. A busy LISTEN or ADMIN port stops it, named.
+MOCK_PORT ?= 9100
+DEMO_DIR ?= build
 demo: build
-	@mkdir -p build
-	@rm -f build/demo.env; $(PY) tests/e2e/demo.py build & echo $$! > build/demo-mocks.pid; \
-	for i in $$(seq 50); do [ -f build/demo.env ] && break; sleep 0.2; done; \
-	trap 'kill $$(cat build/demo-mocks.pid) 2>/dev/null' EXIT INT TERM; \
-	source build/demo.env && $(CLI) render build/demo.yaml --listen $(LISTEN) --admin $(ADMIN) --wasm $(abspath $(WASM)) -o build/demo-envoy.yaml && \
+	@mkdir -p $(DEMO_DIR) && rm -f $(DEMO_DIR)/demo.env; \
+	$(PY) tests/e2e/demo.py $(DEMO_DIR) --mock-port $(MOCK_PORT) --listen $(LISTEN) --admin $(ADMIN) & mocks=$$!; \
+	trap 'kill $$mocks 2>/dev/null; wait $$mocks 2>/dev/null' EXIT; trap 'exit 130' INT TERM; \
+	until [ -f $(DEMO_DIR)/demo.env ]; do kill -0 $$mocks 2>/dev/null || exit 1; sleep 0.1; done; \
+	source $(DEMO_DIR)/demo.env && $(CLI) render $(DEMO_DIR)/demo.yaml --listen $(LISTEN) --admin $(ADMIN) --wasm $(abspath $(WASM)) -o $(DEMO_DIR)/demo-envoy.yaml && \
 	echo "gateway on http://$(LISTEN)/v1 (key $$TOLLGATE_MASTER_KEY)" && \
-	$(ENVOY) -c build/demo-envoy.yaml --concurrency $(CONCURRENCY) --use-dynamic-base-id -l warning
+	$(ENVOY) -c $(DEMO_DIR)/demo-envoy.yaml --concurrency $(CONCURRENCY) --use-dynamic-base-id -l warning
 
 lint: setup
 	cargo fmt --all -- --check

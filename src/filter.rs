@@ -1636,7 +1636,7 @@ fn prepare_upstream_headers(
 fn envoy_error(status: u16, details: &str, d: Option<&Deployment>) -> ApiError {
     let (provider, id, cluster) = match d {
         Some(d) => (d.provider.name(), d.id.as_str(), d.cluster.as_str()),
-        None => ("the provider", "-", "tollgate_attempts"),
+        None => ("the provider", "-", crate::config::ATTEMPT_CLUSTER),
     };
     if status == 504 || details.contains("timeout") {
         ApiError::new(
@@ -1646,8 +1646,13 @@ fn envoy_error(status: u16, details: &str, d: Option<&Deployment>) -> ApiError {
         )
         .with_code("timeout")
     } else if details == "cluster_not_found" {
+        let fix = if d.is_some_and(|d| !d.cluster_is_rendered()) {
+            "its model_info.envoy_cluster names it: define it in Envoy's configuration"
+        } else {
+            "render the Envoy config with `tollgate render`"
+        };
         ApiError::server(format!(
-            "Gateway misconfigured: Envoy has no cluster named '{cluster}' for deployment {id} (render the Envoy config with `tollgate render`)."
+            "Gateway misconfigured: Envoy has no cluster named '{cluster}' for deployment {id} ({fix})."
         ))
         .with_code("gateway_misconfigured")
     } else if details.contains("upstream_reset_before_response_started")

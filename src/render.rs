@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 
 use crate::config::store::{StoreSettings, STORE_CLUSTER};
-use crate::config::{Cluster, Config, Settings};
+use crate::config::{Cluster, Config, Settings, ATTEMPT_CLUSTER};
 use crate::error::ApiError;
 use crate::filter::{
     body_metadata, ATTEMPT_HEADER, ATTEMPT_RETRY_HEADER, ATTEMPT_ROOT_ID, CLUSTER_HEADER,
@@ -717,7 +717,6 @@ fn overload_manager(max_connections: u64) -> Value {
 }
 
 const ATTEMPT_LISTENER: &str = "tollgate_attempt";
-const ATTEMPT_CLUSTER: &str = "tollgate_attempts";
 
 /// The whole bootstrap. `plugin_json` is the configuration document the filter will parse.
 pub fn bootstrap(config: &Config, plugin_json: &str, opts: &RenderOptions) -> Value {
@@ -945,6 +944,30 @@ mod tests {
         let report = load(&doc, &env, Strictness::Check);
         assert!(report.errors.is_empty(), "{:?}", report.errors);
         report.config.unwrap()
+    }
+
+    /// A deployment routed to a cluster of the user's (`model_info.envoy_cluster`) gets no
+    /// rendered cluster, in either form; the others keep theirs.
+    #[test]
+    fn users_clusters_are_not_rendered() {
+        let doc = serde_json::json!({"model_list": [
+            {"model_name": "mesh", "litellm_params": {"model": "openai/gpt-4o", "api_key": "sk-a",
+                "api_base": "https://api.example.com/v1"},
+             "model_info": {"envoy_cluster": "outbound|443||api.example.com"}},
+            {"model_name": "direct", "litellm_params": {"model": "openai/gpt-4o", "api_key": "sk-a",
+                "api_base": "https://api.example.com/v1"}}
+        ]});
+        let env: HashMap<String, String> = HashMap::new();
+        let config = load(&doc, &env, Strictness::Check).config.unwrap();
+        for (b, _, _) in bootstraps(&config) {
+            let names: Vec<&str> = b["static_resources"]["clusters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["name"].as_str().unwrap())
+                .collect();
+            assert_eq!(names, ["tollgate_api.example.com_443"]);
+        }
     }
 
     /// Each form's bootstrap; its edge and attempt connection managers.

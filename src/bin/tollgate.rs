@@ -40,6 +40,12 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
             print_issues(&report);
             match &report.config {
                 Some(c) => {
+                    for (cluster, d) in c.envoy_clusters() {
+                        println!(
+                            "{}: routes to Envoy's own cluster '{cluster}' (model_list[{}].model_info.envoy_cluster): `tollgate render` does not write it, define it in Envoy's configuration",
+                            d.alias, d.index
+                        );
+                    }
                     println!(
                         "OK: {} deployments in {} model groups, {} upstream clusters, {} warning(s)",
                         c.deployments.len(),
@@ -67,6 +73,12 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
                 eprintln!("{} error(s): not rendering", report.errors.len());
                 return Ok(ExitCode::FAILURE);
             };
+            for (cluster, d) in cfg.envoy_clusters() {
+                eprintln!(
+                    "tollgate: not rendering cluster '{cluster}' (model_list[{}].model_info.envoy_cluster): add it to the bootstrap before Envoy loads it",
+                    d.index
+                );
+            }
             let plugin_json = serde_json::to_string(&doc).map_err(|e| e.to_string())?;
             let bootstrap = render::bootstrap(cfg, &plugin_json, &opts.0);
             let yaml = serde_yaml_ng::to_string(&bootstrap).map_err(|e| e.to_string())?;

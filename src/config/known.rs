@@ -353,6 +353,8 @@ pub const MODEL_INFO_ACTED_ON: &[&str] = &[
     "output_cost_per_token",
     "cache_read_input_token_cost",
     "cache_creation_input_token_cost",
+    // Tollgate's own: route to an Envoy cluster of the user's (LiteLLM ignores it).
+    "envoy_cluster",
 ];
 
 pub const MODEL_INFO_KNOWN: &[&str] = &[

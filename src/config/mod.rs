@@ -80,7 +80,8 @@ pub struct Deployment {
     pub provider: &'static dyn Provider,
     /// The provider's model id (what follows `provider/`).
     pub model: String,
-    /// The Envoy cluster the request is routed to.
+    /// The Envoy cluster the request is routed to: Tollgate's own (`tollgate_<host>_<port>`,
+    /// rendered by `tollgate render`) or the one `model_info.envoy_cluster` names.
     pub cluster: String,
     /// `:authority` of upstream requests.
     pub authority: String,
@@ -98,6 +99,14 @@ pub struct Deployment {
     pub model_info: Option<crate::pricing::ModelInfo>,
     /// `weight`, `rpm`, `tpm`, `order`, `timeout`, `stream_timeout` from `litellm_params`.
     pub balance: router::Balance,
+}
+
+impl Deployment {
+    /// Whether `tollgate render` writes this deployment's cluster (else it is the user's own,
+    /// named by `model_info.envoy_cluster`).
+    pub fn cluster_is_rendered(&self) -> bool {
+        self.cluster.starts_with(CLUSTER_PREFIX)
+    }
 }
 
 impl std::fmt::Debug for Deployment {
@@ -186,6 +195,11 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 << 20;
 pub const DEFAULT_REQUEST_HEADERS_TIMEOUT_SECS: f64 = 10.0;
 pub const DEFAULT_REQUEST_RECEIVE_TIMEOUT_SECS: f64 = 60.0;
 pub const DEFAULT_MAX_DOWNSTREAM_CONNECTIONS: u64 = 10_000;
+/// Every cluster Tollgate renders is named with this prefix; a cluster of the user's
+/// (`model_info.envoy_cluster`) may not be.
+pub const CLUSTER_PREFIX: &str = "tollgate_";
+/// The cluster of the attempt listener (model groups with retries or fallbacks).
+pub const ATTEMPT_CLUSTER: &str = "tollgate_attempts";
 /// Envoy's buffer limits are 32-bit.
 const MAX_BUFFER_BYTES: u64 = u32::MAX as u64;
 
@@ -848,7 +862,18 @@ fn deployment(
             ),
         );
     }
-    let cluster = intern_cluster(clusters, &url, signing);
+    let cluster = match envoy_cluster(w, info_map, &mi_path) {
+        Some(name) => {
+            if signing.is_some() {
+                w.warn(
+                    &join(&mi_path, "envoy_cluster"),
+                    format!("Envoy cluster '{name}' must sign the requests itself (Envoy's aws_request_signing, service bedrock): Tollgate signs only in the clusters it renders"),
+                );
+            }
+            name
+        }
+        None => intern_cluster(clusters, &url, signing),
+    };
 
     Some(Deployment {
         index,
@@ -1052,6 +1077,41 @@ fn parse_base_url(url: &str) -> Result<BaseUrl, String> {
     })
 }
 
+/// `model_info.envoy_cluster`: an Envoy cluster of the user's (Istio's `outbound|443||host`, a
+/// platform team's egress) that the deployment is routed to instead of a cluster Tollgate renders.
+/// It lives in `model_info` because LiteLLM ignores unknown fields there (unknown
+/// `litellm_params` it would send to the provider). The name travels in a request header.
+fn envoy_cluster(
+    w: &mut Walker,
+    info: Option<&Map<String, Value>>,
+    mi_path: &str,
+) -> Option<String> {
+    let path = join(mi_path, "envoy_cluster");
+    let name = match info?.get("envoy_cluster")? {
+        Value::String(s) => s,
+        Value::Null => return None,
+        other => {
+            w.error(&path, format!("must be a string, not {}", kind(other)));
+            return None;
+        }
+    };
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()) {
+        w.error(
+            &path,
+            format!("'{}' is not an Envoy cluster name: printable ASCII without spaces, e.g. outbound|443||api.openai.com", name.escape_debug()),
+        );
+        return None;
+    }
+    if name.starts_with(CLUSTER_PREFIX) {
+        w.error(
+            &path,
+            format!("'{name}' is named like the clusters Tollgate renders itself ({CLUSTER_PREFIX}*): name a cluster of your own Envoy configuration"),
+        );
+        return None;
+    }
+    Some(name.clone())
+}
+
 /// Returns the name of the cluster for this upstream, adding it when it is new. Names are
 /// deterministic in config order, so the filter and `tollgate render` agree.
 fn intern_cluster(clusters: &mut Vec<Cluster>, url: &BaseUrl, signing: Option<Signing>) -> String {
@@ -1060,7 +1120,11 @@ fn intern_cluster(clusters: &mut Vec<Cluster>, url: &BaseUrl, signing: Option<Si
     }) {
         return c.name.clone();
     }
-    let base = format!("tollgate_{}_{}", url.host.replace(':', "_"), url.port);
+    let base = format!(
+        "{CLUSTER_PREFIX}{}_{}",
+        url.host.replace(':', "_"),
+        url.port
+    );
     let mut name = base.clone();
     let mut n = 2;
     while clusters.iter().any(|c| c.name == name) {
@@ -1116,6 +1180,18 @@ impl Config {
 
     pub fn deployment(&self, index: usize) -> Option<&Deployment> {
         self.deployments.get(index)
+    }
+
+    /// The clusters deployments are routed to that `tollgate render` does not write
+    /// (`model_info.envoy_cluster`), each once, with the first deployment naming it.
+    pub fn envoy_clusters(&self) -> Vec<(&str, &Deployment)> {
+        let mut out: Vec<(&str, &Deployment)> = Vec::new();
+        for d in &self.deployments {
+            if !d.cluster_is_rendered() && !out.iter().any(|(c, _)| *c == d.cluster) {
+                out.push((d.cluster.as_str(), d));
+            }
+        }
+        out
     }
 }
 

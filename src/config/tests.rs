@@ -290,3 +290,80 @@ fn client_limits() {
         "{errs:?}"
     );
 }
+
+/// `model_info.envoy_cluster` routes a deployment to a cluster of the user's Envoy: no cluster of
+/// Tollgate's for it, the api_base still giving the authority and path.
+#[test]
+fn envoy_cluster_names_a_cluster_of_the_users() {
+    let e = env(&[("K", "sk-x")]);
+    let istio = "outbound|443||api.example.com";
+    let (c, warnings) = load_ok(
+        json!({"model_list": [
+            {"model_name": "mesh", "litellm_params": {"model": "openai/gpt-4o", "api_key": "os.environ/K",
+                "api_base": "https://api.example.com/v1"}, "model_info": {"envoy_cluster": istio}},
+            {"model_name": "mesh", "litellm_params": {"model": "openai/gpt-4o-mini", "api_key": "os.environ/K",
+                "api_base": "https://api.example.com/v1"}, "model_info": {"envoy_cluster": istio}},
+            {"model_name": "direct", "litellm_params": {"model": "openai/gpt-4o", "api_key": "os.environ/K"}}
+        ]}),
+        &e,
+    );
+    assert!(
+        !warnings.iter().any(|w| w.path.contains("envoy_cluster")),
+        "{warnings:?}"
+    );
+    let d = &c.deployments[0];
+    assert_eq!(d.cluster, istio);
+    assert!(!d.cluster_is_rendered());
+    assert_eq!(d.authority, "api.example.com");
+    assert_eq!(d.base_path, "/v1");
+    assert!(c.deployments[2].cluster_is_rendered());
+    let rendered: Vec<&str> = c.clusters.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(rendered, ["tollgate_api.openai.com_443"]);
+    let own: Vec<(&str, usize)> = c
+        .envoy_clusters()
+        .iter()
+        .map(|(n, d)| (*n, d.index))
+        .collect();
+    assert_eq!(own, [(istio, 0)]);
+
+    // Bad names fail with the field path; Tollgate's own names are refused.
+    for (v, want) in [
+        (json!(""), "is not an Envoy cluster name"),
+        (json!("my cluster"), "is not an Envoy cluster name"),
+        (json!("a\nb"), "is not an Envoy cluster name"),
+        (json!(7), "must be a string, not a number"),
+        (
+            json!("tollgate_attempts"),
+            "is named like the clusters Tollgate renders",
+        ),
+    ] {
+        let errs = errors(json!({"model_list": [
+            {"model_name": "m", "litellm_params": {"model": "openai/x", "api_key": "os.environ/K"}},
+            {"model_name": "m", "litellm_params": {"model": "openai/x", "api_key": "os.environ/K"},
+             "model_info": {"envoy_cluster": v}}]}));
+        assert!(
+            errs.iter().any(
+                |e| e.starts_with("model_list[1].model_info.envoy_cluster: ") && e.contains(want)
+            ),
+            "{v}: {errs:?}"
+        );
+    }
+
+    // A Bedrock deployment signed by Envoy: the user's cluster must sign; said, not refused.
+    let (c, warnings) = load_ok(
+        json!({"model_list": [{"model_name": "b", "litellm_params": {
+            "model": "bedrock/anthropic.claude-3-5-sonnet-20241022-v2:0", "aws_region_name": "us-east-1",
+            "aws_access_key_id": "AKIAX", "aws_secret_access_key": "s"},
+            "model_info": {"envoy_cluster": "egress_bedrock"}}]}),
+        &e,
+    );
+    assert_eq!(c.deployments[0].cluster, "egress_bedrock");
+    assert!(c.clusters.is_empty());
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.path == "model_list[0].model_info.envoy_cluster"
+                && w.message.contains("aws_request_signing")),
+        "{warnings:?}"
+    );
+}
