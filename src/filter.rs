@@ -1098,8 +1098,16 @@ impl HttpFilter {
                     field("error_type").or_else(|| field("error_status")),
                 );
                 let message = field("error_message").or_else(|| field("message"));
+                // Refused gateway credentials reach the client as a 502 but are the
+                // deployment's authentication failure to the router (fallback, cooldown).
+                let class_status =
+                    if translator.rejects_gateway_credentials(status, error_type.as_deref()) {
+                        401
+                    } else {
+                        client_status
+                    };
                 let seen = Seen {
-                    status: client_status,
+                    status: class_status,
                     code: code.as_deref(),
                     kind: kind.as_deref(),
                     message: message.as_deref(),

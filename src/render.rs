@@ -357,12 +357,14 @@ fn local_reply_config(settings: &Settings, edge: bool) -> Value {
     json!({"mappers": mappers})
 }
 
-fn signing_filter(s: &Signing) -> Value {
-    let credential_provider = match &s.credentials {
-        AwsCredentials::Environment => json!({
+/// Envoy's credential provider for these credentials; `None`: its default chain.
+fn credential_provider(c: &AwsCredentials) -> Option<Value> {
+    match c {
+        AwsCredentials::DefaultChain => None,
+        AwsCredentials::Environment => Some(json!({
             "custom_credential_provider_chain": true,
             "environment_credential_provider": {}
-        }),
+        })),
         AwsCredentials::Inline {
             access_key_id,
             secret_access_key,
@@ -370,38 +372,64 @@ fn signing_filter(s: &Signing) -> Value {
         } => {
             let mut inline =
                 json!({"access_key_id": access_key_id, "secret_access_key": secret_access_key});
-            if let (Some(t), Some(m)) = (session_token, inline.as_object_mut()) {
-                m.insert("session_token".into(), json!(t));
+            if let Some(t) = session_token {
+                put(&mut inline, "session_token", json!(t));
             }
-            json!({"inline_credential": inline})
+            Some(json!({"inline_credential": inline}))
         }
-    };
-    json!({
-        "name": "envoy.filters.http.aws_request_signing",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.aws_request_signing.v3.AwsRequestSigning",
-            "service_name": s.service,
-            "region": s.region,
-            // SigV4 covers the body's hash: the translated body, which this filter buffers.
-            "use_unsigned_payload": false,
-            // Only headers that stay as signed may be signed: not Envoy's per-attempt headers, the
-            // tracing context (rewritten per span), forwarding headers (proxies append to them), or
-            // user-agent (AWS SDKs leave it unsigned for the same reason).
-            "match_excluded_headers": [
-                {"prefix": "x-envoy"},
-                {"prefix": "x-forwarded-"},
-                {"prefix": "x-b3-"},
-                {"exact": "x-request-id"},
-                {"exact": "traceparent"},
-                {"exact": "tracestate"},
-                {"exact": "baggage"},
-                {"exact": "b3"},
-                {"exact": "x-amzn-trace-id"},
-                {"exact": "user-agent"}
-            ],
-            "credential_provider": credential_provider
+        AwsCredentials::AssumeRole {
+            role_arn,
+            session_name,
+            external_id,
+            source,
+        } => {
+            // Envoy calls STS AssumeRole in the signing region, signed with the source
+            // credentials (its default chain when none are configured), and refreshes them.
+            let mut assume = json!({"role_arn": role_arn});
+            if let Some(n) = session_name {
+                put(&mut assume, "role_session_name", json!(n));
+            }
+            if let Some(e) = external_id {
+                put(&mut assume, "external_id", json!(e));
+            }
+            if let Some(p) = credential_provider(source) {
+                put(&mut assume, "credential_provider", p);
+            }
+            Some(json!({
+                "custom_credential_provider_chain": true,
+                "assume_role_credential_provider": assume
+            }))
         }
-    })
+    }
+}
+
+fn signing_filter(s: &Signing) -> Value {
+    let mut config = json!({
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.aws_request_signing.v3.AwsRequestSigning",
+        "service_name": s.service,
+        "region": s.region,
+        // SigV4 covers the body's hash: the translated body, which this filter buffers.
+        "use_unsigned_payload": false,
+        // Only headers that stay as signed may be signed: not Envoy's per-attempt headers, the
+        // tracing context (rewritten per span), forwarding headers (proxies append to them), or
+        // user-agent (AWS SDKs leave it unsigned for the same reason).
+        "match_excluded_headers": [
+            {"prefix": "x-envoy"},
+            {"prefix": "x-forwarded-"},
+            {"prefix": "x-b3-"},
+            {"exact": "x-request-id"},
+            {"exact": "traceparent"},
+            {"exact": "tracestate"},
+            {"exact": "baggage"},
+            {"exact": "b3"},
+            {"exact": "x-amzn-trace-id"},
+            {"exact": "user-agent"}
+        ]
+    });
+    if let Some(p) = credential_provider(&s.credentials) {
+        put(&mut config, "credential_provider", p);
+    }
+    json!({"name": "envoy.filters.http.aws_request_signing", "typed_config": config})
 }
 
 /// Sets a field on a JSON object built by `json!` (always an object here).
@@ -928,6 +956,52 @@ mod tests {
             })
             .collect();
         assert_eq!(unsigned.len(), 1);
+    }
+
+    /// No keys: Envoy's default chain (no credential_provider at all). A role: STS AssumeRole,
+    /// signed with the keys when given, else with the default chain.
+    #[test]
+    fn bedrock_default_chain_and_assume_role() {
+        let claude = "bedrock/anthropic.claude-3-5-sonnet-20241022-v2:0";
+        let doc = serde_json::json!({"model_list": [
+            {"model_name": "default", "litellm_params": {"model": claude, "aws_region_name": "us-east-1"}},
+            {"model_name": "role", "litellm_params": {"model": claude, "aws_region_name": "us-west-2",
+                "aws_role_name": "arn:aws:iam::123456789012:role/bedrock", "aws_session_name": "tollgate-gw",
+                "aws_external_id": "ext-1"}},
+            {"model_name": "role-env", "litellm_params": {"model": claude, "aws_region_name": "eu-west-1",
+                "aws_role_name": "arn:aws:iam::123456789012:role/bedrock",
+                "aws_access_key_id": "os.environ/AWS_ACCESS_KEY_ID", "aws_secret_access_key": "os.environ/AWS_SECRET_ACCESS_KEY"}}
+        ]});
+        let env: HashMap<String, String> = HashMap::new();
+        let report = load(&doc, &env, Strictness::Serve);
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        let b = bootstrap(&report.config.unwrap(), "{}", &RenderOptions::default());
+        let signing = |region: &str| {
+            b["static_resources"]["clusters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["name"].as_str().unwrap().contains(region))
+                .unwrap()["typed_extension_protocol_options"]
+                ["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]["http_filters"][0]
+                ["typed_config"]
+                .clone()
+        };
+        let default = signing("us-east-1");
+        assert_eq!(default["region"], "us-east-1");
+        assert!(default.get("credential_provider").is_none(), "{default}");
+        assert_eq!(
+            signing("us-west-2")["credential_provider"],
+            serde_json::json!({"custom_credential_provider_chain": true, "assume_role_credential_provider": {
+                "role_arn": "arn:aws:iam::123456789012:role/bedrock", "role_session_name": "tollgate-gw",
+                "external_id": "ext-1"}})
+        );
+        assert_eq!(
+            signing("eu-west-1")["credential_provider"],
+            serde_json::json!({"custom_credential_provider_chain": true, "assume_role_credential_provider": {
+                "role_arn": "arn:aws:iam::123456789012:role/bedrock",
+                "credential_provider": {"custom_credential_provider_chain": true, "environment_credential_provider": {}}}})
+        );
     }
 
     fn limits_config() -> Config {

@@ -2,6 +2,7 @@
 //! turned into lookup tables. The same code runs in the filter's root context and in
 //! `tollgate check` / `tollgate render`.
 
+mod aws;
 mod known;
 mod model_info;
 pub mod router;
@@ -13,7 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::json;
 use crate::keys::{self, KeyDef, TeamDef};
-use crate::providers::{self, AwsCredentials, Endpoint, Params, Provider, Signing};
+use crate::providers::{self, Endpoint, Params, Provider, Signing};
 pub use walker::SecretRef;
 use walker::{join, kind, Walker};
 
@@ -21,6 +22,12 @@ use walker::{join, kind, Walker};
 /// (Envoy's `host_env_keys`) in the filter, a map in tests.
 pub trait Env {
     fn var(&self, name: &str) -> Option<String>;
+
+    /// Whether a file exists, for `tollgate check`'s look at AWS credential files (the filter
+    /// never asks; a VM sees no files).
+    fn file_exists(&self, _path: &str) -> bool {
+        false
+    }
 }
 
 pub struct ProcessEnv;
@@ -28,6 +35,10 @@ pub struct ProcessEnv;
 impl Env for ProcessEnv {
     fn var(&self, name: &str) -> Option<String> {
         std::env::var(name).ok()
+    }
+
+    fn file_exists(&self, path: &str) -> bool {
+        std::path::Path::new(path).is_file()
     }
 }
 
@@ -774,7 +785,12 @@ fn deployment(
 
     let api_base = w.string(lp, "api_base", &lp_path);
     let api_version = w.string(lp, "api_version", &lp_path);
-    let aws_region = w.string(lp, "aws_region_name", &lp_path);
+    let is_bedrock = provider.name() == "bedrock";
+    let aws_region = if is_bedrock {
+        aws::region(w, lp, &lp_path, &model_id)
+    } else {
+        w.string(lp, "aws_region_name", &lp_path)
+    };
     let aws_runtime_endpoint = w.string(lp, "aws_bedrock_runtime_endpoint", &lp_path);
     let key_path = join(&lp_path, "api_key");
     let api_key = match w.secret_ref(lp, "api_key", &lp_path) {
@@ -806,7 +822,11 @@ fn deployment(
             None => None,
         },
     };
-    let aws_credentials = aws_credentials(w, lp, &lp_path);
+    let aws_credentials = if is_bedrock {
+        aws::credentials(w, lp, &lp_path)
+    } else {
+        None
+    };
     let balance = router::balance(w, lp, &lp_path);
     let drop_params = w
         .bool(lp, "drop_params", &lp_path)
@@ -833,18 +853,9 @@ fn deployment(
         headers,
         signing,
     } = endpoint;
-    if signing
-        .as_ref()
-        .is_some_and(|s| s.credentials == AwsCredentials::Environment)
-    {
-        // Envoy's signer reads these; the filter reads them only to mask them.
-        for name in [
-            "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY",
-            "AWS_SESSION_TOKEN",
-        ] {
-            w.optional_secret_env(name);
-        }
+    if let Some(s) = &signing {
+        // Envoy's signer reads the AWS variables; the filter reads them only to mask them.
+        aws::check_sources(w, &s.credentials, &lp_path);
     }
     let url = match parse_base_url(&base_url) {
         Ok(u) => u,
@@ -891,61 +902,6 @@ fn deployment(
         model_info,
         balance,
     })
-}
-
-fn aws_credentials(
-    w: &mut Walker,
-    lp: &Map<String, Value>,
-    lp_path: &str,
-) -> Option<AwsCredentials> {
-    let id = w.secret_ref(lp, "aws_access_key_id", lp_path);
-    let secret = w.secret_ref(lp, "aws_secret_access_key", lp_path);
-    let token = w.secret_ref(lp, "aws_session_token", lp_path);
-    match (id, secret, token) {
-        (None, None, None) => None,
-        (Some(SecretRef::Literal(a)), Some(SecretRef::Literal(s)), t) => {
-            let session_token = match t {
-                None => None,
-                Some(SecretRef::Literal(t)) => Some(t),
-                Some(SecretRef::Env(_)) => {
-                    w.error(
-                        &join(lp_path, "aws_session_token"),
-                        "must be inline when the access key is inline",
-                    );
-                    return None;
-                }
-            };
-            Some(AwsCredentials::Inline {
-                access_key_id: a,
-                secret_access_key: s,
-                session_token,
-            })
-        }
-        (id, secret, token) => {
-            // Envoy's signer reads the standard variables from its own environment; other names
-            // cannot be passed to it without writing the secret into Envoy's config.
-            let standard = [
-                (id, "aws_access_key_id", "AWS_ACCESS_KEY_ID"),
-                (secret, "aws_secret_access_key", "AWS_SECRET_ACCESS_KEY"),
-                (token, "aws_session_token", "AWS_SESSION_TOKEN"),
-            ];
-            let mut ok = true;
-            for (r, field, name) in standard {
-                match r {
-                    None => {}
-                    Some(SecretRef::Env(n)) if n == name => {}
-                    Some(_) => {
-                        ok = false;
-                        w.error(
-                            &join(lp_path, field),
-                            format!("must be os.environ/{name}: Envoy's aws_request_signing filter signs Bedrock requests and reads the standard AWS variables"),
-                        );
-                    }
-                }
-            }
-            ok.then_some(AwsCredentials::Environment)
-        }
-    }
 }
 
 /// Splits `provider/model-id`; `custom_llm_provider` overrides, and a bare model name is matched

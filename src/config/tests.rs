@@ -1,4 +1,5 @@
 use super::*;
+use crate::providers::AwsCredentials;
 use serde_json::json;
 
 fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
@@ -366,4 +367,239 @@ fn envoy_cluster_names_a_cluster_of_the_users() {
                 && w.message.contains("aws_request_signing")),
         "{warnings:?}"
     );
+}
+
+fn bedrock(extra: Value) -> Value {
+    let mut lp = json!({"model": "bedrock/anthropic.claude-3-5-sonnet-20241022-v2:0"});
+    for (k, v) in extra.as_object().unwrap() {
+        lp[k] = v.clone();
+    }
+    json!({"model_list": [{"model_name": "c", "litellm_params": lp}]})
+}
+
+fn bedrock_signing(doc: Value, e: &HashMap<String, String>) -> (Config, Signing) {
+    let (c, _) = load_ok(doc, e);
+    let s = c.clusters[0].signing.clone().unwrap();
+    (c, s)
+}
+
+#[test]
+fn bedrock_region_from_the_field_an_arn_or_the_environment() {
+    let all = env(&[
+        ("AWS_REGION_NAME", "eu-west-3"),
+        ("AWS_REGION", "ap-south-1"),
+        ("AWS_DEFAULT_REGION", "ca-central-1"),
+    ]);
+    // LiteLLM's order: the field, a model ARN's region, AWS_REGION_NAME, AWS_REGION, AWS_DEFAULT_REGION.
+    let (c, s) = bedrock_signing(bedrock(json!({"aws_region_name": "us-east-2"})), &all);
+    assert_eq!(s.region, "us-east-2");
+    assert_eq!(
+        c.deployments[0].authority,
+        "bedrock-runtime.us-east-2.amazonaws.com"
+    );
+    let arn = json!({"model_list": [{"model_name": "c", "litellm_params": {
+        "model": "bedrock/arn:aws:bedrock:us-west-1:123456789012:inference-profile/us.anthropic.claude-3-5-haiku-20241022-v1:0"}}]});
+    assert_eq!(bedrock_signing(arn, &all).1.region, "us-west-1");
+    assert_eq!(
+        bedrock_signing(bedrock(json!({})), &all).1.region,
+        "eu-west-3"
+    );
+    let two = env(&[
+        ("AWS_REGION", "ap-south-1"),
+        ("AWS_DEFAULT_REGION", "ca-central-1"),
+    ]);
+    assert_eq!(
+        bedrock_signing(bedrock(json!({})), &two).1.region,
+        "ap-south-1"
+    );
+    let one = env(&[
+        ("AWS_DEFAULT_REGION", "ca-central-1"),
+        ("AWS_REGION_NAME", ""),
+    ]);
+    let (c, s) = bedrock_signing(bedrock(json!({})), &one);
+    assert_eq!(s.region, "ca-central-1");
+    assert_eq!(
+        c.deployments[0].authority,
+        "bedrock-runtime.ca-central-1.amazonaws.com"
+    );
+    // The filter reads the same variables (host_env_keys), so it resolves the same endpoint.
+    for name in ["AWS_REGION_NAME", "AWS_REGION", "AWS_DEFAULT_REGION"] {
+        assert!(c.env_keys.contains(&name.to_string()), "{name}");
+    }
+    // Other providers never read them.
+    let (c, _) = load_ok(
+        json!({"model_list": [{"model_name": "g", "litellm_params": {"model": "openai/gpt-4o", "api_key": "sk-x1234567"}}]}),
+        &all,
+    );
+    assert!(!c.env_keys.contains(&"AWS_REGION".to_string()));
+    // None anywhere: the error names every source.
+    let e = errors(bedrock(json!({})));
+    assert!(
+        e.iter().any(|m| m.contains("model_list[0].litellm_params")
+            && m.contains("aws_region_name is required")
+            && m.contains("AWS_REGION_NAME, AWS_REGION or AWS_DEFAULT_REGION")),
+        "{e:?}"
+    );
+    // A bad value from the environment is refused like a bad field.
+    let bad = env(&[("AWS_REGION", "US East")]);
+    let r = load(&bedrock(json!({})), &bad, Strictness::Serve);
+    assert!(
+        r.errors
+            .iter()
+            .any(|i| i.message.contains("'US East' is not an AWS region name")),
+        "{:?}",
+        r.errors
+    );
+}
+
+#[test]
+fn bedrock_credentials_choose_envoys_provider() {
+    let e = env(&[("AWS_REGION", "us-east-1")]);
+    let creds = |extra: Value| bedrock_signing(bedrock(extra), &e).1.credentials;
+    assert_eq!(creds(json!({})), AwsCredentials::DefaultChain);
+    assert_eq!(
+        creds(
+            json!({"aws_access_key_id": "os.environ/AWS_ACCESS_KEY_ID", "aws_secret_access_key": "os.environ/AWS_SECRET_ACCESS_KEY"})
+        ),
+        AwsCredentials::Environment
+    );
+    assert_eq!(
+        creds(
+            json!({"aws_role_name": "arn:aws:iam::123456789012:role/r", "aws_session_name": "gw-1"})
+        ),
+        AwsCredentials::AssumeRole {
+            role_arn: "arn:aws:iam::123456789012:role/r".into(),
+            session_name: Some("gw-1".into()),
+            external_id: None,
+            source: Box::new(AwsCredentials::DefaultChain),
+        }
+    );
+    let inline = creds(
+        json!({"aws_role_name": "arn:aws:iam::1:role/r", "aws_external_id": "x",
+        "aws_access_key_id": "AKIAINLINE1234", "aws_secret_access_key": "inline-secret-123"}),
+    );
+    let AwsCredentials::AssumeRole {
+        source,
+        external_id,
+        ..
+    } = inline
+    else {
+        panic!("{inline:?}")
+    };
+    assert!(matches!(*source, AwsCredentials::Inline { .. }));
+    assert_eq!(external_id.as_deref(), Some("x"));
+    // Inline keys are masked like any other secret.
+    let (c, _) = load_ok(
+        bedrock(
+            json!({"aws_access_key_id": "AKIAINLINE1234", "aws_secret_access_key": "inline-secret-123"}),
+        ),
+        &e,
+    );
+    let mut text = b"key AKIAINLINE1234 secret inline-secret-123".to_vec();
+    c.secrets.scrub(&mut text);
+    assert!(
+        !String::from_utf8_lossy(&text).contains("inline-secret"),
+        "{}",
+        String::from_utf8_lossy(&text)
+    );
+
+    let bad = |extra: Value| {
+        let r = load(&bedrock(extra), &e, Strictness::Serve);
+        r.errors.iter().map(|i| i.to_string()).collect::<Vec<_>>()
+    };
+    assert!(bad(json!({"aws_role_name": "bedrock-role"}))
+        .iter()
+        .any(|m| m.contains("litellm_params.aws_role_name: 'bedrock-role' is not a role ARN")));
+    assert!(bad(
+        json!({"aws_role_name": "arn:aws:iam::1:role/r", "aws_session_name": "has space"})
+    )
+    .iter()
+    .any(|m| m.contains("litellm_params.aws_session_name")));
+    // A session name without a role: LiteLLM ignores it, so do we, saying so.
+    let (_, w) = load_ok(bedrock(json!({"aws_session_name": "s1"})), &e);
+    assert!(
+        w.iter()
+            .any(|i| i.path.ends_with("aws_session_name") && i.message.contains("aws_role_name")),
+        "{w:?}"
+    );
+}
+
+#[test]
+fn check_warns_when_it_sees_no_aws_credentials() {
+    let warned = |doc: Value, e: &HashMap<String, String>| {
+        let r = load(&doc, e, Strictness::Check);
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        r.warnings
+            .iter()
+            .filter(|i| i.message.starts_with("no AWS credentials are visible here"))
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+    };
+    let region = [("AWS_REGION", "us-east-1")];
+    let two = json!({"model_list": [
+        {"model_name": "a", "litellm_params": {"model": "bedrock/amazon.nova-lite-v1:0"}},
+        {"model_name": "b", "litellm_params": {"model": "bedrock/amazon.nova-pro-v1:0"}}]});
+    // Nothing: one warning, at the first deployment, naming the fallback and the outcome.
+    let w = warned(two.clone(), &env(&region));
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].starts_with("model_list[0].litellm_params: "));
+    assert!(
+        w[0].contains("instance metadata") && w[0].contains("502"),
+        "{}",
+        w[0]
+    );
+    // Any source of the default chain silences it.
+    for source in [
+        vec![
+            ("AWS_ACCESS_KEY_ID", "AKIAX1234567"),
+            ("AWS_SECRET_ACCESS_KEY", "s3cr3t-value"),
+        ],
+        vec![
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/t"),
+            ("AWS_ROLE_ARN", "arn:aws:iam::1:role/r"),
+        ],
+        vec![(
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            "http://127.0.0.1:1/creds",
+        )],
+    ] {
+        let mut pairs = region.to_vec();
+        pairs.extend(source.iter().copied());
+        assert!(warned(two.clone(), &env(&pairs)).is_empty(), "{source:?}");
+    }
+    // Named environment keys that are not set here.
+    let named = bedrock(json!({"aws_access_key_id": "os.environ/AWS_ACCESS_KEY_ID",
+        "aws_secret_access_key": "os.environ/AWS_SECRET_ACCESS_KEY"}));
+    let w = warned(
+        named.clone(),
+        &env(&[
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://x"),
+        ]),
+    );
+    assert_eq!(w.len(), 1);
+    assert!(
+        w[0].contains("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not both set"),
+        "{}",
+        w[0]
+    );
+    // Inline keys, a Bedrock API key, and the filter itself (Serve) never warn.
+    assert!(warned(
+        bedrock(
+            json!({"aws_region_name": "us-east-1", "aws_access_key_id": "AKIAINLINE1234",
+        "aws_secret_access_key": "inline-secret-123"})
+        ),
+        &env(&[])
+    )
+    .is_empty());
+    assert!(warned(
+        bedrock(json!({"aws_region_name": "us-east-1", "api_key": "ABSKexample123"})),
+        &env(&[])
+    )
+    .is_empty());
+    let r = load(&two, &env(&region), Strictness::Serve);
+    assert!(r
+        .warnings
+        .iter()
+        .all(|i| !i.message.starts_with("no AWS credentials")));
 }

@@ -17,6 +17,8 @@
 //! - `user` goes to `requestMetadata.user` (Bedrock's invocation-log metadata), with characters
 //!   Bedrock does not allow there replaced by `_`.
 //! - Tool results are sent as text blocks, which every Bedrock model with tool use accepts.
+//! - `parallel_tool_calls` is accepted and dropped, `false` included: Converse has no such switch
+//!   (LiteLLM accepts it too, and LangChain's structured output sends `false` with its one tool).
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -43,8 +45,8 @@ pub static BEDROCK: Bedrock = Bedrock;
 /// The tool that carries JSON-mode answers (the name LiteLLM uses for the same technique).
 pub const JSON_TOOL: &str = "json_tool_call";
 
-/// OpenAI parameters with a Converse equivalent (`n` and `parallel_tool_calls` only with their
-/// default values, checked separately).
+/// OpenAI parameters with a Converse equivalent, or none needed: `n` only with its default value
+/// (checked separately), `parallel_tool_calls` dropped whatever its value.
 const SUPPORTED: [&str; 11] = [
     "temperature",
     "top_p",
@@ -58,6 +60,9 @@ const SUPPORTED: [&str; 11] = [
     "n",
     "parallel_tool_calls",
 ];
+
+/// Where the region comes from when `aws_region_name` is absent (read by the config loader).
+const REGION_SOURCES: &str = "AWS_REGION_NAME, AWS_REGION or AWS_DEFAULT_REGION";
 
 /// LiteLLM's `bedrock/converse/<model>` names the Converse route explicitly; it is the only one here.
 fn model_id(model: &str) -> &str {
@@ -120,7 +125,7 @@ impl Provider for Bedrock {
             let base_url = match (explicit, region) {
                 (Some(e), _) => e.to_string(),
                 (None, Some(r)) => format!("https://bedrock-runtime.{r}.amazonaws.com"),
-                (None, None) => return Err("aws_region_name is required for bedrock/ models (the region of the Bedrock runtime endpoint, e.g. us-east-1), or set aws_bedrock_runtime_endpoint".into()),
+                (None, None) => return Err(format!("aws_region_name is required for bedrock/ models (the region of the Bedrock runtime endpoint, e.g. us-east-1), or set {} or aws_bedrock_runtime_endpoint", REGION_SOURCES)),
             };
             return Ok(Endpoint {
                 base_url,
@@ -129,7 +134,7 @@ impl Provider for Bedrock {
             });
         }
         let Some(region) = region else {
-            return Err("aws_region_name is required for bedrock/ models: Envoy signs each request with SigV4 for that region (e.g. us-east-1); or set api_key to a Bedrock API key".into());
+            return Err(format!("aws_region_name is required for bedrock/ models: Envoy signs each request with SigV4 for that region (e.g. us-east-1); or set {REGION_SOURCES} in the environment, or set api_key to a Bedrock API key"));
         };
         let base_url = explicit
             .map(str::to_string)
@@ -143,7 +148,7 @@ impl Provider for Bedrock {
                 credentials: p
                     .aws_credentials
                     .clone()
-                    .unwrap_or(AwsCredentials::Environment),
+                    .unwrap_or(AwsCredentials::DefaultChain),
             }),
         })
     }
@@ -198,7 +203,15 @@ impl Provider for Bedrock {
     fn error_status(&self, status: u16, error_type: Option<&str>) -> u16 {
         match error_type.map(short_error_type).filter(|t| !t.is_empty()) {
             Some(kind) => bedrock_error(status, Some(kind), "").status,
+            None if status == 401 => GATEWAY_CREDENTIALS_STATUS,
             None => super::client_status(status),
+        }
+    }
+
+    fn rejects_gateway_credentials(&self, status: u16, error_type: Option<&str>) -> bool {
+        match error_type.map(short_error_type).filter(|t| !t.is_empty()) {
+            Some(kind) => is_credentials_error(kind),
+            None => status == 401,
         }
     }
 
@@ -215,6 +228,9 @@ impl Provider for Bedrock {
             .filter(|t| !t.is_empty())
             .or_else(|| field("__type"))
             .map(short_error_type);
+        if kind.is_none() && status == 401 {
+            return credentials_error("Unauthorized", message.unwrap_or_default());
+        }
         if message.is_none() && kind.is_none() {
             return opaque_error("Bedrock", super::client_status(status), body);
         }
@@ -235,9 +251,6 @@ fn check_bedrock_params(req: &ChatRequest, opts: RequestOptions) -> Result<(), A
     )?;
     if req.n.is_some_and(|n| n != 1) {
         unsupported.push("n");
-    }
-    if req.parallel_tool_calls == Some(false) {
-        unsupported.push("parallel_tool_calls");
     }
     unsupported_or_dropped(unsupported, "bedrock", &req.model, opts).map(|_| ())
 }
@@ -924,6 +937,47 @@ fn clean_message(message: &str) -> String {
     redact_bedrock(first)
 }
 
+/// What the client sees when Bedrock refuses the gateway's own credentials: a gateway failure,
+/// never an authentication error that would blame the client's key (which never reaches Bedrock).
+const GATEWAY_CREDENTIALS_STATUS: u16 = 502;
+
+/// AWS's answers to a request whose signature or credentials it cannot accept: unknown or
+/// expired keys, a wrong secret, a missing or malformed `Authorization`.
+fn is_credentials_error(kind: &str) -> bool {
+    [
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+        "IncompleteSignature",
+        "IncompleteSignatureException",
+        "MissingAuthenticationTokenException",
+        "MissingAuthenticationToken",
+        "ExpiredTokenException",
+        "InvalidClientTokenId",
+        "SignatureDoesNotMatch",
+    ]
+    .iter()
+    .any(|k| kind.eq_ignore_ascii_case(k))
+}
+
+/// Bedrock refused the gateway's AWS credentials (`kind`, AWS's `message` already cleaned).
+fn credentials_error(kind: &str, message: &str) -> ApiError {
+    let detail = if message.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}: {message}")
+    };
+    ApiError::new(
+        GATEWAY_CREDENTIALS_STATUS,
+        "api_error",
+        format!(
+            "Bedrock rejected the gateway's AWS credentials ({detail}). The gateway's operator must \
+             fix this deployment's AWS credentials (aws_access_key_id / aws_secret_access_key, \
+             aws_role_name, or Envoy's AWS environment); the client's API key is not the problem."
+        ),
+    )
+    .with_code("gateway_credentials_rejected")
+}
+
 /// An OpenAI-shaped error from Bedrock's error type (header or stream exception) and message.
 fn bedrock_error(status: u16, kind: Option<&str>, message: &str) -> ApiError {
     let message = clean_message(message);
@@ -943,22 +997,19 @@ fn bedrock_error(status: u16, kind: Option<&str>, message: &str) -> ApiError {
         }
         e
     } else if is("AccessDeniedException") {
-        ApiError::permission(text(403))
-    } else if is("UnrecognizedClientException")
-        || is("InvalidSignatureException")
-        || is("IncompleteSignature")
-        || is("IncompleteSignatureException")
-        || is("MissingAuthenticationTokenException")
-        || is("ExpiredTokenException")
-        || is("InvalidClientTokenId")
-    {
-        // AWS answers these with 403 (sometimes 400); the client sees the status AWS sent.
-        let s = if (400..500).contains(&status) {
-            status
+        if message.starts_with("Authentication failed") {
+            // A Bedrock API key Bedrock does not accept. The status left (403) was decided from
+            // the error type alone, before this body was read.
+            ApiError::permission(format!(
+                "Bedrock rejected the gateway's Bedrock API key ({message}). The gateway's \
+                 operator must fix this deployment's api_key; the client's API key is not the problem."
+            ))
+            .with_code("gateway_credentials_rejected")
         } else {
-            403
-        };
-        ApiError::new(s, "authentication_error", text(s)).with_code("invalid_api_key")
+            ApiError::permission(text(403))
+        }
+    } else if is_credentials_error(kind) {
+        credentials_error(kind, &message)
     } else if is("ResourceNotFoundException") {
         ApiError::not_found(text(404))
     } else if is("ThrottlingException") || is("ServiceQuotaExceededException") {

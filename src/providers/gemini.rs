@@ -11,7 +11,8 @@
 //! - `user` has no Gemini equivalent and is dropped silently, as LiteLLM does for every provider
 //!   (it never refuses `user`, with or without `drop_params`).
 //! - `parallel_tool_calls: false` cannot be honoured with several tools: refused unless
-//!   `drop_params` (LiteLLM's rule). `true`, or a single tool, needs nothing.
+//!   `drop_params` (LiteLLM's rule), since the model may then call several. `true`, a single
+//!   tool, or `tool_choice: "none"` needs nothing: it is dropped.
 //! - `reasoning_effort` becomes `thinkingConfig` (a `thinkingLevel` for Gemini 3, a
 //!   `thinkingBudget` of LiteLLM's sizes before), asking for thought summaries, which come back
 //!   as `reasoning_content`.
@@ -396,7 +397,10 @@ fn build_request(
     opts: RequestOptions,
 ) -> Result<Vec<u8>, ApiError> {
     check_params(req, NAME, SUPPORTED, opts)?;
-    if req.parallel_tool_calls == Some(false) && req.tools.len() > 1 && !opts.drop_params {
+    // Harmless to drop where at most one call can come back: one tool, or none callable.
+    let several_callable =
+        req.tools.len() > 1 && !matches!(req.tool_choice, Some(ToolChoice::None));
+    if req.parallel_tool_calls == Some(false) && several_callable && !opts.drop_params {
         return Err(ApiError::invalid_param(
             "parallel_tool_calls",
             format!(

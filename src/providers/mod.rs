@@ -66,7 +66,10 @@ pub struct Signing {
 /// AWS credentials for Envoy's signer. Environment references keep secrets out of Envoy's config.
 #[derive(Clone, PartialEq, Eq)]
 pub enum AwsCredentials {
-    /// Envoy's default chain: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`.
+    /// Nothing configured: Envoy's default chain (the standard variables, the credentials and
+    /// config files, web identity / IRSA, container and instance metadata), as the AWS SDKs do.
+    DefaultChain,
+    /// Keys named as `os.environ/AWS_ACCESS_KEY_ID` etc.: only those variables.
     Environment,
     /// Credentials written in the gateway config itself (LiteLLM allows it).
     Inline {
@@ -74,13 +77,24 @@ pub enum AwsCredentials {
         secret_access_key: String,
         session_token: Option<String>,
     },
+    /// `aws_role_name`: STS AssumeRole, signed with the `source` credentials.
+    AssumeRole {
+        role_arn: String,
+        session_name: Option<String>,
+        external_id: Option<String>,
+        source: Box<AwsCredentials>,
+    },
 }
 
 impl std::fmt::Debug for AwsCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            AwsCredentials::DefaultChain => f.write_str("DefaultChain"),
             AwsCredentials::Environment => f.write_str("Environment"),
             AwsCredentials::Inline { .. } => f.write_str("Inline(<redacted>)"),
+            AwsCredentials::AssumeRole {
+                role_arn, source, ..
+            } => write!(f, "AssumeRole({role_arn}, {source:?})"),
         }
     }
 }
@@ -196,6 +210,14 @@ pub trait Provider: Sync {
     /// header alone: response headers are sent before the body is read.
     fn error_status(&self, status: u16, _error_type: Option<&str>) -> u16 {
         client_status(status)
+    }
+
+    /// Whether the upstream error (status line and error-type header) says the provider refused
+    /// the gateway's own credentials, which the client then sees as a gateway failure
+    /// ([`Provider::error_status`]) while the router still treats it as the deployment's
+    /// authentication failure.
+    fn rejects_gateway_credentials(&self, _status: u16, _error_type: Option<&str>) -> bool {
+        false
     }
 }
 

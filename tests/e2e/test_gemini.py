@@ -148,6 +148,25 @@ def test_named_tool_choice(client, mocks):
         "functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["get_time"]}}
 
 
+def test_parallel_tool_calls_false(client, mocks):
+    """Gemini cannot turn parallel calls off: `false` is dropped where at most one call can come back (one
+    tool, or tool_choice "none"), and refused with several callable tools (LiteLLM's rule)."""
+    tools = WEATHER + [{"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}]
+    r = client.chat.completions.create(model="gemini", messages=user("weather in Paris?"), tools=WEATHER,
+                                       tool_choice="required", parallel_tool_calls=False)
+    assert r.choices[0].message.tool_calls[0].function.name == "get_weather"
+    assert b"parallel" not in mocks["gemini"].last().body
+    r = client.chat.completions.create(model="gemini", messages=user("hello"), tools=tools, tool_choice="none",
+                                       parallel_tool_calls=False)
+    assert r.choices[0].message.tool_calls is None
+    assert mocks["gemini"].last().json["toolConfig"] == {"functionCallingConfig": {"mode": "NONE"}}
+    n = mocks["gemini"].count()
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model="gemini", messages=user("x"), tools=tools, parallel_tool_calls=False)
+    assert e.value.body["param"] == "parallel_tool_calls"
+    assert mocks["gemini"].count() == n
+
+
 def test_tools_streaming(client, mocks):
     chunks = list(client.chat.completions.create(model="gemini", messages=user("weather?"), tools=WEATHER,
                                                  stream=True))

@@ -69,7 +69,7 @@ fn endpoint_signs_by_default_and_uses_bearer_with_an_api_key() {
         Some(Signing {
             service: "bedrock",
             region: "us-west-2".into(),
-            credentials: AwsCredentials::Environment
+            credentials: AwsCredentials::DefaultChain
         })
     );
 
@@ -360,6 +360,34 @@ fn json_mode_forces_the_json_tool() {
 }
 
 #[test]
+fn parallel_tool_calls_is_accepted_and_dropped() {
+    // Converse has no switch for it; LangChain's structured output sends `false` with one tool,
+    // agents send it with several.
+    let weather = json!({"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}});
+    let time = json!({"type": "function", "function": {"name": "get_time"}});
+    for (tools, choice) in [
+        (json!([]), json!(null)),
+        (
+            json!([weather.clone()]),
+            json!({"type": "function", "function": {"name": "get_weather"}}),
+        ),
+        (json!([weather, time]), json!("auto")),
+    ] {
+        for parallel in [false, true] {
+            let mut body = json!({"model": "m", "messages": [{"role": "user", "content": "x"}],
+                "parallel_tool_calls": parallel});
+            if tools.as_array().is_some_and(|t| !t.is_empty()) {
+                body["tools"] = tools.clone();
+                body["tool_choice"] = choice.clone();
+            }
+            let v = translate(body).unwrap();
+            assert!(!v.to_string().contains("parallel"), "{v}");
+            assert!(v.get("additionalModelRequestFields").is_none());
+        }
+    }
+}
+
+#[test]
 fn refusals_name_the_parameter() {
     let base = |extra: Value| {
         let mut b = json!({"model": "m", "messages": [{"role": "user", "content": "x"}]});
@@ -373,7 +401,6 @@ fn refusals_name_the_parameter() {
         (json!({"seed": 7}), "seed"),
         (json!({"logit_bias": {"1": 1}}), "logit_bias"),
         (json!({"n": 2}), "n"),
-        (json!({"parallel_tool_calls": false}), "parallel_tool_calls"),
     ] {
         let e = translate(base(extra.clone())).unwrap_err();
         assert_eq!(e.status, 400);
@@ -537,17 +564,76 @@ fn unreadable_response_is_a_bad_gateway() {
 #[test]
 fn errors_map_by_type() {
     let cases: &[(u16, &str, &str, u16, &str)] = &[
-        (400, "ValidationException:http://internal.amazon.com/coral/com.amazon.bedrock/", "Malformed input request: #: extraneous key [foo] is not permitted", 400, "invalid_request_error"),
-        (403, "AccessDeniedException:http://internal.amazon.com/coral/com.amazon.coral.service/", "You don't have access to the model with the specified model ID.", 403, "permission_error"),
-        (403, "UnrecognizedClientException:http://internal.amazon.com/coral/com.amazon.coral.service/", "The security token included in the request is invalid.", 403, "authentication_error"),
-        (404, "ResourceNotFoundException", "Model not found.", 404, "invalid_request_error"),
-        (429, "ThrottlingException", "Too many requests, please wait before trying again.", 429, "rate_limit_error"),
-        (400, "ServiceQuotaExceededException", "Quota exceeded.", 429, "rate_limit_error"),
-        (408, "ModelTimeoutException", "Model has timed out in processing the request.", 408, "timeout_error"),
-        (500, "InternalServerException", "Internal server error", 500, "api_error"),
-        (503, "ServiceUnavailableException", "Bedrock is unable to process your request.", 503, "api_error"),
-        (429, "ModelNotReadyException", "Model is not ready for inference.", 503, "api_error"),
-        (424, "ModelErrorException", "The model returned an error.", 500, "api_error"),
+        (
+            400,
+            "ValidationException:http://internal.amazon.com/coral/com.amazon.bedrock/",
+            "Malformed input request: #: extraneous key [foo] is not permitted",
+            400,
+            "invalid_request_error",
+        ),
+        (
+            403,
+            "AccessDeniedException:http://internal.amazon.com/coral/com.amazon.coral.service/",
+            "You don't have access to the model with the specified model ID.",
+            403,
+            "permission_error",
+        ),
+        (
+            404,
+            "ResourceNotFoundException",
+            "Model not found.",
+            404,
+            "invalid_request_error",
+        ),
+        (
+            429,
+            "ThrottlingException",
+            "Too many requests, please wait before trying again.",
+            429,
+            "rate_limit_error",
+        ),
+        (
+            400,
+            "ServiceQuotaExceededException",
+            "Quota exceeded.",
+            429,
+            "rate_limit_error",
+        ),
+        (
+            408,
+            "ModelTimeoutException",
+            "Model has timed out in processing the request.",
+            408,
+            "timeout_error",
+        ),
+        (
+            500,
+            "InternalServerException",
+            "Internal server error",
+            500,
+            "api_error",
+        ),
+        (
+            503,
+            "ServiceUnavailableException",
+            "Bedrock is unable to process your request.",
+            503,
+            "api_error",
+        ),
+        (
+            429,
+            "ModelNotReadyException",
+            "Model is not ready for inference.",
+            503,
+            "api_error",
+        ),
+        (
+            424,
+            "ModelErrorException",
+            "The model returned an error.",
+            500,
+            "api_error",
+        ),
     ];
     for (status, kind, message, want_status, want_kind) in cases {
         let body = json!({"message": message}).to_string();
@@ -584,7 +670,10 @@ fn context_overflow_and_unknown_shapes() {
         br#"{"__type":"com.amazon.coral.service#AccessDeniedException","Message":"Authentication failed: Please make sure your API Key is valid."}"#,
     );
     assert_eq!((e.status, e.kind), (403, "permission_error"));
-    assert!(e.message.starts_with("Authentication failed"));
+    assert!(e
+        .message
+        .starts_with("Bedrock rejected the gateway's Bedrock API key (Authentication failed"));
+    assert_eq!(e.code.as_deref(), Some("gateway_credentials_rejected"));
     let e = BEDROCK.error(502, None, b"<html>Bad Gateway</html>");
     assert_eq!(e.status, 502);
     let e = BEDROCK.error(418, Some("WeirdException"), b"{}");
@@ -597,6 +686,78 @@ fn context_overflow_and_unknown_shapes() {
 }
 
 #[test]
+fn refused_gateway_credentials_are_a_502_that_says_so() {
+    // AWS's answers for unknown, wrong, expired or missing credentials, as the header types them.
+    let coral = ":http://internal.amazon.com/coral/com.amazon.coral.service/";
+    let cases: &[(u16, &str, &str)] = &[
+        (
+            403,
+            "UnrecognizedClientException",
+            "The security token included in the request is invalid.",
+        ),
+        (
+            403,
+            "InvalidSignatureException",
+            "The request signature we calculated does not match the signature you provided.",
+        ),
+        (
+            403,
+            "MissingAuthenticationTokenException",
+            "Missing Authentication Token",
+        ),
+        (
+            400,
+            "IncompleteSignatureException",
+            "Authorization header requires 'Credential' parameter.",
+        ),
+        (
+            403,
+            "ExpiredTokenException",
+            "The security token included in the request is expired",
+        ),
+    ];
+    for (status, kind, message) in cases {
+        let header = format!("{kind}{coral}");
+        assert_eq!(BEDROCK.error_status(*status, Some(&header)), 502, "{kind}");
+        assert!(BEDROCK.rejects_gateway_credentials(*status, Some(&header)));
+        let body = json!({"message": message}).to_string();
+        let e = BEDROCK.error(*status, Some(&header), body.as_bytes());
+        assert_eq!((e.status, e.kind), (502, "api_error"), "{kind}");
+        assert_eq!(e.code.as_deref(), Some("gateway_credentials_rejected"));
+        assert!(
+            e.message
+                .starts_with("Bedrock rejected the gateway's AWS credentials"),
+            "{}",
+            e.message
+        );
+        assert!(
+            e.message.contains(&format!("({kind}: {message})")),
+            "{}",
+            e.message
+        );
+        assert!(e.message.contains("not the problem"));
+        // The type from the body alone (no header) reads the same.
+        let typed =
+            json!({"__type": format!("com.amazon.coral.service#{kind}"), "message": message});
+        let e = BEDROCK.error(*status, None, typed.to_string().as_bytes());
+        assert_eq!(e.status, 502, "{kind}");
+    }
+    // A bare 401 can only be about the gateway's credentials: the client's never reach Bedrock.
+    assert_eq!(BEDROCK.error_status(401, None), 502);
+    assert!(BEDROCK.rejects_gateway_credentials(401, None));
+    let e = BEDROCK.error(401, None, br#"{"message":"Unauthorized"}"#);
+    assert_eq!(
+        (e.status, e.code.as_deref()),
+        (502, Some("gateway_credentials_rejected"))
+    );
+    // Everything else is not about the credentials.
+    assert!(!BEDROCK.rejects_gateway_credentials(403, Some("AccessDeniedException")));
+    assert!(!BEDROCK.rejects_gateway_credentials(429, Some("ThrottlingException")));
+    assert!(!BEDROCK.rejects_gateway_credentials(403, None));
+    assert!(!crate::providers::openai::OPENAI.rejects_gateway_credentials(401, None));
+}
+
+#[test]
 fn errors_hide_credentials() {
     let body = json!({"message": "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.\n\nThe Canonical String for this request should have been\n'POST\n/model/x/converse\n\nhost:bedrock-runtime.us-east-1.amazonaws.com\nx-amz-security-token:IQoJb3JpZ2luX2VjEXAMPLETOKEN\n'"});
     let e = BEDROCK.error(
@@ -604,10 +765,12 @@ fn errors_hide_credentials() {
         Some("InvalidSignatureException"),
         body.to_string().as_bytes(),
     );
-    assert_eq!(e.status, 403);
-    assert_eq!(e.code.as_deref(), Some("invalid_api_key"));
+    assert_eq!(e.status, 502);
+    assert_eq!(e.code.as_deref(), Some("gateway_credentials_rejected"));
     assert!(!e.message.contains("IQoJ"), "{}", e.message);
-    assert!(e.message.starts_with("The request signature"));
+    assert!(e
+        .message
+        .contains("(InvalidSignatureException: The request signature we calculated"));
     let e = BEDROCK.error(
         403,
         Some("AccessDeniedException"),

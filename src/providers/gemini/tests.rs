@@ -280,10 +280,18 @@ fn unsupported_params_are_refused_or_dropped() {
         "parallel_tool_calls": false});
     let e = request(two_tools.clone()).unwrap_err();
     assert_eq!(e.param.as_deref(), Some("parallel_tool_calls"));
-    assert!(request_with(&flash(), two_tools, true).is_ok());
+    assert!(request_with(&flash(), two_tools.clone(), true).is_ok());
     let one_tool = json!({"model": "g", "messages": [{"role": "user", "content": "hi"}],
         "tools": [{"type": "function", "function": {"name": "a"}}], "parallel_tool_calls": false});
     assert!(request(one_tool).is_ok());
+    // No call can come back: nothing to honour.
+    let mut none = two_tools.clone();
+    none["tool_choice"] = json!("none");
+    let got = request(none).unwrap();
+    assert!(!got.to_string().contains("parallel"));
+    let no_tools = json!({"model": "g", "messages": [{"role": "user", "content": "hi"}],
+        "parallel_tool_calls": false});
+    assert!(request(no_tools).is_ok());
 }
 
 #[test]
