@@ -62,11 +62,15 @@ examples: cli
 	$(CLI) render examples/gateway.yaml --listen 0.0.0.0:4000 --admin 127.0.0.1:9901 --wasm /etc/envoy/tollgate.wasm -o envoy/tollgate.rendered.yaml
 	$(CLI) render examples/gateway.yaml --listen 0.0.0.0:4000 --admin 127.0.0.1:9901 --module /etc/envoy/libtollgate_module.so -o envoy/tollgate-module.rendered.yaml
 
-run: render
-	$(ENVOY) -c build/envoy.yaml --concurrency $(CONCURRENCY) --use-dynamic-base-id -l info
+# Checks the config against this environment first (a missing secret stops it with the list of
+# errors), then runs Envoy with its log in build/envoy.log and says in one line when it is ready.
+RUN = CLI=$(CLI) ENVOY=$(ENVOY) CONFIG=$(CONFIG) LISTEN=$(LISTEN) ADMIN=$(ADMIN) CONCURRENCY=$(CONCURRENCY) OUT=build tools/run.sh
 
-run-module: render-module
-	$(ENVOY) -c build/envoy-module.yaml --concurrency $(CONCURRENCY) --use-dynamic-base-id -l info
+run: build
+	@FILTER=--wasm FILTER_PATH=$(abspath $(WASM)) $(RUN)
+
+run-module: build
+	@FILTER=--module FILTER_PATH=$(abspath $(MODULE)) $(RUN)
 
 # Mock providers on 127.0.0.1:$(MOCK_PORT)+ (a busy port is replaced by a free one) and a gateway
 # in front of them: try it without provider keys. A busy LISTEN or ADMIN port stops it, named.

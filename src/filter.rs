@@ -585,13 +585,15 @@ impl HttpFilter {
                 )
                 .with_code("method_not_allowed"))
             }
-            Endpoint::Unknown => return Err(ApiError::not_found(format!(
+            Endpoint::Unknown => {
+                return Err(ApiError::not_found(format!(
                 "Invalid URL ({method} {path_only}). Tollgate serves POST /v1/chat/completions, \
                      POST /v1/embeddings, GET /v1/models, GET /v1/models/{{model}}, Azure OpenAI's \
                      POST /openai/deployments/{{model}}/chat/completions and .../embeddings, \
                      /key/... (key management), GET /spend/logs and GET /health/liveliness."
             ))
-            .with_code("unknown_url")),
+                .with_code("unknown_url"))
+            }
         };
         // A key this replica has not seen since it last changed is read from the store in the
         // body phase, and the request authenticated there.

@@ -7,15 +7,18 @@ use tollgate::config::{self, ProcessEnv, Report, SecretRef, Strictness};
 use tollgate::render::{self, RenderOptions};
 
 const USAGE: &str = "usage:
-  tollgate check CONFIG
+  tollgate check CONFIG [--env]
   tollgate render CONFIG [--listen HOST:PORT] [--admin HOST:PORT] [--wasm PATH | --module PATH] [--ca-file PATH] [-o FILE]
   tollgate webdis-config CONFIG [--redis HOST:PORT] [--listen HOST:PORT] [-o FILE]
 
-CONFIG is a LiteLLM-style config.yaml (or .json). `--module` loads the filter as an Envoy dynamic
-module (libtollgate_module.so, `make module`) instead of the .wasm. `webdis-config` writes the
-webdis.json of the sidecar in front of Redis that tollgate_settings.store points at (see
-envoy/README.md); it reads store.auth (and LiteLLM's redis_password) from the environment and
-writes them into the file, which is then as secret as they are.";
+CONFIG is a LiteLLM-style config.yaml (or .json). `check` lists every error and warning by
+field path; an unset environment variable a secret is read from is only a warning (secrets live
+where Envoy runs) unless `--env` checks against this environment, as Envoy will. `--module` loads
+the filter as an Envoy dynamic module (libtollgate_module.so, `make module`) instead of the .wasm.
+`webdis-config` writes the webdis.json of the sidecar in front of Redis that
+tollgate_settings.store points at (see envoy/README.md); it reads store.auth (and LiteLLM's
+redis_password) from the environment and writes them into the file, which is then as secret as
+they are.";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -30,13 +33,30 @@ fn main() -> ExitCode {
 
 fn run(args: &[String]) -> Result<ExitCode, String> {
     let (cmd, rest) = args.split_first().ok_or(USAGE)?;
+    if rest.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return Ok(ExitCode::SUCCESS);
+    }
     match cmd.as_str() {
         "check" => {
-            let [path] = rest else {
-                return Err(USAGE.into());
-            };
+            let mut strictness = Strictness::Check;
+            let mut path = None;
+            for a in rest {
+                match a.as_str() {
+                    "--env" => strictness = Strictness::Serve,
+                    flag if flag.starts_with('-') => {
+                        return Err(format!("unknown option {flag}\n{USAGE}"))
+                    }
+                    p => {
+                        if path.replace(p).is_some() {
+                            return Err(USAGE.into());
+                        }
+                    }
+                }
+            }
+            let path = path.ok_or(USAGE)?;
             let doc = read_document(path)?;
-            let report = config::load(&doc, &ProcessEnv, Strictness::Check);
+            let report = config::load(&doc, &ProcessEnv, strictness);
             print_issues(&report);
             match &report.config {
                 Some(c) => {

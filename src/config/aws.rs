@@ -27,7 +27,8 @@ pub(crate) fn region(
     lp_path: &str,
     model_id: &str,
 ) -> Option<String> {
-    if let Some(r) = w.string(lp, "aws_region_name", lp_path) {
+    // Envoy's cluster is built from it: an unset variable is an error where render runs too.
+    if let Some(r) = w.cluster_string(lp, "aws_region_name", lp_path) {
         return Some(r);
     }
     if let Some(r) = arn_region(model_id) {

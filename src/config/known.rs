@@ -49,15 +49,20 @@ pub const LITELLM_SETTINGS_ACTED_ON: &[&str] = &[
     "allowed_fails",
     "cooldown_time",
     "max_fallbacks",
+    // See `LITELLM_SETTINGS_CALLBACKS`.
+    "callbacks",
+    "success_callback",
+    "failure_callback",
 ];
+
+/// Read only to say which callbacks are not run: `prometheus` needs none (metrics are always on).
+pub const LITELLM_SETTINGS_CALLBACKS: &[&str] =
+    &["callbacks", "success_callback", "failure_callback"];
 
 pub const LITELLM_SETTINGS_KNOWN: &[&str] = &[
     "set_verbose",
     "json_logs",
     "num_retries_per_request",
-    "callbacks",
-    "success_callback",
-    "failure_callback",
     "service_callback",
     "input_callback",
     "callback_settings",
@@ -109,6 +114,10 @@ pub const LITELLM_SETTINGS_KNOWN: &[&str] = &[
     "cost_margin_config",
     "logging_callback_manager",
     "check_provider_endpoint",
+    "s3_callback_params",
+    "gcs_bucket_name",
+    "guardrails",
+    "default_redis_batch_cache_expiry",
 ];
 
 pub const GENERAL_ACTED_ON: &[&str] = &[

@@ -279,6 +279,7 @@ fn build(doc: &Value, w: &mut Walker) -> Option<Config> {
     .unwrap_or(&empty);
     let tollgate =
         section(w, root, "tollgate_settings", known::TOLLGATE_ACTED_ON, &[]).unwrap_or(&empty);
+    callbacks(w, litellm);
     if let Some(v) = root.get("environment_variables") {
         if let Some(m) = w.object(v, "environment_variables") {
             if !m.is_empty() {
@@ -652,6 +653,8 @@ fn keys(
     out
 }
 
+/// One of LiteLLM's settings sections (any field loads, see `Walker::check_litellm_fields`), or
+/// Tollgate's own (`tollgate_settings`: an unknown field is an error).
 fn section<'v>(
     w: &mut Walker,
     root: &'v Map<String, Value>,
@@ -664,8 +667,56 @@ fn section<'v>(
         return None;
     }
     let m = w.object(v, name)?;
-    w.check_fields(m, name, acted_on, known);
+    if name == "tollgate_settings" {
+        w.check_fields(m, name, acted_on, known);
+    } else {
+        w.check_litellm_fields(m, name, acted_on, known);
+    }
     Some(m)
+}
+
+/// `litellm_settings.callbacks` (and the older `success_callback` / `failure_callback`): Tollgate
+/// runs no LiteLLM callback, but its metrics are always on, so `prometheus` asks for nothing
+/// more; any other callback is named in a warning.
+fn callbacks(w: &mut Walker, litellm: &Map<String, Value>) {
+    for field in known::LITELLM_SETTINGS_CALLBACKS {
+        let path = join("litellm_settings", field);
+        let names: Vec<&str> = match litellm.get(*field) {
+            None | Some(Value::Null) => continue,
+            Some(Value::String(s)) => vec![s.as_str()],
+            Some(Value::Array(list)) => {
+                let names: Vec<&str> = list.iter().filter_map(Value::as_str).collect();
+                if names.len() != list.len() {
+                    w.error(&path, "must be a list of callback names");
+                    continue;
+                }
+                names
+            }
+            Some(other) => {
+                w.error(
+                    &path,
+                    format!("must be a list of callback names, not {}", kind(other)),
+                );
+                continue;
+            }
+        };
+        let ignored: Vec<&str> = names
+            .into_iter()
+            .filter(|n| !n.eq_ignore_ascii_case("prometheus"))
+            .collect();
+        if !ignored.is_empty() {
+            w.warn(
+                &path,
+                format!(
+                    "Tollgate does not run LiteLLM callbacks; {} not acted on (prometheus needs none: Tollgate's metrics are always on at Envoy's /stats/prometheus)",
+                    match ignored.as_slice() {
+                        [one] => format!("'{one}' is"),
+                        many => format!("'{}' are", many.join("', '")),
+                    }
+                ),
+            );
+        }
+    }
 }
 
 fn deployment(
@@ -712,7 +763,7 @@ fn deployment(
             return None;
         }
     };
-    w.check_fields(lp, &lp_path, known::PARAMS_ACTED_ON, known::PARAMS_KNOWN);
+    w.check_litellm_fields(lp, &lp_path, known::PARAMS_ACTED_ON, known::PARAMS_KNOWN);
 
     let mut mode = Mode::Any;
     let mut id = String::new();
@@ -721,7 +772,7 @@ fn deployment(
     if let Some(v) = e.get("model_info") {
         if let Some(mi) = w.object(v, &mi_path) {
             info_map = Some(mi);
-            w.check_fields(
+            w.check_litellm_fields(
                 mi,
                 &mi_path,
                 known::MODEL_INFO_ACTED_ON,
@@ -783,15 +834,23 @@ fn deployment(
         },
     );
 
-    let api_base = w.string(lp, "api_base", &lp_path);
+    // Envoy's clusters are built from these: `tollgate render` needs their values.
+    let api_base = w.cluster_string(lp, "api_base", &lp_path);
     let api_version = w.string(lp, "api_version", &lp_path);
     let is_bedrock = provider.name() == "bedrock";
     let aws_region = if is_bedrock {
         aws::region(w, lp, &lp_path, &model_id)
     } else {
-        w.string(lp, "aws_region_name", &lp_path)
+        w.cluster_string(lp, "aws_region_name", &lp_path)
     };
-    let aws_runtime_endpoint = w.string(lp, "aws_bedrock_runtime_endpoint", &lp_path);
+    let aws_runtime_endpoint = w.cluster_string(lp, "aws_bedrock_runtime_endpoint", &lp_path);
+    let unresolved = [
+        ("api_base", &api_base),
+        ("aws_region_name", &aws_region),
+        ("aws_bedrock_runtime_endpoint", &aws_runtime_endpoint),
+    ]
+    .iter()
+    .any(|(f, v)| v.is_none() && lp.get(*f).is_some_and(|x| !x.is_null()));
     let key_path = join(&lp_path, "api_key");
     let api_key = match w.secret_ref(lp, "api_key", &lp_path) {
         Some(r) => w.secret_value(&r, &key_path),
@@ -843,6 +902,8 @@ fn deployment(
     };
     let endpoint = match provider.endpoint(&params) {
         Ok(e) => e,
+        // The field's own error says what is missing; "api_base is required" would mislead.
+        Err(_) if unresolved => return None,
         Err(msg) => {
             w.error(&lp_path, msg);
             return None;
@@ -912,8 +973,13 @@ fn resolve_provider(
 ) -> Result<(&'static dyn Provider, String), String> {
     if let Some(name) = custom {
         let p = providers::lookup(name).ok_or_else(|| {
+            let rest = model
+                .strip_prefix(name)
+                .and_then(|m| m.strip_prefix('/'))
+                .unwrap_or(model);
             format!(
-                "provider '{name}' is not supported; supported: {}",
+                "provider '{name}' is not supported{}; supported: {}",
+                provider_hint(name, rest),
                 provider_names()
             )
         })?;
@@ -931,7 +997,8 @@ fn resolve_provider(
             return Ok((p, rest.to_string()));
         }
         return Err(format!(
-            "provider '{prefix}' (from '{model}') is not supported; supported: {}",
+            "provider '{prefix}' (from '{model}') is not supported{}; supported: {}",
+            provider_hint(prefix, rest),
             provider_names()
         ));
     }
@@ -950,6 +1017,23 @@ fn resolve_provider(
     let p = providers::lookup(inferred)
         .ok_or_else(|| format!("provider '{inferred}' is not registered"))?;
     Ok((p, model.to_string()))
+}
+
+/// What to write instead of an unsupported provider prefix: LiteLLM's `ollama/` (Ollama's
+/// completion API) is served as `ollama_chat/`; otherwise the nearest supported name.
+fn provider_hint(prefix: &str, model: &str) -> String {
+    let suggestion = match prefix {
+        "ollama" => Some("ollama_chat"),
+        "vllm" => Some("hosted_vllm"),
+        _ => walker::closest(prefix, providers::REGISTRY.iter().map(|p| p.name())),
+    };
+    match suggestion {
+        Some("ollama_chat") => {
+            format!(" (write ollama_chat/{model}: Tollgate serves Ollama through its chat API)")
+        }
+        Some(s) => format!(" (did you mean {s}/{model}?)"),
+        None => String::new(),
+    }
 }
 
 fn provider_names() -> String {

@@ -369,6 +369,89 @@ fn envoy_cluster_names_a_cluster_of_the_users() {
     );
 }
 
+/// LiteLLM reads any field in its own sections: an unknown one loads with a warning. A near miss
+/// of a field Tollgate acts on, or any unknown field in Tollgate's own sections, is an error.
+#[test]
+fn litellm_sections_accept_any_field() {
+    let model = json!([{"model_name": "m", "litellm_params": {"model": "openai/x", "api_key": "sk-1", "newer_param": 1}, "model_info": {"my_custom_key": "v"}}]);
+    let e = env(&[]);
+    let (_, warnings) = load_ok(
+        json!({
+            "model_list": model,
+            "litellm_settings": {"s3_callback_params": {"s3_bucket_name": "b"}, "guardrails": [], "future_setting": 1, "callbacks": ["prometheus"], "failure_callback": "Prometheus"},
+            "general_settings": {"model_cost_map_sync": true},
+            "router_settings": {"future_router_setting": 1},
+        }),
+        &e,
+    );
+    let warned: Vec<&str> = warnings.iter().map(|w| w.path.as_str()).collect();
+    for path in [
+        "litellm_settings.s3_callback_params",
+        "litellm_settings.guardrails",
+        "litellm_settings.future_setting",
+        "general_settings.model_cost_map_sync",
+        "router_settings.future_router_setting",
+        "model_list[0].litellm_params.newer_param",
+        "model_list[0].model_info.my_custom_key",
+    ] {
+        assert!(warned.contains(&path), "{path}: {warnings:?}");
+    }
+    // Metrics are always on: prometheus asks for nothing Tollgate does not do.
+    assert!(
+        !warned
+            .iter()
+            .any(|p| p.ends_with("callbacks") || p.ends_with("_callback")),
+        "{warnings:?}"
+    );
+
+    for (doc, want) in [
+        (
+            json!({"model_list": model, "litellm_settings": {"drop_parms": true}}),
+            "litellm_settings.drop_parms: is not a field Tollgate knows (did you mean 'drop_params'?)",
+        ),
+        (
+            json!({"model_list": model, "router_settings": {"routing_stratgy": "least-busy"}}),
+            "router_settings.routing_stratgy: is not a field Tollgate knows (did you mean 'routing_strategy'?)",
+        ),
+        (
+            json!({"model_list": [{"model_name": "m", "litellm_params": {"model": "openai/x", "api_kye": "sk-1"}}]}),
+            "model_list[0].litellm_params.api_kye: is not a field Tollgate knows (did you mean 'api_key'?)",
+        ),
+        (
+            json!({"model_list": model, "tollgate_settings": {"future_setting": 1}}),
+            "tollgate_settings.future_setting: is not a field LiteLLM or Tollgate knows",
+        ),
+        (
+            json!({"model_list": model, "teams": [{"team_id": "t", "future_field": 1}]}),
+            "teams[0].future_field: is not a field LiteLLM or Tollgate knows",
+        ),
+        (
+            json!({"model_list": model, "litellm_settings": {"callbacks": [1]}}),
+            "litellm_settings.callbacks: must be a list of callback names",
+        ),
+        (
+            json!({"model_list": model, "litellm_settings": {"drop_params": "sometimes"}}),
+            "litellm_settings.drop_params: must be true or false",
+        ),
+    ] {
+        let errs = errors(doc);
+        assert!(errs.iter().any(|e| e.starts_with(want)), "{want}: {errs:?}");
+    }
+
+    // Callbacks other than prometheus are named.
+    let (_, warnings) = load_ok(
+        json!({"model_list": model, "litellm_settings": {"callbacks": ["prometheus", "langfuse", "otel"]}}),
+        &e,
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.path == "litellm_settings.callbacks"
+                && w.message.contains("'langfuse', 'otel' are not acted on")),
+        "{warnings:?}"
+    );
+}
+
 fn bedrock(extra: Value) -> Value {
     let mut lp = json!({"model": "bedrock/anthropic.claude-3-5-sonnet-20241022-v2:0"});
     for (k, v) in extra.as_object().unwrap() {
@@ -602,4 +685,76 @@ fn check_warns_when_it_sees_no_aws_credentials() {
         .warnings
         .iter()
         .all(|i| !i.message.starts_with("no AWS credentials")));
+}
+
+/// A field Envoy's clusters are built from must resolve where `tollgate render` runs: an unset
+/// variable says which one and why, in check mode too, instead of "api_base is required" (or,
+/// for a provider with a default base, a cluster silently built from the default).
+#[test]
+fn cluster_fields_need_their_variables_at_render() {
+    for (lp, field, var) in [
+        (
+            json!({"model": "azure/d", "api_key": "k", "api_base": "os.environ/AZ_BASE"}),
+            "api_base",
+            "AZ_BASE",
+        ),
+        (
+            json!({"model": "openai/x", "api_key": "k", "api_base": "os.environ/OAI_BASE"}),
+            "api_base",
+            "OAI_BASE",
+        ),
+        (
+            json!({"model": "bedrock/anthropic.claude-3-haiku-20240307-v1:0", "aws_region_name": "os.environ/REGION", "aws_access_key_id": "a", "aws_secret_access_key": "s"}),
+            "aws_region_name",
+            "REGION",
+        ),
+    ] {
+        let doc = json!({"model_list": [{"model_name": "m", "litellm_params": lp}]});
+        let r = load(&doc, &env(&[]), Strictness::Check);
+        let errs: Vec<String> = r.errors.iter().map(|i| i.to_string()).collect();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        let e = &errs[0];
+        assert!(
+            e.starts_with(&format!(
+                "model_list[0].litellm_params.{field}: environment variable {var} is not set"
+            )) && e.contains("`tollgate render` needs its value")
+                && e.contains("cluster"),
+            "{e}"
+        );
+        let set = env(&[(
+            var,
+            if field == "api_base" {
+                "https://h.example.com"
+            } else {
+                "eu-west-1"
+            },
+        )]);
+        let r = load(&doc, &set, Strictness::Check);
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+    }
+}
+
+#[test]
+fn unsupported_providers_suggest_what_to_write() {
+    for (model, want) in [
+        ("ollama/llama3.2", "(write ollama_chat/llama3.2: "),
+        ("antropic/claude-3", "(did you mean anthropic/claude-3?)"),
+        ("vllm/meta/llama", "(did you mean hosted_vllm/meta/llama?)"),
+    ] {
+        let errs = errors(
+            json!({"model_list": [{"model_name": "m", "litellm_params": {"model": model}}]}),
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("model_list[0].litellm_params.model:") && e.contains(want)),
+            "{model}: {errs:?}"
+        );
+    }
+    let errs = errors(
+        json!({"model_list": [{"model_name": "m", "litellm_params": {"model": "llama3.2", "custom_llm_provider": "ollama"}}]}),
+    );
+    assert!(
+        errs.iter().any(|e| e.contains("ollama_chat/llama3.2")),
+        "{errs:?}"
+    );
 }

@@ -58,14 +58,40 @@ impl<'e> Walker<'e> {
         }
     }
 
-    /// Reports fields that are neither acted on nor known to LiteLLM (errors: likely typos), and
-    /// LiteLLM fields that Tollgate accepts but does not act on (warnings).
+    /// A section of Tollgate's own (`tollgate_settings`, `keys`, `teams`, ...): a field that is
+    /// neither acted on nor known is an error (a typo, or a field in the wrong place); a LiteLLM
+    /// field Tollgate accepts without acting on it is a warning.
     pub fn check_fields(
         &mut self,
         map: &Map<String, Value>,
         path: &str,
         acted_on: &[&str],
         known_ignored: &[&str],
+    ) {
+        self.check_fields_as(map, path, acted_on, known_ignored, false);
+    }
+
+    /// A section LiteLLM reads (`litellm_settings`, `general_settings`, `router_settings`,
+    /// `litellm_params`, `model_info`): LiteLLM accepts any field there, so an unknown one is a
+    /// warning. Only a near miss of a field Tollgate acts on is an error (`max_budjet` for
+    /// `max_budget`): loading it would silently drop a setting the user meant.
+    pub fn check_litellm_fields(
+        &mut self,
+        map: &Map<String, Value>,
+        path: &str,
+        acted_on: &[&str],
+        known_ignored: &[&str],
+    ) {
+        self.check_fields_as(map, path, acted_on, known_ignored, true);
+    }
+
+    fn check_fields_as(
+        &mut self,
+        map: &Map<String, Value>,
+        path: &str,
+        acted_on: &[&str],
+        known_ignored: &[&str],
+        open: bool,
     ) {
         for key in map.keys() {
             if acted_on.contains(&key.as_str()) {
@@ -77,13 +103,41 @@ impl<'e> Walker<'e> {
                     &p,
                     "is a LiteLLM setting that Tollgate does not act on yet; it is ignored",
                 );
-            } else {
-                let hint = closest(key, acted_on.iter().chain(known_ignored.iter()).copied())
-                    .map(|c| format!(" (did you mean '{c}'?)"))
-                    .unwrap_or_default();
+                continue;
+            }
+            // The nearest name overall; a tie goes to the field Tollgate acts on.
+            let near_acted = closest(key, acted_on.iter().copied());
+            let near_known = closest(key, known_ignored.iter().copied());
+            let typo_of_acted = match (near_acted, near_known) {
+                (Some(a), Some(k)) => edit_distance(key, a) <= edit_distance(key, k),
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            let hint = |c: Option<&str>| {
+                c.map(|c| format!(" (did you mean '{c}'?)"))
+                    .unwrap_or_default()
+            };
+            if !open {
+                let hint = hint(if typo_of_acted {
+                    near_acted
+                } else {
+                    near_known
+                });
                 self.error(
                     &p,
                     format!("is not a field LiteLLM or Tollgate knows{hint}"),
+                );
+            } else if typo_of_acted {
+                let hint = hint(near_acted);
+                self.error(
+                    &p,
+                    format!("is not a field Tollgate knows{hint}: a misspelt setting would be silently ignored"),
+                );
+            } else {
+                let hint = hint(near_known);
+                self.warn(
+                    &p,
+                    format!("is not a setting Tollgate knows{hint}; LiteLLM accepts any field here, so it loads, but it is not acted on"),
                 );
             }
         }
@@ -98,6 +152,28 @@ impl<'e> Walker<'e> {
     }
 
     fn read_env(&mut self, name: &str, path: &str) -> Option<String> {
+        self.read_env_as(name, path, false)
+    }
+
+    /// A string field Envoy's clusters are built from (`api_base`, the Bedrock region and
+    /// endpoint): `tollgate render` writes the cluster from its value, so an unset variable is an
+    /// error in `tollgate check` too, saying which variable to set and why.
+    pub fn cluster_string(
+        &mut self,
+        map: &Map<String, Value>,
+        key: &str,
+        path: &str,
+    ) -> Option<String> {
+        match map.get(key) {
+            Some(Value::String(s)) => match s.strip_prefix(ENV_PREFIX) {
+                Some(name) => self.read_env_as(name, &join(path, key), true),
+                None => Some(s.clone()),
+            },
+            _ => self.string(map, key, path),
+        }
+    }
+
+    fn read_env_as(&mut self, name: &str, path: &str, for_cluster: bool) -> Option<String> {
         if !valid_env_name(name) {
             self.error(
                 path,
@@ -110,6 +186,10 @@ impl<'e> Walker<'e> {
         }
         match self.env.var(name) {
             Some(v) if !v.is_empty() => Some(v),
+            _ if for_cluster => {
+                self.error(path, format!("environment variable {name} is not set: set it here and in Envoy's environment (`tollgate render` needs its value too, because the upstream cluster is built from it)"));
+                None
+            }
             _ => {
                 let msg = format!("environment variable {name} is not set (add it to Envoy's environment; `tollgate render` lists it in host_env_keys)");
                 match self.strictness {
@@ -259,12 +339,22 @@ pub(crate) fn valid_env_name(name: &str) -> bool {
 }
 
 /// The known name closest to a typo, when it is close enough to be a useful hint.
-fn closest<'a>(key: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn closest<'a>(key: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     candidates
         .map(|c| (edit_distance(key, c), c))
-        .filter(|(d, c)| *d <= 2.max(c.len() / 5))
+        .filter(|(d, c)| *d <= typo_distance(c))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
+}
+
+/// How many edits still make a typo of `name`: one for a short name (`rpm`, `tpm`, `order`),
+/// where two would match unrelated words, else two, or a fifth of a long name.
+fn typo_distance(name: &str) -> usize {
+    if name.len() <= 5 {
+        1
+    } else {
+        2.max(name.len() / 5)
+    }
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -304,8 +394,59 @@ mod tests {
             Some("api_base")
         );
         assert_eq!(closest("zzzzzz", ["api_base"].into_iter()), None);
+        // Short names take one edit, so `tags` is no typo of `tpm`.
+        assert_eq!(closest("rpn", ["rpm"].into_iter()), Some("rpm"));
+        assert_eq!(closest("tags", ["tpm", "rpm"].into_iter()), None);
         assert!(
             valid_env_name("OPENAI_API_KEY") && !valid_env_name("1X") && !valid_env_name("A-B")
         );
+    }
+
+    fn walker(env: &hashbrown::HashMap<String, String>) -> Walker<'_> {
+        Walker {
+            errors: Vec::new(),
+            warnings: Vec::new(),
+            env,
+            strictness: Strictness::Serve,
+            env_keys: Vec::new(),
+            secrets: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn litellm_sections_warn_and_typos_of_acted_on_fields_err() {
+        let env = hashbrown::HashMap::new();
+        let mut w = walker(&env);
+        let map = serde_json::json!({"max_budjet": 1, "set_verbos": true, "guardrails": [], "max_budget": 2})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        w.check_litellm_fields(&map, "litellm_settings", &["max_budget"], &["set_verbose"]);
+        let errors: Vec<String> = w.errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            errors,
+            ["litellm_settings.max_budjet: is not a field Tollgate knows (did you mean 'max_budget'?): a misspelt setting would be silently ignored"]
+        );
+        let warnings: Vec<String> = w.warnings.iter().map(ToString::to_string).collect();
+        assert!(
+            warnings
+                .iter()
+                .any(|m| m.starts_with("litellm_settings.set_verbos:")
+                    && m.contains("did you mean 'set_verbose'")
+                    && m.contains("not acted on")),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings.iter().any(
+                |m| m.starts_with("litellm_settings.guardrails:") && m.contains("not acted on")
+            ),
+            "{warnings:?}"
+        );
+
+        // Tollgate's own sections: every unknown field is an error.
+        let mut w = walker(&env);
+        w.check_fields(&map, "tollgate_settings", &["max_budget"], &["set_verbose"]);
+        assert_eq!(w.errors.len(), 3, "{:?}", w.errors);
+        assert_eq!(w.warnings.len(), 0, "{:?}", w.warnings);
     }
 }

@@ -105,11 +105,11 @@ def test_envoy_refuses_to_start_with_a_bad_plugin_config(tmp_path, mocks):
     import subprocess
     from render_helpers import minimal_bootstrap
     path = tmp_path / "envoy.yaml"
-    path.write_text(yaml.safe_dump(minimal_bootstrap(json.dumps({"model_list": [{"model_name": "m", "litellm_params": {"model": "openai/x", "tempreture": 1}}]}),
+    path.write_text(yaml.safe_dump(minimal_bootstrap(json.dumps({"model_list": [{"model_name": "m", "litellm_params": {"model": "openai/x", "api_bse": "http://x"}}]}),
                                                     free_port(), free_port(), WASM)))
     p = subprocess.run([ENVOY, "-c", str(path), "--use-dynamic-base-id", "-l", "info"], capture_output=True, text=True, timeout=60)
     assert p.returncode != 0
-    assert "model_list[0].litellm_params.tempreture" in p.stdout + p.stderr
+    assert "model_list[0].litellm_params.api_bse" in p.stdout + p.stderr
 
 
 def test_a_bad_config_stops_the_dynamic_module_too(tmp_path):
@@ -119,12 +119,12 @@ def test_a_bad_config_stops_the_dynamic_module_too(tmp_path):
     from harness import ENVOY, MODULE, free_port
     from render_helpers import minimal_module_bootstrap
     path = tmp_path / "envoy.yaml"
-    doc = {"model_list": [{"model_name": "m", "litellm_params": {"model": "openai/x", "tempreture": 1}}]}
+    doc = {"model_list": [{"model_name": "m", "litellm_params": {"model": "openai/x", "api_bse": "http://x"}}]}
     path.write_text(yaml.safe_dump(minimal_module_bootstrap(json.dumps(doc), free_port(), free_port(), MODULE)))
     p = subprocess.run([ENVOY, "-c", str(path), "--use-dynamic-base-id", "-l", "info"], capture_output=True, text=True, timeout=60)
     assert p.returncode != 0
     out = p.stdout + p.stderr
-    assert "model_list[0].litellm_params.tempreture" in out
+    assert "model_list[0].litellm_params.api_bse" in out
     assert "tollgate: refusing to start" in out
 
 
