@@ -722,8 +722,8 @@ impl HttpFilter {
             Operation::Chat => "chatcmpl-",
             Operation::Embeddings => "emb-",
         };
-        let model_label = (self.config.metric_model(&alias) != alias)
-            .then(|| self.config.metric_model(&alias).to_string());
+        let label = self.config.metric_model(&alias);
+        let model_label = (label != alias).then(|| label.to_string());
         Routed {
             op,
             via,

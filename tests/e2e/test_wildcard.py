@@ -6,6 +6,7 @@ entries."""
 
 import json
 import os
+import urllib.request
 
 import openai
 import pytest
@@ -112,6 +113,13 @@ def test_explicit_entries_win_and_unknown_models_go_through_unpriced(gw, mocks):
     r, h = chat(client(gw), "my-finetuned-model")
     assert oa.last().json["model"] == "my-finetuned-model"
     assert h["x-tollgate-response-cost"] == "0.000000"
+    # Metrics count such a name under its wildcard: clients cannot grow the series.
+    with urllib.request.urlopen(f"http://127.0.0.1:{gw.admin_port}/stats/prometheus", timeout=10) as resp:
+        prom = resp.read().decode()
+    requests = [line for line in prom.splitlines() if line.startswith("tollgate_requests_total{")]
+    assert any('model="*"' in line and 'provider="openai"' in line for line in requests), requests
+    assert any('model="gpt-4o"' in line for line in requests), requests
+    assert not any("my-finetuned-model" in line for line in prom.splitlines())
     # A name no provider model id can be is the usual 404.
     with pytest.raises(openai.NotFoundError) as e:
         chat(client(gw), "no spaces allowed")
