@@ -176,6 +176,19 @@ pub fn authenticate_token(
     Ok(Principal::Key(Box::new(KeyPrincipal::new(def, team))))
 }
 
+/// The models a key (and its team) names when it may not use every model, key's first; `None`
+/// when the principal may use all.
+pub fn restricted_models(principal: &Principal) -> Option<Vec<String>> {
+    let Principal::Key(k) = principal else {
+        return None;
+    };
+    let team = k.team.as_ref().map_or(&[][..], |t| t.models.as_slice());
+    if k.def.models.is_empty() && team.is_empty() {
+        return None;
+    }
+    Some(k.def.models.iter().chain(team).cloned().collect())
+}
+
 /// Refuses a model the key or its team may not use.
 pub fn check_model(principal: &Principal, alias: &str) -> Result<(), ApiError> {
     let Principal::Key(k) = principal else {

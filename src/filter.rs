@@ -153,6 +153,13 @@ struct Routed {
     via: Via,
     /// The deployment serving the request, once known.
     deployment: Option<usize>,
+    /// That deployment with its model filled from the client's model name, when its model is a
+    /// template (`openai/*`): what the request is translated, routed and priced for.
+    filled: Option<Arc<Deployment>>,
+    /// The `model` label of the request's metrics, when not the client's model name: a name a
+    /// wildcard serves that no price table lists is counted under the wildcard, so clients
+    /// cannot grow the metric series without bound.
+    model_label: Option<String>,
     principal: Principal,
     ctx: ResponseCtx,
     stream: bool,
@@ -185,15 +192,54 @@ struct Routed {
     deferred_key: Option<String>,
 }
 
+/// The deployment a request is served by: one of the configuration's, or a copy of a model
+/// template filled for the request.
+enum Served<'c> {
+    Config(&'c Deployment),
+    Filled(Arc<Deployment>),
+}
+
+impl std::ops::Deref for Served<'_> {
+    type Target = Deployment;
+
+    fn deref(&self) -> &Deployment {
+        match self {
+            Served::Config(d) => d,
+            Served::Filled(d) => d,
+        }
+    }
+}
+
 impl Routed {
     fn labels<'a>(&'a self, d: Option<&'a Deployment>) -> stats::Labels<'a> {
         let (team, key_alias) = self.principal.metric_labels();
         stats::Labels {
             team,
             key_alias,
-            model: &self.ctx.model,
+            model: self.metric_model(),
             provider: d.map(|d| d.provider.name()).unwrap_or(stats::NONE),
         }
+    }
+
+    fn metric_model(&self) -> &str {
+        self.model_label.as_deref().unwrap_or(&self.ctx.model)
+    }
+
+    /// The deployment serving the request, once known (filled for it, for a model template).
+    fn served<'c>(&self, config: &'c Config) -> Option<Served<'c>> {
+        match &self.filled {
+            Some(d) => Some(Served::Filled(Arc::clone(d))),
+            None => self
+                .deployment
+                .and_then(|i| config.deployment(i))
+                .map(Served::Config),
+        }
+    }
+
+    /// Serves the request with deployment `index`, filled from `name` when it is a template.
+    fn serve_with(&mut self, config: &Config, index: usize, name: &str) {
+        self.deployment = Some(index);
+        self.filled = filled(config, index, name);
     }
 
     /// Who translates this request's responses: the deployment's provider, or (behind the
@@ -316,6 +362,31 @@ fn body_refusal(op: Operation, why: Unread, body: &[u8]) -> ApiError {
     })
 }
 
+/// A path segment's `%XX` escapes decoded (not `+`: that is a query's space); the segment as it
+/// is when the result is not UTF-8.
+fn path_decode(segment: &str) -> String {
+    if !segment.contains('%') {
+        return segment.to_string();
+    }
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let hex = |at: usize| bytes.get(at).and_then(|&c| char::from(c).to_digit(16));
+        match (b, hex(i + 1), hex(i + 2)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|_| segment.to_string())
+}
+
 fn json_reply(host: &mut dyn HttpHost, body: &[u8]) {
     host.send_reply(200, &[("content-type", "application/json")], body);
 }
@@ -349,6 +420,7 @@ impl HttpFilter {
     ) -> Action {
         if self.role == Role::Gateway {
             let labels = match &self.state {
+                // Labels name the provider only: a template's is its filled copy's.
                 State::Routed(r) => r.labels(r.deployment.and_then(|i| self.config.deployment(i))),
                 _ => stats::Labels::UNKNOWN,
             };
@@ -462,16 +534,24 @@ impl HttpFilter {
                 if let Some(token) = self.key_to_read(host).filter(|_| end_of_stream) {
                     return Ok(Next::ReadKey(token));
                 }
-                self.authenticate(host, now)?;
-                json_reply(host, &self.config.models_json);
+                let principal = self.authenticate(host, now)?;
+                match auth::restricted_models(&principal) {
+                    None => json_reply(host, &self.config.models_json),
+                    Some(named) => {
+                        let may_use = |m: &str| auth::check_model(&principal, m).is_ok();
+                        json_reply(host, &self.config.models_json_for(&may_use, &named));
+                    }
+                }
                 return Ok(Next::Replied);
             }
             Endpoint::Model(id) => {
                 if let Some(token) = self.key_to_read(host).filter(|_| end_of_stream) {
                     return Ok(Next::ReadKey(token));
                 }
-                self.authenticate(host, now)?;
-                if self.config.group(id).is_none() {
+                let principal = self.authenticate(host, now)?;
+                // SDKs percent-encode the id (`anthropic%2Fclaude-...` for a wildcard's name).
+                let id = &path_decode(id);
+                if self.config.group(id).is_none() || auth::check_model(&principal, id).is_err() {
                     return Err(ApiError::not_found(format!(
                         "The model `{id}` does not exist or you do not have access to it."
                     ))
@@ -684,12 +764,16 @@ impl HttpFilter {
                 .ok_or_else(|| router::unknown_model(&alias))?;
             let d = self
                 .config
-                .deployment(index)
-                .ok_or_else(|| ApiError::server("deployment index out of range"))?;
-            prepare_upstream_headers(host, d, op, stream, &self.config);
+                .serving(index, &alias)
+                .ok_or_else(|| router::unknown_model(&alias))?;
+            prepare_upstream_headers(host, &d, op, stream, &self.config);
             (Via::Direct, Some(index))
         };
-        let mut routed = self.new_routed(host, op, via, deployment, principal, alias, stream);
+        let mut routed = self.new_routed(host, op, via, None, principal, alias, stream);
+        if let Some(index) = deployment {
+            let name = routed.ctx.model.clone();
+            routed.serve_with(&self.config, index, &name);
+        }
         routed.deferred_key = deferred_key;
         Ok(Next::Routed(Box::new(routed)))
     }
@@ -715,10 +799,14 @@ impl HttpFilter {
             Operation::Chat => "chatcmpl-",
             Operation::Embeddings => "emb-",
         };
+        let label = self.config.metric_model(&alias);
+        let model_label = (label != alias).then(|| label.to_string());
         Routed {
             op,
             via,
             deployment,
+            filled: None,
+            model_label,
             principal,
             ctx: ResponseCtx {
                 id: format!("{id_prefix}{}", request_id.replace('-', "")),
@@ -776,6 +864,7 @@ impl HttpFilter {
             attempt_id,
             state,
             alias: alias.clone(),
+            served_name: None,
             outcome_recorded: false,
             retry_signaled: false,
         });
@@ -793,9 +882,14 @@ impl HttpFilter {
             Ok(i) => i,
             Err(e) => return Err((e, Some(a))),
         };
-        let Some(d) = config.deployment(index) else {
+        // The group this attempt serves (a fallback's, perhaps): a model template is filled from it.
+        let group = a.state.group().unwrap_or(&alias).to_string();
+        let Some(d) = config.serving(index, &group) else {
             return Err((ApiError::server("deployment index out of range"), Some(a)));
         };
+        if matches!(d, std::borrow::Cow::Owned(_)) {
+            a.served_name = Some(group.clone());
+        }
         health::start(host.store(), &d.id);
         a.state.current = Some(index);
         a.state.tried.push(index);
@@ -808,16 +902,18 @@ impl HttpFilter {
             );
         }
         // The forwarded request carries the gateway's routing headers: drop them with the rest.
-        prepare_upstream_headers(host, d, op, stream, config);
+        prepare_upstream_headers(host, &d, op, stream, config);
+        drop(d);
         let mut routed = self.new_routed(
             host,
             op,
             Via::Attempt(a),
-            Some(index),
+            None,
             Principal::Anonymous,
             alias,
             stream,
         );
+        routed.serve_with(config, index, &group);
         // The gateway accounts from the usage chunk, whether or not its client asked for one.
         routed.ctx.include_usage = true;
         Ok(Next::Routed(Box::new(routed)))
@@ -877,7 +973,8 @@ impl HttpFilter {
             return self.probe_store(host, body_size);
         }
         let body = host.request_body(body_size).unwrap_or_default();
-        let d = routed.deployment.and_then(|i| config.deployment(i));
+        let d = routed.served(&config);
+        let d = d.as_deref();
         let handed_off = matches!(routed.via, Via::Attempts);
         let translated = match routed.op {
             // Envoy's JSON parser took this body (json_to_metadata found its model; the module
@@ -989,8 +1086,11 @@ impl HttpFilter {
             if routed.admission.is_some_and(|a| {
                 a.key.soft_budget_exceeded || a.team.is_some_and(|t| t.soft_budget_exceeded)
             }) {
-                let d = routed.deployment.and_then(|i| config.deployment(i));
-                host.increment_counter(&stats::soft_budget_exceeded(&routed.labels(d)), 1);
+                let d = routed.served(&config);
+                host.increment_counter(
+                    &stats::soft_budget_exceeded(&routed.labels(d.as_deref())),
+                    1,
+                );
             }
         }
         if let Some(out) = out {
@@ -1011,8 +1111,8 @@ impl HttpFilter {
         refusal: &crate::quota::Refusal,
     ) -> Action {
         if let State::Routed(routed) = &self.state {
-            let d = routed.deployment.and_then(|i| self.config.deployment(i));
-            let labels = routed.labels(d);
+            let d = routed.served(&self.config);
+            let labels = routed.labels(d.as_deref());
             let counter = match refusal {
                 crate::quota::Refusal::Budget { .. } => stats::budget_refused(&labels),
                 _ => stats::rate_limited(&labels),
@@ -1041,11 +1141,20 @@ impl HttpFilter {
         if let Via::Attempts = routed.via {
             // The attempt listener named the deployment that answered last.
             host.remove_response_header(attempt::RETRY);
+            let served_name = host.response_header(attempt::SERVED_NAME);
+            host.remove_response_header(attempt::SERVED_NAME);
             if let Some(id) = host.response_header(attempt::MODEL_ID) {
-                routed.deployment = config.deployments.iter().position(|d| d.id == id);
+                match config.deployments.iter().position(|d| d.id == id) {
+                    Some(index) => {
+                        let name = served_name.unwrap_or_else(|| routed.ctx.model.clone());
+                        routed.serve_with(&config, index, &name);
+                    }
+                    None => routed.deployment = None,
+                }
             }
         }
-        let d = routed.deployment.and_then(|i| config.deployment(i));
+        let d = routed.served(&config);
+        let d = d.as_deref();
         if !via_upstream {
             // Envoy answered itself (connect failure, timeout, missing cluster): replace its
             // plain-text reply with an OpenAI-shaped one.
@@ -1208,7 +1317,8 @@ impl HttpFilter {
         let State::Routed(routed) = &mut self.state else {
             return Action::Continue;
         };
-        let d = routed.deployment.and_then(|i| config.deployment(i));
+        let d = routed.served(&config);
+        let d = d.as_deref();
         let Some(translator) = routed.translator(d) else {
             return Action::Continue;
         };
@@ -1380,7 +1490,8 @@ impl HttpFilter {
             // Refused before its body was accepted: nothing ran, nothing to charge.
             return;
         };
-        let d = routed.deployment.and_then(|i| config.deployment(i));
+        let d = routed.served(&config);
+        let d = d.as_deref();
         let reservation = Charge {
             cost: estimate.cost,
             tokens: estimate.tokens,
@@ -1404,7 +1515,7 @@ impl HttpFilter {
             if let Some(why) = why {
                 let provider = d.map_or(stats::NONE, |d| d.provider.name());
                 let labels = stats::RouterLabels {
-                    model: &routed.ctx.model,
+                    model: routed.metric_model(),
                     provider,
                 };
                 host.increment_counter(&stats::usage_unusable(&labels), 1);
@@ -1563,6 +1674,9 @@ fn attempt_headers(config: &Config, a: &AttemptCtx, again: bool) -> accounting::
     if let Some(d) = a.state.current.and_then(|i| config.deployment(i)) {
         h.push((attempt::MODEL_ID, d.id.clone()));
     }
+    if let Some(name) = &a.served_name {
+        h.push((attempt::SERVED_NAME, name.clone()));
+    }
     h.push((attempt::RETRIES, a.state.retries.to_string()));
     h.push((attempt::FALLBACKS, a.state.fallbacks.to_string()));
     if again {
@@ -1586,6 +1700,14 @@ enum Next {
     SpendLogs(String),
     /// `GET /key/info` (its query) with a store: answered with the fleet's spend.
     KeyInfo(String),
+}
+
+/// Deployment `index` filled from `name`, when its model is a template.
+fn filled(config: &Config, index: usize, name: &str) -> Option<Arc<Deployment>> {
+    match config.serving(index, name)? {
+        std::borrow::Cow::Owned(d) => Some(Arc::new(d)),
+        std::borrow::Cow::Borrowed(_) => None,
+    }
 }
 
 /// Removes every client header not on the allow-list (credentials, cookies, SDK telemetry,

@@ -24,6 +24,7 @@ pub mod spend_log;
 pub mod stats;
 pub mod store;
 pub mod stream;
+pub mod wildcard;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod render;

@@ -701,9 +701,13 @@ fn attempt_route(config: &Config, timeout: f64) -> Value {
     .copied()
     .max()
     .unwrap_or(0);
+    // Names with chains of their own: the groups, and names only a wildcard serves.
     let longest_chain = config
         .model_names
         .iter()
+        .chain(r.fallbacks.keys())
+        .chain(r.context_window_fallbacks.keys())
+        .chain(r.content_policy_fallbacks.keys())
         .map(|g| {
             1 + r.fallback_chain(g).len()
                 + r.context_window_fallbacks.get(g).map_or(0, Vec::len)
@@ -711,7 +715,13 @@ fn attempt_route(config: &Config, timeout: f64) -> Value {
         })
         .max()
         .unwrap_or(1);
-    let groups_size = config.groups.values().map(Vec::len).max().unwrap_or(1);
+    let groups_size = config
+        .groups
+        .values()
+        .chain(config.patterns.iter().map(|p| &p.members))
+        .map(Vec::len)
+        .max()
+        .unwrap_or(1);
     let attempts = (per_group as usize)
         .max(groups_size)
         .saturating_mul(longest_chain)
@@ -764,10 +774,7 @@ pub fn bootstrap(config: &Config, plugin_json: &str, opts: &RenderOptions) -> Va
             "body": {"inline_string": "{\"error\":{\"message\":\"Not found\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"unknown_url\"}}"}
         }
     });
-    let uses_attempts = config
-        .groups
-        .iter()
-        .any(|(alias, members)| config.router.needs_attempts(alias, members.len()));
+    let uses_attempts = config.uses_attempts();
     let mut edge_routes = Vec::new();
     if uses_attempts {
         edge_routes.push(attempt_route(config, timeout));

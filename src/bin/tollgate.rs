@@ -66,8 +66,17 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
                             d.alias, d.index
                         );
                     }
+                    let wildcards = if c.patterns.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            " and {} wildcard patterns (GET /v1/models lists {} models)",
+                            c.patterns.len(),
+                            c.listed_models.len()
+                        )
+                    };
                     println!(
-                        "OK: {} deployments in {} model groups, {} upstream clusters, {} warning(s)",
+                        "OK: {} deployments in {} model groups{wildcards}, {} upstream clusters, {} warning(s)",
                         c.deployments.len(),
                         c.model_names.len(),
                         c.clusters.len(),

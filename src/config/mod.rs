@@ -9,12 +9,15 @@ pub mod router;
 pub mod store;
 mod walker;
 
+use std::borrow::Cow;
+
 use hashbrown::HashMap;
 use serde_json::{Map, Value};
 
 use crate::json;
 use crate::keys::{self, KeyDef, TeamDef};
 use crate::providers::{self, Endpoint, Params, Provider, Signing};
+use crate::wildcard;
 pub use walker::SecretRef;
 use walker::{join, kind, Walker};
 
@@ -82,6 +85,7 @@ pub enum Mode {
 }
 
 /// One `model_list` entry, ready to serve.
+#[derive(Clone)]
 pub struct Deployment {
     pub index: usize,
     /// `model_name`: the alias clients send.
@@ -110,6 +114,18 @@ pub struct Deployment {
     pub model_info: Option<crate::pricing::ModelInfo>,
     /// `weight`, `rpm`, `tpm`, `order`, `timeout`, `stream_timeout` from `litellm_params`.
     pub balance: router::Balance,
+    /// A model with `*` (`openai/*`), filled from the client's model name per request (see
+    /// [`Config::serving`]): the prices and limits its configuration states, laid over the
+    /// built-in entry of each model it serves. `None` for other deployments, and when
+    /// `base_model` fixes the prices.
+    pub wildcard_pricing: Option<crate::pricing::Partial>,
+}
+
+impl Deployment {
+    /// Whether the provider's model id is filled from the client's model name (`openai/*`).
+    pub fn is_template(&self) -> bool {
+        wildcard::is_pattern(&self.model)
+    }
 }
 
 impl Deployment {
@@ -130,6 +146,13 @@ impl std::fmt::Debug for Deployment {
             .field("cluster", &self.cluster)
             .finish_non_exhaustive()
     }
+}
+
+/// A wildcard `model_name` and its deployments (a model group reached by pattern).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pattern {
+    pub name: String,
+    pub members: Vec<usize>,
 }
 
 /// A distinct upstream: one Envoy cluster.
@@ -169,9 +192,17 @@ pub struct Config {
     pub deployments: Vec<Deployment>,
     /// Alias -> deployment indices, in config order.
     pub groups: HashMap<String, Vec<usize>>,
-    /// Aliases in first-seen order.
+    /// Aliases in first-seen order (wildcard patterns not included).
     pub model_names: Vec<String>,
-    /// The `GET /v1/models` body, built once.
+    /// Wildcard `model_name`s (`*`, `anthropic/*`), most specific first: a name no group has
+    /// reaches the first that matches it.
+    pub patterns: Vec<Pattern>,
+    /// What `GET /v1/models` lists: the aliases, then the models each wildcard is known to
+    /// serve (from the price table), without repeats.
+    pub listed_models: Vec<String>,
+    /// The same, for lookups.
+    pub listed_set: hashbrown::HashSet<String>,
+    /// The `GET /v1/models` body for callers allowed every model, built once.
     pub models_json: Vec<u8>,
     pub master_key: Option<String>,
     pub clusters: Vec<Cluster>,
@@ -418,16 +449,37 @@ fn build(doc: &Value, w: &mut Walker) -> Option<Config> {
 
     let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
     let mut model_names = Vec::new();
+    let mut patterns: Vec<Pattern> = Vec::new();
     for d in &mut deployments {
-        let members = groups.entry(d.alias.clone()).or_default();
-        if members.is_empty() {
-            model_names.push(d.alias.clone());
-        }
+        let members = if wildcard::is_pattern(&d.alias) {
+            let at = match patterns.iter().position(|p| p.name == d.alias) {
+                Some(at) => at,
+                None => {
+                    patterns.push(Pattern {
+                        name: d.alias.clone(),
+                        members: Vec::new(),
+                    });
+                    patterns.len() - 1
+                }
+            };
+            match patterns.get_mut(at) {
+                Some(p) => &mut p.members,
+                None => continue,
+            }
+        } else {
+            let members = groups.entry(d.alias.clone()).or_default();
+            if members.is_empty() {
+                model_names.push(d.alias.clone());
+            }
+            members
+        };
         if d.id.is_empty() {
             d.id = format!("{}.{}", d.alias, members.len());
         }
         members.push(d.index);
     }
+    // The most specific pattern first; equal ones in config order (the sort is stable).
+    patterns.sort_by_key(|p| std::cmp::Reverse(wildcard::specificity(&p.name)));
     let mut ids: Vec<&str> = deployments.iter().map(|d| d.id.as_str()).collect();
     ids.sort_unstable();
     if let Some(dup) = ids
@@ -441,11 +493,20 @@ fn build(doc: &Value, w: &mut Walker) -> Option<Config> {
         );
     }
 
-    let router = router::settings(w, router, litellm, &groups);
+    let names = Names {
+        groups: &groups,
+        patterns: &patterns,
+        deployments: &deployments,
+    };
+    let router = router::settings(w, router, litellm, &|n| names.group(n).is_some());
     let teams = teams(w, root.get("teams"));
-    let keys = keys(w, root.get("keys"), &teams, &groups, master_key.as_deref());
-    let models_json = models_list_json(&model_names);
+    let keys = keys(w, root.get("keys"), &teams, &names, master_key.as_deref());
+    let listed_models = names.listed(&model_names);
+    let models_json = models_list_json(&listed_models);
     Some(Config {
+        patterns,
+        listed_set: listed_models.iter().cloned().collect(),
+        listed_models,
         keys,
         teams,
         router,
@@ -551,7 +612,7 @@ fn keys(
     w: &mut Walker,
     v: Option<&Value>,
     teams: &HashMap<String, TeamDef>,
-    groups: &HashMap<String, Vec<usize>>,
+    names: &Names,
     master_key: Option<&str>,
 ) -> HashMap<String, KeyDef> {
     let mut out: HashMap<String, KeyDef> = HashMap::new();
@@ -628,10 +689,10 @@ fn keys(
             }
         }
         for model in &def.models {
-            if !groups.contains_key(model) && model != "all-proxy-models" && model != "*" {
+            if !names.allowable(model) {
                 w.error(
                     &join(&path, "models"),
-                    format!("'{model}' is not a model_name in model_list"),
+                    format!("'{model}' is not a model_name in model_list, nor a name a wildcard model_name matches"),
                 );
             }
         }
@@ -821,7 +882,10 @@ fn deployment(
             return None;
         }
     };
-    let model_info = model_info::resolve(
+    if !wildcard_fits(w, path, &alias, &model_path, &model_id) {
+        return None;
+    }
+    let (model_info, wildcard_pricing) = model_info::resolve(
         w,
         &model_info::Fields {
             alias: &alias,
@@ -891,8 +955,10 @@ fn deployment(
         .bool(lp, "drop_params", &lp_path)
         .unwrap_or(global_drop_params);
 
+    // A model template's provider checks a model id of the shape it will be filled with.
+    let checked_model = model_id.replace('*', "x");
     let params = Params {
-        model: &model_id,
+        model: &checked_model,
         api_base: api_base.as_deref(),
         api_key: api_key.as_deref(),
         api_version: api_version.as_deref(),
@@ -962,7 +1028,129 @@ fn deployment(
         mode,
         model_info,
         balance,
+        wildcard_pricing,
     })
+}
+
+/// A wildcard `model_name` and a `*` in its model must go together: each `*` of the model takes
+/// what the same `*` of the name matched (or the model has none: every name goes to it).
+fn wildcard_fits(w: &mut Walker, path: &str, alias: &str, model_path: &str, model: &str) -> bool {
+    let name_stars = alias.matches('*').count();
+    let model_stars = model.matches('*').count();
+    if alias.contains("**") {
+        w.error(
+            &join(path, "model_name"),
+            format!("'{alias}' has '**': write one '*' for any run of characters"),
+        );
+        return false;
+    }
+    if model_stars > 0 && name_stars == 0 {
+        w.error(
+            model_path,
+            format!("has a '*' but model_name '{alias}' has none: a '*' in the model is filled with what the model_name's '*' matched (e.g. model_name: \"*\" with model: openai/*)"),
+        );
+        return false;
+    }
+    if model_stars > 0 && model_stars != name_stars {
+        w.error(
+            model_path,
+            format!("has {model_stars} '*' but model_name '{alias}' has {name_stars}: each '*' of the model is filled with what the same '*' of the model_name matched"),
+        );
+        return false;
+    }
+    true
+}
+
+/// The names clients can send, while the configuration is being built (and after, in
+/// [`Config`]): the groups, then the wildcard patterns.
+struct Names<'a> {
+    groups: &'a HashMap<String, Vec<usize>>,
+    patterns: &'a [Pattern],
+    deployments: &'a [Deployment],
+}
+
+impl<'a> Names<'a> {
+    fn group(&self, alias: &str) -> Option<&'a [usize]> {
+        if let Some(g) = self.groups.get(alias) {
+            return Some(g.as_slice());
+        }
+        self.pattern(alias).map(|p| p.members.as_slice())
+    }
+
+    /// The most specific pattern matching `alias` whose deployments can all serve it.
+    fn pattern(&self, alias: &str) -> Option<&'a Pattern> {
+        self.patterns.iter().find(|p| {
+            wildcard::matches(&p.name, alias)
+                && p.members.iter().all(|&i| {
+                    self.deployments
+                        .get(i)
+                        .is_some_and(|d| !d.is_template() || filled_model(d, alias).is_some())
+                })
+        })
+    }
+
+    /// What a key's `models` may name: a name clients can send, a pattern (LiteLLM's
+    /// `openai/*` in a key's models), or LiteLLM's `all-proxy-models`.
+    fn allowable(&self, model: &str) -> bool {
+        model == "all-proxy-models" || wildcard::is_pattern(model) || self.group(model).is_some()
+    }
+
+    /// The models `GET /v1/models` lists: the groups, then for each pattern the models of the
+    /// price table its model templates serve, named as a client sends them, each once.
+    fn listed(&self, model_names: &[String]) -> Vec<String> {
+        let mut out: Vec<String> = model_names.to_vec();
+        let mut seen: hashbrown::HashSet<String> = out.iter().cloned().collect();
+        // In config order.
+        let mut patterns: Vec<&Pattern> = self.patterns.iter().collect();
+        patterns.sort_by_key(|p| p.members.first().copied());
+        for p in patterns {
+            for d in p.members.iter().filter_map(|&i| self.deployments.get(i)) {
+                if !d.is_template() {
+                    continue;
+                }
+                for known in crate::pricing::known_models(d.provider.name()) {
+                    let Some(name) = wildcard::name_for(&p.name, &d.model, known) else {
+                        continue;
+                    };
+                    // Listed only where a request for it goes: to this pattern.
+                    let reaches_here = !self.groups.contains_key(&name)
+                        && self.pattern(&name).is_some_and(|q| q.name == p.name);
+                    if reaches_here && seen.insert(name.clone()) {
+                        out.push(name);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The provider's model id a model template (`openai/*`) takes for the client's model name, if
+/// the name matches the deployment's pattern and the id is one the provider can be sent.
+fn filled_model(d: &Deployment, alias: &str) -> Option<String> {
+    let caps = wildcard::captures(&d.alias, alias)?;
+    let model = wildcard::fill(&d.model, &caps);
+    model_fits(d.provider.name(), &model).then_some(model)
+}
+
+/// Whether a model id from a client's name can go to the provider: printable ASCII without
+/// spaces (it goes into a JSON body, or a URL path segment that is percent-encoded), and for
+/// Gemini, whose path takes the id as it is, only its own characters.
+fn model_fits(provider: &str, model: &str) -> bool {
+    if model.is_empty() || !model.bytes().all(|b| b.is_ascii_graphic()) {
+        return false;
+    }
+    match provider {
+        "gemini" => {
+            let id = model.strip_prefix("models/").unwrap_or(model);
+            !id.is_empty()
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        }
+        "bedrock" => !model.starts_with("invoke/"),
+        _ => true,
+    }
 }
 
 /// Splits `provider/model-id`; `custom_llm_provider` overrides, and a bare model name is matched
@@ -1181,6 +1369,17 @@ fn intern_cluster(clusters: &mut Vec<Cluster>, url: &BaseUrl, signing: Option<Si
     name
 }
 
+/// A model template's prices and limits for one model: what its configuration states, over
+/// the model's built-in entry (`base_model`, when given, fixed them at load).
+fn template_info(d: &Deployment, model: &str) -> Option<crate::pricing::ModelInfo> {
+    let Some(stated) = d.wildcard_pricing else {
+        return d.model_info;
+    };
+    let builtin = crate::pricing::builtin_partial(d.provider.name(), model).unwrap_or_default();
+    let merged = stated.or(builtin);
+    (!merged.is_empty()).then(|| merged.finish())
+}
+
 fn models_list_json(names: &[String]) -> Vec<u8> {
     #[derive(serde::Serialize)]
     struct Model<'a> {
@@ -1209,8 +1408,96 @@ fn models_list_json(names: &[String]) -> Vec<u8> {
 }
 
 impl Config {
+    fn names(&self) -> Names<'_> {
+        Names {
+            groups: &self.groups,
+            patterns: &self.patterns,
+            deployments: &self.deployments,
+        }
+    }
+
+    /// The deployments a client's model name reaches: its model group, else those of the most
+    /// specific wildcard `model_name` matching it (explicit entries win over wildcards).
     pub fn group(&self, alias: &str) -> Option<&[usize]> {
-        self.groups.get(alias).map(|v| v.as_slice())
+        self.names().group(alias)
+    }
+
+    /// The `model` label of a request for `alias` in metrics: the name itself when the config
+    /// or a price table names it, else the wildcard it matched (clients choose names freely;
+    /// series must not grow with them).
+    pub fn metric_model<'a>(&'a self, alias: &'a str) -> &'a str {
+        if self.groups.contains_key(alias) || self.listed_set.contains(alias) {
+            return alias;
+        }
+        self.names()
+            .pattern(alias)
+            .map_or(alias, |p| p.name.as_str())
+    }
+
+    /// Whether some requests go through the attempt listener: a group (or a wildcard's) with
+    /// several deployments or retries, or a name with fallbacks (which may be one only a
+    /// wildcard serves).
+    pub fn uses_attempts(&self) -> bool {
+        let r = &self.router;
+        self.groups
+            .iter()
+            .any(|(alias, members)| r.needs_attempts(alias, members.len()))
+            || self
+                .patterns
+                .iter()
+                .any(|p| r.needs_attempts(&p.name, p.members.len()))
+            || r.fallbacks
+                .keys()
+                .chain(r.context_window_fallbacks.keys())
+                .chain(r.content_policy_fallbacks.keys())
+                .any(|name| self.group(name).is_some())
+    }
+
+    /// Whether a key's `models` may name `model` (see [`Names::allowable`]).
+    pub fn allowable(&self, model: &str) -> bool {
+        self.names().allowable(model)
+    }
+
+    /// The deployment `index` as it serves the client's model name `alias`: itself, or for a
+    /// model template (`openai/*`) a copy with the model id filled from the name and that
+    /// model's prices and limits. `None` when the template cannot serve the name.
+    pub fn serving(&self, index: usize, alias: &str) -> Option<Cow<'_, Deployment>> {
+        let d = self.deployments.get(index)?;
+        if !d.is_template() {
+            return Some(Cow::Borrowed(d));
+        }
+        let model = filled_model(d, alias)?;
+        let mut out = d.clone();
+        out.model_info = template_info(d, &model);
+        out.model = model;
+        Some(Cow::Owned(out))
+    }
+
+    /// The prices and limits of deployment `index` serving `alias` (see [`Config::serving`]).
+    pub fn model_info(&self, index: usize, alias: &str) -> Option<crate::pricing::ModelInfo> {
+        let d = self.deployments.get(index)?;
+        if !d.is_template() {
+            return d.model_info;
+        }
+        template_info(d, &filled_model(d, alias)?)
+    }
+
+    /// The `GET /v1/models` body for a caller who may use only some models: the listed models
+    /// it may use, then the other names it is allowed (`named`, in order) that a client can send.
+    pub fn models_json_for(&self, may_use: &dyn Fn(&str) -> bool, named: &[String]) -> Vec<u8> {
+        let mut out: Vec<String> = self
+            .listed_models
+            .iter()
+            .filter(|m| may_use(m))
+            .cloned()
+            .collect();
+        for m in named {
+            if !wildcard::is_pattern(m) && !out.contains(m) && may_use(m) && self.group(m).is_some()
+            {
+                out.push(m.clone());
+            }
+        }
+        models_list_json(&out)
     }
 
     /// The deployment with this `id` (the attempt listener names the one that served).

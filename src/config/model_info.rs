@@ -20,7 +20,9 @@ pub(super) struct Fields<'a> {
 
 const SET_A_PRICE: &str = "charged 0 until a price is configured: set litellm_params.input_cost_per_token/output_cost_per_token";
 
-pub(super) fn resolve(w: &mut Walker, f: &Fields) -> Option<ModelInfo> {
+/// The deployment's model info; for a model template (`openai/*`) without `base_model`, what
+/// its configuration states instead, laid over each model's built-in entry per request.
+pub(super) fn resolve(w: &mut Walker, f: &Fields) -> (Option<ModelInfo>, Option<Partial>) {
     // LiteLLM reads model_info.base_model first, then litellm_params.base_model.
     let info_base = match f.mi {
         Some(mi) => base_model(w, mi, f.mi_path),
@@ -38,6 +40,19 @@ pub(super) fn resolve(w: &mut Walker, f: &Fields) -> Option<ModelInfo> {
         None => Partial::default(),
     };
     let from_params = stated(w, f.lp, f.lp_path, false);
+    if base.is_none() && f.model.contains('*') {
+        let stated = from_params.or(from_info);
+        if !stated.is_priced() && pricing::builtin_count(f.provider) == 0 {
+            w.warn(
+                &join(f.lp_path, "model"),
+                format!(
+                    "'{}/{}': the built-in price table has no {} models, so the models of '{}' are {SET_A_PRICE}",
+                    f.provider, f.model, f.provider, f.alias
+                ),
+            );
+        }
+        return (None, Some(stated));
+    }
     let merged = from_params.or(from_info).or(builtin.unwrap_or_default());
 
     if !merged.is_priced() {
@@ -76,7 +91,7 @@ pub(super) fn resolve(w: &mut Walker, f: &Fields) -> Option<ModelInfo> {
             }
         }
     }
-    (!merged.is_empty()).then(|| merged.finish())
+    ((!merged.is_empty()).then(|| merged.finish()), None)
 }
 
 fn base_model(w: &mut Walker, map: &Map<String, Value>, path: &str) -> Option<(String, String)> {
@@ -160,6 +175,7 @@ mod tests {
         let mut r = report(entry);
         assert!(r.errors.is_empty(), "{:?}", r.errors);
         let d = r.config.take().unwrap().deployments.remove(0);
+        assert!(d.wildcard_pricing.is_none());
         (d.model_info, r.warnings)
     }
 

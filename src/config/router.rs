@@ -135,7 +135,7 @@ fn chains(
     w: &mut Walker,
     v: &Value,
     path: &str,
-    groups: &HashMap<String, Vec<usize>>,
+    exists: &dyn Fn(&str) -> bool,
 ) -> HashMap<String, Vec<String>> {
     let mut out = HashMap::new();
     let Value::Array(items) = v else {
@@ -155,10 +155,10 @@ fn chains(
         };
         for (group, targets) in m {
             let p = join(&item_path, group);
-            if !groups.contains_key(group) {
+            if !exists(group) {
                 w.error(&p, format!("'{group}' is not a model_name in model_list"));
             }
-            match names(w, targets, &p, groups) {
+            match names(w, targets, &p, exists) {
                 Some(list) => {
                     out.insert(group.clone(), list);
                 }
@@ -173,7 +173,7 @@ fn names(
     w: &mut Walker,
     v: &Value,
     path: &str,
-    groups: &HashMap<String, Vec<usize>>,
+    exists: &dyn Fn(&str) -> bool,
 ) -> Option<Vec<String>> {
     let Value::Array(items) = v else {
         w.error(
@@ -185,7 +185,7 @@ fn names(
     let mut out = Vec::with_capacity(items.len());
     for (i, t) in items.iter().enumerate() {
         match t {
-            Value::String(s) if groups.contains_key(s) => out.push(s.clone()),
+            Value::String(s) if exists(s) => out.push(s.clone()),
             Value::String(s) => w.error(
                 &format!("{path}[{i}]"),
                 format!("'{s}' is not a model_name in model_list"),
@@ -203,7 +203,7 @@ pub(crate) fn settings(
     w: &mut Walker,
     router: &Map<String, Value>,
     litellm: &Map<String, Value>,
-    groups: &HashMap<String, Vec<usize>>,
+    exists: &dyn Fn(&str) -> bool,
 ) -> RouterSettings {
     let mut s = RouterSettings::default();
     if let Some(v) = w.string(router, "routing_strategy", "router_settings") {
@@ -268,14 +268,14 @@ pub(crate) fn settings(
     ] {
         if let Some((m, p)) = pick(router, litellm, key) {
             if let Some(v) = m.get(key).filter(|v| !v.is_null()) {
-                *slot = chains(w, v, &join(p, key), groups);
+                *slot = chains(w, v, &join(p, key), exists);
             }
         }
     }
     if let Some((m, p)) = pick(router, litellm, "default_fallbacks") {
         if let Some(v) = m.get("default_fallbacks").filter(|v| !v.is_null()) {
             s.default_fallbacks =
-                names(w, v, &join(p, "default_fallbacks"), groups).unwrap_or_default();
+                names(w, v, &join(p, "default_fallbacks"), exists).unwrap_or_default();
         }
     }
     if let Some((m, p)) = pick(router, litellm, "max_fallbacks") {

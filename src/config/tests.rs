@@ -758,3 +758,241 @@ fn unsupported_providers_suggest_what_to_write() {
         "{errs:?}"
     );
 }
+
+fn wildcard_doc(extra: Value) -> Value {
+    let mut doc = json!({
+        "model_list": [
+            {"model_name": "*", "litellm_params": {"model": "openai/*", "api_base": "http://127.0.0.1:9001/v1"}},
+            {"model_name": "anthropic/*", "litellm_params": {"model": "anthropic/*", "api_base": "http://127.0.0.1:9002"}},
+            {"model_name": "gpt-4o", "litellm_params": {"model": "openai/gpt-4o-2024-08-06", "api_base": "http://127.0.0.1:9003/v1"}}
+        ],
+        "general_settings": {"master_key": "sk-m"}
+    });
+    if let (Some(d), Value::Object(extra)) = (doc.as_object_mut(), extra) {
+        d.extend(extra);
+    }
+    doc
+}
+
+fn wildcard_env() -> HashMap<String, String> {
+    env(&[("OPENAI_API_KEY", "sk-o"), ("ANTHROPIC_API_KEY", "sk-a")])
+}
+
+#[test]
+fn a_wildcard_serves_any_name_it_matches_with_the_clients_model_id() {
+    let (c, warnings) = load_ok(wildcard_doc(json!({})), &wildcard_env());
+    assert!(
+        !warnings.iter().any(|w| w.path.starts_with("model_list")),
+        "{warnings:?}"
+    );
+    // Patterns are not groups: the name "*" itself is served by the pattern, like any other.
+    assert_eq!(c.model_names, ["gpt-4o"]);
+    assert_eq!(c.patterns.len(), 2);
+    assert_eq!(c.patterns[0].name, "anthropic/*", "most specific first");
+
+    assert!(!c.uses_attempts());
+    assert_eq!(c.group("gpt-4o-mini"), Some(&[0][..]));
+    let d = c.serving(0, "gpt-4o-mini").unwrap();
+    assert_eq!(
+        (d.model.as_str(), d.provider.name()),
+        ("gpt-4o-mini", "openai")
+    );
+    assert_eq!(
+        d.model_info,
+        crate::pricing::builtin("openai", "gpt-4o-mini")
+    );
+    assert!(d.model_info.is_some());
+    assert_eq!(d.id, "*.0");
+    // The configuration's own deployment keeps its template.
+    assert_eq!(c.deployments[0].model, "*");
+    assert!(c.deployments[0].is_template());
+
+    // The more specific pattern wins, and its `*` takes only what follows `anthropic/`.
+    assert_eq!(c.group("anthropic/claude-opus-4-5"), Some(&[1][..]));
+    let d = c.serving(1, "anthropic/claude-opus-4-5").unwrap();
+    assert_eq!(
+        (d.model.as_str(), d.provider.name()),
+        ("claude-opus-4-5", "anthropic")
+    );
+    assert_eq!(
+        d.model_info,
+        crate::pricing::builtin("anthropic", "claude-opus-4-5")
+    );
+
+    // An explicit entry wins over every wildcard.
+    assert_eq!(c.group("gpt-4o"), Some(&[2][..]));
+    assert!(matches!(c.serving(2, "gpt-4o"), Some(Cow::Borrowed(_))));
+
+    // A model the price table does not know still goes through, unpriced.
+    let d = c.serving(0, "ft:my-own-model").unwrap();
+    assert_eq!(d.model, "ft:my-own-model");
+    assert_eq!(d.model_info, None);
+    // Names that cannot be a model id match nothing.
+    assert_eq!(c.group("has space"), None);
+    assert_eq!(c.group(&"x".repeat(300)), None);
+    assert_eq!(
+        c.model_info(0, "gpt-4o-mini"),
+        crate::pricing::builtin("openai", "gpt-4o-mini")
+    );
+}
+
+#[test]
+fn models_lists_each_wildcards_known_models_once() {
+    let (c, _) = load_ok(wildcard_doc(json!({})), &wildcard_env());
+    let listed = &c.listed_models;
+    assert_eq!(listed[0], "gpt-4o", "the groups first");
+    assert!(listed.iter().any(|m| m == "gpt-4o-mini"));
+    assert!(listed.iter().any(|m| m == "anthropic/claude-opus-4-5"));
+    // Not the patterns, not an anthropic model under "*" (whose model is openai's), no repeats.
+    assert!(!listed.iter().any(|m| m.contains('*')));
+    assert!(!listed.iter().any(|m| m == "claude-opus-4-5"));
+    let mut sorted = listed.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), listed.len());
+    assert_eq!(
+        listed.len(),
+        crate::pricing::known_models("openai").len() - 1
+            + crate::pricing::known_models("anthropic").len()
+            + 1,
+        "every openai model (gpt-4o is the group's) and every anthropic one"
+    );
+    let v: Value = serde_json::from_slice(&c.models_json).unwrap();
+    assert_eq!(v["data"].as_array().unwrap().len(), listed.len());
+
+    // A caller allowed two models sees those two.
+    let allowed = [
+        "gpt-4o-mini".to_string(),
+        "anthropic/claude-opus-4-5".to_string(),
+    ];
+    let body = c.models_json_for(&|m| crate::keys::allows(&allowed, m), &allowed);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    let ids: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["gpt-4o-mini", "anthropic/claude-opus-4-5"]);
+    // A name the price table does not list, allowed by name, is listed too.
+    let allowed = ["my-finetune".to_string()];
+    let body = c.models_json_for(&|m| crate::keys::allows(&allowed, m), &allowed);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["data"][0]["id"], "my-finetune");
+    assert_eq!(v["data"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn metrics_name_unknown_wildcard_models_by_their_pattern() {
+    let (c, _) = load_ok(wildcard_doc(json!({})), &wildcard_env());
+    assert_eq!(c.metric_model("gpt-4o"), "gpt-4o");
+    assert_eq!(c.metric_model("gpt-4o-mini"), "gpt-4o-mini");
+    assert_eq!(c.metric_model("made-up-1"), "*");
+    assert_eq!(c.metric_model("anthropic/made-up-2"), "anthropic/*");
+}
+
+#[test]
+fn a_wildcards_stated_prices_apply_to_every_model_it_serves() {
+    let doc = json!({"model_list": [{"model_name": "*", "litellm_params": {
+        "model": "openai/*", "input_cost_per_token": 1e-6}}]});
+    let (c, _) = load_ok(doc, &wildcard_env());
+    let builtin = crate::pricing::builtin("openai", "gpt-4o-mini").unwrap();
+    let info = c.model_info(0, "gpt-4o-mini").unwrap();
+    assert_eq!(info.price.input, 1_000_000);
+    assert_eq!(info.price.output, builtin.price.output);
+    assert_eq!(info.max_input_tokens, builtin.max_input_tokens);
+    let info = c.model_info(0, "unknown-model").unwrap();
+    assert_eq!((info.price.input, info.price.output), (1_000_000, 0));
+}
+
+#[test]
+fn wildcard_names_count_for_keys_and_fallbacks() {
+    let doc = wildcard_doc(json!({
+        "keys": [{"key": "sk-k1", "models": ["gpt-4o-mini", "anthropic/claude-opus-4-5", "openai/*"]}],
+        "router_settings": {"fallbacks": [{"gpt-4o-mini": ["anthropic/claude-sonnet-4-5"]}]}
+    }));
+    let (c, _) = load_ok(doc, &wildcard_env());
+    assert_eq!(
+        c.router.fallback_chain("gpt-4o-mini"),
+        ["anthropic/claude-sonnet-4-5"]
+    );
+    assert!(c.router.needs_attempts("gpt-4o-mini", 1));
+    // Only a wildcard serves that name, yet render must add the attempt listener for it.
+    assert!(c.uses_attempts());
+    // Without the "*" entry, a name only it would serve is not allowed in a key.
+    let doc = json!({
+        "model_list": [{"model_name": "anthropic/*", "litellm_params": {"model": "anthropic/*"}}],
+        "keys": [{"key": "sk-k1", "models": ["anthropic/claude-opus-4-5", "gpt-4o"]}]
+    });
+    let r = load(&doc, &wildcard_env(), Strictness::Serve);
+    let errs: Vec<String> = r.errors.iter().map(|e| e.to_string()).collect();
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with("keys[0].models: 'gpt-4o' is not a model_name"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn wildcard_mistakes_name_their_field() {
+    let e = errors(
+        json!({"model_list": [{"model_name": "gpt", "litellm_params": {"model": "openai/*"}}]}),
+    );
+    assert!(
+        e.iter().any(|e| e.starts_with(
+            "model_list[0].litellm_params.model: has a '*' but model_name 'gpt' has none"
+        )),
+        "{e:?}"
+    );
+    let e = errors(
+        json!({"model_list": [{"model_name": "*", "litellm_params": {"model": "openai/*-*"}}]}),
+    );
+    assert!(
+        e.iter().any(|e| e
+            .starts_with("model_list[0].litellm_params.model: has 2 '*' but model_name '*' has 1")),
+        "{e:?}"
+    );
+    let e = errors(
+        json!({"model_list": [{"model_name": "a**", "litellm_params": {"model": "openai/*"}}]}),
+    );
+    assert!(
+        e.iter()
+            .any(|e| e.starts_with("model_list[0].model_name: 'a**' has '**'")),
+        "{e:?}"
+    );
+    // The provider is still required.
+    let e = errors(json!({"model_list": [{"model_name": "*", "litellm_params": {"model": "*"}}]}));
+    assert!(
+        e.iter().any(
+            |e| e.starts_with("model_list[0].litellm_params.model: cannot tell which provider")
+        ),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_gemini_wildcard_takes_only_gemini_model_ids() {
+    let doc = json!({"model_list": [{"model_name": "gemini/*", "litellm_params": {"model": "gemini/*", "api_key": "k"}}]});
+    let (c, _) = load_ok(doc, &wildcard_env());
+    assert_eq!(
+        c.serving(0, "gemini/gemini-2.5-flash").unwrap().model,
+        "gemini-2.5-flash"
+    );
+    // Its id goes into the URL path as it is.
+    assert_eq!(c.group("gemini/../../v1/files"), None);
+    assert_eq!(c.group("gemini/a?b"), None);
+}
+
+#[test]
+fn a_pattern_with_a_fixed_model_sends_every_name_to_it() {
+    let doc = json!({"model_list": [{"model_name": "gpt-*", "litellm_params": {"model": "openai/gpt-4o-mini"}}]});
+    let (c, _) = load_ok(doc, &wildcard_env());
+    assert_eq!(c.group("gpt-anything"), Some(&[0][..]));
+    assert!(matches!(
+        c.serving(0, "gpt-anything"),
+        Some(Cow::Borrowed(_))
+    ));
+    assert_eq!(c.group("claude"), None);
+    // It lists nothing from the price table: its model is one.
+    assert!(c.listed_models.is_empty());
+}

@@ -114,12 +114,14 @@ pub fn estimate_group(config: &crate::config::Config, alias: &str, ask: &Ask) ->
         }
     }
     let mut worst = Estimate::default();
-    for d in groups
-        .iter()
-        .flat_map(|g| config.group(g).unwrap_or(&[]))
-        .filter_map(|&i| config.deployment(i))
-    {
-        let e = estimate(d, ask);
+    for d in groups.iter().flat_map(|g| {
+        config
+            .group(g)
+            .unwrap_or(&[])
+            .iter()
+            .filter_map(move |&i| config.serving(i, g))
+    }) {
+        let e = estimate(&d, ask);
         worst = Estimate {
             cost: worst.cost.max(e.cost),
             tokens: worst.tokens.max(e.tokens),

@@ -22,6 +22,9 @@ pub const RETRY: &str = "x-tollgate-retry";
 pub const MODEL_ID: &str = "x-tollgate-model-id";
 pub const RETRIES: &str = "x-tollgate-attempted-retries";
 pub const FALLBACKS: &str = "x-tollgate-attempted-fallbacks";
+/// Response header (the gateway removes it) naming the model name a model template (`openai/*`)
+/// was filled from, so the gateway prices what the attempt served.
+pub const SERVED_NAME: &str = "x-tollgate-served-name";
 
 /// What an attempt carries from its headers phase to its end.
 pub struct AttemptCtx {
@@ -29,6 +32,8 @@ pub struct AttemptCtx {
     pub state: AttemptState,
     /// The request's alias (the client's model), for log lines and context chains.
     pub alias: String,
+    /// The name the deployment's model template was filled from (the group being tried).
+    pub served_name: Option<String>,
     /// A failure already updated the deployment's health.
     pub outcome_recorded: bool,
     /// This attempt told the gateway to try again (so the request is not over).
@@ -143,7 +148,13 @@ pub fn after_failure(
         .map(<[usize]>::len)
         .unwrap_or(1);
     let now_ms = host.now_ms();
-    if let Some(cool_now) = classify::health_effect(class, group_size > 1) {
+    // A wildcard deployment's 404 is about the model the client named, not the deployment.
+    let effect = if d.is_template() && class == classify::Class::NotFound {
+        None
+    } else {
+        classify::health_effect(class, group_size > 1)
+    };
+    if let Some(cool_now) = effect {
         if health::finish(
             host.store(),
             &d.id,
@@ -167,7 +178,7 @@ pub fn after_failure(
         .and_then(|s| a.state.class_retries.get(s).copied())
         .unwrap_or(0);
     let labels = stats::RouterLabels {
-        model: &a.alias,
+        model: config.metric_model(&a.alias),
         provider: d.provider.name(),
     };
     let again = match classify::next(settings, class, spent) {

@@ -287,6 +287,13 @@ fn classify_paths() {
         Endpoint::Unknown
     );
     assert_eq!(classify("PUT", "/v1/models"), Endpoint::WrongMethod("GET"));
+    // A model id with a slash, as the SDKs send it.
+    assert_eq!(
+        path_decode("anthropic%2Fclaude-haiku-4-5"),
+        "anthropic/claude-haiku-4-5"
+    );
+    assert_eq!(path_decode("a+b%2"), "a+b%2");
+    assert_eq!(path_decode("bad%FF"), "bad%FF");
 }
 
 #[test]
@@ -668,4 +675,70 @@ fn unusable_usage_is_charged_the_reservation() {
         let v: serde_json::Value = serde_json::from_slice(&h.response_body).unwrap();
         assert_eq!(v["choices"][0]["message"]["content"], "hi", "{usage}");
     }
+}
+
+/// A wildcard deployment (`anthropic/*`) gets the model id the client's name fills it with, in
+/// its path and body, and the request is priced as that model.
+#[test]
+fn a_wildcard_request_is_routed_and_priced_as_the_clients_model() {
+    let doc = json!({
+        "model_list": [
+            {"model_name": "anthropic/*", "litellm_params": {"model": "anthropic/*", "api_key": "sk-ant-secret", "api_base": "http://127.0.0.1:9002"}}
+        ],
+        "general_settings": {"master_key": "sk-master"}
+    });
+    let r = load(&doc, &HashMap::<String, String>::new(), Strictness::Serve);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let config = Arc::new(r.config.unwrap());
+    let name = "anthropic/claude-haiku-4-5";
+    let body = format!(
+        r#"{{"model":"{name}","max_tokens":10,"messages":[{{"role":"user","content":"hi"}}]}}"#
+    );
+    let mut h = chat_host(&body).metadata("model", name.as_bytes());
+    let mut f = HttpFilter::new(Arc::clone(&config), Role::Gateway);
+    assert_eq!(f.on_request_headers(&mut h, false), Action::Continue);
+    assert!(h.reply.is_none(), "{:?}", h.reply);
+    assert_eq!(h.header(":path").as_deref(), Some("/v1/messages"));
+    assert_eq!(
+        h.header(CLUSTER_HEADER).as_deref(),
+        Some("tollgate_127.0.0.1_9002")
+    );
+    let size = h.request_body.len();
+    assert_eq!(f.on_request_body(&mut h, size, true), Action::Continue);
+    let sent: serde_json::Value = serde_json::from_slice(&h.request_body).unwrap();
+    assert_eq!(sent["model"], "claude-haiku-4-5");
+
+    h.response_headers = vec![
+        (":status".into(), "200".into()),
+        ("content-type".into(), "application/json".into()),
+    ];
+    h.properties
+        .insert("response.code_details".into(), b"via_upstream".to_vec());
+    let answer = br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-haiku-4-5","content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn","usage":{"input_tokens":1000,"output_tokens":100}}"#;
+    h.response_metadata(answer);
+    assert_eq!(f.on_response_headers(&mut h, false), Action::Continue);
+    let price = crate::pricing::builtin("anthropic", "claude-haiku-4-5")
+        .unwrap()
+        .price;
+    let micro = (1000 * price.input + 100 * price.output) as f64 / 1e12;
+    assert!(micro > 0.0);
+    assert_eq!(
+        h.response_header("x-tollgate-response-cost").as_deref(),
+        Some(format!("{micro:.6}").as_str())
+    );
+    assert_eq!(
+        h.response_header("x-tollgate-model-id").as_deref(),
+        Some("anthropic/*.0")
+    );
+    h.response_body = answer.to_vec();
+    let n = h.response_body.len();
+    assert_eq!(f.on_response_body(&mut h, n, true), Action::Continue);
+    let got: serde_json::Value = serde_json::from_slice(&h.response_body).unwrap();
+    assert_eq!(got["model"], name);
+
+    // A name no pattern matches is the usual 404.
+    let mut h = chat_host(&body).metadata("model", b"claude-haiku-4-5");
+    let mut f = HttpFilter::new(config, Role::Gateway);
+    assert_eq!(f.on_request_headers(&mut h, false), Action::Pause);
+    assert_eq!(h.reply_json()["error"]["code"], "model_not_found");
 }

@@ -209,12 +209,10 @@ fn check_references(ctx: &AdminCtx, def: &KeyDef) -> Result<(), ApiError> {
             ));
         }
     }
-    if let Some(m) = def.models.iter().find(|m| {
-        ctx.config.group(m).is_none() && m.as_str() != "all-proxy-models" && m.as_str() != "*"
-    }) {
+    if let Some(m) = def.models.iter().find(|m| !ctx.config.allowable(m)) {
         return Err(ApiError::invalid_param(
             "models",
-            format!("Model '{m}' is not a model_name in the gateway config."),
+            format!("Model '{m}' is not a model_name in the gateway config, nor a name a wildcard model_name matches."),
         ));
     }
     Ok(())

@@ -96,9 +96,12 @@ pub fn is_hash(s: &str) -> bool {
 /// Whether an alias is allowed by a models list (empty, or LiteLLM's `all-proxy-models`, means all).
 pub fn allows(models: &[String], alias: &str) -> bool {
     models.is_empty()
-        || models
-            .iter()
-            .any(|m| m == alias || m == "all-proxy-models" || m == "*")
+        || models.iter().any(|m| {
+            m == alias
+                || m == "all-proxy-models"
+                || m == "*"
+                || (crate::wildcard::is_pattern(m) && crate::wildcard::matches(m, alias))
+        })
 }
 
 /// A scope's limits from its LiteLLM fields (money in USD, durations as strings).
@@ -442,6 +445,8 @@ mod tests {
             allows(&[], "x")
                 && allows(&["a".into(), "x".into()], "x")
                 && !allows(&["a".into()], "x")
+                && allows(&["openai/*".into()], "openai/gpt-4o")
+                && !allows(&["openai/*".into()], "anthropic/claude-opus-4-5")
         );
     }
 

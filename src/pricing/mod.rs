@@ -4,7 +4,8 @@
 //!
 //! Prices are integer pico-USD (1e-12 USD) per token, so sums of costs are exact. The table is
 //! parsed once, on the first lookup (at configuration time); configuration resolves each
-//! deployment's [`ModelInfo`] then, so requests never touch the table.
+//! deployment's [`ModelInfo`] then, so requests never touch the table, except those a wildcard
+//! deployment (`openai/*`) serves: their model is known only from the request.
 
 use std::sync::OnceLock;
 
@@ -134,6 +135,11 @@ pub fn builtin_for_base_model(provider: &str, base_model: &str) -> Option<Partia
     builtin_partial(provider, base_model)
 }
 
+/// The models the built-in table holds for a provider, as the price map names them, sorted.
+pub fn known_models(provider: &str) -> &'static [String] {
+    table().names.get(provider).map_or(&[], Vec::as_slice)
+}
+
 /// How many models the built-in table holds for a provider.
 pub fn builtin_count(provider: &str) -> usize {
     table().models.get(provider).map_or(0, |m| m.len())
@@ -220,6 +226,8 @@ struct Table {
     extracted: String,
     /// Provider -> lower-cased model id -> entry.
     models: HashMap<String, HashMap<String, Partial>>,
+    /// Provider -> model ids as written, sorted (what a wildcard deployment lists).
+    names: HashMap<String, Vec<String>>,
 }
 
 fn table() -> &'static Table {
@@ -234,6 +242,7 @@ fn empty_table() -> Table {
         source: String::new(),
         extracted: String::new(),
         models: HashMap::new(),
+        names: HashMap::new(),
     }
 }
 
@@ -253,11 +262,15 @@ fn parse(text: &str) -> Result<Table, String> {
         .and_then(Value::as_object)
         .ok_or("'models' is missing")?;
     let mut models = HashMap::with_capacity(providers.len());
+    let mut names = HashMap::with_capacity(providers.len());
     for (provider, entries) in providers {
         let entries = entries
             .as_object()
             .ok_or_else(|| format!("'{provider}' is not a mapping"))?;
         let mut table = HashMap::with_capacity(entries.len());
+        let mut listed: Vec<String> = entries.keys().cloned().collect();
+        listed.sort_unstable();
+        names.insert(provider.clone(), listed);
         for (model, row) in entries {
             let row = row
                 .as_array()
@@ -279,6 +292,7 @@ fn parse(text: &str) -> Result<Table, String> {
         source,
         extracted,
         models,
+        names,
     })
 }
 

@@ -24,6 +24,7 @@ fn deployment(p: &'static dyn super::Provider) -> Deployment {
         mode: Mode::Any,
         model_info: None,
         balance: Default::default(),
+        wildcard_pricing: None,
     }
 }
 

@@ -99,7 +99,10 @@ pub fn choose(
         if settings.cooldowns && h.cooling(ask.now_ms) {
             continue;
         }
-        let limit = d.model_info.and_then(|m| m.max_input_tokens);
+        // A wildcard deployment's limits are those of the model the name fills it with.
+        let limit = config
+            .model_info(i, ask.alias)
+            .and_then(|m| m.max_input_tokens);
         if settings.pre_call_checks && limit.is_some_and(|max| ask.prompt_tokens > max) {
             context_skipped = true;
             continue;
@@ -153,8 +156,7 @@ pub fn choose(
         }),
         Strategy::CostBased => lowest(&pool, ask.random, |i, _| {
             config
-                .deployment(i)
-                .and_then(|d| d.model_info)
+                .model_info(i, ask.alias)
                 .map(|m| m.price)
                 .filter(|p| *p != crate::pricing::Price::default())
                 .map(|p| p.input.saturating_add(p.output) as f64)

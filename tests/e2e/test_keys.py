@@ -319,6 +319,19 @@ def test_client_disconnect_mid_stream_releases_and_charges_the_reservation(gw, m
     assert micro(got["spend"]) - spend_before == 3 * (len(body) * 1 + 100 * 2)
 
 
+def test_models_list_shows_a_key_only_its_models(gw):
+    everything = {m.id for m in client(gw, MASTER_KEY).models.list()}
+    assert {"gpt", "claude", "text-embed"} <= everything
+    assert sorted(m.id for m in client(gw, KEYS["KEY_SEARCH"]).models.list()) == ["claude", "gpt"]
+    gpt_only = client(gw, KEYS["KEY_GPT_ONLY"])
+    assert [m.id for m in gpt_only.models.list()] == ["gpt"]
+    assert gpt_only.models.retrieve("gpt").id == "gpt"
+    with pytest.raises(openai.NotFoundError):
+        gpt_only.models.retrieve("claude")
+    # A key allowed every model sees every model.
+    assert {m.id for m in client(gw, KEYS["KEY_OTHER"]).models.list()} == everything
+
+
 def test_refusals_raise_the_sdk_exceptions(gw):
     msg = [{"role": "user", "content": "x"}]
     with pytest.raises(openai.AuthenticationError) as e:

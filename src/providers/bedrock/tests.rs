@@ -20,6 +20,7 @@ fn deployment(model: &str) -> Deployment {
         mode: Mode::Any,
         model_info: None,
         balance: Default::default(),
+        wildcard_pricing: None,
     }
 }
 
