@@ -229,7 +229,7 @@ fn admission(c: &mut Criterion) {
     g.bench_function("key_and_team", |b| {
         b.iter(|| {
             let a = quota::admit_all(&store, &key, Some(&team), now, est).expect("admitted");
-            let minute = a.key.minute;
+            let minute = a.key.map_or(0, |s| s.minute);
             black_box(quota::settle_one(&store, &key, now, minute, est, actual));
             black_box(quota::settle_one(&store, &team, now, minute, est, actual));
         })

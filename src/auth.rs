@@ -41,6 +41,15 @@ impl KeyPrincipal {
         }
     }
 
+    /// Gives a key without its own `max_parallel_requests` the gateway's default
+    /// (`general_settings.max_parallel_requests`).
+    pub fn with_default_parallel(mut self, parallel: Option<u64>) -> Self {
+        if self.key_record.1.parallel.is_none() {
+            self.key_record.1.parallel = parallel;
+        }
+        self
+    }
+
     /// The key's scope in admission and settlement.
     pub fn key_party(&self) -> Party<'_> {
         Party {
@@ -173,7 +182,9 @@ pub fn authenticate_token(
             ApiError::permission("This API key's team is blocked.").with_code("team_blocked")
         );
     }
-    Ok(Principal::Key(Box::new(KeyPrincipal::new(def, team))))
+    Ok(Principal::Key(Box::new(
+        KeyPrincipal::new(def, team).with_default_parallel(config.default_key_parallel),
+    )))
 }
 
 /// The models a key (and its team) names when it may not use every model, key's first; `None`

@@ -432,7 +432,16 @@ impl HttpFilter {
             if let Some(a) = r.admission.take() {
                 let now = host.now_ms() / 1000;
                 let fleet_mode = self.config.store.is_some();
-                accounting::settle(host, &r.principal, &a, fleet_mode, now, Charge::default());
+                let config = Arc::clone(&self.config);
+                accounting::settle(
+                    host,
+                    &config,
+                    &r.principal,
+                    &a,
+                    fleet_mode,
+                    now,
+                    Charge::default(),
+                );
             }
             if let Via::Attempt(a) = r.via {
                 self.unfinished_attempt = Some((a, r.deployment));
@@ -1055,6 +1064,7 @@ impl HttpFilter {
             let now_ms = host.now_ms();
             match accounting::admit_request(
                 host,
+                &config,
                 &routed.principal,
                 lease_max_age,
                 now_ms,
@@ -1083,9 +1093,7 @@ impl HttpFilter {
     ) -> Action {
         let config = Arc::clone(&self.config);
         if let State::Routed(routed) = &self.state {
-            if routed.admission.is_some_and(|a| {
-                a.key.soft_budget_exceeded || a.team.is_some_and(|t| t.soft_budget_exceeded)
-            }) {
+            if routed.admission.is_some_and(|a| a.soft_budget_exceeded()) {
                 let d = routed.served(&config);
                 host.increment_counter(
                     &stats::soft_budget_exceeded(&routed.labels(d.as_deref())),
@@ -1483,7 +1491,7 @@ impl HttpFilter {
         if let Some(pending) = routed.fleet.take() {
             // The client went away while the store was deciding: nothing ran; what the parties'
             // ledgers committed or held for it is theirs again.
-            accounting::fleet_abandoned(host, &routed.principal, pending.ask);
+            accounting::fleet_abandoned(host, &config, &routed.principal, pending.ask);
             return;
         }
         let Some(estimate) = routed.estimate.take() else {
@@ -1536,7 +1544,15 @@ impl HttpFilter {
         if let Some(admission) = routed.admission.take() {
             let now = host.now_ms() / 1000;
             let fleet_mode = config.store.is_some();
-            accounting::settle(host, &routed.principal, &admission, fleet_mode, now, charge);
+            accounting::settle(
+                host,
+                &config,
+                &routed.principal,
+                &admission,
+                fleet_mode,
+                now,
+                charge,
+            );
         }
         let log = config.settings.access_log.is_some();
         if log || config.store.is_some() {

@@ -84,6 +84,7 @@ pub enum Family {
     KeyBudgetRemaining,
     /// Budget left for a team (gauge, micro-USD; team).
     TeamBudgetRemaining,
+    ProxyBudgetRemaining,
     /// Answers whose usage was missing or could not be charged (model, provider): each was
     /// charged its reservation.
     UsageUnusable,
@@ -104,7 +105,7 @@ pub enum Kind {
 impl Family {
     /// Every family: a host whose metrics carry tags (Envoy's dynamic modules) defines them all
     /// up front, one tagged metric each.
-    pub const ALL: [Family; 18] = [
+    pub const ALL: [Family; 19] = [
         Family::Requests,
         Family::Tokens,
         Family::Spend,
@@ -120,6 +121,7 @@ impl Family {
         Family::DeploymentCooling,
         Family::KeyBudgetRemaining,
         Family::TeamBudgetRemaining,
+        Family::ProxyBudgetRemaining,
         Family::UsageUnusable,
         Family::StoreCalls,
         Family::StoreUp,
@@ -136,6 +138,7 @@ impl Family {
             Family::DeploymentCooling
             | Family::KeyBudgetRemaining
             | Family::TeamBudgetRemaining
+            | Family::ProxyBudgetRemaining
             | Family::StoreUp => Kind::Gauge,
             _ => Kind::Counter,
         }
@@ -174,6 +177,7 @@ impl Family {
             Family::DeploymentCooling => "tollgate.deployment_cooling",
             Family::KeyBudgetRemaining => "tollgate.key_budget_remaining_micro_usd",
             Family::TeamBudgetRemaining => "tollgate.team_budget_remaining_micro_usd",
+            Family::ProxyBudgetRemaining => "tollgate.proxy_budget_remaining_micro_usd",
             Family::UsageUnusable => "tollgate.usage_unusable_total",
             Family::StoreCalls => "tollgate.store_calls_total",
             Family::StoreUp => "tollgate.store_up",
@@ -192,7 +196,7 @@ impl Family {
             // `.key_alias.`) extracts it.
             Family::TeamBudgetRemaining => &["team", "key_alias"],
             Family::StoreCalls => &["call", "outcome"],
-            Family::StoreUp => &[],
+            Family::StoreUp | Family::ProxyBudgetRemaining => &[],
             _ => &["team", "key_alias", "model", "provider"],
         }
     }
@@ -398,6 +402,11 @@ pub fn team_budget_remaining(team: &str) -> Metric<'_> {
         [team, NONE, "", ""],
         Tail::None,
     )
+}
+
+/// Budget left under the proxy-wide cap (`litellm_settings.max_budget`; gauge, micro-USD).
+pub fn proxy_budget_remaining() -> Metric<'static> {
+    Metric::new(Family::ProxyBudgetRemaining, ["", "", "", ""], Tail::None)
 }
 
 /// One call to the shared store: what was called (`tg_sync`, `function_load`, ...) and how it
@@ -607,6 +616,10 @@ mod tests {
             "tollgate.store_calls_total.call.tg_sync.outcome.ok"
         );
         assert_eq!(store_up().name(), "tollgate.store_up");
+        assert_eq!(
+            proxy_budget_remaining().name(),
+            "tollgate.proxy_budget_remaining_micro_usd"
+        );
         let mut scratch = [0u8; 3];
         let m = store_calls("function_load", "unanswered");
         let (values, n) = m.tag_values(&mut scratch);

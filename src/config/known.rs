@@ -53,6 +53,9 @@ pub const LITELLM_SETTINGS_ACTED_ON: &[&str] = &[
     "callbacks",
     "success_callback",
     "failure_callback",
+    // Proxy-wide budget (see config/caps.rs).
+    "max_budget",
+    "budget_duration",
 ];
 
 /// Read only to say which callbacks are not run: `prometheus` needs none (metrics are always on).
@@ -73,8 +76,6 @@ pub const LITELLM_SETTINGS_KNOWN: &[&str] = &[
     "redact_user_api_key_info",
     "telemetry",
     "modify_params",
-    "max_budget",
-    "budget_duration",
     "default_team_settings",
     "default_key_generate_params",
     "upperbound_key_generate_params",
@@ -123,6 +124,9 @@ pub const LITELLM_SETTINGS_KNOWN: &[&str] = &[
 pub const GENERAL_ACTED_ON: &[&str] = &[
     "master_key",
     "max_request_size_mb",
+    // See config/caps.rs.
+    "max_parallel_requests",
+    "global_max_parallel_requests",
     // Read by `tollgate webdis-config` only (see config/store.rs), with a warning.
     "redis_host",
     "redis_port",
@@ -163,8 +167,6 @@ pub const GENERAL_KNOWN: &[&str] = &[
     "proxy_batch_write_at",
     "proxy_budget_rescheduler_min_time",
     "proxy_budget_rescheduler_max_time",
-    "max_parallel_requests",
-    "global_max_parallel_requests",
     "max_response_size_mb",
     "infer_model_from_keys",
     "background_health_checks",

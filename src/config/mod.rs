@@ -3,6 +3,7 @@
 //! `tollgate check` / `tollgate render`.
 
 mod aws;
+pub mod caps;
 mod known;
 mod model_info;
 pub mod router;
@@ -219,6 +220,12 @@ pub struct Config {
     pub store: Option<store::StoreSettings>,
     /// The Redis a LiteLLM config names, for `tollgate webdis-config`.
     pub litellm_redis: store::LitellmRedis,
+    /// The proxy-wide cap (`litellm_settings.max_budget`,
+    /// `general_settings.global_max_parallel_requests`); `None`: none is configured.
+    pub proxy: Option<caps::ProxyCap>,
+    /// `general_settings.max_parallel_requests`: the parallel limit of a virtual key without
+    /// its own `max_parallel_requests`.
+    pub default_key_parallel: Option<u64>,
 }
 
 /// The outcome of loading: a usable config when there are no errors, plus every issue found.
@@ -332,6 +339,7 @@ fn build(doc: &Value, w: &mut Walker) -> Option<Config> {
         ],
     );
 
+    let (proxy, default_key_parallel) = caps::read(w, litellm, general);
     let drop_params = w
         .bool(litellm, "drop_params", "litellm_settings")
         .unwrap_or(false);
@@ -518,6 +526,8 @@ fn build(doc: &Value, w: &mut Walker) -> Option<Config> {
         clusters,
         store,
         litellm_redis,
+        proxy,
+        default_key_parallel,
         env_keys: std::mem::take(&mut w.env_keys),
         secrets: crate::secrets::Secrets::new(&w.secrets),
         settings: Settings {

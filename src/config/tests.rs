@@ -996,3 +996,60 @@ fn a_pattern_with_a_fixed_model_sends_every_name_to_it() {
     // It lists nothing from the price table: its model is one.
     assert!(c.listed_models.is_empty());
 }
+
+/// The proxy-wide caps are read (no "not acted on" warning), and bad values fail by field path.
+#[test]
+fn proxy_wide_caps() {
+    let model =
+        json!([{"model_name": "m", "litellm_params": {"model": "openai/x", "api_key": "sk-1"}}]);
+    let e = env(&[]);
+    let (c, warnings) = load_ok(
+        json!({
+            "model_list": model,
+            "litellm_settings": {"max_budget": 12.5, "budget_duration": "30d"},
+            "general_settings": {"global_max_parallel_requests": 40, "max_parallel_requests": 4},
+        }),
+        &e,
+    );
+    let cap = c.proxy.expect("a proxy-wide cap");
+    assert_eq!(cap.limits.max_budget, Some(12_500_000));
+    assert_eq!(cap.limits.budget_duration, Some(30 * 86_400));
+    assert_eq!(cap.limits.parallel, Some(40));
+    assert_eq!(c.default_key_parallel, Some(4));
+    assert!(
+        !warnings.iter().any(|w| w.path.contains("max_budget")
+            || w.path.contains("budget_duration")
+            || w.path.contains("parallel")),
+        "{warnings:?}"
+    );
+    let (c, _) = load_ok(json!({"model_list": model}), &e);
+    assert!(c.proxy.is_none() && c.default_key_parallel.is_none());
+    let (_, warnings) = load_ok(
+        json!({"model_list": model, "litellm_settings": {"budget_duration": "1d"}}),
+        &e,
+    );
+    assert!(warnings
+        .iter()
+        .any(|w| w.path == "litellm_settings.budget_duration"));
+    for (doc, want) in [
+        (
+            json!({"model_list": model, "litellm_settings": {"max_budget": -1}}),
+            "litellm_settings.max_budget:",
+        ),
+        (
+            json!({"model_list": model, "litellm_settings": {"max_budget": 1, "budget_duration": "monthly"}}),
+            "litellm_settings.budget_duration: 'monthly' is not a duration",
+        ),
+        (
+            json!({"model_list": model, "general_settings": {"global_max_parallel_requests": 0}}),
+            "general_settings.global_max_parallel_requests:",
+        ),
+        (
+            json!({"model_list": model, "general_settings": {"max_parallel_requests": 2.5}}),
+            "general_settings.max_parallel_requests: must be a whole number",
+        ),
+    ] {
+        let errs = errors(doc);
+        assert!(errs.iter().any(|e| e.starts_with(want)), "{want}: {errs:?}");
+    }
+}

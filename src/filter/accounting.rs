@@ -2,7 +2,7 @@
 //! did cost: the parts of the pipeline that deal in money and limits.
 
 use crate::auth::Principal;
-use crate::config::Deployment;
+use crate::config::{Config, Deployment};
 use crate::error::ApiError;
 use crate::host::HttpHost;
 use crate::keys::time;
@@ -236,25 +236,42 @@ pub fn usage_from_metadata(get: impl Fn(&str) -> Option<Vec<u8>>) -> Option<Usag
     (!bad.get()).then_some(usage)
 }
 
-/// Admits a virtual key's request in its key's and team's scopes; other callers are not limited.
+/// The parties a request is admitted in: a virtual key's key and team, then the proxy-wide
+/// scope when a proxy-wide cap is configured (whoever the caller). Empty: nothing to admit.
+pub fn parties<'a>(config: &'a Config, principal: &'a Principal) -> Vec<quota::Party<'a>> {
+    let mut list = Vec::with_capacity(3);
+    if let Principal::Key(k) = principal {
+        list.push(k.key_party());
+        list.extend(k.team_party());
+    }
+    list.extend(config.proxy.as_ref().map(|p| p.party()));
+    list
+}
+
+/// Admits a request in its parties' local records, all or none; `None` when it has no party.
 pub fn admit(
     host: &dyn HttpHost,
+    config: &Config,
     principal: &Principal,
     now: u64,
     est: Estimate,
 ) -> Result<Option<Admission>, Refusal> {
-    let Principal::Key(k) = principal else {
+    let list = parties(config, principal);
+    if list.is_empty() {
         return Ok(None);
-    };
-    let team = k.team_party();
-    quota::admit_all(host.store(), &k.key_party(), team.as_ref(), now, est).map(Some)
+    }
+    let list: Vec<&quota::Party> = list.iter().collect();
+    let snaps = quota::admit_parties(host.store(), &list, now, est)?;
+    Ok(Some(Admission::of(est, &list, &snaps)))
 }
 
 /// What admitting a request takes, when the gateway shares its budgets with a fleet of replicas
-/// (`tollgate_settings.store`).
+/// (`tollgate_settings.store`). Returned once per request and moved straight into its state:
+/// boxing the admission would only add an allocation.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Admit {
-    /// Admitted (or nothing to admit: not a virtual key).
+    /// Admitted (or nothing to admit: no party).
     Done(Option<Admission>),
     /// The store must admit it first for some of its parties (their leases cannot hold it).
     Ask(FleetAsk),
@@ -275,31 +292,27 @@ pub struct FleetAsk {
     pub lease_max_age_ms: u64,
 }
 
-/// A virtual key's parties, the key's then its team's.
-fn parties(k: &crate::auth::KeyPrincipal) -> (quota::Party<'_>, Option<quota::Party<'_>>) {
-    (k.key_party(), k.team_party())
-}
-
 /// Admits a request: in this replica's shared records (no store), or against its parties' fleet
 /// leases (`lease_max_age_ms` given: the gateway shares its state with a fleet), which may need
 /// the store.
 pub fn admit_request(
     host: &dyn HttpHost,
+    config: &Config,
     principal: &Principal,
     lease_max_age_ms: Option<u64>,
     now_ms: u64,
     est: Estimate,
 ) -> Result<Admit, Refusal> {
     let Some(lease_max_age_ms) = lease_max_age_ms else {
-        return admit(host, principal, now_ms / 1000, est).map(Admit::Done);
+        return admit(host, config, principal, now_ms / 1000, est).map(Admit::Done);
     };
-    let Principal::Key(k) = principal else {
+    let parties = parties(config, principal);
+    if parties.is_empty() {
         return Ok(Admit::Done(None));
-    };
-    let (key, team) = parties(k);
-    let list: Vec<&quota::Party> = std::iter::once(&key).chain(team.as_ref()).collect();
+    }
+    let list: Vec<&quota::Party> = parties.iter().collect();
     match crate::fleet::admit(host.store(), &list, now_ms, est, lease_max_age_ms)? {
-        crate::fleet::Admitted::Local(snaps) => Ok(Admit::Done(admission_of(est, &snaps))),
+        crate::fleet::Admitted::Local(snaps) => Ok(Admit::Done(admission_of(est, &list, &snaps))),
         crate::fleet::Admitted::Ask {
             local,
             ask,
@@ -316,27 +329,23 @@ pub fn admit_request(
     }
 }
 
-fn admission_of(est: Estimate, snaps: &[quota::Snapshot]) -> Option<Admission> {
-    let key = *snaps.first()?;
-    Some(Admission {
-        estimate: est,
-        key,
-        team: snaps.get(1).copied(),
-    })
+fn admission_of(
+    est: Estimate,
+    list: &[&quota::Party],
+    snaps: &[quota::Snapshot],
+) -> Option<Admission> {
+    (!snaps.is_empty()).then(|| Admission::of(est, list, snaps))
 }
 
 /// The store's call for a waiting request: `tg_admit` for the parties it is asked for.
 pub fn fleet_call(
+    config: &Config,
     principal: &Principal,
     ask: &FleetAsk,
     replica: &str,
     timeout_ms: u64,
 ) -> Option<crate::store::remote::Exchange> {
-    let Principal::Key(k) = principal else {
-        return None;
-    };
-    let (key, team) = parties(k);
-    let list: Vec<&quota::Party> = std::iter::once(&key).chain(team.as_ref()).collect();
+    let parties = parties(config, principal);
     let asked: Vec<(&quota::Party, crate::fleet::AskFor)> = ask
         .ask
         .iter()
@@ -346,9 +355,12 @@ pub fn fleet_call(
                 have: ask.have.get(n).copied().unwrap_or(0),
                 extra: ask.extra.get(n).copied().unwrap_or_default(),
             };
-            list.get(i).map(|p| (*p, f))
+            parties.get(i).map(|p| (p, f))
         })
         .collect();
+    if asked.is_empty() {
+        return None;
+    }
     crate::fleet::admit_call(replica, &asked, ask.estimate, timeout_ms)
 }
 
@@ -357,17 +369,18 @@ pub fn fleet_call(
 /// replica's own knowledge (`failure_mode: local`, `local_fallback`), or refused with a 503.
 pub fn fleet_answered(
     host: &dyn HttpHost,
+    config: &Config,
     principal: &Principal,
     ask: FleetAsk,
     now_ms: u64,
     answer: Result<&str, ()>,
     local_fallback: bool,
 ) -> Result<Option<Admission>, Refusal> {
-    let Principal::Key(k) = principal else {
+    let parties = parties(config, principal);
+    let list: Vec<&quota::Party> = parties.iter().collect();
+    let Some(&first) = list.first() else {
         return Ok(None);
     };
-    let (key, team) = parties(k);
-    let list: Vec<&quota::Party> = std::iter::once(&key).chain(team.as_ref()).collect();
     let store = host.store();
     let est = ask.estimate;
     let mut local = ask.local;
@@ -404,7 +417,7 @@ pub fn fleet_answered(
             crate::fleet::unadmit(store, &list, &local, est);
             crate::fleet::unhold(store, &list, &ask.ask, &ask.have);
             let i = ask.ask.get(r.party).copied().unwrap_or(0);
-            let party = list.get(i).copied().unwrap_or(&key);
+            let party = list.get(i).copied().unwrap_or(first);
             let fleet = r
                 .parties
                 .get(r.party)
@@ -441,95 +454,70 @@ pub fn fleet_answered(
     if snaps.len() != list.len() {
         return Err(Refusal::Store);
     }
-    Ok(admission_of(est, &snaps))
+    Ok(admission_of(est, &list, &snaps))
 }
 
 /// A request that waited for the store's admission is gone before the answer: what its parties'
 /// ledgers committed or held for it is undone.
-pub fn fleet_abandoned(host: &dyn HttpHost, principal: &Principal, ask: FleetAsk) {
-    let Principal::Key(k) = principal else {
-        return;
-    };
-    let (key, team) = parties(k);
-    let list: Vec<&quota::Party> = std::iter::once(&key).chain(team.as_ref()).collect();
+pub fn fleet_abandoned(host: &dyn HttpHost, config: &Config, principal: &Principal, ask: FleetAsk) {
+    let parties = parties(config, principal);
+    let list: Vec<&quota::Party> = parties.iter().collect();
     crate::fleet::unadmit(host.store(), &list, &ask.local, ask.estimate);
     crate::fleet::unhold(host.store(), &list, &ask.ask, &ask.have);
 }
 
-/// Charges a finished request and frees its slots; returns the key's counters afterwards.
+/// Charges a finished request in every party it was admitted in and frees its slots; sets the
+/// budget gauges (a key's only when it has series of its own, the team's, the proxy's).
 pub fn settle(
     host: &mut dyn HttpHost,
+    config: &Config,
     principal: &Principal,
     admission: &Admission,
     fleet_mode: bool,
     now: u64,
     charge: Charge,
 ) {
-    let Principal::Key(k) = principal else { return };
-    let key = k.key_party();
-    let (team_label, alias) = principal.metric_labels();
-    if fleet_mode {
-        let mut list = vec![(&key, admission.key.minute)];
-        let team = k.team_party();
-        if let (Some(t), Some(snap)) = (team.as_ref(), admission.team) {
-            list.push((t, snap.minute));
-        }
-        let after = crate::fleet::settle(
+    let parties = parties(config, principal);
+    let admitted: Vec<(&quota::Party, u64)> = parties
+        .iter()
+        .filter_map(|p| admission.snapshot(p.scope).map(|s| (p, s.minute)))
+        .collect();
+    // Each party's spend afterwards, where known.
+    let after: Vec<Option<u64>> = if fleet_mode {
+        crate::fleet::settle(
             host.store(),
-            &list,
+            &admitted,
             admission.estimate,
             charge.cost,
             charge.tokens,
-        );
-        let remaining = |l: &Option<crate::quota::fleet::Ledger>, max: Option<u64>| {
-            l.as_ref()
-                .zip(max)
-                .map(|(l, m)| m.saturating_sub(l.known_spend()))
-        };
-        if let (Some(r), true) = (
-            remaining(after.first().unwrap_or(&None), key.limits.max_budget),
-            k.def.own_metrics(),
-        ) {
-            host.set_gauge(&stats::key_budget_remaining(team_label, alias), r);
-        }
-        if let Some(t) = team.as_ref() {
-            if let Some(r) = remaining(after.get(1).unwrap_or(&None), t.limits.max_budget) {
-                host.set_gauge(&stats::team_budget_remaining(team_label), r);
-            }
-        }
-        return;
-    }
-    let after = quota::settle_one(
-        host.store(),
-        &key,
-        now,
-        admission.key.minute,
-        admission.estimate,
-        charge,
-    );
+        )
+        .into_iter()
+        .map(|l| l.map(|l| l.known_spend()))
+        .collect()
+    } else {
+        admitted
+            .iter()
+            .map(|(p, minute)| {
+                quota::settle_one(host.store(), p, now, *minute, admission.estimate, charge)
+                    .map(|c| c.spend)
+            })
+            .collect()
+    };
+    let (team_label, alias) = principal.metric_labels();
     // A gauge shared by many keys would show whichever settled last: only a key with series of
     // its own has one.
-    if let (Some(c), Some(max), true) = (after, key.limits.max_budget, k.def.own_metrics()) {
-        host.set_gauge(
-            &stats::key_budget_remaining(team_label, alias),
-            max.saturating_sub(c.spend),
-        );
-    }
-    if let (Some(party), Some(snap)) = (k.team_party(), admission.team) {
-        let after = quota::settle_one(
-            host.store(),
-            &party,
-            now,
-            snap.minute,
-            admission.estimate,
-            charge,
-        );
-        if let (Some(c), Some(max)) = (after, party.limits.max_budget) {
-            host.set_gauge(
-                &stats::team_budget_remaining(team_label),
-                max.saturating_sub(c.spend),
-            );
-        }
+    let own = matches!(principal, Principal::Key(k) if k.def.own_metrics());
+    for ((p, _), spend) in admitted.iter().zip(after) {
+        let (Some(spend), Some(max)) = (spend, p.limits.max_budget) else {
+            continue;
+        };
+        let gauge = match p.scope {
+            quota::Scope::Key if own => stats::key_budget_remaining(team_label, alias),
+            quota::Scope::Key => continue,
+            quota::Scope::Team => stats::team_budget_remaining(team_label),
+            quota::Scope::Proxy => stats::proxy_budget_remaining(),
+        };
+        host.set_gauge(&gauge, max.saturating_sub(spend));
     }
 }
 
@@ -543,7 +531,7 @@ pub type Headers = Vec<(&'static str, String)>;
 /// OpenAI-style rate-limit headers from the tighter of the key's and team's snapshots.
 pub fn limit_headers(a: &Admission) -> Headers {
     let mut h = Vec::with_capacity(10);
-    let snaps = [Some(a.key), a.team];
+    let snaps = [a.key, a.team, a.proxy];
     let tightest = |pick: &dyn Fn(&quota::Snapshot) -> Option<(u64, u64)>| {
         snaps
             .iter()
@@ -551,7 +539,9 @@ pub fn limit_headers(a: &Admission) -> Headers {
             .filter_map(pick)
             .min_by_key(|(_, remaining)| *remaining)
     };
-    let reset = a.key.reset_secs;
+    let Some(reset) = snaps.iter().flatten().map(|s| s.reset_secs).next() else {
+        return h;
+    };
     if let Some((limit, remaining)) = tightest(&|s| s.rpm.zip(s.remaining_requests)) {
         h.push(("x-ratelimit-limit-requests", limit.to_string()));
         h.push(("x-ratelimit-remaining-requests", remaining.to_string()));
@@ -572,14 +562,16 @@ pub fn key_headers(principal: &Principal, a: &Admission) -> Headers {
     };
     let mut h = limit_headers(a);
     h.push(("x-tollgate-key-alias", principal.labels().1.to_string()));
-    h.push((
-        "x-tollgate-key-spend",
-        format!("{:.6}", quota::usd(a.key.spend)),
-    ));
+    if let Some(key) = a.key {
+        h.push((
+            "x-tollgate-key-spend",
+            format!("{:.6}", quota::usd(key.spend)),
+        ));
+    }
     if let Some(max) = k.def.max_budget {
         h.push(("x-tollgate-key-max-budget", format!("{max}")));
     }
-    if a.key.soft_budget_exceeded || a.team.is_some_and(|t| t.soft_budget_exceeded) {
+    if a.soft_budget_exceeded() {
         h.push(("x-tollgate-soft-budget-exceeded", "true".into()));
     }
     h
@@ -592,15 +584,15 @@ pub fn refusal(r: &Refusal) -> (ApiError, Headers) {
             let when = reset_at.map(|t| format!(" The budget resets at {}.", time::format_rfc3339(t))).unwrap_or_default();
             let msg = if spend >= max {
                 format!(
-                    "Budget has been exceeded for this {}: spend ${:.6}, max budget ${:.6}.{when}",
-                    scope.name(),
+                    "Budget has been exceeded for {}: spend ${:.6}, max budget ${:.6}.{when}",
+                    scope.described(),
                     quota::usd(*spend),
                     quota::usd(*max)
                 )
             } else {
                 format!(
-                    "Budget would be exceeded for this {}: spend ${:.6} plus ${:.6} reserved by requests in flight plus this request's worst case ${:.6} is over the max budget ${:.6}. Lower max_tokens or wait for requests in flight.{when}",
-                    scope.name(),
+                    "Budget would be exceeded for {}: spend ${:.6} plus ${:.6} reserved by requests in flight plus this request's worst case ${:.6} is over the max budget ${:.6}. Lower max_tokens or wait for requests in flight.{when}",
+                    scope.described(),
                     quota::usd(*spend),
                     quota::usd(*reserved),
                     quota::usd(*needed),
@@ -611,14 +603,14 @@ pub fn refusal(r: &Refusal) -> (ApiError, Headers) {
             (e, vec![("x-should-retry", "false".into())])
         }
         Refusal::Parallel { scope, limit } => (
-            ApiError::rate_limit(format!("Too many requests in flight for this {}: the limit is {limit}.", scope.name()))
+            ApiError::rate_limit(format!("Too many requests in flight for {}: the limit is {limit}.", scope.described()))
                 .with_code("parallel_limit_exceeded"),
             vec![("retry-after", "1".into())],
         ),
         Refusal::Requests { scope, limit, reset_secs } => (
             ApiError::rate_limit(format!(
-                "Rate limit reached for this {}: {limit} requests per minute. Try again in {reset_secs}s.",
-                scope.name()
+                "Rate limit reached for {}: {limit} requests per minute. Try again in {reset_secs}s.",
+                scope.described()
             ))
             .with_code("rate_limit_exceeded"),
             vec![
@@ -630,8 +622,8 @@ pub fn refusal(r: &Refusal) -> (ApiError, Headers) {
         ),
         Refusal::Tokens { scope, limit, used, needed, reset_secs } => (
             ApiError::rate_limit(format!(
-                "Token rate limit reached for this {}: {limit} tokens per minute, {used} used or reserved, this request may use up to {needed}. Try again in {reset_secs}s.",
-                scope.name()
+                "Token rate limit reached for {}: {limit} tokens per minute, {used} used or reserved, this request may use up to {needed}. Try again in {reset_secs}s.",
+                scope.described()
             ))
             .with_code("rate_limit_exceeded"),
             vec![

@@ -40,7 +40,7 @@ impl HttpFilter {
         let exchange = if crate::host::tick::store_down(host.store()) {
             None
         } else {
-            accounting::fleet_call(&routed.principal, &ask, &replica, timeout)
+            accounting::fleet_call(&self.config, &routed.principal, &ask, &replica, timeout)
         };
         routed.fleet = Some(Box::new(Pending { ask, body }));
         match exchange {
@@ -72,6 +72,7 @@ impl HttpFilter {
         let now_ms = host.now_ms();
         let outcome = accounting::fleet_answered(
             host,
+            &self.config,
             &routed.principal,
             pending.ask,
             now_ms,
@@ -87,7 +88,7 @@ impl HttpFilter {
                 let e = ApiError::new(
                     503,
                     "api_error",
-                    "The gateway's shared store did not answer and this gateway refuses virtual-key requests without it (tollgate_settings.store.failure_mode: closed).",
+                    "The gateway's shared store did not answer and this gateway refuses requests under a budget or limit without it (tollgate_settings.store.failure_mode: closed).",
                 )
                 .with_code("store_unavailable");
                 self.refuse(host, &e, &[("retry-after", "1".to_string())])

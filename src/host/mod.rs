@@ -48,6 +48,9 @@ pub fn configure(text: &[u8], env: &dyn Env, store: &dyn Store, now_secs: u64) -
     for team in c.teams.keys() {
         quota::ensure_record(store, &quota::record_key(Scope::Team, team), now_secs);
     }
+    if c.proxy.is_some() {
+        quota::ensure_record(store, quota::PROXY_RECORD, now_secs);
+    }
     for d in &c.deployments {
         health::ensure(store, &d.id);
     }

@@ -132,6 +132,9 @@ pub struct Charge {
 pub enum Scope {
     Key,
     Team,
+    /// The whole gateway: `litellm_settings.max_budget` and
+    /// `general_settings.global_max_parallel_requests`, whoever the caller is.
+    Proxy,
 }
 
 impl Scope {
@@ -139,9 +142,22 @@ impl Scope {
         match self {
             Scope::Key => "key",
             Scope::Team => "team",
+            Scope::Proxy => "proxy",
+        }
+    }
+
+    /// What a refusal names: "this key", "this team", or the proxy-wide cap.
+    pub fn described(self) -> &'static str {
+        match self {
+            Scope::Key => "this key",
+            Scope::Team => "this team",
+            Scope::Proxy => "the whole proxy (a proxy-wide cap)",
         }
     }
 }
+
+/// The proxy-wide record's store key (`tollgate.usage.proxy.all`).
+pub const PROXY_RECORD: &str = "tollgate.usage.proxy.all";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
@@ -323,18 +339,63 @@ pub fn record_key(scope: Scope, id: &str) -> String {
 }
 
 /// One scope taking part in an admission: its store key and limits.
+#[derive(Debug, Clone, Copy)]
 pub struct Party<'a> {
     pub scope: Scope,
     pub key: &'a str,
     pub limits: &'a Limits,
 }
 
-/// The outcome of admitting a request in all its scopes.
+/// The outcome of admitting a request in all its scopes: each scope's snapshot, for those the
+/// request was admitted in (a master key or open gateway has no key; the proxy scope exists only
+/// when a proxy-wide cap is configured).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Admission {
     pub estimate: Estimate,
-    pub key: Snapshot,
+    pub key: Option<Snapshot>,
     pub team: Option<Snapshot>,
+    pub proxy: Option<Snapshot>,
+}
+
+impl Admission {
+    /// The admission of parties admitted together, each snapshot in its party's scope.
+    pub fn of(estimate: Estimate, parties: &[&Party], snaps: &[Snapshot]) -> Admission {
+        let mut a = Admission {
+            estimate,
+            key: None,
+            team: None,
+            proxy: None,
+        };
+        for (p, s) in parties.iter().zip(snaps) {
+            *a.slot(p.scope) = Some(*s);
+        }
+        a
+    }
+
+    fn slot(&mut self, scope: Scope) -> &mut Option<Snapshot> {
+        match scope {
+            Scope::Key => &mut self.key,
+            Scope::Team => &mut self.team,
+            Scope::Proxy => &mut self.proxy,
+        }
+    }
+
+    /// The snapshot of a scope the request was admitted in.
+    pub fn snapshot(&self, scope: Scope) -> Option<Snapshot> {
+        match scope {
+            Scope::Key => self.key,
+            Scope::Team => self.team,
+            Scope::Proxy => self.proxy,
+        }
+    }
+
+    /// Whether any of its scopes is over its soft budget.
+    pub fn soft_budget_exceeded(&self) -> bool {
+        [self.key, self.team, self.proxy]
+            .iter()
+            .flatten()
+            .any(|s| s.soft_budget_exceeded)
+    }
 }
 
 fn store_refusal(e: UpdateError<Refusal>) -> Refusal {
@@ -342,6 +403,38 @@ fn store_refusal(e: UpdateError<Refusal>) -> Refusal {
         UpdateError::Refused(r) => r,
         UpdateError::Contention | UpdateError::Unavailable => Refusal::Store,
     }
+}
+
+/// Admits a request in every party, in order, all or none: a refusal undoes what the parties
+/// before it admitted. Returns their snapshots in the parties' order.
+pub fn admit_parties(
+    store: &dyn Store,
+    parties: &[&Party],
+    now: u64,
+    est: Estimate,
+) -> Result<Vec<Snapshot>, Refusal> {
+    let mut snaps: Vec<Snapshot> = Vec::with_capacity(parties.len());
+    for p in parties {
+        let r = update(store, p.key, |bytes| {
+            let mut c = Counters::decode(bytes);
+            let snap = admit(&mut c, p.limits, p.scope, now, est)?;
+            Ok((c.encode(), snap))
+        });
+        match r {
+            Ok(s) => snaps.push(s),
+            Err(e) => {
+                for (done, snap) in parties.iter().zip(&snaps) {
+                    let _ = update::<(), ()>(store, done.key, |bytes| {
+                        let mut c = Counters::decode(bytes);
+                        unadmit(&mut c, snap.minute, est);
+                        Ok((c.encode(), ()))
+                    });
+                }
+                return Err(store_refusal(e));
+            }
+        }
+    }
+    Ok(snaps)
 }
 
 /// Admits a request in its key's scope, then its team's; undoes the key's if the team refuses.
@@ -352,38 +445,9 @@ pub fn admit_all(
     now: u64,
     est: Estimate,
 ) -> Result<Admission, Refusal> {
-    let key_snap = update(store, key.key, |bytes| {
-        let mut c = Counters::decode(bytes);
-        let snap = admit(&mut c, key.limits, key.scope, now, est)?;
-        Ok((c.encode(), snap))
-    })
-    .map_err(store_refusal)?;
-    let team_snap = match team {
-        None => None,
-        Some(t) => {
-            let r = update(store, t.key, |bytes| {
-                let mut c = Counters::decode(bytes);
-                let snap = admit(&mut c, t.limits, t.scope, now, est)?;
-                Ok((c.encode(), snap))
-            });
-            match r {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    let _ = update::<(), ()>(store, key.key, |bytes| {
-                        let mut c = Counters::decode(bytes);
-                        unadmit(&mut c, key_snap.minute, est);
-                        Ok((c.encode(), ()))
-                    });
-                    return Err(store_refusal(e));
-                }
-            }
-        }
-    };
-    Ok(Admission {
-        estimate: est,
-        key: key_snap,
-        team: team_snap,
-    })
+    let list: Vec<&Party> = std::iter::once(key).chain(team).collect();
+    let snaps = admit_parties(store, &list, now, est)?;
+    Ok(Admission::of(est, &list, &snaps))
 }
 
 /// Settles a request in one scope; returns the scope's counters afterwards.

@@ -313,7 +313,7 @@ fn interleaved_workers_never_overshoot() {
                 &store,
                 &party,
                 step / 100,
-                a.key.minute,
+                a.key.map_or(0, |s| s.minute),
                 a.estimate,
                 Charge {
                     cost: actual,
@@ -332,7 +332,7 @@ fn interleaved_workers_never_overshoot() {
             &store,
             &party,
             50,
-            a.key.minute,
+            a.key.map_or(0, |s| s.minute),
             a.estimate,
             Charge::default(),
         )
@@ -350,4 +350,119 @@ fn money_conversions() {
     assert_eq!(micro(-3.0), 0);
     assert_eq!(micro(f64::NAN), 0);
     assert_eq!(usd(1_500_000), 1.5);
+}
+
+/// The proxy-wide party is admitted with the key's, all or none: its refusal undoes the key's
+/// admission, and a settlement charges both.
+#[test]
+fn the_proxy_party_is_admitted_and_settled_with_the_key() {
+    let store = MemoryStore::default();
+    let key_limits = Limits::default();
+    let proxy_limits = Limits {
+        max_budget: Some(100),
+        parallel: Some(2),
+        ..Default::default()
+    };
+    let key = Party {
+        scope: Scope::Key,
+        key: "k",
+        limits: &key_limits,
+    };
+    let proxy = Party {
+        scope: Scope::Proxy,
+        key: PROXY_RECORD,
+        limits: &proxy_limits,
+    };
+    ensure_record(&store, "k", 120);
+    ensure_record(&store, PROXY_RECORD, 120);
+    let est = Estimate {
+        cost: 30,
+        tokens: 1,
+    };
+    let list = [&key, &proxy];
+    let a = admit_parties(&store, &list, 120, est).unwrap();
+    let b = admit_parties(&store, &list, 120, est).unwrap();
+    // A third in flight is over the proxy's parallel limit; the key's admission is undone.
+    assert_eq!(
+        admit_parties(&store, &list, 120, est),
+        Err(Refusal::Parallel {
+            scope: Scope::Proxy,
+            limit: 2
+        })
+    );
+    let k = Counters::decode(&store.get("k").unwrap().value);
+    assert_eq!((k.in_flight, k.reserved, k.requests), (2, 60, 2));
+    let admission = Admission::of(est, &list, &a);
+    assert!(admission.key.is_some() && admission.proxy.is_some() && admission.team.is_none());
+    for snaps in [&a, &b] {
+        for (p, s) in list.iter().zip(snaps.iter()) {
+            settle_one(
+                &store,
+                p,
+                121,
+                s.minute,
+                est,
+                Charge {
+                    cost: 30,
+                    tokens: 1,
+                },
+            );
+        }
+    }
+    let p = Counters::decode(&store.get(PROXY_RECORD).unwrap().value);
+    assert_eq!((p.spend, p.reserved, p.in_flight), (60, 0, 0));
+    // 60 spent + 30 worst case fits 100; with one more in flight it would not.
+    let c = admit_parties(&store, &list, 122, est).unwrap();
+    assert!(matches!(
+        admit_parties(&store, &list, 122, est),
+        Err(Refusal::Budget {
+            scope: Scope::Proxy,
+            spend: 60,
+            reserved: 30,
+            max: 100,
+            ..
+        })
+    ));
+    assert_eq!(c.len(), 2);
+}
+
+/// The proxy-wide budget window resets by its `budget_duration`.
+#[test]
+fn the_proxy_budget_resets_by_its_duration() {
+    let store = MemoryStore::default();
+    let l = Limits {
+        max_budget: Some(50),
+        budget_duration: Some(30),
+        ..Default::default()
+    };
+    let proxy = Party {
+        scope: Scope::Proxy,
+        key: PROXY_RECORD,
+        limits: &l,
+    };
+    ensure_record(&store, PROXY_RECORD, 1_000);
+    let est = Estimate {
+        cost: 50,
+        tokens: 0,
+    };
+    let s = admit_parties(&store, &[&proxy], 1_000, est).unwrap();
+    settle_one(
+        &store,
+        &proxy,
+        1_001,
+        s[0].minute,
+        est,
+        Charge {
+            cost: 50,
+            tokens: 0,
+        },
+    );
+    assert!(matches!(
+        admit_parties(&store, &[&proxy], 1_029, est),
+        Err(Refusal::Budget {
+            reset_at: Some(1_030),
+            ..
+        })
+    ));
+    assert!(admit_parties(&store, &[&proxy], 1_030, est).is_ok());
 }

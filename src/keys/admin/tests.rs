@@ -339,7 +339,7 @@ fn a_recreated_key_starts_from_zero() {
         &store,
         &old.key_party(),
         1_800_000_001,
-        admitted.key.minute,
+        admitted.key.map_or(0, |s| s.minute),
         est,
         Charge {
             cost: 400,
