@@ -109,7 +109,9 @@ fn store(w: &mut Walker, m: &Map<String, Value>) -> Option<StoreSettings> {
     w.check_fields(m, PATH, FIELDS, &[]);
     let url_path = join(PATH, "url");
     let url = match m.get("url") {
-        Some(Value::String(s)) => w.resolve(s, &url_path),
+        // `tollgate render` builds the store's cluster from it: an unset variable is an error in
+        // check mode too.
+        Some(Value::String(_)) => w.cluster_string(m, "url", PATH),
         None | Some(Value::Null) => {
             w.error(
                 &url_path,
@@ -421,6 +423,25 @@ mod tests {
             .warnings
             .iter()
             .any(|w| w.path == "tollgate_settings.store.auth"));
+        // The store's cluster is built from the url: an unset variable there is an error in
+        // `tollgate check` too, naming the variable (render could not write the cluster).
+        let unset_url = doc(json!({"url": "os.environ/STORE_URL_NOT_SET"}));
+        let r = load(&unset_url, &env(), Strictness::Check);
+        assert!(
+            r.errors.iter().any(|e| e.to_string().starts_with(
+                "tollgate_settings.store.url: environment variable STORE_URL_NOT_SET is not set"
+            ) && e.to_string().contains("tollgate render")),
+            "{:?}",
+            r.errors
+        );
+        let mut with_url = env();
+        with_url.insert("STORE_URL".into(), "http://127.0.0.1:7380".into());
+        let r = load(
+            &doc(json!({"url": "os.environ/STORE_URL"})),
+            &with_url,
+            Strictness::Serve,
+        );
+        assert_eq!(r.config.unwrap().store.unwrap().port, 7380);
         // Written inline: allowed, with a warning (render copies the config into Envoy's).
         let (_, warnings) = ok(doc(json!({"url": "http://h:1", "auth": "u:p"})));
         assert!(warnings
