@@ -1,5 +1,7 @@
 """Fixtures the fleet tests share: one Redis 7 behind webdis per test module (started and stopped
-by the test), and an OpenAI-compatible provider mock per module."""
+by the test), an OpenAI-compatible provider mock per module, and replicas started together."""
+
+import contextlib
 
 import pytest
 
@@ -18,3 +20,15 @@ def provider():
     m = OpenAIMock().start()
     yield m
     m.stop()
+
+
+@contextlib.contextmanager
+def started(envoys):
+    """Starts every replica, yields them, and stops them all however the block ends."""
+    try:
+        for e in envoys:
+            e.start()
+        yield envoys
+    finally:
+        for e in envoys:
+            e.stop()

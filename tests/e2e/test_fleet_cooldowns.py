@@ -8,7 +8,7 @@ import openai
 import pytest
 
 from conftest import MASTER_KEY
-from fleet_common import stack  # noqa: F401 (a fixture)
+from fleet_common import stack, started  # noqa: F401 (a fixture)
 from harness import Envoy
 from mocks.openai_mock import OPENAI_KEY, OpenAIMock, openai_error
 
@@ -42,11 +42,8 @@ def fleet(stack, pair):
     }
     env = {"TOLLGATE_MASTER_KEY": MASTER_KEY, "TOLLGATE_STORE_AUTH": stack.webdis.auth, "OPENAI_API_KEY": OPENAI_KEY}
     envoys = [Envoy(config, env=env, concurrency=2) for _ in range(3)]
-    for e in envoys:
-        e.start()
-    yield envoys
-    for e in envoys:
-        e.stop()
+    with started(envoys):
+        yield envoys
 
 
 def served_by(gw):

@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from conftest import MASTER_KEY
-from fleet_common import provider, stack  # noqa: F401 (fixtures)
+from fleet_common import provider, stack, started  # noqa: F401 (fixtures)
 from harness import Envoy, http
 from mocks.base import Json
 from mocks.openai_mock import OPENAI_KEY
@@ -55,11 +55,8 @@ def replica(stack, provider):
 @pytest.fixture(scope="module")
 def fleet(stack, provider):
     envoys = [replica(stack, provider) for _ in range(3)]
-    for e in envoys:
-        e.start()
-    yield envoys
-    for e in envoys:
-        e.stop()
+    with started(envoys):
+        yield envoys
 
 
 def admin(gw, path, payload=None):

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from conftest import MASTER_KEY
-from fleet_common import provider, stack  # noqa: F401 (fixtures)
+from fleet_common import provider, stack, started  # noqa: F401 (fixtures)
 from harness import Envoy, http
 from mocks.openai_mock import OPENAI_KEY
 from test_fleet import COST_MICRO, PRICE_IN, PRICE_OUT, TICK_MS, answer, body
@@ -40,11 +40,8 @@ def fleet(stack, provider):
     env = {"TOLLGATE_MASTER_KEY": MASTER_KEY, "TOLLGATE_STORE_AUTH": stack.webdis.auth,
            "OPENAI_API_KEY": OPENAI_KEY, **KEYS}
     envoys = [Envoy(config, env=env, concurrency=2) for _ in range(2)]
-    for e in envoys:
-        e.start()
-    yield envoys
-    for e in envoys:
-        e.stop()
+    with started(envoys):
+        yield envoys
 
 
 def proxy_spend(stack):
