@@ -191,7 +191,8 @@ impl Taken {
             }
         }
         for (key, jsons) in &blocks {
-            let bytes = jsons.iter().map(|j| j.len()).sum::<usize>() + jsons.len() - 1;
+            let bytes =
+                jsons.iter().map(|j| j.len()).sum::<usize>() + jsons.len().saturating_sub(1);
             payload.reserve(bytes + key.len() + 24);
             payload.push('\n');
             payload.push_str(key);
