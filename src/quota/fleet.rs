@@ -123,6 +123,12 @@ const LEASE_TICKS: u64 = 8;
 const PREFETCH_MIN_REQUESTS: u64 = 16;
 /// A refusal by the store is believed this long before asking again.
 const REFUSAL_MEMORY_MS: u64 = 250;
+/// After its minute ends, what a lease has left of that minute's requests and tokens stays
+/// usable (counted in that minute, which the store counted it in when it granted it) until the
+/// store grants the new minute's, with the next sync, and at most this long. Without it every
+/// replica would ask the store (`tg_admit`) for each request in the first tick of each minute.
+/// The fixed window of a rate limit thus takes requests for up to this long past its minute's end.
+pub const MINUTE_GRACE_MS: u64 = 1_000;
 
 impl Ledger {
     pub fn encode(&self) -> Vec<u8> {
@@ -217,15 +223,26 @@ impl Ledger {
         now_ms.saturating_add_signed(self.clock_offset_ms)
     }
 
-    /// Starts the minute's request and token counts afresh when the store's minute moved on.
+    /// Starts the minute's request and token counts afresh when the store's minute moved on,
+    /// unless the lease of the minute just ended is still in its grace (see
+    /// [`MINUTE_GRACE_MS`]): then requests keep counting in that minute, against its lease.
     fn roll(&mut self, fleet_now_ms: u64) {
         let minute = fleet_now_ms / 60_000;
-        if minute != self.local_minute {
+        if minute != self.local_minute && !self.in_grace(fleet_now_ms) {
             self.local_minute = minute;
             self.requests_used = 0;
             self.tokens_used = 0;
             self.tokens_reserved = 0;
         }
+    }
+
+    /// Whether, at `fleet_now_ms`, the minute just ended still counts requests against its
+    /// lease: within [`MINUTE_GRACE_MS`] of its end, until the store grants the new minute.
+    fn in_grace(&self, fleet_now_ms: u64) -> bool {
+        fleet_now_ms / 60_000 == self.local_minute.saturating_add(1)
+            && fleet_now_ms % 60_000 < MINUTE_GRACE_MS
+            && self.lease.m == self.local_minute
+            && (self.lease.r > 0 || self.lease.t > 0)
     }
 
     /// The lease's requests and tokens count only in their minute.
@@ -645,32 +662,52 @@ impl Ledger {
                 .min(share(left, per_request(self.smooth_b)));
             (release.b, grow.b) = step(&mut self.lease.b, committed.saturating_add(room));
         }
-        let minute = self.local_minute;
-        if self.lease.m != minute {
+        // In a minute's grace (see [`MINUTE_GRACE_MS`]) the lease of the minute just ended keeps
+        // serving until the reply: the sync asks for the new minute's from nothing, and the
+        // store, which dropped the old one's, grants it in the new minute.
+        let grace = self.in_grace(fleet_now);
+        let minute = if grace {
+            fleet_now / 60_000
+        } else {
+            self.local_minute
+        };
+        if self.lease.m != minute && !grace {
             // The store drops a past minute's requests and tokens; so does the replica.
             self.lease.r = 0;
             self.lease.t = 0;
             self.lease.m = minute;
         }
+        let (mut lease_r, mut lease_t, requests_used, tokens_used) = if grace {
+            (0, 0, 0, 0)
+        } else {
+            (
+                self.lease.r,
+                self.lease.t,
+                self.requests_used,
+                self.tokens_used.saturating_add(self.tokens_reserved),
+            )
+        };
         if let Some(rpm) = l.rpm {
             let left = if self.fleet.minute == minute {
-                rpm.saturating_sub(self.fleet.requests.saturating_sub(self.lease.r))
+                rpm.saturating_sub(self.fleet.requests.saturating_sub(lease_r))
             } else {
                 rpm
             };
             let room = (self.smooth_r.saturating_mul(LEASE_TICKS)).min(share(left, 1));
-            (release.r, grow.r) = step(&mut self.lease.r, self.requests_used.saturating_add(room));
+            (release.r, grow.r) = step(&mut lease_r, requests_used.saturating_add(room));
         }
         if let Some(tpm) = l.tpm {
-            let used = self.tokens_used.saturating_add(self.tokens_reserved);
             let left = if self.fleet.minute == minute {
-                tpm.saturating_sub(self.fleet.tokens.saturating_sub(self.lease.t))
+                tpm.saturating_sub(self.fleet.tokens.saturating_sub(lease_t))
             } else {
                 tpm
             };
             let room = (self.smooth_t.saturating_mul(LEASE_TICKS))
                 .min(share(left, per_request(self.smooth_t)));
-            (release.t, grow.t) = step(&mut self.lease.t, used.saturating_add(room));
+            (release.t, grow.t) = step(&mut lease_t, tokens_used.saturating_add(room));
+        }
+        if !grace {
+            (self.lease.r, self.lease.t) = (lease_r, lease_t);
         }
         if let Some(parallel) = l.parallel {
             let left = parallel.saturating_sub(self.lease.p);

@@ -68,6 +68,9 @@ impl Model {
             let off = s.release.r.min(lease.r);
             lease.r -= off;
             self.requests -= off;
+            let off = s.release.t.min(lease.t);
+            lease.t -= off;
+            self.tokens -= off;
         }
         granted.r = match self.limits.rpm {
             Some(rpm) => s.grow.r.min(rpm.saturating_sub(self.requests)),
@@ -75,6 +78,12 @@ impl Model {
         };
         lease.r += granted.r;
         self.requests += granted.r;
+        granted.t = match self.limits.tpm {
+            Some(tpm) => s.grow.t.min(tpm.saturating_sub(self.tokens)),
+            None => s.grow.t,
+        };
+        lease.t += granted.t;
+        self.tokens += granted.t;
         let off = s.release.p.min(lease.p);
         lease.p -= off;
         self.leased_p -= off;
@@ -115,6 +124,7 @@ impl Model {
         }
         self.leased_b += b;
         self.requests += 1;
+        self.tokens += est.tokens;
         self.leased_p += 1;
         let gb = match self.limits.max_budget {
             Some(_) => extra.b.min(self.left_b()),
@@ -611,4 +621,100 @@ fn an_asking_request_brings_a_lease_for_the_next_ones() {
         Err(Shortfall::AskFleet { extra, .. }) => assert_eq!(extra, Amounts::default()),
         other => panic!("{other:?}"),
     }
+}
+
+/// Runs one replica at 10 requests per 250 ms tick for 10 s, from 5 s before a minute ends,
+/// syncing at the end of each tick: returns the requests that asked the store after the first
+/// second, and the requests admitted in each minute (as the ledger counts them).
+fn across_a_minute(l: &Limits) -> (u64, std::collections::BTreeMap<u64, u64>) {
+    let start = (NOW / 60_000) * 60_000 + 55_000;
+    let mut model = Model::new(l.clone(), 1);
+    let mut ledger = Ledger::default();
+    let mut asked = 0;
+    let mut per_minute = std::collections::BTreeMap::new();
+    let set_minute = |model: &mut Model, t: u64| {
+        if model.minute != t / 60_000 {
+            model.minute = t / 60_000;
+            model.requests = 0;
+            model.tokens = 0;
+        }
+    };
+    for tick in 0..40 {
+        let now = start + tick * 250;
+        for i in 0..10 {
+            let t = now + i * 25;
+            set_minute(&mut model, t);
+            let asks = matches!(
+                ledger.clone().admit(l, Scope::Key, t, EST, AGE),
+                Err(Shortfall::AskFleet { .. })
+            );
+            if admit_at(&mut ledger, &mut model, 0, l, EST, t) {
+                asked += u64::from(asks && tick >= 4);
+                *per_minute.entry(ledger.local_minute).or_default() += 1;
+                ledger.settle(ledger.local_minute, EST, 0, 0);
+            }
+            ledger.refused_until_ms = 0;
+        }
+        let t = now + 249;
+        set_minute(&mut model, t);
+        let reply = model.sync(0, &ledger.sync(l, t));
+        ledger.synced(t, t, &reply);
+    }
+    (asked, per_minute)
+}
+
+/// A warm lease crosses the end of a minute without asking the store: what it has left of the
+/// minute just ended serves until the next sync brings the new minute's (within
+/// [`MINUTE_GRACE_MS`]), counted in the minute that granted it; and still no minute admits more
+/// than the limit.
+#[test]
+fn a_warm_lease_crosses_a_minute_without_asking_the_store() {
+    let l = Limits {
+        rpm: Some(100_000),
+        tpm: Some(10_000_000),
+        ..Default::default()
+    };
+    let (asked, per_minute) = across_a_minute(&l);
+    assert_eq!(asked, 0, "{per_minute:?}");
+    assert_eq!(per_minute.values().sum::<u64>(), 400);
+    assert_eq!(per_minute.len(), 2);
+
+    // Near the limit, each minute still admits at most rpm.
+    let l = Limits {
+        rpm: Some(150),
+        ..Default::default()
+    };
+    let (_, per_minute) = across_a_minute(&l);
+    assert_eq!(per_minute.len(), 2, "{per_minute:?}");
+    assert!(per_minute.values().all(|&n| n <= 150), "{per_minute:?}");
+    // 200 asked for in each minute's part of the run: exactly the limit admitted in each.
+    assert_eq!(per_minute.values().copied().collect::<Vec<_>>(), [150, 150]);
+}
+
+/// Without a sync, the grace ends after [`MINUTE_GRACE_MS`]: the old minute's lease no longer
+/// serves, and the request asks the store.
+#[test]
+fn the_grace_of_a_minute_is_bounded() {
+    let l = Limits {
+        rpm: Some(100_000),
+        ..Default::default()
+    };
+    let end = (NOW / 60_000 + 1) * 60_000;
+    let mut ledger = Ledger {
+        lease: Lease {
+            r: 100,
+            m: NOW / 60_000,
+            ..Default::default()
+        },
+        local_minute: NOW / 60_000,
+        confirmed_ms: end,
+        ..Default::default()
+    };
+    assert!(ledger.admit(&l, Scope::Key, end + 10, EST, AGE).is_ok());
+    assert_eq!(ledger.local_minute, NOW / 60_000);
+    assert!(matches!(
+        ledger.admit(&l, Scope::Key, end + MINUTE_GRACE_MS, EST, AGE),
+        Err(Shortfall::AskFleet { .. })
+    ));
+    assert_eq!(ledger.local_minute, NOW / 60_000 + 1);
 }
