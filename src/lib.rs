@@ -12,6 +12,7 @@ pub mod filter;
 pub mod fleet;
 pub mod hex;
 pub mod host;
+pub mod ingress;
 pub mod json;
 pub mod keys;
 pub mod openai;

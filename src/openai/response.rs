@@ -245,6 +245,11 @@ pub struct ToolCallOut {
 pub struct Choice {
     pub content: Option<String>,
     pub reasoning: Option<String>,
+    /// The signature of the reasoning, where the provider signs it (Anthropic, Claude on Bedrock):
+    /// a client API that can carry it back (Messages) returns it; chat completions drop it.
+    pub reasoning_signature: Option<String>,
+    /// Encrypted reasoning blocks (Anthropic's `redacted_thinking`), returned as they came.
+    pub redacted_reasoning: Vec<String>,
     pub tool_calls: Vec<ToolCallOut>,
     pub finish_reason: Option<FinishReason>,
 }

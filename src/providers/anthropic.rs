@@ -684,6 +684,7 @@ fn translate_response(body: &[u8], ctx: &ResponseCtx) -> Result<Translated, ApiE
             msg.stop_reason.as_deref(),
             client_tool_called,
         )),
+        ..Default::default()
     };
     Ok(Translated {
         body: Completion::single(choice, usage.unwrap_or_default()).to_json(ctx),

@@ -896,6 +896,7 @@ fn parse_response(body: &[u8]) -> Result<(Completion, Option<Usage>), ApiError> 
             reasoning: (!reasoning.is_empty()).then_some(reasoning),
             tool_calls,
             finish_reason: Some(finish),
+            ..Default::default()
         },
         usage.unwrap_or_default(),
     );

@@ -1,0 +1,798 @@
+//! A Messages API request (`POST /v1/messages`) read and rewritten as the chat completions
+//! request every provider translator takes, for backends other than Anthropic's own (which get
+//! the client's body as it came, model replaced).
+//!
+//! What chat completions has no field for travels in the extensions LiteLLM's OpenAI format uses,
+//! so that a translator able to honour it can: `top_k`, `thinking` (as the client sent it), an
+//! assistant message's `thinking_blocks` (reasoning and its signature, or redacted reasoning, as
+//! they came), `cache_control` on a content part. Any other top-level field is kept under its own
+//! name: a backend that cannot take it refuses it by name (or drops it, with `drop_params`).
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::error::ApiError;
+use crate::json::{self, Text};
+
+/// The parts of a Messages request that decide routing and cost, read once.
+#[derive(Debug)]
+pub struct MessagesRequest<'a> {
+    pub model: Text<'a>,
+    pub max_tokens: u64,
+    pub stream: bool,
+    /// The client's body as chat completions (see the module's doc).
+    pub chat: Vec<u8>,
+}
+
+fn invalid(field: &str, problem: impl std::fmt::Display) -> ApiError {
+    ApiError::invalid_param(field, format!("{field}: {problem}"))
+}
+
+#[derive(Deserialize)]
+struct MessageIn<'a> {
+    #[serde(borrow)]
+    role: Text<'a>,
+    #[serde(borrow)]
+    content: &'a RawValue,
+}
+
+/// A content block, flat: which fields matter depends on `type`.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct BlockIn<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Text<'a>,
+    #[serde(borrow)]
+    text: Option<Text<'a>>,
+    #[serde(borrow)]
+    source: Option<SourceIn<'a>>,
+    #[serde(borrow)]
+    cache_control: Option<&'a RawValue>,
+    // tool_use
+    #[serde(borrow)]
+    id: Option<Text<'a>>,
+    #[serde(borrow)]
+    name: Option<Text<'a>>,
+    #[serde(borrow)]
+    input: Option<&'a RawValue>,
+    // tool_result
+    #[serde(borrow)]
+    tool_use_id: Option<Text<'a>>,
+    #[serde(borrow)]
+    content: Option<&'a RawValue>,
+    is_error: Option<bool>,
+    // thinking, redacted_thinking
+    #[serde(borrow)]
+    thinking: Option<Text<'a>>,
+    #[serde(borrow)]
+    signature: Option<Text<'a>>,
+    #[serde(borrow)]
+    data: Option<Text<'a>>,
+    // document
+    #[serde(borrow)]
+    title: Option<Text<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct SourceIn<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Text<'a>,
+    #[serde(borrow)]
+    media_type: Option<Text<'a>>,
+    #[serde(borrow)]
+    data: Option<Text<'a>>,
+    #[serde(borrow)]
+    url: Option<Text<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ToolIn<'a> {
+    #[serde(rename = "type", default, borrow)]
+    kind: Option<Text<'a>>,
+    #[serde(borrow)]
+    name: Text<'a>,
+    #[serde(default, borrow)]
+    description: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    input_schema: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    cache_control: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ToolChoiceIn<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Text<'a>,
+    #[serde(default, borrow)]
+    name: Option<Text<'a>>,
+    #[serde(default)]
+    disable_parallel_tool_use: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct MetadataIn<'a> {
+    #[serde(borrow)]
+    user_id: Option<Text<'a>>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// What is written: a chat completions body.
+
+#[derive(Serialize)]
+struct ChatOut<'a> {
+    model: &'a str,
+    messages: Vec<ChatMessage<'a>>,
+    max_tokens: u64,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_options: Option<StreamOptions>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_k: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    stop: Vec<Text<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<Text<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<ToolOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<ToolChoiceOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parallel_tool_calls: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thinking: Option<&'a RawValue>,
+    #[serde(flatten)]
+    other: Other<'a>,
+}
+
+/// Top-level fields kept under their own names.
+struct Other<'a>(Vec<(&'a str, &'a RawValue)>);
+
+impl Serialize for Other<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+#[derive(Serialize)]
+struct StreamOptions {
+    include_usage: bool,
+}
+
+#[derive(Serialize)]
+struct ChatMessage<'a> {
+    role: &'static str,
+    content: ContentOut<'a>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<ToolCallOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_call_id: Option<Text<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    thinking_blocks: Vec<ThinkingOut<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ContentOut<'a> {
+    Null(Option<()>),
+    Text(Text<'a>),
+    Parts(Vec<PartOut<'a>>),
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum PartOut<'a> {
+    Text {
+        text: Text<'a>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cache_control: Option<&'a RawValue>,
+    },
+    ImageUrl {
+        image_url: ImageUrl<'a>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cache_control: Option<&'a RawValue>,
+    },
+    File {
+        file: FileOut<'a>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cache_control: Option<&'a RawValue>,
+    },
+}
+
+#[derive(Serialize)]
+struct ImageUrl<'a> {
+    url: std::borrow::Cow<'a, str>,
+}
+
+#[derive(Serialize)]
+struct FileOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file_data: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file_url: Option<Text<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    filename: Option<Text<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    format: Option<Text<'a>>,
+}
+
+#[derive(Serialize)]
+struct ToolCallOut<'a> {
+    id: Text<'a>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: FunctionOut<'a>,
+}
+
+#[derive(Serialize)]
+struct FunctionOut<'a> {
+    name: Text<'a>,
+    /// The input object's JSON text, as chat completions carries arguments.
+    arguments: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ThinkingOut<'a> {
+    Thinking {
+        thinking: Text<'a>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        signature: Option<Text<'a>>,
+    },
+    RedactedThinking {
+        data: Text<'a>,
+    },
+}
+
+#[derive(Serialize)]
+struct ToolOut<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: FunctionDefOut<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_control: Option<&'a RawValue>,
+}
+
+#[derive(Serialize)]
+struct FunctionDefOut<'a> {
+    name: Text<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<Text<'a>>,
+    parameters: &'a RawValue,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ToolChoiceOut<'a> {
+    Mode(&'static str),
+    Function {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        function: NameOut<'a>,
+    },
+}
+
+#[derive(Serialize)]
+struct NameOut<'a> {
+    name: Text<'a>,
+}
+
+const EMPTY_SCHEMA: &str = r#"{"type":"object","properties":{}}"#;
+
+fn empty_schema() -> &'static RawValue {
+    static SCHEMA: std::sync::OnceLock<Option<Box<RawValue>>> = std::sync::OnceLock::new();
+    match SCHEMA.get_or_init(|| RawValue::from_string(EMPTY_SCHEMA.to_string()).ok()) {
+        Some(raw) => raw,
+        None => Box::leak(Box::<RawValue>::default()),
+    }
+}
+
+/// Reads a Messages request and writes it as chat completions. Errors name the field, in the
+/// way Anthropic's API does (`messages.1.content: ...`).
+pub fn parse(body: &[u8]) -> Result<MessagesRequest<'_>, ApiError> {
+    let fields = json::split_object(body).map_err(json::body_error)?;
+    let mut model = None;
+    let mut max_tokens = None;
+    let mut messages: Option<Vec<MessageIn>> = None;
+    let mut system = None;
+    let mut out = ChatOut {
+        model: "",
+        messages: Vec::new(),
+        max_tokens: 0,
+        stream: false,
+        stream_options: None,
+        temperature: None,
+        top_p: None,
+        top_k: None,
+        stop: Vec::new(),
+        user: None,
+        tools: Vec::new(),
+        tool_choice: None,
+        parallel_tool_calls: None,
+        thinking: None,
+        other: Other(Vec::new()),
+    };
+    for (key, raw) in &fields {
+        let raw: &RawValue = raw;
+        if json::is_null(raw) {
+            continue;
+        }
+        let name = key.as_str();
+        let number = |lo: f64, hi: f64| -> Result<&RawValue, ApiError> {
+            match serde_json::from_str::<f64>(raw.get()) {
+                Ok(v) if (lo..=hi).contains(&v) => Ok(raw),
+                Ok(_) => Err(invalid(name, format!("must be between {lo} and {hi}"))),
+                Err(_) => Err(invalid(name, "Input should be a valid number")),
+            }
+        };
+        match name {
+            "model" => {
+                model = Some(
+                    serde_json::from_str::<Text>(raw.get())
+                        .map_err(|_| invalid("model", "Input should be a valid string"))?,
+                )
+            }
+            "max_tokens" => {
+                max_tokens = Some(
+                    serde_json::from_str::<u64>(raw.get())
+                        .ok()
+                        .filter(|n| *n >= 1)
+                        .ok_or_else(|| {
+                            invalid("max_tokens", "Input should be an integer of at least 1")
+                        })?,
+                )
+            }
+            "messages" => {
+                messages = Some(serde_json::from_str(raw.get()).map_err(|_| {
+                    invalid(
+                        "messages",
+                        "Input should be a list of objects with `role` and `content`",
+                    )
+                })?)
+            }
+            "system" => system = Some(raw),
+            "stream" => {
+                out.stream = serde_json::from_str(raw.get())
+                    .map_err(|_| invalid("stream", "Input should be a valid boolean"))?
+            }
+            "temperature" => out.temperature = Some(number(0.0, 1.0)?),
+            "top_p" => out.top_p = Some(number(0.0, 1.0)?),
+            "top_k" => {
+                serde_json::from_str::<u64>(raw.get())
+                    .map_err(|_| invalid("top_k", "Input should be a non-negative integer"))?;
+                out.top_k = Some(raw);
+            }
+            "stop_sequences" => {
+                out.stop = serde_json::from_str(raw.get())
+                    .map_err(|_| invalid("stop_sequences", "Input should be a list of strings"))?
+            }
+            "metadata" => {
+                let m: MetadataIn = serde_json::from_str(raw.get()).map_err(|_| {
+                    invalid(
+                        "metadata",
+                        "Input should be an object with an optional string `user_id`",
+                    )
+                })?;
+                out.user = m.user_id;
+            }
+            "tools" => {
+                let tools: Vec<ToolIn> = serde_json::from_str(raw.get()).map_err(|_| {
+                    invalid(
+                        "tools",
+                        "Input should be a list of tools, each with a string `name`",
+                    )
+                })?;
+                for (i, t) in tools.into_iter().enumerate() {
+                    out.tools.push(tool(t, i)?);
+                }
+            }
+            "tool_choice" => {
+                let c: ToolChoiceIn = serde_json::from_str(raw.get()).map_err(|_| {
+                    invalid("tool_choice", "Input should be an object with a `type`")
+                })?;
+                out.tool_choice = Some(match c.kind.as_str() {
+                    "auto" => ToolChoiceOut::Mode("auto"),
+                    "any" => ToolChoiceOut::Mode("required"),
+                    "none" => ToolChoiceOut::Mode("none"),
+                    "tool" => ToolChoiceOut::Function {
+                        kind: "function",
+                        function: NameOut {
+                            name: c.name.ok_or_else(|| invalid("tool_choice.name", "Field required"))?,
+                        },
+                    },
+                    other => {
+                        return Err(invalid(
+                            "tool_choice.type",
+                            format!("Input tag '{other}' found using 'type' does not match any of the expected tags: 'auto', 'any', 'tool', 'none'"),
+                        ))
+                    }
+                });
+                if c.disable_parallel_tool_use == Some(true) {
+                    out.parallel_tool_calls = Some(false);
+                }
+            }
+            "thinking" => {
+                check_thinking(raw)?;
+                out.thinking = Some(raw);
+            }
+            _ => out.other.0.push((name, raw)),
+        }
+    }
+    let model = match model {
+        Some(m) if !m.is_empty() => m,
+        _ => return Err(invalid("model", "Field required")),
+    };
+    let max_tokens = max_tokens.ok_or_else(|| invalid("max_tokens", "Field required"))?;
+    let messages = messages.ok_or_else(|| invalid("messages", "Field required"))?;
+    if messages.is_empty() {
+        return Err(invalid("messages", "at least one message is required"));
+    }
+    if let Some(raw) = system {
+        out.messages.push(system_message(raw)?);
+    }
+    for (i, m) in messages.iter().enumerate() {
+        translate_message(m, i, &mut out.messages)?;
+    }
+    if out.stream {
+        // Usage comes at the end of the stream, where the Messages API reports it.
+        out.stream_options = Some(StreamOptions {
+            include_usage: true,
+        });
+    }
+    out.max_tokens = max_tokens;
+    let stream = out.stream;
+    let size = body.len().saturating_add(256);
+    let chat = {
+        let model_str = model.as_str();
+        let out = ChatOut {
+            model: model_str,
+            ..out
+        };
+        json::to_vec_sized(&out, size)
+    };
+    Ok(MessagesRequest {
+        model,
+        max_tokens,
+        stream,
+        chat,
+    })
+}
+
+fn check_thinking(raw: &RawValue) -> Result<(), ApiError> {
+    #[derive(Deserialize)]
+    struct ThinkingIn<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Text<'a>,
+        #[serde(default)]
+        budget_tokens: Option<u64>,
+    }
+    let t: ThinkingIn = serde_json::from_str(raw.get())
+        .map_err(|_| invalid("thinking", "Input should be an object with a `type`"))?;
+    match t.kind.as_str() {
+        "enabled" => match t.budget_tokens {
+            Some(n) if n >= 1024 => Ok(()),
+            Some(_) => Err(invalid(
+                "thinking.enabled.budget_tokens",
+                "Input should be greater than or equal to 1024",
+            )),
+            None => Err(invalid("thinking.enabled.budget_tokens", "Field required")),
+        },
+        "disabled" | "adaptive" => Ok(()),
+        other => Err(invalid(
+            "thinking.type",
+            format!("Input tag '{other}' found using 'type' does not match any of the expected tags: 'enabled', 'disabled', 'adaptive'"),
+        )),
+    }
+}
+
+fn tool<'a>(t: ToolIn<'a>, i: usize) -> Result<ToolOut<'a>, ApiError> {
+    match t.kind.as_ref().map(|k| k.as_str()) {
+        None | Some("custom") => {}
+        // Anthropic's server tools (web search, code execution, bash, text editor, ...) run on
+        // Anthropic's side: only an Anthropic deployment, which gets the body as it came, has them.
+        Some(other) => {
+            return Err(invalid(
+                &format!("tools.{i}.type"),
+                format!("the tool type '{other}' runs on Anthropic's servers: only an Anthropic deployment serves it"),
+            ))
+        }
+    }
+    Ok(ToolOut {
+        kind: "function",
+        function: FunctionDefOut {
+            name: t.name,
+            description: t.description,
+            parameters: t.input_schema.unwrap_or(empty_schema()),
+        },
+        cache_control: t.cache_control,
+    })
+}
+
+fn system_message<'a>(raw: &'a RawValue) -> Result<ChatMessage<'a>, ApiError> {
+    let content = match serde_json::from_str::<Text>(raw.get()) {
+        Ok(text) => ContentOut::Text(text),
+        Err(_) => {
+            let blocks: Vec<BlockIn> = serde_json::from_str(raw.get()).map_err(|_| {
+                invalid(
+                    "system",
+                    "Input should be a string or a list of text blocks",
+                )
+            })?;
+            let mut parts = Vec::with_capacity(blocks.len());
+            for (i, b) in blocks.into_iter().enumerate() {
+                if b.kind.as_str() != "text" {
+                    return Err(invalid(
+                        &format!("system.{i}.type"),
+                        "Input should be 'text'",
+                    ));
+                }
+                parts.push(PartOut::Text {
+                    text: b.text.unwrap_or_default(),
+                    cache_control: b.cache_control,
+                });
+            }
+            ContentOut::Parts(parts)
+        }
+    };
+    Ok(ChatMessage {
+        role: "system",
+        content,
+        tool_calls: Vec::new(),
+        tool_call_id: None,
+        thinking_blocks: Vec::new(),
+    })
+}
+
+/// One Messages turn as chat messages: a user turn's `tool_result` blocks become `tool` messages
+/// (first, as the results of the previous turn's calls), the rest one user message; an assistant
+/// turn one message with its text, `tool_calls` and `thinking_blocks`.
+fn translate_message<'a>(
+    m: &MessageIn<'a>,
+    i: usize,
+    out: &mut Vec<ChatMessage<'a>>,
+) -> Result<(), ApiError> {
+    let role = match m.role.as_str() {
+        "user" => "user",
+        "assistant" => "assistant",
+        other => {
+            return Err(invalid(
+                &format!("messages.{i}.role"),
+                format!("Input should be 'user' or 'assistant', not '{other}'"),
+            ))
+        }
+    };
+    let plain = |content| ChatMessage {
+        role,
+        content,
+        tool_calls: Vec::new(),
+        tool_call_id: None,
+        thinking_blocks: Vec::new(),
+    };
+    if let Ok(text) = serde_json::from_str::<Text>(m.content.get()) {
+        out.push(plain(ContentOut::Text(text)));
+        return Ok(());
+    }
+    let path = format!("messages.{i}.content");
+    let blocks: Vec<BlockIn> = serde_json::from_str(m.content.get()).map_err(|_| {
+        invalid(
+            &path,
+            "Input should be a string or a list of content blocks",
+        )
+    })?;
+    let mut parts = Vec::new();
+    let mut calls = Vec::new();
+    let mut thinking = Vec::new();
+    for (j, b) in blocks.into_iter().enumerate() {
+        let at = |field: &str| format!("{path}.{j}.{field}");
+        match (role, b.kind.as_str()) {
+            (_, "text") => parts.push(PartOut::Text {
+                text: b
+                    .text
+                    .ok_or_else(|| invalid(&at("text"), "Field required"))?,
+                cache_control: b.cache_control,
+            }),
+            (_, "image") => parts.push(image(b, &at("source"))?),
+            (_, "document") => parts.push(document(b, &at("source"))?),
+            ("user", "tool_result") => {
+                let id = b
+                    .tool_use_id
+                    .ok_or_else(|| invalid(&at("tool_use_id"), "Field required"))?;
+                out.push(tool_result(id, b.content, b.is_error, &at("content"))?);
+            }
+            ("assistant", "tool_use") => {
+                let input = b
+                    .input
+                    .ok_or_else(|| invalid(&at("input"), "Field required"))?;
+                if !input.get().trim_start().starts_with('{') {
+                    return Err(invalid(&at("input"), "Input should be an object"));
+                }
+                calls.push(ToolCallOut {
+                    id: b.id.ok_or_else(|| invalid(&at("id"), "Field required"))?,
+                    kind: "function",
+                    function: FunctionOut {
+                        name: b
+                            .name
+                            .ok_or_else(|| invalid(&at("name"), "Field required"))?,
+                        arguments: input.get(),
+                    },
+                });
+            }
+            ("assistant", "thinking") => thinking.push(ThinkingOut::Thinking {
+                thinking: b.thinking.unwrap_or_default(),
+                signature: b.signature,
+            }),
+            ("assistant", "redacted_thinking") => thinking.push(ThinkingOut::RedactedThinking {
+                data: b
+                    .data
+                    .ok_or_else(|| invalid(&at("data"), "Field required"))?,
+            }),
+            (_, other) => return Err(invalid(
+                &at("type"),
+                format!(
+                    "a '{other}' block cannot be sent in a {role} message to this model's backend"
+                ),
+            )),
+        }
+    }
+    if role == "user" && parts.is_empty() {
+        // Only tool results: they are the turn.
+        return Ok(());
+    }
+    let content = if parts.is_empty() {
+        ContentOut::Null(None)
+    } else {
+        ContentOut::Parts(parts)
+    };
+    out.push(ChatMessage {
+        tool_calls: calls,
+        thinking_blocks: thinking,
+        ..plain(content)
+    });
+    Ok(())
+}
+
+fn tool_result<'a>(
+    id: Text<'a>,
+    content: Option<&'a RawValue>,
+    is_error: Option<bool>,
+    path: &str,
+) -> Result<ChatMessage<'a>, ApiError> {
+    let content = match content {
+        None => ContentOut::Text(Text::default()),
+        Some(raw) if json::is_null(raw) => ContentOut::Text(Text::default()),
+        Some(raw) => match serde_json::from_str::<Text>(raw.get()) {
+            Ok(text) => ContentOut::Text(text),
+            Err(_) => {
+                let blocks: Vec<BlockIn> = serde_json::from_str(raw.get()).map_err(|_| {
+                    invalid(path, "Input should be a string or a list of content blocks")
+                })?;
+                let mut parts = Vec::with_capacity(blocks.len());
+                for (k, b) in blocks.into_iter().enumerate() {
+                    let at = format!("{path}.{k}");
+                    parts.push(match b.kind.as_str() {
+                        "text" => PartOut::Text {
+                            text: b.text.unwrap_or_default(),
+                            cache_control: b.cache_control,
+                        },
+                        "image" => image(b, &format!("{at}.source"))?,
+                        "document" => document(b, &format!("{at}.source"))?,
+                        other => {
+                            return Err(invalid(
+                                &format!("{at}.type"),
+                                format!("a '{other}' block cannot be part of a tool result"),
+                            ))
+                        }
+                    });
+                }
+                ContentOut::Parts(parts)
+            }
+        },
+    };
+    // Chat completions has no error flag on a tool result: the text says it.
+    let content = match (is_error, content) {
+        (Some(true), ContentOut::Text(t)) => {
+            ContentOut::Text(Text(format!("Error: {}", t.as_str()).into()))
+        }
+        (_, c) => c,
+    };
+    Ok(ChatMessage {
+        role: "tool",
+        content,
+        tool_calls: Vec::new(),
+        tool_call_id: Some(id),
+        thinking_blocks: Vec::new(),
+    })
+}
+
+fn image<'a>(b: BlockIn<'a>, path: &str) -> Result<PartOut<'a>, ApiError> {
+    let s = b.source.ok_or_else(|| invalid(path, "Field required"))?;
+    let url =
+        match s.kind.as_str() {
+            "base64" => {
+                let media = s
+                    .media_type
+                    .ok_or_else(|| invalid(&format!("{path}.media_type"), "Field required"))?;
+                let data = s
+                    .data
+                    .ok_or_else(|| invalid(&format!("{path}.data"), "Field required"))?;
+                std::borrow::Cow::Owned(format!("data:{};base64,{}", media.as_str(), data.as_str()))
+            }
+            "url" => {
+                s.url
+                    .ok_or_else(|| invalid(&format!("{path}.url"), "Field required"))?
+                    .0
+            }
+            other => return Err(invalid(
+                &format!("{path}.type"),
+                format!(
+                    "an image source of type '{other}' can only be sent to an Anthropic deployment"
+                ),
+            )),
+        };
+    Ok(PartOut::ImageUrl {
+        image_url: ImageUrl { url },
+        cache_control: b.cache_control,
+    })
+}
+
+fn document<'a>(b: BlockIn<'a>, path: &str) -> Result<PartOut<'a>, ApiError> {
+    let s = b.source.ok_or_else(|| invalid(path, "Field required"))?;
+    let file = match s.kind.as_str() {
+        "base64" => {
+            let media = s
+                .media_type
+                .ok_or_else(|| invalid(&format!("{path}.media_type"), "Field required"))?;
+            let data = s
+                .data
+                .ok_or_else(|| invalid(&format!("{path}.data"), "Field required"))?;
+            FileOut {
+                file_data: Some(format!("data:{};base64,{}", media.as_str(), data.as_str())),
+                file_url: None,
+                filename: b.title,
+                format: Some(media),
+            }
+        }
+        "text" => {
+            let data = s
+                .data
+                .ok_or_else(|| invalid(&format!("{path}.data"), "Field required"))?;
+            return Ok(PartOut::Text {
+                text: data,
+                cache_control: b.cache_control,
+            });
+        }
+        "url" => FileOut {
+            file_data: None,
+            file_url: Some(
+                s.url
+                    .ok_or_else(|| invalid(&format!("{path}.url"), "Field required"))?,
+            ),
+            filename: b.title,
+            format: None,
+        },
+        other => return Err(invalid(
+            &format!("{path}.type"),
+            format!(
+                "a document source of type '{other}' can only be sent to an Anthropic deployment"
+            ),
+        )),
+    };
+    Ok(PartOut::File {
+        file,
+        cache_control: b.cache_control,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,104 @@
+//! Client APIs, the ingress axis: what a client speaks, rendered back from what the providers'
+//! translators produce. A provider's translator reports its answer as a [`Completion`] (whole
+//! responses) or event by event to a [`ChatSink`] (streams); each client API renders them in its
+//! own shape: [`crate::openai::ChunkWriter`] for chat completions, [`anthropic::EventWriter`] for
+//! Anthropic's Messages API.
+
+pub mod anthropic;
+
+use crate::error::ApiError;
+use crate::openai::{ChunkWriter, FinishReason, ResponseCtx, Usage};
+
+/// What a stream translator reports of one response, in order, to the client API's renderer. Each
+/// call appends the client's bytes for it to `out` (possibly none). `index` is the choice (always
+/// 0 for APIs without `n`); a renderer keeps the stream well formed whatever order the provider's
+/// events come in (a start before anything, one finish per choice, one end).
+pub trait ChatSink {
+    fn ctx(&self) -> &ResponseCtx;
+    /// The stream ended normally (not by an error).
+    fn completed(&self) -> bool;
+    /// The stream ended, normally or by an error: nothing more is written.
+    fn is_done(&self) -> bool;
+    /// The response began (before any content).
+    fn start(&mut self, out: &mut Vec<u8>, index: usize);
+    fn text(&mut self, out: &mut Vec<u8>, index: usize, text: &str);
+    /// Reasoning text ("thinking").
+    fn reasoning(&mut self, out: &mut Vec<u8>, index: usize, text: &str);
+    /// The signature that closes a block of reasoning (Anthropic's, Bedrock's for Claude): a
+    /// client that sends the reasoning back in a later turn must send it with it. APIs with no
+    /// place for it drop it.
+    fn reasoning_signature(&mut self, _out: &mut Vec<u8>, _index: usize, _signature: &str) {}
+    /// Reasoning the provider returns encrypted (Anthropic's `redacted_thinking`), to be sent back
+    /// as it came.
+    fn redacted_reasoning(&mut self, _out: &mut Vec<u8>, _index: usize, _data: &str) {}
+    /// A tool call begins: its id and name, arguments to follow.
+    fn tool_call_start(
+        &mut self,
+        out: &mut Vec<u8>,
+        index: usize,
+        tool_index: usize,
+        id: &str,
+        name: &str,
+    );
+    /// A fragment of a tool call's arguments (a JSON text, in pieces).
+    fn tool_call_args(&mut self, out: &mut Vec<u8>, index: usize, tool_index: usize, args: &str);
+    /// The choice is complete, for `reason`; once per choice.
+    fn finish(&mut self, out: &mut Vec<u8>, index: usize, reason: FinishReason);
+    fn has_finished(&self, index: usize) -> bool;
+    /// The response's token usage, once known (in OpenAI's terms: cached and cache-writing
+    /// tokens are part of `prompt_tokens`).
+    fn usage(&mut self, out: &mut Vec<u8>, usage: &Usage);
+    /// The provider's stream completed.
+    fn done(&mut self, out: &mut Vec<u8>);
+    /// The stream failed: one error event in the client's shape, then nothing more.
+    fn error(&mut self, out: &mut Vec<u8>, err: &ApiError);
+}
+
+impl ChatSink for ChunkWriter {
+    fn ctx(&self) -> &ResponseCtx {
+        ChunkWriter::ctx(self)
+    }
+    fn completed(&self) -> bool {
+        ChunkWriter::completed(self)
+    }
+    fn is_done(&self) -> bool {
+        ChunkWriter::is_done(self)
+    }
+    fn start(&mut self, out: &mut Vec<u8>, index: usize) {
+        ChunkWriter::start(self, out, index)
+    }
+    fn text(&mut self, out: &mut Vec<u8>, index: usize, text: &str) {
+        ChunkWriter::text(self, out, index, text)
+    }
+    fn reasoning(&mut self, out: &mut Vec<u8>, index: usize, text: &str) {
+        ChunkWriter::reasoning(self, out, index, text)
+    }
+    fn tool_call_start(
+        &mut self,
+        out: &mut Vec<u8>,
+        index: usize,
+        tool_index: usize,
+        id: &str,
+        name: &str,
+    ) {
+        ChunkWriter::tool_call_start(self, out, index, tool_index, id, name)
+    }
+    fn tool_call_args(&mut self, out: &mut Vec<u8>, index: usize, tool_index: usize, args: &str) {
+        ChunkWriter::tool_call_args(self, out, index, tool_index, args)
+    }
+    fn finish(&mut self, out: &mut Vec<u8>, index: usize, reason: FinishReason) {
+        ChunkWriter::finish(self, out, index, reason)
+    }
+    fn has_finished(&self, index: usize) -> bool {
+        ChunkWriter::has_finished(self, index)
+    }
+    fn usage(&mut self, out: &mut Vec<u8>, usage: &Usage) {
+        ChunkWriter::usage(self, out, usage)
+    }
+    fn done(&mut self, out: &mut Vec<u8>) {
+        ChunkWriter::done(self, out)
+    }
+    fn error(&mut self, out: &mut Vec<u8>, err: &ApiError) {
+        ChunkWriter::error(self, out, err)
+    }
+}
