@@ -65,6 +65,7 @@ fn ctx(include_usage: bool) -> ResponseCtx {
         created: 1_741_569_952,
         model: "claude".into(),
         include_usage,
+        api: Default::default(),
     }
 }
 

@@ -822,6 +822,7 @@ impl HttpFilter {
                 created: host.now_ms() / 1000,
                 model: alias,
                 include_usage: false,
+                api: Default::default(),
             },
             stream,
             embeddings_base64: false,

@@ -9,6 +9,24 @@ pub mod anthropic;
 use crate::error::ApiError;
 use crate::openai::{ChunkWriter, FinishReason, ResponseCtx, Usage};
 
+/// The API a client speaks.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum ClientApi {
+    /// OpenAI's chat completions (`/v1/chat/completions`).
+    #[default]
+    Chat,
+    /// Anthropic's Messages API (`/v1/messages`).
+    Messages,
+}
+
+/// The renderer of a streamed answer in the client's API ([`ResponseCtx::api`]).
+pub fn sink(ctx: ResponseCtx) -> Box<dyn ChatSink> {
+    match ctx.api {
+        ClientApi::Chat => Box::new(ChunkWriter::new(ctx)),
+        ClientApi::Messages => Box::new(anthropic::EventWriter::new(ctx)),
+    }
+}
+
 /// What a stream translator reports of one response, in order, to the client API's renderer. Each
 /// call appends the client's bytes for it to `out` (possibly none). `index` is the choice (always
 /// 0 for APIs without `n`); a renderer keeps the stream well formed whatever order the provider's

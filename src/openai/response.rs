@@ -13,6 +13,8 @@ pub struct ResponseCtx {
     pub model: String,
     /// The client asked for a final usage chunk (`stream_options.include_usage`).
     pub include_usage: bool,
+    /// The API the client speaks: what answers are rendered in.
+    pub api: crate::ingress::ClientApi,
 }
 
 /// Token counts in OpenAI's terms. Cached and cache-creation tokens are part of `prompt_tokens`;
@@ -318,6 +320,16 @@ impl Completion {
         }
     }
 
+    /// Serializes in the client's API ([`ResponseCtx::api`]).
+    pub fn render(&self, ctx: &ResponseCtx) -> Vec<u8> {
+        match ctx.api {
+            crate::ingress::ClientApi::Chat => self.to_json(ctx),
+            crate::ingress::ClientApi::Messages => {
+                crate::ingress::anthropic::message_json(self, ctx)
+            }
+        }
+    }
+
     /// Serializes as an OpenAI `chat.completion` object.
     pub fn to_json(&self, ctx: &ResponseCtx) -> Vec<u8> {
         let choices = self
@@ -438,6 +450,7 @@ mod tests {
             created: 7,
             model: "claude".into(),
             include_usage: false,
+            api: Default::default(),
         };
         let c = Completion::single(
             Choice {

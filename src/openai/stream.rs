@@ -298,6 +298,7 @@ mod tests {
             created: 1,
             model: "m".into(),
             include_usage: true,
+            api: Default::default(),
         });
         let mut out = Vec::new();
         w.text(&mut out, 0, "Hel");

@@ -15,13 +15,14 @@ use super::{
 };
 use crate::config::Deployment;
 use crate::error::{is_context_overflow, ApiError};
+use crate::ingress::ChatSink;
 use crate::json::{self, Text};
 use crate::openai::request::{
     media_type_from_url, parse_data_url, Content, Message, Part, ResponseFormat, Role, ToolChoice,
 };
 use crate::openai::{
-    usage_object, ChatRequest, Choice, ChunkWriter, Completion, Count, FinishReason, ResponseCtx,
-    ToolCallOut, Usage, UsageCheck,
+    usage_object, ChatRequest, Choice, Completion, Count, FinishReason, ResponseCtx, ToolCallOut,
+    Usage, UsageCheck,
 };
 use crate::stream::sse::{SseDecoder, SseEvent};
 
@@ -527,6 +528,11 @@ struct BlockIn<'a> {
     #[serde(default, borrow)]
     thinking: Option<Text<'a>>,
     #[serde(default, borrow)]
+    signature: Option<Text<'a>>,
+    /// A `redacted_thinking` block's encrypted reasoning.
+    #[serde(default, borrow)]
+    data: Option<Text<'a>>,
+    #[serde(default, borrow)]
     id: Option<Text<'a>>,
     #[serde(default, borrow)]
     name: Option<Text<'a>>,
@@ -641,14 +647,24 @@ fn translate_response(body: &[u8], ctx: &ResponseCtx) -> Result<Translated, ApiE
     }
     let mut text = String::new();
     let mut reasoning: Option<String> = None;
+    let mut signature: Option<String> = None;
+    let mut redacted = Vec::new();
     let mut json_answer: Option<String> = None;
     let mut tool_calls = Vec::new();
     for block in msg.content.iter().flatten() {
         match block.kind.as_str() {
             "text" => text.push_str(block.text.as_deref().unwrap_or("")),
-            "thinking" => reasoning
-                .get_or_insert_with(String::new)
-                .push_str(block.thinking.as_deref().unwrap_or("")),
+            "thinking" => {
+                reasoning
+                    .get_or_insert_with(String::new)
+                    .push_str(block.thinking.as_deref().unwrap_or(""));
+                if let Some(sig) = &block.signature {
+                    signature = Some(sig.to_string());
+                }
+            }
+            "redacted_thinking" => {
+                redacted.push(block.data.as_deref().unwrap_or("").to_string());
+            }
             "tool_use" => {
                 let name = block.name.as_deref().unwrap_or("");
                 let arguments = raw_or_empty_object(block.input);
@@ -662,7 +678,7 @@ fn translate_response(body: &[u8], ctx: &ResponseCtx) -> Result<Translated, ApiE
                     });
                 }
             }
-            // redacted_thinking, server tool blocks and future types have no OpenAI counterpart.
+            // Server tool blocks and future types have no counterpart in the client APIs yet.
             _ => {}
         }
     }
@@ -679,15 +695,16 @@ fn translate_response(body: &[u8], ctx: &ResponseCtx) -> Result<Translated, ApiE
     let choice = Choice {
         content,
         reasoning,
+        reasoning_signature: signature,
+        redacted_reasoning: redacted,
         tool_calls,
         finish_reason: Some(finish_reason(
             msg.stop_reason.as_deref(),
             client_tool_called,
         )),
-        ..Default::default()
     };
     Ok(Translated {
-        body: Completion::single(choice, usage.unwrap_or_default()).to_json(ctx),
+        body: Completion::single(choice, usage.unwrap_or_default()).render(ctx),
         usage,
     })
 }
@@ -730,6 +747,8 @@ struct DeltaIn<'a> {
     #[serde(default, borrow)]
     partial_json: Option<Text<'a>>,
     #[serde(default, borrow)]
+    signature: Option<Text<'a>>,
+    #[serde(default, borrow)]
     stop_reason: Option<Text<'a>>,
 }
 
@@ -768,7 +787,7 @@ struct StreamState {
 
 /// Translates Anthropic's SSE events into OpenAI chunks as they arrive.
 pub struct AnthropicStream {
-    writer: ChunkWriter,
+    writer: Box<dyn ChatSink>,
     sse: SseDecoder,
     state: StreamState,
 }
@@ -776,7 +795,7 @@ pub struct AnthropicStream {
 impl AnthropicStream {
     pub fn new(ctx: ResponseCtx) -> Self {
         AnthropicStream {
-            writer: ChunkWriter::new(ctx),
+            writer: crate::ingress::sink(ctx),
             sse: SseDecoder::default(),
             state: StreamState::default(),
         }
@@ -784,7 +803,7 @@ impl AnthropicStream {
 }
 
 impl StreamState {
-    fn on_event(&mut self, w: &mut ChunkWriter, ev: SseEvent<'_>, out: &mut Vec<u8>) {
+    fn on_event(&mut self, w: &mut dyn ChatSink, ev: SseEvent<'_>, out: &mut Vec<u8>) {
         if w.is_done() {
             return;
         }
@@ -836,7 +855,7 @@ impl StreamState {
         }
     }
 
-    fn block_start(&mut self, w: &mut ChunkWriter, index: u64, b: &BlockIn, out: &mut Vec<u8>) {
+    fn block_start(&mut self, w: &mut dyn ChatSink, index: u64, b: &BlockIn, out: &mut Vec<u8>) {
         let mut emitted = false;
         let kind = match b.kind.as_str() {
             "text" => {
@@ -845,7 +864,14 @@ impl StreamState {
             }
             "thinking" => {
                 w.reasoning(out, 0, b.thinking.as_deref().unwrap_or(""));
+                if let Some(sig) = b.signature.as_deref().filter(|s| !s.is_empty()) {
+                    w.reasoning_signature(out, 0, sig);
+                }
                 BlockKind::Thinking
+            }
+            "redacted_thinking" => {
+                w.redacted_reasoning(out, 0, b.data.as_deref().unwrap_or(""));
+                BlockKind::Other
             }
             "tool_use" => {
                 let name = b.name.as_deref().unwrap_or("");
@@ -882,7 +908,7 @@ impl StreamState {
         }
     }
 
-    fn block_delta(&mut self, w: &mut ChunkWriter, index: u64, d: &DeltaIn, out: &mut Vec<u8>) {
+    fn block_delta(&mut self, w: &mut dyn ChatSink, index: u64, d: &DeltaIn, out: &mut Vec<u8>) {
         match d.kind.as_deref() {
             Some("text_delta") => w.text(out, 0, d.text.as_deref().unwrap_or("")),
             Some("thinking_delta") => w.reasoning(out, 0, d.thinking.as_deref().unwrap_or("")),
@@ -898,12 +924,15 @@ impl StreamState {
                 }
                 block.emitted |= !part.is_empty();
             }
-            // signature_delta, citations_delta: nothing to show in OpenAI's shape.
+            Some("signature_delta") => {
+                w.reasoning_signature(out, 0, d.signature.as_deref().unwrap_or(""))
+            }
+            // citations_delta: nothing to show in either client API yet.
             _ => {}
         }
     }
 
-    fn block_stop(&mut self, w: &mut ChunkWriter, index: u64, out: &mut Vec<u8>) {
+    fn block_stop(&mut self, w: &mut dyn ChatSink, index: u64, out: &mut Vec<u8>) {
         let Some(pos) = self.blocks.iter().position(|b| b.index == index) else {
             return;
         };
@@ -919,7 +948,7 @@ impl StreamState {
         }
     }
 
-    fn close(&mut self, w: &mut ChunkWriter, out: &mut Vec<u8>) {
+    fn close(&mut self, w: &mut dyn ChatSink, out: &mut Vec<u8>) {
         if !w.has_finished(0) {
             w.finish(out, 0, FinishReason::Stop);
         }
@@ -937,7 +966,7 @@ impl StreamTranslator for AnthropicStream {
             return;
         }
         if sse
-            .feed(chunk, |ev| state.on_event(writer, ev, out))
+            .feed(chunk, |ev| state.on_event(writer.as_mut(), ev, out))
             .is_err()
         {
             writer.error(
@@ -952,13 +981,13 @@ impl StreamTranslator for AnthropicStream {
     fn finish(&mut self, out: &mut Vec<u8>) {
         let AnthropicStream { writer, sse, state } = self;
         if !writer.is_done() {
-            sse.finish(|ev| state.on_event(writer, ev, out));
+            sse.finish(|ev| state.on_event(writer.as_mut(), ev, out));
         }
         if writer.is_done() {
             return;
         }
         if state.stop_reason_seen {
-            state.close(writer, out);
+            state.close(writer.as_mut(), out);
         } else {
             writer.error(
                 out,
@@ -1104,6 +1133,7 @@ mod tests {
             created: 1_700_000_000,
             model: "claude".into(),
             include_usage,
+            api: Default::default(),
         }
     }
 

@@ -274,11 +274,19 @@ impl Provider for Azure {
     }
 
     fn chat_response(&self, body: &[u8], ctx: &ResponseCtx) -> Result<Translated, ApiError> {
-        passthrough_response("azure", "choices", body, ctx)
+        match ctx.api {
+            crate::ingress::ClientApi::Chat => passthrough_response("azure", "choices", body, ctx),
+            _ => super::openai::translate::response("azure", body, ctx),
+        }
     }
 
     fn chat_stream(&self, ctx: ResponseCtx) -> Box<dyn StreamTranslator> {
-        Box::new(PassthroughStream::lenient(ctx, stream_error))
+        match ctx.api {
+            crate::ingress::ClientApi::Chat => {
+                Box::new(PassthroughStream::lenient(ctx, stream_error))
+            }
+            _ => Box::new(super::openai::translate::ToSink::new(ctx, stream_error)),
+        }
     }
 
     fn embeddings_request(

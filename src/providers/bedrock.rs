@@ -29,13 +29,14 @@ use super::{
 };
 use crate::config::Deployment;
 use crate::error::{is_context_overflow, ApiError};
+use crate::ingress::ChatSink;
 use crate::json;
 use crate::openai::request::{
     parse_data_url, Content, Message, Part, ResponseFormat, Role, ToolChoice,
 };
 use crate::openai::{
-    usage_object, ChatRequest, Choice, ChunkWriter, Completion, Count, FinishReason, ResponseCtx,
-    ToolCallOut, Usage, UsageCheck,
+    usage_object, ChatRequest, Choice, Completion, Count, FinishReason, ResponseCtx, ToolCallOut,
+    Usage, UsageCheck,
 };
 use crate::stream::eventstream::{EventStreamDecoder, Message as Frame};
 
@@ -189,7 +190,7 @@ impl Provider for Bedrock {
     fn chat_response(&self, body: &[u8], ctx: &ResponseCtx) -> Result<Translated, ApiError> {
         let (completion, usage) = parse_response(body)?;
         Ok(Translated {
-            body: completion.to_json(ctx),
+            body: completion.render(ctx),
             usage,
         })
     }
@@ -827,12 +828,17 @@ struct ToolUseIn<'a> {
 struct ReasoningIn {
     #[serde(rename = "reasoningText", default)]
     text: Option<ReasoningText>,
+    /// Reasoning the model returns encrypted (Claude's redacted thinking), base64.
+    #[serde(rename = "redactedContent", default)]
+    redacted: Option<String>,
 }
 
 #[derive(Deserialize)]
 struct ReasoningText {
     #[serde(default)]
     text: Option<String>,
+    #[serde(default)]
+    signature: Option<String>,
 }
 
 /// Maps Bedrock's stopReason; `tool_use` whose only tool was the JSON-mode one is a plain stop.
@@ -854,6 +860,8 @@ fn parse_response(body: &[u8]) -> Result<(Completion, Option<Usage>), ApiError> 
     let mut text = String::new();
     let mut has_text = false;
     let mut reasoning = String::new();
+    let mut signature: Option<String> = None;
+    let mut redacted = Vec::new();
     let mut json_answer: Option<String> = None;
     let mut tool_calls = Vec::new();
     for block in r.output.message.map(|m| m.content).unwrap_or_default() {
@@ -861,8 +869,12 @@ fn parse_response(body: &[u8]) -> Result<(Completion, Option<Usage>), ApiError> 
             text.push_str(&t);
             has_text = true;
         }
-        if let Some(t) = block.reasoning.and_then(|r| r.text).and_then(|t| t.text) {
-            reasoning.push_str(&t);
+        if let Some(r) = block.reasoning {
+            if let Some(t) = r.text {
+                reasoning.push_str(t.text.as_deref().unwrap_or(""));
+                signature = t.signature.or(signature);
+            }
+            redacted.extend(r.redacted);
         }
         if let Some(call) = block.tool_use {
             let arguments = call
@@ -893,10 +905,11 @@ fn parse_response(body: &[u8]) -> Result<(Completion, Option<Usage>), ApiError> 
     let completion = Completion::single(
         Choice {
             content,
-            reasoning: (!reasoning.is_empty()).then_some(reasoning),
+            reasoning: (!reasoning.is_empty() || signature.is_some()).then_some(reasoning),
+            reasoning_signature: signature,
+            redacted_reasoning: redacted,
             tool_calls,
             finish_reason: Some(finish),
-            ..Default::default()
         },
         usage.unwrap_or_default(),
     );
@@ -1090,6 +1103,10 @@ struct ToolDelta<'a> {
 struct ReasoningDelta<'a> {
     #[serde(default, borrow)]
     text: Option<json::Text<'a>>,
+    #[serde(default, borrow)]
+    signature: Option<json::Text<'a>>,
+    #[serde(rename = "redactedContent", default, borrow)]
+    redacted: Option<json::Text<'a>>,
 }
 
 /// Where a tool block's input deltas go.
@@ -1102,7 +1119,7 @@ enum ToolTarget {
 /// Translates ConverseStream's event-stream frames into OpenAI chunks. Bedrock streams content
 /// blocks one after another, so only the open tool block is remembered: memory stays constant.
 pub struct ConverseStream {
-    writer: ChunkWriter,
+    writer: Box<dyn ChatSink>,
     decoder: EventStreamDecoder,
     /// The `metadata` event's usage (`Err`: it could not be charged), once it arrived.
     usage: Option<Result<Usage, ()>>,
@@ -1114,7 +1131,7 @@ pub struct ConverseStream {
 impl ConverseStream {
     pub fn new(ctx: ResponseCtx) -> Self {
         ConverseStream {
-            writer: ChunkWriter::new(ctx),
+            writer: crate::ingress::sink(ctx),
             decoder: EventStreamDecoder::default(),
             usage: None,
             open_tool: None,
@@ -1191,8 +1208,16 @@ impl ConverseStream {
                 if let Some(t) = &delta.text {
                     self.writer.text(out, 0, t.as_str());
                 }
-                if let Some(t) = delta.reasoning.as_ref().and_then(|r| r.text.as_ref()) {
-                    self.writer.reasoning(out, 0, t.as_str());
+                if let Some(r) = &delta.reasoning {
+                    if let Some(t) = &r.text {
+                        self.writer.reasoning(out, 0, t.as_str());
+                    }
+                    if let Some(sig) = &r.signature {
+                        self.writer.reasoning_signature(out, 0, sig.as_str());
+                    }
+                    if let Some(data) = &r.redacted {
+                        self.writer.redacted_reasoning(out, 0, data.as_str());
+                    }
                 }
                 if let Some(tool) = &delta.tool_use {
                     match self.open_tool {

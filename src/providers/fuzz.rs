@@ -34,6 +34,7 @@ fn ctx(include_usage: bool) -> ResponseCtx {
         created: 1,
         model: "alias".into(),
         include_usage,
+        api: Default::default(),
     }
 }
 
@@ -261,6 +262,31 @@ proptest! {
             }
             t.finish(&mut out);
             let _ = (t.final_usage(), t.completed());
+        }
+    }
+
+    /// The same, for a client of the Messages API: whatever the provider sends, the client gets
+    /// well-formed events ending in exactly one `message_stop` or `error`; whole answers are
+    /// `message` objects.
+    #[test]
+    fn messages_clients_get_well_formed_answers(chunks in prop::collection::vec(arb_bytes(), 0..6), body in arb_bytes()) {
+        use crate::ingress::anthropic::testing::events;
+        let messages = ResponseCtx { api: crate::ingress::ClientApi::Messages, ..ctx(false) };
+        for p in REGISTRY {
+            let mut t = p.chat_stream(messages.clone());
+            let mut out = Vec::new();
+            for c in &chunks {
+                t.feed(c, &mut out);
+            }
+            t.finish(&mut out);
+            let evs = events(&out);
+            let ends = evs.iter().filter(|(n, _)| n == "message_stop" || n == "error").count();
+            prop_assert_eq!(ends, 1, "{}: {}", p.name(), String::from_utf8_lossy(&out));
+            prop_assert!(matches!(evs.last().map(|(n, _)| n.as_str()), Some("message_stop" | "error")));
+            if let Ok(r) = p.chat_response(&body, &messages) {
+                let v: serde_json::Value = serde_json::from_slice(&r.body).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(&v["type"], "message", "{}", p.name());
+            }
         }
     }
 }

@@ -40,6 +40,7 @@ use super::{
 };
 use crate::config::Deployment;
 use crate::error::{is_context_overflow, ApiError};
+use crate::ingress::ChatSink;
 use crate::json::{self, Text};
 use crate::openai::embeddings::{embedding_usage, embeddings_json};
 use crate::openai::request::{
@@ -47,8 +48,8 @@ use crate::openai::request::{
 };
 use crate::openai::response::tool_call_id;
 use crate::openai::{
-    usage_object, ChatRequest, Choice, ChunkWriter, Completion, Count, EmbeddingsRequest,
-    FinishReason, ResponseCtx, ToolCallOut, Usage, UsageCheck,
+    usage_object, ChatRequest, Choice, Completion, Count, EmbeddingsRequest, FinishReason,
+    ResponseCtx, ToolCallOut, Usage, UsageCheck,
 };
 use crate::stream::sse::SseDecoder;
 
@@ -992,7 +993,7 @@ fn translate_response(body: &[u8], ctx: &ResponseCtx) -> Result<Translated, ApiE
         usage: usage.unwrap_or_default(),
     };
     Ok(Translated {
-        body: completion.to_json(ctx),
+        body: completion.render(ctx),
         usage,
     })
 }
@@ -1006,7 +1007,7 @@ pub struct GeminiStream {
 }
 
 struct StreamState {
-    writer: ChunkWriter,
+    writer: Box<dyn ChatSink>,
     /// The totals reported so far (each chunk repeats them), and whether one could not be read.
     usage: Option<Usage>,
     usage_bad: bool,
@@ -1022,7 +1023,7 @@ impl GeminiStream {
         GeminiStream {
             sse: SseDecoder::default(),
             state: StreamState {
-                writer: ChunkWriter::new(ctx),
+                writer: crate::ingress::sink(ctx),
                 usage: None,
                 usage_bad: false,
                 calls: 0,

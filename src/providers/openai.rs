@@ -2,6 +2,8 @@
 //! OpenRouter, Cerebras, Perplexity, vLLM, Ollama). The request passes through with only the
 //! fields the gateway must change; responses get the client's alias as `model`.
 
+pub mod translate;
+
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -11,6 +13,7 @@ use super::{
 };
 use crate::config::Deployment;
 use crate::error::{is_context_overflow, ApiError};
+use crate::ingress::ClientApi;
 use crate::json::{self, Fields};
 use crate::openai::{
     usage_object, ChatRequest, Count, EmbeddingsRequest, ResponseCtx, Usage, UsageCheck,
@@ -205,11 +208,19 @@ impl Provider for OpenAiCompatible {
     }
 
     fn chat_response(&self, body: &[u8], ctx: &ResponseCtx) -> Result<Translated, ApiError> {
-        passthrough_response(self.name, "choices", body, ctx)
+        match ctx.api {
+            ClientApi::Chat => passthrough_response(self.name, "choices", body, ctx),
+            _ => translate::response(self.name, body, ctx),
+        }
     }
 
     fn chat_stream(&self, ctx: ResponseCtx) -> Box<dyn StreamTranslator> {
-        Box::new(PassthroughStream::new(ctx))
+        match ctx.api {
+            ClientApi::Chat => Box::new(PassthroughStream::new(ctx)),
+            _ => Box::new(translate::ToSink::new(ctx, |data| {
+                stream_error("openai", data)
+            })),
+        }
     }
 
     fn embeddings_request(
@@ -852,6 +863,7 @@ mod tests {
             created: 1,
             model: "gpt".into(),
             include_usage: false,
+            api: Default::default(),
         }
     }
 
@@ -884,6 +896,7 @@ mod tests {
         let run = |parts: &[&[u8]]| {
             let mut t = PassthroughStream::new(ResponseCtx {
                 include_usage: true,
+                api: Default::default(),
                 ..ctx()
             });
             let mut out = Vec::new();
@@ -911,6 +924,7 @@ mod tests {
     fn relay(upstream: &[u8], include_usage: bool) -> (String, PassthroughStream) {
         let mut t = PassthroughStream::new(ResponseCtx {
             include_usage,
+            api: Default::default(),
             ..ctx()
         });
         let mut out = Vec::new();

@@ -5,6 +5,8 @@ pub mod error;
 pub mod request;
 pub mod response;
 pub mod stream;
+#[cfg(test)]
+pub mod testing;
 
 pub use error::{error_json, error_type};
 pub use request::{parse, MessagesRequest};

@@ -637,12 +637,14 @@ fn translate_message<'a>(
                     .data
                     .ok_or_else(|| invalid(&at("data"), "Field required"))?,
             }),
-            (_, other) => return Err(invalid(
-                &at("type"),
-                format!(
+            (_, other) => {
+                return Err(invalid(
+                    &at("type"),
+                    format!(
                     "a '{other}' block cannot be sent in a {role} message to this model's backend"
                 ),
-            )),
+                ))
+            }
         }
     }
     if role == "user" && parts.is_empty() {
@@ -717,29 +719,30 @@ fn tool_result<'a>(
 
 fn image<'a>(b: BlockIn<'a>, path: &str) -> Result<PartOut<'a>, ApiError> {
     let s = b.source.ok_or_else(|| invalid(path, "Field required"))?;
-    let url =
-        match s.kind.as_str() {
-            "base64" => {
-                let media = s
-                    .media_type
-                    .ok_or_else(|| invalid(&format!("{path}.media_type"), "Field required"))?;
-                let data = s
-                    .data
-                    .ok_or_else(|| invalid(&format!("{path}.data"), "Field required"))?;
-                std::borrow::Cow::Owned(format!("data:{};base64,{}", media.as_str(), data.as_str()))
-            }
-            "url" => {
-                s.url
-                    .ok_or_else(|| invalid(&format!("{path}.url"), "Field required"))?
-                    .0
-            }
-            other => return Err(invalid(
+    let url = match s.kind.as_str() {
+        "base64" => {
+            let media = s
+                .media_type
+                .ok_or_else(|| invalid(&format!("{path}.media_type"), "Field required"))?;
+            let data = s
+                .data
+                .ok_or_else(|| invalid(&format!("{path}.data"), "Field required"))?;
+            std::borrow::Cow::Owned(format!("data:{};base64,{}", media.as_str(), data.as_str()))
+        }
+        "url" => {
+            s.url
+                .ok_or_else(|| invalid(&format!("{path}.url"), "Field required"))?
+                .0
+        }
+        other => {
+            return Err(invalid(
                 &format!("{path}.type"),
                 format!(
                     "an image source of type '{other}' can only be sent to an Anthropic deployment"
                 ),
-            )),
-        };
+            ))
+        }
+    };
     Ok(PartOut::ImageUrl {
         image_url: ImageUrl { url },
         cache_control: b.cache_control,
@@ -781,12 +784,14 @@ fn document<'a>(b: BlockIn<'a>, path: &str) -> Result<PartOut<'a>, ApiError> {
             filename: b.title,
             format: None,
         },
-        other => return Err(invalid(
-            &format!("{path}.type"),
-            format!(
+        other => {
+            return Err(invalid(
+                &format!("{path}.type"),
+                format!(
                 "a document source of type '{other}' can only be sent to an Anthropic deployment"
             ),
-        )),
+            ))
+        }
     };
     Ok(PartOut::File {
         file,

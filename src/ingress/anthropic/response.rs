@@ -123,6 +123,7 @@ mod tests {
             created: 1,
             model: "claude".into(),
             include_usage: false,
+            api: crate::ingress::ClientApi::Messages,
         }
     }
 

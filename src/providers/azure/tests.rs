@@ -41,6 +41,7 @@ fn ctx() -> ResponseCtx {
         created: 1700000000,
         model: "azure-gpt".into(),
         include_usage: false,
+        api: Default::default(),
     }
 }
 
@@ -422,6 +423,7 @@ fn azure_stream() -> Vec<u8> {
 fn run_stream(parts: &[&[u8]]) -> (Vec<u8>, crate::openai::Usage) {
     let mut t = AZURE.chat_stream(ResponseCtx {
         include_usage: true,
+        api: Default::default(),
         ..ctx()
     });
     let mut out = Vec::new();

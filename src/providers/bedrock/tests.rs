@@ -30,6 +30,7 @@ fn ctx(include_usage: bool) -> ResponseCtx {
         created: 1_700_000_000,
         model: "bedrock-claude".into(),
         include_usage,
+        api: Default::default(),
     }
 }
 
@@ -1302,4 +1303,93 @@ mod fuzz {
             }
         }
     }
+}
+
+// --- rendered for the Messages API -----------------------------------------------------------
+
+fn messages_ctx() -> ResponseCtx {
+    ResponseCtx {
+        id: "msg_abc".into(),
+        api: crate::ingress::ClientApi::Messages,
+        ..ctx(false)
+    }
+}
+
+/// Claude on Bedrock answering an Anthropic client: its reasoning comes back with the signature
+/// the client must send in its next turn, and cache reads and writes as Anthropic counts them.
+#[test]
+fn response_as_a_messages_answer() {
+    let body = json!({
+        "output": {"message": {"role": "assistant", "content": [
+            {"reasoningContent": {"reasoningText": {"text": "Let me think.", "signature": "sig=="}}},
+            {"reasoningContent": {"redactedContent": "cmVkYWN0ZWQ="}},
+            {"text": "Calling."},
+            {"toolUse": {"toolUseId": "tooluse_1", "name": "get_weather", "input": {"city": "Paris"}}}
+        ]}},
+        "stopReason": "tool_use",
+        "usage": {"inputTokens": 12, "outputTokens": 4, "totalTokens": 66, "cacheReadInputTokens": 30, "cacheWriteInputTokens": 20},
+    });
+    let t = BEDROCK
+        .chat_response(&serde_json::to_vec(&body).unwrap(), &messages_ctx())
+        .unwrap();
+    let v: Value = serde_json::from_slice(&t.body).unwrap();
+    assert_eq!(
+        v,
+        json!({
+            "id": "msg_abc", "type": "message", "role": "assistant", "model": "bedrock-claude",
+            "content": [
+                {"type": "thinking", "thinking": "Let me think.", "signature": "sig=="},
+                {"type": "redacted_thinking", "data": "cmVkYWN0ZWQ="},
+                {"type": "text", "text": "Calling."},
+                {"type": "tool_use", "id": "tooluse_1", "name": "get_weather", "input": {"city": "Paris"}},
+            ],
+            "stop_reason": "tool_use", "stop_sequence": null,
+            "usage": {"input_tokens": 12, "cache_creation_input_tokens": 20,
+                      "cache_read_input_tokens": 30, "output_tokens": 4},
+        })
+    );
+}
+
+/// ConverseStream rendered as Messages API events, split at every byte: the same message.
+#[test]
+fn streams_as_messages_events_at_every_split() {
+    use crate::ingress::anthropic::testing::{accumulate, events};
+    for (stream, want) in [
+        (
+            text_stream(),
+            json!([
+                {"type": "thinking", "thinking": "hmm", "signature": "sig"},
+                {"type": "text", "text": "Hello, wörld ✓"},
+            ]),
+        ),
+        (
+            tool_stream(),
+            json!([
+                {"type": "text", "text": "Checking."},
+                {"type": "tool_use", "id": "tooluse_a", "name": "get_weather", "input": {"city": "Paris"}},
+                {"type": "tool_use", "id": "tooluse_b", "name": "get_time", "input": {}},
+            ]),
+        ),
+    ] {
+        for cut in 0..=stream.len() {
+            let mut t = BEDROCK.chat_stream(messages_ctx());
+            let mut out = Vec::new();
+            t.feed(&stream[..cut], &mut out);
+            t.feed(&stream[cut..], &mut out);
+            t.finish(&mut out);
+            let msg = accumulate(&events(&out));
+            assert_eq!(msg["content"], want, "cut at {cut}");
+            assert!(t.completed());
+        }
+    }
+    let mut t = BEDROCK.chat_stream(messages_ctx());
+    let mut out = Vec::new();
+    t.feed(&text_stream(), &mut out);
+    t.finish(&mut out);
+    let msg = accumulate(&events(&out));
+    assert_eq!(msg["stop_reason"], "end_turn");
+    assert_eq!(
+        msg["usage"],
+        json!({"input_tokens": 9, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 5, "output_tokens": 3})
+    );
 }

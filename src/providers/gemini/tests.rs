@@ -42,6 +42,7 @@ fn ctx(include_usage: bool) -> ResponseCtx {
         created: 1_700_000_000,
         model: "g".into(),
         include_usage,
+        api: Default::default(),
     }
 }
 
@@ -1112,5 +1113,42 @@ proptest! {
                 }
             }
         }
+    }
+}
+
+/// Gemini's stream rendered as Messages API events, split at every byte: one message with the
+/// thought as thinking (unsigned: Gemini's signature rides in the tool call's id), the text and
+/// the call.
+#[test]
+fn stream_as_messages_events_at_every_split() {
+    use crate::ingress::anthropic::testing::{accumulate, events};
+    let upstream = upstream_stream();
+    let messages_ctx = ResponseCtx {
+        api: crate::ingress::ClientApi::Messages,
+        ..ctx(false)
+    };
+    for i in 0..=upstream.len() {
+        let mut t = GEMINI.chat_stream(messages_ctx.clone());
+        let mut out = Vec::new();
+        t.feed(&upstream[..i], &mut out);
+        t.feed(&upstream[i..], &mut out);
+        t.finish(&mut out);
+        let msg = accumulate(&events(&out));
+        let content = msg["content"].as_array().unwrap();
+        assert_eq!(content.len(), 3, "split at {i}: {msg}");
+        assert_eq!(content[0]["thinking"], "Planning…");
+        assert_eq!(
+            content[1],
+            json!({"type": "text", "text": "Bonjour, ça va ? ✓"})
+        );
+        assert_eq!(content[2]["input"], json!({"city": "Paris"}));
+        assert!(content[2]["id"]
+            .as_str()
+            .unwrap()
+            .ends_with("__thought__c2ln"));
+        assert_eq!(msg["stop_reason"], "tool_use");
+        assert_eq!(msg["usage"]["cache_read_input_tokens"], 8);
+        assert_eq!(msg["usage"]["input_tokens"], 4);
+        assert_eq!(msg["usage"]["output_tokens"], 13);
     }
 }
