@@ -15,7 +15,7 @@ use super::{
 };
 use crate::config::Deployment;
 use crate::error::{is_context_overflow, ApiError};
-use crate::ingress::ChatSink;
+use crate::ingress::{ChatSink, ClientApi};
 use crate::json::{self, Text};
 use crate::openai::request::{
     media_type_from_url, parse_data_url, Content, Message, Part, ResponseFormat, Role, ToolChoice,
@@ -25,6 +25,8 @@ use crate::openai::{
     Usage, UsageCheck,
 };
 use crate::stream::sse::{SseDecoder, SseEvent};
+
+pub mod passthrough;
 
 pub struct Anthropic;
 pub static ANTHROPIC: Anthropic = Anthropic;
@@ -98,11 +100,17 @@ impl Provider for Anthropic {
     }
 
     fn chat_response(&self, body: &[u8], ctx: &ResponseCtx) -> Result<Translated, ApiError> {
-        translate_response(body, ctx)
+        match ctx.api {
+            ClientApi::Messages => passthrough::response(body, ctx),
+            ClientApi::Chat => translate_response(body, ctx),
+        }
     }
 
     fn chat_stream(&self, ctx: ResponseCtx) -> Box<dyn StreamTranslator> {
-        Box::new(AnthropicStream::new(ctx))
+        match ctx.api {
+            ClientApi::Messages => Box::new(passthrough::PassthroughStream::new(ctx)),
+            ClientApi::Chat => Box::new(AnthropicStream::new(ctx)),
+        }
     }
 
     fn error(&self, status: u16, _error_type: Option<&str>, body: &[u8]) -> ApiError {
