@@ -25,7 +25,7 @@ use std::cell::RefCell;
 use hashbrown::HashMap;
 use serde::Deserialize;
 
-use super::{def_store_key, KeyDef};
+use super::{def_store_key, team_store_key, KeyDef, TeamDef, TEAM_TOKEN_PREFIX};
 use crate::store::Store;
 
 const CURSOR: &str = "tollgate.keys.cursor";
@@ -130,33 +130,90 @@ pub fn install(
     started: u64,
     now_ms: u64,
 ) -> Result<(), BadAnswer> {
+    let check = |text: &str| {
+        let def: KeyDef = serde_json::from_str(text)
+            .map_err(|e| BadAnswer(format!("the store's record of a key is not a key: {e}")))?;
+        if def.token != token {
+            return Err(BadAnswer("the store's record is of another key".into()));
+        }
+        Ok(())
+    };
+    let in_config = config_keys.contains_key(token);
+    install_record(
+        store,
+        token,
+        &def_store_key(token),
+        in_config,
+        answer,
+        started,
+        now_ms,
+        check,
+    )
+}
+
+/// [`install`] for a team, whose token is `team:<id>` (`tg_key_get` holds teams too).
+pub fn install_team(
+    store: &dyn Store,
+    config_teams: &hashbrown::HashMap<String, TeamDef>,
+    token: &str,
+    answer: &str,
+    started: u64,
+    now_ms: u64,
+) -> Result<(), BadAnswer> {
+    let id = token.strip_prefix(TEAM_TOKEN_PREFIX).unwrap_or(token);
+    let check = |text: &str| {
+        let def: TeamDef = serde_json::from_str(text)
+            .map_err(|e| BadAnswer(format!("the store's record of a team is not a team: {e}")))?;
+        if def.team_id != id {
+            return Err(BadAnswer("the store's record is of another team".into()));
+        }
+        Ok(())
+    };
+    let in_config = config_teams.contains_key(id);
+    install_record(
+        store,
+        token,
+        &team_store_key(id),
+        in_config,
+        answer,
+        started,
+        now_ms,
+        check,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn install_record(
+    store: &dyn Store,
+    token: &str,
+    local_key: &str,
+    in_config: bool,
+    answer: &str,
+    started: u64,
+    now_ms: u64,
+    check: impl Fn(&str) -> Result<(), BadAnswer>,
+) -> Result<(), BadAnswer> {
     // `{"key": <record> | null}`; anything else (an `{"error"}`) is not an answer.
     let bad = || BadAnswer(format!("tg_key_get answered {}", clip(answer)));
     let got: std::collections::BTreeMap<String, Box<serde_json::value::RawValue>> =
         serde_json::from_str(answer).map_err(|_| bad())?;
     let raw = got.get("key").ok_or_else(bad)?;
-    let def_key = def_store_key(token);
     let known = match Some(raw).filter(|r| r.get() != "null") {
         Some(raw) => {
             let text = raw.get();
-            let def: KeyDef = serde_json::from_str(text)
-                .map_err(|e| BadAnswer(format!("the store's record of a key is not a key: {e}")))?;
-            if def.token != token {
-                return Err(BadAnswer("the store's record is of another key".into()));
-            }
-            let _ = store.set(&def_key, text.as_bytes(), None);
+            check(text)?;
+            let _ = store.set(local_key, text.as_bytes(), None);
             true
         }
         None => {
-            if store.get(&def_key).is_some_and(|v| !v.value.is_empty()) {
-                let _ = store.set(&def_key, b"", None);
+            if store.get(local_key).is_some_and(|v| !v.value.is_empty()) {
+                let _ = store.set(local_key, b"", None);
             }
-            let config = config_keys.contains_key(token);
-            if !config {
+            if !in_config {
                 // Remembered by this worker only: shared data would grow with every bad key.
                 remember_absent(token, started, now_ms);
             }
-            config
+            in_config
         }
     };
     if known && cursor(store).is_some() && read_u64(store, CHANGED) == started {
@@ -203,18 +260,24 @@ pub fn apply_changes(store: &dyn Store, changes: &[Change], cursor: Option<&str>
     }
 }
 
-/// What an admin call writes to the store: the keys whose definitions it changed, read from the
-/// writes of a dry run (see [`Overlay`]).
+/// What an admin call writes to the store: the keys and teams whose definitions it changed (by
+/// token: a key's hash, `team:<id>`), read from the writes of a dry run (see [`Overlay`]).
 pub fn written_keys(overlay: &Overlay) -> Vec<(String, Vec<u8>)> {
     let prefix = def_store_key("");
+    let team_prefix = team_store_key("");
     let mut out: Vec<(String, Vec<u8>)> = overlay
         .writes
         .borrow()
         .iter()
         .filter_map(|(k, (v, _))| {
-            k.strip_prefix(&prefix)
-                .filter(|t| super::is_hash(t))
-                .map(|t| (t.to_string(), v.clone()))
+            let token = match k.strip_prefix(&team_prefix) {
+                Some(id) if super::is_team_id(id) => super::team_token(id),
+                _ => k
+                    .strip_prefix(&prefix)
+                    .filter(|t| super::is_hash(t))?
+                    .to_string(),
+            };
+            Some((token, v.clone()))
         })
         .collect();
     out.sort();
