@@ -773,25 +773,29 @@ mod tests {
             assert_eq!(f.on_request_body(&mut h, n, true), Action::Pause);
             (f, h)
         };
-        let (mut f, mut h) = new(json!({"team_id": "ml", "max_budget": 3}));
+        // Ids no other test uses: a worker (a test thread) remembers teams the store lacks.
+        let (mut f, mut h) = new(json!({"team_id": "written", "max_budget": 3}));
         // The team is read first (it may exist elsewhere), then written.
         let read = String::from_utf8(h.calls[0].body.clone()).unwrap();
-        assert!(read.ends_with("/tg_key_get/0/team%3Aml"), "{read}");
+        assert!(read.ends_with("/tg_key_get/0/team%3Awritten"), "{read}");
         f.on_http_call_done(&mut h, fcall(r#"{"key":null}"#));
         let put = String::from_utf8(h.calls[1].body.clone()).unwrap();
-        assert!(put.starts_with("FCALL/tg_key_put/0/team%3Aml/"), "{put}");
+        assert!(
+            put.starts_with("FCALL/tg_key_put/0/team%3Awritten/"),
+            "{put}"
+        );
         assert!(put.contains("absent"), "{put}");
-        assert!(keys::find_team(&HashMap::new(), &h.store, "ml").is_none());
+        assert!(keys::find_team(&HashMap::new(), &h.store, "written").is_none());
         f.on_http_call_done(&mut h, fcall(r#"{"ok":true,"id":"1-0"}"#));
         assert_eq!(h.reply.as_ref().unwrap().0, 200, "{:?}", h.reply_json());
-        assert_eq!(h.reply_json()["team_id"], "ml");
-        assert!(keys::find_team(&HashMap::new(), &h.store, "ml").is_some());
+        assert_eq!(h.reply_json()["team_id"], "written");
+        assert!(keys::find_team(&HashMap::new(), &h.store, "written").is_some());
 
-        let (mut f, mut h) = new(json!({"team_id": "ml2"}));
+        let (mut f, mut h) = new(json!({"team_id": "written-once"}));
         f.on_http_call_done(&mut h, fcall(r#"{"key":null}"#));
         f.on_http_call_done(&mut h, fcall(r#"{"ok":false,"error":"key_exists"}"#));
         assert_eq!(h.reply.as_ref().unwrap().0, 400);
         assert_eq!(h.reply_json()["error"]["code"], "team_exists");
-        assert!(keys::find_team(&HashMap::new(), &h.store, "ml2").is_none());
+        assert!(keys::find_team(&HashMap::new(), &h.store, "written-once").is_none());
     }
 }

@@ -136,6 +136,8 @@ pub fn install(
         if def.token != token {
             return Err(BadAnswer("the store's record is of another key".into()));
         }
+        // Its counters exist before its first request here (see `quota::ensure_record`).
+        crate::quota::ensure_record(store, &def.usage_record(), now_ms / 1000);
         Ok(())
     };
     let in_config = config_keys.contains_key(token);
@@ -167,6 +169,7 @@ pub fn install_team(
         if def.team_id != id {
             return Err(BadAnswer("the store's record is of another team".into()));
         }
+        crate::quota::ensure_record(store, &def.usage_record(), now_ms / 1000);
         Ok(())
     };
     let in_config = config_teams.contains_key(id);
@@ -455,5 +458,37 @@ mod tests {
         assert_eq!(base.get("x").unwrap().value, b"1");
         assert_eq!(o.get("x").unwrap().value, b"2");
         assert_eq!(written_keys(&o), vec![(T.to_string(), b"{}".to_vec())]);
+    }
+
+    /// A team's record installs like a key's (token `team:<id>`), with its usage counters; no
+    /// record leaves a config team, or remembers an unknown one as absent.
+    #[test]
+    fn teams_install_like_keys() {
+        let s = MemoryStore::default();
+        apply_changes(&s, &[], Some("1-0"), false);
+        let team = TeamDef {
+            team_id: "ml".into(),
+            blocked: true,
+            generation: Some("g".into()),
+            ..Default::default()
+        };
+        let answer = format!(r#"{{"key":{}}}"#, serde_json::to_string(&team).unwrap());
+        let none = hashbrown::HashMap::new();
+        install_team(&s, &none, "team:ml", &answer, read_started(&s), 0).unwrap();
+        assert!(!needs_read(&s, "team:ml", 0));
+        assert!(super::super::find_team(&none, &s, "ml").unwrap().blocked);
+        assert!(s.get(&team.usage_record()).is_some());
+        assert!(install_team(&s, &none, "team:other", &answer, 0, 0).is_err());
+        install_team(
+            &s,
+            &none,
+            "team:gone",
+            r#"{"key":null}"#,
+            read_started(&s),
+            5,
+        )
+        .unwrap();
+        assert!(!needs_read(&s, "team:gone", 5), "remembered as absent");
+        assert!(super::super::find_team(&none, &s, "gone").is_none());
     }
 }
