@@ -29,9 +29,9 @@ pub struct KeyPrincipal {
 impl KeyPrincipal {
     pub fn new(def: KeyDef, team: Option<TeamDef>) -> Self {
         let key_record = (def.usage_record(), def.limits());
-        let team_record = def.team_id.as_ref().map(|t| {
-            let limits = team.as_ref().map(TeamDef::limits).unwrap_or_default();
-            (quota::record_key(Scope::Team, t), limits)
+        let team_record = def.team_id.as_ref().map(|t| match &team {
+            Some(team) => (team.usage_record(), team.limits()),
+            None => (quota::record_key(Scope::Team, t), Limits::default()),
         });
         KeyPrincipal {
             def,
@@ -172,11 +172,11 @@ pub fn authenticate_token(
     if def.blocked {
         return Err(ApiError::permission("This API key is blocked.").with_code("key_blocked"));
     }
-    let team = def
-        .team_id
-        .as_ref()
-        .and_then(|t| config.teams.get(t))
-        .cloned();
+    // A key goes with its team (LiteLLM deletes a team's keys): refused like a deleted key.
+    let team = keys::team_of(&config.teams, store, &def).map_err(|keys::TeamGone| {
+        ApiError::authentication("Invalid API key provided (its team was deleted).")
+            .with_code("invalid_api_key")
+    })?;
     if team.as_ref().is_some_and(|t| t.blocked) {
         return Err(
             ApiError::permission("This API key's team is blocked.").with_code("team_blocked")

@@ -490,6 +490,25 @@ impl HttpFilter {
                     }
                 }
             },
+            Ok(Next::TeamInfo(query)) => match self.team_info_from_fleet(host, &query) {
+                Some(action) => action,
+                None => {
+                    let ctx = AdminCtx {
+                        config: &self.config,
+                        store: host.store(),
+                        now: host.now_ms() / 1000,
+                        random: [0; 32],
+                    };
+                    match crate::keys::teams::info(&ctx, &query, None) {
+                        Ok(body) => {
+                            json_reply(host, &body);
+                            self.state = State::Done;
+                            Action::Pause
+                        }
+                        Err(e) => self.reply_error(host, &e),
+                    }
+                }
+            },
             Ok(Next::ReadKey(token)) => self.read_key(host, token, store_call::Then::KeyHeaders),
             Ok(Next::AwaitBody(op)) => {
                 self.state = State::Admin(op);
@@ -647,7 +666,13 @@ impl HttpFilter {
                     return Ok(Next::AwaitBody(op));
                 }
                 let query = path.split_once('?').map(|(_, q)| q).unwrap_or("");
-                if let Some(token) = admin::info_target(op, query)
+                let target = match op {
+                    AdminOp::TeamInfo => {
+                        crate::keys::teams::info_target(query).map(|t| crate::keys::team_token(&t))
+                    }
+                    _ => admin::info_target(op, query),
+                };
+                if let Some(token) = target
                     .and_then(|t| self.token_to_read(host, t))
                     .filter(|_| end_of_stream)
                 {
@@ -655,6 +680,9 @@ impl HttpFilter {
                 }
                 if op == AdminOp::Info && self.config.store.is_some() {
                     return Ok(Next::KeyInfo(query.to_string()));
+                }
+                if op == AdminOp::TeamInfo && self.config.store.is_some() {
+                    return Ok(Next::TeamInfo(query.to_string()));
                 }
                 let ctx = AdminCtx {
                     config: &self.config,
@@ -679,14 +707,14 @@ impl HttpFilter {
                 "Invalid URL ({method} {path_only}). Tollgate serves POST /v1/chat/completions, \
                      POST /v1/embeddings, GET /v1/models, GET /v1/models/{{model}}, Azure OpenAI's \
                      POST /openai/deployments/{{model}}/chat/completions and .../embeddings, \
-                     /key/... (key management), GET /spend/logs and GET /health/liveliness."
+                     /key/... and /team/... (key and team management), GET /spend/logs and GET /health/liveliness."
             ))
                 .with_code("unknown_url"))
             }
         };
         // A key this replica has not seen since it last changed is read from the store in the
         // body phase, and the request authenticated there.
-        let deferred_key = self.key_to_read(host);
+        let deferred_key = self.key_to_defer(host);
         let principal = match &deferred_key {
             Some(_) => Principal::Anonymous,
             None => self.authenticate(host, now)?,
@@ -976,8 +1004,8 @@ impl HttpFilter {
             // Buffer until the whole body is here (json_to_metadata has usually buffered it already).
             return Action::Pause;
         }
-        if let Some(token) = routed.deferred_key.clone() {
-            return self.read_key(host, token, store_call::Then::KeyBody { body_size });
+        if routed.deferred_key.is_some() {
+            return self.authenticate_in_body(host, body_size);
         }
         if std::mem::take(&mut self.store_probe) {
             return self.probe_store(host, body_size);
@@ -1717,6 +1745,8 @@ enum Next {
     SpendLogs(String),
     /// `GET /key/info` (its query) with a store: answered with the fleet's spend.
     KeyInfo(String),
+    /// `GET /team/info` with a store: the team's fleet-wide spend first.
+    TeamInfo(String),
 }
 
 /// Deployment `index` filled from `name`, when its model is a template.

@@ -601,6 +601,7 @@ fn teams(w: &mut Walker, v: Option<&Value>) -> HashMap<String, TeamDef> {
         };
         let mut def = TeamDef {
             team_id: team_id.clone(),
+            from_config: true,
             ..Default::default()
         };
         for (f, msg) in keys::apply_team_fields(&mut def, m) {

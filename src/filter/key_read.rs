@@ -44,6 +44,8 @@ pub struct KeyState {
     pub waiting: Option<KeyRead>,
     /// The key was read (or the read failed) for this request: not again.
     pub done: bool,
+    /// Likewise its team (a team's token is `team:<id>`).
+    pub team_done: bool,
     /// The read failed: a key unknown here may exist, so it is not refused as invalid.
     pub failed: bool,
 }
@@ -55,15 +57,22 @@ fn get_call(token: &str, timeout_ms: u64) -> Option<Exchange> {
 
 fn put_call(op: AdminOp, token: &str, record: &[u8], timeout_ms: u64) -> Option<Exchange> {
     let (name, expect): (&str, &str) = match op {
-        AdminOp::Generate => ("put", r#"{"absent":true}"#),
-        AdminOp::Block => ("block", "null"),
-        AdminOp::Unblock => ("unblock", "null"),
-        AdminOp::Delete => ("delete", "null"),
+        AdminOp::Generate | AdminOp::TeamNew => ("put", r#"{"absent":true}"#),
+        AdminOp::Block | AdminOp::TeamBlock => ("block", "null"),
+        AdminOp::Unblock | AdminOp::TeamUnblock => ("unblock", "null"),
+        AdminOp::Delete | AdminOp::TeamDelete => ("delete", "null"),
         _ => ("put", "null"),
     };
     let args: [&[u8]; 4] = [token.as_bytes(), record, name.as_bytes(), expect.as_bytes()];
     let call = remote::fcall("tg_key_put", &[], &args, timeout_ms).ok()?;
     Some(Exchange::new(call).with_library(crate::fleet::LIBRARY, timeout_ms))
+}
+
+/// Whether a team token names a team the store can hold (see `keys::is_team_id`).
+fn storable(token: &str) -> bool {
+    token
+        .strip_prefix(keys::TEAM_TOKEN_PREFIX)
+        .is_some_and(keys::is_team_id)
 }
 
 /// The keys an admin call names (they are read before it runs, so that a key made on another
@@ -79,13 +88,39 @@ fn admin_targets(op: AdminOp, body: &[u8]) -> Vec<String> {
             keys::hash_key(k)
         }
     };
+    let team = |k: &str| m.get(k).and_then(Value::as_str).map(keys::team_token);
     match op {
-        AdminOp::Update | AdminOp::Block | AdminOp::Unblock => m
+        AdminOp::Update => m
+            .get("key")
+            .and_then(Value::as_str)
+            .map(token)
+            .into_iter()
+            .chain(team("team_id").filter(|t| storable(t)))
+            .collect(),
+        AdminOp::Generate => team("team_id")
+            .filter(|t| storable(t))
+            .into_iter()
+            .collect(),
+        AdminOp::Block | AdminOp::Unblock => m
             .get("key")
             .and_then(Value::as_str)
             .map(token)
             .into_iter()
             .collect(),
+        AdminOp::TeamNew | AdminOp::TeamUpdate | AdminOp::TeamBlock | AdminOp::TeamUnblock => {
+            team("team_id").into_iter().collect()
+        }
+        AdminOp::TeamDelete => m
+            .get("team_ids")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(keys::team_token)
+                    .take(64)
+                    .collect()
+            })
+            .unwrap_or_default(),
         AdminOp::Delete => m
             .get("keys")
             .and_then(Value::as_array)
@@ -115,15 +150,30 @@ impl HttpFilter {
             return None;
         }
         let token = keys::hash_key(&presented);
-        self.token_to_read(host, token)
+        self.token_to_read(host, token.clone())
+            .or_else(|| self.team_to_read(host, &token))
     }
 
-    /// `token`, when this replica must read it from the store first.
+    /// `token` (a key's, or a team's `team:<id>`), when this replica must read it from the store
+    /// first.
     pub(super) fn token_to_read(&self, host: &dyn HttpHost, token: String) -> Option<String> {
-        if self.config.store.is_none() || self.keys.done {
+        let team = token.starts_with(keys::TEAM_TOKEN_PREFIX);
+        let done = if team {
+            self.keys.team_done
+        } else {
+            self.keys.done
+        };
+        if self.config.store.is_none() || done {
             return None;
         }
         fleet::needs_read(host.store(), &token, host.now_ms()).then_some(token)
+    }
+
+    /// The team of the key `token` as this replica knows it, when it must be read from the store
+    /// first (a team made, changed or deleted through another replica).
+    fn team_to_read(&self, host: &dyn HttpHost, token: &str) -> Option<String> {
+        let def = keys::find(&self.config.keys, host.store(), token)?;
+        self.token_to_read(host, keys::team_token(def.team_id.as_deref()?))
     }
 
     /// Reads `token` from the store and waits; `then` says what happens next.
@@ -154,9 +204,23 @@ impl HttpFilter {
         then: Then,
         result: Result<Value, CallError>,
     ) -> Action {
-        self.keys.done = true;
         if let Some(read) = self.keys.waiting.take() {
+            let team = read.token.starts_with(keys::TEAM_TOKEN_PREFIX);
+            if team {
+                self.keys.team_done = true;
+            } else {
+                self.keys.done = true;
+            }
             let installed = match &result {
+                Ok(Value::String(text)) if team => fleet::install_team(
+                    host.store(),
+                    &self.config.teams,
+                    &read.token,
+                    text,
+                    read.started,
+                    host.now_ms(),
+                )
+                .map_err(|e| e.0),
                 Ok(Value::String(text)) => fleet::install(
                     host.store(),
                     &self.config.keys,
@@ -197,15 +261,37 @@ impl HttpFilter {
         }
     }
 
-    /// The body phase of a request whose key was read there: authenticated now, then on.
-    fn authenticate_in_body(&mut self, host: &mut dyn HttpHost, body_size: usize) -> Action {
+    /// The hash of the presented key, when the request must wait for a store read (of the key,
+    /// or of its team) before it is authenticated.
+    pub(super) fn key_to_defer(&self, host: &dyn HttpHost) -> Option<String> {
+        self.key_to_read(host)?;
+        auth::presented_key(host).map(|p| keys::hash_key(&p))
+    }
+
+    /// The body phase of a request whose key is read there: its key, then its team, are read if
+    /// this replica must; then it is authenticated, and on.
+    pub(super) fn authenticate_in_body(
+        &mut self,
+        host: &mut dyn HttpHost,
+        body_size: usize,
+    ) -> Action {
         let now = host.now_ms() / 1000;
+        let State::Routed(routed) = &self.state else {
+            return Action::Continue;
+        };
+        let Some(token) = routed.deferred_key.clone() else {
+            return self.on_request_body(host, body_size, true);
+        };
+        let next = self
+            .token_to_read(host, token.clone())
+            .or_else(|| self.team_to_read(host, &token));
+        if let Some(next) = next {
+            return self.read_key(host, next, Then::KeyBody { body_size });
+        }
         let State::Routed(routed) = &mut self.state else {
             return Action::Continue;
         };
-        let Some(token) = routed.deferred_key.take() else {
-            return self.on_request_body(host, body_size, true);
-        };
+        routed.deferred_key = None;
         let checked = auth::authenticate_token(&self.config, host.store(), &token, now)
             .and_then(|p| auth::check_model(&p, &routed.ctx.model).map(|()| p));
         match checked {
@@ -227,7 +313,27 @@ impl HttpFilter {
         op: AdminOp,
         body: Vec<u8>,
     ) -> Action {
+        // A team's record in the store is named by its id: a config team's id that cannot be
+        // (see `keys::is_team_id`) can only be changed in the config.
         let mut reads = admin_targets(op, &body);
+        let team_op = matches!(
+            op,
+            AdminOp::TeamNew
+                | AdminOp::TeamUpdate
+                | AdminOp::TeamDelete
+                | AdminOp::TeamBlock
+                | AdminOp::TeamUnblock
+        );
+        if let Some(t) = reads.iter().filter(|_| team_op).find_map(|t| {
+            t.strip_prefix(keys::TEAM_TOKEN_PREFIX)
+                .filter(|id| !keys::is_team_id(id))
+        }) {
+            let e = ApiError::invalid_param(
+                "team_id",
+                format!("Team '{t}' cannot be changed through the API with a shared store: its id is not 1 to 200 of letters, digits, '_', '.', ':' and '-'. Change it in the config."),
+            );
+            return self.reply_error(host, &e);
+        }
         reads.retain(|t| fleet::needs_read(host.store(), t, host.now_ms()));
         reads.dedup();
         let flow = AdminFlow {
@@ -318,9 +424,21 @@ impl HttpFilter {
                 )
                 .with_code("key_alias_exists")
             }
-            Some("key_exists") => {
-                ApiError::invalid_param("key", "This key already exists.").with_code("key_exists")
-            }
+            Some("key_exists") => match &self.state {
+                State::AdminFleet(flow) if flow.op == AdminOp::TeamNew => {
+                    let id = serde_json::from_slice::<Value>(&flow.body)
+                        .ok()
+                        .and_then(|b| b.get("team_id").and_then(Value::as_str).map(String::from))
+                        .unwrap_or_default();
+                    ApiError::invalid_param(
+                        "team_id",
+                        format!("Team id = {id} already exists. Please use a different team id."),
+                    )
+                    .with_code("team_exists")
+                }
+                _ => ApiError::invalid_param("key", "This key already exists.")
+                    .with_code("key_exists"),
+            },
             _ => {
                 let why = match &result {
                     Err(e) => e.to_string(),
@@ -556,5 +674,128 @@ mod tests {
         let (_, h) = generate(json!({"max_budget": "lots"}));
         assert!(h.calls.is_empty());
         assert_eq!(h.reply.as_ref().unwrap().0, 400);
+    }
+
+    fn team_record(id: &str, blocked: bool) -> String {
+        serde_json::to_string(&keys::TeamDef {
+            team_id: id.into(),
+            blocked,
+            generation: Some("g1".into()),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    /// A key of a team made on another replica: the key is read, then its team, in the body
+    /// phase; a blocked team refuses it (403 `team_blocked`), a team gone refuses it as unknown.
+    #[test]
+    fn an_unseen_team_is_read_after_its_key() {
+        for (i, (team_answer, want)) in [
+            (
+                fcall(&format!(r#"{{"key":{}}}"#, team_record("ml0", false))),
+                None,
+            ),
+            (
+                fcall(&format!(r#"{{"key":{}}}"#, team_record("ml1", true))),
+                Some(403),
+            ),
+            (fcall(r#"{"key":null}"#), Some(401)),
+            (Answer::Unanswered, Some(503)),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let key = &format!("sk-team-member-{i}");
+            let mut def: keys::KeyDef = serde_json::from_str(&record(key, false)).unwrap();
+            // A team of its own each time: a worker remembers a team the store does not have.
+            let team = format!("ml{i}");
+            def.team_id = Some(team.clone());
+            def.team_generation = Some("g1".into());
+            let key_answer = fcall(&json!({"key": def}).to_string());
+            let mut f = HttpFilter::new(config(), Role::Gateway);
+            let mut h = chat(key);
+            assert_eq!(f.on_request_headers(&mut h, false), Action::Continue);
+            let n = h.request_body.len();
+            assert_eq!(f.on_request_body(&mut h, n, true), Action::Pause);
+            assert_eq!(
+                f.on_http_call_done(&mut h, key_answer),
+                Action::Pause,
+                "{i} {:?}",
+                h.reply_json()
+            );
+            assert_eq!(
+                h.calls.len(),
+                2,
+                "{i} {:?} {:?}",
+                h.reply,
+                h.calls
+                    .iter()
+                    .map(|c| String::from_utf8_lossy(&c.body).to_string())
+                    .collect::<Vec<_>>()
+            );
+            let call = String::from_utf8(h.calls[1].body.clone()).unwrap();
+            assert!(
+                call.ends_with(&format!("/tg_key_get/0/team%3A{team}")),
+                "{call}"
+            );
+            let action = f.on_http_call_done(&mut h, team_answer);
+            match want {
+                None => assert_eq!(action, Action::Continue, "{:?}", h.reply_json()),
+                Some(status) => {
+                    assert_eq!(
+                        h.reply.as_ref().unwrap().0,
+                        status,
+                        "{i}: {:?}",
+                        h.reply_json()
+                    );
+                    if status == 403 {
+                        assert_eq!(h.reply_json()["error"]["code"], "team_blocked");
+                    }
+                }
+            }
+        }
+    }
+
+    /// `/team/new` writes the team through the store (`tg_key_put`, token `team:<id>`, absent
+    /// expected); a team the store has already is a 400 `team_exists`, and nothing changes here.
+    #[test]
+    fn team_writes_go_through_the_store() {
+        let new = |body: Value| {
+            let mut f = HttpFilter::new(config(), Role::Gateway);
+            let mut h = MockHost::request(
+                "POST",
+                "/team/new",
+                &[("authorization", "Bearer sk-master")],
+            );
+            h.request_body = serde_json::to_vec(&body).unwrap();
+            assert_eq!(f.on_request_headers(&mut h, false), Action::Continue);
+            let n = h.request_body.len();
+            assert_eq!(f.on_request_body(&mut h, n, true), Action::Pause);
+            (f, h)
+        };
+        // Ids no other test uses: a worker (a test thread) remembers teams the store lacks.
+        let (mut f, mut h) = new(json!({"team_id": "written", "max_budget": 3}));
+        // The team is read first (it may exist elsewhere), then written.
+        let read = String::from_utf8(h.calls[0].body.clone()).unwrap();
+        assert!(read.ends_with("/tg_key_get/0/team%3Awritten"), "{read}");
+        f.on_http_call_done(&mut h, fcall(r#"{"key":null}"#));
+        let put = String::from_utf8(h.calls[1].body.clone()).unwrap();
+        assert!(
+            put.starts_with("FCALL/tg_key_put/0/team%3Awritten/"),
+            "{put}"
+        );
+        assert!(put.contains("absent"), "{put}");
+        assert!(keys::find_team(&HashMap::new(), &h.store, "written").is_none());
+        f.on_http_call_done(&mut h, fcall(r#"{"ok":true,"id":"1-0"}"#));
+        assert_eq!(h.reply.as_ref().unwrap().0, 200, "{:?}", h.reply_json());
+        assert_eq!(h.reply_json()["team_id"], "written");
+        assert!(keys::find_team(&HashMap::new(), &h.store, "written").is_some());
+
+        let (mut f, mut h) = new(json!({"team_id": "written-once"}));
+        f.on_http_call_done(&mut h, fcall(r#"{"key":null}"#));
+        f.on_http_call_done(&mut h, fcall(r#"{"ok":false,"error":"key_exists"}"#));
+        assert_eq!(h.reply.as_ref().unwrap().0, 400);
+        assert_eq!(h.reply_json()["error"]["code"], "team_exists");
+        assert!(keys::find_team(&HashMap::new(), &h.store, "written-once").is_none());
     }
 }

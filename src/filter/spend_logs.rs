@@ -159,6 +159,66 @@ impl HttpFilter {
         ))
     }
 
+    /// `GET /team/info` with a store: the fleet's spend of the team (`tg_party_get`), then the
+    /// answer. Without an answer, this replica's view.
+    pub(super) fn team_info_from_fleet(
+        &mut self,
+        host: &mut dyn HttpHost,
+        query: &str,
+    ) -> Option<Action> {
+        let store = self.config.store.as_ref()?;
+        let id = crate::keys::teams::info_target(query)?;
+        let def = keys::find_team(&self.config.teams, host.store(), &id)?;
+        let party = crate::fleet::party_id(&def.usage_record()).to_string();
+        let limits = crate::quota::fleet::WireLimits::from(&def.limits());
+        let limits = serde_json::to_vec(&limits).ok()?;
+        let exchange = call(
+            "tg_party_get",
+            &[party.as_bytes(), &limits],
+            store.call_timeout_ms,
+        )?;
+        self.state = State::Done;
+        Some(self.wait_for_store(
+            host,
+            exchange,
+            Then::TeamInfo {
+                query: query.to_string(),
+            },
+        ))
+    }
+
+    pub(super) fn team_info_answered(
+        &mut self,
+        host: &mut dyn HttpHost,
+        query: &str,
+        result: Result<Value, CallError>,
+    ) -> Action {
+        let fleet = match &result {
+            Ok(Value::String(text)) => serde_json::from_str::<Value>(text)
+                .ok()
+                .filter(|v| v.get("spend").is_some_and(Value::is_u64)),
+            _ => None,
+        };
+        if fleet.is_none() {
+            log::warn!(
+                "tollgate: the store did not give a team's spend; /team/info shows this replica's"
+            );
+        }
+        let ctx = crate::keys::admin::AdminCtx {
+            config: &self.config,
+            store: host.store(),
+            now: host.now_ms() / 1000,
+            random: [0; 32],
+        };
+        match crate::keys::teams::info(&ctx, query, fleet.as_ref()) {
+            Ok(body) => {
+                json_reply(host, &body);
+                Action::Pause
+            }
+            Err(e) => self.reply_error(host, &e),
+        }
+    }
+
     pub(super) fn key_info_answered(
         &mut self,
         host: &mut dyn HttpHost,

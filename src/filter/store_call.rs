@@ -49,6 +49,8 @@ pub enum Then {
     SpendLogs,
     /// `GET /key/info` (its query): answered with the key and the fleet's spend.
     KeyInfo { query: String },
+    /// `GET /team/info` (its query): answered with the team and the fleet's spend.
+    TeamInfo { query: String },
 }
 
 /// The stream's call in flight.
@@ -192,6 +194,7 @@ impl HttpFilter {
             Then::AdminPut => self.admin_put_answered(host, result),
             Then::SpendLogs => self.spend_logs_answered(host, result),
             Then::KeyInfo { query } => self.key_info_answered(host, &query, result),
+            Then::TeamInfo { query } => self.team_info_answered(host, &query, result),
         }
     }
 }

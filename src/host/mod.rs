@@ -17,7 +17,7 @@ pub mod pairs;
 pub mod tick;
 
 use crate::config::{self, Config, Env, Strictness};
-use crate::quota::{self, Scope};
+use crate::quota;
 use crate::router::health;
 use crate::stats::Metric;
 use crate::store::Store;
@@ -45,8 +45,9 @@ pub fn configure(text: &[u8], env: &dyn Env, store: &dyn Store, now_secs: u64) -
         quota::ensure_record(store, &def.usage_record(), now_secs);
     }
     crate::keys::ensure_index(store);
-    for team in c.teams.keys() {
-        quota::ensure_record(store, &quota::record_key(Scope::Team, team), now_secs);
+    crate::keys::teams::ensure_index(store);
+    for team in c.teams.values() {
+        quota::ensure_record(store, &team.usage_record(), now_secs);
     }
     if c.proxy.is_some() {
         quota::ensure_record(store, quota::PROXY_RECORD, now_secs);

@@ -6,12 +6,12 @@ use base64::Engine;
 use serde_json::{json, Map, Value};
 
 use super::{
-    apply_key_fields, def_store_key, find, hash_key, is_hash, key_name, time, KeyDef, INDEX_KEY,
-    KEY_FIELDS,
+    apply_key_fields, def_store_key, find, find_team, hash_key, is_hash, key_name, team_of, teams,
+    time, KeyDef, INDEX_KEY, KEY_FIELDS,
 };
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::quota::{self, Scope};
+use crate::quota;
 use crate::store::{update, Store, UpdateError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +23,13 @@ pub enum AdminOp {
     Unblock,
     Info,
     List,
+    TeamNew,
+    TeamUpdate,
+    TeamDelete,
+    TeamBlock,
+    TeamUnblock,
+    TeamInfo,
+    TeamList,
 }
 
 impl AdminOp {
@@ -36,12 +43,22 @@ impl AdminOp {
             "/key/unblock" => (AdminOp::Unblock, "POST"),
             "/key/info" => (AdminOp::Info, "GET"),
             "/key/list" => (AdminOp::List, "GET"),
+            "/team/new" => (AdminOp::TeamNew, "POST"),
+            "/team/update" => (AdminOp::TeamUpdate, "POST"),
+            "/team/delete" => (AdminOp::TeamDelete, "POST"),
+            "/team/block" => (AdminOp::TeamBlock, "POST"),
+            "/team/unblock" => (AdminOp::TeamUnblock, "POST"),
+            "/team/info" => (AdminOp::TeamInfo, "GET"),
+            "/team/list" => (AdminOp::TeamList, "GET"),
             _ => return None,
         })
     }
 
     pub fn has_body(self) -> bool {
-        !matches!(self, AdminOp::Info | AdminOp::List)
+        !matches!(
+            self,
+            AdminOp::Info | AdminOp::List | AdminOp::TeamInfo | AdminOp::TeamList
+        )
     }
 
     /// Whether the call changes keys (with a shared store, it writes through it).
@@ -76,6 +93,13 @@ pub fn handle(op: AdminOp, ctx: &AdminCtx, query: &str, body: &[u8]) -> Result<V
         AdminOp::Unblock => set_blocked(ctx, &object(body)?, false)?,
         AdminOp::Info => return info(ctx, query, None),
         AdminOp::List => list(ctx, query)?,
+        AdminOp::TeamNew => teams::new_team(ctx, &object(body)?)?,
+        AdminOp::TeamUpdate => teams::update_team(ctx, &object(body)?)?,
+        AdminOp::TeamDelete => teams::delete(ctx, &object(body)?)?,
+        AdminOp::TeamBlock => teams::set_blocked(ctx, &object(body)?, true)?,
+        AdminOp::TeamUnblock => teams::set_blocked(ctx, &object(body)?, false)?,
+        AdminOp::TeamInfo => return teams::info(ctx, query, None),
+        AdminOp::TeamList => teams::list(ctx, query)?,
     };
     Ok(serde_json::to_vec(&out).unwrap_or_default())
 }
@@ -179,7 +203,7 @@ fn lookup(ctx: &AdminCtx, key: &str) -> Result<KeyDef, ApiError> {
     } else {
         hash_key(key)
     };
-    find(&ctx.config.keys, ctx.store, &token).ok_or_else(|| {
+    live(ctx, &token).ok_or_else(|| {
         ApiError::not_found("Key not found (it was never created, or it was deleted).")
             .with_param("key")
             .with_code("key_not_found")
@@ -200,14 +224,24 @@ fn required_key(m: &Map<String, Value>) -> Result<String, ApiError> {
     }
 }
 
-fn check_references(ctx: &AdminCtx, def: &KeyDef) -> Result<(), ApiError> {
+/// A key's current definition, unless it or its team was deleted.
+fn live(ctx: &AdminCtx, token: &str) -> Option<KeyDef> {
+    find(&ctx.config.keys, ctx.store, token)
+        .filter(|d| team_of(&ctx.config.teams, ctx.store, d).is_ok())
+}
+
+/// Checks what the key names; joins the key to its team's generation.
+fn check_references(ctx: &AdminCtx, def: &mut KeyDef) -> Result<(), ApiError> {
+    def.team_generation = None;
     if let Some(team) = &def.team_id {
-        if !ctx.config.teams.contains_key(team) {
+        let Some(t) = find_team(&ctx.config.teams, ctx.store, team) else {
             return Err(ApiError::invalid_param(
                 "team_id",
-                format!("Team '{team}' is not defined in the gateway config."),
-            ));
-        }
+                format!("Team '{team}' does not exist: create it with /team/new, or define it under teams in the gateway config."),
+            )
+            .with_code("team_not_found"));
+        };
+        def.team_generation = t.generation;
     }
     if let Some(m) = def.models.iter().find(|m| !ctx.config.allowable(m)) {
         return Err(ApiError::invalid_param(
@@ -349,12 +383,16 @@ fn generate(ctx: &AdminCtx, m: &Map<String, Value>) -> Result<Value, ApiError> {
     };
     field_errors(apply_key_fields(&mut def, m))?;
     apply_duration(&mut def, m, ctx.now)?;
-    check_references(ctx, &def)?;
+    check_references(ctx, &mut def)?;
     index_key(ctx, &def)?;
     // A fresh generation names a record no request has touched: it starts at zero.
     quota::ensure_record(ctx.store, &def.usage_record(), ctx.now);
-    if let Some(team) = &def.team_id {
-        quota::ensure_record(ctx.store, &quota::record_key(Scope::Team, team), ctx.now);
+    if let Some(team) = def
+        .team_id
+        .as_deref()
+        .and_then(|t| find_team(&ctx.config.teams, ctx.store, t))
+    {
+        quota::ensure_record(ctx.store, &team.usage_record(), ctx.now);
     }
     if let Err(e) = write(ctx, &def) {
         let _ = index_key(
@@ -374,10 +412,14 @@ fn update_key(ctx: &AdminCtx, m: &Map<String, Value>) -> Result<Value, ApiError>
     let mut def = lookup(ctx, &required_key(m)?)?;
     field_errors(apply_key_fields(&mut def, m))?;
     apply_duration(&mut def, m, ctx.now)?;
-    check_references(ctx, &def)?;
+    check_references(ctx, &mut def)?;
     index_key(ctx, &def)?;
-    if let Some(team) = &def.team_id {
-        quota::ensure_record(ctx.store, &quota::record_key(Scope::Team, team), ctx.now);
+    if let Some(team) = def
+        .team_id
+        .as_deref()
+        .and_then(|t| find_team(&ctx.config.teams, ctx.store, t))
+    {
+        quota::ensure_record(ctx.store, &team.usage_record(), ctx.now);
     }
     write(ctx, &def)?;
     Ok(key_json(ctx, &def, None))
@@ -447,17 +489,22 @@ fn delete(ctx: &AdminCtx, m: &Map<String, Value>) -> Result<Value, ApiError> {
         ));
     }
     let mut deleted = Vec::new();
-    for mut def in defs {
-        def.deleted = true;
-        write(ctx, &def)?;
-        index_key(ctx, &def)?;
-        deleted.push(Value::from(def.token));
+    for def in defs {
+        deleted.push(Value::from(def.token.clone()));
+        delete_def(ctx, def)?;
     }
     Ok(json!({ "deleted_keys": deleted }))
 }
 
-/// Every live key: the config's and the admin API's.
-fn all_keys(ctx: &AdminCtx) -> Vec<KeyDef> {
+/// Deletes a key: a tombstone (which hides a config key too), out of the index.
+pub(super) fn delete_def(ctx: &AdminCtx, mut def: KeyDef) -> Result<(), ApiError> {
+    def.deleted = true;
+    write(ctx, &def)?;
+    index_key(ctx, &def)
+}
+
+/// Every live key: the config's and the admin API's (a key whose team was deleted is not).
+pub(super) fn all_keys(ctx: &AdminCtx) -> Vec<KeyDef> {
     let mut tokens: Vec<String> = ctx.config.keys.keys().cloned().collect();
     tokens.sort();
     for (t, _) in read_index(ctx) {
@@ -465,10 +512,7 @@ fn all_keys(ctx: &AdminCtx) -> Vec<KeyDef> {
             tokens.push(t);
         }
     }
-    tokens
-        .iter()
-        .filter_map(|t| find(&ctx.config.keys, ctx.store, t))
-        .collect()
+    tokens.iter().filter_map(|t| live(ctx, t)).collect()
 }
 
 fn list(ctx: &AdminCtx, query: &str) -> Result<Value, ApiError> {

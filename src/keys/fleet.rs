@@ -25,7 +25,7 @@ use std::cell::RefCell;
 use hashbrown::HashMap;
 use serde::Deserialize;
 
-use super::{def_store_key, KeyDef};
+use super::{def_store_key, team_store_key, KeyDef, TeamDef, TEAM_TOKEN_PREFIX};
 use crate::store::Store;
 
 const CURSOR: &str = "tollgate.keys.cursor";
@@ -130,33 +130,93 @@ pub fn install(
     started: u64,
     now_ms: u64,
 ) -> Result<(), BadAnswer> {
+    let check = |text: &str| {
+        let def: KeyDef = serde_json::from_str(text)
+            .map_err(|e| BadAnswer(format!("the store's record of a key is not a key: {e}")))?;
+        if def.token != token {
+            return Err(BadAnswer("the store's record is of another key".into()));
+        }
+        // Its counters exist before its first request here (see `quota::ensure_record`).
+        crate::quota::ensure_record(store, &def.usage_record(), now_ms / 1000);
+        Ok(())
+    };
+    let in_config = config_keys.contains_key(token);
+    install_record(
+        store,
+        token,
+        &def_store_key(token),
+        in_config,
+        answer,
+        started,
+        now_ms,
+        check,
+    )
+}
+
+/// [`install`] for a team, whose token is `team:<id>` (`tg_key_get` holds teams too).
+pub fn install_team(
+    store: &dyn Store,
+    config_teams: &hashbrown::HashMap<String, TeamDef>,
+    token: &str,
+    answer: &str,
+    started: u64,
+    now_ms: u64,
+) -> Result<(), BadAnswer> {
+    let id = token.strip_prefix(TEAM_TOKEN_PREFIX).unwrap_or(token);
+    let check = |text: &str| {
+        let def: TeamDef = serde_json::from_str(text)
+            .map_err(|e| BadAnswer(format!("the store's record of a team is not a team: {e}")))?;
+        if def.team_id != id {
+            return Err(BadAnswer("the store's record is of another team".into()));
+        }
+        crate::quota::ensure_record(store, &def.usage_record(), now_ms / 1000);
+        Ok(())
+    };
+    let in_config = config_teams.contains_key(id);
+    install_record(
+        store,
+        token,
+        &team_store_key(id),
+        in_config,
+        answer,
+        started,
+        now_ms,
+        check,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn install_record(
+    store: &dyn Store,
+    token: &str,
+    local_key: &str,
+    in_config: bool,
+    answer: &str,
+    started: u64,
+    now_ms: u64,
+    check: impl Fn(&str) -> Result<(), BadAnswer>,
+) -> Result<(), BadAnswer> {
     // `{"key": <record> | null}`; anything else (an `{"error"}`) is not an answer.
     let bad = || BadAnswer(format!("tg_key_get answered {}", clip(answer)));
     let got: std::collections::BTreeMap<String, Box<serde_json::value::RawValue>> =
         serde_json::from_str(answer).map_err(|_| bad())?;
     let raw = got.get("key").ok_or_else(bad)?;
-    let def_key = def_store_key(token);
     let known = match Some(raw).filter(|r| r.get() != "null") {
         Some(raw) => {
             let text = raw.get();
-            let def: KeyDef = serde_json::from_str(text)
-                .map_err(|e| BadAnswer(format!("the store's record of a key is not a key: {e}")))?;
-            if def.token != token {
-                return Err(BadAnswer("the store's record is of another key".into()));
-            }
-            let _ = store.set(&def_key, text.as_bytes(), None);
+            check(text)?;
+            let _ = store.set(local_key, text.as_bytes(), None);
             true
         }
         None => {
-            if store.get(&def_key).is_some_and(|v| !v.value.is_empty()) {
-                let _ = store.set(&def_key, b"", None);
+            if store.get(local_key).is_some_and(|v| !v.value.is_empty()) {
+                let _ = store.set(local_key, b"", None);
             }
-            let config = config_keys.contains_key(token);
-            if !config {
+            if !in_config {
                 // Remembered by this worker only: shared data would grow with every bad key.
                 remember_absent(token, started, now_ms);
             }
-            config
+            in_config
         }
     };
     if known && cursor(store).is_some() && read_u64(store, CHANGED) == started {
@@ -203,18 +263,24 @@ pub fn apply_changes(store: &dyn Store, changes: &[Change], cursor: Option<&str>
     }
 }
 
-/// What an admin call writes to the store: the keys whose definitions it changed, read from the
-/// writes of a dry run (see [`Overlay`]).
+/// What an admin call writes to the store: the keys and teams whose definitions it changed (by
+/// token: a key's hash, `team:<id>`), read from the writes of a dry run (see [`Overlay`]).
 pub fn written_keys(overlay: &Overlay) -> Vec<(String, Vec<u8>)> {
     let prefix = def_store_key("");
+    let team_prefix = team_store_key("");
     let mut out: Vec<(String, Vec<u8>)> = overlay
         .writes
         .borrow()
         .iter()
         .filter_map(|(k, (v, _))| {
-            k.strip_prefix(&prefix)
-                .filter(|t| super::is_hash(t))
-                .map(|t| (t.to_string(), v.clone()))
+            let token = match k.strip_prefix(&team_prefix) {
+                Some(id) if super::is_team_id(id) => super::team_token(id),
+                _ => k
+                    .strip_prefix(&prefix)
+                    .filter(|t| super::is_hash(t))?
+                    .to_string(),
+            };
+            Some((token, v.clone()))
         })
         .collect();
     out.sort();
@@ -392,5 +458,37 @@ mod tests {
         assert_eq!(base.get("x").unwrap().value, b"1");
         assert_eq!(o.get("x").unwrap().value, b"2");
         assert_eq!(written_keys(&o), vec![(T.to_string(), b"{}".to_vec())]);
+    }
+
+    /// A team's record installs like a key's (token `team:<id>`), with its usage counters; no
+    /// record leaves a config team, or remembers an unknown one as absent.
+    #[test]
+    fn teams_install_like_keys() {
+        let s = MemoryStore::default();
+        apply_changes(&s, &[], Some("1-0"), false);
+        let team = TeamDef {
+            team_id: "ml".into(),
+            blocked: true,
+            generation: Some("g".into()),
+            ..Default::default()
+        };
+        let answer = format!(r#"{{"key":{}}}"#, serde_json::to_string(&team).unwrap());
+        let none = hashbrown::HashMap::new();
+        install_team(&s, &none, "team:ml", &answer, read_started(&s), 0).unwrap();
+        assert!(!needs_read(&s, "team:ml", 0));
+        assert!(super::super::find_team(&none, &s, "ml").unwrap().blocked);
+        assert!(s.get(&team.usage_record()).is_some());
+        assert!(install_team(&s, &none, "team:other", &answer, 0, 0).is_err());
+        install_team(
+            &s,
+            &none,
+            "team:gone",
+            r#"{"key":null}"#,
+            read_started(&s),
+            5,
+        )
+        .unwrap();
+        assert!(!needs_read(&s, "team:gone", 5), "remembered as absent");
+        assert!(super::super::find_team(&none, &s, "gone").is_none());
     }
 }

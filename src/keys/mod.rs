@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod fleet;
+pub mod teams;
 pub mod time;
 
 use serde::{Deserialize, Serialize};
@@ -51,9 +52,15 @@ pub struct KeyDef {
     /// of the deleted one is still in flight (it settles into the old record).
     #[serde(default)]
     pub generation: Option<String>,
+    /// The [`TeamDef::generation`] of the team the key joined (none for a config team): a key
+    /// of a team that was deleted stays refused even if a team with the same id is created again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team_generation: Option<String>,
 }
 
+/// A team (LiteLLM's field names): from the config's `teams:` or the admin API's `/team/new`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TeamDef {
     pub team_id: String,
     pub team_alias: Option<String>,
@@ -66,6 +73,18 @@ pub struct TeamDef {
     pub max_parallel_requests: Option<u64>,
     pub blocked: bool,
     pub metadata: Map<String, Value>,
+    /// LiteLLM's team fields Tollgate keeps and shows but does not act on.
+    pub members_with_roles: Vec<Value>,
+    pub organization_id: Option<String>,
+    pub tags: Vec<String>,
+    /// Unix seconds (0 for a config team).
+    pub created_at: u64,
+    pub from_config: bool,
+    /// Deleted through the admin API (a tombstone hides a config team too).
+    pub deleted: bool,
+    /// Set by `/team/new` and part of the team's usage record and of its keys
+    /// ([`KeyDef::team_generation`]): a team deleted and created again starts from zero.
+    pub generation: Option<String>,
 }
 
 pub fn hash_key(key: &str) -> String {
@@ -150,6 +169,14 @@ impl KeyDef {
 }
 
 impl TeamDef {
+    /// Store key of the team's usage counters (see [`TeamDef::generation`]).
+    pub fn usage_record(&self) -> String {
+        match &self.generation {
+            Some(g) => quota::record_key(quota::Scope::Team, &format!("{}.{g}", self.team_id)),
+            None => quota::record_key(quota::Scope::Team, &self.team_id),
+        }
+    }
+
     pub fn limits(&self) -> Limits {
         limits(
             self.max_budget,
@@ -406,6 +433,72 @@ pub const INDEX_KEY: &str = "tollgate.keys";
 pub fn ensure_index(store: &dyn Store) {
     if store.get(INDEX_KEY).is_none() {
         let _ = store.set(INDEX_KEY, b"[]", None);
+    }
+}
+
+/// The prefix that tells a team's token from a key's in the shared store's records and change
+/// log (`team:<team_id>`; a key's token is its hash).
+pub const TEAM_TOKEN_PREFIX: &str = "team:";
+
+/// The store token of a team.
+pub fn team_token(team_id: &str) -> String {
+    format!("{TEAM_TOKEN_PREFIX}{team_id}")
+}
+
+/// Whether a team id can be a store token (what `/team/new` accepts): 1 to 200 of
+/// `[A-Za-z0-9_.:-]`, as the Redis library's names are.
+pub fn is_team_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 200
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
+}
+
+/// Store key of a team's definition written through the admin API (it overrides the config).
+pub fn team_store_key(team_id: &str) -> String {
+    format!("tollgate.team.{team_id}")
+}
+
+/// Store key of the index of teams whose definition the admin API wrote (a JSON list of ids).
+pub const TEAM_INDEX_KEY: &str = "tollgate.teams";
+
+/// The current definition of a team: the admin API's record if any (a tombstone means deleted),
+/// else the config's.
+pub fn find_team(
+    config_teams: &hashbrown::HashMap<String, TeamDef>,
+    store: &dyn Store,
+    team_id: &str,
+) -> Option<TeamDef> {
+    if let Some(v) = store
+        .get(&team_store_key(team_id))
+        .filter(|v| !v.value.is_empty())
+    {
+        return serde_json::from_slice::<TeamDef>(&v.value)
+            .ok()
+            .filter(|d| !d.deleted);
+    }
+    config_teams.get(team_id).cloned()
+}
+
+/// A key's team was deleted (see [`team_of`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TeamGone;
+
+/// The team of a key: `Ok(None)` without one; `Err(TeamGone)` when its team is gone (deleted, or
+/// deleted and created again: the key went with the team it joined, as LiteLLM deletes a team's
+/// keys).
+pub fn team_of(
+    config_teams: &hashbrown::HashMap<String, TeamDef>,
+    store: &dyn Store,
+    def: &KeyDef,
+) -> Result<Option<TeamDef>, TeamGone> {
+    let Some(id) = &def.team_id else {
+        return Ok(None);
+    };
+    match find_team(config_teams, store, id) {
+        Some(t) if t.generation == def.team_generation => Ok(Some(t)),
+        _ => Err(TeamGone),
     }
 }
 

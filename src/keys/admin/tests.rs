@@ -1,5 +1,6 @@
 use super::*;
 use crate::config::{load, Strictness};
+use crate::quota::Scope;
 use crate::store::MemoryStore;
 use hashbrown::HashMap;
 
@@ -363,4 +364,293 @@ fn a_recreated_key_starts_from_zero() {
         ),
         (json!(0.0), json!(0.0), json!(0))
     );
+}
+
+fn authenticate(config: &Config, store: &MemoryStore, key: &str) -> Result<(), ApiError> {
+    crate::auth::authenticate_token(config, store, &hash_key(key), 1_800_000_000).map(|_| ())
+}
+
+/// `/team/new` .. `/team/delete` in LiteLLM's shapes, and what a team's state does to its keys.
+#[test]
+fn team_lifecycle() {
+    let config = config();
+    let store = MemoryStore::default();
+    let ctx = ctx(&config, &store, 3);
+    let t = call(&ctx, AdminOp::TeamNew, "", json!({"team_id": "ml", "team_alias": "ML", "max_budget": 5.0, "budget_duration": "30d", "rpm_limit": 60, "models": ["gpt"], "members_with_roles": [{"role": "admin", "user_id": "u1"}], "metadata": {"cost_center": "7"}})).unwrap();
+    assert_eq!(
+        (
+            &t["team_id"],
+            &t["team_alias"],
+            &t["max_budget"],
+            &t["rpm_limit"]
+        ),
+        (&json!("ml"), &json!("ML"), &json!(5.0), &json!(60))
+    );
+    assert_eq!(
+        (&t["spend"], &t["blocked"], &t["source"]),
+        (&json!(0.0), &json!(false), &json!("api"))
+    );
+    let g = call(&ctx, AdminOp::Generate, "", json!({"team_id": "ml"})).unwrap();
+    let key = g["key"].as_str().unwrap().to_string();
+    assert!(authenticate(&config, &store, &key).is_ok());
+
+    let info = call(&ctx, AdminOp::TeamInfo, "team_id=ml", Value::Null).unwrap();
+    assert_eq!(info["team_id"], "ml");
+    assert_eq!(info["team_info"]["max_budget"], 5.0);
+    assert_eq!(info["keys"].as_array().unwrap().len(), 1);
+    assert_eq!(info["keys"][0]["token"], hash_key(&key));
+
+    let u = call(
+        &ctx,
+        AdminOp::TeamUpdate,
+        "",
+        json!({"team_id": "ml", "max_budget": 9.5, "rpm_limit": null}),
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            &u["team_id"],
+            &u["data"]["max_budget"],
+            &u["data"]["rpm_limit"]
+        ),
+        (&json!("ml"), &json!(9.5), &Value::Null)
+    );
+    assert_eq!(u["data"]["team_alias"], "ML", "fields not passed stay");
+
+    let b = call(&ctx, AdminOp::TeamBlock, "", json!({"team_id": "ml"})).unwrap();
+    assert_eq!(b["blocked"], true);
+    let e = authenticate(&config, &store, &key).unwrap_err();
+    assert_eq!((e.status, e.code.as_deref()), (403, Some("team_blocked")));
+    call(&ctx, AdminOp::TeamUnblock, "", json!({"team_id": "ml"})).unwrap();
+    assert!(authenticate(&config, &store, &key).is_ok());
+
+    let list = call(&ctx, AdminOp::TeamList, "", Value::Null).unwrap();
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["team_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["ml", "search"]);
+    let by_user = call(&ctx, AdminOp::TeamList, "user_id=u1", Value::Null).unwrap();
+    assert_eq!(by_user.as_array().unwrap().len(), 1);
+
+    // Deleting a team deletes its keys (LiteLLM's rule).
+    let d = call(&ctx, AdminOp::TeamDelete, "", json!({"team_ids": ["ml"]})).unwrap();
+    assert_eq!(d["deleted_teams"], json!(["ml"]));
+    assert_eq!(d["deleted_keys"], json!([hash_key(&key)]));
+    assert_eq!(authenticate(&config, &store, &key).unwrap_err().status, 401);
+    assert_eq!(
+        call(&ctx, AdminOp::TeamInfo, "team_id=ml", Value::Null)
+            .unwrap_err()
+            .status,
+        404
+    );
+    assert_eq!(
+        call(&ctx, AdminOp::TeamList, "", Value::Null)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+/// A key the admin API never deleted (made on another replica, say) goes with its team all the
+/// same, and stays gone when a team with the same id is created again, which starts from zero.
+#[test]
+fn a_key_goes_with_its_team_generation() {
+    let config = config();
+    let store = MemoryStore::default();
+    call(
+        &ctx(&config, &store, 1),
+        AdminOp::TeamNew,
+        "",
+        json!({"team_id": "ml", "max_budget": 1.0}),
+    )
+    .unwrap();
+    let key = call(
+        &ctx(&config, &store, 2),
+        AdminOp::Generate,
+        "",
+        json!({"team_id": "ml"}),
+    )
+    .unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let old = find_team(&config.teams, &store, "ml").unwrap();
+    // Delete the team's record only, as a replica that never saw the key would.
+    let mut tomb = old.clone();
+    tomb.deleted = true;
+    store
+        .set(
+            &super::super::team_store_key("ml"),
+            &serde_json::to_vec(&tomb).unwrap(),
+            None,
+        )
+        .unwrap();
+    assert_eq!(
+        authenticate(&config, &store, &key)
+            .unwrap_err()
+            .code
+            .as_deref(),
+        Some("invalid_api_key")
+    );
+    let again = call(
+        &ctx(&config, &store, 9),
+        AdminOp::TeamNew,
+        "",
+        json!({"team_id": "ml"}),
+    )
+    .unwrap();
+    assert_eq!(again["spend"], 0.0);
+    let new = find_team(&config.teams, &store, "ml").unwrap();
+    assert_ne!(new.generation, old.generation);
+    assert_ne!(new.usage_record(), old.usage_record());
+    assert!(
+        store.get(&new.usage_record()).is_some(),
+        "usage record made with the team"
+    );
+    assert_eq!(authenticate(&config, &store, &key).unwrap_err().status, 401);
+    let listed = call(
+        &ctx(&config, &store, 9),
+        AdminOp::List,
+        "team_id=ml",
+        Value::Null,
+    )
+    .unwrap();
+    assert_eq!(listed["total_count"], 0);
+    // A key made now joins the new team.
+    let k2 = call(
+        &ctx(&config, &store, 4),
+        AdminOp::Generate,
+        "",
+        json!({"team_id": "ml"}),
+    )
+    .unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(authenticate(&config, &store, &k2).is_ok());
+}
+
+/// Config teams: their ids are taken; an update overrides the config (as for config keys); a
+/// block refuses their keys; a delete hides them and refuses their keys.
+#[test]
+fn config_teams_through_the_api() {
+    let config = config();
+    let store = MemoryStore::default();
+    let c = ctx(&config, &store, 5);
+    let e = call(&c, AdminOp::TeamNew, "", json!({"team_id": "search"})).unwrap_err();
+    assert_eq!((e.status, e.code.as_deref()), (400, Some("team_exists")));
+    let u = call(
+        &c,
+        AdminOp::TeamUpdate,
+        "",
+        json!({"team_id": "search", "rpm_limit": 7}),
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            &u["data"]["rpm_limit"],
+            &u["data"]["max_budget"],
+            &u["data"]["source"]
+        ),
+        (&json!(7), &json!(100.0), &json!("config"))
+    );
+    assert!(authenticate(&config, &store, "sk-config-key-1").is_ok());
+    call(&c, AdminOp::TeamBlock, "", json!({"team_id": "search"})).unwrap();
+    assert_eq!(
+        authenticate(&config, &store, "sk-config-key-1")
+            .unwrap_err()
+            .code
+            .as_deref(),
+        Some("team_blocked")
+    );
+    let d = call(&c, AdminOp::TeamDelete, "", json!({"team_ids": ["search"]})).unwrap();
+    assert_eq!(d["deleted_keys"], json!([hash_key("sk-config-key-1")]));
+    assert_eq!(
+        authenticate(&config, &store, "sk-config-key-1")
+            .unwrap_err()
+            .status,
+        401
+    );
+    let e = call(&c, AdminOp::TeamNew, "", json!({"team_id": "search"})).unwrap_err();
+    assert_eq!(
+        e.code.as_deref(),
+        Some("team_exists"),
+        "a config team's id stays reserved"
+    );
+}
+
+#[test]
+fn bad_team_input_is_refused_and_changes_nothing() {
+    let config = config();
+    let store = MemoryStore::default();
+    let c = ctx(&config, &store, 6);
+    for (op, body, param) in [
+        (AdminOp::TeamNew, json!({"team_id": "has space"}), "team_id"),
+        (AdminOp::TeamNew, json!({"team_id": 5}), "team_id"),
+        (AdminOp::TeamNew, json!({"max_budget": -1}), "max_budget"),
+        (
+            AdminOp::TeamNew,
+            json!({"budget_duration": "3y"}),
+            "budget_duration",
+        ),
+        (AdminOp::TeamNew, json!({"models": ["nope"]}), "models"),
+        (
+            AdminOp::TeamNew,
+            json!({"model_aliases": {}}),
+            "model_aliases",
+        ),
+        (
+            AdminOp::TeamNew,
+            json!({"members_with_roles": ["u1"]}),
+            "members_with_roles",
+        ),
+        (AdminOp::TeamUpdate, json!({"max_budget": 1}), "team_id"),
+        (
+            AdminOp::TeamBlock,
+            json!({"team_id": "search", "x": 1}),
+            "x",
+        ),
+        (AdminOp::TeamDelete, json!({}), "team_ids"),
+        (
+            AdminOp::TeamDelete,
+            json!({"team_ids": "search"}),
+            "team_ids",
+        ),
+        (AdminOp::Generate, json!({"team_id": "nope"}), "team_id"),
+    ] {
+        let e = call(&c, op, "", body.clone()).unwrap_err();
+        assert_eq!((e.status, e.param.as_deref()), (400, Some(param)), "{body}");
+    }
+    for (op, body) in [
+        (AdminOp::TeamUpdate, json!({"team_id": "nope"})),
+        (AdminOp::TeamUnblock, json!({"team_id": "nope"})),
+        (AdminOp::TeamDelete, json!({"team_ids": ["search", "nope"]})),
+    ] {
+        let e = call(&c, op, "", body.clone()).unwrap_err();
+        assert_eq!(
+            (e.status, e.code.as_deref()),
+            (404, Some("team_not_found")),
+            "{body}"
+        );
+    }
+    assert!(
+        find_team(&config.teams, &store, "search").is_some(),
+        "a failed delete deletes nothing"
+    );
+    assert_eq!(
+        call(&c, AdminOp::TeamInfo, "", Value::Null)
+            .unwrap_err()
+            .status,
+        400
+    );
+    // Without an id: a UUID, as LiteLLM makes.
+    let t = call(&c, AdminOp::TeamNew, "", json!({})).unwrap();
+    let id = t["team_id"].as_str().unwrap();
+    assert_eq!(id.len(), 36);
+    assert_eq!(id.as_bytes()[14], b'4');
 }
