@@ -28,6 +28,7 @@ use crate::auth::{self, Principal};
 use crate::config::{Config, Deployment};
 use crate::error::ApiError;
 use crate::host::{Action, HttpHost};
+use crate::ingress::ClientApi;
 use crate::json::Known;
 use crate::keys::admin::{self, AdminCtx, AdminOp};
 use crate::openai::{self, ResponseCtx, Usage};
@@ -120,6 +121,9 @@ pub struct HttpFilter {
     store_probe: bool,
     /// Keys read from the store for this stream (see `key_read`).
     keys: key_read::KeyState,
+    /// The API the client speaks (from the path; behind the attempt listener, from the
+    /// gateway's routing header): what answers and errors are rendered in.
+    api: ClientApi,
 }
 
 enum State {
@@ -136,6 +140,12 @@ enum State {
     /// it, so both forms give the same answer.
     Unparsable(Operation, Unread),
     Routed(Box<Routed>),
+    /// `POST /v1/messages/count_tokens` for a deployment that is not Anthropic's: an estimate,
+    /// answered once the body is in.
+    CountTokens,
+    /// `POST /v1/messages/count_tokens` for an Anthropic deployment: asked of its own endpoint
+    /// (the client's body with the deployment's model), the answer relayed. No spend.
+    CountTokensUpstream(String),
 }
 
 /// How a routed request reaches its provider.
@@ -246,6 +256,9 @@ impl Routed {
     /// attempt listener, which already speaks OpenAI) the OpenAI pass-through.
     fn translator<'a>(&self, d: Option<&'a Deployment>) -> Option<&'a dyn Provider> {
         match self.via {
+            Via::Attempts if self.ctx.api == ClientApi::Messages => {
+                Some(&providers::anthropic::ANTHROPIC)
+            }
             Via::Attempts => Some(&providers::openai::OPENAI),
             _ => d.map(|d| d.provider),
         }
@@ -267,6 +280,10 @@ enum ResponsePlan {
 #[derive(Debug, PartialEq, Eq)]
 enum Endpoint<'a> {
     Api(Operation),
+    /// Anthropic's Messages API (`POST /v1/messages`): a chat, in and out in Anthropic's shape.
+    Messages,
+    /// `POST /v1/messages/count_tokens`.
+    CountTokens,
     /// Azure OpenAI's form, as `AzureOpenAI(azure_endpoint=...)` sends it:
     /// `/openai/deployments/{alias}/chat/completions?api-version=...`.
     Deployment(Operation, &'a str),
@@ -309,6 +326,8 @@ fn classify<'a>(method: &str, path: &'a str) -> Endpoint<'a> {
     }
     let (expected, endpoint) = match bare {
         "/chat/completions" => ("POST", Endpoint::Api(Operation::Chat)),
+        "/messages" => ("POST", Endpoint::Messages),
+        "/messages/count_tokens" => ("POST", Endpoint::CountTokens),
         "/embeddings" => ("POST", Endpoint::Api(Operation::Embeddings)),
         "/models" => ("GET", Endpoint::Models),
         "/health/liveliness" | "/health/liveness" | "/health/readiness" => {
@@ -408,6 +427,7 @@ impl HttpFilter {
             waiting: None,
             store_probe: false,
             keys: key_read::KeyState::default(),
+            api: ClientApi::Chat,
         }
     }
 
@@ -447,7 +467,7 @@ impl HttpFilter {
                 self.unfinished_attempt = Some((a, r.deployment));
             }
         }
-        send_error(host, &self.config.secrets, err, extra);
+        send_error(host, &self.config.secrets, err, extra, self.api);
         Action::Pause
     }
 
@@ -458,6 +478,12 @@ impl HttpFilter {
     pub fn on_request_headers(&mut self, host: &mut dyn HttpHost, end_of_stream: bool) -> Action {
         // Read before routing removes the client's headers.
         let probe = self.probe_asked(host);
+        self.api = match self.role {
+            Role::Gateway => ClientApi::of_path(&host.request_header(":path").unwrap_or_default()),
+            Role::Attempt => {
+                ClientApi::from_name(&host.request_header(attempt::CLIENT_API).unwrap_or_default())
+            }
+        };
         let next = match self.role {
             Role::Gateway => self.route(host, end_of_stream),
             Role::Attempt => self.route_attempt(host),
@@ -518,6 +544,14 @@ impl HttpFilter {
                 self.state = State::Unparsable(op, why);
                 Action::Continue
             }
+            Ok(Next::CountTokens) => {
+                self.state = State::CountTokens;
+                Action::Continue
+            }
+            Ok(Next::CountTokensUpstream(model)) => {
+                self.state = State::CountTokensUpstream(model);
+                Action::Continue
+            }
             Ok(Next::Replied) => {
                 self.state = State::Done;
                 Action::Pause
@@ -552,8 +586,14 @@ impl HttpFilter {
         let path_only = path.split('?').next().unwrap_or(&path);
         let now = host.now_ms() / 1000;
         let mut path_alias = None;
+        let mut count_tokens = false;
         let op = match classify(&method, &path) {
+            Endpoint::CountTokens => {
+                count_tokens = true;
+                Operation::Chat
+            }
             Endpoint::Api(op) => op,
+            Endpoint::Messages => Operation::Chat,
             Endpoint::Deployment(op, alias) => {
                 path_alias = Some(alias.to_string());
                 op
@@ -705,7 +745,7 @@ impl HttpFilter {
             Endpoint::Unknown => {
                 return Err(ApiError::not_found(format!(
                 "Invalid URL ({method} {path_only}). Tollgate serves POST /v1/chat/completions, \
-                     POST /v1/embeddings, GET /v1/models, GET /v1/models/{{model}}, Azure OpenAI's \
+                     POST /v1/messages (Anthropic's Messages API), POST /v1/embeddings, GET /v1/models, GET /v1/models/{{model}}, Azure OpenAI's \
                      POST /openai/deployments/{{model}}/chat/completions and .../embeddings, \
                      /key/... and /team/... (key and team management), GET /spend/logs and GET /health/liveliness."
             ))
@@ -784,15 +824,20 @@ impl HttpFilter {
         if deferred_key.is_none() {
             auth::check_model(&principal, &alias)?;
         }
+        if count_tokens {
+            return self.count_tokens_route(host, &alias, &members, deferred_key.is_some());
+        }
 
         let (via, deployment) = if self.config.router.needs_attempts(&alias, members.len()) {
-            strip_client_headers(host, true);
+            // Each attempt decides for its own deployment what of the client's API headers goes on.
+            strip_client_headers(host, true, client_api_headers(self.api));
             let random = host.random_bytes();
             let id = crate::hex::encode(random.iter().take(12).copied());
             host.set_request_header(attempt::ATTEMPT_ID, &id);
             host.set_request_header(attempt::ALIAS, &alias);
             host.set_request_header(attempt::STREAM, if stream { "1" } else { "0" });
             host.set_request_header(attempt::OPERATION, op_name(op));
+            host.set_request_header(attempt::CLIENT_API, self.api.name());
             (Via::Attempts, None)
         } else {
             let index = members
@@ -803,7 +848,7 @@ impl HttpFilter {
                 .config
                 .serving(index, &alias)
                 .ok_or_else(|| router::unknown_model(&alias))?;
-            prepare_upstream_headers(host, &d, op, stream, &self.config);
+            prepare_upstream_headers(host, &d, op, stream, &self.config, self.api);
             (Via::Direct, Some(index))
         };
         let mut routed = self.new_routed(host, op, via, None, principal, alias, stream);
@@ -813,6 +858,37 @@ impl HttpFilter {
         }
         routed.deferred_key = deferred_key;
         Ok(Next::Routed(Box::new(routed)))
+    }
+
+    /// `POST /v1/messages/count_tokens`: Anthropic's own count when the group's first deployment
+    /// is Anthropic's, else the gateway's estimate ([`crate::ingress::anthropic::count`]).
+    fn count_tokens_route(
+        &self,
+        host: &mut dyn HttpHost,
+        alias: &str,
+        members: &[usize],
+        key_unread: bool,
+    ) -> Result<Next, ApiError> {
+        if key_unread {
+            // The key is read in the body phase of a routed request only: counting needs no
+            // key's limits, but a key must be known to count.
+            return Err(ApiError::authentication(
+                "This key is not known here yet: send a message first, or retry in a second.",
+            ));
+        }
+        let d = members
+            .first()
+            .and_then(|&i| self.config.serving(i, alias))
+            .ok_or_else(|| router::unknown_model(alias))?;
+        if d.provider.name() != "anthropic" {
+            return Ok(Next::CountTokens);
+        }
+        prepare_upstream_headers(host, &d, Operation::Chat, false, &self.config, self.api);
+        let path = d.provider.path(&d, Operation::Chat, false);
+        let (path, query) = path.split_once('?').unwrap_or((&path, ""));
+        let sep = if query.is_empty() { "" } else { "?" };
+        host.set_request_header(":path", &format!("{path}/count_tokens{sep}{query}"));
+        Ok(Next::CountTokensUpstream(d.model.clone()))
     }
 
     /// The caller, from this replica's keys (see [`key_read`] for a key it could not read).
@@ -832,9 +908,10 @@ impl HttpFilter {
         stream: bool,
     ) -> Routed {
         let request_id = host.request_header("x-request-id").unwrap_or_default();
-        let id_prefix = match op {
-            Operation::Chat => "chatcmpl-",
-            Operation::Embeddings => "emb-",
+        let id_prefix = match (op, self.api) {
+            (Operation::Chat, ClientApi::Messages) => "msg_",
+            (Operation::Chat, ClientApi::Chat) => "chatcmpl-",
+            (Operation::Embeddings, _) => "emb-",
         };
         let label = self.config.metric_model(&alias);
         let model_label = (label != alias).then(|| label.to_string());
@@ -850,7 +927,7 @@ impl HttpFilter {
                 created: host.now_ms() / 1000,
                 model: alias,
                 include_usage: false,
-                api: Default::default(),
+                api: self.api,
             },
             stream,
             embeddings_base64: false,
@@ -940,7 +1017,7 @@ impl HttpFilter {
             );
         }
         // The forwarded request carries the gateway's routing headers: drop them with the rest.
-        prepare_upstream_headers(host, &d, op, stream, config);
+        prepare_upstream_headers(host, &d, op, stream, config, self.api);
         drop(d);
         let mut routed = self.new_routed(
             host,
@@ -988,6 +1065,37 @@ impl HttpFilter {
                 Err(e) => self.reply_error(host, &e),
             };
         }
+        if matches!(
+            self.state,
+            State::CountTokens | State::CountTokensUpstream(_)
+        ) {
+            if !end_of_stream {
+                return Action::Pause;
+            }
+            let body = host.request_body(body_size).unwrap_or_default();
+            return match std::mem::replace(&mut self.state, State::Done) {
+                State::CountTokensUpstream(model) => {
+                    match providers::anthropic::passthrough::request(&body, &model) {
+                        Ok(out) if host.replace_request_body(body_size, &out) => {
+                            self.state = State::CountTokensUpstream(model);
+                            Action::Continue
+                        }
+                        Ok(_) => self.reply_error(
+                            host,
+                            &ApiError::server("could not replace the request body"),
+                        ),
+                        Err(e) => self.reply_error(host, &e),
+                    }
+                }
+                _ => match crate::ingress::anthropic::count::estimate(&body) {
+                    Ok(n) => {
+                        json_reply(host, format!("{{\"input_tokens\":{n}}}").as_bytes());
+                        Action::Pause
+                    }
+                    Err(e) => self.reply_error(host, &e),
+                },
+            };
+        }
         if let State::Unparsable(op, why) = self.state {
             if !end_of_stream {
                 return Action::Pause;
@@ -1015,6 +1123,9 @@ impl HttpFilter {
         let d = d.as_deref();
         let handed_off = matches!(routed.via, Via::Attempts);
         let translated = match routed.op {
+            Operation::Chat if routed.ctx.api == ClientApi::Messages => {
+                messages_request(&body, routed, d, handed_off, &config)
+            }
             // Envoy's JSON parser took this body (json_to_metadata found its model; the module
             // checks by the same rules).
             Operation::Chat => {
@@ -1163,6 +1274,11 @@ impl HttpFilter {
     pub fn on_response_headers(&mut self, host: &mut dyn HttpHost, end_of_stream: bool) -> Action {
         let config = Arc::clone(&self.config);
         let role = self.role;
+        if let State::CountTokensUpstream(_) = self.state {
+            // Anthropic's own count, relayed (its errors are in the client's shape already).
+            keep_allowed_response_headers(host, &config.secrets, false);
+            return Action::Continue;
+        }
         let State::Routed(routed) = &mut self.state else {
             return Action::Continue;
         };
@@ -1405,9 +1521,10 @@ impl HttpFilter {
                 }
                 let body = host.response_body(body_size).unwrap_or_default();
                 let mut out = match upstream_error {
-                    Some((status, error_type)) => translator
-                        .error(*status, error_type.as_deref(), &body)
-                        .to_json(),
+                    Some((status, error_type)) => crate::ingress::error_body(
+                        &translator.error(*status, error_type.as_deref(), &body),
+                        routed.ctx.api,
+                    ),
                     None => {
                         let result = match routed.op {
                             Operation::Chat => translator.chat_response(&body, &routed.ctx),
@@ -1448,7 +1565,7 @@ impl HttpFilter {
             if !host.response_headers_held() {
                 // The 200 has gone (proxy-wasm cannot hold it until the body is in): a reply now
                 // makes Envoy reset the stream, which clients treat as the failure it is.
-                send_error(host, &config.secrets, &e, &[]);
+                send_error(host, &config.secrets, &e, &[], routed.ctx.api);
                 return Action::Pause;
             }
             host.set_response_header(":status", &e.status.to_string());
@@ -1458,7 +1575,7 @@ impl HttpFilter {
                     host.set_response_header(name, &value);
                 }
             }
-            let mut out = e.to_json();
+            let mut out = crate::ingress::error_body(&e, routed.ctx.api);
             config.secrets.scrub(&mut out);
             host.replace_response_body(body_size, &out);
             return Action::Continue;
@@ -1747,6 +1864,9 @@ enum Next {
     KeyInfo(String),
     /// `GET /team/info` with a store: the team's fleet-wide spend first.
     TeamInfo(String),
+    /// See [`State::CountTokens`] and [`State::CountTokensUpstream`].
+    CountTokens,
+    CountTokensUpstream(String),
 }
 
 /// Deployment `index` filled from `name`, when its model is a template.
@@ -1757,13 +1877,72 @@ fn filled(config: &Config, index: usize, name: &str) -> Option<Arc<Deployment>> 
     }
 }
 
+/// A Messages API request read (errors name its fields as Anthropic's API does) and made the
+/// deployment's: an Anthropic deployment gets the client's body with its model; any other the
+/// chat completions form ([`crate::ingress::anthropic::request`]) translated as for an OpenAI
+/// client. Behind the attempt listener each attempt does this for its own deployment.
+fn messages_request(
+    body: &[u8],
+    routed: &mut Routed,
+    d: Option<&Deployment>,
+    handed_off: bool,
+    config: &Config,
+) -> Result<(Option<Vec<u8>>, Estimate), ApiError> {
+    let m = crate::ingress::anthropic::parse(body)?;
+    if m.model.as_str() != routed.ctx.model {
+        return Err(ApiError::invalid_param(
+            "model",
+            "model: Input should be a valid string",
+        ));
+    }
+    if m.stream != routed.stream {
+        return Err(ApiError::invalid_param(
+            "stream",
+            "stream: Input should be a valid boolean",
+        ));
+    }
+    let ask = accounting::Ask::chat(body.len(), Some(m.max_tokens), 1);
+    routed.ask = Some(ask);
+    match (handed_off, d) {
+        (true, _) => Ok((
+            None,
+            accounting::estimate_group(config, &routed.ctx.model, &ask),
+        )),
+        (false, Some(d)) if d.provider.name() == "anthropic" => Ok((
+            Some(providers::anthropic::passthrough::request(body, &d.model)?),
+            accounting::estimate(d, &ask),
+        )),
+        (false, Some(d)) => {
+            let req = openai::parse_chat(&m.chat)?;
+            let out = d.provider.chat_request(
+                &req,
+                d,
+                RequestOptions {
+                    drop_params: d.drop_params,
+                },
+            )?;
+            Ok((Some(out), accounting::estimate(d, &ask)))
+        }
+        (false, None) => Err(ApiError::server("no deployment chosen")),
+    }
+}
+
+/// The client's headers of its own API that go to a deployment of the same API.
+fn client_api_headers(api: ClientApi) -> &'static [&'static str] {
+    match api {
+        ClientApi::Messages => &["anthropic-version", "anthropic-beta"],
+        ClientApi::Chat => &[],
+    }
+}
+
 /// Removes every client header not on the allow-list (credentials, cookies, SDK telemetry,
 /// client-supplied `x-tollgate-*`). `keep_length` keeps `content-length` for a body that is not
 /// rewritten here.
-fn strip_client_headers(host: &mut dyn HttpHost, keep_length: bool) {
+fn strip_client_headers(host: &mut dyn HttpHost, keep_length: bool, also: &[&str]) {
     for name in host.request_header_names() {
         let keep = name.starts_with(':')
             || FORWARDED_HEADERS.contains(&name.as_str())
+            || also.contains(&name.as_str())
             || name.starts_with("x-b3-")
             || (keep_length && name == "content-length");
         if !keep {
@@ -1780,8 +1959,16 @@ fn prepare_upstream_headers(
     op: Operation,
     stream: bool,
     config: &Config,
+    api: ClientApi,
 ) {
-    strip_client_headers(host, false);
+    // A client of the deployment's own API keeps the headers of that API (Anthropic's version and
+    // beta flags, for a Messages client of an Anthropic deployment).
+    let native = api == ClientApi::Messages && d.provider.name() == "anthropic";
+    strip_client_headers(
+        host,
+        false,
+        if native { client_api_headers(api) } else { &[] },
+    );
     host.set_request_header(CLUSTER_HEADER, &d.cluster);
     host.set_request_header(":path", &d.provider.path(d, op, stream));
     host.set_request_header(":authority", &d.authority);
@@ -1952,8 +2139,9 @@ fn send_error(
     secrets: &Secrets,
     err: &ApiError,
     extra: &[(&str, String)],
+    api: ClientApi,
 ) {
-    let mut body = err.to_json();
+    let mut body = crate::ingress::error_body(err, api);
     secrets.scrub(&mut body);
     let mut headers: Vec<(&str, &str)> = vec![("content-type", "application/json")];
     // The OpenAI SDKs retry 429 and 5xx on their own; other errors are final. A refusal may say

@@ -16,6 +16,8 @@ pub const ATTEMPT_ID: &str = "x-tollgate-attempt-id";
 pub const ALIAS: &str = "x-tollgate-alias";
 pub const STREAM: &str = "x-tollgate-stream";
 pub const OPERATION: &str = "x-tollgate-op";
+/// The API the client speaks (`chat`, `messages`): what the attempt renders its answer in.
+pub const CLIENT_API: &str = "x-tollgate-client-api";
 /// Response header telling the gateway's router to make another attempt.
 pub const RETRY: &str = "x-tollgate-retry";
 /// Response headers telling the client what happened.

@@ -19,6 +19,41 @@ pub enum ClientApi {
     Messages,
 }
 
+impl ClientApi {
+    /// The API a gateway path speaks (`/v1/messages...` and `/messages...`: Anthropic's).
+    pub fn of_path(path: &str) -> ClientApi {
+        let bare = path.strip_prefix("/v1").unwrap_or(path);
+        if bare == "/messages" || bare.starts_with("/messages/") || bare.starts_with("/messages?") {
+            ClientApi::Messages
+        } else {
+            ClientApi::Chat
+        }
+    }
+
+    /// Its name in the attempt listener's routing header and in metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientApi::Chat => "chat",
+            ClientApi::Messages => "messages",
+        }
+    }
+
+    pub fn from_name(name: &str) -> ClientApi {
+        match name {
+            "messages" => ClientApi::Messages,
+            _ => ClientApi::Chat,
+        }
+    }
+}
+
+/// An error's body in the client's API (its status stays the error's).
+pub fn error_body(err: &ApiError, api: ClientApi) -> Vec<u8> {
+    match api {
+        ClientApi::Chat => err.to_json(),
+        ClientApi::Messages => anthropic::error_json(err),
+    }
+}
+
 /// The renderer of a streamed answer in the client's API ([`ResponseCtx::api`]).
 pub fn sink(ctx: ResponseCtx) -> Box<dyn ChatSink> {
     match ctx.api {

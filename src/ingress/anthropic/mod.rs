@@ -1,6 +1,7 @@
 //! Anthropic's Messages API as clients speak it (`POST /v1/messages`): answers, stream events and
 //! errors rendered in its shape from what the providers' translators produce.
 
+pub mod count;
 pub mod error;
 pub mod request;
 pub mod response;

@@ -147,8 +147,25 @@ struct ChatOut<'a> {
     parallel_tool_calls: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     thinking: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_effort: Option<Text<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<ResponseFormatOut<'a>>,
     #[serde(flatten)]
     other: Other<'a>,
+}
+
+#[derive(Serialize)]
+struct ResponseFormatOut<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    json_schema: JsonSchemaOut<'a>,
+}
+
+#[derive(Serialize)]
+struct JsonSchemaOut<'a> {
+    name: &'static str,
+    schema: &'a RawValue,
 }
 
 /// Top-level fields kept under their own names.
@@ -321,6 +338,8 @@ pub fn parse(body: &[u8]) -> Result<MessagesRequest<'_>, ApiError> {
         tool_choice: None,
         parallel_tool_calls: None,
         thinking: None,
+        reasoning_effort: None,
+        response_format: None,
         other: Other(Vec::new()),
     };
     for (key, raw) in &fields {
@@ -426,6 +445,11 @@ pub fn parse(body: &[u8]) -> Result<MessagesRequest<'_>, ApiError> {
                 check_thinking(raw)?;
                 out.thinking = Some(raw);
             }
+            "output_config" => output_config(raw, &mut out)?,
+            // Hints about how Anthropic serves the request, not what it answers: nothing another
+            // backend could honour or needs.
+            "cache_control" | "service_tier" | "speed" | "inference_geo" | "diagnostics"
+            | "user_profile_id" | "workspace_id" => {}
             _ => out.other.0.push((name, raw)),
         }
     }
@@ -467,6 +491,55 @@ pub fn parse(body: &[u8]) -> Result<MessagesRequest<'_>, ApiError> {
         stream,
         chat,
     })
+}
+
+/// `output_config`: `effort` becomes `reasoning_effort`, a `json_schema` `format` the
+/// `response_format` that asks the same of an OpenAI-shaped backend.
+fn output_config<'a>(raw: &'a RawValue, out: &mut ChatOut<'a>) -> Result<(), ApiError> {
+    #[derive(Deserialize)]
+    struct ConfigIn<'a> {
+        #[serde(default, borrow)]
+        effort: Option<Text<'a>>,
+        #[serde(default, borrow)]
+        format: Option<FormatIn<'a>>,
+    }
+    #[derive(Deserialize)]
+    struct FormatIn<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Text<'a>,
+        #[serde(default, borrow)]
+        schema: Option<&'a RawValue>,
+    }
+    let c: ConfigIn = serde_json::from_str(raw.get()).map_err(|_| {
+        invalid(
+            "output_config",
+            "Input should be an object with optional `effort` and `format`",
+        )
+    })?;
+    out.reasoning_effort = c.effort;
+    if let Some(f) = c.format {
+        match (f.kind.as_str(), f.schema) {
+            ("json_schema", Some(schema)) => {
+                out.response_format = Some(ResponseFormatOut {
+                    kind: "json_schema",
+                    json_schema: JsonSchemaOut {
+                        name: "output",
+                        schema,
+                    },
+                })
+            }
+            ("json_schema", None) => {
+                return Err(invalid("output_config.format.schema", "Field required"))
+            }
+            (other, _) => {
+                return Err(invalid(
+                    "output_config.format.type",
+                    format!("Input tag '{other}' found using 'type' does not match the expected tag: 'json_schema'"),
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 fn check_thinking(raw: &RawValue) -> Result<(), ApiError> {

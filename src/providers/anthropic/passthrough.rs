@@ -41,6 +41,12 @@ fn with_model(fields: &json::Fields, alias: &str, size: usize) -> Vec<u8> {
     out
 }
 
+/// A Messages request for an Anthropic deployment: the client's body with the deployment's model.
+pub fn request(body: &[u8], model: &str) -> Result<Vec<u8>, ApiError> {
+    let fields = json::split_object(body).map_err(json::body_error)?;
+    Ok(with_model(&fields, model, body.len()))
+}
+
 /// A whole `message`, relayed with the alias as its model.
 pub fn response(body: &[u8], ctx: &ResponseCtx) -> Result<Translated, ApiError> {
     let fields = json::split_object(body).map_err(|_| {

@@ -179,6 +179,8 @@ class AnthropicMock(MockProvider):
         ]
 
     def respond(self, req):
+        if req.method == "POST" and req.path == "/v1/messages/count_tokens":
+            return self.count_tokens(req)
         if req.method != "POST" or req.path != "/v1/messages":
             return anthropic_error(404, "not_found_error", "Not found")
         if "x-api-key" not in req.headers:
@@ -196,6 +198,20 @@ class AnthropicMock(MockProvider):
         if problem is not None:
             return problem
         return self.answer(body)
+
+    def count_tokens(self, req):
+        """`POST /v1/messages/count_tokens`: the same validation (without max_tokens, which it
+        does not take) and the count `answer` would report as input_tokens."""
+        if req.headers.get("x-api-key") != self.key:
+            return anthropic_error(401, "authentication_error", "invalid x-api-key")
+        body = req.json
+        if "max_tokens" in body or "stream" in body:
+            field = "max_tokens" if "max_tokens" in body else "stream"
+            return invalid(f"{field}: Extra inputs are not permitted")
+        problem = validate(dict(body, max_tokens=1))
+        if problem is not None:
+            return problem
+        return Json({"input_tokens": 10 + _words(request_text(body))})
 
     def answer(self, body):
         """Echo the last user text; call a tool when tools are given (the forced one if any)."""

@@ -73,7 +73,8 @@ fn a_claude_code_shaped_request() {
                 {"type": "text", "text": "Now summarise.", "cache_control": {"type": "ephemeral"}},
             ]},
         ],
-        "service_tier": "auto",
+        "service_tier": "auto", "cache_control": {"type": "ephemeral"}, "speed": "fast",
+        "container": "cntr_1",
     });
     let v = chat(body);
     assert_eq!(
@@ -93,7 +94,7 @@ fn a_claude_code_shaped_request() {
             ],
             "tool_choice": "required",
             "parallel_tool_calls": false,
-            "service_tier": "auto",
+            "container": "cntr_1",
             "messages": [
                 {"role": "system", "content": [
                     {"type": "text", "text": "You are Claude Code."},
@@ -172,6 +173,23 @@ fn tool_choices_documents_and_tool_result_blocks() {
         );
         assert_eq!(v["tool_choice"], want);
     }
+}
+
+#[test]
+fn output_config_becomes_response_format_and_effort() {
+    let v = chat(
+        json!({"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "x"}],
+        "output_config": {"effort": "low", "format": {"type": "json_schema",
+            "schema": {"type": "object", "properties": {"a": {"type": "string"}}}}}}),
+    );
+    assert_eq!(v["reasoning_effort"], "low");
+    assert_eq!(
+        v["response_format"],
+        json!({"type": "json_schema", "json_schema": {"name": "output",
+            "schema": {"type": "object", "properties": {"a": {"type": "string"}}}}})
+    );
+    let e = error(br#"{"model":"m","max_tokens":1,"output_config":{"format":{"type":"xml"}},"messages":[{"role":"user","content":"x"}]}"#);
+    assert_eq!(e.param.as_deref(), Some("output_config.format.type"));
 }
 
 #[test]
