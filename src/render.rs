@@ -294,19 +294,36 @@ fn local_reply_config(settings: &Settings, edge: bool) -> Value {
             }
         }})
     };
+    // A client of the Messages API gets each in Anthropic's shape: the same mapper, first, for
+    // its requests (the edge knows them by path, the attempt listener by the gateway's header).
+    let messages_filter = if edge {
+        let prefixes: Vec<Value> = ["/v1/messages", "/messages"]
+            .iter()
+            .map(|p| json!({"header_filter": {"header": {"name": ":path", "string_match": {"prefix": p}}}}))
+            .collect();
+        json!({"or_filter": {"filters": prefixes}})
+    } else {
+        json!({"header_filter": {"header": {"name": "x-tollgate-client-api", "string_match": {"exact": "messages"}}}})
+    };
     // The reply keeps Envoy's status unless the error's differs.
     let mapper = |filter: Value, e: ApiError, status: Option<u16>| {
-        let mut m = json!({
+        let kind = crate::ingress::anthropic::error_type(status.unwrap_or(e.status));
+        let mut anthropic = json!({
+            "filter": {"and_filter": {"filters": [filter.clone(), messages_filter.clone()]}},
+            "body_format_override": {"json_format": {"type": "error", "error": {"type": kind, "message": e.message}}}
+        });
+        let mut openai = json!({
             "filter": filter,
             "body_format_override": {"json_format": {"error": {"message": e.message, "type": e.kind, "param": null, "code": e.code}}}
         });
         if let Some(status) = status {
-            put(&mut m, "status_code", json!(status));
+            put(&mut anthropic, "status_code", json!(status));
+            put(&mut openai, "status_code", json!(status));
         }
-        m
+        [anthropic, openai]
     };
     let max_response = settings.max_response_body_bytes;
-    let mut mappers = vec![
+    let mut mappers: Vec<[Value; 2]> = vec![
         mapper(
             details_filter("response.code_details == 'response_payload_too_large'"),
             ApiError::bad_gateway(format!("The provider's response is larger than the gateway buffers: at most {max_response} bytes (tollgate_settings.max_response_body_bytes).")).with_code("response_too_large"),
@@ -354,6 +371,7 @@ fn local_reply_config(settings: &Settings, edge: bool) -> Value {
             ),
         ]);
     }
+    let mappers: Vec<Value> = mappers.into_iter().flatten().collect();
     json!({"mappers": mappers})
 }
 

@@ -50,3 +50,24 @@ def test_body_over_the_limit_is_an_openai_413(limited, mocks):
     assert mocks["openai"].count() == 0
     c = openai.OpenAI(base_url=f"{limited.base_url}/v1", api_key=MASTER_KEY, max_retries=0)
     assert c.chat.completions.create(model="gpt", messages=[{"role": "user", "content": "small"}]).choices[0].message.content == "echo: small"
+
+
+def test_envoys_own_replies_to_a_messages_client_are_anthropic_shaped(limited, mocks, gateway):
+    """The same replies for a client of the Messages API: in Anthropic's shape, as the SDK reads them."""
+    import anthropic
+    c = anthropic.Anthropic(base_url=limited.base_url, api_key=MASTER_KEY, max_retries=0, timeout=20)
+    with pytest.raises(anthropic.APIStatusError) as e:
+        c.messages.create(model="gpt", max_tokens=10, messages=[{"role": "user", "content": "x" * 100_000}])
+    assert e.value.status_code == 413
+    assert e.value.body == {"type": "error", "error": {"type": "request_too_large", "message": e.value.body["error"]["message"]}}
+    assert "65536" in e.value.body["error"]["message"]
+    mocks["openai"].enqueue(Hang(3))
+    with pytest.raises(anthropic.APIStatusError) as e:
+        c.messages.create(model="gpt", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+    assert e.value.status_code == 504 and e.value.body["type"] == "error"
+    assert e.value.body["error"]["type"] == "timeout_error"
+    # The unreachable upstream, from the filter: Anthropic-shaped too.
+    shared = anthropic.Anthropic(base_url=gateway.base_url, api_key=MASTER_KEY, max_retries=0, timeout=20)
+    with pytest.raises(anthropic.InternalServerError) as e:
+        shared.messages.create(model="dead-end", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+    assert e.value.status_code == 502 and e.value.body["error"]["type"] == "api_error"
