@@ -35,6 +35,18 @@ pub struct ChatRequest<'a> {
     pub response_format: Option<ResponseFormat<'a>>,
     pub frequency_penalty: Option<f64>,
     pub presence_penalty: Option<f64>,
+    /// LiteLLM's extensions for what chat completions has no field for (an Anthropic-shaped
+    /// client's request arrives with them): `top_k`, and `thinking` as Anthropic has it.
+    pub top_k: Option<u64>,
+    pub thinking: Option<Thinking>,
+}
+
+/// Extended thinking, as Anthropic's `thinking` asks for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Thinking {
+    /// `enabled`, `disabled` or `adaptive`.
+    pub mode: &'static str,
+    pub budget_tokens: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -59,6 +71,22 @@ pub struct Message<'a> {
     pub tool_calls: Option<Vec<ToolCall<'a>>>,
     #[serde(default, borrow)]
     pub tool_call_id: Option<Text<'a>>,
+    /// An assistant turn's reasoning as the provider returned it (LiteLLM's `thinking_blocks`):
+    /// text with its signature, or redacted; sent back to a provider that takes it.
+    #[serde(default, borrow, deserialize_with = "opt_objects")]
+    pub thinking_blocks: Option<Vec<ThinkingBlock<'a>>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ThinkingBlock<'a> {
+    #[serde(rename = "type", borrow)]
+    pub kind: Text<'a>,
+    #[serde(default, borrow)]
+    pub thinking: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    pub signature: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    pub data: Option<Text<'a>>,
 }
 
 /// Message content: absent/null, a string, or an array of parts.
@@ -252,6 +280,8 @@ pub fn parse_chat_known(body: &[u8], known: json::Known) -> Result<ChatRequest<'
                     parse_field::<Option<ToolChoice>>("tool_choice", raw, "a string or an object")?
             }
             "parallel_tool_calls" => req.parallel_tool_calls = params::boolean(name, raw)?,
+            "top_k" => req.top_k = params::integer(name, raw, 0, i64::MAX)?.map(i64::unsigned_abs),
+            "thinking" => req.thinking = thinking(raw)?,
             "response_format" => {
                 req.response_format =
                     parse_field::<Option<ResponseFormat>>("response_format", raw, "an object")?
@@ -306,6 +336,34 @@ pub fn parse_chat_known(body: &[u8], known: json::Known) -> Result<ChatRequest<'
     json::check_body(body, known)?;
     req.fields = fields;
     Ok(req)
+}
+
+/// `thinking`: `{"type": "enabled", "budget_tokens": n}`, `{"type": "disabled"}` or
+/// `{"type": "adaptive"}`.
+fn thinking(raw: &RawValue) -> Result<Option<Thinking>, ApiError> {
+    let mut kind = None;
+    let mut budget = None;
+    params::fields("thinking", raw, &["type"], |path, field, v| {
+        match field {
+            "type" => {
+                required_one_of(path, v, &["enabled", "disabled", "adaptive"])?;
+                kind = serde_json::from_str::<String>(v.get()).ok();
+            }
+            "budget_tokens" => budget = params::integer(path, v, 1, i64::MAX)?,
+            _ => {}
+        }
+        Ok(())
+    })?;
+    let mode = match kind.as_deref() {
+        Some("enabled") => "enabled",
+        Some("disabled") => "disabled",
+        Some("adaptive") => "adaptive",
+        _ => return Ok(None),
+    };
+    Ok(Some(Thinking {
+        mode,
+        budget_tokens: budget.map(i64::unsigned_abs),
+    }))
 }
 
 /// A count of at least 1.

@@ -179,10 +179,10 @@ impl Provider for Bedrock {
     fn chat_request(
         &self,
         req: &ChatRequest,
-        _d: &Deployment,
+        d: &Deployment,
         opts: RequestOptions,
     ) -> Result<Vec<u8>, ApiError> {
-        check_bedrock_params(req, opts)?;
+        check_bedrock_params(req, is_claude(&d.model), opts)?;
         let body = build_request(req)?;
         Ok(json::to_vec_sized(&body, req.body_size()))
     }
@@ -242,12 +242,25 @@ impl Provider for Bedrock {
 // ---------------------------------------------------------------------------------------------
 // Request
 
-fn check_bedrock_params(req: &ChatRequest, opts: RequestOptions) -> Result<(), ApiError> {
+/// Claude on Bedrock: it takes Anthropic's own `thinking` and `top_k` as additional fields.
+fn is_claude(model: &str) -> bool {
+    model.contains("anthropic.claude")
+}
+
+fn check_bedrock_params(
+    req: &ChatRequest,
+    claude: bool,
+    opts: RequestOptions,
+) -> Result<(), ApiError> {
+    let mut supported = SUPPORTED.to_vec();
+    if claude {
+        supported.extend(["top_k", "thinking"]);
+    }
     // With drop_params forced on, check_params only lists what Bedrock cannot take.
     let mut unsupported = check_params(
         req,
         "bedrock",
-        &SUPPORTED,
+        &supported,
         RequestOptions { drop_params: true },
     )?;
     if req.n.is_some_and(|n| n != 1) {
@@ -270,6 +283,34 @@ struct ConverseRequest<'r> {
     tool_config: Option<ToolConfig<'r>>,
     #[serde(rename = "requestMetadata", skip_serializing_if = "Option::is_none")]
     request_metadata: Option<RequestMetadata>,
+    /// The model's own fields: Claude's `thinking` and `top_k`.
+    #[serde(
+        rename = "additionalModelRequestFields",
+        skip_serializing_if = "Additional::is_empty"
+    )]
+    additional: Additional,
+}
+
+#[derive(Serialize, Default)]
+struct Additional {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thinking: Option<ThinkingOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_k: Option<u64>,
+}
+
+impl Additional {
+    fn is_empty(&self) -> bool {
+        self.thinking.is_none() && self.top_k.is_none()
+    }
+}
+
+#[derive(Serialize)]
+struct ThinkingOut {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    budget_tokens: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -291,6 +332,22 @@ enum Block<'r> {
     Image(Image<'r>),
     ToolUse(ToolUse<'r>),
     ToolResult(ToolResult<'r>),
+    ReasoningContent(Reasoning<'r>),
+}
+
+/// An earlier turn's reasoning, sent back as it came: Claude checks the signature.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+enum Reasoning<'r> {
+    ReasoningText(ReasoningTextOut<'r>),
+    RedactedContent(&'r str),
+}
+
+#[derive(Serialize)]
+struct ReasoningTextOut<'r> {
+    text: &'r str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signature: Option<&'r str>,
 }
 
 #[derive(Serialize)]
@@ -554,6 +611,23 @@ fn conversation<'r>(messages: &'r [Message]) -> Result<Conversation<'r>, ApiErro
             }
             Role::Assistant => {
                 let mut blocks = Vec::new();
+                // Reasoning first, as the model produced it.
+                for t in m.thinking_blocks.iter().flatten() {
+                    match (t.kind.as_str(), &t.data) {
+                        ("redacted_thinking", Some(data)) => blocks.push(Block::ReasoningContent(
+                            Reasoning::RedactedContent(data.as_str()),
+                        )),
+                        ("thinking", _) => {
+                            blocks.push(Block::ReasoningContent(Reasoning::ReasoningText(
+                                ReasoningTextOut {
+                                    text: t.thinking.as_deref().unwrap_or(""),
+                                    signature: t.signature.as_deref().filter(|s| !s.is_empty()),
+                                },
+                            )))
+                        }
+                        _ => {}
+                    }
+                }
                 content_blocks(&m.content, at, true, &mut blocks)?;
                 for call in m.tool_calls.iter().flatten() {
                     let name = call.function.name.as_str();
@@ -734,6 +808,13 @@ fn build_request<'r>(req: &'r ChatRequest) -> Result<ConverseRequest<'r>, ApiErr
             .map(|u| RequestMetadata {
                 user: metadata_value(u),
             }),
+        additional: Additional {
+            thinking: req.thinking.map(|t| ThinkingOut {
+                kind: t.mode,
+                budget_tokens: t.budget_tokens.filter(|_| t.mode == "enabled"),
+            }),
+            top_k: req.top_k,
+        },
     })
 }
 

@@ -1393,3 +1393,50 @@ fn streams_as_messages_events_at_every_split() {
         json!({"input_tokens": 9, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 5, "output_tokens": 3})
     );
 }
+
+/// An Anthropic-shaped client's thinking, top_k and earlier reasoning (LiteLLM's extensions in
+/// the chat completions form) reach Claude on Bedrock as Converse's own fields and blocks.
+#[test]
+fn thinking_top_k_and_signed_reasoning_go_to_claude() {
+    let got = translate(json!({
+        "model": "m", "max_tokens": 2048, "top_k": 7,
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "messages": [
+            {"role": "user", "content": "Weather?"},
+            {"role": "assistant", "content": null,
+             "thinking_blocks": [
+                {"type": "thinking", "thinking": "Call the tool.", "signature": "EqQBCkYI"},
+                {"type": "redacted_thinking", "data": "cmVkYWN0ZWQ="}],
+             "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "t1", "content": "sunny"},
+        ],
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+    }))
+    .unwrap();
+    assert_eq!(
+        got["additionalModelRequestFields"],
+        json!({"thinking": {"type": "enabled", "budget_tokens": 1024}, "top_k": 7})
+    );
+    assert_eq!(
+        got["messages"][1]["content"],
+        json!([
+            {"reasoningContent": {"reasoningText": {"text": "Call the tool.", "signature": "EqQBCkYI"}}},
+            {"reasoningContent": {"redactedContent": "cmVkYWN0ZWQ="}},
+            {"toolUse": {"toolUseId": "t1", "name": "f", "input": {}}},
+        ])
+    );
+    // Not Claude: top_k and thinking are parameters it cannot honour.
+    let bytes = serde_json::to_vec(
+        &json!({"model": "m", "top_k": 3, "messages": [{"role": "user", "content": "x"}]}),
+    )
+    .unwrap();
+    let req = parse_chat(&bytes).unwrap();
+    let e = BEDROCK
+        .chat_request(
+            &req,
+            &deployment("amazon.nova-pro-v1:0"),
+            RequestOptions { drop_params: false },
+        )
+        .unwrap_err();
+    assert_eq!(e.param.as_deref(), Some("top_k"));
+}
