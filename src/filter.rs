@@ -173,6 +173,12 @@ struct Routed {
     estimate: Option<Estimate>,
     /// What the request asked for (body size, output cap, completions): its bounds.
     ask: Option<accounting::Ask>,
+    /// The output cap the gateway set because the budget left could not pay for more (the
+    /// response says so).
+    output_capped: Option<u64>,
+    /// The store refused the request's budget once and it was estimated again (see
+    /// `fleet_admit`).
+    budget_asked_again: bool,
     /// Set once the request is admitted against its key's limits; settled in `on_done`.
     admission: Option<Admission>,
     /// The status the client saw, once known.
@@ -758,7 +764,11 @@ impl HttpFilter {
         }
 
         let (via, deployment) = if self.config.router.needs_attempts(&alias, members.len()) {
-            strip_client_headers(host, true);
+            let body_bytes = host.request_header("content-length");
+            strip_client_headers(host);
+            if let Some(n) = body_bytes {
+                host.set_request_header(attempt::BODY_BYTES, &n);
+            }
             let random = host.random_bytes();
             let id = crate::hex::encode(random.iter().take(12).copied());
             host.set_request_header(attempt::ATTEMPT_ID, &id);
@@ -830,6 +840,8 @@ impl HttpFilter {
             headers_ms: None,
             first_byte_ms: None,
             estimate: None,
+            output_capped: None,
+            budget_asked_again: false,
             ask: None,
             admission: None,
             status: None,
@@ -878,7 +890,11 @@ impl HttpFilter {
             retry_signaled: false,
         });
         // A rough prompt size for the context check: about four bytes a token.
-        let prompt_tokens = header(host, "content-length").parse::<u64>().unwrap_or(0) / 4;
+        let prompt_tokens = header(host, attempt::BODY_BYTES)
+            .parse::<u64>()
+            .or_else(|_| header(host, "content-length").parse::<u64>())
+            .unwrap_or(0)
+            / 4;
         let index = match attempt::choose(
             config,
             host,
@@ -985,11 +1001,13 @@ impl HttpFilter {
         let d = routed.served(&config);
         let d = d.as_deref();
         let handed_off = matches!(routed.via, Via::Attempts);
+        let lease_max_age = config.store.as_ref().map(|s| s.lease_max_age_ms());
+        let now_ms = host.now_ms();
         let translated = match routed.op {
             // Envoy's JSON parser took this body (json_to_metadata found its model; the module
             // checks by the same rules).
             Operation::Chat => {
-                openai::request::parse_chat_known(&body, Known::EnvoyJson).and_then(|req| {
+                openai::request::parse_chat_known(&body, Known::EnvoyJson).and_then(|mut req| {
                     if req.model.as_str() != routed.ctx.model {
                         return Err(ApiError::invalid_param(
                             "model",
@@ -1005,13 +1023,47 @@ impl HttpFilter {
                     if role == Role::Gateway {
                         routed.ctx.include_usage = req.include_usage;
                     }
-                    let ask =
-                        accounting::Ask::chat(body.len(), req.max_output_tokens(), req.choices());
+                    let mut ask =
+                        accounting::Ask::chat(body.len(), req.max_output_tokens(), req.choices())
+                            .with_prompt(&req.prompt_text());
+                    // Whichever deployment serves it (any of the group's, handed off).
+                    let ds = match (handed_off, d) {
+                        (true, _) => accounting::reachable(&config, &routed.ctx.model),
+                        (false, Some(d)) => vec![std::borrow::Cow::Borrowed(d)],
+                        (false, None) => return Err(ApiError::server("no deployment chosen")),
+                    };
+                    if role == Role::Gateway {
+                        // Near the end of a budget, the output is capped to what is left.
+                        let room = accounting::budget_room(
+                            host,
+                            &config,
+                            &routed.principal,
+                            lease_max_age,
+                            now_ms,
+                        );
+                        if let Some(cap) =
+                            room.and_then(|room| accounting::cap_output(&ds, &ask, room))
+                        {
+                            req.output_cap = Some(cap);
+                            ask.max_output = Some(cap);
+                            routed.output_capped = Some(cap);
+                        }
+                    }
                     routed.ask = Some(ask);
+                    let estimate = accounting::estimate_worst(&ds, &ask);
                     match (handed_off, d) {
+                        // The client's body goes on as it is, with the cap if there is one.
                         (true, _) => Ok((
-                            None,
-                            accounting::estimate_group(&config, &routed.ctx.model, &ask),
+                            req.output_cap.map(|cap| {
+                                providers::openai::rewrite_fields_with(
+                                    &req.fields,
+                                    req.model.as_str(),
+                                    |_| None,
+                                    None,
+                                    Some(cap),
+                                )
+                            }),
+                            estimate,
                         )),
                         (false, Some(d)) => {
                             let out = d.provider.chat_request(
@@ -1021,7 +1073,7 @@ impl HttpFilter {
                                     drop_params: d.drop_params,
                                 },
                             )?;
-                            Ok((Some(out), accounting::estimate(d, &ask)))
+                            Ok((Some(out), estimate))
                         }
                         (false, None) => Err(ApiError::server("no deployment chosen")),
                     }
@@ -1060,8 +1112,6 @@ impl HttpFilter {
         };
         if role == Role::Gateway {
             routed.estimate = Some(estimate);
-            let lease_max_age = config.store.as_ref().map(|s| s.lease_max_age_ms());
-            let now_ms = host.now_ms();
             match accounting::admit_request(
                 host,
                 &config,
@@ -1255,6 +1305,9 @@ impl HttpFilter {
                 for (name, value) in accounting::key_headers(&routed.principal, a) {
                     host.set_response_header(name, &value);
                 }
+            }
+            if let Some(cap) = routed.output_capped {
+                host.set_response_header(accounting::MAX_TOKENS_CAPPED, &cap.to_string());
             }
             if let (Via::Direct, Some(d)) = (&routed.via, d) {
                 host.set_response_header(attempt::MODEL_ID, &d.id);
@@ -1727,14 +1780,12 @@ fn filled(config: &Config, index: usize, name: &str) -> Option<Arc<Deployment>> 
 }
 
 /// Removes every client header not on the allow-list (credentials, cookies, SDK telemetry,
-/// client-supplied `x-tollgate-*`). `keep_length` keeps `content-length` for a body that is not
-/// rewritten here.
-fn strip_client_headers(host: &mut dyn HttpHost, keep_length: bool) {
+/// client-supplied `x-tollgate-*`), and `content-length`: the body may be rewritten.
+fn strip_client_headers(host: &mut dyn HttpHost) {
     for name in host.request_header_names() {
         let keep = name.starts_with(':')
             || FORWARDED_HEADERS.contains(&name.as_str())
-            || name.starts_with("x-b3-")
-            || (keep_length && name == "content-length");
+            || name.starts_with("x-b3-");
         if !keep {
             host.remove_request_header(&name);
         }
@@ -1750,7 +1801,7 @@ fn prepare_upstream_headers(
     stream: bool,
     config: &Config,
 ) {
-    strip_client_headers(host, false);
+    strip_client_headers(host);
     host.set_request_header(CLUSTER_HEADER, &d.cluster);
     host.set_request_header(":path", &d.provider.path(d, op, stream));
     host.set_request_header(":authority", &d.authority);
