@@ -183,6 +183,12 @@ struct Routed {
     estimate: Option<Estimate>,
     /// What the request asked for (body size, output cap, completions): its bounds.
     ask: Option<accounting::Ask>,
+    /// The output cap the gateway set because the budget left could not pay for more (the
+    /// response says so).
+    output_capped: Option<u64>,
+    /// The store refused the request's budget once and it was estimated again (see
+    /// `fleet_admit`).
+    budget_asked_again: bool,
     /// Set once the request is admitted against its key's limits; settled in `on_done`.
     admission: Option<Admission>,
     /// The status the client saw, once known.
@@ -830,7 +836,11 @@ impl HttpFilter {
 
         let (via, deployment) = if self.config.router.needs_attempts(&alias, members.len()) {
             // Each attempt decides for its own deployment what of the client's API headers goes on.
-            strip_client_headers(host, true, client_api_headers(self.api));
+            let body_bytes = host.request_header("content-length");
+            strip_client_headers(host, client_api_headers(self.api));
+            if let Some(n) = body_bytes {
+                host.set_request_header(attempt::BODY_BYTES, &n);
+            }
             let random = host.random_bytes();
             let id = crate::hex::encode(random.iter().take(12).copied());
             host.set_request_header(attempt::ATTEMPT_ID, &id);
@@ -936,6 +946,8 @@ impl HttpFilter {
             headers_ms: None,
             first_byte_ms: None,
             estimate: None,
+            output_capped: None,
+            budget_asked_again: false,
             ask: None,
             admission: None,
             status: None,
@@ -984,7 +996,11 @@ impl HttpFilter {
             retry_signaled: false,
         });
         // A rough prompt size for the context check: about four bytes a token.
-        let prompt_tokens = header(host, "content-length").parse::<u64>().unwrap_or(0) / 4;
+        let prompt_tokens = header(host, attempt::BODY_BYTES)
+            .parse::<u64>()
+            .or_else(|_| header(host, "content-length").parse::<u64>())
+            .unwrap_or(0)
+            / 4;
         let index = match attempt::choose(
             config,
             host,
@@ -1075,7 +1091,7 @@ impl HttpFilter {
             let body = host.request_body(body_size).unwrap_or_default();
             return match std::mem::replace(&mut self.state, State::Done) {
                 State::CountTokensUpstream(model) => {
-                    match providers::anthropic::passthrough::request(&body, &model) {
+                    match providers::anthropic::passthrough::request(&body, &model, None) {
                         Ok(out) if host.replace_request_body(body_size, &out) => {
                             self.state = State::CountTokensUpstream(model);
                             Action::Continue
@@ -1122,14 +1138,22 @@ impl HttpFilter {
         let d = routed.served(&config);
         let d = d.as_deref();
         let handed_off = matches!(routed.via, Via::Attempts);
+        let lease_max_age = config.store.as_ref().map(|s| s.lease_max_age_ms());
+        let now_ms = host.now_ms();
         let translated = match routed.op {
             Operation::Chat if routed.ctx.api == ClientApi::Messages => {
-                messages_request(&body, routed, d, handed_off, &config)
+                let budget = BudgetCtx {
+                    role,
+                    handed_off,
+                    lease_max_age,
+                    now_ms,
+                };
+                messages_request(host, &body, routed, d, &config, &budget)
             }
             // Envoy's JSON parser took this body (json_to_metadata found its model; the module
             // checks by the same rules).
             Operation::Chat => {
-                openai::request::parse_chat_known(&body, Known::EnvoyJson).and_then(|req| {
+                openai::request::parse_chat_known(&body, Known::EnvoyJson).and_then(|mut req| {
                     if req.model.as_str() != routed.ctx.model {
                         return Err(ApiError::invalid_param(
                             "model",
@@ -1145,13 +1169,27 @@ impl HttpFilter {
                     if role == Role::Gateway {
                         routed.ctx.include_usage = req.include_usage;
                     }
-                    let ask =
-                        accounting::Ask::chat(body.len(), req.max_output_tokens(), req.choices());
-                    routed.ask = Some(ask);
+                    let budget = BudgetCtx {
+                        role,
+                        handed_off,
+                        lease_max_age,
+                        now_ms,
+                    };
+                    let estimate =
+                        chat_ask(host, &config, routed, &mut req, body.len(), d, &budget)?;
                     match (handed_off, d) {
+                        // The client's body goes on as it is, with the cap if there is one.
                         (true, _) => Ok((
-                            None,
-                            accounting::estimate_group(&config, &routed.ctx.model, &ask),
+                            req.output_cap.map(|cap| {
+                                providers::openai::rewrite_fields_with(
+                                    &req.fields,
+                                    req.model.as_str(),
+                                    |_| None,
+                                    None,
+                                    Some(cap),
+                                )
+                            }),
+                            estimate,
                         )),
                         (false, Some(d)) => {
                             let out = d.provider.chat_request(
@@ -1161,7 +1199,7 @@ impl HttpFilter {
                                     drop_params: d.drop_params,
                                 },
                             )?;
-                            Ok((Some(out), accounting::estimate(d, &ask)))
+                            Ok((Some(out), estimate))
                         }
                         (false, None) => Err(ApiError::server("no deployment chosen")),
                     }
@@ -1200,8 +1238,6 @@ impl HttpFilter {
         };
         if role == Role::Gateway {
             routed.estimate = Some(estimate);
-            let lease_max_age = config.store.as_ref().map(|s| s.lease_max_age_ms());
-            let now_ms = host.now_ms();
             match accounting::admit_request(
                 host,
                 &config,
@@ -1400,6 +1436,9 @@ impl HttpFilter {
                 for (name, value) in accounting::key_headers(&routed.principal, a) {
                     host.set_response_header(name, &value);
                 }
+            }
+            if let Some(cap) = routed.output_capped {
+                host.set_response_header(accounting::MAX_TOKENS_CAPPED, &cap.to_string());
             }
             if let (Via::Direct, Some(d)) = (&routed.via, d) {
                 host.set_response_header(attempt::MODEL_ID, &d.id);
@@ -1877,16 +1916,60 @@ fn filled(config: &Config, index: usize, name: &str) -> Option<Arc<Deployment>> 
     }
 }
 
+/// What the body phase knows of how a request is admitted, for [`chat_ask`].
+struct BudgetCtx {
+    role: Role,
+    handed_off: bool,
+    lease_max_age: Option<u64>,
+    now_ms: u64,
+}
+
+/// A chat request's bounds (its prompt estimated from its text, its output cap) and its worst
+/// case over the deployments that may serve it (any of the group's, handed off). Near the end of
+/// a budget the output is capped to what is left: `req.output_cap` is set, and the caller writes
+/// it into the body that goes on.
+fn chat_ask(
+    host: &dyn HttpHost,
+    config: &Config,
+    routed: &mut Routed,
+    req: &mut openai::ChatRequest,
+    body_len: usize,
+    d: Option<&Deployment>,
+    b: &BudgetCtx,
+) -> Result<Estimate, ApiError> {
+    let mut ask = accounting::Ask::chat(body_len, req.max_output_tokens(), req.choices())
+        .with_prompt(&req.prompt_text());
+    let ds = match (b.handed_off, d) {
+        (true, _) => accounting::reachable(config, &routed.ctx.model),
+        (false, Some(d)) => vec![std::borrow::Cow::Borrowed(d)],
+        (false, None) => return Err(ApiError::server("no deployment chosen")),
+    };
+    if b.role == Role::Gateway {
+        let room =
+            accounting::budget_room(host, config, &routed.principal, b.lease_max_age, b.now_ms);
+        if let Some(cap) = room.and_then(|room| accounting::cap_output(&ds, &ask, room)) {
+            req.output_cap = Some(cap);
+            ask.max_output = Some(cap);
+            routed.output_capped = Some(cap);
+        }
+    }
+    routed.ask = Some(ask);
+    Ok(accounting::estimate_worst(&ds, &ask))
+}
+
 /// A Messages API request read (errors name its fields as Anthropic's API does) and made the
-/// deployment's: an Anthropic deployment gets the client's body with its model; any other the
-/// chat completions form ([`crate::ingress::anthropic::request`]) translated as for an OpenAI
-/// client. Behind the attempt listener each attempt does this for its own deployment.
+/// deployment's: an Anthropic deployment gets the client's body with its model (and `max_tokens`
+/// lowered to a budget's cap); any other the chat completions form
+/// ([`crate::ingress::anthropic::request`]) translated as for an OpenAI client, bounded and capped
+/// the same way. Behind the attempt listener each attempt does this for its own deployment; the
+/// gateway hands on the client's body (capped if need be).
 fn messages_request(
+    host: &dyn HttpHost,
     body: &[u8],
     routed: &mut Routed,
     d: Option<&Deployment>,
-    handed_off: bool,
     config: &Config,
+    b: &BudgetCtx,
 ) -> Result<(Option<Vec<u8>>, Estimate), ApiError> {
     let m = crate::ingress::anthropic::parse(body)?;
     if m.model.as_str() != routed.ctx.model {
@@ -1901,19 +1984,19 @@ fn messages_request(
             "stream: Input should be a valid boolean",
         ));
     }
-    let ask = accounting::Ask::chat(body.len(), Some(m.max_tokens), 1);
-    routed.ask = Some(ask);
-    match (handed_off, d) {
+    let mut req = openai::parse_chat(&m.chat)?;
+    let estimate = chat_ask(host, config, routed, &mut req, body.len(), d, b)?;
+    let cap = req.output_cap;
+    let passthrough = |model: &str| providers::anthropic::passthrough::request(body, model, cap);
+    match (b.handed_off, d) {
         (true, _) => Ok((
-            None,
-            accounting::estimate_group(config, &routed.ctx.model, &ask),
+            cap.map(|_| passthrough(&routed.ctx.model)).transpose()?,
+            estimate,
         )),
-        (false, Some(d)) if d.provider.name() == "anthropic" => Ok((
-            Some(providers::anthropic::passthrough::request(body, &d.model)?),
-            accounting::estimate(d, &ask),
-        )),
+        (false, Some(d)) if d.provider.name() == "anthropic" => {
+            Ok((Some(passthrough(&d.model)?), estimate))
+        }
         (false, Some(d)) => {
-            let req = openai::parse_chat(&m.chat)?;
             let out = d.provider.chat_request(
                 &req,
                 d,
@@ -1921,7 +2004,7 @@ fn messages_request(
                     drop_params: d.drop_params,
                 },
             )?;
-            Ok((Some(out), accounting::estimate(d, &ask)))
+            Ok((Some(out), estimate))
         }
         (false, None) => Err(ApiError::server("no deployment chosen")),
     }
@@ -1936,15 +2019,14 @@ fn client_api_headers(api: ClientApi) -> &'static [&'static str] {
 }
 
 /// Removes every client header not on the allow-list (credentials, cookies, SDK telemetry,
-/// client-supplied `x-tollgate-*`). `keep_length` keeps `content-length` for a body that is not
-/// rewritten here.
-fn strip_client_headers(host: &mut dyn HttpHost, keep_length: bool, also: &[&str]) {
+/// client-supplied `x-tollgate-*`), and `content-length`: the body may be rewritten. `also`
+/// names headers of the client's API that go on too.
+fn strip_client_headers(host: &mut dyn HttpHost, also: &[&str]) {
     for name in host.request_header_names() {
         let keep = name.starts_with(':')
             || FORWARDED_HEADERS.contains(&name.as_str())
             || also.contains(&name.as_str())
-            || name.starts_with("x-b3-")
-            || (keep_length && name == "content-length");
+            || name.starts_with("x-b3-");
         if !keep {
             host.remove_request_header(&name);
         }
@@ -1964,11 +2046,7 @@ fn prepare_upstream_headers(
     // A client of the deployment's own API keeps the headers of that API (Anthropic's version and
     // beta flags, for a Messages client of an Anthropic deployment).
     let native = api == ClientApi::Messages && d.provider.name() == "anthropic";
-    strip_client_headers(
-        host,
-        false,
-        if native { client_api_headers(api) } else { &[] },
-    );
+    strip_client_headers(host, if native { client_api_headers(api) } else { &[] });
     host.set_request_header(CLUSTER_HEADER, &d.cluster);
     host.set_request_header(":path", &d.provider.path(d, op, stream));
     host.set_request_header(":authority", &d.authority);

@@ -468,6 +468,15 @@ pub fn admit(
     }
 }
 
+/// What this replica knows is left of a party's budget `max` fleet-wide ([`Ledger::budget_left`]).
+pub fn budget_left(store: &dyn Store, party: &Party, max: u64) -> u64 {
+    let ledger = store
+        .get(&ledger_key(party_id(party.key)))
+        .map(|v| Ledger::decode(&v.value))
+        .unwrap_or_default();
+    ledger.budget_left(max)
+}
+
 /// Gives back the budget the asked parties' leases held for a request the store did not admit.
 pub fn unhold(store: &dyn Store, parties: &[&Party], ask: &[usize], have: &[u64]) {
     for (&i, &h) in ask.iter().zip(have) {

@@ -1,11 +1,14 @@
 //! What a request may cost, admitting it against its key's and team's limits, and charging what it
 //! did cost: the parts of the pipeline that deal in money and limits.
 
+use std::borrow::Cow;
+
 use crate::auth::Principal;
 use crate::config::{Config, Deployment};
 use crate::error::ApiError;
 use crate::host::HttpHost;
 use crate::keys::time;
+use crate::openai::request::PromptText;
 use crate::openai::Usage;
 use crate::pricing;
 use crate::providers::Operation;
@@ -30,12 +33,38 @@ pub fn micro_cost(d: &Deployment, usage: &Usage) -> u64 {
     u64::try_from(micro).unwrap_or(u64::MAX)
 }
 
+/// Bytes of text counted as one prompt token. English text is about 4 bytes a token in
+/// OpenAI's, Anthropic's and Gemini's tokenizers, code and CJK text 2 to 3.5: 3 over-estimates
+/// most prompts a little. No tokenizer makes more than one token of a byte, so text is at most
+/// this many times its estimate.
+pub const PROMPT_BYTES_PER_TOKEN: u64 = 3;
+/// Tokens a provider adds around each message (role markers, separators; OpenAI's are 3 or 4),
+/// and once per request (the reply's priming).
+pub const MESSAGE_OVERHEAD_TOKENS: u64 = 4;
+pub const REQUEST_OVERHEAD_TOKENS: u64 = 3;
+/// Tokens an image is counted as, whatever its size: OpenAI's high-detail images are at most
+/// 1,445 tokens for gpt-4o (low detail 85), Anthropic's about 1,600 at the most it keeps
+/// (1.15 megapixels), Gemini's 258 per 768-pixel tile.
+pub const IMAGE_TOKENS: u64 = 1600;
+/// The least output the gateway caps a request to when the budget left cannot pay for all of
+/// it: a request that cannot have this much (or what it asked, if less) is refused instead.
+pub const MIN_CAPPED_OUTPUT_TOKENS: u64 = 16;
+
+/// The response header that says the gateway capped the request's output (its value: the cap
+/// per completion) because the budget left could not pay for more.
+pub const MAX_TOKENS_CAPPED: &str = "x-tollgate-max-tokens-capped";
+
 /// What a request asks of a provider, as far as its cost goes: read once from its body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ask {
-    /// The body's length in bytes: no tokenizer makes a token from less than a byte.
+    /// The body's length in bytes: no tokenizer makes a token from less than a byte, so the
+    /// prompt cannot be longer (what a provider's usage is checked against).
     pub body_len: u64,
-    /// `max_completion_tokens` or `max_tokens`, when the client capped the output.
+    /// The prompt tokens reserved: estimated from the prompt's text ([`Ask::with_prompt`]), else
+    /// the body's length.
+    pub prompt_tokens: u64,
+    /// `max_completion_tokens` or `max_tokens`, when the client capped the output (or the
+    /// gateway did, see [`cap_output`]).
     pub max_output: Option<u64>,
     /// Completions asked for (`n`, or `best_of` where a server generates that many), at least 1.
     pub choices: u64,
@@ -46,6 +75,7 @@ impl Ask {
     pub fn chat(body_len: usize, max_output: Option<u64>, choices: u64) -> Ask {
         Ask {
             body_len: body_len as u64,
+            prompt_tokens: body_len as u64,
             max_output,
             choices: choices.max(1),
             op: Operation::Chat,
@@ -55,31 +85,65 @@ impl Ask {
     pub fn embeddings(body_len: usize) -> Ask {
         Ask {
             body_len: body_len as u64,
+            prompt_tokens: body_len as u64,
             max_output: None,
             choices: 1,
             op: Operation::Embeddings,
         }
     }
 
-    /// Output tokens the deployment can generate for this request: the cap per completion (the
-    /// client's, else the model's, else [`DEFAULT_MAX_OUTPUT_TOKENS`]) times the completions its
-    /// provider generates.
+    /// The ask with its prompt estimated from the prompt's text rather than bounded by the body:
+    /// see [`prompt_tokens`].
+    pub fn with_prompt(self, text: &PromptText) -> Ask {
+        Ask {
+            prompt_tokens: prompt_tokens(text, self.body_len),
+            ..self
+        }
+    }
+
+    /// The output cap per completion on deployment `d`: the client's (or the gateway's), else
+    /// the one its provider sends (Anthropic's), else the model's, else
+    /// [`DEFAULT_MAX_OUTPUT_TOKENS`].
+    fn per_choice(&self, d: &Deployment) -> u64 {
+        self.max_output
+            .or_else(|| d.provider.default_max_output())
+            .or_else(|| d.model_info.and_then(|m| m.max_output_tokens))
+            .unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS)
+    }
+
+    /// Output tokens the deployment can generate for this request: the cap per completion
+    /// times the completions its provider generates.
     fn output_tokens(&self, d: &Deployment) -> u64 {
         if self.op != Operation::Chat {
             return 0;
         }
-        let per_choice = self
-            .max_output
-            .or_else(|| d.model_info.and_then(|m| m.max_output_tokens))
-            .unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS);
-        per_choice.saturating_mul(d.provider.output_choices(self.choices))
+        self.per_choice(d)
+            .saturating_mul(d.provider.output_choices(self.choices))
     }
 }
 
-/// The worst case a request can cost, reserved at admission. The prompt is bounded by the body's
-/// length in bytes; the output by [`Ask::output_tokens`].
+/// The prompt tokens of a chat request, estimated from its text: [`PROMPT_BYTES_PER_TOKEN`]
+/// bytes a token, plus each message's and the request's overhead and [`IMAGE_TOKENS`] per
+/// image. A part whose tokens its text does not tell (audio, a file) makes it the body's
+/// length, the bound; never more than that bound plus the images (which a URL can carry in a
+/// few bytes).
+pub fn prompt_tokens(text: &PromptText, body_len: u64) -> u64 {
+    let images = text.images.saturating_mul(IMAGE_TOKENS);
+    if text.opaque {
+        return body_len.saturating_add(images);
+    }
+    let estimate = text
+        .bytes
+        .div_ceil(PROMPT_BYTES_PER_TOKEN)
+        .saturating_add(text.messages.saturating_mul(MESSAGE_OVERHEAD_TOKENS))
+        .saturating_add(REQUEST_OVERHEAD_TOKENS);
+    estimate.min(body_len).saturating_add(images)
+}
+
+/// What a request is reserved at admission: its prompt estimate ([`Ask::prompt_tokens`]) and
+/// the most output it can generate ([`Ask::output_tokens`]), at the deployment's prices.
 pub fn estimate(d: &Deployment, ask: &Ask) -> Estimate {
-    let prompt = ask.body_len;
+    let prompt = ask.prompt_tokens;
     let output = ask.output_tokens(d);
     let usage = Usage {
         prompt_tokens: prompt,
@@ -92,9 +156,9 @@ pub fn estimate(d: &Deployment, ask: &Ask) -> Estimate {
     }
 }
 
-/// The worst case over every deployment a routed request could reach (its group, then any
-/// fallback chain), since any attempt may be the one that serves it.
-pub fn estimate_group(config: &crate::config::Config, alias: &str, ask: &Ask) -> Estimate {
+/// The deployments a routed request could reach: its group's, then any fallback chain's, since
+/// any attempt may be the one that serves it.
+pub fn reachable<'c>(config: &'c Config, alias: &str) -> Vec<Cow<'c, Deployment>> {
     let r = &config.router;
     let mut groups: Vec<&str> = vec![alias];
     let chains = [
@@ -113,21 +177,95 @@ pub fn estimate_group(config: &crate::config::Config, alias: &str, ask: &Ask) ->
             groups.push(g);
         }
     }
-    let mut worst = Estimate::default();
-    for d in groups.iter().flat_map(|g| {
-        config
-            .group(g)
-            .unwrap_or(&[])
-            .iter()
-            .filter_map(move |&i| config.serving(i, g))
-    }) {
-        let e = estimate(&d, ask);
-        worst = Estimate {
+    groups
+        .iter()
+        .flat_map(|g| {
+            config
+                .group(g)
+                .unwrap_or(&[])
+                .iter()
+                .filter_map(move |&i| config.serving(i, g))
+        })
+        .collect()
+}
+
+/// The worst estimate over deployments.
+pub fn estimate_worst(ds: &[Cow<Deployment>], ask: &Ask) -> Estimate {
+    ds.iter().fold(Estimate::default(), |worst, d| {
+        let e = estimate(d, ask);
+        Estimate {
             cost: worst.cost.max(e.cost),
             tokens: worst.tokens.max(e.tokens),
-        };
+        }
+    })
+}
+
+/// The worst case over every deployment a routed request could reach ([`reachable`]).
+pub fn estimate_group(config: &Config, alias: &str, ask: &Ask) -> Estimate {
+    estimate_worst(&reachable(config, alias), ask)
+}
+
+/// The output cap per completion that lets a request's reservation fit in `room` (micro-USD)
+/// on every deployment it may reach, when its own does not: the most output the budget left
+/// can pay, within what the request asked and each model allows. `None` when the request fits
+/// as it is, or when even [`MIN_CAPPED_OUTPUT_TOKENS`] (or the request's own smaller cap)
+/// does not fit: it is then admitted, or refused, as it is.
+pub fn cap_output(ds: &[Cow<Deployment>], ask: &Ask, room: u64) -> Option<u64> {
+    if ask.op != Operation::Chat || ds.is_empty() || estimate_worst(ds, ask).cost <= room {
+        return None;
     }
-    worst
+    // Never above what any deployment would send without the cap.
+    let most = ds.iter().map(|d| ask.per_choice(d)).min()?;
+    let fits = |n: u64| {
+        let capped = Ask {
+            max_output: Some(n),
+            ..*ask
+        };
+        estimate_worst(ds, &capped).cost <= room
+    };
+    let least = MIN_CAPPED_OUTPUT_TOKENS.min(most);
+    if !fits(least) {
+        return None;
+    }
+    // The cost grows with the cap: the largest that fits, by bisection.
+    let (mut lo, mut hi) = (least, most);
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if fits(mid) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    Some(lo)
+}
+
+/// The budget a request may still be reserved from: the least of its parties' (key, team,
+/// proxy) budgets left, after spend and what requests in flight reserved; `None` when none of
+/// them has a budget. Read without a write: admission checks it again atomically. With a
+/// fleet (`lease_max_age_ms` given), what this replica knows is left fleet-wide: its lease's
+/// room and the pool no replica holds, as of the store's last answer.
+pub fn budget_room(
+    host: &dyn HttpHost,
+    config: &Config,
+    principal: &Principal,
+    lease_max_age_ms: Option<u64>,
+    now_ms: u64,
+) -> Option<u64> {
+    let store = host.store();
+    parties(config, principal)
+        .iter()
+        .filter_map(|p| {
+            let max = p.limits.max_budget?;
+            Some(match lease_max_age_ms {
+                Some(_) => crate::fleet::budget_left(store, p, max),
+                None => {
+                    let c = quota::read(store, p.key, p.limits, now_ms / 1000);
+                    max.saturating_sub(c.spend).saturating_sub(c.reserved)
+                }
+            })
+        })
+        .min()
 }
 
 /// A context window assumed where the model's is unknown: larger than any model's.

@@ -18,6 +18,9 @@ pub const STREAM: &str = "x-tollgate-stream";
 pub const OPERATION: &str = "x-tollgate-op";
 /// The API the client speaks (`chat`, `messages`): what the attempt renders its answer in.
 pub const CLIENT_API: &str = "x-tollgate-client-api";
+/// The client body's length, for the attempt's context check: the body handed off goes without
+/// `content-length` (the gateway may rewrite it, capping its output).
+pub const BODY_BYTES: &str = "x-tollgate-body-bytes";
 /// Response header telling the gateway's router to make another attempt.
 pub const RETRY: &str = "x-tollgate-retry";
 /// Response headers telling the client what happened.

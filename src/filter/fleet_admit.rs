@@ -93,6 +93,17 @@ impl HttpFilter {
                 .with_code("store_unavailable");
                 self.refuse(host, &e, &[("retry-after", "1".to_string())])
             }
+            Err(crate::quota::Refusal::Budget { .. })
+                if answer.is_ok()
+                    && routed.op == crate::providers::Operation::Chat
+                    && !routed.budget_asked_again =>
+            {
+                // The store knows of less budget left than this replica did (another replica
+                // spent it): the request is estimated, and capped, again from what the store
+                // said, once.
+                routed.budget_asked_again = true;
+                self.on_request_body(host, body_size, true)
+            }
             Err(refusal) => self.refuse_admission(host, &refusal),
         }
     }

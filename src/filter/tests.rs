@@ -742,3 +742,236 @@ fn a_wildcard_request_is_routed_and_priced_as_the_clients_model() {
     assert_eq!(f.on_request_headers(&mut h, false), Action::Pause);
     assert_eq!(h.reply_json()["error"]["code"], "model_not_found");
 }
+
+/// The prices of issue 17: one and two micro-dollars per input and output token.
+fn one_two(extra: serde_json::Value) -> Arc<Config> {
+    let mut doc = json!({
+        "model_list": [
+            {"model_name": "gpt", "litellm_params": {"model": "openai/gpt-4o-mini", "api_key": "sk-provider-secret", "api_base": "http://127.0.0.1:9001/v1",
+             "input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}},
+            {"model_name": "big", "litellm_params": {"model": "anthropic/claude-opus-4-1", "api_key": "sk-ant-secret-1234",
+             "input_cost_per_token": 15e-6, "output_cost_per_token": 75e-6},
+             "model_info": {"max_output_tokens": 32000}}
+        ],
+        "general_settings": {"master_key": "sk-master"}
+    });
+    if let (Some(d), Some(e)) = (doc.as_object_mut(), extra.as_object()) {
+        d.extend(e.clone());
+    }
+    let r = load(&doc, &HashMap::<String, String>::new(), Strictness::Serve);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    Arc::new(r.config.unwrap())
+}
+
+/// One request of `key`, answered with `answer` and settled; the host as it ended (a refusal
+/// is its local reply).
+fn keyed_call(
+    config: &Arc<Config>,
+    store: &crate::store::MemoryStore,
+    key: &str,
+    model: &str,
+    body: &str,
+    answer: &[u8],
+) -> MockHost {
+    let mut f = HttpFilter::new(Arc::clone(config), Role::Gateway);
+    let mut h = MockHost::request(
+        "POST",
+        "/v1/chat/completions",
+        &[
+            ("authorization", &format!("Bearer {key}")),
+            ("content-type", "application/json"),
+        ],
+    )
+    .metadata("model", model.as_bytes());
+    h.store = store.clone();
+    h.request_body = body.as_bytes().to_vec();
+    if f.on_request_headers(&mut h, false) != Action::Continue {
+        return h;
+    }
+    let n = h.request_body.len();
+    if f.on_request_body(&mut h, n, true) != Action::Continue {
+        return h;
+    }
+    h.response_headers = vec![
+        (":status".into(), "200".into()),
+        ("content-type".into(), "application/json".into()),
+    ];
+    h.properties
+        .insert("response.code_details".into(), b"via_upstream".to_vec());
+    h.response_metadata(answer);
+    f.on_response_headers(&mut h, false);
+    let sent = std::mem::replace(&mut h.request_body, answer.to_vec());
+    let n = answer.len();
+    h.response_body = answer.to_vec();
+    f.on_response_body(&mut h, n, true);
+    f.on_done(&mut h);
+    h.request_body = sent;
+    h
+}
+
+/// Issue 17's numbers: with prices of $1/$2 per million tokens, a key whose budget pays for 20
+/// requests of 11+7 tokens (`max_tokens: 7`) admits 20 ±1 of them, a team whose budget pays for
+/// 4 admits 4 ±1, and the spend never passes either budget (the estimate is above the cost).
+#[test]
+fn a_budget_is_usable_to_within_one_request() {
+    let config = one_two(json!({
+        "teams": [{"team_id": "four", "max_budget": 0.0001}],
+        "keys": [
+            {"key": "sk-twenty-requests", "max_budget": 0.0005},
+            {"key": "sk-team-member", "team_id": "four"}
+        ]
+    }));
+    let body = r#"{"model":"gpt","messages":[{"role":"user","content":"one two three four five six"}],"max_tokens":7}"#;
+    let answer = br#"{"id":"x","object":"chat.completion","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"echo: one two three four five six"},"finish_reason":"stop"}],"usage":{"prompt_tokens":11,"completion_tokens":7,"total_tokens":18}}"#;
+    let store = crate::store::MemoryStore::default();
+    let admitted = |key: &str| {
+        let mut n = 0;
+        for _ in 0..40 {
+            let h = keyed_call(&config, &store, key, "gpt", body, answer);
+            match &h.reply {
+                None => n += 1,
+                Some((status, _, _)) => {
+                    assert_eq!(*status, 429);
+                    assert_eq!(h.reply_json()["error"]["code"], "budget_exceeded");
+                }
+            }
+        }
+        n
+    };
+    let key_admitted = admitted("sk-twenty-requests");
+    assert!((19..=21).contains(&key_admitted), "{key_admitted}");
+    let team = admitted("sk-team-member");
+    assert!((3..=5).contains(&team), "{team}");
+    let spend = |record: &str| crate::quota::read(&store, record, &Default::default(), 0).spend;
+    assert_eq!(spend("tollgate.usage.team.four"), team * 25);
+    let key = crate::keys::hash_key("sk-twenty-requests");
+    assert_eq!(
+        spend(&crate::quota::record_key(crate::quota::Scope::Key, &key)),
+        key_admitted * 25
+    );
+}
+
+/// A key with little left reaches a large model without `max_tokens`: its output is capped to
+/// what the budget pays for (the provider is sent that cap, the client told it), where reserving
+/// the whole output the request may have (Anthropic's 4,096 tokens: $0.31) would refuse it.
+#[test]
+fn a_request_the_budget_cannot_pay_whole_is_capped() {
+    let config = one_two(json!({"keys": [{"key": "sk-twenty-cents", "max_budget": 0.2}]}));
+    let store = crate::store::MemoryStore::default();
+    let body = r#"{"model":"big","messages":[{"role":"user","content":"Write a long story."}]}"#;
+    let answer = br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-opus-4-1","content":[{"type":"text","text":"Once"}],"stop_reason":"end_turn","usage":{"input_tokens":12,"output_tokens":100}}"#;
+    let h = keyed_call(&config, &store, "sk-twenty-cents", "big", body, answer);
+    assert!(h.reply.is_none(), "{:?}", h.reply);
+    let sent: serde_json::Value = serde_json::from_slice(&h.request_body).unwrap();
+    let cap = sent["max_tokens"].as_u64().unwrap();
+    assert_eq!(
+        h.response_header(accounting::MAX_TOKENS_CAPPED),
+        Some(cap.to_string())
+    );
+    // The most the budget pays for: the prompt's estimate at $15, the output at $75 a million.
+    let prompt = accounting::prompt_tokens(
+        &openai::parse_chat(body.as_bytes()).unwrap().prompt_text(),
+        body.len() as u64,
+    );
+    assert_eq!(cap, (200_000_000_000 - prompt * 15_000_000) / 75_000_000);
+    // Settled at its cost: the reservation is gone.
+    let record = crate::quota::record_key(
+        crate::quota::Scope::Key,
+        &crate::keys::hash_key("sk-twenty-cents"),
+    );
+    let c = crate::quota::read(&store, &record, &Default::default(), 0);
+    assert_eq!((c.reserved, c.spend), (0, 12 * 15 + 100 * 75));
+
+    // A budget that pays for the whole request leaves it alone.
+    let config = one_two(json!({"keys": [{"key": "sk-rich", "max_budget": 20.0}]}));
+    let h = keyed_call(&config, &store, "sk-rich", "big", body, answer);
+    let sent: serde_json::Value = serde_json::from_slice(&h.request_body).unwrap();
+    assert_eq!(sent["max_tokens"], 4096);
+    assert_eq!(h.response_header(accounting::MAX_TOKENS_CAPPED), None);
+
+    // Nor is a request capped below the least output worth sending: refused as it was.
+    let config = one_two(json!({"keys": [{"key": "sk-poor", "max_budget": 0.0004}]}));
+    let h = keyed_call(&config, &store, "sk-poor", "big", body, answer);
+    assert_eq!(h.reply.as_ref().map(|r| r.0), Some(429));
+}
+
+/// The estimate of a prompt: its text at three bytes a token, overheads, images; the body's
+/// length where the text cannot tell (audio).
+#[test]
+fn prompt_estimates() {
+    let text = |bytes, messages, images, opaque| crate::openai::request::PromptText {
+        bytes,
+        messages,
+        images,
+        opaque,
+    };
+    assert_eq!(
+        accounting::prompt_tokens(&text(27, 1, 0, false), 96),
+        9 + 4 + 3
+    );
+    assert_eq!(
+        accounting::prompt_tokens(&text(28, 1, 0, false), 96),
+        10 + 4 + 3
+    );
+    // Never above the body's length, but images are counted whatever their bytes.
+    assert_eq!(accounting::prompt_tokens(&text(300, 1, 0, false), 60), 60);
+    assert_eq!(
+        accounting::prompt_tokens(&text(3, 1, 2, false), 90),
+        1 + 7 + 3200
+    );
+    assert_eq!(accounting::prompt_tokens(&text(3, 1, 0, true), 500), 500);
+}
+
+/// The cap is the largest output whose reservation fits on every deployment the request may
+/// reach; none when it fits whole, or when not even the least output fits.
+#[test]
+fn output_caps() {
+    use std::borrow::Cow;
+    let config = one_two(json!({}));
+    let gpt = config.deployment(0).unwrap();
+    let big = config.deployment(1).unwrap();
+    let ask = accounting::Ask {
+        body_len: 100,
+        prompt_tokens: 10,
+        max_output: None,
+        choices: 1,
+        op: Operation::Chat,
+    };
+    let both = [Cow::Borrowed(gpt), Cow::Borrowed(big)];
+    // gpt (gpt-4o-mini: 16,384 output tokens at most): 10 + 2 * 16384 = 32778 µ$ whole.
+    assert_eq!(accounting::cap_output(&both[..1], &ask, 32778), None);
+    assert_eq!(accounting::cap_output(&both[..1], &ask, 32777), Some(16383));
+    assert_eq!(accounting::cap_output(&both[..1], &ask, 1010), Some(500));
+    // The least output (16 tokens: 42 µ$) must fit.
+    assert_eq!(accounting::cap_output(&both[..1], &ask, 42), Some(16));
+    assert_eq!(accounting::cap_output(&both[..1], &ask, 41), None);
+    // Over both, the dearer one decides (big: $15/$75, Anthropic's 4,096 tokens without a cap
+    // of the client's: 307,350 µ$ whole), and the cap is never above what either would send.
+    assert_eq!(
+        accounting::cap_output(&both, &ask, 150 + 75 * 1000),
+        Some(1000)
+    );
+    assert_eq!(accounting::cap_output(&both, &ask, 307_350), None);
+    assert_eq!(accounting::cap_output(&both, &ask, 307_349), Some(4095));
+    let fits = |n| {
+        let a = accounting::Ask {
+            max_output: Some(n),
+            ..ask
+        };
+        accounting::estimate_worst(&both, &a).cost
+    };
+    assert_eq!(fits(4096), 307_350);
+    // A client's own small cap is never raised, nor cut below itself to the minimum.
+    let small = accounting::Ask {
+        max_output: Some(7),
+        ..ask
+    };
+    assert_eq!(accounting::cap_output(&both[..1], &small, 24), None);
+    assert_eq!(accounting::cap_output(&both[..1], &small, 23), None);
+    // Two completions: the cap is per completion.
+    let two = accounting::Ask { choices: 2, ..ask };
+    assert_eq!(
+        accounting::cap_output(&both[..1], &two, 10 + 2 * 2 * 100),
+        Some(100)
+    );
+}

@@ -39,6 +39,10 @@ pub struct ChatRequest<'a> {
     /// client's request arrives with them): `top_k`, and `thinking` as Anthropic has it.
     pub top_k: Option<u64>,
     pub thinking: Option<Thinking>,
+    /// An output cap the gateway imposes (what the budget left can pay), below the client's own
+    /// if it set one: [`ChatRequest::max_output_tokens`] and the OpenAI-shaped bodies written
+    /// from `fields` honour it.
+    pub output_cap: Option<u64>,
 }
 
 /// Extended thinking, as Anthropic's `thinking` asks for it.
@@ -181,9 +185,60 @@ impl<'a> ChatRequest<'a> {
         json::get(&self.fields, name).is_some_and(|v| !json::is_null(v))
     }
 
-    /// The output cap the client asked for, under either name.
+    /// The output cap the client asked for, under either name, lowered to the gateway's cap
+    /// when it imposes one.
     pub fn max_output_tokens(&self) -> Option<u64> {
-        self.max_completion_tokens.or(self.max_tokens)
+        let client = self.max_completion_tokens.or(self.max_tokens);
+        match (client, self.output_cap) {
+            (Some(c), Some(cap)) => Some(c.min(cap)),
+            (c, cap) => c.or(cap),
+        }
+    }
+
+    /// How much prompt the request carries, measured on its parsed text rather than its JSON
+    /// envelope (see [`PromptText`]). No copy: lengths of the strings already borrowed.
+    pub fn prompt_text(&self) -> PromptText {
+        let mut p = PromptText {
+            messages: self.messages.len() as u64,
+            ..Default::default()
+        };
+        for m in &self.messages {
+            p.add(m.name.as_deref());
+            p.add(m.tool_call_id.as_deref());
+            match &m.content {
+                Content::None => {}
+                Content::Text(t) => p.add(Some(t.as_str())),
+                Content::Parts(parts) => {
+                    for part in parts {
+                        match part {
+                            Part::Text(t) => p.add(Some(t.as_str())),
+                            Part::Image { .. } => p.images += 1,
+                            // Audio, files: what they cost is not in their text.
+                            Part::Other(_) => p.opaque = true,
+                        }
+                    }
+                }
+            }
+            for call in m.tool_calls.iter().flatten() {
+                p.add(Some(call.function.name.as_str()));
+                p.add(Some(call.function.arguments.as_str()));
+            }
+        }
+        for tool in &self.tools {
+            let f = &tool.function;
+            p.add(Some(f.name.as_str()));
+            p.add(f.description.as_deref());
+            p.bytes += f.parameters.map_or(0, |v| v.get().len() as u64);
+        }
+        for (key, value) in &self.fields {
+            // Parameters that only steer generation add no prompt; the parsed text is counted
+            // above; any other field (`functions`, `prediction`, a provider's own) counts whole.
+            let name = key.as_str();
+            if name == "response_format" || !NO_PROMPT_FIELDS.contains(&name) {
+                p.bytes += value.get().len() as u64;
+            }
+        }
+        p
     }
 
     /// Completions the request makes a server generate: `n`, or `best_of` where a server takes it
@@ -200,6 +255,61 @@ impl<'a> ChatRequest<'a> {
         &self.stop
     }
 }
+
+/// What a chat request's prompt is made of, for the gateway's estimate of its prompt tokens.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PromptText {
+    /// UTF-8 bytes of text: message contents and names, tool calls and tool definitions, and
+    /// the raw JSON of top-level fields that may carry prompt.
+    pub bytes: u64,
+    pub messages: u64,
+    pub images: u64,
+    /// A part whose tokens its text does not tell (audio, a file).
+    pub opaque: bool,
+}
+
+impl PromptText {
+    fn add(&mut self, text: Option<&str>) {
+        self.bytes += text.map_or(0, |t| t.len() as u64);
+    }
+}
+
+/// Top-level fields that carry no prompt text (they steer generation, or are read as text
+/// already: `messages`, `tools`).
+const NO_PROMPT_FIELDS: &[&str] = &[
+    "model",
+    "messages",
+    "tools",
+    "stream",
+    "stream_options",
+    "temperature",
+    "top_p",
+    "frequency_penalty",
+    "presence_penalty",
+    "max_tokens",
+    "max_completion_tokens",
+    "n",
+    "best_of",
+    "seed",
+    "user",
+    "stop",
+    "tool_choice",
+    "parallel_tool_calls",
+    "logprobs",
+    "top_logprobs",
+    "logit_bias",
+    "metadata",
+    "store",
+    "modalities",
+    "reasoning_effort",
+    "verbosity",
+    "service_tier",
+    "prompt_cache_key",
+    "safety_identifier",
+    "prompt_cache_retention",
+    "prompt_cache_options",
+    "audio",
+];
 
 /// Parses and validates a chat completions body: every parameter OpenAI documents is checked
 /// against its documented type and range (errors name it, in OpenAI's words); others pass through
@@ -927,6 +1037,81 @@ pub fn media_type_from_url(url: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The prompt is measured on its text: message contents and names, tool calls and tool
+    /// definitions, and fields that may carry prompt; never the envelope around them.
+    #[test]
+    fn measures_the_prompt_text_not_the_envelope() {
+        let req = parse_chat(br#"{"model":"gpt","messages":[{"role":"user","content":"one two three four five six"}],"max_tokens":7,"temperature":0.5,"user":"someone-long-name"}"#).unwrap();
+        let p = req.prompt_text();
+        assert_eq!((p.bytes, p.messages, p.images, p.opaque), (27, 1, 0, false));
+
+        // Escapes count as the text they stand for.
+        let req =
+            parse_chat(br#"{"model":"gpt","messages":[{"role":"user","content":"a\"b\u00e9"}]}"#)
+                .unwrap();
+        assert_eq!(req.prompt_text().bytes, 5);
+
+        let req = parse_chat(br#"{
+            "model": "gpt",
+            "messages": [
+                {"role": "system", "content": "be brief"},
+                {"role": "user", "name": "ann", "content": [
+                    {"type": "text", "text": "what is this?"},
+                    {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBOR"}}
+                ]},
+                {"role": "assistant", "content": null, "tool_calls": [
+                    {"id": "call_1", "type": "function", "function": {"name": "look", "arguments": "{\"x\":1}"}}
+                ]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "a cat"}
+            ],
+            "tools": [{"type": "function", "function": {"name": "look", "description": "Looks.", "parameters": {"type":"object"}}}],
+            "response_format": {"type":"json_object"},
+            "functions": [{"name":"f"}],
+            "seed": 7, "metadata": {"k": "v"}
+        }"#).unwrap();
+        let p = req.prompt_text();
+        let text = "be brief".len()
+            + "ann".len()
+            + "what is this?".len()
+            + "look".len()
+            + r#"{"x":1}"#.len()
+            + "call_1".len()
+            + "a cat".len()
+            + "look".len()
+            + "Looks.".len()
+            + r#"{"type":"object"}"#.len()
+            + r#"{"type":"json_object"}"#.len()
+            + r#"[{"name":"f"}]"#.len();
+        assert_eq!(
+            (p.bytes, p.messages, p.images, p.opaque),
+            (text as u64, 4, 2, false)
+        );
+
+        // Audio's tokens are not in its text.
+        let req = parse_chat(br#"{"model":"gpt","messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{"data":"AAAA","format":"wav"}}]}]}"#).unwrap();
+        assert!(req.prompt_text().opaque);
+    }
+
+    /// The gateway's cap lowers the client's, or stands alone.
+    #[test]
+    fn the_gateway_cap_lowers_the_output_cap() {
+        let mut req = parse_chat(
+            br#"{"model":"gpt","messages":[{"role":"user","content":"x"}],"max_tokens":50}"#,
+        )
+        .unwrap();
+        assert_eq!(req.max_output_tokens(), Some(50));
+        req.output_cap = Some(20);
+        assert_eq!(req.max_output_tokens(), Some(20));
+        req.output_cap = Some(80);
+        assert_eq!(req.max_output_tokens(), Some(50));
+        let mut req =
+            parse_chat(br#"{"model":"gpt","messages":[{"role":"user","content":"x"}]}"#).unwrap();
+        assert_eq!(req.max_output_tokens(), None);
+        req.output_cap = Some(20);
+        assert_eq!(req.max_output_tokens(), Some(20));
+    }
 
     #[test]
     fn parses_a_full_request() {

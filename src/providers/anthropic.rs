@@ -86,6 +86,10 @@ impl Provider for Anthropic {
         1
     }
 
+    fn default_max_output(&self) -> Option<u64> {
+        Some(DEFAULT_MAX_TOKENS)
+    }
+
     fn path(&self, d: &Deployment, _op: Operation, _stream: bool) -> String {
         messages_path(&d.base_path)
     }

@@ -270,6 +270,7 @@ impl Provider for Azure {
                 _ => None,
             },
             usage_options,
+            req.output_cap,
         ))
     }
 

@@ -172,6 +172,12 @@ pub trait Provider: Sync {
         requested.max(1)
     }
 
+    /// The output cap the provider's request carries when the client sets none (Anthropic
+    /// requires one): what such a request can generate at most. `None`: the model's limit.
+    fn default_max_output(&self) -> Option<u64> {
+        None
+    }
+
     /// Path and query of the upstream request, decided in the request-headers phase.
     fn path(&self, d: &Deployment, op: Operation, stream: bool) -> String;
 

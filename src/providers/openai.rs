@@ -252,7 +252,7 @@ pub fn rewrite_fields(
     model: &str,
     rename: impl Fn(&str) -> Option<&'static str>,
 ) -> Vec<u8> {
-    rewrite_fields_with(fields, model, rename, None)
+    rewrite_fields_with(fields, model, rename, None, None)
 }
 
 /// What a streamed request sends as `stream_options` when the client did not ask for usage: the
@@ -269,21 +269,24 @@ pub fn rewrite_chat(
     rename: impl Fn(&str) -> Option<&'static str>,
 ) -> Vec<u8> {
     let options = (ask_usage && req.stream && !req.include_usage).then_some(STREAM_USAGE_OPTIONS);
-    rewrite_fields_with(&req.fields, model, rename, options)
+    rewrite_fields_with(&req.fields, model, rename, options, req.output_cap)
 }
 
-/// [`rewrite_fields`] that also sets `stream_options` (replacing the client's) when given.
+/// [`rewrite_fields`] that also sets `stream_options` (replacing the client's) when given, and
+/// caps the output at `output_cap` when given: the client's `max_tokens` and
+/// `max_completion_tokens` are lowered to it, or `max_tokens` (as `rename` names it) is added.
 pub fn rewrite_fields_with(
     fields: &Fields,
     model: &str,
     rename: impl Fn(&str) -> Option<&'static str>,
     stream_options: Option<&str>,
+    output_cap: Option<u64>,
 ) -> Vec<u8> {
     let size: usize = fields
         .iter()
         .map(|(k, v)| k.len() + v.get().len() + 4)
         .sum();
-    let mut out = Vec::with_capacity(size + model.len() + 16);
+    let mut out = Vec::with_capacity(size + model.len() + 48);
     out.push(b'{');
     let mut first = true;
     let mut sep = |out: &mut Vec<u8>| {
@@ -294,15 +297,38 @@ pub fn rewrite_fields_with(
     sep(&mut out);
     out.extend_from_slice(b"\"model\":");
     json::write_str(&mut out, model);
+    let mut capped = false;
     for (key, value) in fields {
         if key.as_str() == "model" || (key.as_str() == "stream_options" && stream_options.is_some())
         {
             continue;
         }
+        let cap = match (key.as_str(), output_cap) {
+            ("max_tokens" | "max_completion_tokens", Some(cap)) => {
+                match value.get().trim().parse::<u64>() {
+                    Ok(asked) => Some(asked.min(cap)),
+                    // null: no cap of the client's, the gateway's is added below.
+                    Err(_) => continue,
+                }
+            }
+            _ => None,
+        };
         sep(&mut out);
         json::write_str(&mut out, rename(key.as_str()).unwrap_or(key.as_str()));
         out.push(b':');
-        out.extend_from_slice(value.get().as_bytes());
+        match cap {
+            Some(n) => {
+                capped = true;
+                out.extend_from_slice(n.to_string().as_bytes());
+            }
+            None => out.extend_from_slice(value.get().as_bytes()),
+        }
+    }
+    if let (Some(cap), false) = (output_cap, capped) {
+        sep(&mut out);
+        json::write_str(&mut out, rename("max_tokens").unwrap_or("max_tokens"));
+        out.push(b':');
+        out.extend_from_slice(cap.to_string().as_bytes());
     }
     if let Some(options) = stream_options {
         sep(&mut out);
@@ -877,6 +903,45 @@ mod tests {
         assert_eq!(v["logit_bias"]["50256"], -100);
         assert_eq!(v["messages"][0]["content"], "hi");
         assert_eq!(v["max_tokens"], 5);
+    }
+
+    /// The gateway's output cap lowers the client's `max_tokens` / `max_completion_tokens`, or
+    /// adds `max_tokens` (under the name the model takes); a smaller cap of the client's stays.
+    #[test]
+    fn an_output_cap_is_written_into_the_passthrough_body() {
+        let sent = |body: &[u8], cap: u64, reasoning: bool| -> serde_json::Value {
+            let mut req = parse_chat(body).unwrap();
+            req.output_cap = Some(cap);
+            let out = rewrite_chat(&req, "m", false, |k| match k {
+                "max_tokens" if reasoning => Some("max_completion_tokens"),
+                _ => None,
+            });
+            serde_json::from_slice(&out).unwrap()
+        };
+        let v = sent(
+            br#"{"model":"gpt","messages":[{"role":"user","content":"hi"}],"max_tokens":500}"#,
+            120,
+            false,
+        );
+        assert_eq!(v["max_tokens"], 120);
+        assert_eq!(v["messages"][0]["content"], "hi");
+        let v = sent(
+            br#"{"model":"gpt","messages":[{"role":"user","content":"hi"}]}"#,
+            120,
+            false,
+        );
+        assert_eq!(v["max_tokens"], 120);
+        assert!(v.get("max_completion_tokens").is_none());
+        let v = sent(
+            br#"{"model":"gpt","messages":[{"role":"user","content":"hi"}],"max_tokens":null}"#,
+            120,
+            true,
+        );
+        assert_eq!(v["max_completion_tokens"], 120);
+        assert!(v.get("max_tokens").is_none());
+        let v = sent(br#"{"model":"gpt","messages":[{"role":"user","content":"hi"}],"max_completion_tokens":60}"#, 120, false);
+        assert_eq!(v["max_completion_tokens"], 60);
+        assert!(v.get("max_tokens").is_none());
     }
 
     #[test]

@@ -263,6 +263,18 @@ impl Ledger {
             .saturating_sub(self.held)
     }
 
+    /// Budget (of `max`) a request could still be reserved from fleet-wide, as far as this
+    /// replica knows: its lease's room and the pool no replica holds, as of the store's last
+    /// answer, and never more than `max` less the spend it knows. The store's admission checks
+    /// it again atomically; a stale view only makes a request ask the store.
+    pub fn budget_left(&self, max: u64) -> u64 {
+        let pool = max
+            .saturating_sub(self.fleet.spend)
+            .saturating_sub(self.fleet.leased);
+        pool.saturating_add(self.budget_room())
+            .min(max.saturating_sub(self.known_spend()))
+    }
+
     /// Spend fleet-wide as far as this replica knows: the store's, plus what it settled since.
     pub fn known_spend(&self) -> u64 {
         self.fleet.spend.saturating_add(
@@ -393,16 +405,21 @@ impl Ledger {
         reset_secs: u64,
     ) -> Option<Refusal> {
         match self.refused {
-            1 => l.max_budget.map(|max| Refusal::Budget {
-                scope,
-                spend: self.known_spend(),
-                reserved: self.fleet.leased,
-                max,
-                needed: est.cost,
-                reset_at: l
-                    .budget_duration
-                    .map(|d| self.fleet.window_start.saturating_add(d)),
-            }),
+            // A request smaller than what the store said is left may still fit (one capped to
+            // it): the store decides.
+            1 => l
+                .max_budget
+                .filter(|&max| est.cost > self.budget_left(max))
+                .map(|max| Refusal::Budget {
+                    scope,
+                    spend: self.known_spend(),
+                    reserved: self.fleet.leased,
+                    max,
+                    needed: est.cost,
+                    reset_at: l
+                        .budget_duration
+                        .map(|d| self.fleet.window_start.saturating_add(d)),
+                }),
             2 => l.rpm.map(|limit| Refusal::Requests {
                 scope,
                 limit,

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from conftest import MASTER_KEY
+from estimate import prompt_estimate
 from fleet_common import provider, stack  # noqa: F401 (fixtures)
 from harness import Envoy, http
 from mocks.base import Json
@@ -29,20 +30,21 @@ KEYS = {
 
 
 def body(i=0):
-    """A request body of a fixed length (the reservation counts its bytes as prompt tokens)."""
+    """A request body whose prompt is of a fixed length (what the reservation estimates)."""
     return json.dumps({"model": "gpt", "max_tokens": MAX_TOKENS,
                        "messages": [{"role": "user", "content": f"fleet request {i:06d}"}]}).encode()
 
 
-BODY_LEN = len(body())
+PROMPT_TOKENS = prompt_estimate(json.loads(body()))
 # What one request reserves, and costs: the mock reports exactly the reservation's tokens.
-COST_MICRO = BODY_LEN * 1 + MAX_TOKENS * 2
+COST_MICRO = PROMPT_TOKENS * 1 + MAX_TOKENS * 2
 
 
 def answer(req):
     return Json({"id": "chatcmpl-f", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
                  "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
-                 "usage": {"prompt_tokens": BODY_LEN, "completion_tokens": MAX_TOKENS, "total_tokens": BODY_LEN + MAX_TOKENS}})
+                 "usage": {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": MAX_TOKENS,
+                           "total_tokens": PROMPT_TOKENS + MAX_TOKENS}})
 
 
 def party(key):

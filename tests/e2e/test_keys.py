@@ -12,6 +12,7 @@ import openai
 import pytest
 
 from conftest import MASTER_KEY, gateway_config, gateway_env
+from estimate import prompt_estimate
 from harness import Envoy, http
 from mocks.base import Stream, sse
 
@@ -260,7 +261,7 @@ def test_tpm_limit_counts_reservations(gw, mocks):
 
     with concurrent.futures.ThreadPoolExecutor(6) as pool:
         results = list(pool.map(call, range(6)))
-    # Each request reserves its body length plus max_tokens (~900 tokens): two fit in 2000.
+    # Each request reserves its prompt's estimate plus max_tokens (~810 tokens): two fit in 2000.
     assert results.count("ok") == 2, results
 
 
@@ -315,8 +316,9 @@ def test_client_disconnect_mid_stream_releases_and_charges_the_reservation(gw, m
         time.sleep(0.1)
     got = info(gw, key)
     assert got["current_parallel_requests"] == 0 and got["reserved_spend"] == 0
-    # Cut off before its usage arrived: each stream is charged its reservation (body bytes + max_tokens * 2).
-    assert micro(got["spend"]) - spend_before == 3 * (len(body) * 1 + 100 * 2)
+    # Cut off before its usage arrived: each stream is charged its reservation (the prompt's
+    # estimate + max_tokens * 2).
+    assert micro(got["spend"]) - spend_before == 3 * (prompt_estimate(json.loads(body)) * 1 + 100 * 2)
 
 
 def test_models_list_shows_a_key_only_its_models(gw):
@@ -429,7 +431,7 @@ def test_client_gone_before_the_response_is_charged_its_reservation(gw, mocks):
         time.sleep(0.1)
     got = info(gw, key)
     assert got["current_parallel_requests"] == 0 and got["reserved_spend"] == 0
-    assert micro(got["spend"]) - spend_before == len(body) * 1 + 40 * 2
+    assert micro(got["spend"]) - spend_before == prompt_estimate(json.loads(body)) * 1 + 40 * 2
 
 
 def test_the_master_key_and_taken_aliases_are_refused(gw):

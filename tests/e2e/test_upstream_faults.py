@@ -14,6 +14,7 @@ import openai
 import pytest
 
 from conftest import MASTER_KEY, gateway_env
+from estimate import prompt_estimate
 from harness import FILTER, Envoy, http
 from mocks.base import Close, Json, Raw, Stream, sse
 from mocks.openai_mock import OpenAIMock
@@ -110,21 +111,31 @@ def usage_chunk(usage):
 
 def test_n_multiplies_the_reservation(gw, upstream):
     a = upstream[0]
-    # The provider generates and bills n completions of up to max_tokens each.
-    a.forced = lambda req: Json(dict(ANSWER, usage={"prompt_tokens": 20, "completion_tokens": 50 * 100}))
     body = {"model": "direct", "messages": MSG, "n": 50, "max_tokens": 100}
-    with concurrent.futures.ThreadPoolExecutor(20) as ex:
-        small = list(ex.map(lambda _: post(gw, body, KEYS["KEY_N_SMALL"]), range(20)))
-    # 50 completions of 100 tokens cost $0.01: a $0.002 budget admits none of them.
-    assert [s for s, _, _ in small] == [429] * 20, [b[:200] for _, _, b in small]
-    assert all(json.loads(b)["error"]["code"] == "budget_exceeded" for _, _, b in small)
-    assert a.count() == 0 and spend(gw, KEYS["KEY_N_SMALL"]) == 0
-    with concurrent.futures.ThreadPoolExecutor(20) as ex:
-        results = list(ex.map(lambda _: post(gw, body, KEYS["KEY_N_BUDGET"]), range(20)))
-    admitted = sum(1 for s, _, _ in results if s == 200)
-    assert 1 <= admitted <= 4, [s for s, _, _ in results]
-    assert a.count() == admitted
-    assert spend(gw, KEYS["KEY_N_BUDGET"]) == round(admitted * (20 * PRICE_IN + 5000 * PRICE_OUT), 6) <= 0.05
+    prompt = prompt_estimate(body)
+    # The provider generates and bills n completions of up to max_tokens each (as sent to it).
+    a.forced = lambda req: Json(dict(ANSWER, usage={"prompt_tokens": prompt,
+                                                    "completion_tokens": req.json["n"] * req.json["max_tokens"]}))
+
+    def run(key):
+        with concurrent.futures.ThreadPoolExecutor(20) as ex:
+            results = list(ex.map(lambda _: post(gw, body, key), range(20)))
+        assert {s for s, _, _ in results} <= {200, 429}, [b[:200] for _, _, b in results]
+        assert all(json.loads(b)["error"]["code"] == "budget_exceeded" for s, _, b in results if s == 429)
+        return [int(h.get("x-tollgate-max-tokens-capped", 100)) for s, h, _ in results if s == 200]
+
+    # 50 completions of 100 tokens cost $0.01: a $0.002 budget pays for none whole, and for one
+    # with each completion capped to what is left (n counted: 50 × cap × $2 a million), once.
+    small = run(KEYS["KEY_N_SMALL"])
+    assert small == [(2000 - prompt) // 100], small
+    assert [r.json["max_tokens"] for r in a.received] == small
+    assert spend(gw, KEYS["KEY_N_SMALL"]) == round((prompt + 50 * small[0] * 2) / 1e6, 6) <= 0.002
+    # $0.05 pays for four whole, and a fifth capped to what is left.
+    before = a.count()
+    caps = run(KEYS["KEY_N_BUDGET"])
+    assert sorted(caps) == [(50_000 - 5 * prompt - 40_000) // 100, 100, 100, 100, 100], caps
+    assert a.count() - before == len(caps)
+    assert spend(gw, KEYS["KEY_N_BUDGET"]) == round(sum(prompt + 100 * c for c in caps) / 1e6, 6) <= 0.05
 
 
 # --- usage that cannot be charged is charged the reservation --------------------------------------
@@ -144,8 +155,8 @@ BAD_USAGE = {
 def test_unusable_usage_is_charged_the_reservation(gw, upstream, case):
     a = upstream[0]
     body = {"model": "direct", "messages": MSG, "max_tokens": 50}
-    # The reservation: the body's bytes as prompt tokens, max_tokens as output.
-    reservation = round(len(json.dumps(body).encode()) * PRICE_IN + 50 * PRICE_OUT, 6)
+    # The reservation: the prompt's estimate, max_tokens as output.
+    reservation = round(prompt_estimate(body) * PRICE_IN + 50 * PRICE_OUT, 6)
     before, counted = spend(gw), unusable_count(gw)
     a.enqueue(Json(dict(ANSWER, **(BAD_USAGE[case] or {}))))
     s, h, b = post(gw, body)
@@ -167,7 +178,7 @@ def test_unusable_stream_usage_is_charged_the_reservation(gw, upstream, case):
     text = "".join(c.choices[0].delta.content or "" for c in client(gw).chat.completions.create(**body) if c.choices)
     assert text == "hi"
     charged = spend(gw) - before
-    assert charged == pytest.approx(len(json.dumps(body).encode()) * PRICE_IN + 50 * PRICE_OUT, rel=0.05)
+    assert charged == pytest.approx(prompt_estimate(body) * PRICE_IN + 50 * PRICE_OUT, abs=1e-9)
     assert unusable_count(gw) == counted + 1
 
 
@@ -317,8 +328,8 @@ def test_a_stream_cut_short_ends_in_an_error_event_and_is_charged_the_reservatio
     text, err = collect(gw, **body)
     assert text == "hi there"
     assert isinstance(err, openai.APIError) and "ended before" in err.message, repr(err)
-    reservation = len(json.dumps({"model": "direct", "messages": MSG, "stream": True, "max_tokens": 50}).encode()) * PRICE_IN + 50 * PRICE_OUT
-    assert spend(gw) - before == pytest.approx(reservation, rel=0.05)
+    reservation = prompt_estimate({"model": "direct", "messages": MSG, "stream": True, "max_tokens": 50}) * PRICE_IN + 50 * PRICE_OUT
+    assert spend(gw) - before == pytest.approx(reservation, abs=1e-9)
 
 
 def test_the_gateway_keeps_serving(gw, upstream):

@@ -13,6 +13,16 @@ use crate::stream::sse::SseDecoder;
 
 /// A JSON object with its top-level `model` replaced by `alias` (added if missing).
 fn with_model(fields: &json::Fields, alias: &str, size: usize) -> Vec<u8> {
+    with_model_and_cap(fields, alias, None, size)
+}
+
+/// [`with_model`], and `max_tokens` lowered to `cap` when it is over it.
+fn with_model_and_cap(
+    fields: &json::Fields,
+    alias: &str,
+    cap: Option<u64>,
+    size: usize,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(size.saturating_add(alias.len()));
     out.push(b'{');
     let mut first = true;
@@ -26,6 +36,9 @@ fn with_model(fields: &json::Fields, alias: &str, size: usize) -> Vec<u8> {
         if key.as_str() == "model" {
             seen = true;
             json::write_str(&mut out, alias);
+        } else if let (Some(cap), "max_tokens") = (cap, key.as_str()) {
+            let asked = serde_json::from_str::<u64>(value.get()).unwrap_or(u64::MAX);
+            json::write(&mut out, &asked.min(cap));
         } else {
             out.extend_from_slice(value.get().as_bytes());
         }
@@ -41,10 +54,11 @@ fn with_model(fields: &json::Fields, alias: &str, size: usize) -> Vec<u8> {
     out
 }
 
-/// A Messages request for an Anthropic deployment: the client's body with the deployment's model.
-pub fn request(body: &[u8], model: &str) -> Result<Vec<u8>, ApiError> {
+/// A Messages request for an Anthropic deployment: the client's body with the deployment's model,
+/// and its `max_tokens` lowered to `cap` (what a budget can still pay) when there is one.
+pub fn request(body: &[u8], model: &str, cap: Option<u64>) -> Result<Vec<u8>, ApiError> {
     let fields = json::split_object(body).map_err(json::body_error)?;
-    Ok(with_model(&fields, model, body.len()))
+    Ok(with_model_and_cap(&fields, model, cap, body.len()))
 }
 
 /// A whole `message`, relayed with the alias as its model.

@@ -281,14 +281,32 @@ fn a_spent_budget_is_refused_without_asking() {
     }
 }
 
+/// The fleet's state with this much spent.
+fn spent(spend: u64) -> Fleet {
+    Fleet {
+        spend,
+        ..Default::default()
+    }
+}
+
 #[test]
 fn a_refusal_is_remembered_briefly() {
     let l = budget(1_000);
     let mut ledger = Ledger::default();
-    ledger.refused_by_fleet(NOW, Kind::Budget, None);
+    // The store has less left than the request needs.
+    ledger.refused_by_fleet(NOW, Kind::Budget, Some(spent(1_001 - EST.cost)));
     assert!(matches!(
         ledger.admit(&l, Scope::Key, NOW + 10, EST, AGE),
         Err(Shortfall::Refused(Refusal::Budget { .. }))
+    ));
+    // A request within what the store said is left (one capped to it) asks the store.
+    let small = Estimate {
+        cost: EST.cost - 1,
+        ..EST
+    };
+    assert!(matches!(
+        ledger.admit(&l, Scope::Key, NOW + 10, small, AGE),
+        Err(Shortfall::AskFleet { .. })
     ));
     assert!(matches!(
         ledger.admit(&l, Scope::Key, NOW + REFUSAL_MEMORY_MS + 1, EST, AGE),
@@ -301,7 +319,7 @@ fn a_refusal_is_remembered_briefly() {
 fn a_remembered_refusal_survives_the_record() {
     let l = budget(1_000);
     let mut ledger = Ledger::default();
-    ledger.refused_by_fleet(NOW, Kind::Budget, None);
+    ledger.refused_by_fleet(NOW, Kind::Budget, Some(spent(1_001 - EST.cost)));
     let mut back = Ledger::decode(&ledger.encode());
     assert!(matches!(
         back.admit(&l, Scope::Key, NOW + 10, EST, AGE),
@@ -717,4 +735,22 @@ fn the_grace_of_a_minute_is_bounded() {
         Err(Shortfall::AskFleet { .. })
     ));
     assert_eq!(ledger.local_minute, NOW / 60_000 + 1);
+}
+
+/// What a replica knows is left of a budget fleet-wide: the pool no replica holds, plus its own
+/// lease's room; never more than the budget less the spend it knows.
+#[test]
+fn budget_left_is_the_pool_and_the_lease_room() {
+    let mut g = Ledger::default();
+    assert_eq!(g.budget_left(1_000), 1_000);
+    // The store: 300 spent, 400 leased (this replica's 250 of it); here 100 reserved, 50 settled.
+    g.fleet.spend = 300;
+    g.fleet.leased = 400;
+    g.lease.b = 250;
+    g.reserved = 100;
+    g.unsynced_spend = 50;
+    assert_eq!(g.budget_left(1_000), 300 + 100);
+    // Spend known past the budget leaves nothing, whatever the lease says.
+    g.unsynced_spend = 800;
+    assert_eq!(g.budget_left(1_000), 0);
 }
