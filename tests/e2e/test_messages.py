@@ -293,3 +293,19 @@ def test_a_spent_budget_and_a_blocked_key(gateway):
     with pytest.raises(anthropic.PermissionDeniedError) as e:
         c.messages.create(model="claude", max_tokens=5, messages=[{"role": "user", "content": "x"}])
     assert e.value.body["type"] == "error"
+
+
+def test_a_low_budget_caps_max_tokens_sent_upstream(gateway, mocks):
+    """Near the end of a budget the output is capped to what is left (issue 17): in the client's
+    own body too when it passes through to Anthropic, and in the translated one otherwise."""
+    status, k = admin(gateway, "POST", "/key/generate", {"key_alias": "messages-cap", "max_budget": 0.01})
+    assert status == 200, k
+    c = anthropic.Anthropic(base_url=gateway.base_url, api_key=k["key"], max_retries=0, timeout=20)
+    for alias, mock, field in [("claude", "anthropic", lambda b: b["max_tokens"]),
+                               ("bedrock-claude", "bedrock", lambda b: b["inferenceConfig"]["maxTokens"])]:
+        raw = c.messages.with_raw_response.create(model=alias, max_tokens=64000,
+                                                  messages=[{"role": "user", "content": "hi"}])
+        capped = int(raw.headers["x-tollgate-max-tokens-capped"])
+        assert 16 <= capped < 64000, alias
+        assert field(mocks[mock].last().json) == capped, alias
+        assert raw.parse().type == "message"
