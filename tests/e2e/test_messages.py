@@ -309,3 +309,79 @@ def test_a_low_budget_caps_max_tokens_sent_upstream(gateway, mocks):
         assert 16 <= capped < 64000, alias
         assert field(mocks[mock].last().json) == capped, alias
         assert raw.parse().type == "message"
+
+
+# --- a Claude Code-shaped session --------------------------------------------------------------
+
+CLAUDE_CODE_TOOLS = [
+    {"name": name, "description": f"{name} tool", "input_schema": {
+        "type": "object", "properties": {"location": {"type": "string"}, "path": {"type": "string"}},
+        "required": ["location"]}}
+    for name in ["get_weather", "Read", "Write", "Edit", "Bash", "Glob", "Grep", "WebFetch", "TodoWrite", "Task"]
+]
+CLAUDE_CODE_TOOLS[-1]["cache_control"] = {"type": "ephemeral"}
+CLAUDE_CODE_HEADERS = {"anthropic-beta": "claude-code-20250219,interleaved-thinking-2025-05-14,fine-grained-tool-streaming-2025-05-14",
+                       "x-app": "cli", "user-agent": "claude-cli/2.0.0 (external, cli)"}
+
+
+def claude_code_turn(c, alias, messages):
+    """One turn as Claude Code sends it: streamed, thinking on, system blocks with cache_control,
+    many tools, metadata.user_id, its beta flags."""
+    with c.messages.stream(
+            model=alias, max_tokens=32000, messages=messages,
+            system=[{"type": "text", "text": "You are Claude Code, Anthropic's official CLI for Claude."},
+                    {"type": "text", "text": "Project instructions.", "cache_control": {"type": "ephemeral"}}],
+            tools=CLAUDE_CODE_TOOLS, tool_choice={"type": "auto"},
+            thinking={"type": "enabled", "budget_tokens": 4000},
+            metadata={"user_id": "user_0123abcd_account__session_4567"},
+            extra_headers=CLAUDE_CODE_HEADERS) as s:
+        return s.get_final_message()
+
+
+def test_claude_code_session_to_anthropic(claude, mocks):
+    msgs = [{"role": "user", "content": [{"type": "text", "text": "What is the weather?",
+                                          "cache_control": {"type": "ephemeral"}}]}]
+    m = claude_code_turn(claude, "claude", msgs)
+    got = mocks["anthropic"].last()
+    # What Anthropic received is Claude Code's request itself: nothing dropped, reordered or added.
+    assert got.json["model"] == "claude-sonnet-4-5"
+    assert {k: v for k, v in got.json.items() if k != "model"} == {
+        "max_tokens": 32000, "messages": msgs, "stream": True, "tool_choice": {"type": "auto"},
+        "system": [{"type": "text", "text": "You are Claude Code, Anthropic's official CLI for Claude."},
+                   {"type": "text", "text": "Project instructions.", "cache_control": {"type": "ephemeral"}}],
+        "tools": CLAUDE_CODE_TOOLS, "thinking": {"type": "enabled", "budget_tokens": 4000},
+        "metadata": {"user_id": "user_0123abcd_account__session_4567"}}
+    assert got.headers["anthropic-beta"] == CLAUDE_CODE_HEADERS["anthropic-beta"]
+    assert "x-app" not in got.headers and MASTER_KEY not in json.dumps(got.headers)
+    assert m.stop_reason == "tool_use" and m.content[-1].type == "tool_use"
+
+
+def test_claude_code_session_to_bedrock_keeps_signed_thinking(claude, mocks):
+    """Claude on Bedrock: thinking comes back with its signature; sent back in the next turn with
+    the tool result, Bedrock (which checks it, as Claude does) accepts it."""
+    msgs = [{"role": "user", "content": "What is the weather?"}]
+    first = claude_code_turn(claude, "bedrock-claude", msgs)
+    kinds = [b.type for b in first.content]
+    assert kinds == ["thinking", "tool_use"], kinds
+    thinking = first.content[0]
+    assert thinking.thinking == "Thinking about: What is the weather?"
+    assert thinking.signature  # Bedrock's, intact
+    sent = mocks["bedrock"].last().json
+    assert sent["additionalModelRequestFields"] == {"thinking": {"type": "enabled", "budget_tokens": 4000}}
+    assert [t["toolSpec"]["name"] for t in sent["toolConfig"]["tools"]] == [t["name"] for t in CLAUDE_CODE_TOOLS]
+    assert sent["requestMetadata"] == {"user": "user_0123abcd_account__session_4567"}
+    call = first.content[1]
+    msgs += [{"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
+             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "18C"}]}]
+    second = claude_code_turn(claude, "bedrock-claude", msgs)
+    sent = mocks["bedrock"].last().json
+    # The earlier reasoning went back first in the assistant turn, its signature unchanged.
+    assert sent["messages"][1]["content"][0] == {"reasoningContent": {"reasoningText": {
+        "text": thinking.thinking, "signature": thinking.signature}}}
+    assert second.stop_reason in ("end_turn", "tool_use")
+    assert "18C" in json.dumps(sent)
+    # A tampered signature is the provider's 400, in Anthropic's shape.
+    msgs[1]["content"][0]["signature"] = "tampered"
+    with pytest.raises(anthropic.BadRequestError) as e:
+        claude_code_turn(claude, "bedrock-claude", msgs)
+    assert "signature" in e.value.body["error"]["message"]

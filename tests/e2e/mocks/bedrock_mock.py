@@ -196,6 +196,22 @@ def validate_block(block, where, role):
     elif kind == "toolUse":
         if role != "assistant" or not {"toolUseId", "name", "input"} <= set(value):
             return f"The toolUse block at {where} needs toolUseId, name and input."
+    elif kind == "reasoningContent":
+        # Claude's earlier reasoning, sent back as it came: its signature must be the one the
+        # model gave it (Claude checks it), redacted content valid base64.
+        if role != "assistant":
+            return f"The reasoningContent block at {where} is only allowed in assistant messages."
+        if "reasoningText" in value:
+            rt = value["reasoningText"]
+            if rt.get("signature") != thinking_signature(rt.get("text", "")):
+                return f"Invalid signature in the reasoningContent block at {where}."
+        elif "redactedContent" in value:
+            try:
+                base64.b64decode(value["redactedContent"], validate=True)
+            except (binascii.Error, ValueError, TypeError):
+                return f"Invalid base64 in {where}.reasoningContent.redactedContent"
+        else:
+            return f"The reasoningContent block at {where} must set reasoningText or redactedContent."
     elif kind == "toolResult":
         if role != "user" or "toolUseId" not in value or not isinstance(value.get("content"), list):
             return f"The toolResult block at {where} needs toolUseId and content."
@@ -205,6 +221,17 @@ def validate_block(block, where, role):
     else:
         return f"Unsupported content block type '{kind}' at {where}."
     return None
+
+
+def thinking_signature(text):
+    """The signature Claude puts on its reasoning (here: a MAC the mock can check again)."""
+    return base64.b64encode(hmac.new(b"claude-thinking", text.encode(), hashlib.sha256).digest()).decode()
+
+
+def thinking_of(body):
+    """Claude's `thinking`, from additionalModelRequestFields, when enabled: its budget."""
+    t = (body.get("additionalModelRequestFields") or {}).get("thinking") or {}
+    return t.get("budget_tokens") if t.get("type") == "enabled" else None
 
 
 def validate(body):
@@ -386,10 +413,20 @@ class BedrockMock(MockProvider):
     def converse(self, body, model_id, stream):
         text, tool, stop = self.plan(body)
         usage = self.usage(body, text, tool)
+        budget = thinking_of(body)
+        if budget is not None and (not isinstance(budget, int) or budget < 1024):
+            return validation("thinking.budget_tokens: Input should be greater than or equal to 1024")
+        reasoning = None
+        if budget is not None:
+            said, _ = last_user_text(body["messages"])
+            reasoning = f"Thinking about: {said}"
         if stream:
-            return Stream(self.stream_frames(text, tool, stop, usage), content_type=EVENTSTREAM,
+            return Stream(self.stream_frames(text, tool, stop, usage, reasoning), content_type=EVENTSTREAM,
                           headers={"x-amzn-RequestId": str(uuid.uuid4())})
         content = []
+        if reasoning:
+            content.append({"reasoningContent": {"reasoningText": {
+                "text": reasoning, "signature": thinking_signature(reasoning)}}})
         if text:
             content.append({"text": text})
         if tool:
@@ -402,15 +439,23 @@ class BedrockMock(MockProvider):
         }, headers={"x-amzn-RequestId": str(uuid.uuid4())})
 
     @staticmethod
-    def stream_frames(text, tool, stop, usage):
+    def stream_frames(text, tool, stop, usage, reasoning=None):
         frames = [event("messageStart", {"role": "assistant"})]
         index = 0
+        if reasoning:
+            for i in range(0, len(reasoning), 7):
+                frames.append(event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {
+                    "reasoningContent": {"text": reasoning[i:i + 7]}}}))
+            frames.append(event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {
+                "reasoningContent": {"signature": thinking_signature(reasoning)}}}))
+            frames.append(event("contentBlockStop", {"contentBlockIndex": 0}))
+            index = 1
         if text:
             words = text.split(" ")
             for i, w in enumerate(words):
-                frames.append(event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": w if i == 0 else " " + w}}))
-            frames.append(event("contentBlockStop", {"contentBlockIndex": 0}))
-            index = 1
+                frames.append(event("contentBlockDelta", {"contentBlockIndex": index, "delta": {"text": w if i == 0 else " " + w}}))
+            frames.append(event("contentBlockStop", {"contentBlockIndex": index}))
+            index += 1
         if tool:
             frames.append(event("contentBlockStart", {"contentBlockIndex": index, "start": {
                 "toolUse": {"toolUseId": tool["toolUseId"], "name": tool["name"]}}}))
