@@ -450,7 +450,7 @@ impl HttpFilter {
                 State::Routed(r) => r.labels(r.deployment.and_then(|i| self.config.deployment(i))),
                 _ => stats::Labels::UNKNOWN,
             };
-            host.increment_counter(&stats::requests(&labels, err.status), 1);
+            host.increment_counter(&stats::requests(&labels, self.api.name(), err.status), 1);
         }
         if let State::Routed(r) = std::mem::replace(&mut self.state, State::Done) {
             let mut r = *r;
@@ -1431,7 +1431,10 @@ impl HttpFilter {
         if role == Role::Gateway {
             let latency = host.now_ms().saturating_sub(routed.started_ms);
             host.record_histogram(&stats::upstream_latency(&routed.labels(d)), latency);
-            host.increment_counter(&stats::requests(&routed.labels(d), client_status), 1);
+            host.increment_counter(
+                &stats::requests(&routed.labels(d), routed.ctx.api.name(), client_status),
+                1,
+            );
             if let Some(a) = &routed.admission {
                 for (name, value) in accounting::key_headers(&routed.principal, a) {
                     host.set_response_header(name, &value);

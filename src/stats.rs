@@ -1,6 +1,6 @@
 //! Metric names. proxy-wasm metrics carry no tags, so the tags are encoded in the name as
 //! `.tag.value` segments, always in the order team, key_alias, model, provider
-//! (`tollgate.requests_total.team.search.key_alias.search-prod.model.gpt-4.1.provider.openai.status.2xx`),
+//! (`tollgate.requests_total.team.search.key_alias.search-prod.model.gpt-4.1.provider.openai.api.chat.status.2xx`),
 //! and the bootstrap's `stats_config.stats_tags` regexes ([`STATS_TAGS`]) turn them back into
 //! Prometheus labels. A value may contain dots: each variable segment ends at the fixed name of the
 //! next one. Token types follow the OpenTelemetry GenAI vocabulary (`input`, `output`, `cached_input`).
@@ -15,7 +15,7 @@ pub const NONE: &str = "-";
 pub const OTHER_KEYS: &str = "(other)";
 
 /// `(tag name, regex)`: the first capture group is removed from the name, the second is the value.
-pub const STATS_TAGS: [(&str, &str); 9] = [
+pub const STATS_TAGS: [(&str, &str); 10] = [
     ("deployment", r"(\.deployment\.(.+))$"),
     (
         "team",
@@ -24,6 +24,7 @@ pub const STATS_TAGS: [(&str, &str); 9] = [
     ("key_alias", r"(\.key_alias\.(.+?))(?:\.model\.|$)"),
     ("model", r"(\.model\.(.+?))\.provider\."),
     ("provider", r"(\.provider\.([^.]+))(?:\.|$)"),
+    ("api", r"(\.api\.(chat|messages))\.status\."),
     ("status", r"(\.status\.(\dxx))$"),
     ("token_type", r"(\.type\.(input|output|cached_input))$"),
     (
@@ -153,7 +154,7 @@ impl Family {
     pub fn tag_names(self) -> Vec<&'static str> {
         let mut names = self.tags().to_vec();
         match self {
-            Family::Requests => names.push("status"),
+            Family::Requests => names.extend(["api", "status"]),
             Family::Tokens => names.push("token_type"),
             _ => {}
         }
@@ -206,8 +207,9 @@ impl Family {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Tail {
     None,
-    /// `.status.Nxx`: the status class (the code divided by 100), so each class is one metric.
-    StatusClass(u16),
+    /// `.api.<client API>.status.Nxx`: the API the client spoke (`chat`, `messages`) and the
+    /// status class (the code divided by 100), so each pair is one metric.
+    Status(&'static str, u16),
     /// `.type.<token type>`.
     TokenType(&'static str),
 }
@@ -243,7 +245,9 @@ impl Metric<'_> {
         }
         match self.tail {
             Tail::None => {}
-            Tail::StatusClass(class) => {
+            Tail::Status(api, class) => {
+                out.push_str(".api.");
+                out.push_str(api);
                 out.push_str(".status.");
                 out.push_str(&class.to_string());
                 out.push_str("xx");
@@ -260,27 +264,28 @@ impl Metric<'_> {
 impl<'a> Metric<'a> {
     /// The values of [`Family::tag_names`], in order; `status_class` is scratch space for the
     /// status tail's text (`2xx`), so no allocation is needed.
-    pub fn tag_values<'s>(&'s self, status_class: &'s mut [u8; 3]) -> ([&'s str; 5], usize) {
+    pub fn tag_values<'s>(&'s self, status_class: &'s mut [u8; 3]) -> ([&'s str; 6], usize) {
         let n = self.family.tags().len();
-        let mut out = [""; 5];
+        let mut out = [""; 6];
         for (slot, v) in out.iter_mut().zip(self.values.iter().take(n)) {
             *slot = v;
         }
-        let tail = match self.tail {
-            Tail::None => None,
-            Tail::StatusClass(class) => {
+        let (api, tail) = match self.tail {
+            Tail::None => (None, None),
+            Tail::Status(api, class) => {
                 *status_class = [b'0' + (class % 10) as u8, b'x', b'x'];
-                std::str::from_utf8(status_class).ok()
+                (Some(api), std::str::from_utf8(status_class).ok())
             }
-            Tail::TokenType(t) => Some(t),
+            Tail::TokenType(t) => (None, Some(t)),
         };
-        match (tail, out.get_mut(n)) {
-            (Some(t), Some(slot)) => {
+        let mut n = n;
+        for t in [api, tail].into_iter().flatten() {
+            if let Some(slot) = out.get_mut(n) {
                 *slot = t;
-                (out, n + 1)
+                n += 1;
             }
-            _ => (out, n),
         }
+        (out, n)
     }
 }
 
@@ -288,9 +293,9 @@ fn labelled<'a>(family: Family, l: &Labels<'a>, tail: Tail) -> Metric<'a> {
     Metric::new(family, [l.team, l.key_alias, l.model, l.provider], tail)
 }
 
-/// Requests by the status class the client saw.
-pub fn requests<'a>(l: &Labels<'a>, status: u16) -> Metric<'a> {
-    labelled(Family::Requests, l, Tail::StatusClass(status / 100))
+/// Requests by the API the client spoke and the status class it saw.
+pub fn requests<'a>(l: &Labels<'a>, api: &'static str, status: u16) -> Metric<'a> {
+    labelled(Family::Requests, l, Tail::Status(api, status / 100))
 }
 
 /// Counter increments for a response's token usage; cached input is part of input, as in OpenAI.
@@ -534,13 +539,16 @@ mod tests {
             provider: "openai",
         };
         let mut scratch = [0u8; 3];
-        let m = requests(&l, 429);
+        let m = requests(&l, "messages", 429);
         let (values, n) = m.tag_values(&mut scratch);
         assert_eq!(
             Family::Requests.tag_names(),
-            ["team", "key_alias", "model", "provider", "status"]
+            ["team", "key_alias", "model", "provider", "api", "status"]
         );
-        assert_eq!(values[..n], ["search", "prod", "gpt", "openai", "4xx"]);
+        assert_eq!(
+            values[..n],
+            ["search", "prod", "gpt", "openai", "messages", "4xx"]
+        );
         let [(input, _), ..] = token_counts(&l, &Usage::default());
         let mut scratch = [0u8; 3];
         let (values, n) = input.tag_values(&mut scratch);
@@ -552,7 +560,7 @@ mod tests {
         assert_eq!(Family::Cooldowns.tag_names(), ["deployment"]);
         for (i, f) in Family::ALL.into_iter().enumerate() {
             assert_eq!(f.index(), i);
-            assert!(f.tag_names().len() <= 5);
+            assert!(f.tag_names().len() <= 6);
             assert!(f.base_name().starts_with("tollgate."));
         }
         assert_eq!(Family::UpstreamLatency.kind(), Kind::Histogram);
@@ -569,8 +577,8 @@ mod tests {
             provider: "openai",
         };
         assert_eq!(
-            requests(&l, 429).name(),
-            "tollgate.requests_total.team.search.key_alias.search.prod.model.gpt-4.1.provider.openai.status.4xx"
+            requests(&l, "chat", 429).name(),
+            "tollgate.requests_total.team.search.key_alias.search.prod.model.gpt-4.1.provider.openai.api.chat.status.4xx"
         );
         let t = token_counts(
             &l,
@@ -645,9 +653,9 @@ mod tests {
         let model = String::from("gpt");
         // The same metric from other borrowed strings is the same key.
         let b = Labels { model: &model, ..a };
-        assert_eq!(cache.id(&requests(&a, 200), &mut define), Some(1));
-        assert_eq!(cache.id(&requests(&b, 201), &mut define), Some(1));
-        assert_eq!(cache.id(&requests(&a, 404), &mut define), Some(2));
+        assert_eq!(cache.id(&requests(&a, "chat", 200), &mut define), Some(1));
+        assert_eq!(cache.id(&requests(&b, "chat", 201), &mut define), Some(1));
+        assert_eq!(cache.id(&requests(&a, "chat", 404), &mut define), Some(2));
         assert_eq!(cache.id(&spend(&a), &mut define), Some(3));
         assert_eq!(cache.id(&spend(&b), &mut define), Some(3));
         // Label values that differ only in how they split across tags are different metrics.
@@ -660,7 +668,7 @@ mod tests {
         assert_eq!(defined.len(), 4);
         assert_eq!(
             defined[1],
-            "tollgate.requests_total.team.t.key_alias.k.model.gpt.provider.openai.status.4xx"
+            "tollgate.requests_total.team.t.key_alias.k.model.gpt.provider.openai.api.chat.status.4xx"
         );
         // A failed definition is not remembered: the next use tries again.
         assert_eq!(cache.id(&unpriced(&a), |_| None), None);

@@ -500,7 +500,7 @@ fn emits_request_token_and_latency_metrics() {
     f.on_response_body(&mut h, n, true);
     let c = |name: &str| h.counters.get(name).copied();
     assert_eq!(
-        c("tollgate.requests_total.team.-.key_alias.master.model.gpt.provider.openai.status.2xx"),
+        c("tollgate.requests_total.team.-.key_alias.master.model.gpt.provider.openai.api.chat.status.2xx"),
         Some(1)
     );
     assert_eq!(
@@ -539,8 +539,9 @@ fn emits_request_token_and_latency_metrics() {
     let mut h = MockHost::request("POST", "/v1/chat/completions", &[]).metadata("model", b"gpt");
     f.on_request_headers(&mut h, false);
     assert_eq!(
-        h.counters
-            .get("tollgate.requests_total.team.-.key_alias.-.model.-.provider.-.status.4xx"),
+        h.counters.get(
+            "tollgate.requests_total.team.-.key_alias.-.model.-.provider.-.api.chat.status.4xx"
+        ),
         Some(&1)
     );
 }

@@ -385,3 +385,20 @@ def test_claude_code_session_to_bedrock_keeps_signed_thinking(claude, mocks):
     with pytest.raises(anthropic.BadRequestError) as e:
         claude_code_turn(claude, "bedrock-claude", msgs)
     assert "signature" in e.value.body["error"]["message"]
+
+
+def test_requests_are_counted_by_client_api(gateway, claude, client):
+    from test_stats import prometheus, value
+    before = prometheus(gateway)
+    claude.messages.create(model="gpt", max_tokens=20, messages=[{"role": "user", "content": "count"}])
+    client.chat.completions.create(model="gpt", messages=[{"role": "user", "content": "count"}])
+    with pytest.raises(anthropic.NotFoundError):
+        claude.messages.create(model="no-such-model", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+    after = prometheus(gateway)
+
+    def delta(**labels):
+        return value(after, "tollgate_requests_total", **labels) - value(before, "tollgate_requests_total", **labels)
+
+    assert delta(api="messages", model="gpt", provider="openai", status="2xx") == 1
+    assert delta(api="chat", model="gpt", provider="openai", status="2xx") == 1
+    assert delta(api="messages", status="4xx") == 1
