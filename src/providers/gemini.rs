@@ -81,6 +81,8 @@ const SUPPORTED: &[&str] = &[
     "parallel_tool_calls",
     "reasoning_effort",
     "user",
+    "top_k",
+    "thinking",
 ];
 
 pub struct Gemini;
@@ -324,6 +326,8 @@ struct GenerationConfig<'r> {
     #[serde(skip_serializing_if = "Option::is_none")]
     top_p: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    top_k: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     max_output_tokens: Option<u64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     stop_sequences: Vec<&'r str>,
@@ -420,7 +424,8 @@ fn build_request(
                 None => None,
             }
         }
-        None => None,
+        // Anthropic's `thinking` (an Anthropic-shaped client's), when no effort was asked.
+        None => req.thinking.map(|t| anthropic_thinking(t, model)),
     };
 
     let mut system: Vec<PartOut> = Vec::new();
@@ -479,6 +484,7 @@ fn build_request(
     let generation_config = GenerationConfig {
         temperature: req.temperature,
         top_p: req.top_p,
+        top_k: req.top_k,
         max_output_tokens: req.max_output_tokens(),
         stop_sequences: req.stop_sequences().iter().map(|s| s.as_str()).collect(),
         candidate_count: req.n,
@@ -708,6 +714,34 @@ fn tool_result<'r>(
     Ok(PartOut::Response {
         function_response: ResponseOut { name, response },
     })
+}
+
+/// Anthropic's `thinking` in Gemini's terms: a budget as it is (Gemini 2.5) or as a level
+/// (Gemini 3: up to 2,048 tokens low, else high); disabled as the least thinking the model
+/// allows; adaptive as the model's own dynamic default. Thoughts are asked for whenever it thinks.
+fn anthropic_thinking(t: crate::openai::request::Thinking, model: &str) -> ThinkingConfig {
+    match (t.mode, t.budget_tokens) {
+        ("disabled", _) => thinking_config("none", model).unwrap_or(ThinkingConfig {
+            thinking_budget: Some(0),
+            thinking_level: None,
+            include_thoughts: false,
+        }),
+        ("enabled", Some(budget)) if model.contains("gemini-3") => ThinkingConfig {
+            thinking_budget: None,
+            thinking_level: Some(if budget <= 2048 { "low" } else { "high" }),
+            include_thoughts: true,
+        },
+        ("enabled", Some(budget)) => ThinkingConfig {
+            thinking_budget: Some(u32::try_from(budget).unwrap_or(u32::MAX).min(32_768)),
+            thinking_level: None,
+            include_thoughts: true,
+        },
+        _ => ThinkingConfig {
+            thinking_budget: None,
+            thinking_level: None,
+            include_thoughts: true,
+        },
+    }
 }
 
 fn thinking_config(effort: &str, model: &str) -> Result<ThinkingConfig, ApiError> {

@@ -402,3 +402,12 @@ def test_requests_are_counted_by_client_api(gateway, claude, client):
     assert delta(api="messages", model="gpt", provider="openai", status="2xx") == 1
     assert delta(api="chat", model="gpt", provider="openai", status="2xx") == 1
     assert delta(api="messages", status="4xx") == 1
+
+
+def test_claude_code_turn_to_gemini(claude, mocks):
+    """Thinking on, to Gemini: Anthropic's budget becomes Gemini's, and the turn completes."""
+    m = claude_code_turn(claude, "gemini", [{"role": "user", "content": "What is the weather?"}])
+    assert m.stop_reason in ("tool_use", "end_turn") and m.model == "gemini"
+    sent = mocks["gemini"].last().json
+    assert sent["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 4000, "includeThoughts": True}
+    assert len(sent["tools"][0]["functionDeclarations"]) == len(CLAUDE_CODE_TOOLS)

@@ -1152,3 +1152,35 @@ fn stream_as_messages_events_at_every_split() {
         assert_eq!(msg["usage"]["output_tokens"], 13);
     }
 }
+
+/// Anthropic's `thinking` and `top_k` (an Anthropic-shaped client's, in LiteLLM's extensions)
+/// in Gemini's terms.
+#[test]
+fn anthropic_thinking_and_top_k() {
+    let body = |thinking: Value| {
+        json!({"model": "g", "messages": [{"role": "user", "content": "hi"}],
+        "thinking": thinking, "top_k": 9})
+    };
+    let gen =
+        |c: &Config, t: Value| request_with(c, body(t), false).unwrap()["generationConfig"].clone();
+    let f = flash();
+    let g = gen(&f, json!({"type": "enabled", "budget_tokens": 5000}));
+    assert_eq!(
+        g["thinkingConfig"],
+        json!({"thinkingBudget": 5000, "includeThoughts": true})
+    );
+    assert_eq!(g["topK"], 9);
+    assert_eq!(
+        gen(&f, json!({"type": "disabled"}))["thinkingConfig"],
+        json!({"thinkingBudget": 0, "includeThoughts": false})
+    );
+    assert_eq!(
+        gen(&f, json!({"type": "adaptive"}))["thinkingConfig"],
+        json!({"includeThoughts": true})
+    );
+    let g3 = config("gemini/gemini-3-pro-preview", json!({}));
+    assert_eq!(
+        gen(&g3, json!({"type": "enabled", "budget_tokens": 1024}))["thinkingConfig"],
+        json!({"thinkingLevel": "low", "includeThoughts": true})
+    );
+}
