@@ -412,10 +412,17 @@ def noop_wasm_filter(rendered, host_calls):
 
 # ---------------------------------------------------------------- load
 
-def write_body(workdir, name, alias, stream):
+def write_body(workdir, name, alias, stream, api="chat"):
     body = json.loads(read(os.path.join(FIXTURES, "chat_request.json")))
     body["model"] = alias
-    if stream:
+    if api == "messages":
+        # The same conversation as Anthropic's Messages API has it (what Claude Code's SDK sends).
+        body = {"model": alias, "max_tokens": body["max_tokens"], "temperature": body["temperature"],
+                "system": body["messages"][0]["content"], "messages": body["messages"][1:],
+                "metadata": {"user_id": body["user"]}}
+        if stream:
+            body["stream"] = True
+    elif stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
     path = os.path.join(workdir, f"{name}.json")
@@ -1117,8 +1124,8 @@ def main():
     fleet_module = Envoy("tollgate-fleet-module", tollgate_bootstrap(fleet_doc, tgfm_port, free_port(), workdir,
                                                                       module=True, name="fleet"), workdir).start()
 
-    def target(id_, name, url, alias, stream, headers, kind, pid, **extra):
-        body = write_body(workdir, f"body-{id_}", alias, stream)
+    def target(id_, name, url, alias, stream, headers, kind, pid, api="chat", **extra):
+        body = write_body(workdir, f"body-{id_}", alias, stream, api)
         check_answer(name, url, body, headers, kind)
         t = dict(id=id_, name=name, url=url, body=body, headers=headers, stream=stream, pid=pid, **extra)
         t["script"] = wrk_script(workdir, f"wrk-{id_}", body, headers)
@@ -1127,6 +1134,7 @@ def main():
     plain, plain_url = floors["2"]
     tg = f"http://127.0.0.1:{tg_port}/v1/chat/completions"
     tgm = f"http://127.0.0.1:{tgm_port}/v1/chat/completions"
+    tg_messages = f"http://127.0.0.1:{tg_port}/v1/messages"
     anthropic = "/anthropic/v1/messages"
     targets = [
         target("1", "client → mock directly", mock_url + anthropic, "claude-bench", False, {}, "anthropic", mock.pid),
@@ -1151,6 +1159,12 @@ def main():
                "openai", tollgate.pid),
         target("5", "as (4), streamed (50 SSE deltas)", tg, "claude-bench-stream", True, auth, "openai-stream",
                tollgate.pid),
+        target("7", "Envoy + Tollgate, Anthropic's Messages API in, to Anthropic (pass-through), virtual key",
+               tg_messages, "claude-bench", False, auth, "anthropic", tollgate.pid, api="messages"),
+        target("7s", "as (7), streamed (50 SSE deltas, relayed)", tg_messages, "claude-bench-stream", True, auth,
+               "anthropic-stream", tollgate.pid, api="messages"),
+        target("8", "as (7), to an OpenAI deployment (Messages → chat completions → Messages)", tg_messages,
+               "gpt-bench", False, auth, "anthropic", tollgate.pid, api="messages"),
         target("3m", "as (3), Tollgate as a dynamic module", tgm, "gpt-bench", False, auth, "openai",
                tollgate_module.pid),
         target("4m", "as (4), Tollgate as a dynamic module", tgm, "claude-bench", False, auth, "openai",
