@@ -83,6 +83,12 @@ fn store_not_configured() -> ApiError {
     .with_code("store_not_configured")
 }
 
+/// What renders `/key/info` or `/team/info`, given the fleet-wide spend (if the store said).
+type InfoFn = fn(
+    &crate::keys::admin::AdminCtx,
+    &str,
+    Option<&Value>,
+) -> Result<Vec<u8>, crate::error::ApiError>;
 impl HttpFilter {
     /// `GET /spend/logs`, already authenticated as the master key.
     pub(super) fn spend_logs(&mut self, host: &mut dyn HttpHost, query: &str) -> Action {
@@ -193,30 +199,7 @@ impl HttpFilter {
         query: &str,
         result: Result<Value, CallError>,
     ) -> Action {
-        let fleet = match &result {
-            Ok(Value::String(text)) => serde_json::from_str::<Value>(text)
-                .ok()
-                .filter(|v| v.get("spend").is_some_and(Value::is_u64)),
-            _ => None,
-        };
-        if fleet.is_none() {
-            log::warn!(
-                "tollgate: the store did not give a team's spend; /team/info shows this replica's"
-            );
-        }
-        let ctx = crate::keys::admin::AdminCtx {
-            config: &self.config,
-            store: host.store(),
-            now: host.now_ms() / 1000,
-            random: [0; 32],
-        };
-        match crate::keys::teams::info(&ctx, query, fleet.as_ref()) {
-            Ok(body) => {
-                json_reply(host, &body);
-                Action::Pause
-            }
-            Err(e) => self.reply_error(host, &e),
-        }
+        self.info_answered(host, query, result, "team", crate::keys::teams::info)
     }
 
     pub(super) fn key_info_answered(
@@ -224,6 +207,19 @@ impl HttpFilter {
         host: &mut dyn HttpHost,
         query: &str,
         result: Result<Value, CallError>,
+    ) -> Action {
+        self.info_answered(host, query, result, "key", crate::keys::admin::info)
+    }
+
+    /// `/key/info` or `/team/info` (`what`) with the fleet-wide spend the store gave, or this
+    /// replica's when it gave none.
+    fn info_answered(
+        &mut self,
+        host: &mut dyn HttpHost,
+        query: &str,
+        result: Result<Value, CallError>,
+        what: &str,
+        info: InfoFn,
     ) -> Action {
         let fleet = match &result {
             Ok(Value::String(text)) => serde_json::from_str::<Value>(text)
@@ -233,7 +229,7 @@ impl HttpFilter {
         };
         if fleet.is_none() {
             log::warn!(
-                "tollgate: the store did not give a key's spend; /key/info shows this replica's"
+                "tollgate: the store did not give a {what}'s spend; /{what}/info shows this replica's"
             );
         }
         let ctx = crate::keys::admin::AdminCtx {
@@ -242,7 +238,7 @@ impl HttpFilter {
             now: host.now_ms() / 1000,
             random: [0; 32],
         };
-        match crate::keys::admin::info(&ctx, query, fleet.as_ref()) {
+        match info(&ctx, query, fleet.as_ref()) {
             Ok(body) => {
                 json_reply(host, &body);
                 Action::Pause

@@ -211,15 +211,20 @@ fn lookup(ctx: &AdminCtx, key: &str) -> Result<KeyDef, ApiError> {
 }
 
 fn required_key(m: &Map<String, Value>) -> Result<String, ApiError> {
-    match m.get("key") {
+    required_string(m, "key")
+}
+
+/// A body field that must be a non-empty string (`key`, `team_id`).
+pub(crate) fn required_string(m: &Map<String, Value>, name: &str) -> Result<String, ApiError> {
+    match m.get(name) {
         Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
         Some(_) => Err(ApiError::invalid_param(
-            "key",
-            "Invalid 'key': must be a non-empty string.",
+            name,
+            format!("Invalid '{name}': must be a non-empty string."),
         )),
         None => Err(ApiError::invalid_param(
-            "key",
-            "Missing required parameter: 'key'.",
+            name,
+            format!("Missing required parameter: '{name}'."),
         )),
     }
 }

@@ -42,17 +42,7 @@ fn not_found(team_id: &str) -> ApiError {
 }
 
 fn required_team_id(m: &Map<String, Value>) -> Result<String, ApiError> {
-    match m.get("team_id") {
-        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-        Some(_) => Err(ApiError::invalid_param(
-            "team_id",
-            "Invalid 'team_id': must be a non-empty string.",
-        )),
-        None => Err(ApiError::invalid_param(
-            "team_id",
-            "Missing required parameter: 'team_id'.",
-        )),
-    }
+    admin::required_string(m, "team_id")
 }
 
 /// The live team `team_id` names.

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use super::response::{FinishReason, FunctionSer, ResponseCtx, ToolCallSer, Usage};
 use crate::error::ApiError;
+use crate::ingress::ChatSink;
 use crate::json;
 
 /// Writes OpenAI SSE chunks for one response; remembers what was already sent so the stream is
@@ -64,20 +65,6 @@ impl ChunkWriter {
         }
     }
 
-    pub fn ctx(&self) -> &ResponseCtx {
-        &self.ctx
-    }
-
-    /// True once the stream ended normally with `[DONE]`.
-    pub fn completed(&self) -> bool {
-        self.completed
-    }
-
-    /// True once `[DONE]` or an error event ended the stream.
-    pub fn is_done(&self) -> bool {
-        self.done
-    }
-
     fn flag(v: &mut Vec<bool>, index: usize) -> bool {
         if v.len() <= index {
             v.resize(index.saturating_add(1), false);
@@ -123,9 +110,25 @@ impl ChunkWriter {
             None,
         );
     }
+}
+
+impl ChatSink for ChunkWriter {
+    fn ctx(&self) -> &ResponseCtx {
+        &self.ctx
+    }
+
+    /// True once the stream ended normally with `[DONE]`.
+    fn completed(&self) -> bool {
+        self.completed
+    }
+
+    /// True once `[DONE]` or an error event ended the stream.
+    fn is_done(&self) -> bool {
+        self.done
+    }
 
     /// The opening chunk (`role: assistant`, empty content), as OpenAI sends it first.
-    pub fn start(&mut self, out: &mut Vec<u8>, index: usize) {
+    fn start(&mut self, out: &mut Vec<u8>, index: usize) {
         if self.role_sent.get(index).copied().unwrap_or(false) {
             return;
         }
@@ -139,7 +142,7 @@ impl ChunkWriter {
         );
     }
 
-    pub fn text(&mut self, out: &mut Vec<u8>, index: usize, text: &str) {
+    fn text(&mut self, out: &mut Vec<u8>, index: usize, text: &str) {
         if text.is_empty() {
             return;
         }
@@ -153,7 +156,7 @@ impl ChunkWriter {
         );
     }
 
-    pub fn reasoning(&mut self, out: &mut Vec<u8>, index: usize, text: &str) {
+    fn reasoning(&mut self, out: &mut Vec<u8>, index: usize, text: &str) {
         if text.is_empty() {
             return;
         }
@@ -168,7 +171,7 @@ impl ChunkWriter {
     }
 
     /// The first chunk of a tool call: its id and name, arguments still empty.
-    pub fn tool_call_start(
+    fn tool_call_start(
         &mut self,
         out: &mut Vec<u8>,
         index: usize,
@@ -196,7 +199,7 @@ impl ChunkWriter {
     }
 
     /// A fragment of a tool call's arguments.
-    pub fn tool_call_args(
+    fn tool_call_args(
         &mut self,
         out: &mut Vec<u8>,
         index: usize,
@@ -226,7 +229,7 @@ impl ChunkWriter {
     }
 
     /// The chunk carrying `finish_reason`; sent once per choice.
-    pub fn finish(&mut self, out: &mut Vec<u8>, index: usize, reason: FinishReason) {
+    fn finish(&mut self, out: &mut Vec<u8>, index: usize, reason: FinishReason) {
         if self.done || Self::flag(&mut self.finished, index) {
             return;
         }
@@ -243,12 +246,12 @@ impl ChunkWriter {
         );
     }
 
-    pub fn has_finished(&self, index: usize) -> bool {
+    fn has_finished(&self, index: usize) -> bool {
         self.finished.get(index).copied().unwrap_or(false)
     }
 
     /// The final usage chunk (`choices: []`), only when the client asked for it.
-    pub fn usage(&mut self, out: &mut Vec<u8>, usage: &Usage) {
+    fn usage(&mut self, out: &mut Vec<u8>, usage: &Usage) {
         if self.done || self.usage_sent || !self.ctx.include_usage {
             return;
         }
@@ -257,7 +260,7 @@ impl ChunkWriter {
     }
 
     /// `data: [DONE]`, once.
-    pub fn done(&mut self, out: &mut Vec<u8>) {
+    fn done(&mut self, out: &mut Vec<u8>) {
         if self.done {
             return;
         }
@@ -267,7 +270,7 @@ impl ChunkWriter {
     }
 
     /// An error in the middle of a stream: one `data: {"error":...}` event, then nothing more.
-    pub fn error(&mut self, out: &mut Vec<u8>, err: &ApiError) {
+    fn error(&mut self, out: &mut Vec<u8>, err: &ApiError) {
         if self.done {
             return;
         }
