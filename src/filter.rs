@@ -1191,16 +1191,7 @@ impl HttpFilter {
                             }),
                             estimate,
                         )),
-                        (false, Some(d)) => {
-                            let out = d.provider.chat_request(
-                                &req,
-                                d,
-                                RequestOptions {
-                                    drop_params: d.drop_params,
-                                },
-                            )?;
-                            Ok((Some(out), estimate))
-                        }
+                        (false, Some(d)) => Ok((Some(provider_request(d, &req)?), estimate)),
                         (false, None) => Err(ApiError::server("no deployment chosen")),
                     }
                 })
@@ -1919,6 +1910,17 @@ fn filled(config: &Config, index: usize, name: &str) -> Option<Arc<Deployment>> 
     }
 }
 
+/// The deployment's native body for a chat request.
+fn provider_request(d: &Deployment, req: &openai::ChatRequest) -> Result<Vec<u8>, ApiError> {
+    d.provider.chat_request(
+        req,
+        d,
+        RequestOptions {
+            drop_params: d.drop_params,
+        },
+    )
+}
+
 /// What the body phase knows of how a request is admitted, for [`chat_ask`].
 struct BudgetCtx {
     role: Role,
@@ -1999,16 +2001,7 @@ fn messages_request(
         (false, Some(d)) if d.provider.name() == "anthropic" => {
             Ok((Some(passthrough(&d.model)?), estimate))
         }
-        (false, Some(d)) => {
-            let out = d.provider.chat_request(
-                &req,
-                d,
-                RequestOptions {
-                    drop_params: d.drop_params,
-                },
-            )?;
-            Ok((Some(out), estimate))
-        }
+        (false, Some(d)) => Ok((Some(provider_request(d, &req)?), estimate)),
         (false, None) => Err(ApiError::server("no deployment chosen")),
     }
 }

@@ -22,6 +22,7 @@ const MAX_TOOL_BLOCKS: usize = 256;
 enum Kind {
     Text,
     Thinking,
+    Redacted,
     Tool(usize),
 }
 
@@ -306,27 +307,9 @@ impl ChatSink for EventWriter {
         if !self.live(index) {
             return;
         }
-        self.ensure_started(out);
+        // A block of its own, whole in its start.
+        self.open(out, Kind::Redacted, StartBlock::RedactedThinking { data });
         self.close(out);
-        let index = self.next_index;
-        self.next_index = self.next_index.saturating_add(1);
-        event(
-            out,
-            "content_block_start",
-            &BlockStart {
-                kind: "content_block_start",
-                index,
-                content_block: StartBlock::RedactedThinking { data },
-            },
-        );
-        event(
-            out,
-            "content_block_stop",
-            &BlockStop {
-                kind: "content_block_stop",
-                index,
-            },
-        );
     }
 
     fn tool_call_start(
