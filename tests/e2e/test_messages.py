@@ -411,3 +411,16 @@ def test_claude_code_turn_to_gemini(claude, mocks):
     sent = mocks["gemini"].last().json
     assert sent["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 4000, "includeThoughts": True}
     assert len(sent["tools"][0]["functionDeclarations"]) == len(CLAUDE_CODE_TOOLS)
+
+
+PNG_B64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+
+
+@pytest.mark.parametrize("alias", ["claude", "gpt", "bedrock-claude", "gemini"])
+def test_an_image_reaches_every_provider(claude, mocks, alias):
+    m = claude.messages.create(model=alias, max_tokens=50, messages=[{"role": "user", "content": [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG_B64}},
+        {"type": "text", "text": "describe this"}]}])
+    assert m.type == "message" and "describe this" in text_of(m)
+    # The image went upstream in the provider's own terms, its bytes intact.
+    assert PNG_B64 in json.dumps(mocks[MOCK_OF[alias]].last().json)
