@@ -144,25 +144,12 @@ impl HttpFilter {
         host: &mut dyn HttpHost,
         query: &str,
     ) -> Option<Action> {
-        let store = self.config.store.as_ref()?;
         let token = crate::keys::admin::info_target(crate::keys::admin::AdminOp::Info, query)?;
         let def = keys::find(&self.config.keys, host.store(), &token)?;
-        let party = crate::fleet::party_id(&def.usage_record()).to_string();
-        let limits = crate::quota::fleet::WireLimits::from(&def.limits());
-        let limits = serde_json::to_vec(&limits).ok()?;
-        let exchange = call(
-            "tg_party_get",
-            &[party.as_bytes(), &limits],
-            store.call_timeout_ms,
-        )?;
-        self.state = State::Done;
-        Some(self.wait_for_store(
-            host,
-            exchange,
-            Then::KeyInfo {
-                query: query.to_string(),
-            },
-        ))
+        let then = Then::KeyInfo {
+            query: query.to_string(),
+        };
+        self.party_from_fleet(host, &def.usage_record(), &def.limits(), then)
     }
 
     /// `GET /team/info` with a store: the fleet's spend of the team (`tg_party_get`), then the
@@ -172,11 +159,25 @@ impl HttpFilter {
         host: &mut dyn HttpHost,
         query: &str,
     ) -> Option<Action> {
-        let store = self.config.store.as_ref()?;
         let id = crate::keys::teams::info_target(query)?;
         let def = keys::find_team(&self.config.teams, host.store(), &id)?;
-        let party = crate::fleet::party_id(&def.usage_record()).to_string();
-        let limits = crate::quota::fleet::WireLimits::from(&def.limits());
+        let then = Then::TeamInfo {
+            query: query.to_string(),
+        };
+        self.party_from_fleet(host, &def.usage_record(), &def.limits(), then)
+    }
+
+    /// Asks the store for a party's fleet-wide state (`tg_party_get`), to answer with `then`.
+    fn party_from_fleet(
+        &mut self,
+        host: &mut dyn HttpHost,
+        usage_record: &str,
+        limits: &crate::quota::Limits,
+        then: Then,
+    ) -> Option<Action> {
+        let store = self.config.store.as_ref()?;
+        let party = crate::fleet::party_id(usage_record).to_string();
+        let limits = crate::quota::fleet::WireLimits::from(limits);
         let limits = serde_json::to_vec(&limits).ok()?;
         let exchange = call(
             "tg_party_get",
@@ -184,13 +185,7 @@ impl HttpFilter {
             store.call_timeout_ms,
         )?;
         self.state = State::Done;
-        Some(self.wait_for_store(
-            host,
-            exchange,
-            Then::TeamInfo {
-                query: query.to_string(),
-            },
-        ))
+        Some(self.wait_for_store(host, exchange, then))
     }
 
     pub(super) fn team_info_answered(

@@ -174,9 +174,18 @@ fn percent_decode(s: &str) -> String {
 
 /// Refuses fields outside `allowed`: a typo in an admin call must not silently do nothing.
 fn check_fields(m: &Map<String, Value>, allowed: &[&str], op: &str) -> Result<(), ApiError> {
+    check_fields_of(m, &[allowed, KEY_FIELDS], op)
+}
+
+/// Refuses fields outside every list of `allowed`.
+pub(crate) fn check_fields_of(
+    m: &Map<String, Value>,
+    allowed: &[&[&str]],
+    op: &str,
+) -> Result<(), ApiError> {
     match m
         .keys()
-        .find(|k| !allowed.contains(&k.as_str()) && !KEY_FIELDS.contains(&k.as_str()))
+        .find(|k| !allowed.iter().any(|a| a.contains(&k.as_str())))
     {
         Some(k) => Err(ApiError::invalid_param(
             k,

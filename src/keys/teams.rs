@@ -51,16 +51,7 @@ pub fn lookup(ctx: &AdminCtx, team_id: &str) -> Result<TeamDef, ApiError> {
 }
 
 fn check_fields(m: &Map<String, Value>, op: &str) -> Result<(), ApiError> {
-    match m
-        .keys()
-        .find(|k| !TEAM_FIELDS.contains(&k.as_str()) && !KEPT_FIELDS.contains(&k.as_str()))
-    {
-        Some(k) => Err(ApiError::invalid_param(
-            k,
-            format!("Unknown or unsupported field '{k}' for {op}."),
-        )),
-        None => Ok(()),
-    }
+    admin::check_fields_of(m, &[TEAM_FIELDS, KEPT_FIELDS], op)
 }
 
 /// The fields of a team, the LiteLLM ones Tollgate only keeps included.
