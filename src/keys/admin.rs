@@ -223,6 +223,17 @@ fn required_key(m: &Map<String, Value>) -> Result<String, ApiError> {
     required_string(m, "key")
 }
 
+/// The one field a call takes (block, unblock), a non-empty string; any other field is refused.
+pub(crate) fn only_field(m: &Map<String, Value>, name: &str) -> Result<String, ApiError> {
+    if let Some(k) = m.keys().find(|k| k.as_str() != name) {
+        return Err(ApiError::invalid_param(
+            k,
+            format!("Unknown field '{k}': this call takes only '{name}'."),
+        ));
+    }
+    required_string(m, name)
+}
+
 /// A body field that must be a non-empty string (`key`, `team_id`).
 pub(crate) fn required_string(m: &Map<String, Value>, name: &str) -> Result<String, ApiError> {
     match m.get(name) {
@@ -440,13 +451,7 @@ fn update_key(ctx: &AdminCtx, m: &Map<String, Value>) -> Result<Value, ApiError>
 }
 
 fn set_blocked(ctx: &AdminCtx, m: &Map<String, Value>, blocked: bool) -> Result<Value, ApiError> {
-    if let Some(k) = m.keys().find(|k| k.as_str() != "key") {
-        return Err(ApiError::invalid_param(
-            k,
-            format!("Unknown field '{k}': this call takes only 'key'."),
-        ));
-    }
-    let mut def = lookup(ctx, &required_key(m)?)?;
+    let mut def = lookup(ctx, &only_field(m, "key")?)?;
     def.blocked = blocked;
     write(ctx, &def)?;
     Ok(key_json(ctx, &def, None))

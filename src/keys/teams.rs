@@ -215,13 +215,7 @@ pub fn set_blocked(
     m: &Map<String, Value>,
     blocked: bool,
 ) -> Result<Value, ApiError> {
-    if let Some(k) = m.keys().find(|k| k.as_str() != "team_id") {
-        return Err(ApiError::invalid_param(
-            k,
-            format!("Unknown field '{k}': this call takes only 'team_id'."),
-        ));
-    }
-    let mut def = lookup(ctx, &required_team_id(m)?)?;
+    let mut def = lookup(ctx, &admin::only_field(m, "team_id")?)?;
     def.blocked = blocked;
     write(ctx, &def)?;
     Ok(team_json(ctx, &def))
