@@ -921,6 +921,7 @@ impl HttpFilter {
         let id_prefix = match (op, self.api) {
             (Operation::Chat, ClientApi::Messages) => "msg_",
             (Operation::Chat, ClientApi::Chat) => "chatcmpl-",
+            (Operation::Chat, ClientApi::Responses) => "resp_",
             (Operation::Embeddings, _) => "emb-",
         };
         let label = self.config.metric_model(&alias);
@@ -2010,7 +2011,7 @@ fn messages_request(
 fn client_api_headers(api: ClientApi) -> &'static [&'static str] {
     match api {
         ClientApi::Messages => &["anthropic-version", "anthropic-beta"],
-        ClientApi::Chat => &[],
+        ClientApi::Chat | ClientApi::Responses => &[],
     }
 }
 

@@ -2,9 +2,10 @@
 //! translators produce. A provider's translator reports its answer as a [`Completion`] (whole
 //! responses) or event by event to a [`ChatSink`] (streams); each client API renders them in its
 //! own shape: [`crate::openai::ChunkWriter`] for chat completions, [`anthropic::EventWriter`] for
-//! Anthropic's Messages API.
+//! Anthropic's Messages API, [`responses::EventWriter`] for OpenAI's Responses API.
 
 pub mod anthropic;
+pub mod responses;
 
 use crate::error::ApiError;
 use crate::openai::{ChunkWriter, FinishReason, ResponseCtx, Usage};
@@ -17,14 +18,23 @@ pub enum ClientApi {
     Chat,
     /// Anthropic's Messages API (`/v1/messages`).
     Messages,
+    /// OpenAI's Responses API (`/v1/responses`).
+    Responses,
 }
 
 impl ClientApi {
-    /// The API a gateway path speaks (`/v1/messages...` and `/messages...`: Anthropic's).
+    /// The API a gateway path speaks (`/v1/messages...` and `/messages...`: Anthropic's;
+    /// `/v1/responses...` and `/responses...`: OpenAI's Responses API).
     pub fn of_path(path: &str) -> ClientApi {
         let bare = path.strip_prefix("/v1").unwrap_or(path);
-        if bare == "/messages" || bare.starts_with("/messages/") || bare.starts_with("/messages?") {
+        let under = |root: &str| {
+            bare.strip_prefix(root)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', '?']))
+        };
+        if under("/messages") {
             ClientApi::Messages
+        } else if under("/responses") {
+            ClientApi::Responses
         } else {
             ClientApi::Chat
         }
@@ -35,12 +45,14 @@ impl ClientApi {
         match self {
             ClientApi::Chat => "chat",
             ClientApi::Messages => "messages",
+            ClientApi::Responses => "responses",
         }
     }
 
     pub fn from_name(name: &str) -> ClientApi {
         match name {
             "messages" => ClientApi::Messages,
+            "responses" => ClientApi::Responses,
             _ => ClientApi::Chat,
         }
     }
@@ -49,7 +61,7 @@ impl ClientApi {
 /// An error's body in the client's API (its status stays the error's).
 pub fn error_body(err: &ApiError, api: ClientApi) -> Vec<u8> {
     match api {
-        ClientApi::Chat => err.to_json(),
+        ClientApi::Chat | ClientApi::Responses => err.to_json(),
         ClientApi::Messages => anthropic::error_json(err),
     }
 }
@@ -59,6 +71,7 @@ pub fn sink(ctx: ResponseCtx) -> Box<dyn ChatSink> {
     match ctx.api {
         ClientApi::Chat => Box::new(ChunkWriter::new(ctx)),
         ClientApi::Messages => Box::new(anthropic::EventWriter::new(ctx)),
+        ClientApi::Responses => Box::new(responses::EventWriter::new(ctx)),
     }
 }
 

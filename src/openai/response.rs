@@ -327,6 +327,9 @@ impl Completion {
             crate::ingress::ClientApi::Messages => {
                 crate::ingress::anthropic::message_json(self, ctx)
             }
+            crate::ingress::ClientApi::Responses => {
+                crate::ingress::responses::response_json(self, ctx)
+            }
         }
     }
 

@@ -106,14 +106,14 @@ impl Provider for Anthropic {
     fn chat_response(&self, body: &[u8], ctx: &ResponseCtx) -> Result<Translated, ApiError> {
         match ctx.api {
             ClientApi::Messages => passthrough::response(body, ctx),
-            ClientApi::Chat => translate_response(body, ctx),
+            ClientApi::Chat | ClientApi::Responses => translate_response(body, ctx),
         }
     }
 
     fn chat_stream(&self, ctx: ResponseCtx) -> Box<dyn StreamTranslator> {
         match ctx.api {
             ClientApi::Messages => Box::new(passthrough::PassthroughStream::new(ctx)),
-            ClientApi::Chat => Box::new(AnthropicStream::new(ctx)),
+            ClientApi::Chat | ClientApi::Responses => Box::new(AnthropicStream::new(ctx)),
         }
     }
 

@@ -2,6 +2,7 @@
 //! OpenRouter, Cerebras, Perplexity, vLLM, Ollama). The request passes through with only the
 //! fields the gateway must change; responses get the client's alias as `model`.
 
+pub mod responses;
 pub mod translate;
 
 use serde::Deserialize;

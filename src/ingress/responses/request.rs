@@ -1,0 +1,710 @@
+//! A Responses API request (`POST /v1/responses`) read and rewritten as the chat completions
+//! request every provider translator takes, for backends other than OpenAI's and Azure's (which
+//! get the client's body as it came, model replaced).
+//!
+//! `instructions` become the first (system) message. `input` items become messages in order: a
+//! `message` (roles user, assistant, system, developer; `input_text`, `output_text`, `refusal`,
+//! `input_image` and `input_file` parts), `function_call` items the assistant turn's `tool_calls`
+//! (consecutive calls join one turn, after its text), `function_call_output` a `tool` message.
+//! `reasoning` items are OpenAI's own (their summary is not the reasoning, their encrypted
+//! content only OpenAI can read): they are dropped, not sent. Function `tools`, `tool_choice`,
+//! `parallel_tool_calls`, `text.format` (as `response_format`), `max_output_tokens`,
+//! `temperature`, `top_p`, `reasoning.effort` (as `reasoning_effort`) and `user` have their chat
+//! completions counterparts. What only OpenAI runs (its built-in tools, stored prompts and
+//! conversations, `previous_response_id`, background mode) is a 400 that says so. Hints about how
+//! OpenAI stores or serves the response are dropped. Any other top-level field is kept under its
+//! own name: a backend that cannot take it refuses it by name (or drops it, with `drop_params`).
+//!
+//! Errors are OpenAI's: `param` names the field as the API does (`input[2].content[0].type`).
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::error::ApiError;
+use crate::json::{self, Text};
+
+/// The parts of a Responses request that decide routing and cost, read once.
+#[derive(Debug)]
+pub struct ResponsesRequest<'a> {
+    pub model: Text<'a>,
+    pub stream: bool,
+    /// The client's body as chat completions (see the module's doc).
+    pub chat: Vec<u8>,
+}
+
+fn invalid(param: &str, message: impl Into<String>) -> ApiError {
+    ApiError::invalid_param(param, message)
+}
+
+fn missing(param: &str) -> ApiError {
+    invalid(param, format!("Missing required parameter: '{param}'."))
+        .with_code("missing_required_parameter")
+}
+
+fn wrong_type(param: &str, expected: &str) -> ApiError {
+    invalid(
+        param,
+        format!("Invalid type for '{param}': expected {expected}."),
+    )
+    .with_code("invalid_type")
+}
+
+fn bad_value(param: &str, message: impl Into<String>) -> ApiError {
+    invalid(param, message).with_code("invalid_value")
+}
+
+/// What only OpenAI's own service runs.
+fn openai_only(param: &str, what: &str) -> ApiError {
+    invalid(
+        param,
+        format!("{what} is served only by OpenAI and Azure OpenAI deployments; this model is served by another provider."),
+    )
+    .with_code("unsupported_parameter")
+}
+
+// ---------------------------------------------------------------------------------------------
+// What is read.
+
+/// An input item, flat: which fields matter depends on `type` (a message may omit it).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ItemIn<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<Text<'a>>,
+    #[serde(borrow)]
+    role: Option<Text<'a>>,
+    #[serde(borrow)]
+    content: Option<&'a RawValue>,
+    // function_call
+    #[serde(borrow)]
+    call_id: Option<Text<'a>>,
+    #[serde(borrow)]
+    name: Option<Text<'a>>,
+    #[serde(borrow)]
+    arguments: Option<Text<'a>>,
+    // function_call_output
+    #[serde(borrow)]
+    output: Option<&'a RawValue>,
+}
+
+/// A content part, flat.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct PartIn<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Text<'a>,
+    #[serde(borrow)]
+    text: Option<Text<'a>>,
+    #[serde(borrow)]
+    refusal: Option<Text<'a>>,
+    // input_image
+    #[serde(borrow)]
+    image_url: Option<Text<'a>>,
+    #[serde(borrow)]
+    detail: Option<Text<'a>>,
+    // input_image, input_file
+    #[serde(borrow)]
+    file_id: Option<Text<'a>>,
+    // input_file
+    #[serde(borrow)]
+    file_data: Option<Text<'a>>,
+    #[serde(borrow)]
+    file_url: Option<Text<'a>>,
+    #[serde(borrow)]
+    filename: Option<Text<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ToolIn<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Text<'a>,
+    #[serde(default, borrow)]
+    name: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    description: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    parameters: Option<&'a RawValue>,
+    #[serde(default)]
+    strict: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct ToolChoiceIn<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Text<'a>,
+    #[serde(default, borrow)]
+    name: Option<Text<'a>>,
+}
+
+#[derive(Deserialize)]
+struct TextIn<'a> {
+    #[serde(default, borrow)]
+    format: Option<FormatIn<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FormatIn<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Text<'a>,
+    #[serde(default, borrow)]
+    name: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    schema: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    description: Option<Text<'a>>,
+    #[serde(default)]
+    strict: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct ReasoningIn<'a> {
+    #[serde(default, borrow)]
+    effort: Option<Text<'a>>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// What is written: a chat completions body.
+
+#[derive(Serialize)]
+struct ChatOut<'a> {
+    model: &'a str,
+    messages: Vec<ChatMessage<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_options: Option<StreamOptions>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<Text<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<ToolOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<ToolChoiceOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parallel_tool_calls: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_effort: Option<Text<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<ResponseFormatOut<'a>>,
+    #[serde(flatten)]
+    other: Other<'a>,
+}
+
+/// Top-level fields kept under their own names.
+struct Other<'a>(Vec<(&'a str, &'a RawValue)>);
+
+impl Serialize for Other<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+#[derive(Serialize)]
+struct StreamOptions {
+    include_usage: bool,
+}
+
+#[derive(Serialize)]
+struct ChatMessage<'a> {
+    role: &'static str,
+    content: ContentOut<'a>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<ToolCallOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_call_id: Option<Text<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ContentOut<'a> {
+    Null(Option<()>),
+    Text(Text<'a>),
+    Parts(Vec<PartOut<'a>>),
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum PartOut<'a> {
+    Text { text: Text<'a> },
+    ImageUrl { image_url: ImageUrl<'a> },
+    File { file: FileOut<'a> },
+}
+
+#[derive(Serialize)]
+struct ImageUrl<'a> {
+    url: Text<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<Text<'a>>,
+}
+
+#[derive(Serialize)]
+struct FileOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file_data: Option<Text<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file_url: Option<Text<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    filename: Option<Text<'a>>,
+}
+
+#[derive(Serialize)]
+struct ToolCallOut<'a> {
+    id: Text<'a>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: FunctionOut<'a>,
+}
+
+#[derive(Serialize)]
+struct FunctionOut<'a> {
+    name: Text<'a>,
+    arguments: Text<'a>,
+}
+
+#[derive(Serialize)]
+struct ToolOut<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: FunctionDefOut<'a>,
+}
+
+#[derive(Serialize)]
+struct FunctionDefOut<'a> {
+    name: Text<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<Text<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    strict: Option<bool>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ToolChoiceOut<'a> {
+    Mode(&'static str),
+    Function {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        function: NameOut<'a>,
+    },
+}
+
+#[derive(Serialize)]
+struct NameOut<'a> {
+    name: Text<'a>,
+}
+
+#[derive(Serialize)]
+struct ResponseFormatOut<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    json_schema: Option<JsonSchemaOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonSchemaOut<'a> {
+    name: Text<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<Text<'a>>,
+    schema: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    strict: Option<bool>,
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Reads a Responses request and writes it as chat completions.
+pub fn parse(body: &[u8]) -> Result<ResponsesRequest<'_>, ApiError> {
+    let fields = json::split_object(body).map_err(json::body_error)?;
+    let mut model = None;
+    let mut input = None;
+    let mut instructions = None;
+    let mut out = ChatOut {
+        model: "",
+        messages: Vec::new(),
+        max_tokens: None,
+        stream: false,
+        stream_options: None,
+        temperature: None,
+        top_p: None,
+        user: None,
+        tools: Vec::new(),
+        tool_choice: None,
+        parallel_tool_calls: None,
+        reasoning_effort: None,
+        response_format: None,
+        other: Other(Vec::new()),
+    };
+    for (key, raw) in &fields {
+        let raw: &RawValue = raw;
+        if json::is_null(raw) {
+            continue;
+        }
+        let name = key.as_str();
+        let number = |lo: f64, hi: f64| -> Result<&RawValue, ApiError> {
+            match serde_json::from_str::<f64>(raw.get()) {
+                Ok(v) if (lo..=hi).contains(&v) => Ok(raw),
+                Ok(v) => Err(bad_value(
+                    name,
+                    format!("Invalid '{name}': {v} is not between {lo} and {hi}."),
+                )),
+                Err(_) => Err(wrong_type(name, "a decimal")),
+            }
+        };
+        match name {
+            "model" => {
+                model = Some(
+                    serde_json::from_str::<Text>(raw.get())
+                        .map_err(|_| wrong_type("model", "a string"))?,
+                )
+            }
+            "input" => input = Some(raw),
+            "instructions" => {
+                instructions = Some(
+                    serde_json::from_str::<Text>(raw.get())
+                        .map_err(|_| wrong_type("instructions", "a string"))?,
+                )
+            }
+            "stream" => {
+                out.stream = serde_json::from_str(raw.get())
+                    .map_err(|_| wrong_type("stream", "a boolean"))?
+            }
+            "max_output_tokens" => {
+                out.max_tokens = Some(
+                    serde_json::from_str::<u64>(raw.get())
+                        .ok()
+                        .filter(|n| *n >= 1)
+                        .ok_or_else(|| wrong_type("max_output_tokens", "a positive integer"))?,
+                )
+            }
+            "temperature" => out.temperature = Some(number(0.0, 2.0)?),
+            "top_p" => out.top_p = Some(number(0.0, 1.0)?),
+            "user" | "safety_identifier" => {
+                let user = serde_json::from_str::<Text>(raw.get())
+                    .map_err(|_| wrong_type(name, "a string"))?;
+                // `user` wins when both are given.
+                if name == "user" || out.user.is_none() {
+                    out.user = Some(user);
+                }
+            }
+            "tools" => {
+                let tools: Vec<ToolIn> = serde_json::from_str(raw.get())
+                    .map_err(|_| wrong_type("tools", "an array of tools, each with a `type`"))?;
+                for (i, t) in tools.into_iter().enumerate() {
+                    out.tools.push(tool(t, i)?);
+                }
+            }
+            "tool_choice" => out.tool_choice = Some(tool_choice(raw)?),
+            "parallel_tool_calls" => {
+                out.parallel_tool_calls = Some(
+                    serde_json::from_str(raw.get())
+                        .map_err(|_| wrong_type("parallel_tool_calls", "a boolean"))?,
+                )
+            }
+            "text" => {
+                let t: TextIn = serde_json::from_str(raw.get())
+                    .map_err(|_| wrong_type("text", "an object"))?;
+                out.response_format = t.format.map(response_format).transpose()?.flatten();
+            }
+            "reasoning" => {
+                let r: ReasoningIn = serde_json::from_str(raw.get())
+                    .map_err(|_| wrong_type("reasoning", "an object"))?;
+                out.reasoning_effort = r.effort;
+            }
+            "previous_response_id" => {
+                return Err(invalid(
+                    "previous_response_id",
+                    "previous_response_id is served only by OpenAI and Azure OpenAI deployments, which keep the conversation; send the whole conversation in `input` instead.",
+                )
+                .with_code("unsupported_parameter"))
+            }
+            "conversation" => return Err(openai_only("conversation", "A stored conversation")),
+            "prompt" => return Err(openai_only("prompt", "A stored prompt")),
+            "background" => {
+                if serde_json::from_str::<bool>(raw.get()).unwrap_or(true) {
+                    return Err(openai_only("background", "Background mode"));
+                }
+            }
+            // How OpenAI stores, serves or annotates the response: nothing another backend could
+            // honour or needs.
+            "store" | "include" | "metadata" | "truncation" | "service_tier"
+            | "prompt_cache_key" | "prompt_cache_retention" | "stream_options"
+            | "max_tool_calls" | "top_logprobs" => {}
+            _ => out.other.0.push((name, raw)),
+        }
+    }
+    let model = match model {
+        Some(m) if !m.is_empty() => m,
+        _ => return Err(missing("model")),
+    };
+    if let Some(text) = instructions {
+        out.messages.push(ChatMessage {
+            role: "system",
+            content: ContentOut::Text(text),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        });
+    }
+    let input = input.ok_or_else(|| missing("input"))?;
+    match serde_json::from_str::<Text>(input.get()) {
+        Ok(text) => out.messages.push(ChatMessage {
+            role: "user",
+            content: ContentOut::Text(text),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }),
+        Err(_) => {
+            let items: Vec<ItemIn> = serde_json::from_str(input.get())
+                .map_err(|_| wrong_type("input", "a string or an array of input items"))?;
+            for (i, item) in items.into_iter().enumerate() {
+                translate_item(item, i, &mut out.messages)?;
+            }
+        }
+    }
+    if out.messages.is_empty() {
+        return Err(bad_value(
+            "input",
+            "Invalid 'input': empty array. Expected an array with minimum length 1.",
+        ));
+    }
+    if out.stream {
+        // Usage comes at the end of the stream, where `response.completed` reports it.
+        out.stream_options = Some(StreamOptions {
+            include_usage: true,
+        });
+    }
+    let stream = out.stream;
+    let size = body.len().saturating_add(256);
+    let chat = {
+        let out = ChatOut {
+            model: model.as_str(),
+            ..out
+        };
+        json::to_vec_sized(&out, size)
+    };
+    Ok(ResponsesRequest {
+        model,
+        stream,
+        chat,
+    })
+}
+
+fn tool<'a>(t: ToolIn<'a>, i: usize) -> Result<ToolOut<'a>, ApiError> {
+    if t.kind.as_str() != "function" {
+        return Err(openai_only(
+            &format!("tools[{i}].type"),
+            &format!("The built-in tool '{}'", t.kind.as_str()),
+        ));
+    }
+    Ok(ToolOut {
+        kind: "function",
+        function: FunctionDefOut {
+            name: t.name.ok_or_else(|| missing(&format!("tools[{i}].name")))?,
+            description: t.description,
+            parameters: t.parameters,
+            strict: t.strict,
+        },
+    })
+}
+
+fn tool_choice(raw: &RawValue) -> Result<ToolChoiceOut<'_>, ApiError> {
+    if let Ok(mode) = serde_json::from_str::<Text>(raw.get()) {
+        return match mode.as_str() {
+            "auto" => Ok(ToolChoiceOut::Mode("auto")),
+            "none" => Ok(ToolChoiceOut::Mode("none")),
+            "required" => Ok(ToolChoiceOut::Mode("required")),
+            other => Err(bad_value(
+                "tool_choice",
+                format!("Invalid value: '{other}'. Supported values are: 'none', 'auto', and 'required'."),
+            )),
+        };
+    }
+    let c: ToolChoiceIn = serde_json::from_str(raw.get())
+        .map_err(|_| wrong_type("tool_choice", "a string or an object with a `type`"))?;
+    match c.kind.as_str() {
+        "function" => Ok(ToolChoiceOut::Function {
+            kind: "function",
+            function: NameOut {
+                name: c.name.ok_or_else(|| missing("tool_choice.name"))?,
+            },
+        }),
+        other => Err(openai_only(
+            "tool_choice.type",
+            &format!("A tool choice of type '{other}'"),
+        )),
+    }
+}
+
+/// `text.format` as `response_format`; plain text asks for nothing.
+fn response_format(f: FormatIn<'_>) -> Result<Option<ResponseFormatOut<'_>>, ApiError> {
+    match f.kind.as_str() {
+        "text" => Ok(None),
+        "json_object" => Ok(Some(ResponseFormatOut {
+            kind: "json_object",
+            json_schema: None,
+        })),
+        "json_schema" => Ok(Some(ResponseFormatOut {
+            kind: "json_schema",
+            json_schema: Some(JsonSchemaOut {
+                name: f.name.ok_or_else(|| missing("text.format.name"))?,
+                description: f.description,
+                schema: f.schema.ok_or_else(|| missing("text.format.schema"))?,
+                strict: f.strict,
+            }),
+        })),
+        other => Err(bad_value(
+            "text.format.type",
+            format!("Invalid value: '{other}'. Supported values are: 'text', 'json_object', and 'json_schema'."),
+        )),
+    }
+}
+
+/// One input item as chat messages (see the module's doc).
+fn translate_item<'a>(
+    item: ItemIn<'a>,
+    i: usize,
+    out: &mut Vec<ChatMessage<'a>>,
+) -> Result<(), ApiError> {
+    let at = |field: &str| format!("input[{i}].{field}");
+    let kind = item.kind.as_ref().map_or("message", |k| k.as_str());
+    match kind {
+        "message" => {
+            let role = match item.role.as_ref().map(|r| r.as_str()) {
+                Some("user") => "user",
+                Some("assistant") => "assistant",
+                Some("system") => "system",
+                Some("developer") => "developer",
+                Some(other) => {
+                    return Err(bad_value(
+                        &at("role"),
+                        format!("Invalid value: '{other}'. Supported values are: 'user', 'assistant', 'system', and 'developer'."),
+                    ))
+                }
+                None => return Err(missing(&at("role"))),
+            };
+            let raw = item.content.ok_or_else(|| missing(&at("content")))?;
+            let content = content(raw, &at("content"))?;
+            out.push(ChatMessage {
+                role,
+                content,
+                tool_calls: Vec::new(),
+                tool_call_id: None,
+            });
+        }
+        "function_call" => {
+            let call = ToolCallOut {
+                id: item.call_id.ok_or_else(|| missing(&at("call_id")))?,
+                kind: "function",
+                function: FunctionOut {
+                    name: item.name.ok_or_else(|| missing(&at("name")))?,
+                    arguments: item.arguments.ok_or_else(|| missing(&at("arguments")))?,
+                },
+            };
+            // Calls join the assistant turn just before them (its text, or earlier calls).
+            match out.last_mut() {
+                Some(m) if m.role == "assistant" => m.tool_calls.push(call),
+                _ => out.push(ChatMessage {
+                    role: "assistant",
+                    content: ContentOut::Null(None),
+                    tool_calls: vec![call],
+                    tool_call_id: None,
+                }),
+            }
+        }
+        "function_call_output" => {
+            let id = item.call_id.ok_or_else(|| missing(&at("call_id")))?;
+            let raw = item.output.ok_or_else(|| missing(&at("output")))?;
+            out.push(ChatMessage {
+                role: "tool",
+                content: content(raw, &at("output"))?,
+                tool_calls: Vec::new(),
+                tool_call_id: Some(id),
+            });
+        }
+        // OpenAI's own reasoning: dropped (see the module's doc).
+        "reasoning" => {}
+        "item_reference" => {
+            return Err(openai_only(
+                &at("type"),
+                "An item reference (a stored item)",
+            ));
+        }
+        other => {
+            return Err(openai_only(
+                &at("type"),
+                &format!("The input item type '{other}'"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A message's content (or a function call's output): a string, or a list of parts.
+fn content<'a>(raw: &'a RawValue, path: &str) -> Result<ContentOut<'a>, ApiError> {
+    if let Ok(text) = serde_json::from_str::<Text>(raw.get()) {
+        return Ok(ContentOut::Text(text));
+    }
+    let parts: Vec<PartIn> = serde_json::from_str(raw.get())
+        .map_err(|_| wrong_type(path, "a string or an array of content parts"))?;
+    let mut out = Vec::with_capacity(parts.len());
+    for (j, p) in parts.into_iter().enumerate() {
+        let at = |field: &str| format!("{path}[{j}].{field}");
+        out.push(match p.kind.as_str() {
+            "input_text" | "output_text" => PartOut::Text {
+                text: p.text.ok_or_else(|| missing(&at("text")))?,
+            },
+            "refusal" => PartOut::Text {
+                text: p.refusal.ok_or_else(|| missing(&at("refusal")))?,
+            },
+            "input_image" => match (p.image_url, p.file_id) {
+                (Some(url), _) => PartOut::ImageUrl {
+                    image_url: ImageUrl {
+                        url,
+                        detail: p.detail.filter(|d| d.as_str() != "auto"),
+                    },
+                },
+                (None, Some(_)) => {
+                    return Err(openai_only(&at("file_id"), "An uploaded file (`file_id`)"))
+                }
+                (None, None) => return Err(missing(&at("image_url"))),
+            },
+            "input_file" => {
+                if p.file_id.is_some() && p.file_data.is_none() && p.file_url.is_none() {
+                    return Err(openai_only(&at("file_id"), "An uploaded file (`file_id`)"));
+                }
+                if p.file_data.is_none() && p.file_url.is_none() {
+                    return Err(missing(&at("file_data")));
+                }
+                PartOut::File {
+                    file: FileOut {
+                        file_data: p.file_data,
+                        file_url: p.file_url,
+                        filename: p.filename,
+                    },
+                }
+            }
+            other => {
+                return Err(bad_value(
+                    &at("type"),
+                    format!("Invalid value: '{other}'. Supported values are: 'input_text', 'input_image', 'input_file', 'output_text' and 'refusal'."),
+                ))
+            }
+        });
+    }
+    Ok(ContentOut::Parts(out))
+}
+
+#[cfg(test)]
+mod tests;
