@@ -881,15 +881,15 @@ fn deployment(
         }
     };
     let custom = w.string(lp, "custom_llm_provider", &lp_path);
-    let (provider, model_id) = match resolve_provider(&model, custom.as_deref()) {
-        Ok(x) => x,
-        Err(msg) => {
+    let (provider, model_id) = match providers::resolve(&model, custom.as_deref()) {
+        Ok((p, id)) => (p, id.to_string()),
+        Err(e) => {
             let field = if custom.is_some() {
                 join(&lp_path, "custom_llm_provider")
             } else {
                 model_path
             };
-            w.error(&field, msg);
+            w.error(&field, e.to_string());
             return None;
         }
     };
@@ -1162,85 +1162,6 @@ fn model_fits(provider: &str, model: &str) -> bool {
         "bedrock" => !model.starts_with("invoke/"),
         _ => true,
     }
-}
-
-/// Splits `provider/model-id`; `custom_llm_provider` overrides, and a bare model name is matched
-/// to its provider the way LiteLLM's model map would.
-fn resolve_provider(
-    model: &str,
-    custom: Option<&str>,
-) -> Result<(&'static dyn Provider, String), String> {
-    if let Some(name) = custom {
-        let p = providers::lookup(name).ok_or_else(|| {
-            let rest = model
-                .strip_prefix(name)
-                .and_then(|m| m.strip_prefix('/'))
-                .unwrap_or(model);
-            format!(
-                "provider '{name}' is not supported{}; supported: {}",
-                provider_hint(name, rest),
-                provider_names()
-            )
-        })?;
-        let id = model
-            .strip_prefix(name)
-            .and_then(|m| m.strip_prefix('/'))
-            .unwrap_or(model);
-        return Ok((p, id.to_string()));
-    }
-    if let Some((prefix, rest)) = model.split_once('/') {
-        if let Some(p) = providers::lookup(prefix) {
-            if rest.is_empty() {
-                return Err(format!("'{model}' names no model after '{prefix}/'"));
-            }
-            return Ok((p, rest.to_string()));
-        }
-        return Err(format!(
-            "provider '{prefix}' (from '{model}') is not supported{}; supported: {}",
-            provider_hint(prefix, rest),
-            provider_names()
-        ));
-    }
-    let inferred = if ["gpt-", "o1", "o3", "o4", "chatgpt-", "text-embedding-"]
-        .iter()
-        .any(|p| model.starts_with(p))
-    {
-        "openai"
-    } else if model.starts_with("claude") {
-        "anthropic"
-    } else if model.starts_with("gemini") {
-        "gemini"
-    } else {
-        return Err(format!("cannot tell which provider serves '{model}': write it as provider/model-id, e.g. openai/{model}"));
-    };
-    let p = providers::lookup(inferred)
-        .ok_or_else(|| format!("provider '{inferred}' is not registered"))?;
-    Ok((p, model.to_string()))
-}
-
-/// What to write instead of an unsupported provider prefix: LiteLLM's `ollama/` (Ollama's
-/// completion API) is served as `ollama_chat/`; otherwise the nearest supported name.
-fn provider_hint(prefix: &str, model: &str) -> String {
-    let suggestion = match prefix {
-        "ollama" => Some("ollama_chat"),
-        "vllm" => Some("hosted_vllm"),
-        _ => walker::closest(prefix, providers::REGISTRY.iter().map(|p| p.name())),
-    };
-    match suggestion {
-        Some("ollama_chat") => {
-            format!(" (write ollama_chat/{model}: Tollgate serves Ollama through its chat API)")
-        }
-        Some(s) => format!(" (did you mean {s}/{model}?)"),
-        None => String::new(),
-    }
-}
-
-fn provider_names() -> String {
-    providers::REGISTRY
-        .iter()
-        .map(|p| p.name())
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 struct BaseUrl {
