@@ -11,7 +11,6 @@ pub mod openai;
 #[cfg(test)]
 mod fuzz;
 
-use crate::config::Deployment;
 use crate::error::ApiError;
 use crate::openai::{ChatRequest, EmbeddingsRequest, ResponseCtx, Usage};
 
@@ -29,6 +28,19 @@ impl Operation {
             Operation::Embeddings => "embeddings",
         }
     }
+}
+
+/// What a provider reads from a deployment at request time. The configuration's deployments each
+/// embed one, so providers need not know the configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Target {
+    /// The provider's model id: what follows `provider/` in `litellm_params.model` (for a model
+    /// template, `openai/*`, filled from the client's model name per request).
+    pub model: String,
+    /// Path part of the base URL, without a trailing slash (may be empty).
+    pub base_path: String,
+    /// `litellm_params.api_version`.
+    pub api_version: Option<String>,
 }
 
 /// A deployment's `litellm_params`, resolved, as a provider needs them at configuration time.
@@ -179,12 +191,12 @@ pub trait Provider: Sync {
     }
 
     /// Path and query of the upstream request, decided in the request-headers phase.
-    fn path(&self, d: &Deployment, op: Operation, stream: bool) -> String;
+    fn path(&self, t: &Target, op: Operation, stream: bool) -> String;
 
     fn chat_request(
         &self,
         req: &ChatRequest,
-        d: &Deployment,
+        t: &Target,
         opts: RequestOptions,
     ) -> Result<Vec<u8>, ApiError>;
 
@@ -195,7 +207,7 @@ pub trait Provider: Sync {
     fn embeddings_request(
         &self,
         _req: &EmbeddingsRequest,
-        _d: &Deployment,
+        _t: &Target,
     ) -> Result<Vec<u8>, ApiError> {
         Err(unsupported_operation(self.name(), Operation::Embeddings))
     }
