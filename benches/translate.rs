@@ -118,7 +118,7 @@ fn requests(c: &mut Criterion) {
             b.iter(|| {
                 let req = parse_chat(black_box(CHAT_REQUEST)).expect("fixture parses");
                 d.provider
-                    .chat_request(&req, d, RequestOptions::default())
+                    .chat_request(&req, &d.target, RequestOptions::default())
                     .expect("fixture translates")
             })
         });

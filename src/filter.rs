@@ -894,11 +894,11 @@ impl HttpFilter {
             return Ok(Next::CountTokens);
         }
         prepare_upstream_headers(host, &d, Operation::Chat, false, &self.config, self.api);
-        let path = d.provider.path(&d, Operation::Chat, false);
+        let path = d.provider.path(&d.target, Operation::Chat, false);
         let (path, query) = path.split_once('?').unwrap_or((&path, ""));
         let sep = if query.is_empty() { "" } else { "?" };
         host.set_request_header(":path", &format!("{path}/count_tokens{sep}{query}"));
-        Ok(Next::CountTokensUpstream(d.model.clone()))
+        Ok(Next::CountTokensUpstream(d.target.model.clone()))
     }
 
     /// The caller, from this replica's keys (see [`key_read`] for a key it could not read).
@@ -1215,7 +1215,7 @@ impl HttpFilter {
                                 accounting::estimate_group(&config, &routed.ctx.model, &ask),
                             )),
                             (false, Some(d)) => Ok((
-                                Some(d.provider.embeddings_request(&req, d)?),
+                                Some(d.provider.embeddings_request(&req, &d.target)?),
                                 accounting::estimate(d, &ask),
                             )),
                             (false, None) => Err(ApiError::server("no deployment chosen")),
@@ -1915,7 +1915,7 @@ fn filled(config: &Config, index: usize, name: &str) -> Option<Arc<Deployment>> 
 fn provider_request(d: &Deployment, req: &openai::ChatRequest) -> Result<Vec<u8>, ApiError> {
     d.provider.chat_request(
         req,
-        d,
+        &d.target,
         RequestOptions {
             drop_params: d.drop_params,
         },
@@ -2000,7 +2000,7 @@ fn messages_request(
             estimate,
         )),
         (false, Some(d)) if d.provider.name() == "anthropic" => {
-            Ok((Some(passthrough(&d.model)?), estimate))
+            Ok((Some(passthrough(&d.target.model)?), estimate))
         }
         (false, Some(d)) => Ok((Some(provider_request(d, &req)?), estimate)),
         (false, None) => Err(ApiError::server("no deployment chosen")),
@@ -2045,7 +2045,7 @@ fn prepare_upstream_headers(
     let native = api == ClientApi::Messages && d.provider.name() == "anthropic";
     strip_client_headers(host, if native { client_api_headers(api) } else { &[] });
     host.set_request_header(CLUSTER_HEADER, &d.cluster);
-    host.set_request_header(":path", &d.provider.path(d, op, stream));
+    host.set_request_header(":path", &d.provider.path(&d.target, op, stream));
     host.set_request_header(":authority", &d.authority);
     host.set_request_header("content-type", "application/json");
     host.set_request_header(

@@ -25,6 +25,7 @@ pub mod spend_log;
 pub mod stats;
 pub mod store;
 pub mod stream;
+pub mod typo;
 pub mod wildcard;
 
 #[cfg(not(target_arch = "wasm32"))]

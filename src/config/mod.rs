@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 
 use crate::json;
 use crate::keys::{self, KeyDef, TeamDef};
-use crate::providers::{self, Endpoint, Params, Provider, Signing};
+use crate::providers::{self, Endpoint, Params, Provider, Signing, Target};
 use crate::wildcard;
 pub use walker::SecretRef;
 use walker::{join, kind, Walker};
@@ -94,18 +94,16 @@ pub struct Deployment {
     /// `model_info.id`, or `<alias>.<n>` for the n-th deployment of the alias.
     pub id: String,
     pub provider: &'static dyn Provider,
-    /// The provider's model id (what follows `provider/`).
-    pub model: String,
+    /// What the provider reads: its model id (what follows `provider/`), the base URL's path,
+    /// `api_version`.
+    pub target: Target,
     /// The Envoy cluster the request is routed to: Tollgate's own (`tollgate_<host>_<port>`,
     /// rendered by `tollgate render`) or the one `model_info.envoy_cluster` names.
     pub cluster: String,
     /// `:authority` of upstream requests.
     pub authority: String,
-    /// Path part of the base URL, without a trailing slash (may be empty).
-    pub base_path: String,
     /// Headers added to every upstream request (credentials: never logged).
     pub headers: Vec<(String, String)>,
-    pub api_version: Option<String>,
     pub drop_params: bool,
     pub mode: Mode,
     /// Prices and context window, resolved at load: the built-in entry for the model (or
@@ -125,7 +123,7 @@ pub struct Deployment {
 impl Deployment {
     /// Whether the provider's model id is filled from the client's model name (`openai/*`).
     pub fn is_template(&self) -> bool {
-        wildcard::is_pattern(&self.model)
+        wildcard::is_pattern(&self.target.model)
     }
 }
 
@@ -143,7 +141,7 @@ impl std::fmt::Debug for Deployment {
             .field("alias", &self.alias)
             .field("id", &self.id)
             .field("provider", &self.provider.name())
-            .field("model", &self.model)
+            .field("model", &self.target.model)
             .field("cluster", &self.cluster)
             .finish_non_exhaustive()
     }
@@ -881,15 +879,15 @@ fn deployment(
         }
     };
     let custom = w.string(lp, "custom_llm_provider", &lp_path);
-    let (provider, model_id) = match resolve_provider(&model, custom.as_deref()) {
-        Ok(x) => x,
-        Err(msg) => {
+    let (provider, model_id) = match providers::resolve(&model, custom.as_deref()) {
+        Ok((p, id)) => (p, id.to_string()),
+        Err(e) => {
             let field = if custom.is_some() {
                 join(&lp_path, "custom_llm_provider")
             } else {
                 model_path
             };
-            w.error(&field, msg);
+            w.error(&field, e.to_string());
             return None;
         }
     };
@@ -1029,12 +1027,14 @@ fn deployment(
         alias,
         id,
         provider,
-        model: model_id,
+        target: Target {
+            model: model_id,
+            base_path: url.path,
+            api_version,
+        },
         cluster,
         authority: url.authority,
-        base_path: url.path,
         headers,
-        api_version,
         drop_params,
         mode,
         model_info,
@@ -1120,7 +1120,7 @@ impl<'a> Names<'a> {
                     continue;
                 }
                 for known in crate::pricing::known_models(d.provider.name()) {
-                    let Some(name) = wildcard::name_for(&p.name, &d.model, known) else {
+                    let Some(name) = wildcard::name_for(&p.name, &d.target.model, known) else {
                         continue;
                     };
                     // Listed only where a request for it goes: to this pattern.
@@ -1140,7 +1140,7 @@ impl<'a> Names<'a> {
 /// the name matches the deployment's pattern and the id is one the provider can be sent.
 fn filled_model(d: &Deployment, alias: &str) -> Option<String> {
     let caps = wildcard::captures(&d.alias, alias)?;
-    let model = wildcard::fill(&d.model, &caps);
+    let model = wildcard::fill(&d.target.model, &caps);
     model_fits(d.provider.name(), &model).then_some(model)
 }
 
@@ -1162,85 +1162,6 @@ fn model_fits(provider: &str, model: &str) -> bool {
         "bedrock" => !model.starts_with("invoke/"),
         _ => true,
     }
-}
-
-/// Splits `provider/model-id`; `custom_llm_provider` overrides, and a bare model name is matched
-/// to its provider the way LiteLLM's model map would.
-fn resolve_provider(
-    model: &str,
-    custom: Option<&str>,
-) -> Result<(&'static dyn Provider, String), String> {
-    if let Some(name) = custom {
-        let p = providers::lookup(name).ok_or_else(|| {
-            let rest = model
-                .strip_prefix(name)
-                .and_then(|m| m.strip_prefix('/'))
-                .unwrap_or(model);
-            format!(
-                "provider '{name}' is not supported{}; supported: {}",
-                provider_hint(name, rest),
-                provider_names()
-            )
-        })?;
-        let id = model
-            .strip_prefix(name)
-            .and_then(|m| m.strip_prefix('/'))
-            .unwrap_or(model);
-        return Ok((p, id.to_string()));
-    }
-    if let Some((prefix, rest)) = model.split_once('/') {
-        if let Some(p) = providers::lookup(prefix) {
-            if rest.is_empty() {
-                return Err(format!("'{model}' names no model after '{prefix}/'"));
-            }
-            return Ok((p, rest.to_string()));
-        }
-        return Err(format!(
-            "provider '{prefix}' (from '{model}') is not supported{}; supported: {}",
-            provider_hint(prefix, rest),
-            provider_names()
-        ));
-    }
-    let inferred = if ["gpt-", "o1", "o3", "o4", "chatgpt-", "text-embedding-"]
-        .iter()
-        .any(|p| model.starts_with(p))
-    {
-        "openai"
-    } else if model.starts_with("claude") {
-        "anthropic"
-    } else if model.starts_with("gemini") {
-        "gemini"
-    } else {
-        return Err(format!("cannot tell which provider serves '{model}': write it as provider/model-id, e.g. openai/{model}"));
-    };
-    let p = providers::lookup(inferred)
-        .ok_or_else(|| format!("provider '{inferred}' is not registered"))?;
-    Ok((p, model.to_string()))
-}
-
-/// What to write instead of an unsupported provider prefix: LiteLLM's `ollama/` (Ollama's
-/// completion API) is served as `ollama_chat/`; otherwise the nearest supported name.
-fn provider_hint(prefix: &str, model: &str) -> String {
-    let suggestion = match prefix {
-        "ollama" => Some("ollama_chat"),
-        "vllm" => Some("hosted_vllm"),
-        _ => walker::closest(prefix, providers::REGISTRY.iter().map(|p| p.name())),
-    };
-    match suggestion {
-        Some("ollama_chat") => {
-            format!(" (write ollama_chat/{model}: Tollgate serves Ollama through its chat API)")
-        }
-        Some(s) => format!(" (did you mean {s}/{model}?)"),
-        None => String::new(),
-    }
-}
-
-fn provider_names() -> String {
-    providers::REGISTRY
-        .iter()
-        .map(|p| p.name())
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 struct BaseUrl {
@@ -1480,7 +1401,7 @@ impl Config {
         let model = filled_model(d, alias)?;
         let mut out = d.clone();
         out.model_info = template_info(d, &model);
-        out.model = model;
+        out.target.model = model;
         Some(Cow::Owned(out))
     }
 

@@ -55,7 +55,7 @@ fn loads_the_issue_example() {
     assert_eq!(c.deployments[1].id, "gpt.1");
     assert_eq!(c.deployments[0].cluster, "tollgate_api.openai.com_443");
     assert_eq!(c.deployments[0].authority, "api.openai.com");
-    assert_eq!(c.deployments[0].base_path, "/v1");
+    assert_eq!(c.deployments[0].target.base_path, "/v1");
     assert_eq!(c.deployments[1].cluster, "tollgate_127.0.0.1_9001");
     assert_eq!(c.deployments[1].authority, "127.0.0.1:9001");
     assert_eq!(c.clusters.len(), 2);
@@ -316,7 +316,7 @@ fn envoy_cluster_names_a_cluster_of_the_users() {
     assert_eq!(d.cluster, istio);
     assert!(!d.cluster_is_rendered());
     assert_eq!(d.authority, "api.example.com");
-    assert_eq!(d.base_path, "/v1");
+    assert_eq!(d.target.base_path, "/v1");
     assert!(c.deployments[2].cluster_is_rendered());
     let rendered: Vec<&str> = c.clusters.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(rendered, ["tollgate_api.openai.com_443"]);
@@ -794,7 +794,7 @@ fn a_wildcard_serves_any_name_it_matches_with_the_clients_model_id() {
     assert_eq!(c.group("gpt-4o-mini"), Some(&[0][..]));
     let d = c.serving(0, "gpt-4o-mini").unwrap();
     assert_eq!(
-        (d.model.as_str(), d.provider.name()),
+        (d.target.model.as_str(), d.provider.name()),
         ("gpt-4o-mini", "openai")
     );
     assert_eq!(
@@ -804,14 +804,14 @@ fn a_wildcard_serves_any_name_it_matches_with_the_clients_model_id() {
     assert!(d.model_info.is_some());
     assert_eq!(d.id, "*.0");
     // The configuration's own deployment keeps its template.
-    assert_eq!(c.deployments[0].model, "*");
+    assert_eq!(c.deployments[0].target.model, "*");
     assert!(c.deployments[0].is_template());
 
     // The more specific pattern wins, and its `*` takes only what follows `anthropic/`.
     assert_eq!(c.group("anthropic/claude-opus-4-5"), Some(&[1][..]));
     let d = c.serving(1, "anthropic/claude-opus-4-5").unwrap();
     assert_eq!(
-        (d.model.as_str(), d.provider.name()),
+        (d.target.model.as_str(), d.provider.name()),
         ("claude-opus-4-5", "anthropic")
     );
     assert_eq!(
@@ -825,7 +825,7 @@ fn a_wildcard_serves_any_name_it_matches_with_the_clients_model_id() {
 
     // A model the price table does not know still goes through, unpriced.
     let d = c.serving(0, "ft:my-own-model").unwrap();
-    assert_eq!(d.model, "ft:my-own-model");
+    assert_eq!(d.target.model, "ft:my-own-model");
     assert_eq!(d.model_info, None);
     // Names that cannot be a model id match nothing.
     assert_eq!(c.group("has space"), None);
@@ -975,7 +975,10 @@ fn a_gemini_wildcard_takes_only_gemini_model_ids() {
     let doc = json!({"model_list": [{"model_name": "gemini/*", "litellm_params": {"model": "gemini/*", "api_key": "k"}}]});
     let (c, _) = load_ok(doc, &wildcard_env());
     assert_eq!(
-        c.serving(0, "gemini/gemini-2.5-flash").unwrap().model,
+        c.serving(0, "gemini/gemini-2.5-flash")
+            .unwrap()
+            .target
+            .model,
         "gemini-2.5-flash"
     );
     // Its id goes into the URL path as it is.
@@ -1051,5 +1054,336 @@ fn proxy_wide_caps() {
     ] {
         let errs = errors(doc);
         assert!(errs.iter().any(|e| e.starts_with(want)), "{want}: {errs:?}");
+    }
+}
+
+/// A config of one deployment, `m`, with `model` and `api_base`, in environment `env`.
+fn load_family(
+    model: &str,
+    api_base: Option<&str>,
+    vars: &[(&str, &str)],
+) -> Result<Config, Vec<String>> {
+    let mut params = json!({ "model": model });
+    if let Some(b) = api_base {
+        params["api_base"] = json!(b);
+    }
+    let doc = json!({"model_list": [{"model_name": "m", "litellm_params": params}]});
+    let r = load(&doc, &env(vars), Strictness::Serve);
+    match r.config {
+        Some(c) if r.errors.is_empty() => Ok(c),
+        _ => Err(r.errors.iter().map(|e| e.to_string()).collect()),
+    }
+}
+
+#[test]
+fn family_keys_come_from_litellm_variables() {
+    let cases: &[(&str, &str)] = &[
+        ("groq/x", "GROQ_API_KEY"),
+        ("mistral/x", "MISTRAL_API_KEY"),
+        ("deepseek/x", "DEEPSEEK_API_KEY"),
+        ("xai/x", "XAI_API_KEY"),
+        ("together_ai/x", "TOGETHER_API_KEY"),
+        ("together_ai/x", "TOGETHERAI_API_KEY"),
+        ("together_ai/x", "TOGETHER_AI_API_KEY"),
+        ("fireworks_ai/x", "FIREWORKS_API_KEY"),
+        ("fireworks_ai/x", "FIREWORKS_AI_API_KEY"),
+        ("openrouter/x", "OPENROUTER_API_KEY"),
+        ("openrouter/x", "OR_API_KEY"),
+        ("cerebras/x", "CEREBRAS_API_KEY"),
+        ("perplexity/x", "PERPLEXITYAI_API_KEY"),
+        ("perplexity/x", "PERPLEXITY_API_KEY"),
+        ("ollama_chat/x", "OLLAMA_API_KEY"),
+    ];
+    for (model, var) in cases {
+        let c = load_family(model, None, &[(var, "key-123")]).unwrap();
+        assert_eq!(
+            c.deployments[0].headers,
+            vec![("authorization".to_string(), "Bearer key-123".to_string())],
+            "{model} {var}"
+        );
+        assert!(c.env_keys.iter().any(|k| k == var), "{model} {var}");
+    }
+    // The first variable in LiteLLM's order wins.
+    let c = load_family(
+        "together_ai/x",
+        None,
+        &[
+            ("TOGETHERAI_API_KEY", "second"),
+            ("TOGETHER_API_KEY", "first"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.deployments[0].headers[0].1, "Bearer first");
+    let c = load_family(
+        "hosted_vllm/m",
+        Some("http://h:8000"),
+        &[("HOSTED_VLLM_API_KEY", "v")],
+    )
+    .unwrap();
+    assert_eq!(c.deployments[0].headers[0].1, "Bearer v");
+    let c = load_family("hosted_vllm/m", Some("http://h:8000"), &[]).unwrap();
+    assert!(c.deployments[0].headers.is_empty());
+}
+
+// The base URL each provider resolves, as the configuration splits it into the cluster's
+// authority and the path the provider builds on.
+#[test]
+fn provider_paths_with_and_without_api_base() {
+    let cases: &[(&str, Option<&str>, &str, &str)] = &[
+        (
+            "openai/gpt-4o",
+            None,
+            "api.openai.com",
+            "/v1/chat/completions",
+        ),
+        (
+            "groq/llama-3.3-70b-versatile",
+            None,
+            "api.groq.com",
+            "/openai/v1/chat/completions",
+        ),
+        (
+            "groq/llama-3.3-70b-versatile",
+            Some("http://127.0.0.1:9000/openai/v1"),
+            "127.0.0.1:9000",
+            "/openai/v1/chat/completions",
+        ),
+        (
+            "mistral/mistral-large-latest",
+            None,
+            "api.mistral.ai",
+            "/v1/chat/completions",
+        ),
+        (
+            "mistral/mistral-large-latest",
+            Some("https://m.eastus.models.ai.azure.com"),
+            "m.eastus.models.ai.azure.com",
+            "/v1/chat/completions",
+        ),
+        (
+            "mistral/mistral-large-latest",
+            Some("https://proxy.example/mistral/v1/"),
+            "proxy.example",
+            "/mistral/v1/chat/completions",
+        ),
+        (
+            "deepseek/deepseek-chat",
+            None,
+            "api.deepseek.com",
+            "/chat/completions",
+        ),
+        (
+            "deepseek/deepseek-chat",
+            Some("https://api.deepseek.com/beta"),
+            "api.deepseek.com",
+            "/beta/chat/completions",
+        ),
+        ("xai/grok-3", None, "api.x.ai", "/v1/chat/completions"),
+        (
+            "together_ai/meta-llama/Llama-3.3-70B-Instruct-Turbo",
+            None,
+            "api.together.xyz",
+            "/v1/chat/completions",
+        ),
+        (
+            "fireworks_ai/accounts/fireworks/models/llama-v3p1-8b-instruct",
+            None,
+            "api.fireworks.ai",
+            "/inference/v1/chat/completions",
+        ),
+        (
+            "openrouter/anthropic/claude-3.5-sonnet",
+            None,
+            "openrouter.ai",
+            "/api/v1/chat/completions",
+        ),
+        (
+            "cerebras/llama3.1-8b",
+            None,
+            "api.cerebras.ai",
+            "/v1/chat/completions",
+        ),
+        (
+            "perplexity/sonar",
+            None,
+            "api.perplexity.ai",
+            "/chat/completions",
+        ),
+        (
+            "hosted_vllm/meta-llama/Llama-3.1-8B-Instruct",
+            Some("http://10.0.0.5:8000"),
+            "10.0.0.5:8000",
+            "/v1/chat/completions",
+        ),
+        (
+            "hosted_vllm/meta-llama/Llama-3.1-8B-Instruct",
+            Some("http://10.0.0.5:8000/v1"),
+            "10.0.0.5:8000",
+            "/v1/chat/completions",
+        ),
+        (
+            "hosted_vllm/meta-llama/Llama-3.1-8B-Instruct",
+            Some("http://10.0.0.5:8000/v1/"),
+            "10.0.0.5:8000",
+            "/v1/chat/completions",
+        ),
+        (
+            "hosted_vllm/m",
+            Some("http://vllm.internal/serving"),
+            "vllm.internal",
+            "/serving/v1/chat/completions",
+        ),
+        (
+            "ollama_chat/llama3.2",
+            None,
+            "localhost:11434",
+            "/v1/chat/completions",
+        ),
+        (
+            "ollama_chat/llama3.2",
+            Some("http://gpu-box:11434"),
+            "gpu-box:11434",
+            "/v1/chat/completions",
+        ),
+        (
+            "ollama_chat/llama3.2",
+            Some("http://gpu-box:11434/v1"),
+            "gpu-box:11434",
+            "/v1/chat/completions",
+        ),
+        (
+            "anthropic/claude-sonnet-4-5",
+            None,
+            "api.anthropic.com",
+            "/v1/messages",
+        ),
+        (
+            "anthropic/claude-sonnet-4-5",
+            Some("http://127.0.0.1:9000/"),
+            "127.0.0.1:9000",
+            "/v1/messages",
+        ),
+        (
+            "anthropic/claude-sonnet-4-5",
+            Some("http://127.0.0.1:9000/v1/messages"),
+            "127.0.0.1:9000",
+            "/v1/messages",
+        ),
+        (
+            "anthropic/claude-sonnet-4-5",
+            Some("https://proxy.example/anthropic"),
+            "proxy.example",
+            "/anthropic/v1/messages",
+        ),
+        (
+            "gemini/gemini-2.5-flash",
+            None,
+            "generativelanguage.googleapis.com",
+            "/v1beta/models/gemini-2.5-flash:generateContent",
+        ),
+        (
+            "gemini/models/gemini-2.5-flash",
+            Some("http://127.0.0.1:9000/proxy/v1beta/"),
+            "127.0.0.1:9000",
+            "/proxy/v1beta/models/gemini-2.5-flash:generateContent",
+        ),
+        (
+            "azure/dep",
+            Some("https://apim.example.com/aoai/"),
+            "apim.example.com",
+            "/aoai/openai/deployments/dep/chat/completions?api-version=2024-10-21",
+        ),
+    ];
+    for (model, base, authority, path) in cases {
+        let c = load_family(model, *base, &[]).unwrap_or_else(|e| panic!("{model}: {e:?}"));
+        let d = &c.deployments[0];
+        assert_eq!(&d.authority, authority, "{model} {base:?}");
+        assert_eq!(
+            d.provider
+                .path(&d.target, providers::Operation::Chat, false),
+            *path,
+            "{model} {base:?}"
+        );
+        let (prefix, id) = model.split_once('/').unwrap();
+        assert_eq!(d.provider.name(), prefix);
+        assert_eq!(d.target.model, id);
+    }
+    let c = load_family("hosted_vllm/m", Some("http://10.0.0.5:8000"), &[]).unwrap();
+    let d = &c.deployments[0];
+    assert_eq!(
+        d.provider
+            .path(&d.target, providers::Operation::Embeddings, false),
+        "/v1/embeddings"
+    );
+    let c = load_family("together_ai/BAAI/bge-large-en-v1.5", None, &[]).unwrap();
+    let d = &c.deployments[0];
+    assert_eq!(
+        d.provider
+            .path(&d.target, providers::Operation::Embeddings, false),
+        "/v1/embeddings"
+    );
+    let errs = load_family("hosted_vllm/m", None, &[]).unwrap_err();
+    assert!(
+        errs.iter().any(|e| e.contains("api_base is required")),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn azure_deployment_key_cluster_and_field_errors() {
+    let load_azure = |params: Value| {
+        let doc = json!({"model_list": [{"model_name": "azure-gpt", "litellm_params": params}]});
+        let r = load(
+            &doc,
+            &env(&[("AZURE_API_KEY", "azure-key")]),
+            Strictness::Serve,
+        );
+        match r.config {
+            Some(mut c) if r.errors.is_empty() => Ok(c.deployments.remove(0)),
+            _ => Err(r.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>()),
+        }
+    };
+    let d = load_azure(json!({
+        "model": "azure/my-gpt4o-deployment",
+        "api_base": "https://my-resource.openai.azure.com/",
+        "api_version": "2024-10-21",
+        "api_key": "os.environ/AZURE_API_KEY"
+    }))
+    .unwrap();
+    assert_eq!(d.authority, "my-resource.openai.azure.com");
+    assert_eq!(d.cluster, "tollgate_my-resource.openai.azure.com_443");
+    assert_eq!(
+        d.headers,
+        [("api-key".to_string(), "azure-key".to_string())]
+    );
+    assert_eq!(d.target.api_version.as_deref(), Some("2024-10-21"));
+    // Without `api_key`, LiteLLM's AZURE_API_KEY is read.
+    let d =
+        load_azure(json!({"model": "azure/x", "api_base": "https://r.openai.azure.com"})).unwrap();
+    assert_eq!(
+        d.headers,
+        [("api-key".to_string(), "azure-key".to_string())]
+    );
+    // The provider's refusals land on the deployment's `litellm_params`.
+    for (params, want) in [
+        (
+            json!({"model": "azure/my-gpt4o-deployment"}),
+            "api_base is required",
+        ),
+        (
+            json!({"model": "azure/x", "api_base": "https://r.openai.azure.com", "api_version": "2024/10/21"}),
+            "api_version '2024/10/21'",
+        ),
+        (
+            json!({"model": "azure/o_series/", "api_base": "https://r.openai.azure.com"}),
+            "names no deployment",
+        ),
+    ] {
+        let errs = load_azure(params).unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("model_list[0].litellm_params:") && e.contains(want)),
+            "{want}: {errs:?}"
+        );
     }
 }

@@ -11,9 +11,8 @@ use serde_json::value::RawValue;
 
 use super::{
     check_params, client_status, opaque_error, redact, Endpoint, Operation, Params, Provider,
-    RequestOptions, StreamTranslator, Translated,
+    RequestOptions, StreamTranslator, Target, Translated,
 };
-use crate::config::Deployment;
 use crate::error::{is_context_overflow, ApiError};
 use crate::ingress::{ChatSink, ClientApi};
 use crate::json::{self, Text};
@@ -90,17 +89,17 @@ impl Provider for Anthropic {
         Some(DEFAULT_MAX_TOKENS)
     }
 
-    fn path(&self, d: &Deployment, _op: Operation, _stream: bool) -> String {
-        messages_path(&d.base_path)
+    fn path(&self, t: &Target, _op: Operation, _stream: bool) -> String {
+        messages_path(&t.base_path)
     }
 
     fn chat_request(
         &self,
         req: &ChatRequest,
-        d: &Deployment,
+        t: &Target,
         opts: RequestOptions,
     ) -> Result<Vec<u8>, ApiError> {
-        translate_request(req, &d.model, opts)
+        translate_request(req, &t.model, opts)
     }
 
     fn chat_response(&self, body: &[u8], ctx: &ResponseCtx) -> Result<Translated, ApiError> {
@@ -1105,24 +1104,11 @@ fn error_from_parts(status: Option<u16>, kind: Option<&str>, message: Option<&st
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{load, Strictness};
     use crate::openai::parse_chat;
-    use hashbrown::HashMap;
     use proptest::prelude::*;
     use serde_json::{json, Value};
 
     const KEY: &str = "sk-ant-api03-unit-test-key-0123456789";
-
-    fn deployment(api_base: Option<&str>) -> Deployment {
-        let mut lp = json!({"model": "anthropic/claude-sonnet-4-5", "api_key": KEY});
-        if let Some(b) = api_base {
-            lp["api_base"] = json!(b);
-        }
-        let doc = json!({"model_list": [{"model_name": "claude", "litellm_params": lp}]});
-        let r = load(&doc, &HashMap::<String, String>::new(), Strictness::Serve);
-        assert!(r.errors.is_empty(), "{:?}", r.errors);
-        r.config.unwrap().deployments.remove(0)
-    }
 
     fn request_with(body: Value, drop_params: bool) -> Result<Value, ApiError> {
         let bytes = serde_json::to_vec(&body).unwrap();
@@ -1151,26 +1137,39 @@ mod tests {
 
     #[test]
     fn endpoint_headers_and_paths() {
-        let d = deployment(None);
-        assert_eq!(d.authority, "api.anthropic.com");
-        assert!(d
+        let p = Params {
+            model: "claude-sonnet-4-5",
+            api_key: Some(KEY),
+            ..Default::default()
+        };
+        let e = ANTHROPIC.endpoint(&p).unwrap();
+        assert_eq!(e.base_url, "https://api.anthropic.com");
+        assert!(e
             .headers
             .contains(&("x-api-key".to_string(), KEY.to_string())));
-        assert!(d
+        assert!(e
             .headers
             .contains(&("anthropic-version".to_string(), "2023-06-01".to_string())));
-        assert!(!d.headers.iter().any(|(k, _)| k == "authorization"));
+        assert!(!e.headers.iter().any(|(k, _)| k == "authorization"));
         assert_eq!(ANTHROPIC.default_key_env(), Some("ANTHROPIC_API_KEY"));
         assert!(!ANTHROPIC.supports(Operation::Embeddings));
-        for (base, path) in [
-            ("http://127.0.0.1:9000", "/v1/messages"),
-            ("http://127.0.0.1:9000/", "/v1/messages"),
-            ("http://127.0.0.1:9000/v1", "/v1/messages"),
-            ("http://127.0.0.1:9000/v1/messages", "/v1/messages"),
-            ("https://proxy.example/anthropic", "/anthropic/v1/messages"),
+        // The base URL's path, as the configuration takes it from `api_base`.
+        for (base_path, path) in [
+            ("", "/v1/messages"),
+            ("/v1", "/v1/messages"),
+            ("/v1/messages", "/v1/messages"),
+            ("/anthropic", "/anthropic/v1/messages"),
         ] {
-            let d = deployment(Some(base));
-            assert_eq!(ANTHROPIC.path(&d, Operation::Chat, true), path, "{base}");
+            let t = Target {
+                model: "claude-sonnet-4-5".into(),
+                base_path: base_path.into(),
+                api_version: None,
+            };
+            assert_eq!(
+                ANTHROPIC.path(&t, Operation::Chat, true),
+                path,
+                "{base_path}"
+            );
         }
         assert_eq!(messages_path(""), "/v1/messages");
     }
@@ -2242,8 +2241,8 @@ mod tests {
         fn requests_never_panic(body in arb_chat_request(), drop_params in any::<bool>()) {
             let bytes = serde_json::to_vec(&body).unwrap();
             if let Ok(req) = parse_chat(&bytes) {
-                let d = deployment(None);
-                match ANTHROPIC.chat_request(&req, &d, RequestOptions { drop_params }) {
+                let t = Target { model: "claude-sonnet-4-5".into(), ..Default::default() };
+                match ANTHROPIC.chat_request(&req, &t, RequestOptions { drop_params }) {
                     Ok(out) => {
                         let v: Value = serde_json::from_slice(&out).unwrap();
                         prop_assert!(v["max_tokens"].as_u64().is_some());

@@ -21,9 +21,8 @@ use super::openai::{
 };
 use super::{
     check_params, opaque_error, redact, Endpoint, Operation, Params, Provider, RequestOptions,
-    StreamTranslator, Translated,
+    StreamTranslator, Target, Translated,
 };
-use crate::config::Deployment;
 use crate::error::ApiError;
 use crate::json::{self, Fields};
 use crate::openai::embeddings::{embedding_usage, embeddings_json};
@@ -76,8 +75,8 @@ enum ApiVersion<'a> {
     Dated { value: &'a str, ga: bool },
 }
 
-fn api_version(d: &Deployment) -> ApiVersion<'_> {
-    classify_version(d.api_version.as_deref().unwrap_or(DEFAULT_API_VERSION))
+fn api_version(t: &Target) -> ApiVersion<'_> {
+    classify_version(t.api_version.as_deref().unwrap_or(DEFAULT_API_VERSION))
 }
 
 fn classify_version(v: &str) -> ApiVersion<'_> {
@@ -202,9 +201,9 @@ impl Provider for Azure {
         true
     }
 
-    fn path(&self, d: &Deployment, op: Operation, _stream: bool) -> String {
-        let version = api_version(d);
-        let mut path = Self::prefix(&d.base_path, &d.model, version);
+    fn path(&self, t: &Target, op: Operation, _stream: bool) -> String {
+        let version = api_version(t);
+        let mut path = Self::prefix(&t.base_path, &t.model, version);
         path.push_str(match op {
             Operation::Chat => "/chat/completions",
             Operation::Embeddings => "/embeddings",
@@ -223,14 +222,14 @@ impl Provider for Azure {
     fn chat_request(
         &self,
         req: &ChatRequest,
-        d: &Deployment,
+        t: &Target,
         opts: RequestOptions,
     ) -> Result<Vec<u8>, ApiError> {
-        let (deployment, series) = deployment_name(&d.model);
+        let (deployment, series) = deployment_name(&t.model);
         // A GA version's schema is fixed: refuse (or drop) what Azure would reject, so the
         // client gets LiteLLM's message naming the parameter. Previews and v1 take new
         // parameters every month; Azure judges those itself.
-        let strict = matches!(api_version(d), ApiVersion::Dated { ga: true, .. });
+        let strict = matches!(api_version(t), ApiVersion::Dated { ga: true, .. });
         let dropped = if strict {
             check_params(req, "azure", GA_CHAT_PARAMS, opts)?
         } else {
@@ -290,14 +289,10 @@ impl Provider for Azure {
         }
     }
 
-    fn embeddings_request(
-        &self,
-        req: &EmbeddingsRequest,
-        d: &Deployment,
-    ) -> Result<Vec<u8>, ApiError> {
+    fn embeddings_request(&self, req: &EmbeddingsRequest, t: &Target) -> Result<Vec<u8>, ApiError> {
         Ok(rewrite_fields(
             &req.fields,
-            deployment_name(&d.model).0,
+            deployment_name(&t.model).0,
             |_| None,
         ))
     }

@@ -25,9 +25,9 @@ use serde_json::value::RawValue;
 
 use super::{
     check_params, error_json, opaque_error, redact, unsupported_or_dropped, AwsCredentials,
-    Endpoint, Operation, Params, Provider, RequestOptions, Signing, StreamTranslator, Translated,
+    Endpoint, Operation, Params, Provider, RequestOptions, Signing, StreamTranslator, Target,
+    Translated,
 };
-use crate::config::Deployment;
 use crate::error::{is_context_overflow, ApiError};
 use crate::ingress::ChatSink;
 use crate::json;
@@ -163,7 +163,7 @@ impl Provider for Bedrock {
         1
     }
 
-    fn path(&self, d: &Deployment, _op: Operation, stream: bool) -> String {
+    fn path(&self, t: &Target, _op: Operation, stream: bool) -> String {
         let action = if stream {
             "converse-stream"
         } else {
@@ -171,18 +171,18 @@ impl Provider for Bedrock {
         };
         format!(
             "{}/model/{}/{action}",
-            d.base_path,
-            encode_path_segment(model_id(&d.model))
+            t.base_path,
+            encode_path_segment(model_id(&t.model))
         )
     }
 
     fn chat_request(
         &self,
         req: &ChatRequest,
-        d: &Deployment,
+        t: &Target,
         opts: RequestOptions,
     ) -> Result<Vec<u8>, ApiError> {
-        check_bedrock_params(req, is_claude(&d.model), opts)?;
+        check_bedrock_params(req, is_claude(&t.model), opts)?;
         let body = build_request(req)?;
         Ok(json::to_vec_sized(&body, req.body_size()))
     }

@@ -4,27 +4,15 @@
 
 use proptest::prelude::*;
 
-use super::{RequestOptions, REGISTRY};
-use crate::config::{Deployment, Mode};
+use super::{RequestOptions, Target, REGISTRY};
 use crate::openai::{parse_chat, ResponseCtx};
 
-fn deployment(p: &'static dyn super::Provider) -> Deployment {
-    Deployment {
-        index: 0,
-        alias: "alias".into(),
-        id: "alias.0".into(),
-        provider: p,
+/// One target every provider can take: a model id each accepts, Azure's API version.
+fn target() -> Target {
+    Target {
         model: "anthropic.claude-3-5-sonnet-20241022-v2:0".into(),
-        cluster: "c".into(),
-        authority: "example.com".into(),
         base_path: String::new(),
-        headers: Vec::new(),
         api_version: Some("2024-10-21".into()),
-        drop_params: false,
-        mode: Mode::Any,
-        model_info: None,
-        balance: Default::default(),
-        wildcard_pricing: None,
     }
 }
 
@@ -224,9 +212,9 @@ proptest! {
     #[test]
     fn requests_translate_or_fail_cleanly(body in arb_request(), drop in any::<bool>()) {
         if let Ok(req) = parse_chat(&body) {
+            let t = target();
             for p in REGISTRY {
-                let d = deployment(*p);
-                match p.chat_request(&req, &d, RequestOptions { drop_params: drop }) {
+                match p.chat_request(&req, &t, RequestOptions { drop_params: drop }) {
                     Ok(out) => {
                         let parsed: Result<serde_json::Value, _> = serde_json::from_slice(&out);
                         prop_assert!(parsed.is_ok(), "{} wrote a body that is not JSON", p.name());

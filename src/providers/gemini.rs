@@ -36,9 +36,8 @@ use serde_json::value::RawValue;
 
 use super::{
     check_params, client_status, opaque_error, redact, Endpoint, Operation, Params, Provider,
-    RequestOptions, StreamTranslator, Translated,
+    RequestOptions, StreamTranslator, Target, Translated,
 };
-use crate::config::Deployment;
 use crate::error::{is_context_overflow, ApiError};
 use crate::ingress::ChatSink;
 use crate::json::{self, Text};
@@ -89,8 +88,8 @@ pub struct Gemini;
 pub static GEMINI: Gemini = Gemini;
 
 /// The model id as it goes in a path (`models/` is accepted in the config and not doubled).
-fn model_id(d: &Deployment) -> &str {
-    d.model.strip_prefix("models/").unwrap_or(&d.model)
+fn model_id(t: &Target) -> &str {
+    t.model.strip_prefix("models/").unwrap_or(&t.model)
 }
 
 /// `v1`, `v1beta`, `v1alpha`, `v2`...
@@ -101,12 +100,12 @@ fn is_version_segment(segment: &str) -> bool {
 
 /// Base path plus API version. An `api_base` that already ends in a version (LiteLLM documents
 /// `https://.../v1beta`) is used as is; otherwise `api_version` or `v1beta` is appended.
-fn versioned_base(d: &Deployment) -> String {
-    let base = d.base_path.trim_end_matches('/');
+fn versioned_base(t: &Target) -> String {
+    let base = t.base_path.trim_end_matches('/');
     if base.rsplit('/').next().is_some_and(is_version_segment) {
         return base.to_string();
     }
-    let version = d.api_version.as_deref().unwrap_or(DEFAULT_VERSION);
+    let version = t.api_version.as_deref().unwrap_or(DEFAULT_VERSION);
     format!("{base}/{version}")
 }
 
@@ -151,22 +150,22 @@ impl Provider for Gemini {
         true
     }
 
-    fn path(&self, d: &Deployment, op: Operation, stream: bool) -> String {
+    fn path(&self, t: &Target, op: Operation, stream: bool) -> String {
         let method = match (op, stream) {
             (Operation::Chat, false) => "generateContent",
             (Operation::Chat, true) => "streamGenerateContent?alt=sse",
             (Operation::Embeddings, _) => "batchEmbedContents",
         };
-        format!("{}/models/{}:{method}", versioned_base(d), model_id(d))
+        format!("{}/models/{}:{method}", versioned_base(t), model_id(t))
     }
 
     fn chat_request(
         &self,
         req: &ChatRequest,
-        d: &Deployment,
+        t: &Target,
         opts: RequestOptions,
     ) -> Result<Vec<u8>, ApiError> {
-        build_request(req, model_id(d), opts)
+        build_request(req, model_id(t), opts)
     }
 
     fn chat_response(&self, body: &[u8], ctx: &ResponseCtx) -> Result<Translated, ApiError> {
@@ -177,12 +176,8 @@ impl Provider for Gemini {
         Box::new(GeminiStream::new(ctx))
     }
 
-    fn embeddings_request(
-        &self,
-        req: &EmbeddingsRequest,
-        d: &Deployment,
-    ) -> Result<Vec<u8>, ApiError> {
-        build_embeddings(req, model_id(d))
+    fn embeddings_request(&self, req: &EmbeddingsRequest, t: &Target) -> Result<Vec<u8>, ApiError> {
+        build_embeddings(req, model_id(t))
     }
 
     fn embeddings_response(

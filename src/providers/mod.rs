@@ -11,7 +11,6 @@ pub mod openai;
 #[cfg(test)]
 mod fuzz;
 
-use crate::config::Deployment;
 use crate::error::ApiError;
 use crate::openai::{ChatRequest, EmbeddingsRequest, ResponseCtx, Usage};
 
@@ -29,6 +28,19 @@ impl Operation {
             Operation::Embeddings => "embeddings",
         }
     }
+}
+
+/// What a provider reads from a deployment at request time. The configuration's deployments each
+/// embed one, so providers need not know the configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Target {
+    /// The provider's model id: what follows `provider/` in `litellm_params.model` (for a model
+    /// template, `openai/*`, filled from the client's model name per request).
+    pub model: String,
+    /// Path part of the base URL, without a trailing slash (may be empty).
+    pub base_path: String,
+    /// `litellm_params.api_version`.
+    pub api_version: Option<String>,
 }
 
 /// A deployment's `litellm_params`, resolved, as a provider needs them at configuration time.
@@ -179,12 +191,12 @@ pub trait Provider: Sync {
     }
 
     /// Path and query of the upstream request, decided in the request-headers phase.
-    fn path(&self, d: &Deployment, op: Operation, stream: bool) -> String;
+    fn path(&self, t: &Target, op: Operation, stream: bool) -> String;
 
     fn chat_request(
         &self,
         req: &ChatRequest,
-        d: &Deployment,
+        t: &Target,
         opts: RequestOptions,
     ) -> Result<Vec<u8>, ApiError>;
 
@@ -195,7 +207,7 @@ pub trait Provider: Sync {
     fn embeddings_request(
         &self,
         _req: &EmbeddingsRequest,
-        _d: &Deployment,
+        _t: &Target,
     ) -> Result<Vec<u8>, ApiError> {
         Err(unsupported_operation(self.name(), Operation::Embeddings))
     }
@@ -257,6 +269,125 @@ pub static REGISTRY: &[&dyn Provider] = &[
 
 pub fn lookup(prefix: &str) -> Option<&'static dyn Provider> {
     REGISTRY.iter().copied().find(|p| p.name() == prefix)
+}
+
+/// Why a LiteLLM model string names no provider Tollgate serves. Its message is the one the
+/// configuration reports at the field it came from (`model`, or `custom_llm_provider`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResolveError<'a> {
+    /// `custom_llm_provider` names no registered provider.
+    UnknownCustom { name: &'a str, model: &'a str },
+    /// The model's `provider/` prefix names no registered provider.
+    UnknownPrefix {
+        prefix: &'a str,
+        model: &'a str,
+        rest: &'a str,
+    },
+    /// `provider/` with nothing after it.
+    NoModel { model: &'a str, prefix: &'a str },
+    /// A bare model name no provider is inferred from.
+    NotInferred { model: &'a str },
+}
+
+impl std::fmt::Display for ResolveError<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            ResolveError::UnknownCustom { name, model } => write!(
+                f,
+                "provider '{name}' is not supported{}; supported: {}",
+                provider_hint(name, strip_provider(model, name)),
+                provider_names()
+            ),
+            ResolveError::UnknownPrefix {
+                prefix,
+                model,
+                rest,
+            } => write!(
+                f,
+                "provider '{prefix}' (from '{model}') is not supported{}; supported: {}",
+                provider_hint(prefix, rest),
+                provider_names()
+            ),
+            ResolveError::NoModel { model, prefix } => {
+                write!(f, "'{model}' names no model after '{prefix}/'")
+            }
+            ResolveError::NotInferred { model } => write!(
+                f,
+                "cannot tell which provider serves '{model}': write it as provider/model-id, e.g. openai/{model}"
+            ),
+        }
+    }
+}
+
+/// The provider of a LiteLLM model string and the provider's model id: `provider/model-id`
+/// split, `custom` (`custom_llm_provider`) overriding the prefix, and a bare model name matched to
+/// its provider the way LiteLLM's model map would.
+pub fn resolve<'a>(
+    model: &'a str,
+    custom: Option<&'a str>,
+) -> Result<(&'static dyn Provider, &'a str), ResolveError<'a>> {
+    if let Some(name) = custom {
+        let p = lookup(name).ok_or(ResolveError::UnknownCustom { name, model })?;
+        return Ok((p, strip_provider(model, name)));
+    }
+    if let Some((prefix, rest)) = model.split_once('/') {
+        let p = lookup(prefix).ok_or(ResolveError::UnknownPrefix {
+            prefix,
+            model,
+            rest,
+        })?;
+        if rest.is_empty() {
+            return Err(ResolveError::NoModel { model, prefix });
+        }
+        return Ok((p, rest));
+    }
+    let inferred: &'static dyn Provider =
+        if ["gpt-", "o1", "o3", "o4", "chatgpt-", "text-embedding-"]
+            .iter()
+            .any(|p| model.starts_with(p))
+        {
+            &openai::OPENAI
+        } else if model.starts_with("claude") {
+            &anthropic::ANTHROPIC
+        } else if model.starts_with("gemini") {
+            &gemini::GEMINI
+        } else {
+            return Err(ResolveError::NotInferred { model });
+        };
+    Ok((inferred, model))
+}
+
+/// `model` without a leading `name/`.
+fn strip_provider<'a>(model: &'a str, name: &str) -> &'a str {
+    model
+        .strip_prefix(name)
+        .and_then(|m| m.strip_prefix('/'))
+        .unwrap_or(model)
+}
+
+/// What to write instead of an unsupported provider prefix: LiteLLM's `ollama/` (Ollama's
+/// completion API) is served as `ollama_chat/`; otherwise the nearest supported name.
+fn provider_hint(prefix: &str, model: &str) -> String {
+    let suggestion = match prefix {
+        "ollama" => Some("ollama_chat"),
+        "vllm" => Some("hosted_vllm"),
+        _ => crate::typo::closest(prefix, REGISTRY.iter().map(|p| p.name())),
+    };
+    match suggestion {
+        Some("ollama_chat") => {
+            format!(" (write ollama_chat/{model}: Tollgate serves Ollama through its chat API)")
+        }
+        Some(s) => format!(" (did you mean {s}/{model}?)"),
+        None => String::new(),
+    }
+}
+
+fn provider_names() -> String {
+    REGISTRY
+        .iter()
+        .map(|p| p.name())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Fields every translator understands or handles itself.
@@ -370,6 +501,63 @@ pub fn redact(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resolves_litellm_model_strings() {
+        let ok = |model, custom| {
+            resolve(model, custom)
+                .map(|(p, id)| (p.name(), id))
+                .unwrap()
+        };
+        assert_eq!(ok("openai/gpt-4o", None), ("openai", "gpt-4o"));
+        assert_eq!(
+            ok("bedrock/anthropic.claude-3-5-sonnet-20241022-v2:0", None),
+            ("bedrock", "anthropic.claude-3-5-sonnet-20241022-v2:0")
+        );
+        assert_eq!(
+            ok("openrouter/anthropic/claude-3.5-sonnet", None),
+            ("openrouter", "anthropic/claude-3.5-sonnet")
+        );
+        assert_eq!(ok("gpt-4o-mini", None), ("openai", "gpt-4o-mini"));
+        assert_eq!(
+            ok("claude-sonnet-4-5", None),
+            ("anthropic", "claude-sonnet-4-5")
+        );
+        assert_eq!(ok("gemini-2.5-flash", None), ("gemini", "gemini-2.5-flash"));
+        assert_eq!(ok("groq/llama-3.3", Some("groq")), ("groq", "llama-3.3"));
+        assert_eq!(
+            ok("my-model", Some("hosted_vllm")),
+            ("hosted_vllm", "my-model")
+        );
+
+        let err = |model, custom| resolve(model, custom).err().unwrap().to_string();
+        assert_eq!(
+            err("openai/", None),
+            "'openai/' names no model after 'openai/'"
+        );
+        assert_eq!(
+            err("llama3", None),
+            "cannot tell which provider serves 'llama3': write it as provider/model-id, e.g. openai/llama3"
+        );
+        let e = err("antropic/claude-3", None);
+        assert!(
+            e.starts_with("provider 'antropic' (from 'antropic/claude-3') is not supported (did you mean anthropic/claude-3?); supported: openai, azure, anthropic,"),
+            "{e}"
+        );
+        let e = err("ollama/llama3.2", None);
+        assert!(
+            e.contains("(write ollama_chat/llama3.2: Tollgate serves Ollama through its chat API)"),
+            "{e}"
+        );
+        let e = err("llama3.2", Some("ollama"));
+        assert!(
+            e.starts_with("provider 'ollama' is not supported (write ollama_chat/llama3.2:"),
+            "{e}"
+        );
+        let e = err("vllm/meta/llama", Some("vllm"));
+        assert!(e.contains("(did you mean hosted_vllm/meta/llama?)"), "{e}");
+        assert!(!err("zzzz/x", None).contains("did you mean"));
+    }
 
     #[test]
     fn redacts_key_like_words() {

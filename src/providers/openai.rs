@@ -10,9 +10,8 @@ use serde_json::value::RawValue;
 
 use super::{
     opaque_error, redact, Endpoint, Operation, Params, Provider, RequestOptions, StreamTranslator,
-    Translated,
+    Target, Translated,
 };
-use crate::config::Deployment;
 use crate::error::{is_context_overflow, ApiError};
 use crate::ingress::ClientApi;
 use crate::json::{self, Fields};
@@ -135,11 +134,11 @@ pub static OLLAMA_CHAT: OpenAiCompatible = OpenAiCompatible {
 };
 
 impl OpenAiCompatible {
-    fn base_path(&self, d: &Deployment) -> String {
-        if self.append_v1 && !d.base_path.ends_with("/v1") {
-            format!("{}/v1", d.base_path)
+    fn base_path(&self, t: &Target) -> String {
+        if self.append_v1 && !t.base_path.ends_with("/v1") {
+            format!("{}/v1", t.base_path)
         } else {
-            d.base_path.clone()
+            t.base_path.clone()
         }
     }
 }
@@ -177,29 +176,29 @@ impl Provider for OpenAiCompatible {
         op == Operation::Chat || self.embeddings
     }
 
-    fn path(&self, d: &Deployment, op: Operation, _stream: bool) -> String {
+    fn path(&self, t: &Target, op: Operation, _stream: bool) -> String {
         let tail = match op {
             Operation::Chat => "/chat/completions",
             Operation::Embeddings => "/embeddings",
         };
-        format!("{}{tail}", self.base_path(d))
+        format!("{}{tail}", self.base_path(t))
     }
 
     fn chat_request(
         &self,
         req: &ChatRequest,
-        d: &Deployment,
+        t: &Target,
         _opts: RequestOptions,
     ) -> Result<Vec<u8>, ApiError> {
         // o-series and gpt-5 reject `max_tokens`; LiteLLM sends it as `max_completion_tokens`.
         let rename_max_tokens = self.name == "openai"
             && ["o1", "o3", "o4", "gpt-5"]
                 .iter()
-                .any(|p| d.model.starts_with(p))
+                .any(|p| t.model.starts_with(p))
             && !req.has("max_completion_tokens");
         Ok(rewrite_chat(
             req,
-            &d.model,
+            &t.model,
             self.stream_usage,
             |key| match key {
                 "max_tokens" if rename_max_tokens => Some("max_completion_tokens"),
@@ -224,12 +223,8 @@ impl Provider for OpenAiCompatible {
         }
     }
 
-    fn embeddings_request(
-        &self,
-        req: &EmbeddingsRequest,
-        d: &Deployment,
-    ) -> Result<Vec<u8>, ApiError> {
-        Ok(rewrite_fields(&req.fields, &d.model, |_| None))
+    fn embeddings_request(&self, req: &EmbeddingsRequest, t: &Target) -> Result<Vec<u8>, ApiError> {
+        Ok(rewrite_fields(&req.fields, &t.model, |_| None))
     }
 
     fn embeddings_response(
@@ -1084,235 +1079,6 @@ mod tests {
         let v: serde_json::Value =
             serde_json::from_slice(&rewrite_chat(&req, "m", true, |_| None)).unwrap();
         assert!(v.get("stream_options").is_none());
-    }
-
-    fn load_family(
-        model: &str,
-        api_base: Option<&str>,
-        env: &[(&str, &str)],
-    ) -> Result<crate::config::Config, Vec<String>> {
-        let mut params = serde_json::json!({ "model": model });
-        if let Some(b) = api_base {
-            params["api_base"] = serde_json::json!(b);
-        }
-        let doc =
-            serde_json::json!({"model_list": [{"model_name": "m", "litellm_params": params}]});
-        let env: hashbrown::HashMap<String, String> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let r = crate::config::load(&doc, &env, crate::config::Strictness::Serve);
-        match r.config {
-            Some(c) if r.errors.is_empty() => Ok(c),
-            _ => Err(r.errors.iter().map(|e| e.to_string()).collect()),
-        }
-    }
-
-    #[test]
-    fn family_paths_with_and_without_api_base() {
-        let cases: &[(&str, Option<&str>, &str, &str)] = &[
-            (
-                "openai/gpt-4o",
-                None,
-                "api.openai.com",
-                "/v1/chat/completions",
-            ),
-            (
-                "groq/llama-3.3-70b-versatile",
-                None,
-                "api.groq.com",
-                "/openai/v1/chat/completions",
-            ),
-            (
-                "groq/llama-3.3-70b-versatile",
-                Some("http://127.0.0.1:9000/openai/v1"),
-                "127.0.0.1:9000",
-                "/openai/v1/chat/completions",
-            ),
-            (
-                "mistral/mistral-large-latest",
-                None,
-                "api.mistral.ai",
-                "/v1/chat/completions",
-            ),
-            (
-                "mistral/mistral-large-latest",
-                Some("https://m.eastus.models.ai.azure.com"),
-                "m.eastus.models.ai.azure.com",
-                "/v1/chat/completions",
-            ),
-            (
-                "mistral/mistral-large-latest",
-                Some("https://proxy.example/mistral/v1/"),
-                "proxy.example",
-                "/mistral/v1/chat/completions",
-            ),
-            (
-                "deepseek/deepseek-chat",
-                None,
-                "api.deepseek.com",
-                "/chat/completions",
-            ),
-            (
-                "deepseek/deepseek-chat",
-                Some("https://api.deepseek.com/beta"),
-                "api.deepseek.com",
-                "/beta/chat/completions",
-            ),
-            ("xai/grok-3", None, "api.x.ai", "/v1/chat/completions"),
-            (
-                "together_ai/meta-llama/Llama-3.3-70B-Instruct-Turbo",
-                None,
-                "api.together.xyz",
-                "/v1/chat/completions",
-            ),
-            (
-                "fireworks_ai/accounts/fireworks/models/llama-v3p1-8b-instruct",
-                None,
-                "api.fireworks.ai",
-                "/inference/v1/chat/completions",
-            ),
-            (
-                "openrouter/anthropic/claude-3.5-sonnet",
-                None,
-                "openrouter.ai",
-                "/api/v1/chat/completions",
-            ),
-            (
-                "cerebras/llama3.1-8b",
-                None,
-                "api.cerebras.ai",
-                "/v1/chat/completions",
-            ),
-            (
-                "perplexity/sonar",
-                None,
-                "api.perplexity.ai",
-                "/chat/completions",
-            ),
-            (
-                "hosted_vllm/meta-llama/Llama-3.1-8B-Instruct",
-                Some("http://10.0.0.5:8000"),
-                "10.0.0.5:8000",
-                "/v1/chat/completions",
-            ),
-            (
-                "hosted_vllm/meta-llama/Llama-3.1-8B-Instruct",
-                Some("http://10.0.0.5:8000/v1"),
-                "10.0.0.5:8000",
-                "/v1/chat/completions",
-            ),
-            (
-                "hosted_vllm/meta-llama/Llama-3.1-8B-Instruct",
-                Some("http://10.0.0.5:8000/v1/"),
-                "10.0.0.5:8000",
-                "/v1/chat/completions",
-            ),
-            (
-                "hosted_vllm/m",
-                Some("http://vllm.internal/serving"),
-                "vllm.internal",
-                "/serving/v1/chat/completions",
-            ),
-            (
-                "ollama_chat/llama3.2",
-                None,
-                "localhost:11434",
-                "/v1/chat/completions",
-            ),
-            (
-                "ollama_chat/llama3.2",
-                Some("http://gpu-box:11434"),
-                "gpu-box:11434",
-                "/v1/chat/completions",
-            ),
-            (
-                "ollama_chat/llama3.2",
-                Some("http://gpu-box:11434/v1"),
-                "gpu-box:11434",
-                "/v1/chat/completions",
-            ),
-        ];
-        for (model, base, authority, path) in cases {
-            let c = load_family(model, *base, &[]).unwrap_or_else(|e| panic!("{model}: {e:?}"));
-            let d = &c.deployments[0];
-            assert_eq!(&d.authority, authority, "{model} {base:?}");
-            assert_eq!(
-                d.provider.path(d, Operation::Chat, false),
-                *path,
-                "{model} {base:?}"
-            );
-            let (prefix, id) = model.split_once('/').unwrap();
-            assert_eq!(d.provider.name(), prefix);
-            assert_eq!(d.model, id);
-        }
-        let c = load_family("hosted_vllm/m", Some("http://10.0.0.5:8000"), &[]).unwrap();
-        let d = &c.deployments[0];
-        assert_eq!(
-            d.provider.path(d, Operation::Embeddings, false),
-            "/v1/embeddings"
-        );
-        let c = load_family("together_ai/BAAI/bge-large-en-v1.5", None, &[]).unwrap();
-        let d = &c.deployments[0];
-        assert_eq!(
-            d.provider.path(d, Operation::Embeddings, false),
-            "/v1/embeddings"
-        );
-        let errs = load_family("hosted_vllm/m", None, &[]).unwrap_err();
-        assert!(
-            errs.iter().any(|e| e.contains("api_base is required")),
-            "{errs:?}"
-        );
-    }
-
-    #[test]
-    fn family_keys_come_from_litellm_variables() {
-        let cases: &[(&str, &str)] = &[
-            ("groq/x", "GROQ_API_KEY"),
-            ("mistral/x", "MISTRAL_API_KEY"),
-            ("deepseek/x", "DEEPSEEK_API_KEY"),
-            ("xai/x", "XAI_API_KEY"),
-            ("together_ai/x", "TOGETHER_API_KEY"),
-            ("together_ai/x", "TOGETHERAI_API_KEY"),
-            ("together_ai/x", "TOGETHER_AI_API_KEY"),
-            ("fireworks_ai/x", "FIREWORKS_API_KEY"),
-            ("fireworks_ai/x", "FIREWORKS_AI_API_KEY"),
-            ("openrouter/x", "OPENROUTER_API_KEY"),
-            ("openrouter/x", "OR_API_KEY"),
-            ("cerebras/x", "CEREBRAS_API_KEY"),
-            ("perplexity/x", "PERPLEXITYAI_API_KEY"),
-            ("perplexity/x", "PERPLEXITY_API_KEY"),
-            ("ollama_chat/x", "OLLAMA_API_KEY"),
-        ];
-        for (model, var) in cases {
-            let c = load_family(model, None, &[(var, "key-123")]).unwrap();
-            assert_eq!(
-                c.deployments[0].headers,
-                vec![("authorization".to_string(), "Bearer key-123".to_string())],
-                "{model} {var}"
-            );
-            assert!(c.env_keys.iter().any(|k| k == var), "{model} {var}");
-        }
-        // The first variable in LiteLLM's order wins.
-        let c = load_family(
-            "together_ai/x",
-            None,
-            &[
-                ("TOGETHERAI_API_KEY", "second"),
-                ("TOGETHER_API_KEY", "first"),
-            ],
-        )
-        .unwrap();
-        assert_eq!(c.deployments[0].headers[0].1, "Bearer first");
-        let c = load_family(
-            "hosted_vllm/m",
-            Some("http://h:8000"),
-            &[("HOSTED_VLLM_API_KEY", "v")],
-        )
-        .unwrap();
-        assert_eq!(c.deployments[0].headers[0].1, "Bearer v");
-        let c = load_family("hosted_vllm/m", Some("http://h:8000"), &[]).unwrap();
-        assert!(c.deployments[0].headers.is_empty());
     }
 
     #[test]

@@ -1,38 +1,37 @@
 use super::*;
-use crate::config::{load, Strictness};
 use crate::openai::{parse_chat, parse_embeddings};
-use hashbrown::HashMap;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
 const KEY: &str = "0123456789abcdef0123456789abcdef";
+const BASE: &str = "https://r.openai.azure.com";
 
-fn env() -> HashMap<String, String> {
-    [("AZURE_API_KEY".to_string(), KEY.to_string())]
-        .into_iter()
-        .collect()
-}
-
-fn load_one(params: Value) -> Result<Deployment, Vec<String>> {
-    let doc = json!({"model_list": [{"model_name": "azure-gpt", "litellm_params": params}]});
-    let r = load(&doc, &env(), Strictness::Serve);
-    match r.config {
-        Some(mut c) if r.errors.is_empty() => Ok(c.deployments.remove(0)),
-        _ => Err(r.errors.iter().map(|e| e.to_string()).collect()),
+/// A deployment's target: `model` as after `azure/`, `base_path` as the configuration takes it
+/// from `api_base`.
+fn target(model: &str, base_path: &str, api_version: Option<&str>) -> Target {
+    Target {
+        model: model.into(),
+        base_path: base_path.into(),
+        api_version: api_version.map(Into::into),
     }
 }
 
-fn deployment(params: Value) -> Deployment {
-    load_one(params).unwrap()
+fn gpt() -> Target {
+    target("my-gpt4o-deployment", "", Some("2024-10-21"))
 }
 
-fn gpt() -> Deployment {
-    deployment(json!({
-        "model": "azure/my-gpt4o-deployment",
-        "api_base": "https://my-resource.openai.azure.com/",
-        "api_version": "2024-10-21",
-        "api_key": "os.environ/AZURE_API_KEY"
-    }))
+fn endpoint(
+    model: &str,
+    api_base: Option<&str>,
+    api_version: Option<&str>,
+) -> Result<Endpoint, String> {
+    AZURE.endpoint(&Params {
+        model,
+        api_base,
+        api_key: Some(KEY),
+        api_version,
+        ..Default::default()
+    })
 }
 
 fn ctx() -> ResponseCtx {
@@ -45,10 +44,10 @@ fn ctx() -> ResponseCtx {
     }
 }
 
-fn chat(d: &Deployment, body: &Value, drop_params: bool) -> Result<Value, ApiError> {
+fn chat(t: &Target, body: &Value, drop_params: bool) -> Result<Value, ApiError> {
     let body = serde_json::to_vec(body).unwrap();
     let req = parse_chat(&body)?;
-    let out = AZURE.chat_request(&req, d, RequestOptions { drop_params })?;
+    let out = AZURE.chat_request(&req, t, RequestOptions { drop_params })?;
     Ok(serde_json::from_slice(&out).unwrap())
 }
 
@@ -56,36 +55,25 @@ fn chat(d: &Deployment, body: &Value, drop_params: bool) -> Result<Value, ApiErr
 
 #[test]
 fn endpoint_sends_the_key_in_api_key() {
-    let d = gpt();
-    assert_eq!(d.authority, "my-resource.openai.azure.com");
-    assert_eq!(d.cluster, "tollgate_my-resource.openai.azure.com_443");
-    assert_eq!(d.headers, vec![("api-key".to_string(), KEY.to_string())]);
-    // Without `api_key`, LiteLLM's AZURE_API_KEY is read.
-    let d = deployment(json!({"model": "azure/x", "api_base": "https://r.openai.azure.com"}));
-    assert_eq!(d.headers, vec![("api-key".to_string(), KEY.to_string())]);
+    let e = endpoint(
+        "my-gpt4o-deployment",
+        Some("https://my-resource.openai.azure.com/"),
+        Some("2024-10-21"),
+    )
+    .unwrap();
+    assert_eq!(e.base_url, "https://my-resource.openai.azure.com/");
+    assert_eq!(e.headers, vec![("api-key".to_string(), KEY.to_string())]);
+    assert_eq!(AZURE.default_key_env(), Some("AZURE_API_KEY"));
 }
 
 #[test]
 fn api_base_is_required_and_api_version_checked() {
-    let errs = load_one(json!({"model": "azure/my-gpt4o-deployment"})).unwrap_err();
-    assert!(
-        errs.iter()
-            .any(|e| e.contains("litellm_params") && e.contains("api_base is required")),
-        "{errs:?}"
-    );
-    let errs = load_one(json!({"model": "azure/x", "api_base": "https://r.openai.azure.com", "api_version": "2024/10/21"}))
-        .unwrap_err();
-    assert!(
-        errs.iter().any(|e| e.contains("api_version '2024/10/21'")),
-        "{errs:?}"
-    );
-    let errs =
-        load_one(json!({"model": "azure/o_series/", "api_base": "https://r.openai.azure.com"}))
-            .unwrap_err();
-    assert!(
-        errs.iter().any(|e| e.contains("names no deployment")),
-        "{errs:?}"
-    );
+    let err = endpoint("my-gpt4o-deployment", None, None).unwrap_err();
+    assert!(err.contains("api_base is required"), "{err}");
+    let err = endpoint("x", Some(BASE), Some("2024/10/21")).unwrap_err();
+    assert!(err.contains("api_version '2024/10/21'"), "{err}");
+    let err = endpoint("o_series/", Some(BASE), None).unwrap_err();
+    assert!(err.contains("names no deployment"), "{err}");
     for v in [
         "2024-10-21",
         "2025-04-01-preview",
@@ -110,73 +98,44 @@ fn api_base_is_required_and_api_version_checked() {
 
 #[test]
 fn paths_for_each_version_and_base_shape() {
-    let path = |params: Value, op| {
-        let d = deployment(params);
-        AZURE.path(&d, op, false)
+    let path = |model: &str, base_path: &str, version: Option<&str>, op| {
+        AZURE.path(&target(model, base_path, version), op, false)
     };
-    let base = "https://r.openai.azure.com";
     assert_eq!(
-        path(
-            json!({"model": "azure/dep", "api_base": base}),
-            Operation::Chat
-        ),
+        path("dep", "", None, Operation::Chat),
         "/openai/deployments/dep/chat/completions?api-version=2024-10-21"
     );
     assert_eq!(
-        path(
-            json!({"model": "azure/dep", "api_base": base, "api_version": "2025-04-01-preview"}),
-            Operation::Embeddings
-        ),
+        path("dep", "", Some("2025-04-01-preview"), Operation::Embeddings),
         "/openai/deployments/dep/embeddings?api-version=2025-04-01-preview"
     );
     assert_eq!(
-        path(
-            json!({"model": "azure/dep", "api_base": base, "api_version": "v1"}),
-            Operation::Chat
-        ),
+        path("dep", "", Some("v1"), Operation::Chat),
         "/openai/v1/chat/completions"
     );
     assert_eq!(
-        path(
-            json!({"model": "azure/dep", "api_base": base, "api_version": "latest"}),
-            Operation::Embeddings
-        ),
+        path("dep", "", Some("latest"), Operation::Embeddings),
         "/openai/v1/embeddings"
     );
     assert_eq!(
-        path(
-            json!({"model": "azure/dep", "api_base": format!("{base}/openai/v1/"), "api_version": "preview"}),
-            Operation::Chat
-        ),
+        path("dep", "/openai/v1", Some("preview"), Operation::Chat),
         "/openai/v1/chat/completions?api-version=preview"
     );
     assert_eq!(
-        path(
-            json!({"model": "azure/dep", "api_base": format!("{base}/openai")}),
-            Operation::Chat
-        ),
+        path("dep", "/openai", None, Operation::Chat),
         "/openai/deployments/dep/chat/completions?api-version=2024-10-21"
     );
     assert_eq!(
-        path(
-            json!({"model": "azure/dep", "api_base": format!("{base}/openai/deployments/other")}),
-            Operation::Chat
-        ),
+        path("dep", "/openai/deployments/other", None, Operation::Chat),
         "/openai/deployments/other/chat/completions?api-version=2024-10-21"
     );
     // A gateway in front of Azure (API Management) with its own path prefix.
     assert_eq!(
-        path(
-            json!({"model": "azure/dep", "api_base": "https://apim.example.com/aoai/"}),
-            Operation::Chat
-        ),
+        path("dep", "/aoai", None, Operation::Chat),
         "/aoai/openai/deployments/dep/chat/completions?api-version=2024-10-21"
     );
     assert_eq!(
-        path(
-            json!({"model": "azure/o_series/my o3", "api_base": base}),
-            Operation::Chat
-        ),
+        path("o_series/my o3", "", None, Operation::Chat),
         "/openai/deployments/my%20o3/chat/completions?api-version=2024-10-21"
     );
 }
@@ -253,12 +212,10 @@ fn unsupported_parameters_are_refused_or_dropped() {
 #[test]
 fn preview_and_v1_versions_pass_new_parameters() {
     for version in ["2025-04-01-preview", "v1", "preview"] {
-        let d = deployment(
-            json!({"model": "azure/dep", "api_base": "https://r.openai.azure.com", "api_version": version}),
-        );
+        let t = target("dep", "", Some(version));
         let mut body = realistic_request();
         body["reasoning_effort"] = json!("low");
-        let sent = chat(&d, &body, false).unwrap();
+        let sent = chat(&t, &body, false).unwrap();
         assert_eq!(sent["reasoning_effort"], "low", "{version}");
         assert_eq!(sent["model"], "dep");
     }
@@ -267,29 +224,23 @@ fn preview_and_v1_versions_pass_new_parameters() {
 #[test]
 fn reasoning_deployments_get_max_completion_tokens() {
     let body = json!({"model": "azure-gpt", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 50});
-    let d = deployment(
-        json!({"model": "azure/o_series/reasoner", "api_base": "https://r.openai.azure.com"}),
-    );
-    let sent = chat(&d, &body, false).unwrap();
+    let sent = chat(&target("o_series/reasoner", "", None), &body, false).unwrap();
     assert_eq!(sent["model"], "reasoner");
     assert_eq!(sent["max_completion_tokens"], 50);
     assert!(sent.get("max_tokens").is_none());
-    let d =
-        deployment(json!({"model": "azure/gpt-5-mini", "api_base": "https://r.openai.azure.com"}));
-    assert_eq!(chat(&d, &body, false).unwrap()["max_completion_tokens"], 50);
+    let t = target("gpt-5-mini", "", None);
+    assert_eq!(chat(&t, &body, false).unwrap()["max_completion_tokens"], 50);
     let sent = chat(&gpt(), &body, false).unwrap();
     assert_eq!(sent["max_tokens"], 50);
 }
 
 #[test]
 fn embeddings_request_names_the_deployment() {
-    let d = deployment(
-        json!({"model": "azure/my-embedding-deployment", "api_base": "https://r.openai.azure.com"}),
-    );
+    let t = target("my-embedding-deployment", "", None);
     let body =
         br#"{"model":"azure-embed","input":["a","b"],"encoding_format":"base64","dimensions":256}"#;
     let req = parse_embeddings(body).unwrap();
-    let sent: Value = serde_json::from_slice(&AZURE.embeddings_request(&req, &d).unwrap()).unwrap();
+    let sent: Value = serde_json::from_slice(&AZURE.embeddings_request(&req, &t).unwrap()).unwrap();
     assert_eq!(
         sent,
         json!({"model": "my-embedding-deployment", "input": ["a", "b"], "encoding_format": "base64", "dimensions": 256})
@@ -767,14 +718,14 @@ proptest! {
         drop_params in any::<bool>(),
         version in prop::sample::select(vec!["2024-10-21", "2024-02-01", "2025-04-01-preview", "v1"]),
     ) {
-        let d = deployment(json!({"model": "azure/dep", "api_base": "https://r.openai.azure.com", "api_version": version}));
+        let t = target("dep", "", Some(version));
         let mut body = json!({"model": "azure-gpt", "messages": [{"role": "user", "content": content}]});
         for (k, v) in extra {
             body[k] = v;
         }
         let bytes = serde_json::to_vec(&body).unwrap();
         if let Ok(req) = parse_chat(&bytes) {
-            match AZURE.chat_request(&req, &d, RequestOptions { drop_params }) {
+            match AZURE.chat_request(&req, &t, RequestOptions { drop_params }) {
                 Ok(out) => {
                     let v: Value = serde_json::from_slice(&out).unwrap();
                     prop_assert_eq!(&v["model"], "dep");

@@ -1,26 +1,12 @@
 use super::*;
-use crate::config::Mode;
 use crate::openai::parse_chat;
 use crate::stream::eventstream::encode;
 use serde_json::{json, Value};
 
-fn deployment(model: &str) -> Deployment {
-    Deployment {
-        index: 0,
-        alias: "bedrock-claude".into(),
-        id: "bedrock-claude.0".into(),
-        provider: &BEDROCK,
+fn target(model: &str) -> Target {
+    Target {
         model: model.into(),
-        cluster: "c".into(),
-        authority: "bedrock-runtime.us-east-1.amazonaws.com".into(),
-        base_path: String::new(),
-        headers: Vec::new(),
-        api_version: None,
-        drop_params: false,
-        mode: Mode::Any,
-        model_info: None,
-        balance: Default::default(),
-        wildcard_pricing: None,
+        ..Default::default()
     }
 }
 
@@ -43,7 +29,7 @@ fn translate_opts(body: Value, drop_params: bool) -> Result<Value, ApiError> {
     let req = parse_chat(&bytes)?;
     let out = BEDROCK.chat_request(
         &req,
-        &deployment("anthropic.claude-3-5-sonnet-20241022-v2:0"),
+        &target("anthropic.claude-3-5-sonnet-20241022-v2:0"),
         RequestOptions { drop_params },
     )?;
     Ok(serde_json::from_slice(&out).unwrap())
@@ -154,21 +140,21 @@ fn endpoint_errors_name_the_field() {
 
 #[test]
 fn path_encodes_the_model_id() {
-    let d = deployment("anthropic.claude-3-5-sonnet-20241022-v2:0");
+    let t = target("anthropic.claude-3-5-sonnet-20241022-v2:0");
     assert_eq!(
-        BEDROCK.path(&d, Operation::Chat, false),
+        BEDROCK.path(&t, Operation::Chat, false),
         "/model/anthropic.claude-3-5-sonnet-20241022-v2%3A0/converse"
     );
     assert_eq!(
-        BEDROCK.path(&d, Operation::Chat, true),
+        BEDROCK.path(&t, Operation::Chat, true),
         "/model/anthropic.claude-3-5-sonnet-20241022-v2%3A0/converse-stream"
     );
-    let mut d = deployment(
+    let mut t = target(
         "converse/arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-3-7-sonnet-20250219-v1:0",
     );
-    d.base_path = "/proxy".into();
+    t.base_path = "/proxy".into();
     assert_eq!(
-        BEDROCK.path(&d, Operation::Chat, false),
+        BEDROCK.path(&t, Operation::Chat, false),
         "/proxy/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A123456789012%3Ainference-profile%2Fus.anthropic.claude-3-7-sonnet-20250219-v1%3A0/converse"
     );
 }
@@ -1293,7 +1279,7 @@ mod fuzz {
         fn requests_translate_to_json_or_a_400(body in arb_request(), drop in any::<bool>()) {
             let bytes = serde_json::to_vec(&body).unwrap();
             if let Ok(req) = parse_chat(&bytes) {
-                match BEDROCK.chat_request(&req, &deployment("amazon.nova-lite-v1:0"), RequestOptions { drop_params: drop }) {
+                match BEDROCK.chat_request(&req, &target("amazon.nova-lite-v1:0"), RequestOptions { drop_params: drop }) {
                     Ok(out) => {
                         let v: Value = serde_json::from_slice(&out).expect("request is JSON");
                         prop_assert!(v["messages"].is_array());
@@ -1434,7 +1420,7 @@ fn thinking_top_k_and_signed_reasoning_go_to_claude() {
     let e = BEDROCK
         .chat_request(
             &req,
-            &deployment("amazon.nova-pro-v1:0"),
+            &target("amazon.nova-pro-v1:0"),
             RequestOptions { drop_params: false },
         )
         .unwrap_err();

@@ -1,38 +1,29 @@
 use super::*;
-use crate::config::{load, Config, Strictness};
 use crate::openai::{parse_chat, parse_embeddings};
-use hashbrown::HashMap;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
 const KEY: &str = "AIzaSyTestKey0123456789abcdefghij";
 
-fn config(model: &str, extra: Value) -> Config {
-    let mut params = json!({"model": model, "api_key": KEY});
-    if let (Some(p), Some(e)) = (params.as_object_mut(), extra.as_object()) {
-        for (k, v) in e {
-            p.insert(k.clone(), v.clone());
-        }
+fn target(model: &str) -> Target {
+    Target {
+        model: model.into(),
+        ..Default::default()
     }
-    let doc = json!({"model_list": [{"model_name": "g", "litellm_params": params}]});
-    let r = load(&doc, &HashMap::<String, String>::new(), Strictness::Serve);
-    assert!(r.errors.is_empty(), "{:?}", r.errors);
-    r.config.unwrap()
 }
 
-fn flash() -> Config {
-    config("gemini/gemini-2.5-flash", json!({}))
+fn flash() -> Target {
+    target("gemini-2.5-flash")
 }
 
 fn request(body: Value) -> Result<Value, ApiError> {
     request_with(&flash(), body, false)
 }
 
-fn request_with(c: &Config, body: Value, drop_params: bool) -> Result<Value, ApiError> {
+fn request_with(t: &Target, body: Value, drop_params: bool) -> Result<Value, ApiError> {
     let bytes = serde_json::to_vec(&body).unwrap();
     let req = parse_chat(&bytes).unwrap();
-    let d = c.deployment(0).unwrap();
-    let out = GEMINI.chat_request(&req, d, RequestOptions { drop_params })?;
+    let out = GEMINI.chat_request(&req, t, RequestOptions { drop_params })?;
     Ok(serde_json::from_slice(&out).unwrap())
 }
 
@@ -60,39 +51,46 @@ fn response(body: Value) -> (Value, Usage) {
 
 #[test]
 fn paths_and_key_header() {
-    let c = flash();
-    let d = c.deployment(0).unwrap();
+    let f = flash();
     assert_eq!(
-        GEMINI.path(d, Operation::Chat, false),
+        GEMINI.path(&f, Operation::Chat, false),
         "/v1beta/models/gemini-2.5-flash:generateContent"
     );
     assert_eq!(
-        GEMINI.path(d, Operation::Chat, true),
+        GEMINI.path(&f, Operation::Chat, true),
         "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
     );
-    assert_eq!(d.authority, "generativelanguage.googleapis.com");
+    let e = GEMINI
+        .endpoint(&Params {
+            model: "gemini-2.5-flash",
+            api_key: Some(KEY),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(e.base_url, "https://generativelanguage.googleapis.com");
     assert_eq!(
-        d.headers,
+        e.headers,
         vec![("x-goog-api-key".to_string(), KEY.to_string())]
     );
 
-    let c = config(
-        "gemini/models/text-embedding-004",
-        json!({"api_base": "http://127.0.0.1:9000/proxy/v1beta/"}),
-    );
-    let d = c.deployment(0).unwrap();
+    // An `api_base` path that ends in a version keeps it.
+    let t = Target {
+        model: "models/text-embedding-004".into(),
+        base_path: "/proxy/v1beta".into(),
+        api_version: None,
+    };
     assert_eq!(
-        GEMINI.path(d, Operation::Embeddings, false),
+        GEMINI.path(&t, Operation::Embeddings, false),
         "/proxy/v1beta/models/text-embedding-004:batchEmbedContents"
     );
 
-    let c = config(
-        "gemini/gemini-2.5-pro",
-        json!({"api_base": "http://127.0.0.1:9000", "api_version": "v1"}),
-    );
-    let d = c.deployment(0).unwrap();
+    let t = Target {
+        model: "gemini-2.5-pro".into(),
+        base_path: String::new(),
+        api_version: Some("v1".into()),
+    };
     assert_eq!(
-        GEMINI.path(d, Operation::Chat, false),
+        GEMINI.path(&t, Operation::Chat, false),
         "/v1/models/gemini-2.5-pro:generateContent"
     );
     assert!(GEMINI.supports(Operation::Embeddings));
@@ -298,7 +296,7 @@ fn unsupported_params_are_refused_or_dropped() {
 #[test]
 fn reasoning_effort_maps_to_thinking() {
     let body = |effort: &str| json!({"model": "g", "messages": [{"role": "user", "content": "hi"}], "reasoning_effort": effort});
-    let thinking = |c: &Config, effort: &str| {
+    let thinking = |c: &Target, effort: &str| {
         request_with(c, body(effort), false).unwrap()["generationConfig"]["thinkingConfig"].clone()
     };
     let f = flash();
@@ -314,7 +312,7 @@ fn reasoning_effort_maps_to_thinking() {
         thinking(&f, "none"),
         json!({"thinkingBudget": 0, "includeThoughts": false})
     );
-    let g3 = config("gemini/gemini-3-pro-preview", json!({}));
+    let g3 = target("gemini-3-pro-preview");
     assert_eq!(
         thinking(&g3, "medium"),
         json!({"thinkingLevel": "high", "includeThoughts": true})
@@ -323,7 +321,7 @@ fn reasoning_effort_maps_to_thinking() {
         thinking(&g3, "minimal"),
         json!({"thinkingLevel": "low", "includeThoughts": true})
     );
-    let g3f = config("gemini/gemini-3-flash-preview", json!({}));
+    let g3f = target("gemini-3-flash-preview");
     assert_eq!(
         thinking(&g3f, "minimal"),
         json!({"thinkingLevel": "minimal", "includeThoughts": true})
@@ -366,7 +364,7 @@ fn thought_signatures_round_trip() {
         .get("thoughtSignature")
         .is_none());
     // Gemini 3 needs a signature on the first call of a step: unsigned history gets Google's placeholder.
-    let g3 = config("gemini/gemini-3-pro-preview", json!({}));
+    let g3 = target("gemini-3-pro-preview");
     let got = request_with(&g3, history("call_plain"), false).unwrap();
     assert_eq!(
         got["contents"][1]["parts"][0]["thoughtSignature"],
@@ -805,13 +803,12 @@ fn errors_map_status_type_and_code() {
 
 #[test]
 fn embeddings_request_and_response() {
-    let c = config("gemini/text-embedding-004", json!({}));
-    let d = c.deployment(0).unwrap();
+    let t = target("text-embedding-004");
     let req = parse_embeddings(
         br#"{"model":"g","input":["hello","world"],"dimensions":8,"encoding_format":"base64"}"#,
     )
     .unwrap();
-    let out: Value = serde_json::from_slice(&GEMINI.embeddings_request(&req, d).unwrap()).unwrap();
+    let out: Value = serde_json::from_slice(&GEMINI.embeddings_request(&req, &t).unwrap()).unwrap();
     assert_eq!(
         out,
         json!({"requests": [
@@ -820,7 +817,7 @@ fn embeddings_request_and_response() {
         ]})
     );
     let tokens = parse_embeddings(br#"{"model":"g","input":[[1,2,3]]}"#).unwrap();
-    let e = GEMINI.embeddings_request(&tokens, d).unwrap_err();
+    let e = GEMINI.embeddings_request(&tokens, &t).unwrap_err();
     assert_eq!((e.status, e.param.as_deref()), (400, Some("input")));
 
     let body = br#"{"embeddings":[{"values":[0.5,-1.25]},{"values":[0.25,0]}]}"#;
@@ -1102,9 +1099,8 @@ proptest! {
     fn parseable_requests_translate_or_refuse(body in arb_chat_body(), drop_params in any::<bool>()) {
         let bytes = serde_json::to_vec(&body).unwrap();
         if let Ok(req) = parse_chat(&bytes) {
-            for model in ["gemini/gemini-2.5-flash", "gemini/gemini-3-pro-preview"] {
-                let c = config(model, json!({}));
-                match GEMINI.chat_request(&req, c.deployment(0).unwrap(), RequestOptions { drop_params }) {
+            for model in ["gemini-2.5-flash", "gemini-3-pro-preview"] {
+                match GEMINI.chat_request(&req, &target(model), RequestOptions { drop_params }) {
                     Ok(out) => {
                         let v: Value = serde_json::from_slice(&out).expect("JSON request");
                         prop_assert!(v["contents"].is_array());
@@ -1162,7 +1158,7 @@ fn anthropic_thinking_and_top_k() {
         "thinking": thinking, "top_k": 9})
     };
     let gen =
-        |c: &Config, t: Value| request_with(c, body(t), false).unwrap()["generationConfig"].clone();
+        |c: &Target, t: Value| request_with(c, body(t), false).unwrap()["generationConfig"].clone();
     let f = flash();
     let g = gen(&f, json!({"type": "enabled", "budget_tokens": 5000}));
     assert_eq!(
@@ -1178,7 +1174,7 @@ fn anthropic_thinking_and_top_k() {
         gen(&f, json!({"type": "adaptive"}))["thinkingConfig"],
         json!({"includeThoughts": true})
     );
-    let g3 = config("gemini/gemini-3-pro-preview", json!({}));
+    let g3 = target("gemini-3-pro-preview");
     assert_eq!(
         gen(&g3, json!({"type": "enabled", "budget_tokens": 1024}))["thinkingConfig"],
         json!({"thinkingLevel": "low", "includeThoughts": true})
