@@ -1,5 +1,6 @@
 //! Anthropic's answers to a client of the same API (the Messages API), relayed as they come: the
-//! only change is `model`, which names the client's alias as every answer of the gateway does.
+//! only change is `model`, which names the client's alias as every answer of the gateway does
+//! (and a field every message has, when an Anthropic-compatible upstream leaves it out).
 //! Usage is read on the way for spend; a stream that breaks off ends with an `error` event the
 //! client's SDK raises, never a silently truncated message.
 
@@ -11,16 +12,33 @@ use crate::openai::{usage_object, ResponseCtx, Usage};
 use crate::providers::{StreamTranslator, Translated};
 use crate::stream::sse::SseDecoder;
 
-/// A JSON object with its top-level `model` replaced by `alias` (added if missing).
-fn with_model(fields: &json::Fields, alias: &str, size: usize) -> Vec<u8> {
-    with_model_and_cap(fields, alias, None, size)
+/// A `message` object with the alias as its `model` and every field a message has: those the
+/// upstream sent kept as they came, the missing ones added with the value a `message_start` gives
+/// them (`id`: the gateway's own). An Anthropic-compatible upstream may leave some out, and the
+/// SDKs build the final message on them (the Python SDK appends each block to `content`).
+fn message_with_model(fields: &json::Fields, alias: &str, id: &str, size: usize) -> Vec<u8> {
+    let mut id_json = Vec::with_capacity(id.len().saturating_add(2));
+    json::write_str(&mut id_json, id);
+    let defaults: [(&str, &[u8]); 7] = [
+        ("id", &id_json),
+        ("type", b"\"message\""),
+        ("role", b"\"assistant\""),
+        ("content", b"[]"),
+        ("stop_reason", b"null"),
+        ("stop_sequence", b"null"),
+        ("usage", br#"{"input_tokens":0,"output_tokens":0}"#),
+    ];
+    with_model_and_cap(fields, alias, None, &defaults, size)
 }
 
-/// [`with_model`], and `max_tokens` lowered to `cap` when it is over it.
+/// A JSON object with its top-level `model` replaced by `alias` (added if missing), `max_tokens`
+/// lowered to `cap` when it is over it, and each of `defaults` (a key and its JSON value) added
+/// when the object has no such key.
 fn with_model_and_cap(
     fields: &json::Fields,
     alias: &str,
     cap: Option<u64>,
+    defaults: &[(&str, &[u8])],
     size: usize,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(size.saturating_add(alias.len()));
@@ -44,11 +62,19 @@ fn with_model_and_cap(
         }
     }
     if !seen {
-        if !first {
+        if !std::mem::replace(&mut first, false) {
             out.push(b',');
         }
         out.extend_from_slice(b"\"model\":");
         json::write_str(&mut out, alias);
+    }
+    for (key, value) in defaults {
+        if json::get(fields, key).is_none() {
+            out.push(b',');
+            json::write_str(&mut out, key);
+            out.push(b':');
+            out.extend_from_slice(value);
+        }
     }
     out.push(b'}');
     out
@@ -58,7 +84,7 @@ fn with_model_and_cap(
 /// and its `max_tokens` lowered to `cap` (what a budget can still pay) when there is one.
 pub fn request(body: &[u8], model: &str, cap: Option<u64>) -> Result<Vec<u8>, ApiError> {
     let fields = json::split_object(body).map_err(json::body_error)?;
-    Ok(with_model_and_cap(&fields, model, cap, body.len()))
+    Ok(with_model_and_cap(&fields, model, cap, &[], body.len()))
 }
 
 /// A whole `message`, relayed with the alias as its model.
@@ -79,7 +105,7 @@ pub fn response(body: &[u8], ctx: &ResponseCtx) -> Result<Translated, ApiError> 
         .flatten()
         .and_then(UsageIn::to_openai);
     Ok(Translated {
-        body: with_model(&fields, &ctx.model, body.len()),
+        body: message_with_model(&fields, &ctx.model, &ctx.id, body.len()),
         usage,
     })
 }
@@ -92,6 +118,8 @@ pub struct PassthroughStream {
 
 struct State {
     alias: String,
+    /// The gateway's message id, for an upstream `message_start` without one.
+    id: String,
     usage: StreamUsage,
     stop_reason_seen: bool,
     done: bool,
@@ -104,6 +132,7 @@ impl PassthroughStream {
             sse: SseDecoder::default(),
             state: State {
                 alias: ctx.model,
+                id: ctx.id,
                 usage: StreamUsage::default(),
                 stop_reason_seen: false,
                 done: false,
@@ -156,7 +185,7 @@ impl State {
                     .merge(inner.as_ref().and_then(|m| json::get(m, "usage")));
                 match inner {
                     Some(m) => {
-                        let rewritten = with_model(&m, &self.alias, data.len());
+                        let rewritten = message_with_model(&m, &self.alias, &self.id, data.len());
                         let mut ev = Vec::with_capacity(rewritten.len().saturating_add(40));
                         ev.extend_from_slice(b"{\"type\":\"message_start\",\"message\":");
                         ev.extend_from_slice(&rewritten);

@@ -39,6 +39,53 @@ fn a_whole_message_passes_with_the_alias() {
     assert_eq!(response(b"nope", &ctx()).unwrap_err().status, 502);
 }
 
+#[test]
+fn a_message_missing_fields_gets_them() {
+    // An Anthropic-compatible server's sparse answer: no id, role, stop_sequence or usage.
+    let body = br#"{"type":"message","content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn","x":1}"#;
+    let t = response(body, &ctx()).unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&t.body).unwrap(),
+        json!({"type": "message", "content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn",
+               "x": 1, "model": "claude-alias", "id": "msg_gw", "role": "assistant", "stop_sequence": null,
+               "usage": {"input_tokens": 0, "output_tokens": 0}})
+    );
+    // A stream whose message_start has only an id and usage (as in a peer gateway's test): the
+    // client gets a whole message to build on, the upstream's own fields as they came.
+    let ev = |name: &str, v: Value| format!("event: {name}\ndata: {v}\n\n");
+    let up = [
+        ev("message_start", json!({"type": "message_start", "message": {"id": "msg_123",
+            "usage": {"input_tokens": 50, "output_tokens": 1}}})),
+        ev("content_block_start", json!({"type": "content_block_start", "index": 0,
+            "content_block": {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}})),
+        ev("content_block_delta", json!({"type": "content_block_delta", "index": 0,
+            "delta": {"type": "input_json_delta", "partial_json": "{\"location\":\"Bosto"}})),
+        ev("content_block_delta", json!({"type": "content_block_delta", "index": 0,
+            "delta": {"type": "input_json_delta", "partial_json": "n, MA\"}"}})),
+        ev("content_block_stop", json!({"type": "content_block_stop", "index": 0})),
+        ev("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"},
+            "usage": {"output_tokens": 20}})),
+        ev("message_stop", json!({"type": "message_stop"})),
+    ]
+    .concat();
+    let (out, t) = run(&[up.as_bytes()]);
+    let evs = events(&out);
+    assert_eq!(
+        evs[0].1["message"],
+        json!({"id": "msg_123", "usage": {"input_tokens": 50, "output_tokens": 1}, "model": "claude-alias",
+               "type": "message", "role": "assistant", "content": [], "stop_reason": null, "stop_sequence": null})
+    );
+    let msg = accumulate(&evs);
+    assert_eq!(
+        msg["content"][0]["input"],
+        json!({"location": "Boston, MA"})
+    );
+    assert_eq!(msg["stop_reason"], "tool_use");
+    assert!(t.completed());
+    let u = t.final_usage().unwrap();
+    assert_eq!((u.prompt_tokens, u.completion_tokens), (50, 20));
+}
+
 fn upstream() -> Vec<u8> {
     let ev = |name: &str, v: Value| format!("event: {name}\ndata: {v}\n\n");
     let mut s = String::new();
