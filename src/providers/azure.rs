@@ -219,6 +219,18 @@ impl Provider for Azure {
         path
     }
 
+    /// Azure serves the Responses API under its v1 API, whatever version the deployment's
+    /// chat completions use (dated versions serve it only in previews): `/openai/v1/responses`,
+    /// the deployment's name as the body's model.
+    fn responses_path(&self, t: &Target) -> Option<String> {
+        let mut path = Self::prefix(&t.base_path, &t.model, ApiVersion::V1 { preview: false });
+        path.push_str("/responses");
+        if api_version(t) == (ApiVersion::V1 { preview: true }) {
+            path.push_str("?api-version=preview");
+        }
+        Some(path)
+    }
+
     fn chat_request(
         &self,
         req: &ChatRequest,
@@ -276,6 +288,9 @@ impl Provider for Azure {
     fn chat_response(&self, body: &[u8], ctx: &ResponseCtx) -> Result<Translated, ApiError> {
         match ctx.api {
             crate::ingress::ClientApi::Chat => passthrough_response("azure", "choices", body, ctx),
+            crate::ingress::ClientApi::Responses => {
+                super::openai::responses::response("azure", body, ctx)
+            }
             _ => super::openai::translate::response("azure", body, ctx),
         }
     }
@@ -285,6 +300,9 @@ impl Provider for Azure {
             crate::ingress::ClientApi::Chat => {
                 Box::new(PassthroughStream::lenient(ctx, stream_error))
             }
+            crate::ingress::ClientApi::Responses => Box::new(
+                super::openai::responses::PassthroughStream::new("azure", ctx),
+            ),
             _ => Box::new(super::openai::translate::ToSink::new(ctx, stream_error)),
         }
     }

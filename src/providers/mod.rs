@@ -193,6 +193,13 @@ pub trait Provider: Sync {
     /// Path and query of the upstream request, decided in the request-headers phase.
     fn path(&self, t: &Target, op: Operation, stream: bool) -> String;
 
+    /// Where the deployment serves OpenAI's Responses API itself (OpenAI, Azure OpenAI): a
+    /// Responses client's request goes there as it came ([`openai::responses`]). `None`: the
+    /// request is translated to the provider's chat API.
+    fn responses_path(&self, _t: &Target) -> Option<String> {
+        None
+    }
+
     fn chat_request(
         &self,
         req: &ChatRequest,

@@ -33,6 +33,8 @@ pub struct OpenAiCompatible {
     /// Ask for `stream_options.include_usage` on streams the client did not ask usage for (the
     /// gateway charges from it). Off where the server is not known to accept it.
     stream_usage: bool,
+    /// Serves OpenAI's Responses API (`/responses`): only OpenAI's own service is known to.
+    responses: bool,
 }
 
 const fn family(name: &'static str, base: &'static str, key_env: &'static str) -> OpenAiCompatible {
@@ -44,6 +46,7 @@ const fn family(name: &'static str, base: &'static str, key_env: &'static str) -
         embeddings: false,
         append_v1: false,
         stream_usage: true,
+        responses: false,
     }
 }
 
@@ -51,6 +54,7 @@ const fn family(name: &'static str, base: &'static str, key_env: &'static str) -
 // configs and each provider's own API docs).
 pub static OPENAI: OpenAiCompatible = OpenAiCompatible {
     embeddings: true,
+    responses: true,
     ..family("openai", "https://api.openai.com/v1", "OPENAI_API_KEY")
 };
 pub static GROQ: OpenAiCompatible =
@@ -120,6 +124,7 @@ pub static HOSTED_VLLM: OpenAiCompatible = OpenAiCompatible {
     embeddings: true,
     append_v1: true,
     stream_usage: true,
+    responses: false,
 };
 // LiteLLM's `ollama_chat` speaks Ollama's native `/api/chat`; Tollgate uses Ollama's
 // OpenAI-compatible `/v1` API instead, so responses pass through unchanged.
@@ -131,6 +136,7 @@ pub static OLLAMA_CHAT: OpenAiCompatible = OpenAiCompatible {
     embeddings: true,
     append_v1: true,
     stream_usage: true,
+    responses: false,
 };
 
 impl OpenAiCompatible {
@@ -184,6 +190,11 @@ impl Provider for OpenAiCompatible {
         format!("{}{tail}", self.base_path(t))
     }
 
+    fn responses_path(&self, t: &Target) -> Option<String> {
+        self.responses
+            .then(|| format!("{}/responses", self.base_path(t)))
+    }
+
     fn chat_request(
         &self,
         req: &ChatRequest,
@@ -210,6 +221,7 @@ impl Provider for OpenAiCompatible {
     fn chat_response(&self, body: &[u8], ctx: &ResponseCtx) -> Result<Translated, ApiError> {
         match ctx.api {
             ClientApi::Chat => passthrough_response(self.name, "choices", body, ctx),
+            ClientApi::Responses if self.responses => responses::response(self.name, body, ctx),
             _ => translate::response(self.name, body, ctx),
         }
     }
@@ -217,6 +229,9 @@ impl Provider for OpenAiCompatible {
     fn chat_stream(&self, ctx: ResponseCtx) -> Box<dyn StreamTranslator> {
         match ctx.api {
             ClientApi::Chat => Box::new(PassthroughStream::new(ctx)),
+            ClientApi::Responses if self.responses => {
+                Box::new(responses::PassthroughStream::new(self.name, ctx))
+            }
             _ => Box::new(translate::ToSink::new(ctx, |data| {
                 stream_error("openai", data)
             })),

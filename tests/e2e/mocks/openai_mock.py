@@ -52,6 +52,8 @@ class OpenAIMock(MockProvider):
             return self.chat(body)
         if req.path.endswith("/embeddings"):
             return self.embeddings(body)
+        if req.path.endswith("/responses"):
+            return self.responses(body)
         return openai_error(404, f"Invalid URL ({req.method} {req.path})")
 
     def chat(self, body):
@@ -139,3 +141,88 @@ class OpenAIMock(MockProvider):
         tokens = sum(len(str(t).split()) for t in inputs)
         return Json({"object": "list", "data": data, "model": "text-embedding-3-small",
                      "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+
+    # The Responses API (POST /v1/responses), as the API reference shows its objects and events.
+
+    def responses(self, body):
+        for required in ("model", "input"):
+            if required not in body:
+                return openai_error(400, f"Missing required parameter: '{required}'.", param=required,
+                                    code="missing_required_parameter")
+        items = body["input"] if isinstance(body["input"], list) else [{"role": "user", "content": body["input"]}]
+        text = ""
+        for item in reversed(items):
+            if item.get("type", "message") == "function_call_output":
+                text = f"tool said {item.get('output')}"
+                break
+            if item.get("type", "message") == "message" and item.get("role") == "user":
+                c = item.get("content")
+                text = c if isinstance(c, str) else " ".join(
+                    p.get("text", "") for p in c if p.get("type") == "input_text")
+                break
+        tools = [t for t in body.get("tools") or [] if t.get("type") == "function"]
+        answered_tool = any(i.get("type") == "function_call_output" for i in items)
+        use_tool = tools and body.get("tool_choice") != "none" and not answered_tool
+        fmt = ((body.get("text") or {}).get("format") or {}).get("type")
+        content = json.dumps({"answer": text}) if fmt in ("json_object", "json_schema") else f"echo: {text}"
+        prompt_tokens = 5 + len(text.split())
+        if use_tool:
+            output = [{"type": "function_call", "id": "fc_67ca09c6bedc8190a7abfec07b1a1332", "call_id": "call_abc123",
+                       "name": tools[0]["name"], "arguments": json.dumps({"location": "Paris"}), "status": "completed"}]
+            output_tokens = 9
+        else:
+            output = [{"type": "message", "id": "msg_67ccd2bf17f0819081ff3bb2cf6508e6", "status": "completed",
+                       "role": "assistant", "content": [{"type": "output_text", "text": content, "annotations": []}]}]
+            output_tokens = len(content.split())
+        response = {
+            "id": "resp_67ccd2bed1ec8190b14f964abc054267", "object": "response", "created_at": 1741476542,
+            "status": "completed", "error": None, "incomplete_details": None,
+            "instructions": body.get("instructions"), "max_output_tokens": body.get("max_output_tokens"),
+            "model": "gpt-4.1-2025-04-14", "output": output, "parallel_tool_calls": True,
+            "previous_response_id": body.get("previous_response_id"),
+            "reasoning": {"effort": None, "summary": None}, "store": body.get("store", True),
+            "temperature": 1.0, "text": {"format": {"type": fmt or "text"}}, "tool_choice": "auto",
+            "tools": body.get("tools") or [], "top_p": 1.0, "truncation": "disabled",
+            "usage": {"input_tokens": prompt_tokens, "input_tokens_details": {"cached_tokens": 0},
+                      "output_tokens": output_tokens, "output_tokens_details": {"reasoning_tokens": 0},
+                      "total_tokens": prompt_tokens + output_tokens},
+            "user": None, "metadata": body.get("metadata") or {},
+        }
+        if not body.get("stream"):
+            return Json(response, headers={"openai-organization": "org-secret-123", "x-request-id": "req_abc"})
+        return Stream(sse(self.responses_events(response)))
+
+    @staticmethod
+    def responses_events(response):
+        seq = iter(range(1000))
+        start = dict(response, status="in_progress", output=[], usage=None)
+        events = [("response.created", {"type": "response.created", "sequence_number": next(seq), "response": start}),
+                  ("response.in_progress", {"type": "response.in_progress", "sequence_number": next(seq),
+                                            "response": start})]
+
+        def ev(kind, **fields):
+            events.append((kind, dict(type=kind, sequence_number=next(seq), **fields)))
+        for i, item in enumerate(response["output"]):
+            if item["type"] == "message":
+                text = item["content"][0]["text"]
+                ev("response.output_item.added", output_index=i, item=dict(item, status="in_progress", content=[]))
+                ev("response.content_part.added", item_id=item["id"], output_index=i, content_index=0,
+                   part={"type": "output_text", "text": "", "annotations": []})
+                words = text.split(" ")
+                for j, w in enumerate(words):
+                    ev("response.output_text.delta", item_id=item["id"], output_index=i, content_index=0,
+                       delta=w if j == 0 else " " + w, logprobs=[])
+                ev("response.output_text.done", item_id=item["id"], output_index=i, content_index=0, text=text,
+                   logprobs=[])
+                ev("response.content_part.done", item_id=item["id"], output_index=i, content_index=0,
+                   part=item["content"][0])
+            else:
+                args = item["arguments"]
+                ev("response.output_item.added", output_index=i, item=dict(item, status="in_progress", arguments=""))
+                for j in range(0, len(args), 5):
+                    ev("response.function_call_arguments.delta", item_id=item["id"], output_index=i,
+                       delta=args[j:j + 5])
+                ev("response.function_call_arguments.done", item_id=item["id"], output_index=i, arguments=args)
+            ev("response.output_item.done", output_index=i, item=item)
+        ev("response.completed", response=response)
+        return events
