@@ -24,7 +24,7 @@ pub const STATS_TAGS: [(&str, &str); 10] = [
     ("key_alias", r"(\.key_alias\.(.+?))(?:\.model\.|$)"),
     ("model", r"(\.model\.(.+?))\.provider\."),
     ("provider", r"(\.provider\.([^.]+))(?:\.|$)"),
-    ("api", r"(\.api\.(chat|messages))\.status\."),
+    ("api", r"(\.api\.(chat|messages|responses))\.status\."),
     ("status", r"(\.status\.(\dxx))$"),
     ("token_type", r"(\.type\.(input|output|cached_input))$"),
     (
@@ -207,7 +207,7 @@ impl Family {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Tail {
     None,
-    /// `.api.<client API>.status.Nxx`: the API the client spoke (`chat`, `messages`) and the
+    /// `.api.<client API>.status.Nxx`: the API the client spoke (`chat`, `messages`, `responses`) and the
     /// status class (the code divided by 100), so each pair is one metric.
     Status(&'static str, u16),
     /// `.type.<token type>`.

@@ -22,6 +22,7 @@ use serde_json::value::RawValue;
 
 use crate::error::ApiError;
 use crate::json::{self, Text};
+use crate::openai::request::PromptText;
 
 /// The parts of a Responses request that decide routing and cost, read once.
 #[derive(Debug)]
@@ -30,6 +31,18 @@ pub struct ResponsesRequest<'a> {
     pub stream: bool,
     /// The client's body as chat completions (see the module's doc).
     pub chat: Vec<u8>,
+}
+
+/// What the gateway needs of a request that goes as it came to a deployment serving the API
+/// itself (OpenAI, Azure): its routing fields and its bounds, read without translating it (and
+/// without refusing what only those deployments serve).
+#[derive(Debug)]
+pub struct NativeRequest<'a> {
+    pub model: Text<'a>,
+    pub stream: bool,
+    pub max_output_tokens: Option<u64>,
+    /// The prompt's text, for its estimate (see `accounting::prompt_tokens`).
+    pub prompt: PromptText,
 }
 
 fn invalid(param: &str, message: impl Into<String>) -> ApiError {
@@ -499,6 +512,112 @@ pub fn parse(body: &[u8]) -> Result<ResponsesRequest<'_>, ApiError> {
         stream,
         chat,
     })
+}
+
+/// Reads a request for a deployment that serves the Responses API itself: see
+/// [`NativeRequest`]. Items and parts it does not know count by their JSON's length.
+pub fn read_native(body: &[u8]) -> Result<NativeRequest<'_>, ApiError> {
+    let fields = json::split_object(body).map_err(json::body_error)?;
+    let mut model = None;
+    let mut stream = false;
+    let mut max_output_tokens = None;
+    let mut prompt = PromptText::default();
+    for (key, raw) in &fields {
+        let raw: &RawValue = raw;
+        if json::is_null(raw) {
+            continue;
+        }
+        match key.as_str() {
+            "model" => {
+                model = Some(
+                    serde_json::from_str::<Text>(raw.get())
+                        .map_err(|_| wrong_type("model", "a string"))?,
+                )
+            }
+            "stream" => {
+                stream = serde_json::from_str(raw.get())
+                    .map_err(|_| wrong_type("stream", "a boolean"))?
+            }
+            "max_output_tokens" => {
+                max_output_tokens = Some(
+                    serde_json::from_str::<u64>(raw.get())
+                        .ok()
+                        .filter(|n| *n >= 1)
+                        .ok_or_else(|| wrong_type("max_output_tokens", "a positive integer"))?,
+                )
+            }
+            "input" => match serde_json::from_str::<Text>(raw.get()) {
+                Ok(text) => {
+                    prompt.bytes += text.len() as u64;
+                    prompt.messages += 1;
+                }
+                Err(_) => {
+                    let items: Vec<&RawValue> = serde_json::from_str(raw.get())
+                        .map_err(|_| wrong_type("input", "a string or an array of input items"))?;
+                    for item in items {
+                        count_item(item, &mut prompt);
+                    }
+                }
+            },
+            "instructions" | "tools" | "text" => prompt.bytes += raw.get().len() as u64,
+            _ => {}
+        }
+    }
+    let model = match model {
+        Some(m) if !m.is_empty() => m,
+        _ => return Err(missing("model")),
+    };
+    Ok(NativeRequest {
+        model,
+        stream,
+        max_output_tokens,
+        prompt,
+    })
+}
+
+fn count_item(raw: &RawValue, prompt: &mut PromptText) {
+    prompt.messages += 1;
+    let Ok(item) = serde_json::from_str::<ItemIn>(raw.get()) else {
+        prompt.bytes += raw.get().len() as u64;
+        return;
+    };
+    match item.kind.as_ref().map_or("message", |k| k.as_str()) {
+        "message" => {
+            if let Some(c) = item.content {
+                count_content(c, prompt);
+            }
+        }
+        "function_call" => {
+            prompt.bytes += item.name.map_or(0, |n| n.len() as u64);
+            prompt.bytes += item.arguments.map_or(0, |a| a.len() as u64);
+        }
+        "function_call_output" => {
+            if let Some(o) = item.output {
+                count_content(o, prompt);
+            }
+        }
+        _ => prompt.bytes += raw.get().len() as u64,
+    }
+}
+
+fn count_content(raw: &RawValue, prompt: &mut PromptText) {
+    if let Ok(text) = serde_json::from_str::<Text>(raw.get()) {
+        prompt.bytes += text.len() as u64;
+        return;
+    }
+    let Ok(parts) = serde_json::from_str::<Vec<PartIn>>(raw.get()) else {
+        prompt.bytes += raw.get().len() as u64;
+        return;
+    };
+    for p in parts {
+        match p.kind.as_str() {
+            "input_image" => prompt.images += 1,
+            "input_file" => prompt.opaque = true,
+            _ => {
+                prompt.bytes += p.text.or(p.refusal).map_or(0, |t| t.len() as u64);
+            }
+        }
+    }
 }
 
 fn tool<'a>(t: ToolIn<'a>, i: usize) -> Result<ToolOut<'a>, ApiError> {

@@ -336,3 +336,46 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_native_request_is_read_without_refusing_what_openai_serves() {
+    let body = json!({"model": "gpt", "stream": true, "max_output_tokens": 50, "instructions": "Be brief.",
+                      "previous_response_id": "resp_1", "tools": [{"type": "web_search"}],
+                      "input": [{"role": "user", "content": [
+                          {"type": "input_text", "text": "hello"},
+                          {"type": "input_image", "image_url": "https://x/y.png"}]},
+                                {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"},
+                                {"type": "function_call_output", "call_id": "c", "output": "sunny"},
+                                {"type": "reasoning", "id": "rs", "encrypted_content": "gAAAA"}]});
+    let bytes = serde_json::to_vec(&body).unwrap();
+    let r = read_native(&bytes).unwrap();
+    assert_eq!(
+        (r.model.as_str(), r.stream, r.max_output_tokens),
+        ("gpt", true, Some(50))
+    );
+    assert_eq!(
+        (r.prompt.messages, r.prompt.images, r.prompt.opaque),
+        (4, 1, false)
+    );
+    let reasoning = r#"{"type":"reasoning","id":"rs","encrypted_content":"gAAAA"}"#.len() as u64;
+    let tools = r#"[{"type":"web_search"}]"#.len() as u64;
+    assert_eq!(
+        r.prompt.bytes,
+        "\"Be brief.\"".len() as u64 + tools + 5 + 1 + 2 + 5 + reasoning
+    );
+    let r = read_native(br#"{"model":"gpt","input":"hi there"}"#).unwrap();
+    assert_eq!((r.prompt.bytes, r.prompt.messages), (8, 1));
+    assert_eq!(
+        read_native(br#"{"input":"x"}"#)
+            .unwrap_err()
+            .param
+            .as_deref(),
+        Some("model")
+    );
+    assert_eq!(
+        read_native(br#"{"model":"m","input":5}"#)
+            .unwrap_err()
+            .status,
+        400
+    );
+}
