@@ -19,6 +19,11 @@
 //! - Tool results are sent as text blocks, which every Bedrock model with tool use accepts.
 //! - `parallel_tool_calls` is accepted and dropped, `false` included: Converse has no such switch
 //!   (LiteLLM accepts it too, and LangChain's structured output sends `false` with its one tool).
+//! - `cache_control` (Anthropic's, as LiteLLM carries it on content parts, messages and tools)
+//!   becomes a `{"cachePoint":{"type":"default"}}` block after what it marks: a system or message
+//!   block, a message's last block (a tool result's when on a `tool` message), a tool. Bedrock
+//!   reports the cache's reads and writes (`cacheReadInputTokens`, `cacheWriteInputTokens`),
+//!   which are priced as cache reads and writes.
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -273,7 +278,7 @@ fn check_bedrock_params(
 struct ConverseRequest<'r> {
     messages: Vec<Turn<'r>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    system: Vec<TextBlock<'r>>,
+    system: Vec<SystemBlock<'r>>,
     #[serde(
         rename = "inferenceConfig",
         skip_serializing_if = "InferenceConfig::is_empty"
@@ -320,8 +325,10 @@ struct Turn<'r> {
 }
 
 #[derive(Serialize)]
-struct TextBlock<'r> {
-    text: &'r str,
+#[serde(rename_all = "camelCase")]
+enum SystemBlock<'r> {
+    Text(&'r str),
+    CachePoint(CachePoint),
 }
 
 /// A content block; serde's external tagging gives Bedrock's `{"text": ...}`, `{"image": ...}`.
@@ -333,6 +340,110 @@ enum Block<'r> {
     ToolUse(ToolUse<'r>),
     ToolResult(ToolResult<'r>),
     ReasoningContent(Reasoning<'r>),
+    CachePoint(CachePoint),
+}
+
+/// A cache checkpoint: what precedes it is cached.
+#[derive(Serialize)]
+struct CachePoint {
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+const CACHE_POINT: CachePoint = CachePoint { kind: "default" };
+
+/// Where the client asked for cache checkpoints (`cache_control`): per message, on the message
+/// itself and on which of its parts; per tool. Read from the raw body only when it has any.
+#[derive(Debug, Default)]
+struct CacheMarks {
+    messages: Vec<MessageMarks>,
+    tools: Vec<bool>,
+}
+
+#[derive(Debug, Default)]
+struct MessageMarks {
+    whole: bool,
+    parts: Vec<bool>,
+}
+
+impl CacheMarks {
+    fn read(req: &ChatRequest) -> CacheMarks {
+        use serde::de::IgnoredAny;
+        #[derive(Deserialize)]
+        struct Marked<'a> {
+            #[serde(default)]
+            cache_control: Option<IgnoredAny>,
+            #[serde(default, borrow)]
+            content: Option<&'a RawValue>,
+        }
+        #[derive(Deserialize)]
+        struct Part {
+            #[serde(default)]
+            cache_control: Option<IgnoredAny>,
+        }
+        let marked = |name: &str| {
+            json::get(&req.fields, name).filter(|raw| {
+                memchr::memmem::find(raw.get().as_bytes(), b"\"cache_control\"").is_some()
+            })
+        };
+        let mut marks = CacheMarks::default();
+        if let Some(raw) = marked("messages") {
+            let messages: Vec<Marked> = serde_json::from_str(raw.get()).unwrap_or_default();
+            marks.messages = messages
+                .into_iter()
+                .map(|m| MessageMarks {
+                    whole: m.cache_control.is_some(),
+                    parts: m
+                        .content
+                        .and_then(|c| serde_json::from_str::<Vec<Part>>(c.get()).ok())
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|p| p.cache_control.is_some())
+                        .collect(),
+                })
+                .collect();
+        }
+        if let Some(raw) = marked("tools") {
+            let tools: Vec<Part> = serde_json::from_str(raw.get()).unwrap_or_default();
+            marks.tools = tools
+                .into_iter()
+                .map(|t| t.cache_control.is_some())
+                .collect();
+        }
+        marks
+    }
+
+    fn message(&self, at: usize) -> Option<&MessageMarks> {
+        self.messages.get(at)
+    }
+
+    fn part(&self, at: usize, part: usize) -> bool {
+        self.message(at)
+            .and_then(|m| m.parts.get(part))
+            .copied()
+            .unwrap_or(false)
+    }
+
+    fn whole(&self, at: usize) -> bool {
+        self.message(at).is_some_and(|m| m.whole)
+    }
+
+    /// Anything on the message: where one block stands for all of it (a tool result).
+    fn any(&self, at: usize) -> bool {
+        self.message(at)
+            .is_some_and(|m| m.whole || m.parts.contains(&true))
+    }
+
+    fn tool(&self, i: usize) -> bool {
+        self.tools.get(i).copied().unwrap_or(false)
+    }
+}
+
+/// Appends a checkpoint after the blocks so far, unless there are none or one ends them.
+fn cache_point(out: &mut Vec<Block<'_>>) {
+    if !matches!(out.last(), None | Some(Block::CachePoint(_))) {
+        out.push(Block::CachePoint(CACHE_POINT));
+    }
 }
 
 /// An earlier turn's reasoning, sent back as it came: Claude checks the signature.
@@ -418,9 +529,10 @@ struct ToolConfig<'r> {
 }
 
 #[derive(Serialize)]
-struct ToolEntry<'r> {
-    #[serde(rename = "toolSpec")]
-    spec: ToolSpec<'r>,
+#[serde(rename_all = "camelCase")]
+enum ToolEntry<'r> {
+    ToolSpec(ToolSpec<'r>),
+    CachePoint(CachePoint),
 }
 
 #[derive(Serialize)]
@@ -497,6 +609,7 @@ fn content_blocks<'r>(
     content: &'r Content,
     at: usize,
     skip_blank: bool,
+    marks: Option<&CacheMarks>,
     out: &mut Vec<Block<'r>>,
 ) -> Result<(), ApiError> {
     let keep = |t: &str| !(skip_blank && t.trim().is_empty());
@@ -508,7 +621,7 @@ fn content_blocks<'r>(
             }
         }
         Content::Parts(parts) => {
-            for part in parts {
+            for (i, part) in parts.iter().enumerate() {
                 match part {
                     Part::Text(t) => {
                         if keep(t) {
@@ -523,8 +636,14 @@ fn content_blocks<'r>(
                         )))
                     }
                 }
+                if marks.is_some_and(|m| m.part(at, i)) {
+                    cache_point(out);
+                }
             }
         }
+    }
+    if marks.is_some_and(|m| m.whole(at)) {
+        cache_point(out);
     }
     Ok(())
 }
@@ -532,28 +651,40 @@ fn content_blocks<'r>(
 fn system_text<'r>(
     m: &'r Message,
     at: usize,
-    out: &mut Vec<TextBlock<'r>>,
+    marks: &CacheMarks,
+    out: &mut Vec<SystemBlock<'r>>,
 ) -> Result<(), ApiError> {
-    let mut push = |t: &'r str| {
+    let push = |out: &mut Vec<SystemBlock<'r>>, t: &'r str| {
         if !t.trim().is_empty() {
-            out.push(TextBlock { text: t });
+            out.push(SystemBlock::Text(t));
+        }
+    };
+    let cache_point = |out: &mut Vec<SystemBlock<'r>>| {
+        if matches!(out.last(), Some(SystemBlock::Text(_))) {
+            out.push(SystemBlock::CachePoint(CACHE_POINT));
         }
     };
     match &m.content {
         Content::None => {}
-        Content::Text(t) => push(t.as_str()),
+        Content::Text(t) => push(out, t.as_str()),
         Content::Parts(parts) => {
-            for part in parts {
+            for (i, part) in parts.iter().enumerate() {
                 match part {
-                    Part::Text(t) => push(t.as_str()),
+                    Part::Text(t) => push(out, t.as_str()),
                     _ => {
                         return Err(messages_error(format!(
                             "messages[{at}]: system messages may only contain text"
                         )))
                     }
                 }
+                if marks.part(at, i) {
+                    cache_point(out);
+                }
             }
         }
+    }
+    if marks.whole(at) {
+        cache_point(out);
     }
     Ok(())
 }
@@ -588,13 +719,16 @@ fn tool_arguments<'r>(args: &'r str, at: usize) -> Result<JsonDoc<'r>, ApiError>
 
 struct Conversation<'r> {
     turns: Vec<Turn<'r>>,
-    system: Vec<TextBlock<'r>>,
+    system: Vec<SystemBlock<'r>>,
     /// Names of the tools the history calls, for synthesizing specs when none are given.
     called_tools: Vec<&'r str>,
     has_tool_blocks: bool,
 }
 
-fn conversation<'r>(messages: &'r [Message]) -> Result<Conversation<'r>, ApiError> {
+fn conversation<'r>(
+    messages: &'r [Message],
+    marks: &CacheMarks,
+) -> Result<Conversation<'r>, ApiError> {
     let mut c = Conversation {
         turns: Vec::with_capacity(messages.len()),
         system: Vec::new(),
@@ -603,10 +737,10 @@ fn conversation<'r>(messages: &'r [Message]) -> Result<Conversation<'r>, ApiErro
     };
     for (at, m) in messages.iter().enumerate() {
         match m.role {
-            Role::System | Role::Developer => system_text(m, at, &mut c.system)?,
+            Role::System | Role::Developer => system_text(m, at, marks, &mut c.system)?,
             Role::User => {
                 let mut blocks = Vec::new();
-                content_blocks(&m.content, at, false, &mut blocks)?;
+                content_blocks(&m.content, at, false, Some(marks), &mut blocks)?;
                 push_turn(&mut c.turns, "user", blocks);
             }
             Role::Assistant => {
@@ -628,7 +762,7 @@ fn conversation<'r>(messages: &'r [Message]) -> Result<Conversation<'r>, ApiErro
                         _ => {}
                     }
                 }
-                content_blocks(&m.content, at, true, &mut blocks)?;
+                content_blocks(&m.content, at, true, None, &mut blocks)?;
                 for call in m.tool_calls.iter().flatten() {
                     let name = call.function.name.as_str();
                     if !c.called_tools.contains(&name) {
@@ -641,6 +775,11 @@ fn conversation<'r>(messages: &'r [Message]) -> Result<Conversation<'r>, ApiErro
                     }));
                     c.has_tool_blocks = true;
                 }
+                // A checkpoint marks the end of what it caches: after the tool calls too.
+                let marked = marks.any(at);
+                if marked {
+                    cache_point(&mut blocks);
+                }
                 push_turn(&mut c.turns, "assistant", blocks);
             }
             Role::Tool => {
@@ -650,16 +789,17 @@ fn conversation<'r>(messages: &'r [Message]) -> Result<Conversation<'r>, ApiErro
                     ))
                 })?;
                 let mut content = Vec::new();
-                content_blocks(&m.content, at, false, &mut content)?;
+                content_blocks(&m.content, at, false, None, &mut content)?;
                 c.has_tool_blocks = true;
-                push_turn(
-                    &mut c.turns,
-                    "user",
-                    vec![Block::ToolResult(ToolResult {
-                        id: id.as_str(),
-                        content,
-                    })],
-                );
+                // A tool result holds no checkpoint: one marking it (or its parts) follows it.
+                let mut blocks = vec![Block::ToolResult(ToolResult {
+                    id: id.as_str(),
+                    content,
+                })];
+                if marks.any(at) {
+                    cache_point(&mut blocks);
+                }
+                push_turn(&mut c.turns, "user", blocks);
             }
             Role::Function => {
                 return Err(messages_error(format!(
@@ -674,6 +814,7 @@ fn conversation<'r>(messages: &'r [Message]) -> Result<Conversation<'r>, ApiErro
 fn tool_config<'r, 'a: 'r>(
     req: &'r ChatRequest<'a>,
     c: &Conversation<'r>,
+    marks: &CacheMarks,
 ) -> Result<Option<ToolConfig<'r>>, ApiError> {
     if req
         .tools
@@ -685,8 +826,8 @@ fn tool_config<'r, 'a: 'r>(
             format!("the tool name '{JSON_TOOL}' is reserved by the gateway for JSON mode on Bedrock; rename the tool"),
         ));
     }
-    let user_spec = |t: &'r crate::openai::request::Tool<'a>| ToolEntry {
-        spec: ToolSpec {
+    let user_spec = |t: &'r crate::openai::request::Tool<'a>| {
+        ToolEntry::ToolSpec(ToolSpec {
             name: t.function.name.as_str(),
             description: t
                 .function
@@ -702,13 +843,24 @@ fn tool_config<'r, 'a: 'r>(
                     .map(JsonDoc::Raw)
                     .unwrap_or_else(empty_object_schema),
             },
-        },
+        })
+    };
+    // The client's tools, each followed by a checkpoint where it asked for one.
+    let user_tools = || {
+        let mut out = Vec::with_capacity(req.tools.len() + 1);
+        for (i, t) in req.tools.iter().enumerate() {
+            out.push(user_spec(t));
+            if marks.tool(i) {
+                out.push(ToolEntry::CachePoint(CACHE_POINT));
+            }
+        }
+        out
     };
     let choice_none = req.tool_choice == Some(ToolChoice::None);
     let mut tools: Vec<ToolEntry<'r>> = if choice_none {
         Vec::new()
     } else {
-        req.tools.iter().map(user_spec).collect()
+        user_tools()
     };
     let offers_user_tools = !tools.is_empty();
 
@@ -726,31 +878,29 @@ fn tool_config<'r, 'a: 'r>(
     };
     let json_mode = json_schema.is_some();
     if let Some(schema) = json_schema {
-        tools.push(ToolEntry {
-            spec: ToolSpec {
-                name: JSON_TOOL,
-                description: Some("Respond with a JSON document that follows this schema."),
-                input_schema: InputSchema { json: schema },
-            },
-        });
+        tools.push(ToolEntry::ToolSpec(ToolSpec {
+            name: JSON_TOOL,
+            description: Some("Respond with a JSON document that follows this schema."),
+            input_schema: InputSchema { json: schema },
+        }));
     }
     if tools.is_empty() && c.has_tool_blocks {
         // Bedrock refuses toolUse/toolResult blocks without a toolConfig.
         tools = if req.tools.is_empty() {
             c.called_tools
                 .iter()
-                .map(|name| ToolEntry {
-                    spec: ToolSpec {
+                .map(|name| {
+                    ToolEntry::ToolSpec(ToolSpec {
                         name,
                         description: None,
                         input_schema: InputSchema {
                             json: empty_object_schema(),
                         },
-                    },
+                    })
                 })
                 .collect()
         } else {
-            req.tools.iter().map(user_spec).collect()
+            user_tools()
         };
     }
     if tools.is_empty() {
@@ -784,8 +934,9 @@ fn metadata_value(s: &str) -> String {
 }
 
 fn build_request<'r>(req: &'r ChatRequest) -> Result<ConverseRequest<'r>, ApiError> {
-    let c = conversation(&req.messages)?;
-    let tool_config = tool_config(req, &c)?;
+    let marks = CacheMarks::read(req);
+    let c = conversation(&req.messages, &marks)?;
+    let tool_config = tool_config(req, &c, &marks)?;
     Ok(ConverseRequest {
         messages: c.turns,
         system: c.system,

@@ -113,3 +113,51 @@ def test_top_k_is_refused_dropped_or_kept(claude, mocks):
     m = claude.messages.create(model="vllm-local", max_tokens=50, extra_body={"top_k": 5}, messages=[{"role": "user", "content": "kept"}])
     assert "kept" in text_of(m) and mocks["compat"].last().json["top_k"] == 5
 
+
+# --- 2. Bedrock cache checkpoints --------------------------------------------------------------
+
+CACHED_TOOLS = [dict(TOOLS[0], cache_control=None), dict(TOOLS[0], name="read_file", cache_control={"type": "ephemeral"})]
+CACHED_TOOLS[0].pop("cache_control")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_cache_control_becomes_bedrock_cache_points(claude, mocks, stream):
+    """A `cache_control` block gets a cachePoint after it, in system, messages and tools; the cache
+    reads and writes Bedrock reports come back as Anthropic's usage and are priced as such."""
+    msgs = [{"role": "user", "content": "Weather in Paris?"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather",
+                                               "input": {"location": "Paris"}}]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "18C",
+                 "cache_control": {"type": "ephemeral"}},
+                {"type": "text", "text": "And tomorrow?", "cache_control": {"type": "ephemeral"}}]}]
+    args = dict(model="bedrock-claude", max_tokens=100, system=SYSTEM, tools=CACHED_TOOLS, messages=msgs)
+    if stream:
+        with claude.messages.stream(**args) as s:
+            m = s.get_final_message()
+        cost = None
+    else:
+        raw = claude.messages.with_raw_response.create(**args)
+        m, cost = raw.parse(), float(raw.headers["x-tollgate-response-cost"])
+    sent = mocks["bedrock"].last().json
+    point = {"cachePoint": {"type": "default"}}
+    assert sent["system"] == [{"text": "You are a coding agent."}, {"text": "Project instructions."}, point]
+    assert [list(t) for t in sent["toolConfig"]["tools"]] == [["toolSpec"], ["toolSpec"], ["cachePoint"]]
+    last = sent["messages"][-1]["content"]
+    assert [list(b) for b in last] == [["toolResult"], ["cachePoint"], ["text"], ["cachePoint"]]
+    assert "cachePoint" not in json.dumps(sent["messages"][:-1])
+    # Four checkpoints, 100 tokens written each (the mock's rule), 3 read.
+    u = m.usage
+    assert (u.cache_creation_input_tokens, u.cache_read_input_tokens) == (400, 3)
+    if cost is not None:
+        # claude-3-5-sonnet-v2 on Bedrock: $3 / $15 a million, reads $0.30, writes $3.75.
+        expected = (u.input_tokens * 3 + u.output_tokens * 15 + 3 * 0.3 + 400 * 3.75) / 1e6
+        assert cost == pytest.approx(expected, abs=2e-6), (cost, u)
+
+
+def test_a_misplaced_cache_point_is_bedrocks_400(claude):
+    """Five checkpoints: Bedrock refuses them, as Anthropic refuses five cache_control blocks."""
+    content = [{"type": "text", "text": f"part {i}", "cache_control": {"type": "ephemeral"}} for i in range(5)]
+    with pytest.raises(anthropic.BadRequestError) as e:
+        claude.messages.create(model="bedrock-claude", max_tokens=10, messages=[{"role": "user", "content": content}])
+    assert "cachePoint" in e.value.body["error"]["message"]

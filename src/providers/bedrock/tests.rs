@@ -273,6 +273,51 @@ fn minimal_request_has_only_messages() {
 }
 
 #[test]
+fn cache_control_becomes_a_cache_point_after_what_it_marks() {
+    let cc = json!({"type": "ephemeral"});
+    let out = translate(json!({
+        "model": "m",
+        "messages": [
+            {"role": "system", "content": [
+                {"type": "text", "text": "S1"},
+                {"type": "text", "text": "S2", "cache_control": cc}]},
+            {"role": "user", "content": [
+                {"type": "text", "text": "U1", "cache_control": cc},
+                {"type": "text", "text": "U2"}]},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "t1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "t1", "content": "R", "cache_control": cc},
+            {"role": "user", "content": "plain", "cache_control": cc}],
+        "tools": [
+            {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}, "cache_control": cc},
+            {"type": "function", "function": {"name": "g"}}]
+    }))
+    .unwrap();
+    let point = json!({"cachePoint": {"type": "default"}});
+    assert_eq!(
+        out["system"],
+        json!([{"text": "S1"}, {"text": "S2"}, point])
+    );
+    assert_eq!(
+        out["messages"][0]["content"],
+        json!([{"text": "U1"}, point, {"text": "U2"}])
+    );
+    assert_eq!(
+        out["messages"][2]["content"],
+        json!([{"toolResult": {"toolUseId": "t1", "content": [{"text": "R"}]}}, point, {"text": "plain"}, point])
+    );
+    assert!(!out["messages"][1].to_string().contains("cachePoint"));
+    let tools = &out["toolConfig"]["tools"];
+    assert_eq!(tools[1], point);
+    assert_eq!(tools[0]["toolSpec"]["name"], "f");
+    assert_eq!(tools[2]["toolSpec"]["name"], "g");
+    // Without cache_control, none.
+    let plain =
+        translate(json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]})).unwrap();
+    assert!(!plain.to_string().contains("cachePoint"));
+}
+
+#[test]
 fn tool_choice_variants() {
     let tools =
         json!([{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]);

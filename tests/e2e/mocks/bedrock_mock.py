@@ -212,6 +212,10 @@ def validate_block(block, where, role):
                 return f"Invalid base64 in {where}.reasoningContent.redactedContent"
         else:
             return f"The reasoningContent block at {where} must set reasoningText or redactedContent."
+    elif kind == "cachePoint":
+        # A checkpoint caches what precedes it: never first, never right after another.
+        if value != {"type": "default"}:
+            return f"Value at '{where}.cachePoint.type' failed to satisfy constraint: Member must satisfy enum value set: [default]"
     elif kind == "toolResult":
         if role != "user" or "toolUseId" not in value or not isinstance(value.get("content"), list):
             return f"The toolResult block at {where} needs toolUseId and content."
@@ -232,6 +236,22 @@ def thinking_of(body):
     """Claude's `thinking`, from additionalModelRequestFields, when enabled: its budget."""
     t = (body.get("additionalModelRequestFields") or {}).get("thinking") or {}
     return t.get("budget_tokens") if t.get("type") == "enabled" else None
+
+
+MAX_CACHE_POINTS = 4
+
+
+def cache_points(blocks, where):
+    """The checkpoints in a list of blocks, or a problem with where one stands."""
+    count = 0
+    for j, block in enumerate(blocks):
+        if isinstance(block, dict) and "cachePoint" in block:
+            if j == 0 or "cachePoint" in blocks[j - 1]:
+                return None, f"The cachePoint at {where}.{j} must follow content to cache."
+            if block != {"cachePoint": {"type": "default"}}:
+                return None, f"Value at '{where}.{j}.cachePoint' failed to satisfy constraint: type must be default."
+            count += 1
+    return count, None
 
 
 def validate(body):
@@ -265,8 +285,20 @@ def validate(body):
                 if block["toolResult"]["toolUseId"] not in tool_ids:
                     return f"messages.{i}.content.{j}.toolResult.toolUseId: no toolUse with this id precedes it."
     for i, s in enumerate(body.get("system") or []):
+        if s == {"cachePoint": {"type": "default"}}:
+            continue
         if set(s) != {"text"} or not s["text"].strip():
             return f"The text field in the SystemContentBlock object at system.{i} is blank."
+    points = 0
+    places = [(body.get("system") or [], "system"), ((body.get("toolConfig") or {}).get("tools") or [], "toolConfig.tools")]
+    places += [(m.get("content") or [], f"messages.{i}.content") for i, m in enumerate(messages)]
+    for blocks, where in places:
+        count, problem = cache_points(blocks, where)
+        if problem:
+            return problem
+        points += count
+    if points > MAX_CACHE_POINTS:
+        return f"The request has {points} cachePoint blocks; the maximum is {MAX_CACHE_POINTS}."
     ic = body.get("inferenceConfig") or {}
     if set(ic) - {"maxTokens", "temperature", "topP", "stopSequences"}:
         return "Malformed input request: extraneous key in inferenceConfig."
@@ -286,6 +318,8 @@ def validate(body):
             return "Value at 'toolConfig.tools' failed to satisfy constraint: Member must have length greater than or equal to 1"
         names = []
         for i, t in enumerate(tools):
+            if isinstance(t, dict) and "cachePoint" in t:
+                continue
             spec = t.get("toolSpec") if isinstance(t, dict) else None
             if not spec or not TOOL_NAME_RE.match(spec.get("name", "")) or not isinstance(spec.get("inputSchema", {}).get("json"), dict):
                 return f"Value at 'toolConfig.tools.{i}.toolSpec' failed to satisfy constraint: name and inputSchema.json are required."
@@ -322,7 +356,7 @@ def count_words(body):
         for b in m["content"]:
             words += len(b.get("text", "").split())
     for s in body.get("system") or []:
-        words += len(s["text"].split())
+        words += len(s.get("text", "").split())
     return words
 
 
@@ -407,8 +441,10 @@ class BedrockMock(MockProvider):
     def usage(self, body, text, tool):
         inp = 5 + count_words(body)
         out = len(text.split()) + (len(json.dumps(tool["input"]).split()) if tool else 0)
-        return {"inputTokens": inp, "outputTokens": out, "totalTokens": inp + out + 3,
-                "cacheReadInputTokens": 3, "cacheWriteInputTokens": 0}
+        # Each checkpoint writes the prefix before it to the cache (here: 100 tokens a checkpoint).
+        written = 100 * json.dumps(body).count('"cachePoint"')
+        return {"inputTokens": inp, "outputTokens": out, "totalTokens": inp + out + 3 + written,
+                "cacheReadInputTokens": 3, "cacheWriteInputTokens": written}
 
     def converse(self, body, model_id, stream):
         text, tool, stop = self.plan(body)
