@@ -369,6 +369,7 @@ fn text_blocks<'r>(content: &'r Content<'_>, index: usize) -> Result<Vec<Block<'
                             "images are only accepted in user and tool messages.",
                         ))
                     }
+                    Part::File { .. } => return Err(unsupported_part(index, &"file".into())),
                     Part::Other(kind) => return Err(unsupported_part(index, kind)),
                 }
             }
@@ -388,6 +389,16 @@ fn user_blocks<'r>(content: &'r Content<'_>, index: usize) -> Result<Vec<Block<'
             Part::Text(t) if t.is_empty() => {}
             Part::Text(t) => blocks.push(Block::Text { text: t.as_str() }),
             Part::Image { url, .. } => blocks.push(image_block(url.as_str(), index)?),
+            // A document: its bytes as the data URL an image_url would carry, or its link.
+            Part::File { data: Some(d), .. } => blocks.push(image_block(d.as_str(), index)?),
+            Part::File { url: Some(u), .. }
+                if u.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("http")) =>
+            {
+                blocks.push(Block::Document {
+                    source: Source::Url { url: u.as_str() },
+                })
+            }
+            Part::File { .. } => return Err(unsupported_part(index, &"file".into())),
             Part::Other(kind) => return Err(unsupported_part(index, kind)),
         }
     }

@@ -340,7 +340,15 @@ enum Block<'r> {
     ToolUse(ToolUse<'r>),
     ToolResult(ToolResult<'r>),
     ReasoningContent(Reasoning<'r>),
+    Document(Document<'r>),
     CachePoint(CachePoint),
+}
+
+#[derive(Serialize)]
+struct Document<'r> {
+    format: &'static str,
+    name: String,
+    source: ImageSource<'r>,
 }
 
 /// A cache checkpoint: what precedes it is cached.
@@ -603,6 +611,71 @@ fn image_block<'r>(url: &'r str, at: usize) -> Result<Block<'r>, ApiError> {
     }))
 }
 
+/// Bedrock's document formats, from the media type.
+fn document_format(media_type: &str) -> Option<&'static str> {
+    Some(match media_type.to_ascii_lowercase().as_str() {
+        "application/pdf" => "pdf",
+        "text/csv" => "csv",
+        "application/msword" => "doc",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document" => "docx",
+        "application/vnd.ms-excel" => "xls",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet" => "xlsx",
+        "text/html" => "html",
+        "text/plain" => "txt",
+        "text/markdown" => "md",
+        _ => return None,
+    })
+}
+
+/// A document name Bedrock accepts (letters, digits, single spaces, hyphens, parentheses,
+/// square brackets): the file's name without its extension, other characters as hyphens; or
+/// `document-<message>-<part>` when it has none.
+fn document_name(filename: Option<&str>, at: usize, part: usize) -> String {
+    let stem = filename
+        .map(|f| f.rsplit_once('.').map_or(f, |(stem, _)| stem))
+        .unwrap_or("");
+    let mut name = String::with_capacity(stem.len().min(100));
+    for c in stem.chars().take(100) {
+        let c = match c {
+            c if c.is_ascii_alphanumeric() || "-()[]".contains(c) => c,
+            c if c.is_whitespace() => ' ',
+            _ => '-',
+        };
+        if !(c == ' ' && (name.is_empty() || name.ends_with(' '))) {
+            name.push(c);
+        }
+    }
+    let name = name.trim_end();
+    if name.is_empty() {
+        format!("document-{at}-{part}")
+    } else {
+        name.to_string()
+    }
+}
+
+/// A `file` part as a Bedrock document: its bytes only, as Converse takes them.
+fn document_block<'r>(part: &'r Part, at: usize, i: usize) -> Result<Block<'r>, ApiError> {
+    let Part::File { data, filename, .. } = part else {
+        return Err(messages_error(format!("messages[{at}]: not a document")));
+    };
+    let Some(bytes) = data.as_deref().and_then(parse_data_url) else {
+        return Err(messages_error(format!(
+            "messages[{at}].content[{i}].file: Bedrock takes documents as bytes only; send the document as base64 (a Messages `document` with a `base64` source, or `file.file_data` as a data URL) instead of a URL or a file id"
+        )));
+    };
+    let media_type = part.file_media_type().unwrap_or(bytes.media_type);
+    let format = document_format(media_type).ok_or_else(|| {
+        messages_error(format!(
+            "messages[{at}].content[{i}].file: document type '{media_type}' is not supported by Bedrock; use PDF, CSV, DOC, DOCX, XLS, XLSX, HTML, TXT or MD"
+        ))
+    })?;
+    Ok(Block::Document(Document {
+        format,
+        name: document_name(filename.as_deref(), at, i),
+        source: ImageSource { bytes: bytes.data },
+    }))
+}
+
 /// Text and image parts of a message as Bedrock blocks. Whitespace-only text is skipped where
 /// `skip_blank` (Bedrock rejects blank text blocks, and OpenAI clients send `""` beside tool calls).
 fn content_blocks<'r>(
@@ -629,6 +702,7 @@ fn content_blocks<'r>(
                         }
                     }
                     Part::Image { url, .. } => out.push(image_block(url.as_str(), at)?),
+                    Part::File { .. } => out.push(document_block(part, at, i)?),
                     Part::Other(kind) => {
                         return Err(messages_error(format!(
                             "messages[{at}]: content parts of type '{}' are not supported by Bedrock in this gateway",

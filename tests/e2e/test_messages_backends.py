@@ -161,3 +161,64 @@ def test_a_misplaced_cache_point_is_bedrocks_400(claude):
     with pytest.raises(anthropic.BadRequestError) as e:
         claude.messages.create(model="bedrock-claude", max_tokens=10, messages=[{"role": "user", "content": content}])
     assert "cachePoint" in e.value.body["error"]["message"]
+
+
+# --- 3. documents ------------------------------------------------------------------------------
+
+PDF_B64 = "JVBERi0xLjQKJcOkw7zDtsOfCjEgMCBvYmoKPDwvVHlwZS9DYXRhbG9nPj4KZW5kb2JqCnRyYWlsZXIKPDw+PgolJUVPRgo="
+PDF = {"type": "document", "title": "Q3 report: final.pdf",
+       "source": {"type": "base64", "media_type": "application/pdf", "data": PDF_B64}}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("alias", ["bedrock-claude", "gemini", "gpt"])
+def test_a_pdf_reaches_bedrock_gemini_and_openai(claude, mocks, alias, stream):
+    args = dict(model=alias, max_tokens=100, messages=[{"role": "user", "content": [
+        PDF, {"type": "text", "text": "summarize the report"}]}])
+    if stream:
+        with claude.messages.stream(**args) as s:
+            m = s.get_final_message()
+    else:
+        m = claude.messages.create(**args)
+    assert "summarize the report" in text_of(m)
+    if alias == "bedrock-claude":
+        blocks = mocks["bedrock"].last().json["messages"][0]["content"]
+        # A name of the characters Bedrock allows, from the title.
+        assert blocks[0] == {"document": {"format": "pdf", "name": "Q3 report- final",
+                                          "source": {"bytes": PDF_B64}}}
+    elif alias == "gemini":
+        parts = mocks["gemini"].last().json["contents"][0]["parts"]
+        assert parts[0] == {"inlineData": {"mimeType": "application/pdf", "data": PDF_B64}}
+    else:
+        part = mocks["openai"].last().json["messages"][0]["content"][0]
+        assert part == {"type": "file", "file": {"file_data": f"data:application/pdf;base64,{PDF_B64}",
+                                                 "filename": "Q3 report: final.pdf"}}
+
+
+def test_an_untitled_pdf_and_a_text_document_to_bedrock(claude, mocks):
+    untitled = {k: v for k, v in PDF.items() if k != "title"}
+    text_doc = {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "plain words"}}
+    m = claude.messages.create(model="bedrock-claude", max_tokens=100, messages=[{"role": "user", "content": [
+        untitled, text_doc, {"type": "text", "text": "compare"}]}])
+    assert m.type == "message"
+    blocks = mocks["bedrock"].last().json["messages"][0]["content"]
+    assert blocks[0]["document"]["name"] == "document-0-0"
+    assert blocks[1] == {"text": "plain words"}
+
+
+def test_a_document_by_url(claude, mocks):
+    url_doc = {"type": "document", "source": {"type": "url", "url": "https://example.com/q3.pdf"}}
+    msgs = [{"role": "user", "content": [url_doc, {"type": "text", "text": "read it"}]}]
+    # Gemini takes it by URL, as it takes images.
+    m = claude.messages.create(model="gemini", max_tokens=100, messages=msgs)
+    assert m.type == "message"
+    assert mocks["gemini"].last().json["contents"][0]["parts"][0] == {
+        "fileData": {"mimeType": "application/pdf", "fileUri": "https://example.com/q3.pdf"}}
+    # Bedrock and OpenAI cannot fetch it: an Anthropic-shaped 400 naming the field, nothing sent.
+    for alias, mock in [("bedrock-claude", "bedrock"), ("gpt", "openai")]:
+        mocks[mock].reset()
+        with pytest.raises(anthropic.BadRequestError) as e:
+            claude.messages.create(model=alias, max_tokens=100, messages=msgs)
+        message = e.value.body["error"]["message"]
+        assert "file" in message and "base64" in message, message
+        assert mocks[mock].count() == 0

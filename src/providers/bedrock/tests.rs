@@ -318,6 +318,49 @@ fn cache_control_becomes_a_cache_point_after_what_it_marks() {
 }
 
 #[test]
+fn documents_are_bytes_with_a_safe_name() {
+    let out = translate(json!({"model": "m", "messages": [{"role": "user", "content": [
+        {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBE", "filename": "Q3  report: v2.final.pdf"}},
+        {"type": "file", "file": {"file_data": "data:text/csv;base64,YSxi"}},
+        {"type": "text", "text": "compare"}]}]}))
+    .unwrap();
+    assert_eq!(
+        out["messages"][0]["content"],
+        json!([
+            {"document": {"format": "pdf", "name": "Q3 report- v2-final", "source": {"bytes": "JVBE"}}},
+            {"document": {"format": "csv", "name": "document-0-1", "source": {"bytes": "YSxi"}}},
+            {"text": "compare"},
+        ])
+    );
+    for (file, needle) in [
+        (
+            json!({"file_url": "https://example.com/a.pdf"}),
+            "bytes only",
+        ),
+        (json!({"file_id": "file-abc"}), "bytes only"),
+        (
+            json!({"file_data": "data:application/zip;base64,UEsD"}),
+            "application/zip",
+        ),
+    ] {
+        let e = translate(
+            json!({"model": "m", "messages": [{"role": "user", "content": [
+            {"type": "file", "file": file}]}]}),
+        )
+        .unwrap_err();
+        assert_eq!(e.status, 400);
+        assert!(
+            e.message.contains("messages[0].content[0].file") && e.message.contains(needle),
+            "{}",
+            e.message
+        );
+    }
+    assert_eq!(document_name(Some("a/b\\c.txt"), 0, 0), "a-b-c");
+    assert_eq!(document_name(Some("...."), 2, 3), "---");
+    assert_eq!(document_name(Some(" "), 2, 3), "document-2-3");
+}
+
+#[test]
 fn tool_choice_variants() {
     let tools =
         json!([{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]);

@@ -191,6 +191,32 @@ fn full_conversation() {
 }
 
 #[test]
+fn documents_go_inline_or_by_uri() {
+    let out = request(json!({"model": "gemini", "messages": [{"role": "user", "content": [
+        {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBE", "filename": "a.pdf", "format": "application/pdf"}},
+        {"type": "file", "file": {"file_url": "https://example.com/b.pdf"}},
+        {"type": "file", "file": {"file_id": "gs://bucket/c.pdf"}},
+        {"type": "text", "text": "read"}]}]}))
+    .unwrap();
+    assert_eq!(
+        out["contents"][0]["parts"],
+        json!([
+            {"inlineData": {"mimeType": "application/pdf", "data": "JVBE"}},
+            {"fileData": {"mimeType": "application/pdf", "fileUri": "https://example.com/b.pdf"}},
+            {"fileData": {"mimeType": "application/pdf", "fileUri": "gs://bucket/c.pdf"}},
+            {"text": "read"},
+        ])
+    );
+    let e = request(
+        json!({"model": "gemini", "messages": [{"role": "user", "content": [
+        {"type": "file", "file": {"file_id": "file-abc123"}}]}]}),
+    )
+    .unwrap_err();
+    assert_eq!(e.status, 400);
+    assert!(e.message.contains("file_data"), "{}", e.message);
+}
+
+#[test]
 fn defaults_are_minimal() {
     let got =
         request(json!({"model": "g", "messages": [{"role": "user", "content": "hi"}]})).unwrap();

@@ -115,7 +115,12 @@ impl Rewrite {
 }
 
 /// Keys inside `messages` (and `tools`) an OpenAI-shaped upstream refuses.
-const MESSAGE_KEYS: [&str; 3] = ["\"thinking_blocks\"", "\"cache_control\"", "\"format\""];
+const MESSAGE_KEYS: [&str; 4] = [
+    "\"thinking_blocks\"",
+    "\"cache_control\"",
+    "\"format\"",
+    "\"file_url\"",
+];
 
 fn mentions(raw: &RawValue, keys: &[&str]) -> bool {
     let text = raw.get().as_bytes();
@@ -149,15 +154,19 @@ pub fn rewrite(
     }
     if let Some(raw) = json::get(&req.fields, "messages") {
         if mentions(raw, &MESSAGE_KEYS) {
-            rw.set.push(("messages", clean(raw, clean_message)?));
+            rw.set.push((
+                "messages",
+                clean(raw, |m, at| clean_message(m, at, provider))?,
+            ));
         }
     }
     if let Some(raw) = json::get(&req.fields, "tools") {
         if mentions(raw, &MESSAGE_KEYS[1..2]) {
             rw.set.push((
                 "tools",
-                clean(raw, |t| {
+                clean(raw, |t, _| {
                     t.remove("cache_control");
+                    Ok(())
                 })?,
             ));
         }
@@ -169,33 +178,46 @@ fn raw_string(s: &str) -> Result<Box<RawValue>, ApiError> {
     serde_json::value::to_raw_value(s).map_err(|_| ApiError::server("could not write a string"))
 }
 
-/// An array of objects with `each` applied to every object.
+/// An array of objects with `each` applied to every object (and its index).
 fn clean(
     raw: &RawValue,
-    each: impl Fn(&mut Map<String, Value>),
+    each: impl Fn(&mut Map<String, Value>, usize) -> Result<(), ApiError>,
 ) -> Result<Box<RawValue>, ApiError> {
     let mut items: Vec<Value> = serde_json::from_str(raw.get())
         .map_err(|_| ApiError::server("a parsed array no longer parses"))?;
-    for item in &mut items {
+    for (at, item) in items.iter_mut().enumerate() {
         if let Value::Object(o) = item {
-            each(o);
+            each(o, at)?;
         }
     }
     serde_json::value::to_raw_value(&items)
         .map_err(|_| ApiError::server("could not write the cleaned array"))
 }
 
-fn clean_message(m: &mut Map<String, Value>) {
+/// One message without the extensions. A document by URL (LiteLLM's `file_url`, from a Messages
+/// `document` with a `url` source) is refused: OpenAI's `file` part takes bytes or a file id.
+fn clean_message(m: &mut Map<String, Value>, at: usize, provider: &str) -> Result<(), ApiError> {
     m.remove("thinking_blocks");
     m.remove("cache_control");
     if let Some(Value::Array(parts)) = m.get_mut("content") {
-        for part in parts.iter_mut().filter_map(Value::as_object_mut) {
+        for (j, part) in parts.iter_mut().enumerate() {
+            let Some(part) = part.as_object_mut() else {
+                continue;
+            };
             part.remove("cache_control");
             if let Some(Value::Object(file)) = part.get_mut("file") {
                 file.remove("format");
+                if file.contains_key("file_url") {
+                    let path = format!("messages[{at}].content[{j}].file.file_url");
+                    return Err(ApiError::invalid_param(
+                        &path,
+                        format!("{path}: {provider} cannot fetch a document by URL; send it as base64 (a `document` with a `base64` source, or `file.file_data`)"),
+                    ));
+                }
             }
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -285,6 +307,14 @@ mod tests {
                 |v| v.get("reasoning_effort").is_none() && v.get("thinking").is_none()
             ));
         }
+    }
+
+    #[test]
+    fn a_document_by_url_is_refused_by_name() {
+        let body = r#"{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"x"},{"type":"file","file":{"file_url":"https://example.com/a.pdf"}}]}]}"#;
+        let e = run(body, GPT5, true).err();
+        assert!(e.is_some_and(|e| e.status == 400
+            && e.param.as_deref() == Some("messages[0].content[1].file.file_url")));
     }
 
     #[test]

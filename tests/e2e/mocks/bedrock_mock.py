@@ -177,6 +177,9 @@ def verify_sigv4(req, raw_query=""):
 
 # Converse validation -----------------------------------------------------------------------------------
 
+DOCUMENT_NAME_RE = re.compile(r"^[A-Za-z0-9\-()\[\] ]{1,200}$")
+
+
 def validate_block(block, where, role):
     if not isinstance(block, dict) or len(block) != 1:
         return f"The content block at {where} must set exactly one member."
@@ -212,6 +215,19 @@ def validate_block(block, where, role):
                 return f"Invalid base64 in {where}.reasoningContent.redactedContent"
         else:
             return f"The reasoningContent block at {where} must set reasoningText or redactedContent."
+    elif kind == "document":
+        if role != "user":
+            return f"The document block at {where} is only allowed in user messages."
+        if value.get("format") not in ("pdf", "csv", "doc", "docx", "xls", "xlsx", "html", "txt", "md"):
+            return f"Value at '{where}.document.format' failed to satisfy constraint: Member must satisfy enum value set: [docx, csv, html, txt, pdf, md, doc, xlsx, xls]"
+        name = value.get("name")
+        if not isinstance(name, str) or not DOCUMENT_NAME_RE.match(name) or "  " in name:
+            return (f"The document file name at {where} can only contain alphanumeric characters, whitespace characters, "
+                    "hyphens, parentheses, and square brackets. The name can't contain more than one consecutive whitespace character.")
+        try:
+            base64.b64decode(value.get("source", {}).get("bytes", ""), validate=True)
+        except (binascii.Error, ValueError, AttributeError):
+            return f"Invalid base64 in {where}.document.source.bytes"
     elif kind == "cachePoint":
         # A checkpoint caches what precedes it: never first, never right after another.
         if value != {"type": "default"}:
