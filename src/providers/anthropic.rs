@@ -65,6 +65,11 @@ impl Provider for Anthropic {
         "anthropic"
     }
 
+    /// Anthropic's own API takes the client's `anthropic-beta` header as it came.
+    fn anthropic_betas(&self, _model: &str) -> Option<&'static [&'static str]> {
+        None
+    }
+
     fn default_key_env(&self) -> Option<&'static str> {
         Some("ANTHROPIC_API_KEY")
     }
@@ -1138,7 +1143,14 @@ mod tests {
     fn request_with(body: Value, drop_params: bool) -> Result<Value, ApiError> {
         let bytes = serde_json::to_vec(&body).unwrap();
         let req = parse_chat(&bytes)?;
-        let out = translate_request(&req, "claude-sonnet-4-5", RequestOptions { drop_params })?;
+        let out = translate_request(
+            &req,
+            "claude-sonnet-4-5",
+            RequestOptions {
+                drop_params,
+                ..Default::default()
+            },
+        )?;
         Ok(serde_json::from_slice(&out).unwrap())
     }
 
@@ -2254,7 +2266,7 @@ mod tests {
             let bytes = serde_json::to_vec(&body).unwrap();
             if let Ok(req) = parse_chat(&bytes) {
                 let d = deployment(None);
-                match ANTHROPIC.chat_request(&req, &d, RequestOptions { drop_params }) {
+                match ANTHROPIC.chat_request(&req, &d, RequestOptions { drop_params, ..Default::default() }) {
                     Ok(out) => {
                         let v: Value = serde_json::from_slice(&out).unwrap();
                         prop_assert!(v["max_tokens"].as_u64().is_some());

@@ -188,8 +188,22 @@ impl Provider for Bedrock {
         opts: RequestOptions,
     ) -> Result<Vec<u8>, ApiError> {
         check_bedrock_params(req, is_claude(&d.model), opts)?;
-        let body = build_request(req)?;
+        let mut body = build_request(req)?;
+        if let Some(accepted) = self.anthropic_betas(&d.model) {
+            body.additional.anthropic_beta = super::beta_flags(accepted, opts.anthropic_beta);
+        }
         Ok(json::to_vec_sized(&body, req.body_size()))
+    }
+
+    /// Claude on Bedrock takes the beta flags AWS documents for it in
+    /// `additionalModelRequestFields.anthropic_beta`, some only from a model version on (and
+    /// a family); no other Bedrock model takes any.
+    fn anthropic_betas(&self, model: &str) -> Option<&'static [&'static str]> {
+        Some(if is_claude(model) {
+            claude_betas(model)
+        } else {
+            &[]
+        })
     }
 
     fn chat_response(&self, body: &[u8], ctx: &ResponseCtx) -> Result<Translated, ApiError> {
@@ -252,6 +266,92 @@ fn is_claude(model: &str) -> bool {
     model.contains("anthropic.claude")
 }
 
+// The `anthropic_beta` flags Bedrock takes for Claude (AWS's Claude Messages request reference;
+// the versions and families each needs as LiteLLM's Bedrock filter has them), by model tier.
+const CLAUDE_3_BETAS: &[&str] = &[
+    "computer-use-2024-10-22",
+    "computer-use-2025-01-24",
+    "token-efficient-tools-2025-02-19",
+    "output-128k-2025-02-19",
+];
+const CLAUDE_4_BETAS: &[&str] = &[
+    "computer-use-2024-10-22",
+    "computer-use-2025-01-24",
+    "token-efficient-tools-2025-02-19",
+    "output-128k-2025-02-19",
+    "interleaved-thinking-2025-05-14",
+    "dev-full-thinking-2025-05-14",
+    "context-1m-2025-08-07",
+];
+const CLAUDE_45_HAIKU_BETAS: &[&str] = &[
+    "computer-use-2024-10-22",
+    "computer-use-2025-01-24",
+    "token-efficient-tools-2025-02-19",
+    "output-128k-2025-02-19",
+    "interleaved-thinking-2025-05-14",
+    "dev-full-thinking-2025-05-14",
+    "context-1m-2025-08-07",
+    "context-management-2025-06-27",
+    "computer-use-2025-11-24",
+];
+const CLAUDE_45_SONNET_BETAS: &[&str] = &[
+    "computer-use-2024-10-22",
+    "computer-use-2025-01-24",
+    "token-efficient-tools-2025-02-19",
+    "output-128k-2025-02-19",
+    "interleaved-thinking-2025-05-14",
+    "dev-full-thinking-2025-05-14",
+    "context-1m-2025-08-07",
+    "context-management-2025-06-27",
+    "computer-use-2025-11-24",
+    "tool-search-tool-2025-10-19",
+    "tool-examples-2025-10-29",
+];
+const CLAUDE_45_OPUS_BETAS: &[&str] = &[
+    "computer-use-2024-10-22",
+    "computer-use-2025-01-24",
+    "token-efficient-tools-2025-02-19",
+    "output-128k-2025-02-19",
+    "interleaved-thinking-2025-05-14",
+    "dev-full-thinking-2025-05-14",
+    "context-1m-2025-08-07",
+    "context-management-2025-06-27",
+    "computer-use-2025-11-24",
+    "tool-search-tool-2025-10-19",
+    "tool-examples-2025-10-29",
+    "effort-2025-11-24",
+];
+
+/// The Claude version of a Bedrock model id, as (major, minor): `claude-3-5-sonnet-...` and
+/// `claude-sonnet-4-5-...` alike. `None` when it names none.
+fn claude_version(model: &str) -> Option<(u8, u8)> {
+    let (_, rest) = model.split_once("claude-")?;
+    let mut parts = rest
+        .split(['-', ':'])
+        .skip_while(|p| matches!(*p, "opus" | "sonnet" | "haiku" | "instant"));
+    let major = parts.next()?.parse::<u8>().ok()?;
+    // A minor version is one digit; a date (`20250514`) is not one.
+    let minor = parts
+        .next()
+        .filter(|p| p.len() == 1)
+        .and_then(|p| p.parse::<u8>().ok())
+        .unwrap_or(0);
+    Some((major, minor))
+}
+
+fn claude_betas(model: &str) -> &'static [&'static str] {
+    let family = ["opus", "sonnet", "haiku"]
+        .into_iter()
+        .find(|f| model.contains(f));
+    match (claude_version(model), family) {
+        (Some(v), Some("opus")) if v >= (4, 5) => CLAUDE_45_OPUS_BETAS,
+        (Some(v), Some("haiku")) if v >= (4, 5) => CLAUDE_45_HAIKU_BETAS,
+        (Some(v), _) if v >= (4, 5) => CLAUDE_45_SONNET_BETAS,
+        (Some(v), _) if v >= (4, 0) => CLAUDE_4_BETAS,
+        _ => CLAUDE_3_BETAS,
+    }
+}
+
 fn check_bedrock_params(
     req: &ChatRequest,
     claude: bool,
@@ -266,7 +366,10 @@ fn check_bedrock_params(
         req,
         "bedrock",
         &supported,
-        RequestOptions { drop_params: true },
+        RequestOptions {
+            drop_params: true,
+            ..Default::default()
+        },
     )?;
     if req.n.is_some_and(|n| n != 1) {
         unsupported.push("n");
@@ -302,11 +405,14 @@ struct Additional {
     thinking: Option<ThinkingOut>,
     #[serde(skip_serializing_if = "Option::is_none")]
     top_k: Option<u64>,
+    /// The client's `anthropic-beta` flags Claude on Bedrock takes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    anthropic_beta: Vec<&'static str>,
 }
 
 impl Additional {
     fn is_empty(&self) -> bool {
-        self.thinking.is_none() && self.top_k.is_none()
+        self.thinking.is_none() && self.top_k.is_none() && self.anthropic_beta.is_empty()
     }
 }
 
@@ -1039,6 +1145,7 @@ fn build_request<'r>(req: &'r ChatRequest) -> Result<ConverseRequest<'r>, ApiErr
                 budget_tokens: t.budget_tokens.filter(|_| t.mode == "enabled"),
             }),
             top_k: req.top_k,
+            anthropic_beta: Vec::new(),
         },
     })
 }

@@ -20,14 +20,17 @@ OPENAI_SHAPED = {"gpt": "openai", "gpt-5": "openai", "azure-gpt": "azure", "groq
 
 @pytest.fixture(scope="module")
 def gw(mocks):
-    """Every mock's deployments, plus a reasoning OpenAI model and a Groq one that drops what it
-    cannot take."""
+    """Every mock's deployments, plus a reasoning OpenAI model, Claude Sonnet 4 on Bedrock and a
+    Groq deployment that drops what it cannot take."""
     from harness import Envoy
     config = gateway_config(mocks)
     openai_base = f"{mocks['openai'].base_url}/v1"
+    bedrock = next(d for d in mocks["bedrock"].model_list(mocks["bedrock"].base_url) if d["model_name"] == "bedrock-claude")
     config["model_list"] += [
         {"model_name": "gpt-5", "litellm_params": {"model": "openai/gpt-5-mini", "api_base": openai_base,
                                                    "api_key": "os.environ/OPENAI_API_KEY"}},
+        dict(bedrock, model_name="bedrock-sonnet-4",
+             litellm_params=dict(bedrock["litellm_params"], model="bedrock/anthropic.claude-sonnet-4-20250514-v1:0")),
         {"model_name": "groq-drop", "litellm_params": {
             "model": "groq/llama-3.3-70b-versatile", "api_base": f"{mocks['compat'].base_url}/openai/v1",
             "api_key": "os.environ/GROQ_API_KEY", "drop_params": True}},
@@ -222,3 +225,43 @@ def test_a_document_by_url(claude, mocks):
         message = e.value.body["error"]["message"]
         assert "file" in message and "base64" in message, message
         assert mocks[mock].count() == 0
+
+
+# --- 4. anthropic-beta to other backends -------------------------------------------------------
+
+CLAUDE_CODE_BETA = {"anthropic-beta": "interleaved-thinking-2025-05-14,claude-code-20250219"}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_beta_flags_bedrock_takes_reach_it_the_rest_are_dropped(gw, claude, mocks, stream):
+    """Claude Code's flags to Claude Sonnet 4 on Bedrock: the one Bedrock takes goes in
+    additionalModelRequestFields.anthropic_beta, Claude Code's own is dropped (and logged), so the
+    request does not fail on it."""
+    args = dict(model="bedrock-sonnet-4", max_tokens=8000, messages=[{"role": "user", "content": "Weather?"}],
+                thinking={"type": "enabled", "budget_tokens": 4000}, extra_headers=CLAUDE_CODE_BETA)
+    if stream:
+        with claude.messages.stream(**args) as s:
+            m = s.get_final_message()
+    else:
+        m = claude.messages.create(**args)
+    assert [b.type for b in m.content] == ["thinking", "text"]
+    got = mocks["bedrock"].last()
+    assert got.json["additionalModelRequestFields"] == {
+        "thinking": {"type": "enabled", "budget_tokens": 4000},
+        "anthropic_beta": ["interleaved-thinking-2025-05-14"]}
+    assert "anthropic-beta" not in got.headers
+    assert "anthropic-beta claude-code-20250219 dropped for deployment" in gw.log()
+
+
+def test_beta_flags_a_backend_cannot_take_are_dropped(gw, claude, mocks):
+    # Claude 3.5 on Bedrock has no interleaved thinking; OpenAI takes no flags at all.
+    for alias, mock in [("bedrock-claude", "bedrock"), ("gpt", "openai")]:
+        m = claude.messages.create(model=alias, max_tokens=100, messages=[{"role": "user", "content": "hi"}],
+                                   extra_headers=CLAUDE_CODE_BETA)
+        assert m.type == "message", alias
+        got = mocks[mock].last()
+        assert "anthropic-beta" not in got.headers and "anthropic_beta" not in json.dumps(got.json), alias
+    # An Anthropic deployment gets the header as it came.
+    claude.messages.create(model="claude", max_tokens=100, messages=[{"role": "user", "content": "hi"}],
+                           extra_headers=CLAUDE_CODE_BETA)
+    assert mocks["anthropic"].last().headers["anthropic-beta"] == CLAUDE_CODE_BETA["anthropic-beta"]

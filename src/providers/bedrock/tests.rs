@@ -44,7 +44,10 @@ fn translate_opts(body: Value, drop_params: bool) -> Result<Value, ApiError> {
     let out = BEDROCK.chat_request(
         &req,
         &deployment("anthropic.claude-3-5-sonnet-20241022-v2:0"),
-        RequestOptions { drop_params },
+        RequestOptions {
+            drop_params,
+            ..Default::default()
+        },
     )?;
     Ok(serde_json::from_slice(&out).unwrap())
 }
@@ -358,6 +361,67 @@ fn documents_are_bytes_with_a_safe_name() {
     assert_eq!(document_name(Some("a/b\\c.txt"), 0, 0), "a-b-c");
     assert_eq!(document_name(Some("...."), 2, 3), "---");
     assert_eq!(document_name(Some(" "), 2, 3), "document-2-3");
+}
+
+#[test]
+fn beta_flags_claude_takes_go_in_additional_fields() {
+    assert_eq!(
+        claude_version("anthropic.claude-3-5-sonnet-20241022-v2:0"),
+        Some((3, 5))
+    );
+    assert_eq!(
+        claude_version("us.anthropic.claude-sonnet-4-20250514-v1:0"),
+        Some((4, 0))
+    );
+    assert_eq!(
+        claude_version("global.anthropic.claude-opus-4-5-20251101-v1:0"),
+        Some((4, 5))
+    );
+    assert_eq!(
+        claude_version("anthropic.claude-3-haiku-20240307-v1:0"),
+        Some((3, 0))
+    );
+    assert_eq!(claude_version("amazon.nova-lite-v1:0"), None);
+    let sonnet4 = "anthropic.claude-sonnet-4-20250514-v1:0";
+    let header = "interleaved-thinking-2025-05-14, claude-code-20250219,effort-2025-11-24";
+    let mask = crate::providers::anthropic_beta(header, &BEDROCK, sonnet4, "d");
+    let body =
+        serde_json::to_vec(&json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}))
+            .unwrap();
+    let req = parse_chat(&body).unwrap();
+    let out = BEDROCK
+        .chat_request(
+            &req,
+            &deployment(sonnet4),
+            RequestOptions {
+                drop_params: false,
+                anthropic_beta: mask,
+            },
+        )
+        .unwrap();
+    let out: Value = serde_json::from_slice(&out).unwrap();
+    // Claude Code's own flag and Opus 4.5's effort are not Sonnet 4's: dropped.
+    assert_eq!(
+        out["additionalModelRequestFields"],
+        json!({"anthropic_beta": ["interleaved-thinking-2025-05-14"]})
+    );
+    // Claude 3.5 has no interleaved thinking; Opus 4.5 has effort; other models take none.
+    let v35 = "anthropic.claude-3-5-sonnet-20241022-v2:0";
+    assert_eq!(
+        crate::providers::anthropic_beta(header, &BEDROCK, v35, "d"),
+        0
+    );
+    let opus = "anthropic.claude-opus-4-5-20251101-v1:0";
+    let mask = crate::providers::anthropic_beta(header, &BEDROCK, opus, "d");
+    let names = crate::providers::beta_flags(claude_betas(opus), mask);
+    assert_eq!(
+        names,
+        ["interleaved-thinking-2025-05-14", "effort-2025-11-24"]
+    );
+    assert_eq!(
+        crate::providers::anthropic_beta(header, &BEDROCK, "amazon.nova-lite-v1:0", "d"),
+        0
+    );
 }
 
 #[test]
@@ -1381,7 +1445,7 @@ mod fuzz {
         fn requests_translate_to_json_or_a_400(body in arb_request(), drop in any::<bool>()) {
             let bytes = serde_json::to_vec(&body).unwrap();
             if let Ok(req) = parse_chat(&bytes) {
-                match BEDROCK.chat_request(&req, &deployment("amazon.nova-lite-v1:0"), RequestOptions { drop_params: drop }) {
+                match BEDROCK.chat_request(&req, &deployment("amazon.nova-lite-v1:0"), RequestOptions { drop_params: drop, ..Default::default() }) {
                     Ok(out) => {
                         let v: Value = serde_json::from_slice(&out).expect("request is JSON");
                         prop_assert!(v["messages"].is_array());
@@ -1523,7 +1587,10 @@ fn thinking_top_k_and_signed_reasoning_go_to_claude() {
         .chat_request(
             &req,
             &deployment("amazon.nova-pro-v1:0"),
-            RequestOptions { drop_params: false },
+            RequestOptions {
+                drop_params: false,
+                ..Default::default()
+            },
         )
         .unwrap_err();
     assert_eq!(e.param.as_deref(), Some("top_k"));

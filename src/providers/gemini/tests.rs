@@ -32,7 +32,14 @@ fn request_with(c: &Config, body: Value, drop_params: bool) -> Result<Value, Api
     let bytes = serde_json::to_vec(&body).unwrap();
     let req = parse_chat(&bytes).unwrap();
     let d = c.deployment(0).unwrap();
-    let out = GEMINI.chat_request(&req, d, RequestOptions { drop_params })?;
+    let out = GEMINI.chat_request(
+        &req,
+        d,
+        RequestOptions {
+            drop_params,
+            ..Default::default()
+        },
+    )?;
     Ok(serde_json::from_slice(&out).unwrap())
 }
 
@@ -1130,7 +1137,7 @@ proptest! {
         if let Ok(req) = parse_chat(&bytes) {
             for model in ["gemini/gemini-2.5-flash", "gemini/gemini-3-pro-preview"] {
                 let c = config(model, json!({}));
-                match GEMINI.chat_request(&req, c.deployment(0).unwrap(), RequestOptions { drop_params }) {
+                match GEMINI.chat_request(&req, c.deployment(0).unwrap(), RequestOptions { drop_params, ..Default::default() }) {
                     Ok(out) => {
                         let v: Value = serde_json::from_slice(&out).expect("JSON request");
                         prop_assert!(v["contents"].is_array());

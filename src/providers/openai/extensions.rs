@@ -227,7 +227,15 @@ mod tests {
 
     fn run(body: &str, accepts: Accepts, drop_params: bool) -> Result<Option<Value>, ApiError> {
         let req = parse_chat(body.as_bytes())?;
-        let rw = rewrite(&req, "openai", accepts, RequestOptions { drop_params })?;
+        let rw = rewrite(
+            &req,
+            "openai",
+            accepts,
+            RequestOptions {
+                drop_params,
+                ..Default::default()
+            },
+        )?;
         Ok(rw.map(|rw| {
             let fields = rw.apply(&req.fields);
             let mut m = Map::new();

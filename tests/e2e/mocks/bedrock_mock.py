@@ -254,6 +254,29 @@ def thinking_of(body):
     return t.get("budget_tokens") if t.get("type") == "enabled" else None
 
 
+MODELS = ("anthropic.claude-3-5-sonnet-20241022-v2:0", "anthropic.claude-sonnet-4-20250514-v1:0", "amazon.nova-lite-v1:0")
+# The anthropic_beta flags Claude on Bedrock takes, and the first Claude version that takes each
+# (AWS's Claude request reference); any other flag is Bedrock's 400.
+CLAUDE_BETAS = {
+    "computer-use-2024-10-22": 3, "computer-use-2025-01-24": 3, "token-efficient-tools-2025-02-19": 3,
+    "output-128k-2025-02-19": 3, "interleaved-thinking-2025-05-14": 4, "dev-full-thinking-2025-05-14": 4,
+    "context-1m-2025-08-07": 4,
+}
+
+
+def validate_betas(body, model_id):
+    betas = (body.get("additionalModelRequestFields") or {}).get("anthropic_beta")
+    if betas is None:
+        return None
+    if not model_id.startswith("anthropic.") or not isinstance(betas, list):
+        return "The model returned the following errors: anthropic_beta: Extra inputs are not permitted"
+    version = 4 if "sonnet-4" in model_id else 3
+    for flag in betas:
+        if CLAUDE_BETAS.get(flag, 99) > version:
+            return "invalid beta flag"
+    return None
+
+
 MAX_CACHE_POINTS = 4
 
 
@@ -418,7 +441,7 @@ class BedrockMock(MockProvider):
         if req.method != "POST" or not m:
             return aws_error(404, "UnknownOperationException", "Unknown operation", namespace=CORAL)
         model_id = unquote(m.group(1))
-        if model_id not in ("anthropic.claude-3-5-sonnet-20241022-v2:0", "amazon.nova-lite-v1:0"):
+        if model_id not in MODELS:
             return validation("The provided model identifier is invalid.")
         try:
             body = json.loads(req.body)
@@ -426,7 +449,7 @@ class BedrockMock(MockProvider):
             return validation("Malformed input request, please reformat your input and try again.")
         if not isinstance(body, dict):
             return validation("Malformed input request, please reformat your input and try again.")
-        problem = validate(body)
+        problem = validate(body) or validate_betas(body, model_id)
         if problem:
             return validation(problem)
         return self.converse(body, model_id, stream=m.group(2) == "converse-stream")
