@@ -206,6 +206,9 @@ struct Routed {
     /// The hash of a key this replica must read from the store before it trusts it: the request
     /// is authenticated in its body phase (see `key_read`).
     deferred_key: Option<String>,
+    /// The client's `anthropic-beta` flags its deployment takes in the body, read in the headers
+    /// phase (see [`client_betas`]).
+    anthropic_beta: u32,
 }
 
 /// The deployment a request is served by: one of the configuration's, or a copy of a model
@@ -834,7 +837,7 @@ impl HttpFilter {
             return self.count_tokens_route(host, &alias, &members, deferred_key.is_some());
         }
 
-        let (via, deployment) = if self.config.router.needs_attempts(&alias, members.len()) {
+        let (via, deployment, betas) = if self.config.router.needs_attempts(&alias, members.len()) {
             // Each attempt decides for its own deployment what of the client's API headers goes on.
             let body_bytes = host.request_header("content-length");
             strip_client_headers(host, client_api_headers(self.api));
@@ -848,7 +851,7 @@ impl HttpFilter {
             host.set_request_header(attempt::STREAM, if stream { "1" } else { "0" });
             host.set_request_header(attempt::OPERATION, op_name(op));
             host.set_request_header(attempt::CLIENT_API, self.api.name());
-            (Via::Attempts, None)
+            (Via::Attempts, None, 0)
         } else {
             let index = members
                 .first()
@@ -858,10 +861,12 @@ impl HttpFilter {
                 .config
                 .serving(index, &alias)
                 .ok_or_else(|| router::unknown_model(&alias))?;
+            let betas = client_betas(host, self.api, &d);
             prepare_upstream_headers(host, &d, op, stream, &self.config, self.api);
-            (Via::Direct, Some(index))
+            (Via::Direct, Some(index), betas)
         };
         let mut routed = self.new_routed(host, op, via, None, principal, alias, stream);
+        routed.anthropic_beta = betas;
         if let Some(index) = deployment {
             let name = routed.ctx.model.clone();
             routed.serve_with(&self.config, index, &name);
@@ -957,6 +962,7 @@ impl HttpFilter {
             unusable: None,
             fleet: None,
             deferred_key: None,
+            anthropic_beta: 0,
         }
     }
 
@@ -1034,6 +1040,7 @@ impl HttpFilter {
             );
         }
         // The forwarded request carries the gateway's routing headers: drop them with the rest.
+        let betas = client_betas(host, self.api, &d);
         prepare_upstream_headers(host, &d, op, stream, config, self.api);
         drop(d);
         let mut routed = self.new_routed(
@@ -1046,6 +1053,7 @@ impl HttpFilter {
             stream,
         );
         routed.serve_with(config, index, &group);
+        routed.anthropic_beta = betas;
         // The gateway accounts from the usage chunk, whether or not its client asked for one.
         routed.ctx.include_usage = true;
         Ok(Next::Routed(Box::new(routed)))
@@ -1192,7 +1200,7 @@ impl HttpFilter {
                             }),
                             estimate,
                         )),
-                        (false, Some(d)) => Ok((Some(provider_request(d, &req)?), estimate)),
+                        (false, Some(d)) => Ok((Some(provider_request(d, &req, 0)?), estimate)),
                         (false, None) => Err(ApiError::server("no deployment chosen")),
                     }
                 })
@@ -1912,12 +1920,17 @@ fn filled(config: &Config, index: usize, name: &str) -> Option<Arc<Deployment>> 
 }
 
 /// The deployment's native body for a chat request.
-fn provider_request(d: &Deployment, req: &openai::ChatRequest) -> Result<Vec<u8>, ApiError> {
+fn provider_request(
+    d: &Deployment,
+    req: &openai::ChatRequest,
+    anthropic_beta: u32,
+) -> Result<Vec<u8>, ApiError> {
     d.provider.chat_request(
         req,
         &d.target,
         RequestOptions {
             drop_params: d.drop_params,
+            anthropic_beta,
         },
     )
 }
@@ -2002,7 +2015,10 @@ fn messages_request(
         (false, Some(d)) if d.provider.name() == "anthropic" => {
             Ok((Some(passthrough(&d.target.model)?), estimate))
         }
-        (false, Some(d)) => Ok((Some(provider_request(d, &req)?), estimate)),
+        (false, Some(d)) => Ok((
+            Some(provider_request(d, &req, routed.anthropic_beta)?),
+            estimate,
+        )),
         (false, None) => Err(ApiError::server("no deployment chosen")),
     }
 }
@@ -2012,6 +2028,18 @@ fn client_api_headers(api: ClientApi) -> &'static [&'static str] {
     match api {
         ClientApi::Messages => &["anthropic-version", "anthropic-beta"],
         ClientApi::Chat | ClientApi::Responses => &[],
+    }
+}
+
+/// A Messages client's `anthropic-beta` flags the deployment takes in its request body, read in
+/// the headers phase for the body phase; the others are dropped and logged
+/// ([`providers::anthropic_beta`]).
+fn client_betas(host: &dyn HttpHost, api: ClientApi, d: &Deployment) -> u32 {
+    match (api, host.request_header("anthropic-beta")) {
+        (ClientApi::Messages, Some(h)) => {
+            providers::anthropic_beta(&h, d.provider, &d.target.model, &d.id)
+        }
+        _ => 0,
     }
 }
 

@@ -109,8 +109,37 @@ pub enum Part<'a> {
         url: Text<'a>,
         detail: Option<Text<'a>>,
     },
-    /// A part type the gateway does not translate (audio, file, ...), kept by name for errors.
+    /// A document (LiteLLM's and OpenAI's `file` part): its bytes as a base64 data URL
+    /// (`file_data`), or where it is (`file_url`, or a `file_id` that is a URL). `format` is its
+    /// media type where the data URL does not say it.
+    File {
+        data: Option<Text<'a>>,
+        url: Option<Text<'a>>,
+        id: Option<Text<'a>>,
+        filename: Option<Text<'a>>,
+        format: Option<Text<'a>>,
+    },
+    /// A part type the gateway does not translate (audio, ...), kept by name for errors.
     Other(Text<'a>),
+}
+
+impl Part<'_> {
+    /// A document's media type: `format`, else the data URL's, else guessed from its URL.
+    pub fn file_media_type(&self) -> Option<&str> {
+        let Part::File {
+            data, url, format, ..
+        } = self
+        else {
+            return None;
+        };
+        if let Some(f) = format.as_deref().filter(|f| !f.is_empty()) {
+            return Some(f);
+        }
+        if let Some(d) = data.as_deref().and_then(parse_data_url) {
+            return Some(d.media_type);
+        }
+        url.as_deref().map(media_type_from_url)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -214,7 +243,7 @@ impl<'a> ChatRequest<'a> {
                             Part::Text(t) => p.add(Some(t.as_str())),
                             Part::Image { .. } => p.images += 1,
                             // Audio, files: what they cost is not in their text.
-                            Part::Other(_) => p.opaque = true,
+                            Part::File { .. } | Part::Other(_) => p.opaque = true,
                         }
                     }
                 }
@@ -895,6 +924,21 @@ impl<'de: 'a, 'a> Deserialize<'de> for Part<'a> {
             text: Option<Text<'a>>,
             #[serde(default, borrow)]
             image_url: Option<ImageUrl<'a>>,
+            #[serde(default, borrow)]
+            file: Option<FileIn<'a>>,
+        }
+        #[derive(Deserialize)]
+        struct FileIn<'a> {
+            #[serde(default, borrow)]
+            file_data: Option<Text<'a>>,
+            #[serde(default, borrow)]
+            file_url: Option<Text<'a>>,
+            #[serde(default, borrow)]
+            file_id: Option<Text<'a>>,
+            #[serde(default, borrow)]
+            filename: Option<Text<'a>>,
+            #[serde(default, borrow)]
+            format: Option<Text<'a>>,
         }
         #[derive(Deserialize)]
         #[serde(untagged)]
@@ -917,6 +961,16 @@ impl<'de: 'a, 'a> Deserialize<'de> for Part<'a> {
                 Some(ImageUrl::Url(url)) => Ok(Part::Image { url, detail: None }),
                 Some(ImageUrl::Object { url, detail }) => Ok(Part::Image { url, detail }),
                 None => Err(de::Error::missing_field("image_url")),
+            },
+            "file" => match p.file {
+                Some(f) => Ok(Part::File {
+                    data: f.file_data,
+                    url: f.file_url,
+                    id: f.file_id,
+                    filename: f.filename,
+                    format: f.format,
+                }),
+                None => Err(de::Error::missing_field("file")),
             },
             _ => Ok(Part::Other(p.kind)),
         }

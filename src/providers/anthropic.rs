@@ -64,6 +64,11 @@ impl Provider for Anthropic {
         "anthropic"
     }
 
+    /// Anthropic's own API takes the client's `anthropic-beta` header as it came.
+    fn anthropic_betas(&self, _model: &str) -> Option<&'static [&'static str]> {
+        None
+    }
+
     fn default_key_env(&self) -> Option<&'static str> {
         Some("ANTHROPIC_API_KEY")
     }
@@ -368,6 +373,7 @@ fn text_blocks<'r>(content: &'r Content<'_>, index: usize) -> Result<Vec<Block<'
                             "images are only accepted in user and tool messages.",
                         ))
                     }
+                    Part::File { .. } => return Err(unsupported_part(index, &"file".into())),
                     Part::Other(kind) => return Err(unsupported_part(index, kind)),
                 }
             }
@@ -387,6 +393,16 @@ fn user_blocks<'r>(content: &'r Content<'_>, index: usize) -> Result<Vec<Block<'
             Part::Text(t) if t.is_empty() => {}
             Part::Text(t) => blocks.push(Block::Text { text: t.as_str() }),
             Part::Image { url, .. } => blocks.push(image_block(url.as_str(), index)?),
+            // A document: its bytes as the data URL an image_url would carry, or its link.
+            Part::File { data: Some(d), .. } => blocks.push(image_block(d.as_str(), index)?),
+            Part::File { url: Some(u), .. }
+                if u.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("http")) =>
+            {
+                blocks.push(Block::Document {
+                    source: Source::Url { url: u.as_str() },
+                })
+            }
+            Part::File { .. } => return Err(unsupported_part(index, &"file".into())),
             Part::Other(kind) => return Err(unsupported_part(index, kind)),
         }
     }
@@ -1113,7 +1129,14 @@ mod tests {
     fn request_with(body: Value, drop_params: bool) -> Result<Value, ApiError> {
         let bytes = serde_json::to_vec(&body).unwrap();
         let req = parse_chat(&bytes)?;
-        let out = translate_request(&req, "claude-sonnet-4-5", RequestOptions { drop_params })?;
+        let out = translate_request(
+            &req,
+            "claude-sonnet-4-5",
+            RequestOptions {
+                drop_params,
+                ..Default::default()
+            },
+        )?;
         Ok(serde_json::from_slice(&out).unwrap())
     }
 
@@ -2242,7 +2265,7 @@ mod tests {
             let bytes = serde_json::to_vec(&body).unwrap();
             if let Ok(req) = parse_chat(&bytes) {
                 let t = Target { model: "claude-sonnet-4-5".into(), ..Default::default() };
-                match ANTHROPIC.chat_request(&req, &t, RequestOptions { drop_params }) {
+                match ANTHROPIC.chat_request(&req, &t, RequestOptions { drop_params, ..Default::default() }) {
                     Ok(out) => {
                         let v: Value = serde_json::from_slice(&out).unwrap();
                         prop_assert!(v["max_tokens"].as_u64().is_some());

@@ -16,8 +16,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::openai::{
-    openai_error, passthrough_response, rewrite_fields, rewrite_fields_with, PassthroughStream,
-    STREAM_USAGE_OPTIONS,
+    extensions, openai_error, passthrough_response, rewrite_fields, rewrite_fields_with,
+    PassthroughStream, STREAM_USAGE_OPTIONS,
 };
 use super::{
     check_params, opaque_error, redact, Endpoint, Operation, Params, Provider, RequestOptions,
@@ -242,8 +242,31 @@ impl Provider for Azure {
         // client gets LiteLLM's message naming the parameter. Previews and v1 take new
         // parameters every month; Azure judges those itself.
         let strict = matches!(api_version(t), ApiVersion::Dated { ga: true, .. });
+        // Reasoning deployments reject `max_tokens`; LiteLLM renames it when the route or the
+        // deployment name says the model is one.
+        let reasoning = match extensions::Reasoning::of(deployment) {
+            Some(r) => Some(r),
+            None if series => Some(if t.model.starts_with("gpt5_series/") {
+                extensions::Reasoning::Gpt5
+            } else {
+                extensions::Reasoning::OSeries
+            }),
+            None => None,
+        };
+        // LiteLLM's extensions (a Messages client's `thinking`, `top_k`, `cache_control`, ...)
+        // made right for Azure, which refuses them as OpenAI does, whatever the version.
+        let accepts = extensions::Accepts {
+            top_k: false,
+            reasoning,
+        };
+        let rewrite = extensions::rewrite(req, "azure", accepts, opts)?;
         let dropped = if strict {
-            check_params(req, "azure", GA_CHAT_PARAMS, opts)?
+            let supported: Vec<&str> = GA_CHAT_PARAMS
+                .iter()
+                .chain(&["thinking", "top_k"])
+                .copied()
+                .collect();
+            check_params(req, "azure", &supported, opts)?
         } else {
             Vec::new()
         };
@@ -257,24 +280,26 @@ impl Provider for Azure {
             |key: &str, value: &RawValue| strict && json::is_null(value) && !known(key);
         let keep =
             |key: &str, value: &RawValue| !dropped.contains(&key) && !meaningless(key, value);
-        let fields: Fields = req
+        let kept: Fields = req
             .fields
             .iter()
             .filter(|(k, v)| keep(k.as_str(), v))
             .cloned()
             .collect();
-        // Reasoning deployments reject `max_tokens`; LiteLLM renames it when the route or the
-        // deployment name says the model is one.
-        let reasoning = series
-            || ["o1", "o3", "o4", "gpt-5"]
-                .iter()
-                .any(|p| deployment.starts_with(p));
-        let rename_max_tokens = reasoning && !req.has("max_completion_tokens");
+        let rewritten;
+        let fields = match &rewrite {
+            Some(rw) => {
+                rewritten = rw.apply(&kept);
+                &rewritten
+            }
+            None => &kept,
+        };
+        let rename_max_tokens = reasoning.is_some() && !req.has("max_completion_tokens");
         // The gateway charges streams from their final usage, so it asks for it (Azure supports
         // stream_options since 2024-09-01-preview); the client sees it only if it asked.
         let usage_options = (req.stream && !req.include_usage).then_some(STREAM_USAGE_OPTIONS);
         Ok(rewrite_fields_with(
-            &fields,
+            fields,
             deployment,
             |key| match key {
                 "max_tokens" if rename_max_tokens => Some("max_completion_tokens"),

@@ -19,6 +19,11 @@
 //! - Tool results are sent as text blocks, which every Bedrock model with tool use accepts.
 //! - `parallel_tool_calls` is accepted and dropped, `false` included: Converse has no such switch
 //!   (LiteLLM accepts it too, and LangChain's structured output sends `false` with its one tool).
+//! - `cache_control` (Anthropic's, as LiteLLM carries it on content parts, messages and tools)
+//!   becomes a `{"cachePoint":{"type":"default"}}` block after what it marks: a system or message
+//!   block, a message's last block (a tool result's when on a `tool` message), a tool. Bedrock
+//!   reports the cache's reads and writes (`cacheReadInputTokens`, `cacheWriteInputTokens`),
+//!   which are priced as cache reads and writes.
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -183,8 +188,22 @@ impl Provider for Bedrock {
         opts: RequestOptions,
     ) -> Result<Vec<u8>, ApiError> {
         check_bedrock_params(req, is_claude(&t.model), opts)?;
-        let body = build_request(req)?;
+        let mut body = build_request(req)?;
+        if let Some(accepted) = self.anthropic_betas(&t.model) {
+            body.additional.anthropic_beta = super::beta_flags(accepted, opts.anthropic_beta);
+        }
         Ok(json::to_vec_sized(&body, req.body_size()))
+    }
+
+    /// Claude on Bedrock takes the beta flags AWS documents for it in
+    /// `additionalModelRequestFields.anthropic_beta`, some only from a model version on (and
+    /// a family); no other Bedrock model takes any.
+    fn anthropic_betas(&self, model: &str) -> Option<&'static [&'static str]> {
+        Some(if is_claude(model) {
+            claude_betas(model)
+        } else {
+            &[]
+        })
     }
 
     fn chat_response(&self, body: &[u8], ctx: &ResponseCtx) -> Result<Translated, ApiError> {
@@ -247,6 +266,92 @@ fn is_claude(model: &str) -> bool {
     model.contains("anthropic.claude")
 }
 
+// The `anthropic_beta` flags Bedrock takes for Claude (AWS's Claude Messages request reference;
+// the versions and families each needs as LiteLLM's Bedrock filter has them), by model tier.
+const CLAUDE_3_BETAS: &[&str] = &[
+    "computer-use-2024-10-22",
+    "computer-use-2025-01-24",
+    "token-efficient-tools-2025-02-19",
+    "output-128k-2025-02-19",
+];
+const CLAUDE_4_BETAS: &[&str] = &[
+    "computer-use-2024-10-22",
+    "computer-use-2025-01-24",
+    "token-efficient-tools-2025-02-19",
+    "output-128k-2025-02-19",
+    "interleaved-thinking-2025-05-14",
+    "dev-full-thinking-2025-05-14",
+    "context-1m-2025-08-07",
+];
+const CLAUDE_45_HAIKU_BETAS: &[&str] = &[
+    "computer-use-2024-10-22",
+    "computer-use-2025-01-24",
+    "token-efficient-tools-2025-02-19",
+    "output-128k-2025-02-19",
+    "interleaved-thinking-2025-05-14",
+    "dev-full-thinking-2025-05-14",
+    "context-1m-2025-08-07",
+    "context-management-2025-06-27",
+    "computer-use-2025-11-24",
+];
+const CLAUDE_45_SONNET_BETAS: &[&str] = &[
+    "computer-use-2024-10-22",
+    "computer-use-2025-01-24",
+    "token-efficient-tools-2025-02-19",
+    "output-128k-2025-02-19",
+    "interleaved-thinking-2025-05-14",
+    "dev-full-thinking-2025-05-14",
+    "context-1m-2025-08-07",
+    "context-management-2025-06-27",
+    "computer-use-2025-11-24",
+    "tool-search-tool-2025-10-19",
+    "tool-examples-2025-10-29",
+];
+const CLAUDE_45_OPUS_BETAS: &[&str] = &[
+    "computer-use-2024-10-22",
+    "computer-use-2025-01-24",
+    "token-efficient-tools-2025-02-19",
+    "output-128k-2025-02-19",
+    "interleaved-thinking-2025-05-14",
+    "dev-full-thinking-2025-05-14",
+    "context-1m-2025-08-07",
+    "context-management-2025-06-27",
+    "computer-use-2025-11-24",
+    "tool-search-tool-2025-10-19",
+    "tool-examples-2025-10-29",
+    "effort-2025-11-24",
+];
+
+/// The Claude version of a Bedrock model id, as (major, minor): `claude-3-5-sonnet-...` and
+/// `claude-sonnet-4-5-...` alike. `None` when it names none.
+fn claude_version(model: &str) -> Option<(u8, u8)> {
+    let (_, rest) = model.split_once("claude-")?;
+    let mut parts = rest
+        .split(['-', ':'])
+        .skip_while(|p| matches!(*p, "opus" | "sonnet" | "haiku" | "instant"));
+    let major = parts.next()?.parse::<u8>().ok()?;
+    // A minor version is one digit; a date (`20250514`) is not one.
+    let minor = parts
+        .next()
+        .filter(|p| p.len() == 1)
+        .and_then(|p| p.parse::<u8>().ok())
+        .unwrap_or(0);
+    Some((major, minor))
+}
+
+fn claude_betas(model: &str) -> &'static [&'static str] {
+    let family = ["opus", "sonnet", "haiku"]
+        .into_iter()
+        .find(|f| model.contains(f));
+    match (claude_version(model), family) {
+        (Some(v), Some("opus")) if v >= (4, 5) => CLAUDE_45_OPUS_BETAS,
+        (Some(v), Some("haiku")) if v >= (4, 5) => CLAUDE_45_HAIKU_BETAS,
+        (Some(v), _) if v >= (4, 5) => CLAUDE_45_SONNET_BETAS,
+        (Some(v), _) if v >= (4, 0) => CLAUDE_4_BETAS,
+        _ => CLAUDE_3_BETAS,
+    }
+}
+
 fn check_bedrock_params(
     req: &ChatRequest,
     claude: bool,
@@ -261,7 +366,10 @@ fn check_bedrock_params(
         req,
         "bedrock",
         &supported,
-        RequestOptions { drop_params: true },
+        RequestOptions {
+            drop_params: true,
+            ..Default::default()
+        },
     )?;
     if req.n.is_some_and(|n| n != 1) {
         unsupported.push("n");
@@ -273,7 +381,7 @@ fn check_bedrock_params(
 struct ConverseRequest<'r> {
     messages: Vec<Turn<'r>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    system: Vec<TextBlock<'r>>,
+    system: Vec<SystemBlock<'r>>,
     #[serde(
         rename = "inferenceConfig",
         skip_serializing_if = "InferenceConfig::is_empty"
@@ -297,11 +405,14 @@ struct Additional {
     thinking: Option<ThinkingOut>,
     #[serde(skip_serializing_if = "Option::is_none")]
     top_k: Option<u64>,
+    /// The client's `anthropic-beta` flags Claude on Bedrock takes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    anthropic_beta: Vec<&'static str>,
 }
 
 impl Additional {
     fn is_empty(&self) -> bool {
-        self.thinking.is_none() && self.top_k.is_none()
+        self.thinking.is_none() && self.top_k.is_none() && self.anthropic_beta.is_empty()
     }
 }
 
@@ -320,8 +431,10 @@ struct Turn<'r> {
 }
 
 #[derive(Serialize)]
-struct TextBlock<'r> {
-    text: &'r str,
+#[serde(rename_all = "camelCase")]
+enum SystemBlock<'r> {
+    Text(&'r str),
+    CachePoint(CachePoint),
 }
 
 /// A content block; serde's external tagging gives Bedrock's `{"text": ...}`, `{"image": ...}`.
@@ -333,6 +446,118 @@ enum Block<'r> {
     ToolUse(ToolUse<'r>),
     ToolResult(ToolResult<'r>),
     ReasoningContent(Reasoning<'r>),
+    Document(Document<'r>),
+    CachePoint(CachePoint),
+}
+
+#[derive(Serialize)]
+struct Document<'r> {
+    format: &'static str,
+    name: String,
+    source: ImageSource<'r>,
+}
+
+/// A cache checkpoint: what precedes it is cached.
+#[derive(Serialize)]
+struct CachePoint {
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+const CACHE_POINT: CachePoint = CachePoint { kind: "default" };
+
+/// Where the client asked for cache checkpoints (`cache_control`): per message, on the message
+/// itself and on which of its parts; per tool. Read from the raw body only when it has any.
+#[derive(Debug, Default)]
+struct CacheMarks {
+    messages: Vec<MessageMarks>,
+    tools: Vec<bool>,
+}
+
+#[derive(Debug, Default)]
+struct MessageMarks {
+    whole: bool,
+    parts: Vec<bool>,
+}
+
+impl CacheMarks {
+    fn read(req: &ChatRequest) -> CacheMarks {
+        use serde::de::IgnoredAny;
+        #[derive(Deserialize)]
+        struct Marked<'a> {
+            #[serde(default)]
+            cache_control: Option<IgnoredAny>,
+            #[serde(default, borrow)]
+            content: Option<&'a RawValue>,
+        }
+        #[derive(Deserialize)]
+        struct Part {
+            #[serde(default)]
+            cache_control: Option<IgnoredAny>,
+        }
+        let marked = |name: &str| {
+            json::get(&req.fields, name).filter(|raw| {
+                memchr::memmem::find(raw.get().as_bytes(), b"\"cache_control\"").is_some()
+            })
+        };
+        let mut marks = CacheMarks::default();
+        if let Some(raw) = marked("messages") {
+            let messages: Vec<Marked> = serde_json::from_str(raw.get()).unwrap_or_default();
+            marks.messages = messages
+                .into_iter()
+                .map(|m| MessageMarks {
+                    whole: m.cache_control.is_some(),
+                    parts: m
+                        .content
+                        .and_then(|c| serde_json::from_str::<Vec<Part>>(c.get()).ok())
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|p| p.cache_control.is_some())
+                        .collect(),
+                })
+                .collect();
+        }
+        if let Some(raw) = marked("tools") {
+            let tools: Vec<Part> = serde_json::from_str(raw.get()).unwrap_or_default();
+            marks.tools = tools
+                .into_iter()
+                .map(|t| t.cache_control.is_some())
+                .collect();
+        }
+        marks
+    }
+
+    fn message(&self, at: usize) -> Option<&MessageMarks> {
+        self.messages.get(at)
+    }
+
+    fn part(&self, at: usize, part: usize) -> bool {
+        self.message(at)
+            .and_then(|m| m.parts.get(part))
+            .copied()
+            .unwrap_or(false)
+    }
+
+    fn whole(&self, at: usize) -> bool {
+        self.message(at).is_some_and(|m| m.whole)
+    }
+
+    /// Anything on the message: where one block stands for all of it (a tool result).
+    fn any(&self, at: usize) -> bool {
+        self.message(at)
+            .is_some_and(|m| m.whole || m.parts.contains(&true))
+    }
+
+    fn tool(&self, i: usize) -> bool {
+        self.tools.get(i).copied().unwrap_or(false)
+    }
+}
+
+/// Appends a checkpoint after the blocks so far, unless there are none or one ends them.
+fn cache_point(out: &mut Vec<Block<'_>>) {
+    if !matches!(out.last(), None | Some(Block::CachePoint(_))) {
+        out.push(Block::CachePoint(CACHE_POINT));
+    }
 }
 
 /// An earlier turn's reasoning, sent back as it came: Claude checks the signature.
@@ -418,9 +643,10 @@ struct ToolConfig<'r> {
 }
 
 #[derive(Serialize)]
-struct ToolEntry<'r> {
-    #[serde(rename = "toolSpec")]
-    spec: ToolSpec<'r>,
+#[serde(rename_all = "camelCase")]
+enum ToolEntry<'r> {
+    ToolSpec(ToolSpec<'r>),
+    CachePoint(CachePoint),
 }
 
 #[derive(Serialize)]
@@ -491,12 +717,78 @@ fn image_block<'r>(url: &'r str, at: usize) -> Result<Block<'r>, ApiError> {
     }))
 }
 
+/// Bedrock's document formats, from the media type.
+fn document_format(media_type: &str) -> Option<&'static str> {
+    Some(match media_type.to_ascii_lowercase().as_str() {
+        "application/pdf" => "pdf",
+        "text/csv" => "csv",
+        "application/msword" => "doc",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document" => "docx",
+        "application/vnd.ms-excel" => "xls",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet" => "xlsx",
+        "text/html" => "html",
+        "text/plain" => "txt",
+        "text/markdown" => "md",
+        _ => return None,
+    })
+}
+
+/// A document name Bedrock accepts (letters, digits, single spaces, hyphens, parentheses,
+/// square brackets): the file's name without its extension, other characters as hyphens; or
+/// `document-<message>-<part>` when it has none.
+fn document_name(filename: Option<&str>, at: usize, part: usize) -> String {
+    let stem = filename
+        .map(|f| f.rsplit_once('.').map_or(f, |(stem, _)| stem))
+        .unwrap_or("");
+    let mut name = String::with_capacity(stem.len().min(100));
+    for c in stem.chars().take(100) {
+        let c = match c {
+            c if c.is_ascii_alphanumeric() || "-()[]".contains(c) => c,
+            c if c.is_whitespace() => ' ',
+            _ => '-',
+        };
+        if !(c == ' ' && (name.is_empty() || name.ends_with(' '))) {
+            name.push(c);
+        }
+    }
+    let name = name.trim_end();
+    if name.is_empty() {
+        format!("document-{at}-{part}")
+    } else {
+        name.to_string()
+    }
+}
+
+/// A `file` part as a Bedrock document: its bytes only, as Converse takes them.
+fn document_block<'r>(part: &'r Part, at: usize, i: usize) -> Result<Block<'r>, ApiError> {
+    let Part::File { data, filename, .. } = part else {
+        return Err(messages_error(format!("messages[{at}]: not a document")));
+    };
+    let Some(bytes) = data.as_deref().and_then(parse_data_url) else {
+        return Err(messages_error(format!(
+            "messages[{at}].content[{i}].file: Bedrock takes documents as bytes only; send the document as base64 (a Messages `document` with a `base64` source, or `file.file_data` as a data URL) instead of a URL or a file id"
+        )));
+    };
+    let media_type = part.file_media_type().unwrap_or(bytes.media_type);
+    let format = document_format(media_type).ok_or_else(|| {
+        messages_error(format!(
+            "messages[{at}].content[{i}].file: document type '{media_type}' is not supported by Bedrock; use PDF, CSV, DOC, DOCX, XLS, XLSX, HTML, TXT or MD"
+        ))
+    })?;
+    Ok(Block::Document(Document {
+        format,
+        name: document_name(filename.as_deref(), at, i),
+        source: ImageSource { bytes: bytes.data },
+    }))
+}
+
 /// Text and image parts of a message as Bedrock blocks. Whitespace-only text is skipped where
 /// `skip_blank` (Bedrock rejects blank text blocks, and OpenAI clients send `""` beside tool calls).
 fn content_blocks<'r>(
     content: &'r Content,
     at: usize,
     skip_blank: bool,
+    marks: Option<&CacheMarks>,
     out: &mut Vec<Block<'r>>,
 ) -> Result<(), ApiError> {
     let keep = |t: &str| !(skip_blank && t.trim().is_empty());
@@ -508,7 +800,7 @@ fn content_blocks<'r>(
             }
         }
         Content::Parts(parts) => {
-            for part in parts {
+            for (i, part) in parts.iter().enumerate() {
                 match part {
                     Part::Text(t) => {
                         if keep(t) {
@@ -516,6 +808,7 @@ fn content_blocks<'r>(
                         }
                     }
                     Part::Image { url, .. } => out.push(image_block(url.as_str(), at)?),
+                    Part::File { .. } => out.push(document_block(part, at, i)?),
                     Part::Other(kind) => {
                         return Err(messages_error(format!(
                             "messages[{at}]: content parts of type '{}' are not supported by Bedrock in this gateway",
@@ -523,8 +816,14 @@ fn content_blocks<'r>(
                         )))
                     }
                 }
+                if marks.is_some_and(|m| m.part(at, i)) {
+                    cache_point(out);
+                }
             }
         }
+    }
+    if marks.is_some_and(|m| m.whole(at)) {
+        cache_point(out);
     }
     Ok(())
 }
@@ -532,28 +831,40 @@ fn content_blocks<'r>(
 fn system_text<'r>(
     m: &'r Message,
     at: usize,
-    out: &mut Vec<TextBlock<'r>>,
+    marks: &CacheMarks,
+    out: &mut Vec<SystemBlock<'r>>,
 ) -> Result<(), ApiError> {
-    let mut push = |t: &'r str| {
+    let push = |out: &mut Vec<SystemBlock<'r>>, t: &'r str| {
         if !t.trim().is_empty() {
-            out.push(TextBlock { text: t });
+            out.push(SystemBlock::Text(t));
+        }
+    };
+    let cache_point = |out: &mut Vec<SystemBlock<'r>>| {
+        if matches!(out.last(), Some(SystemBlock::Text(_))) {
+            out.push(SystemBlock::CachePoint(CACHE_POINT));
         }
     };
     match &m.content {
         Content::None => {}
-        Content::Text(t) => push(t.as_str()),
+        Content::Text(t) => push(out, t.as_str()),
         Content::Parts(parts) => {
-            for part in parts {
+            for (i, part) in parts.iter().enumerate() {
                 match part {
-                    Part::Text(t) => push(t.as_str()),
+                    Part::Text(t) => push(out, t.as_str()),
                     _ => {
                         return Err(messages_error(format!(
                             "messages[{at}]: system messages may only contain text"
                         )))
                     }
                 }
+                if marks.part(at, i) {
+                    cache_point(out);
+                }
             }
         }
+    }
+    if marks.whole(at) {
+        cache_point(out);
     }
     Ok(())
 }
@@ -588,13 +899,16 @@ fn tool_arguments<'r>(args: &'r str, at: usize) -> Result<JsonDoc<'r>, ApiError>
 
 struct Conversation<'r> {
     turns: Vec<Turn<'r>>,
-    system: Vec<TextBlock<'r>>,
+    system: Vec<SystemBlock<'r>>,
     /// Names of the tools the history calls, for synthesizing specs when none are given.
     called_tools: Vec<&'r str>,
     has_tool_blocks: bool,
 }
 
-fn conversation<'r>(messages: &'r [Message]) -> Result<Conversation<'r>, ApiError> {
+fn conversation<'r>(
+    messages: &'r [Message],
+    marks: &CacheMarks,
+) -> Result<Conversation<'r>, ApiError> {
     let mut c = Conversation {
         turns: Vec::with_capacity(messages.len()),
         system: Vec::new(),
@@ -603,10 +917,10 @@ fn conversation<'r>(messages: &'r [Message]) -> Result<Conversation<'r>, ApiErro
     };
     for (at, m) in messages.iter().enumerate() {
         match m.role {
-            Role::System | Role::Developer => system_text(m, at, &mut c.system)?,
+            Role::System | Role::Developer => system_text(m, at, marks, &mut c.system)?,
             Role::User => {
                 let mut blocks = Vec::new();
-                content_blocks(&m.content, at, false, &mut blocks)?;
+                content_blocks(&m.content, at, false, Some(marks), &mut blocks)?;
                 push_turn(&mut c.turns, "user", blocks);
             }
             Role::Assistant => {
@@ -628,7 +942,7 @@ fn conversation<'r>(messages: &'r [Message]) -> Result<Conversation<'r>, ApiErro
                         _ => {}
                     }
                 }
-                content_blocks(&m.content, at, true, &mut blocks)?;
+                content_blocks(&m.content, at, true, None, &mut blocks)?;
                 for call in m.tool_calls.iter().flatten() {
                     let name = call.function.name.as_str();
                     if !c.called_tools.contains(&name) {
@@ -641,6 +955,11 @@ fn conversation<'r>(messages: &'r [Message]) -> Result<Conversation<'r>, ApiErro
                     }));
                     c.has_tool_blocks = true;
                 }
+                // A checkpoint marks the end of what it caches: after the tool calls too.
+                let marked = marks.any(at);
+                if marked {
+                    cache_point(&mut blocks);
+                }
                 push_turn(&mut c.turns, "assistant", blocks);
             }
             Role::Tool => {
@@ -650,16 +969,17 @@ fn conversation<'r>(messages: &'r [Message]) -> Result<Conversation<'r>, ApiErro
                     ))
                 })?;
                 let mut content = Vec::new();
-                content_blocks(&m.content, at, false, &mut content)?;
+                content_blocks(&m.content, at, false, None, &mut content)?;
                 c.has_tool_blocks = true;
-                push_turn(
-                    &mut c.turns,
-                    "user",
-                    vec![Block::ToolResult(ToolResult {
-                        id: id.as_str(),
-                        content,
-                    })],
-                );
+                // A tool result holds no checkpoint: one marking it (or its parts) follows it.
+                let mut blocks = vec![Block::ToolResult(ToolResult {
+                    id: id.as_str(),
+                    content,
+                })];
+                if marks.any(at) {
+                    cache_point(&mut blocks);
+                }
+                push_turn(&mut c.turns, "user", blocks);
             }
             Role::Function => {
                 return Err(messages_error(format!(
@@ -674,6 +994,7 @@ fn conversation<'r>(messages: &'r [Message]) -> Result<Conversation<'r>, ApiErro
 fn tool_config<'r, 'a: 'r>(
     req: &'r ChatRequest<'a>,
     c: &Conversation<'r>,
+    marks: &CacheMarks,
 ) -> Result<Option<ToolConfig<'r>>, ApiError> {
     if req
         .tools
@@ -685,8 +1006,8 @@ fn tool_config<'r, 'a: 'r>(
             format!("the tool name '{JSON_TOOL}' is reserved by the gateway for JSON mode on Bedrock; rename the tool"),
         ));
     }
-    let user_spec = |t: &'r crate::openai::request::Tool<'a>| ToolEntry {
-        spec: ToolSpec {
+    let user_spec = |t: &'r crate::openai::request::Tool<'a>| {
+        ToolEntry::ToolSpec(ToolSpec {
             name: t.function.name.as_str(),
             description: t
                 .function
@@ -702,13 +1023,24 @@ fn tool_config<'r, 'a: 'r>(
                     .map(JsonDoc::Raw)
                     .unwrap_or_else(empty_object_schema),
             },
-        },
+        })
+    };
+    // The client's tools, each followed by a checkpoint where it asked for one.
+    let user_tools = || {
+        let mut out = Vec::with_capacity(req.tools.len() + 1);
+        for (i, t) in req.tools.iter().enumerate() {
+            out.push(user_spec(t));
+            if marks.tool(i) {
+                out.push(ToolEntry::CachePoint(CACHE_POINT));
+            }
+        }
+        out
     };
     let choice_none = req.tool_choice == Some(ToolChoice::None);
     let mut tools: Vec<ToolEntry<'r>> = if choice_none {
         Vec::new()
     } else {
-        req.tools.iter().map(user_spec).collect()
+        user_tools()
     };
     let offers_user_tools = !tools.is_empty();
 
@@ -726,31 +1058,29 @@ fn tool_config<'r, 'a: 'r>(
     };
     let json_mode = json_schema.is_some();
     if let Some(schema) = json_schema {
-        tools.push(ToolEntry {
-            spec: ToolSpec {
-                name: JSON_TOOL,
-                description: Some("Respond with a JSON document that follows this schema."),
-                input_schema: InputSchema { json: schema },
-            },
-        });
+        tools.push(ToolEntry::ToolSpec(ToolSpec {
+            name: JSON_TOOL,
+            description: Some("Respond with a JSON document that follows this schema."),
+            input_schema: InputSchema { json: schema },
+        }));
     }
     if tools.is_empty() && c.has_tool_blocks {
         // Bedrock refuses toolUse/toolResult blocks without a toolConfig.
         tools = if req.tools.is_empty() {
             c.called_tools
                 .iter()
-                .map(|name| ToolEntry {
-                    spec: ToolSpec {
+                .map(|name| {
+                    ToolEntry::ToolSpec(ToolSpec {
                         name,
                         description: None,
                         input_schema: InputSchema {
                             json: empty_object_schema(),
                         },
-                    },
+                    })
                 })
                 .collect()
         } else {
-            req.tools.iter().map(user_spec).collect()
+            user_tools()
         };
     }
     if tools.is_empty() {
@@ -784,8 +1114,9 @@ fn metadata_value(s: &str) -> String {
 }
 
 fn build_request<'r>(req: &'r ChatRequest) -> Result<ConverseRequest<'r>, ApiError> {
-    let c = conversation(&req.messages)?;
-    let tool_config = tool_config(req, &c)?;
+    let marks = CacheMarks::read(req);
+    let c = conversation(&req.messages, &marks)?;
+    let tool_config = tool_config(req, &c, &marks)?;
     Ok(ConverseRequest {
         messages: c.turns,
         system: c.system,
@@ -814,6 +1145,7 @@ fn build_request<'r>(req: &'r ChatRequest) -> Result<ConverseRequest<'r>, ApiErr
                 budget_tokens: t.budget_tokens.filter(|_| t.mode == "enabled"),
             }),
             top_k: req.top_k,
+            anthropic_beta: Vec::new(),
         },
     })
 }

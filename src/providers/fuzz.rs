@@ -214,7 +214,7 @@ proptest! {
         if let Ok(req) = parse_chat(&body) {
             let t = target();
             for p in REGISTRY {
-                match p.chat_request(&req, &t, RequestOptions { drop_params: drop }) {
+                match p.chat_request(&req, &t, RequestOptions { drop_params: drop, ..Default::default() }) {
                     Ok(out) => {
                         let parsed: Result<serde_json::Value, _> = serde_json::from_slice(&out);
                         prop_assert!(parsed.is_ok(), "{} wrote a body that is not JSON", p.name());

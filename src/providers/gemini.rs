@@ -564,6 +564,13 @@ fn content_parts<'r>(
                             "images are only accepted in user messages",
                         ))
                     }
+                    Part::File { .. } if from_user => out.push(file_part(p, i)?),
+                    Part::File { .. } => {
+                        return Err(invalid_message(
+                            i,
+                            "documents are only accepted in user messages",
+                        ))
+                    }
                     Part::Other(kind) if !from_user && kind.as_str() == "refusal" => {}
                     Part::Other(kind) => return Err(unsupported_part(i, kind)),
                 }
@@ -608,6 +615,44 @@ fn image_part(url: &str, i: usize) -> Result<PartOut<'_>, ApiError> {
         _ => Err(invalid_message(
             i,
             "image_url must be an http(s) URL or a base64 data URL",
+        )),
+    }
+}
+
+/// A `file` part (a PDF, a text document) as Gemini's `inlineData`, or `fileData` by URL
+/// (http(s), `gs://` or a Files API URI), as images go.
+fn file_part<'r>(part: &'r Part, i: usize) -> Result<PartOut<'r>, ApiError> {
+    let Part::File { data, url, id, .. } = part else {
+        return Err(unsupported_part(i, "file"));
+    };
+    let media_type = part.file_media_type();
+    if let Some(d) = data.as_deref().and_then(parse_data_url) {
+        return Ok(PartOut::Inline {
+            inline_data: Media {
+                mime_type: media_type.unwrap_or(d.media_type),
+                data: d.data,
+            },
+        });
+    }
+    let uri = url
+        .as_deref()
+        .or(id.as_deref().filter(|id| id.contains("://")));
+    match uri {
+        Some(uri) if ["http://", "https://", "gs://"].iter().any(|p| {
+            uri.get(..p.len())
+                .is_some_and(|s| s.eq_ignore_ascii_case(p))
+        }) =>
+        {
+            Ok(PartOut::File {
+                file_data: FileOut {
+                    mime_type: media_type.unwrap_or("application/pdf"),
+                    file_uri: uri,
+                },
+            })
+        }
+        _ => Err(invalid_message(
+            i,
+            "a file part needs file.file_data as a base64 data URL (data:application/pdf;base64,...) or an http(s) or gs:// file.file_url",
         )),
     }
 }
@@ -690,6 +735,7 @@ fn tool_result<'r>(
                     Part::Image { .. } => {
                         return Err(invalid_message(i, "tool results take text only"))
                     }
+                    Part::File { .. } => return Err(unsupported_part(i, "file")),
                     Part::Other(kind) => return Err(unsupported_part(i, kind)),
                 }
             }

@@ -120,11 +120,51 @@ pub struct Translated {
     pub usage: Option<Usage>,
 }
 
-/// Request-time choices that come from the configuration rather than the body.
+/// Request-time choices that come from the configuration or the headers rather than the body.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RequestOptions {
     /// Drop parameters the provider cannot honour instead of refusing the request.
     pub drop_params: bool,
+    /// The client's `anthropic-beta` flags the deployment takes, as bits over
+    /// [`Provider::anthropic_betas`] (see [`anthropic_beta`]).
+    pub anthropic_beta: u32,
+}
+
+/// A Messages client's `anthropic-beta` header (comma-separated flags) for a deployment: the
+/// flags it takes, as bits over [`Provider::anthropic_betas`] for the request body, and the others
+/// dropped and logged once, by name (flags are no secrets). An Anthropic deployment takes every
+/// flag as the header itself: nothing to carry.
+pub fn anthropic_beta(header: &str, provider: &dyn Provider, model: &str, deployment: &str) -> u32 {
+    let Some(accepted) = provider.anthropic_betas(model) else {
+        return 0;
+    };
+    let mut mask = 0u32;
+    let mut dropped: Vec<&str> = Vec::new();
+    for flag in header.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+        match accepted.iter().position(|a| *a == flag).filter(|&i| i < 32) {
+            Some(i) => mask |= 1 << i,
+            None if !dropped.contains(&flag) => dropped.push(flag),
+            None => {}
+        }
+    }
+    if !dropped.is_empty() {
+        log::info!(
+            "tollgate: anthropic-beta {} dropped for deployment {deployment} ({}/{model}): it does not take them",
+            dropped.join(","),
+            provider.name(),
+        );
+    }
+    mask
+}
+
+/// The flags of `anthropic_betas` that `mask` names, in that list's order.
+pub fn beta_flags(accepted: &'static [&'static str], mask: u32) -> Vec<&'static str> {
+    accepted
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i < 32 && mask & (1 << i) != 0)
+        .map(|(_, f)| *f)
+        .collect()
 }
 
 /// Turns a provider's streamed body into OpenAI `chat.completion.chunk` events, incrementally:
@@ -235,6 +275,14 @@ pub trait Provider: Sync {
     /// header alone: response headers are sent before the body is read.
     fn error_status(&self, status: u16, _error_type: Option<&str>) -> u16 {
         client_status(status)
+    }
+
+    /// The Anthropic beta flags (`anthropic-beta`) a Messages client may ask of this deployment's
+    /// model, which the provider carries in its own request; `None` when the deployment takes
+    /// every flag as the header (Anthropic's own API). Others are dropped and logged, never sent
+    /// to fail the request.
+    fn anthropic_betas(&self, _model: &str) -> Option<&'static [&'static str]> {
+        Some(&[])
     }
 
     /// Whether the upstream error (status line and error-type header) says the provider refused

@@ -2,6 +2,7 @@
 //! OpenRouter, Cerebras, Perplexity, vLLM, Ollama). The request passes through with only the
 //! fields the gateway must change; responses get the client's alias as `model`.
 
+pub mod extensions;
 pub mod responses;
 pub mod translate;
 
@@ -35,6 +36,9 @@ pub struct OpenAiCompatible {
     stream_usage: bool,
     /// Serves OpenAI's Responses API (`/responses`): only OpenAI's own service is known to.
     responses: bool,
+    /// The server takes `top_k` (documented by vLLM, Together, Fireworks, OpenRouter,
+    /// Perplexity); others refuse it, or drop it with `drop_params`.
+    top_k: bool,
 }
 
 const fn family(name: &'static str, base: &'static str, key_env: &'static str) -> OpenAiCompatible {
@@ -47,6 +51,7 @@ const fn family(name: &'static str, base: &'static str, key_env: &'static str) -
         append_v1: false,
         stream_usage: true,
         responses: false,
+        top_k: false,
     }
 }
 
@@ -72,6 +77,7 @@ pub static DEEPSEEK: OpenAiCompatible =
 pub static XAI: OpenAiCompatible = family("xai", "https://api.x.ai/v1", "XAI_API_KEY");
 pub static TOGETHER_AI: OpenAiCompatible = OpenAiCompatible {
     embeddings: true,
+    top_k: true,
     key_env_fallbacks: &[
         "TOGETHER_AI_API_KEY",
         "TOGETHERAI_API_KEY",
@@ -85,6 +91,7 @@ pub static TOGETHER_AI: OpenAiCompatible = OpenAiCompatible {
 };
 pub static FIREWORKS_AI: OpenAiCompatible = OpenAiCompatible {
     embeddings: true,
+    top_k: true,
     key_env_fallbacks: &[
         "FIREWORKS_AI_API_KEY",
         "FIREWORKSAI_API_KEY",
@@ -97,6 +104,7 @@ pub static FIREWORKS_AI: OpenAiCompatible = OpenAiCompatible {
     )
 };
 pub static OPENROUTER: OpenAiCompatible = OpenAiCompatible {
+    top_k: true,
     key_env_fallbacks: &["OR_API_KEY"],
     ..family(
         "openrouter",
@@ -110,6 +118,7 @@ pub static PERPLEXITY: OpenAiCompatible = OpenAiCompatible {
     key_env_fallbacks: &["PERPLEXITY_API_KEY"],
     // Perplexity's OpenAI-compatible API does not document stream_options.
     stream_usage: false,
+    top_k: true,
     ..family(
         "perplexity",
         "https://api.perplexity.ai",
@@ -125,6 +134,7 @@ pub static HOSTED_VLLM: OpenAiCompatible = OpenAiCompatible {
     append_v1: true,
     stream_usage: true,
     responses: false,
+    top_k: true,
 };
 // LiteLLM's `ollama_chat` speaks Ollama's native `/api/chat`; Tollgate uses Ollama's
 // OpenAI-compatible `/v1` API instead, so responses pass through unchanged.
@@ -137,6 +147,7 @@ pub static OLLAMA_CHAT: OpenAiCompatible = OpenAiCompatible {
     append_v1: true,
     stream_usage: true,
     responses: false,
+    top_k: false,
 };
 
 impl OpenAiCompatible {
@@ -199,23 +210,29 @@ impl Provider for OpenAiCompatible {
         &self,
         req: &ChatRequest,
         t: &Target,
-        _opts: RequestOptions,
+        opts: RequestOptions,
     ) -> Result<Vec<u8>, ApiError> {
+        let reasoning = match self.name {
+            "openai" => extensions::Reasoning::of(&t.model),
+            _ => None,
+        };
         // o-series and gpt-5 reject `max_tokens`; LiteLLM sends it as `max_completion_tokens`.
-        let rename_max_tokens = self.name == "openai"
-            && ["o1", "o3", "o4", "gpt-5"]
-                .iter()
-                .any(|p| t.model.starts_with(p))
-            && !req.has("max_completion_tokens");
-        Ok(rewrite_chat(
-            req,
-            &t.model,
-            self.stream_usage,
-            |key| match key {
-                "max_tokens" if rename_max_tokens => Some("max_completion_tokens"),
-                _ => None,
-            },
-        ))
+        let rename_max_tokens = reasoning.is_some() && !req.has("max_completion_tokens");
+        let rename = |key: &str| match key {
+            "max_tokens" if rename_max_tokens => Some("max_completion_tokens"),
+            _ => None,
+        };
+        let accepts = extensions::Accepts {
+            top_k: self.top_k,
+            reasoning,
+        };
+        Ok(match extensions::rewrite(req, self.name, accepts, opts)? {
+            None => rewrite_chat(req, &t.model, self.stream_usage, rename),
+            Some(rw) => {
+                let fields = rw.apply(&req.fields);
+                rewrite_chat_fields(req, &fields, &t.model, self.stream_usage, rename)
+            }
+        })
     }
 
     fn chat_response(&self, body: &[u8], ctx: &ResponseCtx) -> Result<Translated, ApiError> {
@@ -279,8 +296,19 @@ pub fn rewrite_chat(
     ask_usage: bool,
     rename: impl Fn(&str) -> Option<&'static str>,
 ) -> Vec<u8> {
+    rewrite_chat_fields(req, &req.fields, model, ask_usage, rename)
+}
+
+/// [`rewrite_chat`] writing `fields` (the request's, rewritten) instead of the request's own.
+pub fn rewrite_chat_fields(
+    req: &ChatRequest,
+    fields: &Fields,
+    model: &str,
+    ask_usage: bool,
+    rename: impl Fn(&str) -> Option<&'static str>,
+) -> Vec<u8> {
     let options = (ask_usage && req.stream && !req.include_usage).then_some(STREAM_USAGE_OPTIONS);
-    rewrite_fields_with(&req.fields, model, rename, options, req.output_cap)
+    rewrite_fields_with(fields, model, rename, options, req.output_cap)
 }
 
 /// [`rewrite_fields`] that also sets `stream_options` (replacing the client's) when given, and

@@ -368,7 +368,11 @@ def test_claude_code_session_to_bedrock_keeps_signed_thinking(claude, mocks):
     assert thinking.signature  # Bedrock's, intact
     sent = mocks["bedrock"].last().json
     assert sent["additionalModelRequestFields"] == {"thinking": {"type": "enabled", "budget_tokens": 4000}}
-    assert [t["toolSpec"]["name"] for t in sent["toolConfig"]["tools"]] == [t["name"] for t in CLAUDE_CODE_TOOLS]
+    tools = sent["toolConfig"]["tools"]
+    assert [t["toolSpec"]["name"] for t in tools[:-1]] == [t["name"] for t in CLAUDE_CODE_TOOLS]
+    # The last tool's cache_control: a checkpoint after it, and after the cached system block.
+    assert tools[-1] == {"cachePoint": {"type": "default"}}
+    assert sent["system"][-1] == {"cachePoint": {"type": "default"}}
     assert sent["requestMetadata"] == {"user": "user_0123abcd_account__session_4567"}
     call = first.content[1]
     msgs += [{"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},

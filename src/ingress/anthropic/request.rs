@@ -197,6 +197,10 @@ struct ChatMessage<'a> {
     tool_call_id: Option<Text<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     thinking_blocks: Vec<ThinkingOut<'a>>,
+    /// A `tool_result` block's `cache_control`, on the `tool` message it becomes (LiteLLM's
+    /// message-level `cache_control`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_control: Option<&'a RawValue>,
 }
 
 #[derive(Serialize)]
@@ -624,6 +628,7 @@ fn system_message<'a>(raw: &'a RawValue) -> Result<ChatMessage<'a>, ApiError> {
         tool_calls: Vec::new(),
         tool_call_id: None,
         thinking_blocks: Vec::new(),
+        cache_control: None,
     })
 }
 
@@ -651,6 +656,7 @@ fn translate_message<'a>(
         tool_calls: Vec::new(),
         tool_call_id: None,
         thinking_blocks: Vec::new(),
+        cache_control: None,
     };
     if let Ok(text) = serde_json::from_str::<Text>(m.content.get()) {
         out.push(plain(ContentOut::Text(text)));
@@ -681,7 +687,9 @@ fn translate_message<'a>(
                 let id = b
                     .tool_use_id
                     .ok_or_else(|| invalid(&at("tool_use_id"), "Field required"))?;
-                out.push(tool_result(id, b.content, b.is_error, &at("content"))?);
+                let mut result = tool_result(id, b.content, b.is_error, &at("content"))?;
+                result.cache_control = b.cache_control;
+                out.push(result);
             }
             ("assistant", "tool_use") => {
                 let input = b
@@ -787,6 +795,7 @@ fn tool_result<'a>(
         tool_calls: Vec::new(),
         tool_call_id: Some(id),
         thinking_blocks: Vec::new(),
+        cache_control: None,
     })
 }
 

@@ -47,7 +47,14 @@ fn ctx() -> ResponseCtx {
 fn chat(t: &Target, body: &Value, drop_params: bool) -> Result<Value, ApiError> {
     let body = serde_json::to_vec(body).unwrap();
     let req = parse_chat(&body)?;
-    let out = AZURE.chat_request(&req, t, RequestOptions { drop_params })?;
+    let out = AZURE.chat_request(
+        &req,
+        t,
+        RequestOptions {
+            drop_params,
+            ..Default::default()
+        },
+    )?;
     Ok(serde_json::from_slice(&out).unwrap())
 }
 
@@ -725,7 +732,7 @@ proptest! {
         }
         let bytes = serde_json::to_vec(&body).unwrap();
         if let Ok(req) = parse_chat(&bytes) {
-            match AZURE.chat_request(&req, &t, RequestOptions { drop_params }) {
+            match AZURE.chat_request(&req, &t, RequestOptions { drop_params, ..Default::default() }) {
                 Ok(out) => {
                     let v: Value = serde_json::from_slice(&out).unwrap();
                     prop_assert_eq!(&v["model"], "dep");

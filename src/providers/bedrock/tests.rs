@@ -30,7 +30,10 @@ fn translate_opts(body: Value, drop_params: bool) -> Result<Value, ApiError> {
     let out = BEDROCK.chat_request(
         &req,
         &target("anthropic.claude-3-5-sonnet-20241022-v2:0"),
-        RequestOptions { drop_params },
+        RequestOptions {
+            drop_params,
+            ..Default::default()
+        },
     )?;
     Ok(serde_json::from_slice(&out).unwrap())
 }
@@ -256,6 +259,155 @@ fn minimal_request_has_only_messages() {
     .unwrap();
     assert_eq!(v["inferenceConfig"], json!({"maxTokens": 9}));
     assert_eq!(v["requestMetadata"]["user"], "bob_1 _ops_");
+}
+
+#[test]
+fn cache_control_becomes_a_cache_point_after_what_it_marks() {
+    let cc = json!({"type": "ephemeral"});
+    let out = translate(json!({
+        "model": "m",
+        "messages": [
+            {"role": "system", "content": [
+                {"type": "text", "text": "S1"},
+                {"type": "text", "text": "S2", "cache_control": cc}]},
+            {"role": "user", "content": [
+                {"type": "text", "text": "U1", "cache_control": cc},
+                {"type": "text", "text": "U2"}]},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "t1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "t1", "content": "R", "cache_control": cc},
+            {"role": "user", "content": "plain", "cache_control": cc}],
+        "tools": [
+            {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}, "cache_control": cc},
+            {"type": "function", "function": {"name": "g"}}]
+    }))
+    .unwrap();
+    let point = json!({"cachePoint": {"type": "default"}});
+    assert_eq!(
+        out["system"],
+        json!([{"text": "S1"}, {"text": "S2"}, point])
+    );
+    assert_eq!(
+        out["messages"][0]["content"],
+        json!([{"text": "U1"}, point, {"text": "U2"}])
+    );
+    assert_eq!(
+        out["messages"][2]["content"],
+        json!([{"toolResult": {"toolUseId": "t1", "content": [{"text": "R"}]}}, point, {"text": "plain"}, point])
+    );
+    assert!(!out["messages"][1].to_string().contains("cachePoint"));
+    let tools = &out["toolConfig"]["tools"];
+    assert_eq!(tools[1], point);
+    assert_eq!(tools[0]["toolSpec"]["name"], "f");
+    assert_eq!(tools[2]["toolSpec"]["name"], "g");
+    // Without cache_control, none.
+    let plain =
+        translate(json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]})).unwrap();
+    assert!(!plain.to_string().contains("cachePoint"));
+}
+
+#[test]
+fn documents_are_bytes_with_a_safe_name() {
+    let out = translate(json!({"model": "m", "messages": [{"role": "user", "content": [
+        {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBE", "filename": "Q3  report: v2.final.pdf"}},
+        {"type": "file", "file": {"file_data": "data:text/csv;base64,YSxi"}},
+        {"type": "text", "text": "compare"}]}]}))
+    .unwrap();
+    assert_eq!(
+        out["messages"][0]["content"],
+        json!([
+            {"document": {"format": "pdf", "name": "Q3 report- v2-final", "source": {"bytes": "JVBE"}}},
+            {"document": {"format": "csv", "name": "document-0-1", "source": {"bytes": "YSxi"}}},
+            {"text": "compare"},
+        ])
+    );
+    for (file, needle) in [
+        (
+            json!({"file_url": "https://example.com/a.pdf"}),
+            "bytes only",
+        ),
+        (json!({"file_id": "file-abc"}), "bytes only"),
+        (
+            json!({"file_data": "data:application/zip;base64,UEsD"}),
+            "application/zip",
+        ),
+    ] {
+        let e = translate(
+            json!({"model": "m", "messages": [{"role": "user", "content": [
+            {"type": "file", "file": file}]}]}),
+        )
+        .unwrap_err();
+        assert_eq!(e.status, 400);
+        assert!(
+            e.message.contains("messages[0].content[0].file") && e.message.contains(needle),
+            "{}",
+            e.message
+        );
+    }
+    assert_eq!(document_name(Some("a/b\\c.txt"), 0, 0), "a-b-c");
+    assert_eq!(document_name(Some("...."), 2, 3), "---");
+    assert_eq!(document_name(Some(" "), 2, 3), "document-2-3");
+}
+
+#[test]
+fn beta_flags_claude_takes_go_in_additional_fields() {
+    assert_eq!(
+        claude_version("anthropic.claude-3-5-sonnet-20241022-v2:0"),
+        Some((3, 5))
+    );
+    assert_eq!(
+        claude_version("us.anthropic.claude-sonnet-4-20250514-v1:0"),
+        Some((4, 0))
+    );
+    assert_eq!(
+        claude_version("global.anthropic.claude-opus-4-5-20251101-v1:0"),
+        Some((4, 5))
+    );
+    assert_eq!(
+        claude_version("anthropic.claude-3-haiku-20240307-v1:0"),
+        Some((3, 0))
+    );
+    assert_eq!(claude_version("amazon.nova-lite-v1:0"), None);
+    let sonnet4 = "anthropic.claude-sonnet-4-20250514-v1:0";
+    let header = "interleaved-thinking-2025-05-14, claude-code-20250219,effort-2025-11-24";
+    let mask = crate::providers::anthropic_beta(header, &BEDROCK, sonnet4, "d");
+    let body =
+        serde_json::to_vec(&json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}))
+            .unwrap();
+    let req = parse_chat(&body).unwrap();
+    let out = BEDROCK
+        .chat_request(
+            &req,
+            &target(sonnet4),
+            RequestOptions {
+                drop_params: false,
+                anthropic_beta: mask,
+            },
+        )
+        .unwrap();
+    let out: Value = serde_json::from_slice(&out).unwrap();
+    // Claude Code's own flag and Opus 4.5's effort are not Sonnet 4's: dropped.
+    assert_eq!(
+        out["additionalModelRequestFields"],
+        json!({"anthropic_beta": ["interleaved-thinking-2025-05-14"]})
+    );
+    // Claude 3.5 has no interleaved thinking; Opus 4.5 has effort; other models take none.
+    let v35 = "anthropic.claude-3-5-sonnet-20241022-v2:0";
+    assert_eq!(
+        crate::providers::anthropic_beta(header, &BEDROCK, v35, "d"),
+        0
+    );
+    let opus = "anthropic.claude-opus-4-5-20251101-v1:0";
+    let mask = crate::providers::anthropic_beta(header, &BEDROCK, opus, "d");
+    let names = crate::providers::beta_flags(claude_betas(opus), mask);
+    assert_eq!(
+        names,
+        ["interleaved-thinking-2025-05-14", "effort-2025-11-24"]
+    );
+    assert_eq!(
+        crate::providers::anthropic_beta(header, &BEDROCK, "amazon.nova-lite-v1:0", "d"),
+        0
+    );
 }
 
 #[test]
@@ -1279,7 +1431,7 @@ mod fuzz {
         fn requests_translate_to_json_or_a_400(body in arb_request(), drop in any::<bool>()) {
             let bytes = serde_json::to_vec(&body).unwrap();
             if let Ok(req) = parse_chat(&bytes) {
-                match BEDROCK.chat_request(&req, &target("amazon.nova-lite-v1:0"), RequestOptions { drop_params: drop }) {
+                match BEDROCK.chat_request(&req, &target("amazon.nova-lite-v1:0"), RequestOptions { drop_params: drop, ..Default::default() }) {
                     Ok(out) => {
                         let v: Value = serde_json::from_slice(&out).expect("request is JSON");
                         prop_assert!(v["messages"].is_array());
@@ -1421,7 +1573,10 @@ fn thinking_top_k_and_signed_reasoning_go_to_claude() {
         .chat_request(
             &req,
             &target("amazon.nova-pro-v1:0"),
-            RequestOptions { drop_params: false },
+            RequestOptions {
+                drop_params: false,
+                ..Default::default()
+            },
         )
         .unwrap_err();
     assert_eq!(e.param.as_deref(), Some("top_k"));

@@ -23,7 +23,14 @@ fn request(body: Value) -> Result<Value, ApiError> {
 fn request_with(t: &Target, body: Value, drop_params: bool) -> Result<Value, ApiError> {
     let bytes = serde_json::to_vec(&body).unwrap();
     let req = parse_chat(&bytes).unwrap();
-    let out = GEMINI.chat_request(&req, t, RequestOptions { drop_params })?;
+    let out = GEMINI.chat_request(
+        &req,
+        t,
+        RequestOptions {
+            drop_params,
+            ..Default::default()
+        },
+    )?;
     Ok(serde_json::from_slice(&out).unwrap())
 }
 
@@ -186,6 +193,32 @@ fn full_conversation() {
         got.get("user").is_none() && !got.to_string().contains("alice"),
         "user is dropped"
     );
+}
+
+#[test]
+fn documents_go_inline_or_by_uri() {
+    let out = request(json!({"model": "gemini", "messages": [{"role": "user", "content": [
+        {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBE", "filename": "a.pdf", "format": "application/pdf"}},
+        {"type": "file", "file": {"file_url": "https://example.com/b.pdf"}},
+        {"type": "file", "file": {"file_id": "gs://bucket/c.pdf"}},
+        {"type": "text", "text": "read"}]}]}))
+    .unwrap();
+    assert_eq!(
+        out["contents"][0]["parts"],
+        json!([
+            {"inlineData": {"mimeType": "application/pdf", "data": "JVBE"}},
+            {"fileData": {"mimeType": "application/pdf", "fileUri": "https://example.com/b.pdf"}},
+            {"fileData": {"mimeType": "application/pdf", "fileUri": "gs://bucket/c.pdf"}},
+            {"text": "read"},
+        ])
+    );
+    let e = request(
+        json!({"model": "gemini", "messages": [{"role": "user", "content": [
+        {"type": "file", "file": {"file_id": "file-abc123"}}]}]}),
+    )
+    .unwrap_err();
+    assert_eq!(e.status, 400);
+    assert!(e.message.contains("file_data"), "{}", e.message);
 }
 
 #[test]
@@ -1100,7 +1133,7 @@ proptest! {
         let bytes = serde_json::to_vec(&body).unwrap();
         if let Ok(req) = parse_chat(&bytes) {
             for model in ["gemini-2.5-flash", "gemini-3-pro-preview"] {
-                match GEMINI.chat_request(&req, &target(model), RequestOptions { drop_params }) {
+                match GEMINI.chat_request(&req, &target(model), RequestOptions { drop_params, ..Default::default() }) {
                     Ok(out) => {
                         let v: Value = serde_json::from_slice(&out).expect("JSON request");
                         prop_assert!(v["contents"].is_array());

@@ -8,7 +8,7 @@ import math
 import struct
 
 from .base import Json, MockProvider, Stream, sse
-from .openai_mock import last_user_text
+from .openai_mock import last_user_text, unknown_parameter
 
 AZURE_KEY = "3f9a1c0d7e2b4a6f8c5d9e0a1b2c3d4e"
 API_VERSIONS = {"2024-02-01", "2024-06-01", "2024-10-21", "2024-12-01-preview", "2025-04-01-preview"}
@@ -97,6 +97,10 @@ class AzureMock(MockProvider):
                 if k not in GA_CHAT_FIELDS:
                     return invalid_request(f"Unrecognized request argument supplied: {k}")
         messages = body.get("messages")
+        # Inside messages and tools Azure refuses what OpenAI refuses, whatever the version.
+        nested = unknown_parameter({k: body[k] for k in ("messages", "tools") if isinstance(body.get(k), list)})
+        if nested:
+            return invalid_request(f"Unrecognized request argument supplied: {nested}", param=nested)
         if not isinstance(messages, list) or not messages:
             return invalid_request("'messages' is a required property" if messages is None else "[] is too short - 'messages'", param="messages")
         if "max_tokens" in body and "max_completion_tokens" in body:

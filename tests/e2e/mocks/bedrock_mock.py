@@ -177,6 +177,9 @@ def verify_sigv4(req, raw_query=""):
 
 # Converse validation -----------------------------------------------------------------------------------
 
+DOCUMENT_NAME_RE = re.compile(r"^[A-Za-z0-9\-()\[\] ]{1,200}$")
+
+
 def validate_block(block, where, role):
     if not isinstance(block, dict) or len(block) != 1:
         return f"The content block at {where} must set exactly one member."
@@ -212,6 +215,23 @@ def validate_block(block, where, role):
                 return f"Invalid base64 in {where}.reasoningContent.redactedContent"
         else:
             return f"The reasoningContent block at {where} must set reasoningText or redactedContent."
+    elif kind == "document":
+        if role != "user":
+            return f"The document block at {where} is only allowed in user messages."
+        if value.get("format") not in ("pdf", "csv", "doc", "docx", "xls", "xlsx", "html", "txt", "md"):
+            return f"Value at '{where}.document.format' failed to satisfy constraint: Member must satisfy enum value set: [docx, csv, html, txt, pdf, md, doc, xlsx, xls]"
+        name = value.get("name")
+        if not isinstance(name, str) or not DOCUMENT_NAME_RE.match(name) or "  " in name:
+            return (f"The document file name at {where} can only contain alphanumeric characters, whitespace characters, "
+                    "hyphens, parentheses, and square brackets. The name can't contain more than one consecutive whitespace character.")
+        try:
+            base64.b64decode(value.get("source", {}).get("bytes", ""), validate=True)
+        except (binascii.Error, ValueError, AttributeError):
+            return f"Invalid base64 in {where}.document.source.bytes"
+    elif kind == "cachePoint":
+        # A checkpoint caches what precedes it: never first, never right after another.
+        if value != {"type": "default"}:
+            return f"Value at '{where}.cachePoint.type' failed to satisfy constraint: Member must satisfy enum value set: [default]"
     elif kind == "toolResult":
         if role != "user" or "toolUseId" not in value or not isinstance(value.get("content"), list):
             return f"The toolResult block at {where} needs toolUseId and content."
@@ -232,6 +252,45 @@ def thinking_of(body):
     """Claude's `thinking`, from additionalModelRequestFields, when enabled: its budget."""
     t = (body.get("additionalModelRequestFields") or {}).get("thinking") or {}
     return t.get("budget_tokens") if t.get("type") == "enabled" else None
+
+
+MODELS = ("anthropic.claude-3-5-sonnet-20241022-v2:0", "anthropic.claude-sonnet-4-20250514-v1:0", "amazon.nova-lite-v1:0")
+# The anthropic_beta flags Claude on Bedrock takes, and the first Claude version that takes each
+# (AWS's Claude request reference); any other flag is Bedrock's 400.
+CLAUDE_BETAS = {
+    "computer-use-2024-10-22": 3, "computer-use-2025-01-24": 3, "token-efficient-tools-2025-02-19": 3,
+    "output-128k-2025-02-19": 3, "interleaved-thinking-2025-05-14": 4, "dev-full-thinking-2025-05-14": 4,
+    "context-1m-2025-08-07": 4,
+}
+
+
+def validate_betas(body, model_id):
+    betas = (body.get("additionalModelRequestFields") or {}).get("anthropic_beta")
+    if betas is None:
+        return None
+    if not model_id.startswith("anthropic.") or not isinstance(betas, list):
+        return "The model returned the following errors: anthropic_beta: Extra inputs are not permitted"
+    version = 4 if "sonnet-4" in model_id else 3
+    for flag in betas:
+        if CLAUDE_BETAS.get(flag, 99) > version:
+            return "invalid beta flag"
+    return None
+
+
+MAX_CACHE_POINTS = 4
+
+
+def cache_points(blocks, where):
+    """The checkpoints in a list of blocks, or a problem with where one stands."""
+    count = 0
+    for j, block in enumerate(blocks):
+        if isinstance(block, dict) and "cachePoint" in block:
+            if j == 0 or "cachePoint" in blocks[j - 1]:
+                return None, f"The cachePoint at {where}.{j} must follow content to cache."
+            if block != {"cachePoint": {"type": "default"}}:
+                return None, f"Value at '{where}.{j}.cachePoint' failed to satisfy constraint: type must be default."
+            count += 1
+    return count, None
 
 
 def validate(body):
@@ -265,8 +324,20 @@ def validate(body):
                 if block["toolResult"]["toolUseId"] not in tool_ids:
                     return f"messages.{i}.content.{j}.toolResult.toolUseId: no toolUse with this id precedes it."
     for i, s in enumerate(body.get("system") or []):
+        if s == {"cachePoint": {"type": "default"}}:
+            continue
         if set(s) != {"text"} or not s["text"].strip():
             return f"The text field in the SystemContentBlock object at system.{i} is blank."
+    points = 0
+    places = [(body.get("system") or [], "system"), ((body.get("toolConfig") or {}).get("tools") or [], "toolConfig.tools")]
+    places += [(m.get("content") or [], f"messages.{i}.content") for i, m in enumerate(messages)]
+    for blocks, where in places:
+        count, problem = cache_points(blocks, where)
+        if problem:
+            return problem
+        points += count
+    if points > MAX_CACHE_POINTS:
+        return f"The request has {points} cachePoint blocks; the maximum is {MAX_CACHE_POINTS}."
     ic = body.get("inferenceConfig") or {}
     if set(ic) - {"maxTokens", "temperature", "topP", "stopSequences"}:
         return "Malformed input request: extraneous key in inferenceConfig."
@@ -286,6 +357,8 @@ def validate(body):
             return "Value at 'toolConfig.tools' failed to satisfy constraint: Member must have length greater than or equal to 1"
         names = []
         for i, t in enumerate(tools):
+            if isinstance(t, dict) and "cachePoint" in t:
+                continue
             spec = t.get("toolSpec") if isinstance(t, dict) else None
             if not spec or not TOOL_NAME_RE.match(spec.get("name", "")) or not isinstance(spec.get("inputSchema", {}).get("json"), dict):
                 return f"Value at 'toolConfig.tools.{i}.toolSpec' failed to satisfy constraint: name and inputSchema.json are required."
@@ -322,7 +395,7 @@ def count_words(body):
         for b in m["content"]:
             words += len(b.get("text", "").split())
     for s in body.get("system") or []:
-        words += len(s["text"].split())
+        words += len(s.get("text", "").split())
     return words
 
 
@@ -368,7 +441,7 @@ class BedrockMock(MockProvider):
         if req.method != "POST" or not m:
             return aws_error(404, "UnknownOperationException", "Unknown operation", namespace=CORAL)
         model_id = unquote(m.group(1))
-        if model_id not in ("anthropic.claude-3-5-sonnet-20241022-v2:0", "amazon.nova-lite-v1:0"):
+        if model_id not in MODELS:
             return validation("The provided model identifier is invalid.")
         try:
             body = json.loads(req.body)
@@ -376,7 +449,7 @@ class BedrockMock(MockProvider):
             return validation("Malformed input request, please reformat your input and try again.")
         if not isinstance(body, dict):
             return validation("Malformed input request, please reformat your input and try again.")
-        problem = validate(body)
+        problem = validate(body) or validate_betas(body, model_id)
         if problem:
             return validation(problem)
         return self.converse(body, model_id, stream=m.group(2) == "converse-stream")
@@ -407,8 +480,10 @@ class BedrockMock(MockProvider):
     def usage(self, body, text, tool):
         inp = 5 + count_words(body)
         out = len(text.split()) + (len(json.dumps(tool["input"]).split()) if tool else 0)
-        return {"inputTokens": inp, "outputTokens": out, "totalTokens": inp + out + 3,
-                "cacheReadInputTokens": 3, "cacheWriteInputTokens": 0}
+        # Each checkpoint writes the prefix before it to the cache (here: 100 tokens a checkpoint).
+        written = 100 * json.dumps(body).count('"cachePoint"')
+        return {"inputTokens": inp, "outputTokens": out, "totalTokens": inp + out + 3 + written,
+                "cacheReadInputTokens": 3, "cacheWriteInputTokens": written}
 
     def converse(self, body, model_id, stream):
         text, tool, stop = self.plan(body)

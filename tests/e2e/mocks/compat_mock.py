@@ -22,6 +22,7 @@ class CompatMock(OpenAIMock):
     name = "compat"
     env = {"GROQ_API_KEY": GROQ_KEY}
     key = GROQ_KEY
+    openai_models = False
 
     def model_list(self, base_url):
         return [
@@ -51,7 +52,8 @@ class CompatMock(OpenAIMock):
         if model not in models:
             return error(404, f"The model `{model}` does not exist or you do not have access to it.", "invalid_request_error",
                          code="model_not_found", param="model")
-        answer = self.chat(body)
+        # vLLM and Ollama take sampling parameters beyond OpenAI's (top_k); Groq refuses them.
+        answer = self.chat(body, extra=("top_k",) if models is LOCAL_MODELS else ())
         # Each server answers with the id of the model it serves.
         if isinstance(answer, Json) and isinstance(answer.body, dict) and "choices" in answer.body:
             answer.body["model"] = model

@@ -320,6 +320,8 @@ class GeminiMock(MockProvider):
             blob = p["inlineData"]
             if not blob.get("mimeType"):
                 return bad_request(f"GenerateContentRequest.{where}.inline_data.mime_type", "mime_type is required")
+            if not blob["mimeType"].startswith(("image/", "audio/", "video/", "text/", "application/pdf")):
+                return invalid(f"Unsupported MIME type: {blob['mimeType']}")
             try:
                 base64.b64decode(blob.get("data") or "", validate=True)
             except (binascii.Error, ValueError):

@@ -15,6 +15,48 @@ def openai_error(status, message, type_="invalid_request_error", param=None, cod
     return Json({"error": {"message": message, "type": type_, "param": param, "code": code}}, status=status)
 
 
+# What Chat Completions documents: OpenAI answers any other field, top-level or inside a message or
+# a content part, with a 400 `unknown_parameter` naming its path.
+CHAT_FIELDS = {
+    "model", "messages", "audio", "frequency_penalty", "function_call", "functions", "logit_bias",
+    "logprobs", "max_completion_tokens", "max_tokens", "metadata", "modalities", "n",
+    "parallel_tool_calls", "prediction", "presence_penalty", "prompt_cache_key",
+    "prompt_cache_retention", "reasoning_effort", "response_format", "safety_identifier", "seed",
+    "service_tier", "stop", "store", "stream", "stream_options", "temperature", "tool_choice",
+    "tools", "top_logprobs", "top_p", "user", "verbosity", "web_search_options",
+}
+MESSAGE_FIELDS = {"role", "content", "name", "tool_calls", "tool_call_id", "refusal", "audio", "function_call"}
+PART_FIELDS = {"text": {"text"}, "image_url": {"image_url"}, "input_audio": {"input_audio"},
+               "file": {"file"}, "refusal": {"refusal"}}
+FILE_FIELDS = {"file_data", "file_id", "filename"}
+TOOL_FIELDS = {"type", "function"}
+
+
+def unknown_parameter(body, extra=()):
+    """The first field OpenAI would refuse, as its path (`messages[0].content[1].cache_control`)."""
+    for k in body:
+        if k not in CHAT_FIELDS and k not in extra:
+            return k
+    for i, m in enumerate(body.get("messages") or []):
+        for k in m:
+            if k not in MESSAGE_FIELDS:
+                return f"messages[{i}].{k}"
+        if isinstance(m.get("content"), list):
+            for j, part in enumerate(m["content"]):
+                allowed = PART_FIELDS.get(part.get("type"), set())
+                for k in part:
+                    if k != "type" and k not in allowed:
+                        return f"messages[{i}].content[{j}].{k}"
+                for k in (part.get("file") or {}) if part.get("type") == "file" else ():
+                    if k not in FILE_FIELDS:
+                        return f"messages[{i}].content[{j}].file.{k}"
+    for i, t in enumerate(body.get("tools") or []):
+        for k in t:
+            if k not in TOOL_FIELDS:
+                return f"tools[{i}].{k}"
+    return None
+
+
 def last_user_text(body):
     for m in reversed(body.get("messages") or []):
         if m.get("role") == "user":
@@ -30,6 +72,10 @@ class OpenAIMock(MockProvider):
     name = "openai"
     env = {"OPENAI_API_KEY": OPENAI_KEY}
     key = OPENAI_KEY
+    # Fields beyond Chat Completions' own that the server takes.
+    extra_params = ()
+    # OpenAI's own models: reasoning_effort only for reasoning models, which refuse max_tokens.
+    openai_models = True
 
     def model_list(self, base_url):
         return [
@@ -56,10 +102,26 @@ class OpenAIMock(MockProvider):
             return self.responses(body)
         return openai_error(404, f"Invalid URL ({req.method} {req.path})")
 
-    def chat(self, body):
+    def chat(self, body, extra=None):
         for required in ("model", "messages"):
             if required not in body:
                 return openai_error(400, f"Missing required parameter: '{required}'.", param=required, code="missing_required_parameter")
+        unknown = unknown_parameter(body, self.extra_params if extra is None else extra)
+        if unknown:
+            return openai_error(400, f"Unknown parameter: '{unknown}'.", param=unknown, code="unknown_parameter")
+        model = str(body["model"])
+        reasoning = self.openai_models and model.startswith(("o1", "o3", "o4", "gpt-5"))
+        if "reasoning_effort" in body and self.openai_models:
+            efforts = ("minimal", "low", "medium", "high") if model.startswith("gpt-5") else ("low", "medium", "high")
+            if not reasoning:
+                return openai_error(400, f"Unsupported parameter: 'reasoning_effort' is not supported with this model.",
+                                    param="reasoning_effort", code="unsupported_parameter")
+            if body["reasoning_effort"] not in efforts:
+                return openai_error(400, f"Unsupported value: 'reasoning_effort' does not support '{body['reasoning_effort']}' with this model.",
+                                    param="reasoning_effort", code="unsupported_value")
+        if reasoning and "max_tokens" in body:
+            return openai_error(400, "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.",
+                                param="max_tokens", code="unsupported_parameter")
         text = last_user_text(body)
         prompt_tokens = 5 + len(text.split())
         tools = body.get("tools") or []

@@ -176,6 +176,23 @@ fn tool_choices_documents_and_tool_result_blocks() {
 }
 
 #[test]
+fn a_tool_results_cache_control_goes_on_its_tool_message() {
+    let v = chat(json!({
+        "model": "m", "max_tokens": 5,
+        "messages": [
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "f", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "r",
+                                          "cache_control": {"type": "ephemeral"}}]},
+        ],
+    }));
+    assert_eq!(
+        v["messages"][2],
+        json!({"role": "tool", "tool_call_id": "t1", "content": "r", "cache_control": {"type": "ephemeral"}})
+    );
+}
+
+#[test]
 fn output_config_becomes_response_format_and_effort() {
     let v = chat(
         json!({"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "x"}],
