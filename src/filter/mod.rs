@@ -22,6 +22,7 @@ mod fleet_admit;
 mod key_read;
 mod spend_logs;
 pub mod store_call;
+mod upstream;
 
 use std::sync::Arc;
 
@@ -30,10 +31,9 @@ use crate::config::{Config, Deployment};
 use crate::error::ApiError;
 use crate::host::{Action, HttpHost};
 use crate::ingress::ClientApi;
-use crate::json::Known;
 use crate::keys::admin::{self, AdminCtx, AdminOp};
-use crate::openai::{self, ResponseCtx, Usage};
-use crate::providers::{self, Operation, Provider, RequestOptions, StreamTranslator};
+use crate::openai::{ResponseCtx, Usage};
+use crate::providers::{self, Operation, Provider, StreamTranslator};
 use crate::quota::{Admission, Charge, Estimate};
 use crate::router;
 use crate::router::attempts::{self, AttemptState};
@@ -43,6 +43,7 @@ use crate::secrets::Secrets;
 use crate::stats;
 use attempt::AttemptCtx;
 use endpoint::{body_refusal, classify, json_model, op_name, path_decode, Endpoint, Unread};
+use upstream::{client_api_headers, prepare_upstream_headers, strip_client_headers, BudgetCtx};
 
 /// The request header the route matches on to pick the deployment's cluster (`cluster_header`).
 pub const CLUSTER_HEADER: &str = "x-tollgate-cluster";
@@ -76,20 +77,6 @@ pub const LOG_FIELDS: [&str; 12] = [
 ];
 /// The attempt listener's root id (the gateway's is `tollgate`).
 pub const ATTEMPT_ROOT_ID: &str = "tollgate_attempt";
-
-/// Client request headers that may go upstream; everything else (credentials, cookies, SDK
-/// telemetry, the client's own provider headers) is removed.
-const FORWARDED_HEADERS: [&str; 9] = [
-    "content-type",
-    "x-request-id",
-    "traceparent",
-    "tracestate",
-    "baggage",
-    "b3",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-envoy-expected-rq-timeout-ms",
-];
 
 /// Provider response headers a client may see. Everything else a provider sends (account and
 /// organization ids, rate limits of the gateway's account, cookies, a header echoing a
@@ -921,78 +908,94 @@ impl HttpFilter {
         body_size: usize,
         end_of_stream: bool,
     ) -> Action {
-        if let State::Admin(op) = self.state {
-            if !end_of_stream {
-                return Action::Pause;
+        let waits_for_body = matches!(
+            self.state,
+            State::Admin(_)
+                | State::CountTokens
+                | State::CountTokensUpstream(_)
+                | State::Unparsable(..)
+                | State::Routed(_)
+        );
+        if !waits_for_body {
+            return Action::Continue;
+        }
+        if !end_of_stream {
+            // Buffer until the whole body is here (json_to_metadata has usually buffered it already).
+            return Action::Pause;
+        }
+        match self.state {
+            State::Admin(op) => self.admin_body(host, op, body_size),
+            State::CountTokens | State::CountTokensUpstream(_) => {
+                self.count_tokens_body(host, body_size)
             }
-            let body = host.request_body(body_size).unwrap_or_default();
-            if self.config.store.is_some() && op.writes() {
-                return self.admin_through_store(host, op, body);
+            State::Unparsable(op, why) => {
+                let body = host.request_body(body_size).unwrap_or_default();
+                self.reply_error(host, &body_refusal(op, why, &body))
             }
-            let random = host.random_bytes();
-            let ctx = AdminCtx {
-                config: &self.config,
-                store: host.store(),
-                now: host.now_ms() / 1000,
-                random,
-            };
-            let result = admin::handle(op, &ctx, "", &body);
-            return match result {
-                Ok(out) => {
-                    json_reply(host, &out);
-                    self.state = State::Done;
+            _ => self.routed_body(host, body_size),
+        }
+    }
+
+    /// A key-management call's body is in: answered (through the store when it writes and
+    /// there is one).
+    fn admin_body(&mut self, host: &mut dyn HttpHost, op: AdminOp, body_size: usize) -> Action {
+        let body = host.request_body(body_size).unwrap_or_default();
+        if self.config.store.is_some() && op.writes() {
+            return self.admin_through_store(host, op, body);
+        }
+        let random = host.random_bytes();
+        let ctx = AdminCtx {
+            config: &self.config,
+            store: host.store(),
+            now: host.now_ms() / 1000,
+            random,
+        };
+        let result = admin::handle(op, &ctx, "", &body);
+        match result {
+            Ok(out) => {
+                json_reply(host, &out);
+                self.state = State::Done;
+                Action::Pause
+            }
+            Err(e) => self.reply_error(host, &e),
+        }
+    }
+
+    /// `POST /v1/messages/count_tokens`'s body is in: estimated, or made Anthropic's and sent on.
+    fn count_tokens_body(&mut self, host: &mut dyn HttpHost, body_size: usize) -> Action {
+        let body = host.request_body(body_size).unwrap_or_default();
+        match std::mem::replace(&mut self.state, State::Done) {
+            State::CountTokensUpstream(model) => {
+                match providers::anthropic::passthrough::request(&body, &model, None) {
+                    Ok(out) if host.replace_request_body(body_size, &out) => {
+                        self.state = State::CountTokensUpstream(model);
+                        Action::Continue
+                    }
+                    Ok(_) => self.reply_error(
+                        host,
+                        &ApiError::server("could not replace the request body"),
+                    ),
+                    Err(e) => self.reply_error(host, &e),
+                }
+            }
+            _ => match crate::ingress::anthropic::count::estimate(&body) {
+                Ok(n) => {
+                    json_reply(host, format!("{{\"input_tokens\":{n}}}").as_bytes());
                     Action::Pause
                 }
                 Err(e) => self.reply_error(host, &e),
-            };
+            },
         }
-        if matches!(
-            self.state,
-            State::CountTokens | State::CountTokensUpstream(_)
-        ) {
-            if !end_of_stream {
-                return Action::Pause;
-            }
-            let body = host.request_body(body_size).unwrap_or_default();
-            return match std::mem::replace(&mut self.state, State::Done) {
-                State::CountTokensUpstream(model) => {
-                    match providers::anthropic::passthrough::request(&body, &model, None) {
-                        Ok(out) if host.replace_request_body(body_size, &out) => {
-                            self.state = State::CountTokensUpstream(model);
-                            Action::Continue
-                        }
-                        Ok(_) => self.reply_error(
-                            host,
-                            &ApiError::server("could not replace the request body"),
-                        ),
-                        Err(e) => self.reply_error(host, &e),
-                    }
-                }
-                _ => match crate::ingress::anthropic::count::estimate(&body) {
-                    Ok(n) => {
-                        json_reply(host, format!("{{\"input_tokens\":{n}}}").as_bytes());
-                        Action::Pause
-                    }
-                    Err(e) => self.reply_error(host, &e),
-                },
-            };
-        }
-        if let State::Unparsable(op, why) = self.state {
-            if !end_of_stream {
-                return Action::Pause;
-            }
-            let body = host.request_body(body_size).unwrap_or_default();
-            return self.reply_error(host, &body_refusal(op, why, &body));
-        }
+    }
+
+    /// A routed request's whole body is in: its key read first if this replica must (see
+    /// `key_read`), then translated for its deployment and (the gateway) admitted.
+    fn routed_body(&mut self, host: &mut dyn HttpHost, body_size: usize) -> Action {
         let config = Arc::clone(&self.config);
         let role = self.role;
         let State::Routed(routed) = &mut self.state else {
             return Action::Continue;
         };
-        if !end_of_stream {
-            // Buffer until the whole body is here (json_to_metadata has usually buffered it already).
-            return Action::Pause;
-        }
         if routed.deferred_key.is_some() {
             return self.authenticate_in_body(host, body_size);
         }
@@ -1000,116 +1003,52 @@ impl HttpFilter {
             return self.probe_store(host, body_size);
         }
         let body = host.request_body(body_size).unwrap_or_default();
-        let d = routed.served(&config);
-        let d = d.as_deref();
-        let handed_off = matches!(routed.via, Via::Attempts);
-        let lease_max_age = config.store.as_ref().map(|s| s.lease_max_age_ms());
-        let now_ms = host.now_ms();
-        let translated = match routed.op {
-            Operation::Chat if routed.ctx.api == ClientApi::Messages => {
-                let budget = BudgetCtx {
-                    role,
-                    handed_off,
-                    lease_max_age,
-                    now_ms,
-                };
-                messages_request(host, &body, routed, d, &config, &budget)
-            }
-            // Envoy's JSON parser took this body (json_to_metadata found its model; the module
-            // checks by the same rules).
-            Operation::Chat => {
-                openai::request::parse_chat_known(&body, Known::EnvoyJson).and_then(|mut req| {
-                    if req.model.as_str() != routed.ctx.model {
-                        return Err(ApiError::invalid_param(
-                            "model",
-                            "Invalid type for 'model': expected a string.",
-                        ));
-                    }
-                    if req.stream != routed.stream {
-                        return Err(ApiError::invalid_param(
-                            "stream",
-                            "Invalid type for 'stream': expected a boolean.",
-                        ));
-                    }
-                    if role == Role::Gateway {
-                        routed.ctx.include_usage = req.include_usage;
-                    }
-                    let budget = BudgetCtx {
-                        role,
-                        handed_off,
-                        lease_max_age,
-                        now_ms,
-                    };
-                    let estimate =
-                        chat_ask(host, &config, routed, &mut req, body.len(), d, &budget)?;
-                    match (handed_off, d) {
-                        // The client's body goes on as it is, with the cap if there is one.
-                        (true, _) => Ok((
-                            req.output_cap.map(|cap| {
-                                providers::openai::rewrite_fields_with(
-                                    &req.fields,
-                                    req.model.as_str(),
-                                    |_| None,
-                                    None,
-                                    Some(cap),
-                                )
-                            }),
-                            estimate,
-                        )),
-                        (false, Some(d)) => Ok((Some(provider_request(d, &req)?), estimate)),
-                        (false, None) => Err(ApiError::server("no deployment chosen")),
-                    }
-                })
-            }
-            Operation::Embeddings => {
-                openai::embeddings::parse_embeddings_known(&body, Known::EnvoyJson).and_then(
-                    |req| {
-                        if req.model.as_str() != routed.ctx.model {
-                            return Err(ApiError::invalid_param(
-                                "model",
-                                "Invalid type for 'model': expected a string.",
-                            ));
-                        }
-                        routed.embeddings_base64 = req.base64;
-                        let ask = accounting::Ask::embeddings(body.len());
-                        routed.ask = Some(ask);
-                        match (handed_off, d) {
-                            (true, _) => Ok((
-                                None,
-                                accounting::estimate_group(&config, &routed.ctx.model, &ask),
-                            )),
-                            (false, Some(d)) => Ok((
-                                Some(d.provider.embeddings_request(&req, d)?),
-                                accounting::estimate(d, &ask),
-                            )),
-                            (false, None) => Err(ApiError::server("no deployment chosen")),
-                        }
-                    },
-                )
-            }
+        let b = BudgetCtx {
+            role,
+            handed_off: matches!(routed.via, Via::Attempts),
+            lease_max_age: config.store.as_ref().map(|s| s.lease_max_age_ms()),
+            now_ms: host.now_ms(),
         };
-        let (out, estimate) = match translated {
+        let (out, estimate) = match upstream::translate_body(host, &config, routed, &body, &b) {
             Ok(x) => x,
             Err(e) => return self.reply_error(host, &e),
         };
         if role == Role::Gateway {
-            routed.estimate = Some(estimate);
-            match accounting::admit_request(
-                host,
-                &config,
-                &routed.principal,
-                lease_max_age,
-                now_ms,
-                estimate,
-            ) {
-                Ok(accounting::Admit::Done(admission)) => routed.admission = admission,
-                Ok(accounting::Admit::Ask(ask)) => {
-                    // The key's or team's lease cannot hold it: the store decides, and the
-                    // request waits (Envoy's buffer filter holds it back from the router).
-                    return self.ask_fleet(host, body_size, ask, out);
-                }
-                Err(refusal) => return self.refuse_admission(host, &refusal),
+            return self.admit(host, body_size, out, estimate, &b);
+        }
+        self.admitted(host, body_size, out)
+    }
+
+    /// The gateway admits the request against its key's and team's limits: at once, or after
+    /// asking the store (fleet mode), or refused.
+    fn admit(
+        &mut self,
+        host: &mut dyn HttpHost,
+        body_size: usize,
+        out: Option<Vec<u8>>,
+        estimate: Estimate,
+        b: &BudgetCtx,
+    ) -> Action {
+        let config = Arc::clone(&self.config);
+        let State::Routed(routed) = &mut self.state else {
+            return Action::Continue;
+        };
+        routed.estimate = Some(estimate);
+        match accounting::admit_request(
+            host,
+            &config,
+            &routed.principal,
+            b.lease_max_age,
+            b.now_ms,
+            estimate,
+        ) {
+            Ok(accounting::Admit::Done(admission)) => routed.admission = admission,
+            Ok(accounting::Admit::Ask(ask)) => {
+                // The key's or team's lease cannot hold it: the store decides, and the
+                // request waits (Envoy's buffer filter holds it back from the router).
+                return self.ask_fleet(host, body_size, ask, out);
             }
+            Err(refusal) => return self.refuse_admission(host, &refusal),
         }
         self.admitted(host, body_size, out)
     }
@@ -1772,168 +1711,6 @@ fn filled(config: &Config, index: usize, name: &str) -> Option<Arc<Deployment>> 
     match config.serving(index, name)? {
         std::borrow::Cow::Owned(d) => Some(Arc::new(d)),
         std::borrow::Cow::Borrowed(_) => None,
-    }
-}
-
-/// The deployment's native body for a chat request.
-fn provider_request(d: &Deployment, req: &openai::ChatRequest) -> Result<Vec<u8>, ApiError> {
-    d.provider.chat_request(
-        req,
-        d,
-        RequestOptions {
-            drop_params: d.drop_params,
-        },
-    )
-}
-
-/// What the body phase knows of how a request is admitted, for [`chat_ask`].
-struct BudgetCtx {
-    role: Role,
-    handed_off: bool,
-    lease_max_age: Option<u64>,
-    now_ms: u64,
-}
-
-/// A chat request's bounds (its prompt estimated from its text, its output cap) and its worst
-/// case over the deployments that may serve it (any of the group's, handed off). Near the end of
-/// a budget the output is capped to what is left: `req.output_cap` is set, and the caller writes
-/// it into the body that goes on.
-fn chat_ask(
-    host: &dyn HttpHost,
-    config: &Config,
-    routed: &mut Routed,
-    req: &mut openai::ChatRequest,
-    body_len: usize,
-    d: Option<&Deployment>,
-    b: &BudgetCtx,
-) -> Result<Estimate, ApiError> {
-    let mut ask = accounting::Ask::chat(body_len, req.max_output_tokens(), req.choices())
-        .with_prompt(&req.prompt_text());
-    let ds = match (b.handed_off, d) {
-        (true, _) => accounting::reachable(config, &routed.ctx.model),
-        (false, Some(d)) => vec![std::borrow::Cow::Borrowed(d)],
-        (false, None) => return Err(ApiError::server("no deployment chosen")),
-    };
-    if b.role == Role::Gateway {
-        let room =
-            accounting::budget_room(host, config, &routed.principal, b.lease_max_age, b.now_ms);
-        if let Some(cap) = room.and_then(|room| accounting::cap_output(&ds, &ask, room)) {
-            req.output_cap = Some(cap);
-            ask.max_output = Some(cap);
-            routed.output_capped = Some(cap);
-        }
-    }
-    routed.ask = Some(ask);
-    Ok(accounting::estimate_worst(&ds, &ask))
-}
-
-/// A Messages API request read (errors name its fields as Anthropic's API does) and made the
-/// deployment's: an Anthropic deployment gets the client's body with its model (and `max_tokens`
-/// lowered to a budget's cap); any other the chat completions form
-/// ([`crate::ingress::anthropic::request`]) translated as for an OpenAI client, bounded and capped
-/// the same way. Behind the attempt listener each attempt does this for its own deployment; the
-/// gateway hands on the client's body (capped if need be).
-fn messages_request(
-    host: &dyn HttpHost,
-    body: &[u8],
-    routed: &mut Routed,
-    d: Option<&Deployment>,
-    config: &Config,
-    b: &BudgetCtx,
-) -> Result<(Option<Vec<u8>>, Estimate), ApiError> {
-    let m = crate::ingress::anthropic::parse(body)?;
-    if m.model.as_str() != routed.ctx.model {
-        return Err(ApiError::invalid_param(
-            "model",
-            "model: Input should be a valid string",
-        ));
-    }
-    if m.stream != routed.stream {
-        return Err(ApiError::invalid_param(
-            "stream",
-            "stream: Input should be a valid boolean",
-        ));
-    }
-    let mut req = openai::parse_chat(&m.chat)?;
-    let estimate = chat_ask(host, config, routed, &mut req, body.len(), d, b)?;
-    let cap = req.output_cap;
-    let passthrough = |model: &str| providers::anthropic::passthrough::request(body, model, cap);
-    match (b.handed_off, d) {
-        (true, _) => Ok((
-            cap.map(|_| passthrough(&routed.ctx.model)).transpose()?,
-            estimate,
-        )),
-        (false, Some(d)) if d.provider.name() == "anthropic" => {
-            Ok((Some(passthrough(&d.model)?), estimate))
-        }
-        (false, Some(d)) => Ok((Some(provider_request(d, &req)?), estimate)),
-        (false, None) => Err(ApiError::server("no deployment chosen")),
-    }
-}
-
-/// The client's headers of its own API that go to a deployment of the same API.
-fn client_api_headers(api: ClientApi) -> &'static [&'static str] {
-    match api {
-        ClientApi::Messages => &["anthropic-version", "anthropic-beta"],
-        ClientApi::Chat => &[],
-    }
-}
-
-/// Removes every client header not on the allow-list (credentials, cookies, SDK telemetry,
-/// client-supplied `x-tollgate-*`), and `content-length`: the body may be rewritten. `also`
-/// names headers of the client's API that go on too.
-fn strip_client_headers(host: &mut dyn HttpHost, also: &[&str]) {
-    for name in host.request_header_names() {
-        let keep = name.starts_with(':')
-            || FORWARDED_HEADERS.contains(&name.as_str())
-            || also.contains(&name.as_str())
-            || name.starts_with("x-b3-");
-        if !keep {
-            host.remove_request_header(&name);
-        }
-    }
-}
-
-/// Rewrites the request's headers for the chosen deployment. Must run in the headers phase:
-/// Envoy does not let a wasm filter change request headers after it.
-fn prepare_upstream_headers(
-    host: &mut dyn HttpHost,
-    d: &Deployment,
-    op: Operation,
-    stream: bool,
-    config: &Config,
-    api: ClientApi,
-) {
-    // A client of the deployment's own API keeps the headers of that API (Anthropic's version and
-    // beta flags, for a Messages client of an Anthropic deployment).
-    let native = api == ClientApi::Messages && d.provider.name() == "anthropic";
-    strip_client_headers(host, if native { client_api_headers(api) } else { &[] });
-    host.set_request_header(CLUSTER_HEADER, &d.cluster);
-    host.set_request_header(":path", &d.provider.path(d, op, stream));
-    host.set_request_header(":authority", &d.authority);
-    host.set_request_header("content-type", "application/json");
-    host.set_request_header(
-        "user-agent",
-        concat!("tollgate/", env!("CARGO_PKG_VERSION")),
-    );
-    // A deployment's own timeout (LiteLLM's `timeout` / `stream_timeout`) bounds this request.
-    let stream_timeout = config
-        .router
-        .stream_timeout_secs
-        .map(|s| (s * 1000.0).round() as u64);
-    let timeout = if stream {
-        d.balance
-            .stream_timeout_ms
-            .or(stream_timeout)
-            .or(d.balance.timeout_ms)
-    } else {
-        d.balance.timeout_ms
-    };
-    if let Some(ms) = timeout {
-        host.set_request_header("x-envoy-upstream-rq-timeout-ms", &ms.to_string());
-    }
-    for (name, value) in &d.headers {
-        host.set_request_header(name, value);
     }
 }
 
