@@ -1,7 +1,7 @@
 use super::*;
 use crate::config::{load, Strictness};
 use crate::host::mock::MockHost;
-use crate::openai;
+use crate::openai::{self, Usage};
 use hashbrown::HashMap;
 use serde_json::json;
 
