@@ -38,11 +38,9 @@ use crate::keys::admin::{self, AdminCtx, AdminOp};
 use crate::providers::{self, Operation};
 use crate::quota::{Charge, Estimate};
 use crate::router;
-use crate::router::attempts::{self, AttemptState};
-use crate::router::classify::Seen;
-use crate::router::health;
+use crate::router::attempts::{self};
 use crate::stats;
-use attempt::AttemptCtx;
+use attempt::{attempt_headers, local_failure, AttemptCtx};
 use endpoint::{body_refusal, classify, json_model, op_name, path_decode, Endpoint, Unread};
 use response::{json_reply, keep_allowed_response_headers, send_error};
 use routed::{ResponsePlan, Routed, Via};
@@ -610,97 +608,6 @@ impl HttpFilter {
         auth::authenticate(&self.config, host.store(), host, now).map_err(|e| self.key_error(e))
     }
 
-    /// One attempt, in the attempt listener: chooses its deployment and prepares the request.
-    fn route_attempt(
-        &self,
-        host: &mut dyn HttpHost,
-    ) -> Result<Next, (ApiError, Option<Box<AttemptCtx>>)> {
-        let header =
-            |host: &dyn HttpHost, name: &str| host.request_header(name).unwrap_or_default();
-        let attempt_id = header(host, attempt::ATTEMPT_ID);
-        let alias = header(host, attempt::ALIAS);
-        if attempt_id.is_empty() || alias.is_empty() {
-            let e = ApiError::server(
-                "The attempt listener was reached without the gateway's routing headers.",
-            )
-            .with_code("gateway_misconfigured");
-            return Err((e, None));
-        }
-        let op = if header(host, attempt::OPERATION) == "embeddings" {
-            Operation::Embeddings
-        } else {
-            Operation::Chat
-        };
-        let stream = header(host, attempt::STREAM) == "1";
-        let config = &self.config;
-        let state = attempts::load(host.store(), &attempt_id).unwrap_or_else(|| {
-            let mut chain = vec![alias.clone()];
-            chain.extend(config.router.fallback_chain(&alias));
-            AttemptState::new(&attempt_id, chain)
-        });
-        let mut a = Box::new(AttemptCtx {
-            attempt_id,
-            state,
-            alias: alias.clone(),
-            served_name: None,
-            outcome_recorded: false,
-            retry_signaled: false,
-        });
-        // A rough prompt size for the context check: about four bytes a token.
-        let prompt_tokens = header(host, attempt::BODY_BYTES)
-            .parse::<u64>()
-            .or_else(|_| header(host, "content-length").parse::<u64>())
-            .unwrap_or(0)
-            / 4;
-        let index = match attempt::choose(
-            config,
-            host,
-            &alias,
-            op,
-            stream,
-            prompt_tokens,
-            &mut a.state,
-        ) {
-            Ok(i) => i,
-            Err(e) => return Err((e, Some(a))),
-        };
-        // The group this attempt serves (a fallback's, perhaps): a model template is filled from it.
-        let group = a.state.group().unwrap_or(&alias).to_string();
-        let Some(d) = config.serving(index, &group) else {
-            return Err((ApiError::server("deployment index out of range"), Some(a)));
-        };
-        if matches!(d, std::borrow::Cow::Owned(_)) {
-            a.served_name = Some(group.clone());
-        }
-        health::start(host.store(), &d.id);
-        a.state.current = Some(index);
-        a.state.tried.push(index);
-        a.state.group_attempts += 1;
-        let now_ms = host.now_ms();
-        if !attempts::save(host.store(), &mut a.state, now_ms) {
-            log::warn!(
-                "tollgate: no room to remember request {}'s attempts",
-                a.attempt_id
-            );
-        }
-        // The forwarded request carries the gateway's routing headers: drop them with the rest.
-        prepare_upstream_headers(host, &d, op, stream, config, self.api);
-        drop(d);
-        let mut routed = self.new_routed(
-            host,
-            op,
-            Via::Attempt(a),
-            None,
-            Principal::Anonymous,
-            alias,
-            stream,
-        );
-        routed.serve_with(config, index, &group);
-        // The gateway accounts from the usage chunk, whether or not its client asked for one.
-        routed.ctx.include_usage = true;
-        Ok(Next::Routed(Box::new(routed)))
-    }
-
     pub fn on_request_body(
         &mut self,
         host: &mut dyn HttpHost,
@@ -934,44 +841,6 @@ impl HttpFilter {
         }
         self.settle(host);
     }
-}
-
-/// A failure the attempt found itself (Envoy's own reply, a 200 that is no answer), classified
-/// as a server error (or a timeout) and recorded against the deployment; returns the attempt's
-/// response headers, saying whether Envoy should try again.
-fn local_failure(
-    config: &Config,
-    host: &mut dyn HttpHost,
-    a: &mut AttemptCtx,
-    status: u16,
-    timed_out: bool,
-) -> accounting::Headers {
-    let seen = Seen {
-        status,
-        local: true,
-        timed_out,
-        ..Default::default()
-    };
-    let again = attempt::after_failure(config, host, a, &seen);
-    attempt_headers(config, a, again)
-}
-
-/// The attempt's response headers: which deployment answered, how many retries and fallbacks
-/// the request has made, and whether Envoy should try again.
-fn attempt_headers(config: &Config, a: &AttemptCtx, again: bool) -> accounting::Headers {
-    let mut h = Vec::with_capacity(4);
-    if let Some(d) = a.state.current.and_then(|i| config.deployment(i)) {
-        h.push((attempt::MODEL_ID, d.id.clone()));
-    }
-    if let Some(name) = &a.served_name {
-        h.push((attempt::SERVED_NAME, name.clone()));
-    }
-    h.push((attempt::RETRIES, a.state.retries.to_string()));
-    h.push((attempt::FALLBACKS, a.state.fallbacks.to_string()));
-    if again {
-        h.push((attempt::RETRY, "1".to_string()));
-    }
-    h
 }
 
 enum Next {
