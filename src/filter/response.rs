@@ -10,6 +10,7 @@ use crate::error::ApiError;
 use crate::host::{Action, HttpHost};
 use crate::ingress::ClientApi;
 use crate::providers::{self, Operation, Provider};
+use crate::quota::Charge;
 use crate::router::classify::Seen;
 use crate::secrets::Secrets;
 use crate::stats;
@@ -533,4 +534,50 @@ pub(super) fn send_error(
 
 pub(super) fn json_reply(host: &mut dyn HttpHost, body: &[u8]) {
     host.send_reply(200, &[("content-type", "application/json")], body);
+}
+
+impl HttpFilter {
+    /// Refuses the request with an OpenAI-shaped error (and extra headers), counting it.
+    pub(super) fn refuse(
+        &mut self,
+        host: &mut dyn HttpHost,
+        err: &ApiError,
+        extra: &[(&str, String)],
+    ) -> Action {
+        if self.role == Role::Gateway {
+            let labels = match &self.state {
+                // Labels name the provider only: a template's is its filled copy's.
+                State::Routed(r) => r.labels(r.deployment.and_then(|i| self.config.deployment(i))),
+                _ => stats::Labels::UNKNOWN,
+            };
+            host.increment_counter(&stats::requests(&labels, self.api.name(), err.status), 1);
+        }
+        if let State::Routed(r) = std::mem::replace(&mut self.state, State::Done) {
+            let mut r = *r;
+            // A refused request has not run: an admission it holds is released without charge.
+            if let Some(a) = r.admission.take() {
+                let now = host.now_ms() / 1000;
+                let fleet_mode = self.config.store.is_some();
+                let config = Arc::clone(&self.config);
+                accounting::settle(
+                    host,
+                    &config,
+                    &r.principal,
+                    &a,
+                    fleet_mode,
+                    now,
+                    Charge::default(),
+                );
+            }
+            if let Via::Attempt(a) = r.via {
+                self.unfinished_attempt = Some((a, r.deployment));
+            }
+        }
+        send_error(host, &self.config.secrets, err, extra, self.api);
+        Action::Pause
+    }
+
+    pub(super) fn reply_error(&mut self, host: &mut dyn HttpHost, err: &ApiError) -> Action {
+        self.refuse(host, err, &[])
+    }
 }

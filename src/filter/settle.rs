@@ -12,7 +12,8 @@ use crate::router::health::{self, Outcome};
 use crate::stats;
 
 use super::attempt::AttemptCtx;
-use super::{accounting, op_name, HttpFilter, Routed, State, Via, LOG_FIELDS};
+use super::endpoint::op_name;
+use super::{accounting, HttpFilter, Routed, State, Via, LOG_FIELDS};
 
 impl HttpFilter {
     /// Settles a routed request (see [`HttpFilter::on_done`]).

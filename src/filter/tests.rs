@@ -1,3 +1,4 @@
+use super::endpoint::{classify, path_decode, Endpoint};
 use super::*;
 use crate::config::{load, Strictness};
 use crate::host::mock::MockHost;

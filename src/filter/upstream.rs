@@ -11,7 +11,11 @@ use crate::openai;
 use crate::providers::{self, Operation, RequestOptions};
 use crate::quota::Estimate;
 
-use super::{accounting, Role, Routed, CLUSTER_HEADER};
+use std::sync::Arc;
+
+use crate::host::Action;
+
+use super::{accounting, HttpFilter, Role, Routed, State, Via, CLUSTER_HEADER};
 
 /// Client request headers that may go upstream; everything else (credentials, cookies, SDK
 /// telemetry, the client's own provider headers) is removed.
@@ -271,5 +275,38 @@ pub(super) fn translate_body(
                     (false, None) => Err(ApiError::server("no deployment chosen")),
                 }
             }),
+    }
+}
+
+impl HttpFilter {
+    /// A routed request's whole body is in: its key read first if this replica must (see
+    /// `key_read`), then translated for its deployment and (the gateway) admitted.
+    pub(super) fn routed_body(&mut self, host: &mut dyn HttpHost, body_size: usize) -> Action {
+        let config = Arc::clone(&self.config);
+        let role = self.role;
+        let State::Routed(routed) = &mut self.state else {
+            return Action::Continue;
+        };
+        if routed.deferred_key.is_some() {
+            return self.authenticate_in_body(host, body_size);
+        }
+        if std::mem::take(&mut self.store_probe) {
+            return self.probe_store(host, body_size);
+        }
+        let body = host.request_body(body_size).unwrap_or_default();
+        let b = BudgetCtx {
+            role,
+            handed_off: matches!(routed.via, Via::Attempts),
+            lease_max_age: config.store.as_ref().map(|s| s.lease_max_age_ms()),
+            now_ms: host.now_ms(),
+        };
+        let (out, estimate) = match translate_body(host, &config, routed, &body, &b) {
+            Ok(x) => x,
+            Err(e) => return self.reply_error(host, &e),
+        };
+        if role == Role::Gateway {
+            return self.admit(host, body_size, out, estimate, &b);
+        }
+        self.admitted(host, body_size, out)
     }
 }
