@@ -38,7 +38,7 @@ use crate::error::ApiError;
 use crate::host::{Action, HttpHost};
 use crate::ingress::ClientApi;
 use crate::keys::admin::AdminOp;
-use crate::providers::Operation;
+use crate::providers::{self, Operation, Provider};
 use crate::router::attempts;
 use attempt::{attempt_headers, local_failure, AttemptCtx};
 use endpoint::{body_refusal, Unread};
@@ -194,7 +194,8 @@ impl HttpFilter {
         match self.state {
             State::CountTokensUpstream(_) => {
                 // Anthropic's own count, relayed (its errors are in the client's shape already).
-                keep_allowed_response_headers(host, &self.config.secrets, false);
+                let allowed = providers::anthropic::ANTHROPIC.response_headers();
+                keep_allowed_response_headers(host, allowed, &self.config.secrets, false);
                 Action::Continue
             }
             State::Routed(_) => self.response_headers(host, end_of_stream),

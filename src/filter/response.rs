@@ -67,12 +67,17 @@ impl HttpFilter {
             }
             return self.reply_error(host, &err);
         }
+        let translator = routed.translator(d);
+        // The provider's error type, when it names one in a header (read before it is removed).
         let error_type = (status >= 400)
-            .then(|| host.response_header("x-amzn-errortype"))
-            .flatten();
+            .then(|| translator.and_then(|t| t.error_type_header()))
+            .flatten()
+            .and_then(|name| host.response_header(name));
         let encoding = host.response_header("content-encoding");
-        keep_allowed_response_headers(host, &config.secrets, matches!(routed.via, Via::Attempts));
-        let Some(translator) = routed.translator(d) else {
+        let allowed = translator.map_or(&providers::RESPONSE_HEADERS[..], |t| t.response_headers());
+        let from_attempt = matches!(routed.via, Via::Attempts);
+        keep_allowed_response_headers(host, allowed, &config.secrets, from_attempt);
+        let Some(translator) = translator else {
             return Action::Continue;
         };
         if status < 400 && !matches!(routed.via, Via::Attempts) {
@@ -359,20 +364,6 @@ impl HttpFilter {
     }
 }
 
-/// Provider response headers a client may see. Everything else a provider sends (account and
-/// organization ids, rate limits of the gateway's account, cookies, a header echoing a
-/// credential) is removed: an allow-list, so a header nobody thought of never leaks.
-const PROVIDER_RESPONSE_HEADERS: [&str; 8] = [
-    ":status",
-    "content-type",
-    "date",
-    "retry-after",
-    "retry-after-ms",
-    "x-request-id",
-    "x-should-retry",
-    "x-envoy-upstream-service-time",
-];
-
 /// An OpenAI-shaped error for a reply Envoy generated itself instead of the upstream's.
 pub(super) fn envoy_error(status: u16, details: &str, d: Option<&Deployment>) -> ApiError {
     let (provider, id, cluster) = match d {
@@ -491,23 +482,25 @@ pub(super) fn broken_answer(
     None
 }
 
-/// Removes every provider response header not on [`PROVIDER_RESPONSE_HEADERS`], and any whose
-/// value holds a secret. Behind the attempt listener the response's `x-tollgate-*` headers are
-/// the attempt's own (it removed the provider's before setting them), so they stay.
+/// Removes every provider response header not on `allowed` (the provider's
+/// [`Provider::response_headers`]), and any whose value holds a secret. Behind the attempt
+/// listener the response's `x-tollgate-*` headers are the attempt's own (it removed the
+/// provider's before setting them), so they stay.
 pub(super) fn keep_allowed_response_headers(
     host: &mut dyn HttpHost,
+    allowed: &[&str],
     secrets: &Secrets,
     from_attempt: bool,
 ) {
     for name in host.response_header_names() {
-        let allowed = PROVIDER_RESPONSE_HEADERS.contains(&name.as_str())
-            || (from_attempt && name.starts_with("x-tollgate-"));
-        let leaks = allowed
+        let kept =
+            allowed.contains(&name.as_str()) || (from_attempt && name.starts_with("x-tollgate-"));
+        let leaks = kept
             && !secrets.is_empty()
             && host
                 .response_header(&name)
                 .is_some_and(|v| secrets.found_in(v.as_bytes()));
-        if !allowed || (leaks && name != ":status") {
+        if !kept || (leaks && name != ":status") {
             host.remove_response_header(&name);
         }
     }
