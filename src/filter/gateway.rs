@@ -232,17 +232,19 @@ impl HttpFilter {
                 Ok(Next::StoreHealth)
             }
             Endpoint::WrongMethod(expected) => Err(ApiError::new(
-                    405,
-                    "invalid_request_error",
-                    format!("Method {method} is not allowed on {path_only}; use {expected}."),
-                )
+                405,
+                "invalid_request_error",
+                format!("Method {method} is not allowed on {path_only}; use {expected}."),
+            )
             .with_code("method_not_allowed")),
             // Endpoint::Unknown (the routed endpoints do not come here).
             _ => Err(ApiError::not_found(format!(
                 "Invalid URL ({method} {path_only}). Tollgate serves POST /v1/chat/completions, \
-                     POST /v1/messages (Anthropic's Messages API), POST /v1/embeddings, GET /v1/models, GET /v1/models/{{model}}, Azure OpenAI's \
-                     POST /openai/deployments/{{model}}/chat/completions and .../embeddings, \
-                     /key/... and /team/... (key and team management), GET /spend/logs and GET /health/liveliness."
+                 POST /v1/messages (Anthropic's Messages API), POST /v1/embeddings, GET /v1/models, \
+                 GET /v1/models/{{model}}, Azure OpenAI's \
+                 POST /openai/deployments/{{model}}/chat/completions and .../embeddings, \
+                 /key/... and /team/... (key and team management), GET /spend/logs and \
+                 GET /health/liveliness."
             ))
             .with_code("unknown_url")),
         }
