@@ -15,8 +15,9 @@ use crate::router::health::{self, Outcome};
 use crate::router::{self, Ask, Choice};
 use crate::stats;
 
+use super::routed::Via;
 use super::upstream::prepare_upstream_headers;
-use super::{accounting, HttpFilter, Via};
+use super::{accounting, HttpFilter};
 
 /// Request headers the gateway sets for the attempt listener.
 pub const ATTEMPT_ID: &str = "x-tollgate-attempt-id";

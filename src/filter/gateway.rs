@@ -15,10 +15,11 @@ use crate::stats;
 
 use super::endpoint::{body_refusal, classify, json_model, op_name, path_decode, Endpoint, Unread};
 use super::response::json_reply;
+use super::routed::Via;
 use super::upstream::{
     client_api_headers, prepare_upstream_headers, strip_client_headers, BudgetCtx,
 };
-use super::{accounting, attempt, body_metadata, HttpFilter, Next, State, Via, METADATA_NAMESPACE};
+use super::{accounting, attempt, body_metadata, HttpFilter, Next, State, METADATA_NAMESPACE};
 
 impl HttpFilter {
     /// Decides everything about the upstream request that lives in headers: what the client asks

@@ -40,10 +40,10 @@ use crate::ingress::ClientApi;
 use crate::keys::admin::AdminOp;
 use crate::providers::{self, Operation, Provider};
 use crate::router::attempts;
-use attempt::{attempt_headers, local_failure, AttemptCtx};
+use attempt::AttemptCtx;
 use endpoint::{body_refusal, Unread};
 use response::{json_reply, keep_allowed_response_headers};
-use routed::{ResponsePlan, Routed, Via};
+use routed::Routed;
 use settle::finish_attempt;
 
 /// The request header the route matches on to pick the deployment's cluster (`cluster_header`).

@@ -15,8 +15,10 @@ use crate::router::classify::Seen;
 use crate::secrets::Secrets;
 use crate::stats;
 
-use super::{accounting, attempt, attempt_headers, body_metadata, local_failure};
-use super::{HttpFilter, ResponsePlan, Role, State, Via, ERROR_NAMESPACE, USAGE_NAMESPACE};
+use super::attempt::{self, attempt_headers, local_failure};
+use super::routed::{ResponsePlan, Via};
+use super::{accounting, body_metadata};
+use super::{HttpFilter, Role, State, ERROR_NAMESPACE, USAGE_NAMESPACE};
 
 impl HttpFilter {
     /// A routed request's response headers: the status the client sees, what the body will need

@@ -13,7 +13,8 @@ use crate::stats;
 
 use super::attempt::AttemptCtx;
 use super::endpoint::op_name;
-use super::{accounting, HttpFilter, Routed, State, Via, LOG_FIELDS};
+use super::routed::{Routed, Via};
+use super::{accounting, HttpFilter, State, LOG_FIELDS};
 
 impl HttpFilter {
     /// Settles a routed request (see [`HttpFilter::on_done`]).

@@ -15,7 +15,8 @@ use std::sync::Arc;
 
 use crate::host::Action;
 
-use super::{accounting, HttpFilter, Role, Routed, State, Via, CLUSTER_HEADER};
+use super::routed::{Routed, Via};
+use super::{accounting, HttpFilter, Role, State, CLUSTER_HEADER};
 
 /// Client request headers that may go upstream; everything else (credentials, cookies, SDK
 /// telemetry, the client's own provider headers) is removed.
