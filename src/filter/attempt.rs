@@ -1,6 +1,10 @@
-//! The attempt listener's side of routing: which deployment this attempt goes to, and after a
-//! failure whether Envoy should try again (and where the next attempt will go).
+//! The attempt role: the filter on the in-process attempt listener, behind Envoy's retry policy.
+//! Per attempt it chooses the deployment (moving along the fallback chains), prepares the
+//! request for it, and after a failure tells Envoy whether to try again (and where the next
+//! attempt will go); the gateway's routing headers and this attempt's response headers are
+//! the two roles' protocol.
 
+use crate::auth::Principal;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::host::HttpHost;
@@ -10,6 +14,10 @@ use crate::router::classify::{self, Next, Seen};
 use crate::router::health::{self, Outcome};
 use crate::router::{self, Ask, Choice};
 use crate::stats;
+
+use super::routed::Via;
+use super::upstream::{client_betas, prepare_upstream_headers};
+use super::{accounting, HttpFilter};
 
 /// Request headers the gateway sets for the attempt listener.
 pub const ATTEMPT_ID: &str = "x-tollgate-attempt-id";
@@ -237,4 +245,137 @@ pub fn after_failure(
     }
     a.retry_signaled = again;
     again
+}
+
+impl HttpFilter {
+    /// One attempt, in the attempt listener: chooses its deployment and prepares the request.
+    pub(super) fn route_attempt(
+        &self,
+        host: &mut dyn HttpHost,
+    ) -> Result<super::Next, (ApiError, Option<Box<AttemptCtx>>)> {
+        let header =
+            |host: &dyn HttpHost, name: &str| host.request_header(name).unwrap_or_default();
+        let attempt_id = header(host, ATTEMPT_ID);
+        let alias = header(host, ALIAS);
+        if attempt_id.is_empty() || alias.is_empty() {
+            let e = ApiError::server(
+                "The attempt listener was reached without the gateway's routing headers.",
+            )
+            .with_code("gateway_misconfigured");
+            return Err((e, None));
+        }
+        let op = if header(host, OPERATION) == "embeddings" {
+            Operation::Embeddings
+        } else {
+            Operation::Chat
+        };
+        let stream = header(host, STREAM) == "1";
+        let config = &self.config;
+        let state = attempts::load(host.store(), &attempt_id).unwrap_or_else(|| {
+            let mut chain = vec![alias.clone()];
+            chain.extend(config.router.fallback_chain(&alias));
+            AttemptState::new(&attempt_id, chain)
+        });
+        let mut a = Box::new(AttemptCtx {
+            attempt_id,
+            state,
+            alias: alias.clone(),
+            served_name: None,
+            outcome_recorded: false,
+            retry_signaled: false,
+        });
+        // A rough prompt size for the context check: about four bytes a token.
+        let prompt_tokens = header(host, BODY_BYTES)
+            .parse::<u64>()
+            .or_else(|_| header(host, "content-length").parse::<u64>())
+            .unwrap_or(0)
+            / 4;
+        let index = match choose(
+            config,
+            host,
+            &alias,
+            op,
+            stream,
+            prompt_tokens,
+            &mut a.state,
+        ) {
+            Ok(i) => i,
+            Err(e) => return Err((e, Some(a))),
+        };
+        // The group this attempt serves (a fallback's, perhaps): a model template is filled from it.
+        let group = a.state.group().unwrap_or(&alias).to_string();
+        let Some(d) = config.serving(index, &group) else {
+            return Err((ApiError::server("deployment index out of range"), Some(a)));
+        };
+        if matches!(d, std::borrow::Cow::Owned(_)) {
+            a.served_name = Some(group.clone());
+        }
+        health::start(host.store(), &d.id);
+        a.state.current = Some(index);
+        a.state.tried.push(index);
+        a.state.group_attempts += 1;
+        let now_ms = host.now_ms();
+        if !attempts::save(host.store(), &mut a.state, now_ms) {
+            log::warn!(
+                "tollgate: no room to remember request {}'s attempts",
+                a.attempt_id
+            );
+        }
+        // The forwarded request carries the gateway's routing headers: drop them with the rest.
+        let betas = client_betas(host, self.api, &d);
+        prepare_upstream_headers(host, &d, op, stream, config, self.api);
+        drop(d);
+        let mut routed = self.new_routed(
+            host,
+            op,
+            Via::Attempt(a),
+            None,
+            Principal::Anonymous,
+            alias,
+            stream,
+        );
+        routed.serve_with(config, index, &group);
+        routed.anthropic_beta = betas;
+        // The gateway accounts from the usage chunk, whether or not its client asked for one.
+        routed.ctx.include_usage = true;
+        Ok(super::Next::Routed(Box::new(routed)))
+    }
+}
+
+/// A failure the attempt found itself (Envoy's own reply, a 200 that is no answer), classified
+/// as a server error (or a timeout) and recorded against the deployment; returns the attempt's
+/// response headers, saying whether Envoy should try again.
+pub(super) fn local_failure(
+    config: &Config,
+    host: &mut dyn HttpHost,
+    a: &mut AttemptCtx,
+    status: u16,
+    timed_out: bool,
+) -> accounting::Headers {
+    let seen = Seen {
+        status,
+        local: true,
+        timed_out,
+        ..Default::default()
+    };
+    let again = after_failure(config, host, a, &seen);
+    attempt_headers(config, a, again)
+}
+
+/// The attempt's response headers: which deployment answered, how many retries and fallbacks
+/// the request has made, and whether Envoy should try again.
+pub(super) fn attempt_headers(config: &Config, a: &AttemptCtx, again: bool) -> accounting::Headers {
+    let mut h = Vec::with_capacity(4);
+    if let Some(d) = a.state.current.and_then(|i| config.deployment(i)) {
+        h.push((MODEL_ID, d.id.clone()));
+    }
+    if let Some(name) = &a.served_name {
+        h.push((SERVED_NAME, name.clone()));
+    }
+    h.push((RETRIES, a.state.retries.to_string()));
+    h.push((FALLBACKS, a.state.fallbacks.to_string()));
+    if again {
+        h.push((RETRY, "1".to_string()));
+    }
+    h
 }

@@ -1,6 +1,8 @@
+use super::endpoint::{classify, path_decode, Endpoint};
 use super::*;
 use crate::config::{load, Strictness};
 use crate::host::mock::MockHost;
+use crate::openai::{self, Usage};
 use hashbrown::HashMap;
 use serde_json::json;
 

@@ -218,6 +218,12 @@ impl Provider for Bedrock {
         Box::new(ConverseStream::new(ctx))
     }
 
+    /// Bedrock names its error type in a header (`x-amzn-errortype`,
+    /// `ThrottlingException:http://internal.amazon.com/coral/...`) as well as in the body.
+    fn error_type_header(&self) -> Option<&'static str> {
+        Some("x-amzn-errortype")
+    }
+
     /// Bedrock's status line does not always say what the error is (quota errors come as 400,
     /// ModelNotReady as 429): the error type decides, as it does for the body.
     fn error_status(&self, status: u16, error_type: Option<&str>) -> u16 {

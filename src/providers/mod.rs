@@ -268,6 +268,20 @@ pub trait Provider: Sync {
         Err(unsupported_operation(self.name(), Operation::Embeddings))
     }
 
+    /// The provider's response headers a client may see (the gateway removes every other one,
+    /// and any whose value holds a secret): an allow-list, so a header nobody thought of never
+    /// leaks. [`RESPONSE_HEADERS`] unless a provider has more a client needs.
+    fn response_headers(&self) -> &'static [&'static str] {
+        &RESPONSE_HEADERS
+    }
+
+    /// The response header naming the provider's error type, when its errors carry one apart
+    /// from the body (read before the client's response headers go, and handed to
+    /// [`Provider::error_status`] and [`Provider::error`]).
+    fn error_type_header(&self) -> Option<&'static str> {
+        None
+    }
+
     /// Translates a provider error (status, the provider's error-type header if any, body).
     fn error(&self, status: u16, error_type: Option<&str>, body: &[u8]) -> ApiError;
 
@@ -293,6 +307,20 @@ pub trait Provider: Sync {
         false
     }
 }
+
+/// Provider response headers a client may see, by default. Everything else a provider sends
+/// (account and organization ids, rate limits of the gateway's account, cookies, a header
+/// echoing a credential) is removed.
+pub const RESPONSE_HEADERS: [&str; 8] = [
+    ":status",
+    "content-type",
+    "date",
+    "retry-after",
+    "retry-after-ms",
+    "x-request-id",
+    "x-should-retry",
+    "x-envoy-upstream-service-time",
+];
 
 pub fn unsupported_operation(provider: &str, op: Operation) -> ApiError {
     ApiError::invalid_request(format!(
@@ -629,5 +657,32 @@ mod tests {
             "model claude-sonnet-4-5 is fine, sk- short"
         );
         assert_eq!(redact("ünïcode ✓ stays"), "ünïcode ✓ stays");
+    }
+
+    #[test]
+    fn every_provider_declares_its_response_headers() {
+        for p in REGISTRY {
+            let kept = p.response_headers();
+            for must in [":status", "content-type"] {
+                assert!(kept.contains(&must), "{} drops {must}", p.name());
+            }
+            for name in kept.iter().chain(p.error_type_header().as_ref()) {
+                assert_eq!(*name, name.to_ascii_lowercase(), "{}: {name}", p.name());
+            }
+            // A client never sees the gateway's credentials or its account's details.
+            for hidden in [
+                "authorization",
+                "x-api-key",
+                "set-cookie",
+                "openai-organization",
+            ] {
+                assert!(!kept.contains(&hidden), "{} keeps {hidden}", p.name());
+            }
+        }
+        assert_eq!(
+            bedrock::BEDROCK.error_type_header(),
+            Some("x-amzn-errortype")
+        );
+        assert_eq!(openai::OPENAI.error_type_header(), None);
     }
 }
