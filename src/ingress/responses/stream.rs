@@ -288,7 +288,9 @@ impl EventWriter {
             name: name.to_string(),
             done: false,
         });
-        let item = &self.items[index];
+        let Some(item) = self.items.last() else {
+            return index;
+        };
         let seq = &mut self.seq;
         let n = *seq;
         event(
@@ -349,7 +351,7 @@ impl EventWriter {
             return;
         }
         item.done = true;
-        let item = &self.items[index];
+        let item: &Item = item;
         let seq = &mut self.seq;
         match item.kind {
             Kind::Message => {
@@ -427,7 +429,7 @@ impl EventWriter {
     /// The open item of `kind` (a message or reasoning), opened if need be.
     fn open(&mut self, out: &mut Vec<u8>, kind: Kind) -> usize {
         if let Some(index) = self.open {
-            if self.items[index].kind == kind {
+            if self.items.get(index).is_some_and(|i| i.kind == kind) {
                 return index;
             }
         }
@@ -435,6 +437,26 @@ impl EventWriter {
         let index = self.add(out, kind, String::new(), "");
         self.open = Some(index);
         index
+    }
+
+    /// Appends `text` to item `at` and sends it as that item's `kind` of delta.
+    fn delta(&mut self, out: &mut Vec<u8>, at: usize, kind: &'static str, text: &str) {
+        let Some(item) = self.items.get_mut(at) else {
+            return;
+        };
+        item.text.push_str(text);
+        let mut ev = TextEvent::new(kind, &item.id, at);
+        match item.kind {
+            Kind::Message => {
+                ev.content_index = Some(0);
+                ev.logprobs = Some([]);
+            }
+            Kind::Reasoning => ev.summary_index = Some(0),
+            Kind::Call(_) => {}
+        }
+        ev.delta = Some(text);
+        ev.sequence_number = self.seq;
+        event(out, &mut self.seq, kind, &ev);
     }
 
     fn call_item(&self, tool_index: usize) -> Option<usize> {
@@ -472,13 +494,7 @@ impl ChatSink for EventWriter {
             return;
         }
         let at = self.open(out, Kind::Message);
-        self.items[at].text.push_str(text);
-        let mut ev = TextEvent::new("response.output_text.delta", &self.items[at].id, at);
-        ev.content_index = Some(0);
-        ev.delta = Some(text);
-        ev.logprobs = Some([]);
-        ev.sequence_number = self.seq;
-        event(out, &mut self.seq, ev.kind, &ev);
+        self.delta(out, at, "response.output_text.delta", text);
     }
 
     fn reasoning(&mut self, out: &mut Vec<u8>, index: usize, text: &str) {
@@ -486,16 +502,7 @@ impl ChatSink for EventWriter {
             return;
         }
         let at = self.open(out, Kind::Reasoning);
-        self.items[at].text.push_str(text);
-        let mut ev = TextEvent::new(
-            "response.reasoning_summary_text.delta",
-            &self.items[at].id,
-            at,
-        );
-        ev.summary_index = Some(0);
-        ev.delta = Some(text);
-        ev.sequence_number = self.seq;
-        event(out, &mut self.seq, ev.kind, &ev);
+        self.delta(out, at, "response.reasoning_summary_text.delta", text);
     }
 
     fn tool_call_start(
@@ -525,15 +532,7 @@ impl ChatSink for EventWriter {
         let Some(at) = self.call_item(tool_index) else {
             return;
         };
-        self.items[at].text.push_str(args);
-        let mut ev = TextEvent::new(
-            "response.function_call_arguments.delta",
-            &self.items[at].id,
-            at,
-        );
-        ev.delta = Some(args);
-        ev.sequence_number = self.seq;
-        event(out, &mut self.seq, ev.kind, &ev);
+        self.delta(out, at, "response.function_call_arguments.delta", args);
     }
 
     fn finish(&mut self, out: &mut Vec<u8>, index: usize, reason: FinishReason) {
