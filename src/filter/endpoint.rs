@@ -16,6 +16,8 @@ pub(super) enum Endpoint<'a> {
     Messages,
     /// `POST /v1/messages/count_tokens`.
     CountTokens,
+    /// OpenAI's Responses API (`POST /v1/responses`): a chat, in and out in its shape.
+    Responses,
     /// Azure OpenAI's form, as `AzureOpenAI(azure_endpoint=...)` sends it:
     /// `/openai/deployments/{alias}/chat/completions?api-version=...`.
     Deployment(Operation, &'a str),
@@ -60,6 +62,7 @@ pub(super) fn classify<'a>(method: &str, path: &'a str) -> Endpoint<'a> {
         "/chat/completions" => ("POST", Endpoint::Api(Operation::Chat)),
         "/messages" => ("POST", Endpoint::Messages),
         "/messages/count_tokens" => ("POST", Endpoint::CountTokens),
+        "/responses" => ("POST", Endpoint::Responses),
         "/embeddings" => ("POST", Endpoint::Api(Operation::Embeddings)),
         "/models" => ("GET", Endpoint::Models),
         "/health/liveliness" | "/health/liveness" | "/health/readiness" => {

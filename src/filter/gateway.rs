@@ -41,7 +41,7 @@ impl HttpFilter {
                 Operation::Chat
             }
             Endpoint::Api(op) => op,
-            Endpoint::Messages => Operation::Chat,
+            Endpoint::Messages | Endpoint::Responses => Operation::Chat,
             Endpoint::Deployment(op, alias) => {
                 path_alias = Some(alias.to_string());
                 op
@@ -243,7 +243,7 @@ impl HttpFilter {
             // Endpoint::Unknown (the routed endpoints do not come here).
             _ => Err(ApiError::not_found(format!(
                 "Invalid URL ({method} {path_only}). Tollgate serves POST /v1/chat/completions, \
-                 POST /v1/messages (Anthropic's Messages API), POST /v1/embeddings, GET /v1/models, \
+                 POST /v1/messages (Anthropic's Messages API), POST /v1/responses (OpenAI's Responses API), POST /v1/embeddings, GET /v1/models, \
                  GET /v1/models/{{model}}, Azure OpenAI's \
                  POST /openai/deployments/{{model}}/chat/completions and .../embeddings, \
                  /key/... and /team/... (key and team management), GET /spend/logs and \

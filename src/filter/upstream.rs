@@ -69,8 +69,27 @@ pub(super) fn chat_ask(
     d: Option<&Deployment>,
     b: &BudgetCtx,
 ) -> Result<Estimate, ApiError> {
-    let mut ask = accounting::Ask::chat(body_len, req.max_output_tokens(), req.choices())
+    let ask = accounting::Ask::chat(body_len, req.max_output_tokens(), req.choices())
         .with_prompt(&req.prompt_text());
+    let (estimate, cap) = budget_ask(host, config, routed, ask, d, b)?;
+    if cap.is_some() {
+        req.output_cap = cap;
+    }
+    Ok(estimate)
+}
+
+/// A request's worst case over the deployments that may serve it (any of the group's, handed
+/// off), for its bounds `ask`; and, near the end of a budget, the output cap that what is left
+/// can pay for.
+fn budget_ask(
+    host: &dyn HttpHost,
+    config: &Config,
+    routed: &mut Routed,
+    mut ask: accounting::Ask,
+    d: Option<&Deployment>,
+    b: &BudgetCtx,
+) -> Result<(Estimate, Option<u64>), ApiError> {
+    let mut capped = None;
     let ds = match (b.handed_off, d) {
         (true, _) => accounting::reachable(config, &routed.ctx.model),
         (false, Some(d)) => vec![std::borrow::Cow::Borrowed(d)],
@@ -80,13 +99,68 @@ pub(super) fn chat_ask(
         let room =
             accounting::budget_room(host, config, &routed.principal, b.lease_max_age, b.now_ms);
         if let Some(cap) = room.and_then(|room| accounting::cap_output(&ds, &ask, room)) {
-            req.output_cap = Some(cap);
+            capped = Some(cap);
             ask.max_output = Some(cap);
             routed.output_capped = Some(cap);
         }
     }
     routed.ask = Some(ask);
-    Ok(accounting::estimate_worst(&ds, &ask))
+    Ok((accounting::estimate_worst(&ds, &ask), capped))
+}
+
+/// A Responses API request made the deployment's. One that serves the API itself (OpenAI,
+/// Azure), and the gateway handing it to the attempt listener, send the client's body with the
+/// deployment's model (and `max_output_tokens` lowered to a budget's cap), read only for its
+/// bounds ([`crate::ingress::responses::request::read_native`]); any other deployment gets the
+/// chat completions form ([`crate::ingress::responses::request`]) translated as for an OpenAI
+/// client, bounded and capped the same way.
+pub(super) fn responses_request(
+    host: &dyn HttpHost,
+    body: &[u8],
+    routed: &mut Routed,
+    d: Option<&Deployment>,
+    config: &Config,
+    b: &BudgetCtx,
+) -> Result<(Option<Vec<u8>>, Estimate), ApiError> {
+    let check = |model: &str, stream: bool| {
+        if model != routed.ctx.model {
+            return Err(ApiError::invalid_param(
+                "model",
+                "Invalid type for 'model': expected a string.",
+            ));
+        }
+        if stream != routed.stream {
+            return Err(ApiError::invalid_param(
+                "stream",
+                "Invalid type for 'stream': expected a boolean.",
+            ));
+        }
+        Ok(())
+    };
+    let native = d.is_some_and(|d| d.provider.responses_path(&d.target).is_some());
+    if b.handed_off || native {
+        let r = crate::ingress::responses::request::read_native(body)?;
+        check(r.model.as_str(), r.stream)?;
+        let ask = accounting::Ask::chat(body.len(), r.max_output_tokens, 1).with_prompt(&r.prompt);
+        let (estimate, cap) = budget_ask(host, config, routed, ask, d, b)?;
+        let request = |model: &str| providers::openai::responses::request(body, model, cap);
+        return match (b.handed_off, d) {
+            (true, _) => Ok((
+                cap.map(|_| request(&routed.ctx.model)).transpose()?,
+                estimate,
+            )),
+            (false, Some(d)) => Ok((Some(request(&d.target.model)?), estimate)),
+            (false, None) => Err(ApiError::server("no deployment chosen")),
+        };
+    }
+    let r = crate::ingress::responses::parse(body)?;
+    check(r.model.as_str(), r.stream)?;
+    let mut req = openai::parse_chat(&r.chat)?;
+    let estimate = chat_ask(host, config, routed, &mut req, body.len(), d, b)?;
+    match d {
+        Some(d) => Ok((Some(provider_request(d, &req, 0)?), estimate)),
+        None => Err(ApiError::server("no deployment chosen")),
+    }
 }
 
 /// A Messages API request read (errors name its fields as Anthropic's API does) and made the
@@ -186,7 +260,15 @@ pub(super) fn prepare_upstream_headers(
     let native = api == ClientApi::Messages && d.provider.name() == "anthropic";
     strip_client_headers(host, if native { client_api_headers(api) } else { &[] });
     host.set_request_header(CLUSTER_HEADER, &d.cluster);
-    host.set_request_header(":path", &d.provider.path(&d.target, op, stream));
+    // A Responses client of a deployment serving that API itself goes to it there.
+    let path = match api {
+        ClientApi::Responses => d.provider.responses_path(&d.target),
+        _ => None,
+    };
+    host.set_request_header(
+        ":path",
+        &path.unwrap_or_else(|| d.provider.path(&d.target, op, stream)),
+    );
     host.set_request_header(":authority", &d.authority);
     host.set_request_header("content-type", "application/json");
     host.set_request_header(
@@ -230,6 +312,9 @@ pub(super) fn translate_body(
     match routed.op {
         Operation::Chat if routed.ctx.api == ClientApi::Messages => {
             messages_request(host, body, routed, d, config, b)
+        }
+        Operation::Chat if routed.ctx.api == ClientApi::Responses => {
+            responses_request(host, body, routed, d, config, b)
         }
         // Envoy's JSON parser took this body (json_to_metadata found its model; the module
         // checks by the same rules).

@@ -1,0 +1,194 @@
+"""OpenAI's Responses API in (`POST /v1/responses`) through the real Envoy, with the official
+`openai` SDK as the client (`client.responses.create` and `.stream`): passed through to an OpenAI
+deployment, translated to every other provider, OpenAI-shaped errors the SDK raises."""
+
+import json
+
+import openai
+import pytest
+
+from conftest import MASTER_KEY
+from mocks.openai_mock import OPENAI_KEY
+
+FUNCTION = {"type": "function", "name": "get_weather", "description": "Current weather for a city",
+            "parameters": {"type": "object", "properties": {"location": {"type": "string"}},
+                           "required": ["location"]}}
+
+# Every provider family the Responses API is translated for: Anthropic, the OpenAI-compatible
+# family (their chat completions), Bedrock (Converse) and Gemini.
+TRANSLATED = ["claude", "groq-llama", "bedrock-claude", "gemini"]
+ALL = ["gpt"] + TRANSLATED
+MOCK_OF = {"claude": "anthropic", "gpt": "openai", "groq-llama": "compat", "bedrock-claude": "bedrock",
+           "gemini": "gemini"}
+
+
+def test_pass_through_to_openai(client, mocks):
+    body = {"model": "gpt", "instructions": "Be brief.", "input": "hello there", "store": False,
+            "metadata": {"team": "a"}, "max_output_tokens": 300}
+    r = client.responses.create(**body, extra_body={"service_tier": "default"})
+    assert r.object == "response" and r.status == "completed"
+    assert r.output_text == "echo: hello there"
+    assert r.model == "gpt"
+    assert r.id == "resp_67ccd2bed1ec8190b14f964abc054267"  # OpenAI's own answer, relayed
+    assert (r.usage.input_tokens, r.usage.output_tokens) == (7, 3)
+    got = mocks["openai"].last()
+    assert got.path == "/v1/responses"
+    # The client's body as it came, with the deployment's model.
+    assert got.json == dict(body, model="gpt-4o-mini", service_tier="default")
+    assert got.headers["authorization"] == f"Bearer {OPENAI_KEY}"
+    assert MASTER_KEY not in json.dumps(got.headers)
+
+
+def test_pass_through_stream(client, mocks):
+    with client.responses.stream(model="gpt", input="one two three") as s:
+        deltas = [e.delta for e in s if e.type == "response.output_text.delta"]
+        final = s.get_final_response()
+    assert "".join(deltas) == "echo: one two three"
+    assert final.output_text == "echo: one two three" and final.model == "gpt"
+    assert final.usage.output_tokens == 4
+    assert mocks["openai"].last().json["stream"] is True
+
+
+@pytest.mark.parametrize("alias", TRANSLATED)
+def test_create_translated(client, mocks, alias):
+    r = client.responses.create(model=alias, instructions="Be brief.", input="hello there",
+                                max_output_tokens=200)
+    assert r.object == "response" and r.model == alias and r.status == "completed"
+    assert r.id.startswith("resp_")
+    assert "hello there" in r.output_text
+    assert r.output[-1].type == "message" and r.output[-1].role == "assistant"
+    assert r.usage.input_tokens > 0 and r.usage.output_tokens > 0
+    assert r.usage.total_tokens == r.usage.input_tokens + r.usage.output_tokens
+    # The provider got its own API: the instructions as its system prompt.
+    assert "Be brief." in json.dumps(mocks[MOCK_OF[alias]].last().json)
+
+
+@pytest.mark.parametrize("alias", ALL)
+def test_stream_every_provider(client, alias):
+    types = []
+    with client.responses.stream(model=alias, input="hello stream") as s:
+        for e in s:
+            types.append(e.type)
+        final = s.get_final_response()
+    assert "hello stream" in final.output_text
+    assert final.model == alias and final.status == "completed"
+    assert final.usage.output_tokens > 0
+    assert types[:2] == ["response.created", "response.in_progress"]
+    assert types[-1] == "response.completed"
+    assert "response.output_text.delta" in types and "response.output_item.done" in types
+
+
+@pytest.mark.parametrize("alias", ALL)
+def test_function_tool_round_trip(client, mocks, alias):
+    r = client.responses.create(model=alias, input="Weather in Paris?", tools=[FUNCTION], tool_choice="required")
+    calls = [o for o in r.output if o.type == "function_call"]
+    assert len(calls) == 1 and calls[0].name == "get_weather"
+    assert json.loads(calls[0].arguments).get("location")
+    assert calls[0].call_id
+    follow = client.responses.create(model=alias, tools=[FUNCTION], input=[
+        {"role": "user", "content": "Weather in Paris?"},
+        *[o.model_dump(exclude_none=True) for o in r.output],
+        {"type": "function_call_output", "call_id": calls[0].call_id, "output": "18C, sunny"},
+    ], tool_choice="none")
+    assert follow.status == "completed" and follow.output_text
+    sent = json.dumps(mocks[MOCK_OF[alias]].last().json)
+    assert "18C, sunny" in sent and "get_weather" in sent
+
+
+@pytest.mark.parametrize("alias", ["gpt", "claude", "bedrock-claude", "gemini"])
+def test_streamed_function_call(client, alias):
+    with client.responses.stream(model=alias, input="Weather in Paris?", tools=[FUNCTION],
+                                 tool_choice="required") as s:
+        final = s.get_final_response()
+    calls = [o for o in final.output if o.type == "function_call"]
+    assert len(calls) == 1 and calls[0].name == "get_weather"
+    assert json.loads(calls[0].arguments).get("location")
+
+
+@pytest.mark.parametrize("alias", ["gpt", "claude", "gemini"])
+def test_json_schema_output(client, mocks, alias):
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"],
+              "additionalProperties": False}
+    r = client.responses.create(model=alias, input="say yes", text={"format": {
+        "type": "json_schema", "name": "answer", "schema": schema, "strict": True}})
+    assert "answer" in json.loads(r.output_text)
+
+
+@pytest.mark.parametrize("alias", ["gpt", "claude", "bedrock-claude", "gemini"])
+def test_an_image(client, mocks, alias):
+    png = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAA"
+           "AABJRU5ErkJggg==")
+    r = client.responses.create(model=alias, input=[{"role": "user", "content": [
+        {"type": "input_text", "text": "what is this"}, {"type": "input_image", "image_url": png}]}])
+    assert "what is this" in r.output_text
+    assert "iVBORw0KGgo" in json.dumps(mocks[MOCK_OF[alias]].last().json)
+
+
+def test_errors_raise_the_sdks_exceptions(gateway, client):
+    bad = openai.OpenAI(base_url=f"{gateway.base_url}/v1", api_key="sk-not-a-key", max_retries=0, timeout=20)
+    with pytest.raises(openai.AuthenticationError):
+        bad.responses.create(model="gpt", input="x")
+    with pytest.raises(openai.NotFoundError):
+        client.responses.create(model="no-such-model", input="x")
+    with pytest.raises(openai.BadRequestError) as e:
+        client.responses.create(model="claude", input="x", tools=[{"type": "web_search"}])
+    assert e.value.body["param"] == "tools[0].type"
+    with pytest.raises(openai.BadRequestError) as e:
+        client.responses.create(model="gemini", input="x", previous_response_id="resp_1")
+    assert e.value.body["param"] == "previous_response_id"
+    with pytest.raises(openai.BadRequestError) as e:
+        client.post("/responses", body={"model": "claude"}, cast_to=object)
+    assert e.value.body["param"] == "input"
+
+
+def test_a_provider_failure_mid_stream_is_raised(client, mocks):
+    from mocks.base import Stream
+    mocks["anthropic"].forced = Stream([
+        b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1","type":"message",'
+        b'"role":"assistant","model":"claude-sonnet-4-5","content":[],"stop_reason":null,"usage":'
+        b'{"input_tokens":5,"output_tokens":1}}}\n\n',
+        b'event: content_block_start\ndata: {"type":"content_block_start","index":0,"content_block":'
+        b'{"type":"text","text":""}}\n\n',
+        b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":'
+        b'{"type":"text_delta","text":"Hel"}}\n\n',
+    ])
+    seen = []
+    with pytest.raises(openai.APIError):
+        with client.responses.stream(model="claude", input="x") as s:
+            for e in s:
+                seen.append(e.type)
+    assert "response.output_text.delta" in seen and "response.failed" in seen
+
+
+# --- the OpenAI Agents SDK: an agent with two function tools, run to completion --------------------
+
+@pytest.mark.parametrize("alias", ["gpt", "claude", "bedrock-claude"])
+def test_an_agents_sdk_agent_runs_to_completion(gateway, mocks, alias):
+    import asyncio
+
+    from agents import Agent, OpenAIResponsesModel, Runner, function_tool, set_tracing_disabled
+
+    set_tracing_disabled(True)
+    called = []
+
+    @function_tool
+    def get_weather(location: str) -> str:
+        """Current weather for a city."""
+        called.append(("get_weather", location))
+        return f"18C and sunny in {location}"
+
+    @function_tool
+    def get_time(location: str) -> str:
+        """Local time in a city."""
+        called.append(("get_time", location))
+        return "12:00"
+
+    client = openai.AsyncOpenAI(base_url=f"{gateway.base_url}/v1", api_key=MASTER_KEY, max_retries=0, timeout=20)
+    agent = Agent(name="assistant", instructions="Answer with the tools.", tools=[get_weather, get_time],
+                  model=OpenAIResponsesModel(model=alias, openai_client=client))
+    result = asyncio.run(Runner.run(agent, "What is the weather in Paris?", max_turns=4))
+    assert called and called[0][0] == "get_weather" and called[0][1]
+    assert "18C and sunny" in result.final_output
+    # The provider got both tool definitions and, on the second turn, the tool's output.
+    sent = json.dumps(mocks[MOCK_OF[alias]].last().json)
+    assert "get_time" in sent and "18C and sunny" in sent
