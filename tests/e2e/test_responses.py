@@ -39,6 +39,18 @@ def test_pass_through_to_openai(client, mocks):
     assert MASTER_KEY not in json.dumps(got.headers)
 
 
+def test_pass_through_to_azure(client, mocks):
+    # Azure serves the API under its v1 API, whatever version the deployment's chat uses.
+    r = client.responses.create(model="azure-gpt", input="hello azure", max_output_tokens=100)
+    assert r.output_text == "echo: hello azure" and r.model == "azure-gpt"
+    got = mocks["azure"].last()
+    assert got.path == "/openai/v1/responses" and "api-version" not in got.query
+    assert got.json == {"model": "my-gpt4o-deployment", "input": "hello azure", "max_output_tokens": 100}
+    assert "authorization" not in got.headers
+    with client.responses.stream(model="azure-gpt", input="one two") as s:
+        assert s.get_final_response().output_text == "echo: one two"
+
+
 def test_pass_through_stream(client, mocks):
     with client.responses.stream(model="gpt", input="one two three") as s:
         deltas = [e.delta for e in s if e.type == "response.output_text.delta"]
@@ -192,3 +204,130 @@ def test_an_agents_sdk_agent_runs_to_completion(gateway, mocks, alias):
     # The provider got both tool definitions and, on the second turn, the tool's output.
     sent = json.dumps(mocks[MOCK_OF[alias]].last().json)
     assert "get_time" in sent and "18C and sunny" in sent
+
+
+# --- model groups: retries and fallbacks behind the attempt listener ----------------------------
+
+@pytest.fixture(scope="module")
+def fallback_gw(mocks):
+    """`flaky` is an OpenAI deployment that fails, retried then falling back to `backup`, the
+    Anthropic deployment; `mixed` balances an OpenAI and a Bedrock deployment."""
+    from conftest import gateway_env
+    from harness import Envoy
+    openai_mock, anthropic_mock, bedrock_mock = mocks["openai"], mocks["anthropic"], mocks["bedrock"]
+    bedrock = next(d for d in bedrock_mock.model_list(bedrock_mock.base_url) if d["model_name"] == "bedrock-claude")
+    gpt = {"model": "openai/gpt-4o-mini", "api_base": f"{openai_mock.base_url}/v1",
+           "api_key": "os.environ/OPENAI_API_KEY"}
+    model_list = [
+        {"model_name": "flaky", "litellm_params": gpt, "model_info": {"id": "flaky-gpt"}},
+        {"model_name": "backup", "litellm_params": {"model": "anthropic/claude-sonnet-4-5",
+                                                    "api_base": anthropic_mock.base_url,
+                                                    "api_key": "os.environ/ANTHROPIC_API_KEY"},
+         "model_info": {"id": "backup-claude"}},
+        {"model_name": "mixed", "litellm_params": gpt, "model_info": {"id": "mixed-gpt"}},
+        dict(bedrock, model_name="mixed", model_info={"id": "mixed-bedrock"}),
+    ]
+    config = {"model_list": model_list,
+              "router_settings": {"num_retries": 1, "allowed_fails": 100, "fallbacks": [{"flaky": ["backup"]}]},
+              "general_settings": {"master_key": "os.environ/TOLLGATE_MASTER_KEY"}}
+    with Envoy(config, env=gateway_env(mocks), concurrency=2) as gw:
+        yield gw
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_failing_openai_deployment_falls_back_to_anthropic(fallback_gw, mocks, stream):
+    from mocks.openai_mock import openai_error
+    mocks["openai"].forced = openai_error(500, "The server had an error", "server_error")
+    c = openai.OpenAI(base_url=f"{fallback_gw.base_url}/v1", api_key=MASTER_KEY, max_retries=0, timeout=30)
+    if stream:
+        with c.responses.stream(model="flaky", input="hello fallback") as s:
+            r = s.get_final_response()
+    else:
+        raw = c.responses.with_raw_response.create(model="flaky", input="hello fallback")
+        assert raw.headers["x-tollgate-attempted-fallbacks"] == "1"
+        assert raw.headers["x-tollgate-model-id"] == "backup-claude"
+        r = raw.parse()
+    assert r.output_text == "echo: hello fallback" and r.model == "flaky" and r.object == "response"
+    # OpenAI was asked at its Responses API (twice: the try and a retry), Anthropic in its own.
+    assert mocks["openai"].count() == 2 and mocks["openai"].last().path == "/v1/responses"
+    sent = mocks["anthropic"].last()
+    assert sent.path == "/v1/messages" and "hello fallback" in json.dumps(sent.json["messages"][-1])
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_balanced_group_answers_in_the_responses_shape(fallback_gw, mocks, stream):
+    c = openai.OpenAI(base_url=f"{fallback_gw.base_url}/v1", api_key=MASTER_KEY, max_retries=0, timeout=30)
+    for _ in range(6):
+        args = dict(model="mixed", input="Weather?", tools=[FUNCTION], tool_choice="required")
+        if stream:
+            with c.responses.stream(**args) as s:
+                r = s.get_final_response()
+        else:
+            r = c.responses.create(**args)
+        assert r.model == "mixed"
+        assert [o.name for o in r.output if o.type == "function_call"] == ["get_weather"]
+    assert mocks["openai"].count() > 0 and mocks["bedrock"].count() > 0
+
+
+# --- virtual keys on this API: budgets, limits, spend, as for chat completions ----------------------
+
+def admin(gw, method, path, body=None):
+    from harness import http
+    status, _, raw = http(method, f"{gw.base_url}{path}", body,
+                          {"authorization": f"Bearer {MASTER_KEY}", "content-type": "application/json"})
+    return status, json.loads(raw or b"null")
+
+
+def test_virtual_keys_budgets_and_limits(gateway):
+    status, k = admin(gateway, "POST", "/key/generate", {"key_alias": "responses-key", "max_budget": 10.0,
+                                                         "rpm_limit": 2, "models": ["claude", "gpt"]})
+    assert status == 200, k
+    c = openai.OpenAI(base_url=f"{gateway.base_url}/v1", api_key=k["key"], max_retries=0, timeout=20)
+    assert c.responses.create(model="gpt", input="count me").output_text == "echo: count me"
+    with c.responses.stream(model="claude", input="me too") as s:
+        s.get_final_response()
+    with pytest.raises(openai.PermissionDeniedError):
+        c.responses.create(model="gemini", input="x")
+    with pytest.raises(openai.RateLimitError):
+        c.responses.create(model="claude", input="x")
+    # Spend was charged from the usage each answer reported, the pass-through's included.
+    status, info = admin(gateway, "GET", f"/key/info?key={k['key']}")
+    assert status == 200 and info["info"]["spend"] > 0, info
+
+
+def test_a_low_budget_caps_max_output_tokens_sent_upstream(gateway, mocks):
+    status, k = admin(gateway, "POST", "/key/generate", {"key_alias": "responses-cap", "max_budget": 0.01})
+    assert status == 200, k
+    c = openai.OpenAI(base_url=f"{gateway.base_url}/v1", api_key=k["key"], max_retries=0, timeout=20)
+    for alias, mock, field in [("gpt", "openai", lambda b: b["max_output_tokens"]),
+                               ("claude", "anthropic", lambda b: b["max_tokens"])]:
+        raw = c.responses.with_raw_response.create(model=alias, input="hi", max_output_tokens=64000)
+        capped = int(raw.headers["x-tollgate-max-tokens-capped"])
+        assert 16 <= capped < 64000, alias
+        assert field(mocks[mock].last().json) == capped, alias
+        assert raw.parse().object == "response"
+
+
+def test_a_spent_budget_is_refused(gateway):
+    status, k = admin(gateway, "POST", "/key/generate", {"key_alias": "responses-poor", "max_budget": 0.0000001})
+    assert status == 200, k
+    c = openai.OpenAI(base_url=f"{gateway.base_url}/v1", api_key=k["key"], max_retries=0, timeout=20)
+    with pytest.raises(openai.RateLimitError) as e:
+        c.responses.create(model="gpt", input="x", max_output_tokens=4000)
+    assert "Budget" in e.value.body["message"]
+
+
+def test_requests_are_counted_by_client_api(gateway, client):
+    from test_stats import prometheus, value
+    before = prometheus(gateway)
+    client.responses.create(model="gpt", input="count")
+    client.responses.create(model="claude", input="count")
+    with pytest.raises(openai.NotFoundError):
+        client.responses.create(model="no-such-model", input="x")
+    after = prometheus(gateway)
+
+    def delta(**labels):
+        return value(after, "tollgate_requests_total", **labels) - value(before, "tollgate_requests_total", **labels)
+    assert delta(api="responses", model="gpt", provider="openai", status="2xx") == 1
+    assert delta(api="responses", model="claude", provider="anthropic", status="2xx") == 1
+    assert delta(api="responses", status="4xx") == 1

@@ -62,6 +62,8 @@ class AzureMock(MockProvider):
     def respond(self, req):
         if req.headers.get("api-key") != self.key:
             return azure_error(401, "401", "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource.")
+        if req.path == "/openai/v1/responses":
+            return self.responses(req)
         parts = req.path.split("/")
         # /openai/deployments/<deployment>/<operation...>
         if len(parts) < 5 or parts[1] != "openai" or parts[2] != "deployments":
@@ -221,6 +223,23 @@ class AzureMock(MockProvider):
         return Json({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
 
+    # The Responses API, which Azure serves under its v1 API (`/openai/v1/responses`, no
+    # api-version), the deployment's name as `model`: answered as OpenAI's is.
+
+    def responses(self, req):
+        if "api-version" in req.query and req.query["api-version"] not in ("preview", "latest"):
+            return azure_error(400, "BadRequest", "API version not supported")
+        try:
+            body = req.json
+        except ValueError:
+            return invalid_request("We could not parse the JSON body of your request.")
+        if body.get("model") not in DEPLOYMENTS:
+            return azure_error(404, "DeploymentNotFound", "The API deployment for this resource does not exist.")
+        from .openai_mock import OpenAIMock
+        return OpenAIMock.responses(self, body)
+
+
 def vector(i, text, dims=8):
     """The vector the mock returns for input `i` (for tests)."""
     return [round(math.cos(i + j + len(str(text))), 6) for j in range(dims)]
+

@@ -252,7 +252,7 @@ class OpenAIMock(MockProvider):
         }
         if not body.get("stream"):
             return Json(response, headers={"openai-organization": "org-secret-123", "x-request-id": "req_abc"})
-        return Stream(sse(self.responses_events(response)))
+        return Stream(sse(OpenAIMock.responses_events(response)))
 
     @staticmethod
     def responses_events(response):
