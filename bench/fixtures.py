@@ -85,6 +85,72 @@ def anthropic_stream():
     return "".join(f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n" for name, data in events)
 
 
+def openai_stream():
+    """The SSE sequence api.openai.com sends for one answer with `include_usage`, with exactly 50
+    content deltas: a role chunk, the deltas, the finish chunk, the usage chunk, `[DONE]`."""
+    words = (WORDS * 2)[:STREAM_DELTAS]
+    base = {"id": OPENAI_RESPONSE["id"], "object": "chat.completion.chunk", "created": OPENAI_RESPONSE["created"],
+            "model": OPENAI_RESPONSE["model"], "service_tier": "default",
+            "system_fingerprint": OPENAI_RESPONSE["system_fingerprint"]}
+
+    def chunk(delta, finish=None):
+        return dict(base, choices=[{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+                    usage=None)
+    chunks = [chunk({"role": "assistant", "content": "", "refusal": None})]
+    chunks += [chunk({"content": w if i == 0 else " " + w}) for i, w in enumerate(words)]
+    chunks.append(chunk({}, "stop"))
+    chunks.append(dict(base, choices=[], usage=dict(OPENAI_RESPONSE["usage"], completion_tokens=STREAM_DELTAS,
+                                                     total_tokens=171 + STREAM_DELTAS)))
+    return "".join(f"data: {json.dumps(c, separators=(',', ':'))}\n\n" for c in chunks) + "data: [DONE]\n\n"
+
+
+RESPONSES_USAGE = {"input_tokens": 171, "input_tokens_details": {"cached_tokens": 0},
+                   "output_tokens": len(WORDS), "output_tokens_details": {"reasoning_tokens": 0},
+                   "total_tokens": 171 + len(WORDS)}
+RESPONSES_RESPONSE = {
+    "id": "resp_67ccd2bed1ec8190b14f964abc0542670bb6a6b452d3795b", "object": "response",
+    "created_at": 1741476542, "status": "completed", "error": None, "incomplete_details": None,
+    "instructions": None, "max_output_tokens": 256, "model": "gpt-4o-mini-2024-07-18",
+    "output": [{"type": "message", "id": "msg_67ccd2bf17f0819081ff3bb2cf6508e60bb6a6b452d3795b",
+                "status": "completed", "role": "assistant",
+                "content": [{"type": "output_text", "text": ANSWER, "annotations": []}]}],
+    "parallel_tool_calls": True, "previous_response_id": None, "reasoning": {"effort": None, "summary": None},
+    "store": True, "temperature": 0.7, "text": {"format": {"type": "text"}}, "tool_choice": "auto", "tools": [],
+    "top_p": 1.0, "truncation": "disabled", "usage": RESPONSES_USAGE, "user": "customer-5521", "metadata": {},
+}
+
+
+def responses_stream():
+    """The typed events api.openai.com sends for one message on the Responses API, with exactly
+    50 `response.output_text.delta` events."""
+    words = (WORDS * 2)[:STREAM_DELTAS]
+    text = " ".join(words)
+    item_id = RESPONSES_RESPONSE["output"][0]["id"]
+    start = dict(RESPONSES_RESPONSE, status="in_progress", output=[], usage=None)
+    done_item = dict(RESPONSES_RESPONSE["output"][0], content=[{"type": "output_text", "text": text, "annotations": []}])
+    events = [("response.created", {"response": start}), ("response.in_progress", {"response": start}),
+              ("response.output_item.added", {"output_index": 0, "item": dict(done_item, status="in_progress",
+                                                                             content=[])}),
+              ("response.content_part.added", {"item_id": item_id, "output_index": 0, "content_index": 0,
+                                               "part": {"type": "output_text", "text": "", "annotations": []}})]
+    for i, w in enumerate(words):
+        events.append(("response.output_text.delta", {"item_id": item_id, "output_index": 0, "content_index": 0,
+                                                      "delta": w if i == 0 else " " + w, "logprobs": []}))
+    events += [
+        ("response.output_text.done", {"item_id": item_id, "output_index": 0, "content_index": 0, "text": text,
+                                       "logprobs": []}),
+        ("response.content_part.done", {"item_id": item_id, "output_index": 0, "content_index": 0,
+                                        "part": done_item["content"][0]}),
+        ("response.output_item.done", {"output_index": 0, "item": done_item}),
+        ("response.completed", {"response": dict(RESPONSES_RESPONSE, output=[done_item],
+                                                 usage=dict(RESPONSES_USAGE, output_tokens=STREAM_DELTAS,
+                                                            total_tokens=171 + STREAM_DELTAS))}),
+    ]
+    return "".join(
+        f"event: {name}\ndata: {json.dumps(dict(type=name, sequence_number=n, **data), separators=(',', ':'))}\n\n"
+        for n, (name, data) in enumerate(events))
+
+
 def main():
     os.makedirs(HERE, exist_ok=True)
     files = {
@@ -92,6 +158,9 @@ def main():
         "openai_response.json": json.dumps(OPENAI_RESPONSE, separators=(",", ":")),
         "anthropic_response.json": json.dumps(ANTHROPIC_RESPONSE, separators=(",", ":")),
         "anthropic_stream.sse": anthropic_stream(),
+        "openai_stream.sse": openai_stream(),
+        "responses_response.json": json.dumps(RESPONSES_RESPONSE, separators=(",", ":")),
+        "responses_stream.sse": responses_stream(),
     }
     for name, text in files.items():
         with open(os.path.join(HERE, name), "w") as f:

@@ -23,6 +23,11 @@ floor under (3m) to (5m).
 Rows 4f and 4fm are (4) and (4m) in fleet mode: `tollgate_settings.store` set, a real Redis 7
 and webdis started here, each Envoy syncing with them every tick and admitting against its
 leases; the row says how many store calls its requests made (tg_admit) beside the ticks' syncs.
+Rows 7 to 8s are Anthropic's Messages API in (to Anthropic, passed through; to OpenAI, translated),
+rows 9 to 10s OpenAI's Responses API in (to OpenAI, passed through; to Anthropic, translated).
+
+Issue 14's goal (fleet p50/p99 within 10% of the same path without the store) is then measured
+on its own: (4), (4f), (4m), (4fm) in turn over many short slices, 30 s each in all.
 
 Rows 2a to 2c take Tollgate's bootstrap apart to show where its cost comes from: Envoy's filters
 around it, a proxy-wasm filter that does nothing, and that filter making as many host calls as
@@ -79,6 +84,10 @@ SATURATION_SECS = 10  # per target, in ROUNDS slices
 RATE = 1000
 LATENCY_CONNECTIONS = 8
 LATENCY_SECS = 10  # per target, in ROUNDS slices
+# Issue 14's comparison (fleet rows against the same path without the store), measured apart: more
+# samples, in short slices taken in pairs, so a p99 difference of 10% stands out of the noise.
+FLEET_ROUNDS = 15
+FLEET_LATENCY_SECS = 30  # per target, in FLEET_ROUNDS slices
 SLICE_WARMUP_SECS = 0.2  # each latency slice opens new connections; their first requests are not counted
 # A fleet-mode slice starts with the key's lease released (the other targets ran meanwhile): its
 # first requests ask the store until the next syncs grow the lease. Three ticks (250 ms) bring it
@@ -270,6 +279,9 @@ def mock_bootstrap(port, admin_port):
                                          "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}],
         }
     routes = [
+        answer("/openai-stream/v1/responses", "responses_stream.sse", "text/event-stream; charset=utf-8"),
+        answer("/openai/v1/responses", "responses_response.json", "application/json"),
+        answer("/openai-stream/", "openai_stream.sse", "text/event-stream; charset=utf-8"),
         answer("/openai/", "openai_response.json", "application/json"),
         answer("/anthropic-stream/", "anthropic_stream.sse", "text/event-stream; charset=utf-8"),
         answer("/anthropic/", "anthropic_response.json", "application/json"),
@@ -415,7 +427,14 @@ def noop_wasm_filter(rendered, host_calls):
 def write_body(workdir, name, alias, stream, api="chat"):
     body = json.loads(read(os.path.join(FIXTURES, "chat_request.json")))
     body["model"] = alias
-    if api == "messages":
+    if api == "responses":
+        # The same conversation as OpenAI's Responses API has it (what the Agents SDK sends).
+        body = {"model": alias, "instructions": body["messages"][0]["content"],
+                "input": [{"role": m["role"], "content": m["content"]} for m in body["messages"][1:]],
+                "max_output_tokens": body["max_tokens"], "temperature": body["temperature"], "user": body["user"]}
+        if stream:
+            body["stream"] = True
+    elif api == "messages":
         # The same conversation as Anthropic's Messages API has it (what Claude Code's SDK sends).
         body = {"model": alias, "max_tokens": body["max_tokens"], "temperature": body["temperature"],
                 "system": body["messages"][0]["content"], "messages": body["messages"][1:],
@@ -529,6 +548,12 @@ def check_answer(name, url, body_path, headers, kind):
             ok = ok and text.rstrip().endswith("data: [DONE]") and len(chunks) >= STREAM_EVENTS
         elif kind == "anthropic":
             ok = ok and json.loads(body).get("type") == "message"
+        elif kind == "responses":
+            j = json.loads(body)
+            ok = ok and j.get("object") == "response" and bool(j["output"][0]["content"][0]["text"])
+        elif kind == "responses-stream":
+            ok = ok and text.count("event: response.output_text.delta") == STREAM_EVENTS \
+                and "event: response.completed" in text
         elif kind == "anthropic-stream":
             ok = ok and text.count("event: content_block_delta") == STREAM_EVENTS
     except (ValueError, KeyError, IndexError, TypeError):
@@ -546,6 +571,53 @@ def store_calls(envoy):
         call = re.search(r"tg_[a-z_]+", name)
         if call:
             out[call.group(0)] = out.get(call.group(0), 0) + int(value)
+    return out
+
+
+def latency_rounds(targets, acc, rounds, slice_secs, mock=None, what="latency"):
+    """`rounds` latency slices of `slice_secs` per target, round robin, pooled into `acc`."""
+    for rnd in range(rounds):
+        log(f"{what}, round {rnd + 1} of {rounds}")
+        for t in targets:
+            a = acc[t["id"]]
+            rate = t.get("rate", RATE)
+            cpu0 = cpu_seconds(t["pid"])
+            mock_cpu0 = cpu_seconds(mock.pid) if mock else 0.0
+            mock_rq0 = mock.counter("http.mock.downstream_rq_completed") if mock else 0
+            warmup = t.get("slice_warmup", SLICE_WARMUP_SECS)
+            # A fleet target's store admissions inside the measured part of the slice (after its
+            # warm-up): the steady state should make none.
+            envoy, at_warmup = t.get("envoy"), {}
+            timer = threading.Timer(warmup, lambda: at_warmup.update(store_calls(envoy))) if envoy else None
+            if timer:
+                timer.start()
+            g = run_loadgen(t["url"], t["body"], t["headers"], rate, slice_secs, a["raw"], record=rnd == 0,
+                            warmup=warmup)
+            if timer:
+                timer.join()
+                a["measured_admits"] += store_calls(envoy).get("tg_admit", 0) - at_warmup.get("tg_admit", 0)
+            a["lat_cpu"] += cpu_seconds(t["pid"]) - cpu0
+            if mock:
+                a["mock_cpu"] += cpu_seconds(mock.pid) - mock_cpu0
+                a["mock_rq"] += mock.counter("http.mock.downstream_rq_completed") - mock_rq0
+            a["lat_errors"] += g["errors"]
+
+
+def fleet_comparison(targets, workdir):
+    """Issue 14's target, measured on its own: each fleet row beside the same path without the
+    store, in pairs taken back to back (4, 4f, 4m, 4fm, 4, ...) over FLEET_ROUNDS short slices,
+    so the machine's drift falls on both sides of each pair alike; FLEET_LATENCY_SECS per target."""
+    by = {t["id"]: t for t in targets}
+    order = [by[i] for i in ("4", "4f", "4m", "4fm") if i in by]
+    acc = {t["id"]: {"lat_errors": 0, "lat_cpu": 0.0, "mock_cpu": 0.0, "mock_rq": 0, "measured_admits": 0,
+                     "raw": os.path.join(workdir, f"pair-latency-{t['id']}.txt")} for t in order}
+    latency_rounds(order, acc, FLEET_ROUNDS, FLEET_LATENCY_SECS / FLEET_ROUNDS, what="fleet pairs")
+    out = {}
+    for t in order:
+        a = acc[t["id"]]
+        samples = [int(line.split()[1]) for line in read(a["raw"]).splitlines() if line.strip()]
+        out[t["id"]] = dict(percentiles(samples), requests=len(samples), errors=a["lat_errors"],
+                            measured_admits=a["measured_admits"])
     return out
 
 
@@ -569,30 +641,7 @@ def measure(targets, mock, workdir):
             a["sat_cpu"] += cpu_seconds(t["pid"]) - cpu0
             a["sat_requests"] += w["requests"]
             a["sat_errors"] += w["errors"]
-    slice_secs = LATENCY_SECS / ROUNDS
-    for rnd in range(ROUNDS):
-        log(f"latency, round {rnd + 1} of {ROUNDS}")
-        for t in targets:
-            a = acc[t["id"]]
-            rate = t.get("rate", RATE)
-            cpu0, mock_cpu0 = cpu_seconds(t["pid"]), cpu_seconds(mock.pid)
-            mock_rq0 = mock.counter("http.mock.downstream_rq_completed")
-            warmup = t.get("slice_warmup", SLICE_WARMUP_SECS)
-            # A fleet target's store admissions inside the measured part of the slice (after its
-            # warm-up): the steady state should make none.
-            envoy, at_warmup = t.get("envoy"), {}
-            timer = threading.Timer(warmup, lambda: at_warmup.update(store_calls(envoy))) if envoy else None
-            if timer:
-                timer.start()
-            g = run_loadgen(t["url"], t["body"], t["headers"], rate, slice_secs, a["raw"], record=rnd == 0,
-                            warmup=warmup)
-            if timer:
-                timer.join()
-                a["measured_admits"] += store_calls(envoy).get("tg_admit", 0) - at_warmup.get("tg_admit", 0)
-            a["lat_cpu"] += cpu_seconds(t["pid"]) - cpu0
-            a["mock_cpu"] += cpu_seconds(mock.pid) - mock_cpu0
-            a["mock_rq"] += mock.counter("http.mock.downstream_rq_completed") - mock_rq0
-            a["lat_errors"] += g["errors"]
+    latency_rounds(targets, acc, ROUNDS, LATENCY_SECS / ROUNDS, mock)
     rows = []
     for t in targets:
         a = acc[t["id"]]
@@ -810,8 +859,10 @@ def n(x, digits=0):
 
 def fleet_table(rows):
     lines = ["| # | requests | tg_admit calls | per 1,000 requests | tg_admit calls in measured latency slices "
-             "| tg_sync calls | p50 / p99 µs at rate, vs (4) or (4m) |",
-             "|---|---|---|---|---|---|---|"]
+             "| tg_sync calls | p50 / p99 µs at rate, vs (4) or (4m) "
+             f"| paired: p50 / p99 µs vs (4) or (4m), {FLEET_LATENCY_SECS} s each | paired: difference p50 / p99 "
+             "| paired: tg_admit calls in measured slices |",
+             "|" + "---|" * 10]
     by = {r["id"]: r for r in rows}
     for r in rows:
         st = r.get("store")
@@ -820,8 +871,15 @@ def fleet_table(rows):
         base = by.get(r["id"].replace("f", ""))
         vs = f"{n(r['lat']['p50'])} / {n(r['lat']['p99'])} vs {n(base['lat']['p50'])} / {n(base['lat']['p99'])}" \
             if base else "–"
+        pair, bp = r.get("pair"), (base or {}).get("pair")
+        if pair and bp:
+            pvs = f"{n(pair['p50'])} / {n(pair['p99'])} vs {n(bp['p50'])} / {n(bp['p99'])}"
+            diff = f"{pair['p50'] / max(bp['p50'], 1) - 1:+.1%} / {pair['p99'] / max(bp['p99'], 1) - 1:+.1%}"
+            padm = f"{pair['measured_admits']:,}"
+        else:
+            pvs = diff = padm = "–"
         lines.append(f"| {r['id']} | {st['requests']:,} | {st['admits']:,} | {st['admits_per_1k']:.2f} | {r['measured_admits']:,} | {st['syncs']:,} "
-                     f"| {vs} |")
+                     f"| {vs} | {pvs} | {diff} | {padm} |")
     return "\n".join(lines)
 
 
@@ -977,6 +1035,19 @@ def goals(rows, facts, micro):
           f"{facts['module_start_ms']:,.0f} ms", "< 100 ms", facts["module_start_ms"] < 100)
     check("plugin start: configuration alone (plugin's own log, slowest VM)", f"{facts['configure_ms']:.3f} ms",
           "< 100 ms", facts["configure_ms"] < 100)
+    # Issue 15: Anthropic's Messages API passed through costs no more than OpenAI's.
+    if "7" in by:
+        sat_cpu = lambda i: by[i]["sat"]["cpu_per_1k"]
+        d = sat_cpu("7") / max(sat_cpu("3"), 1e-9) - 1
+        check("(7) Messages pass-through CPU per request, saturated, vs (3) the OpenAI pass-through",
+              f"{d:+.1%}", "≤ +0%", d <= 0)
+    for fleet, base in (("4f", "4"), ("4fm", "4m")):
+        pair = by.get(fleet, {}).get("pair")
+        if pair:
+            for k in ("p50", "p99"):
+                d = pair[k] / max(by[base]["pair"][k], 1) - 1
+                check(f"({fleet}) {k} at 1,000 req/s vs ({base}), paired slices (store configured vs not)",
+                      f"{d:+.1%}", "≤ +10%", d <= 0.10)
     for four, five in (("4", "5"), ("4m", "5m")):
         upper = (c(five) - c("2s")) * 1000 / STREAM_EVENTS
         net = ((c(five) - c("2s")) - (c(four) - c("2"))) * 1000 / STREAM_EVENTS
@@ -1013,7 +1084,7 @@ Saturation: wrk, 1 thread, {CONNECTIONS} connections, {SATURATION_SECS} s per ta
 
 {main_table(rows)}
 
-Fleet mode (4f, 4fm; a real Redis 7 and webdis on loopback): store calls its requests made, beside each Envoy process's one sync per tick (250 ms):
+Fleet mode (4f, 4fm; a real Redis 7 and webdis on loopback): store calls its requests made, beside each Envoy process's one sync per tick (250 ms). "Paired" is issue 14's comparison measured on its own after the main run: (4), (4f), (4m), (4fm) in turn, {FLEET_ROUNDS} slices of {FLEET_LATENCY_SECS / FLEET_ROUNDS:.0f} s each, so the machine's drift falls on both sides of each pair alike:
 
 {fleet_table(rows)}
 
@@ -1135,6 +1206,7 @@ def main():
     tg = f"http://127.0.0.1:{tg_port}/v1/chat/completions"
     tgm = f"http://127.0.0.1:{tgm_port}/v1/chat/completions"
     tg_messages = f"http://127.0.0.1:{tg_port}/v1/messages"
+    tg_responses = f"http://127.0.0.1:{tg_port}/v1/responses"
     anthropic = "/anthropic/v1/messages"
     targets = [
         target("1", "client → mock directly", mock_url + anthropic, "claude-bench", False, {}, "anthropic", mock.pid),
@@ -1165,6 +1237,14 @@ def main():
                "anthropic-stream", tollgate.pid, api="messages"),
         target("8", "as (7), to an OpenAI deployment (Messages → chat completions → Messages)", tg_messages,
                "gpt-bench", False, auth, "anthropic", tollgate.pid, api="messages"),
+        target("8s", "as (8), streamed (50 OpenAI deltas → Messages events)", tg_messages, "gpt-bench-stream", True,
+               auth, "anthropic-stream", tollgate.pid, api="messages"),
+        target("9", "Envoy + Tollgate, OpenAI's Responses API in, to OpenAI (pass-through), virtual key", tg_responses,
+               "gpt-bench", False, auth, "responses", tollgate.pid, api="responses"),
+        target("9s", "as (9), streamed (50 typed text deltas, relayed)", tg_responses, "gpt-bench-stream", True, auth,
+               "responses-stream", tollgate.pid, api="responses"),
+        target("10s", "Responses API in, to Anthropic, streamed (50 Anthropic deltas → Responses events)",
+               tg_responses, "claude-bench-stream", True, auth, "responses-stream", tollgate.pid, api="responses"),
         target("3m", "as (3), Tollgate as a dynamic module", tgm, "gpt-bench", False, auth, "openai",
                tollgate_module.pid),
         target("4m", "as (4), Tollgate as a dynamic module", tgm, "claude-bench", False, auth, "openai",
@@ -1186,9 +1266,11 @@ def main():
             served = envoy.counter("http.tollgate.downstream_rq_completed")
             r["store"] = {"admits": calls.get("tg_admit", 0), "syncs": calls.get("tg_sync", 0), "requests": served,
                           "admits_per_1k": calls.get("tg_admit", 0) * 1000 / max(served, 1)}
+    by = {r["id"]: r for r in rows}
+    for id_, pair in fleet_comparison(targets, workdir).items():
+        by[id_]["pair"] = pair
     log("oha cross-check of (2) and (4)")
     oha = cross_check_oha(rows)
-    by = {r["id"]: r for r in rows}
 
     log("perf profiles of (2), (4) and (4m)")
     profiles = {}
