@@ -277,4 +277,48 @@ proptest! {
             }
         }
     }
+
+    /// The same, for a client of OpenAI's Responses API: typed events with consecutive sequence
+    /// numbers, ending in exactly one terminal event (after which at most an `error` follows);
+    /// whole answers are `response` objects. For OpenAI and Azure, which serve the API themselves,
+    /// the provider's events are relayed as they come, so only a terminal event is required.
+    #[test]
+    fn responses_clients_get_well_formed_answers(chunks in prop::collection::vec(arb_bytes(), 0..6), body in arb_bytes()) {
+        let responses = ResponseCtx { api: crate::ingress::ClientApi::Responses, ..ctx(false) };
+        for p in REGISTRY {
+            let mut t = p.chat_stream(responses.clone());
+            let mut out = Vec::new();
+            for c in &chunks {
+                t.feed(c, &mut out);
+            }
+            t.finish(&mut out);
+            let text = String::from_utf8(out).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let evs: Vec<(String, serde_json::Value)> = text
+                .split_terminator("\n\n")
+                .map(|e| {
+                    let (name, data) = e.split_once('\n').unwrap_or((e, ""));
+                    let data = data.strip_prefix("data: ").unwrap_or(data);
+                    (name.strip_prefix("event: ").unwrap_or(name).to_string(),
+                     serde_json::from_str(data).unwrap_or(serde_json::Value::Null))
+                })
+                .collect();
+            prop_assert!(evs.iter().all(|(_, d)| d.is_object()), "{}: {}", p.name(), text);
+            let terminal = |n: &str| matches!(n, "response.completed" | "response.incomplete" | "response.failed" | "error");
+            prop_assert!(evs.last().is_some_and(|(n, _)| terminal(n)), "{}: {}", p.name(), text);
+            let native = p.responses_path(&Default::default()).is_some();
+            if !native {
+                for (i, (n, d)) in evs.iter().enumerate() {
+                    prop_assert_eq!(&d["type"], n.as_str());
+                    prop_assert_eq!(&d["sequence_number"], i, "{}: {}", p.name(), text);
+                }
+                let ends = evs.iter().filter(|(n, _)| matches!(n.as_str(),
+                    "response.completed" | "response.incomplete" | "response.failed")).count();
+                prop_assert_eq!(ends, 1, "{}: {}", p.name(), text);
+            }
+            if let Ok(r) = p.chat_response(&body, &responses) {
+                let v: serde_json::Value = serde_json::from_slice(&r.body).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(&v["object"], "response", "{}", p.name());
+            }
+        }
+    }
 }
