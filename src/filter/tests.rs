@@ -289,6 +289,35 @@ fn classify_paths() {
         Endpoint::Unknown
     );
     assert_eq!(classify("PUT", "/v1/models"), Endpoint::WrongMethod("GET"));
+    assert_eq!(
+        classify("GET", "/v1/responses/resp_1?include[]=x"),
+        Endpoint::StoredResponse("resp_1", "")
+    );
+    assert_eq!(
+        classify("DELETE", "/v1/responses/resp_1"),
+        Endpoint::StoredResponse("resp_1", "")
+    );
+    assert_eq!(
+        classify("GET", "/responses/resp_1/input_items"),
+        Endpoint::StoredResponse("resp_1", "/input_items")
+    );
+    assert_eq!(
+        classify("DELETE", "/v1/responses/resp_1/input_items"),
+        Endpoint::WrongMethod("GET")
+    );
+    assert_eq!(
+        classify("PUT", "/v1/responses/resp_1"),
+        Endpoint::WrongMethod("GET or DELETE")
+    );
+    assert_eq!(
+        classify("POST", "/v1/responses/resp_1/cancel"),
+        Endpoint::Unknown
+    );
+    assert_eq!(
+        classify("GET", "/v1/responses//input_items"),
+        Endpoint::Unknown
+    );
+    assert_eq!(classify("POST", "/v1/responses"), Endpoint::Responses);
     // A model id with a slash, as the SDKs send it.
     assert_eq!(
         path_decode("anthropic%2Fclaude-haiku-4-5"),
