@@ -42,7 +42,7 @@ def deployment(alias, mock, side):
 def gw(mock):
     config = {
         "model_list": [deployment("duo", mock, s) for s in SIDES] + [deployment("solo", mock, "east")],
-        "router_settings": {"routing_strategy": "simple-shuffle", "num_retries": 2},
+        "router_settings": {"routing_strategy": "simple-shuffle", "num_retries": 2, "cooldown_time": 60},
         "general_settings": {"master_key": "os.environ/TOLLGATE_MASTER_KEY"},
     }
     envoy = Envoy(config, env={"TOLLGATE_MASTER_KEY": MASTER_KEY, "OPENAI_API_KEY": OPENAI_KEY}, concurrency=2)
@@ -154,8 +154,16 @@ def test_a_key_reads_only_responses_of_its_models(gw, mock):
 
 
 def test_an_unremembered_previous_id_goes_where_the_balancer_says(gw, mock):
-    # OpenAI answers for an id no deployment of the gateway made.
-    with pytest.raises(openai.NotFoundError) as e:
-        sdk(gw).responses.create(model="solo", input="hi", previous_response_id="resp_made_elsewhere")
-    assert "resp_made_elsewhere" in e.value.message
-    assert mock.last().json["previous_response_id"] == "resp_made_elsewhere"
+    # OpenAI answers for an id no deployment of the gateway made: its 404 is the request's error,
+    # relayed, and cools no deployment down (three in a row would cool both of the group's, and
+    # the next request would find none available).
+    client = sdk(gw)
+    for i in range(3):
+        with pytest.raises(openai.NotFoundError) as e:
+            client.responses.create(model="duo", input="hi", previous_response_id=f"resp_made_elsewhere{i}")
+        assert e.value.code == "previous_response_not_found" and f"resp_made_elsewhere{i}" in e.value.message
+        assert mock.last().json["previous_response_id"] == f"resp_made_elsewhere{i}"
+    assert mock.count() == 3, "never retried on the other deployment"
+    assert client.responses.create(model="duo", input="still serving").output_text == "echo: still serving"
+    with pytest.raises(openai.NotFoundError):
+        client.responses.create(model="solo", input="hi", previous_response_id="resp_made_elsewhere")

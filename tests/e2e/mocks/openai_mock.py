@@ -239,7 +239,7 @@ class OpenAIMock(MockProvider):
         held = OpenAIMock.held(self)
         if previous is not None and (prefix, previous) not in held:
             return openai_error(404, f"Previous response with id '{previous}' not found.",
-                                param="previous_response_id")
+                                param="previous_response_id", code="previous_response_not_found")
         items = body["input"] if isinstance(body["input"], list) else [{"role": "user", "content": body["input"]}]
         text = ""
         for item in reversed(items):
