@@ -84,6 +84,11 @@ pub fn json_to_metadata_filter() -> Value {
                     {
                         "selectors": [{"key": "stream"}],
                         "on_present": {"metadata_namespace": ns, "key": "stream"}
+                    },
+                    {
+                        // A Responses API turn goes to the deployment holding the one before.
+                        "selectors": [{"key": "previous_response_id"}],
+                        "on_present": {"metadata_namespace": ns, "key": "previous_response_id", "type": "STRING"}
                     }
                 ],
                 "allow_content_types": body_metadata::JSON_CONTENT_TYPES,

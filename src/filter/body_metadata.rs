@@ -35,7 +35,8 @@ const MAX_VALUE_LEN: usize = 8 * 1024;
 /// `(key, value)` pairs of the `tollgate` metadata namespace, exactly as the rendered
 /// `json_to_metadata` writes them (checked against Envoy 1.40 by the both-forms e2e corpus):
 /// `model` (the alias as text; a number or boolean stringified), `model_value` (the same with its
-/// JSON type: equal bytes only for a string), `stream`, or the markers `model_missing` /
+/// JSON type: equal bytes only for a string), `stream`, `previous_response_id` (stringified as
+/// `model` is), or the markers `model_missing` /
 /// `body_error`. Values are as proxy-wasm hands metadata over: a string as its bytes, a number as
 /// a little-endian f64, a bool as one byte.
 pub fn request_metadata(content_type: Option<&str>, body: &[u8]) -> Entries {
@@ -52,12 +53,14 @@ pub fn request_metadata(content_type: Option<&str>, body: &[u8]) -> Entries {
         .get(..memchr::memchr(0, body).unwrap_or(body.len()))
         .unwrap_or_default();
     let text = text.strip_prefix(b"\xef\xbb\xbf").unwrap_or(text);
-    let (mut model, mut stream) = (None, None);
+    let (mut model, mut stream, mut previous) = (None, None, None);
     let root = check::check(text, &check::Rules::ENVOY, |key, value| {
         if key_is(key, "model") {
             model = Some(value);
         } else if key_is(key, "stream") {
             stream = Some(value);
+        } else if key_is(key, "previous_response_id") {
+            previous = Some(value);
         }
     });
     match root {
@@ -87,6 +90,13 @@ pub fn request_metadata(content_type: Option<&str>, body: &[u8]) -> Entries {
         None | Some(Typed::Null | Typed::Other) => {}
         Some(Typed::Text(s)) if s.len() > MAX_VALUE_LEN => {}
         Some(v) => out.push(("stream", v.bytes())),
+    }
+    // A `type: STRING` rule: a scalar stringified; nothing for an empty string, null, an object,
+    // an array or a value too long.
+    match previous.map(typed) {
+        None | Some(Typed::Null | Typed::Other) => {}
+        Some(Typed::Text(s)) if s.is_empty() || s.len() > MAX_VALUE_LEN => {}
+        Some(t) => out.push(("previous_response_id", t.stringified())),
     }
     out
 }
@@ -266,6 +276,32 @@ mod tests {
 
     fn meta(ct: &str, body: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
         request_metadata(Some(ct), body)
+    }
+
+    #[test]
+    fn a_responses_body_gives_its_previous_response_id() {
+        let m = meta(
+            "application/json",
+            br#"{"model":"gpt","previous_response_id":"resp_1","input":"hi"}"#,
+        );
+        assert_eq!(
+            m.last(),
+            Some(&("previous_response_id", b"resp_1".to_vec()))
+        );
+        // As a `type: STRING` rule: scalars stringified; nothing for empty, null or structures.
+        let m = meta(
+            "application/json",
+            br#"{"model":"gpt","previous_response_id":7}"#,
+        );
+        assert_eq!(m.last(), Some(&("previous_response_id", b"7".to_vec())));
+        for none in ["\"\"", "null", "{}", "[1]"] {
+            let body = format!("{{\"model\":\"gpt\",\"previous_response_id\":{none}}}");
+            let m = meta("application/json", body.as_bytes());
+            assert!(
+                m.iter().all(|(k, _)| *k != "previous_response_id"),
+                "{none}"
+            );
+        }
     }
 
     #[test]

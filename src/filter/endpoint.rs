@@ -18,6 +18,9 @@ pub(super) enum Endpoint<'a> {
     CountTokens,
     /// OpenAI's Responses API (`POST /v1/responses`): a chat, in and out in its shape.
     Responses,
+    /// `GET /v1/responses/{id}`, `GET /v1/responses/{id}/input_items` (the tail) and
+    /// `DELETE /v1/responses/{id}`: asked of the deployment holding the response.
+    StoredResponse(&'a str, &'static str),
     /// Azure OpenAI's form, as `AzureOpenAI(azure_endpoint=...)` sends it:
     /// `/openai/deployments/{alias}/chat/completions?api-version=...`.
     Deployment(Operation, &'a str),
@@ -57,6 +60,21 @@ pub(super) fn classify<'a>(method: &str, path: &'a str) -> Endpoint<'a> {
                 Endpoint::WrongMethod("POST")
             };
         }
+    }
+    if let Some(rest) = bare.strip_prefix("/responses/") {
+        let (id, tail, methods): (_, _, &[&'static str]) = match rest.split_once('/') {
+            None => (rest, "", &["GET", "DELETE"]),
+            Some((id, "input_items")) => (id, "/input_items", &["GET"]),
+            Some(_) => return Endpoint::Unknown,
+        };
+        if id.is_empty() {
+            return Endpoint::Unknown;
+        }
+        return match methods.iter().find(|m| **m == method) {
+            Some(_) => Endpoint::StoredResponse(id, tail),
+            None if methods.len() > 1 => Endpoint::WrongMethod("GET or DELETE"),
+            None => Endpoint::WrongMethod("GET"),
+        };
     }
     let (expected, endpoint) = match bare {
         "/chat/completions" => ("POST", Endpoint::Api(Operation::Chat)),

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use crate::auth::{self, Principal};
 use crate::error::ApiError;
 use crate::host::{Action, HttpHost};
+use crate::ingress::ClientApi;
 use crate::providers::Operation;
 use crate::quota::Estimate;
-use crate::router;
+use crate::router::{self, sticky};
 use crate::stats;
 
 use super::endpoint::{body_refusal, classify, json_model, op_name, path_decode, Endpoint, Unread};
@@ -47,6 +48,9 @@ impl HttpFilter {
                 op
             }
             Endpoint::Admin(op) => return self.route_admin(host, op, &path, now, end_of_stream),
+            Endpoint::StoredResponse(id, tail) => {
+                return self.route_stored_response(host, id, tail, now, end_of_stream)
+            }
             local => return self.answer_locally(host, local, &method, &path, now, end_of_stream),
         };
         // A key this replica has not seen since it last changed is read from the store in the
@@ -125,22 +129,30 @@ impl HttpFilter {
             return self.count_tokens_route(host, &alias, &members, deferred_key.is_some());
         }
 
-        let (via, deployment, betas) = if self.config.router.needs_attempts(&alias, members.len()) {
-            self.hand_off(host, &alias, op, stream);
-            (Via::Attempts, None, 0)
-        } else {
-            let index = members
-                .first()
-                .copied()
-                .ok_or_else(|| router::unknown_model(&alias))?;
-            let d = self
-                .config
-                .serving(index, &alias)
-                .ok_or_else(|| router::unknown_model(&alias))?;
-            let betas = client_betas(host, self.api, &d);
-            prepare_upstream_headers(host, &d, op, stream, &self.config, self.api);
-            (Via::Direct, Some(index), betas)
+        // A Responses turn continuing one a deployment of the group holds goes there, and only
+        // there: no other deployment has the conversation.
+        let sticky = match self.api {
+            ClientApi::Responses => meta(host, "previous_response_id")
+                .and_then(|id| String::from_utf8(id).ok())
+                .and_then(|id| self.holder(host, &id, &members, now)),
+            _ => None,
         };
+        let (via, deployment, betas) =
+            if sticky.is_none() && self.config.router.needs_attempts(&alias, members.len()) {
+                self.hand_off(host, &alias, op, stream);
+                (Via::Attempts, None, 0)
+            } else {
+                let index = sticky
+                    .or_else(|| members.first().copied())
+                    .ok_or_else(|| router::unknown_model(&alias))?;
+                let d = self
+                    .config
+                    .serving(index, &alias)
+                    .ok_or_else(|| router::unknown_model(&alias))?;
+                let betas = client_betas(host, self.api, &d);
+                prepare_upstream_headers(host, &d, op, stream, &self.config, self.api);
+                (Via::Direct, Some(index), betas)
+            };
         let mut routed = self.new_routed(host, op, via, None, principal, alias, stream);
         routed.anthropic_beta = betas;
         if let Some(index) = deployment {
@@ -149,6 +161,17 @@ impl HttpFilter {
         }
         routed.deferred_key = deferred_key;
         Ok(Next::Routed(Box::new(routed)))
+    }
+
+    /// The member of the group holding response `id` (it made it, serving the Responses API
+    /// itself), if the gateway remembers it.
+    fn holder(&self, host: &dyn HttpHost, id: &str, members: &[usize], now: u64) -> Option<usize> {
+        let held = sticky::recall(host.store(), id, now)?;
+        members.iter().copied().find(|&i| {
+            self.config.deployment(i).is_some_and(|d| {
+                d.id == held.deployment && d.provider.responses_path(&d.target).is_some()
+            })
+        })
     }
 
     /// Hands the request to the attempt listener: the client's headers stripped as for any
@@ -243,7 +266,7 @@ impl HttpFilter {
             // Endpoint::Unknown (the routed endpoints do not come here).
             _ => Err(ApiError::not_found(format!(
                 "Invalid URL ({method} {path_only}). Tollgate serves POST /v1/chat/completions, \
-                 POST /v1/messages (Anthropic's Messages API), POST /v1/responses (OpenAI's Responses API), POST /v1/embeddings, GET /v1/models, \
+                 POST /v1/messages (Anthropic's Messages API), POST /v1/responses (OpenAI's Responses API), GET and DELETE /v1/responses/{{id}}, POST /v1/embeddings, GET /v1/models, \
                  GET /v1/models/{{model}}, Azure OpenAI's \
                  POST /openai/deployments/{{model}}/chat/completions and .../embeddings, \
                  /key/... and /team/... (key and team management), GET /spend/logs and \

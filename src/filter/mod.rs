@@ -28,6 +28,7 @@ mod routed;
 mod settle;
 mod spend_logs;
 pub mod store_call;
+mod stored_response;
 mod upstream;
 
 use std::sync::Arc;
@@ -122,6 +123,8 @@ enum State {
     /// `POST /v1/messages/count_tokens` for an Anthropic deployment: asked of its own endpoint
     /// (the client's body with the deployment's model), the answer relayed. No spend.
     CountTokensUpstream(String),
+    /// `GET`/`DELETE /v1/responses/{id}...`, asked of the deployment holding the response.
+    StoredResponse(Box<stored_response::Stored>),
 }
 
 impl HttpFilter {
@@ -199,6 +202,7 @@ impl HttpFilter {
                 Action::Continue
             }
             State::Routed(_) => self.response_headers(host, end_of_stream),
+            State::StoredResponse(_) => self.stored_response_headers(host),
             _ => Action::Continue,
         }
     }
@@ -209,6 +213,9 @@ impl HttpFilter {
         body_size: usize,
         end_of_stream: bool,
     ) -> Action {
+        if let State::StoredResponse(_) = self.state {
+            return self.stored_response_body(host, body_size, end_of_stream);
+        }
         self.response_body(host, body_size, end_of_stream)
     }
 
@@ -258,6 +265,10 @@ impl HttpFilter {
                 self.state = State::CountTokens;
                 Action::Continue
             }
+            Ok(Next::StoredResponse(s)) => {
+                self.state = State::StoredResponse(s);
+                Action::Continue
+            }
             Ok(Next::CountTokensUpstream(model)) => {
                 self.state = State::CountTokensUpstream(model);
                 Action::Continue
@@ -298,6 +309,8 @@ enum Next {
     /// See [`State::CountTokens`] and [`State::CountTokensUpstream`].
     CountTokens,
     CountTokensUpstream(String),
+    /// See [`State::StoredResponse`].
+    StoredResponse(Box<stored_response::Stored>),
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use crate::ingress::ClientApi;
 use crate::providers::{self, Operation, Provider};
 use crate::quota::Charge;
 use crate::router::classify::Seen;
+use crate::router::sticky;
 use crate::secrets::Secrets;
 use crate::stats;
 
@@ -251,6 +252,12 @@ impl HttpFilter {
         }
         let usage_known = routed.usage.is_some();
         let mut usage = None;
+        // The id of a response a deployment keeps (a Responses client's, passed through).
+        let keeps = !routed.response_remembered
+            && routed.ctx.api == ClientApi::Responses
+            && !matches!(routed.via, Via::Attempts)
+            && d.is_some_and(|d| d.provider.responses_path(&d.target).is_some());
+        let mut made: Option<String> = None;
         let mut no_answer: Option<ApiError> = None;
         let action = match &mut routed.response {
             ResponsePlan::Pending | ResponsePlan::Relay => Action::Continue,
@@ -271,6 +278,9 @@ impl HttpFilter {
                     usage = t.final_usage();
                 }
                 routed.answered |= t.completed();
+                if keeps {
+                    made = t.response_id().map(str::to_string);
+                }
                 // Whatever the provider put in its events (an error echoing a key), no secret
                 // reaches the client. Events are whole in `out`, so no secret is split here.
                 config.secrets.scrub(&mut out);
@@ -302,6 +312,9 @@ impl HttpFilter {
                             Ok(t) => {
                                 usage = t.usage;
                                 routed.answered = true;
+                                if keeps {
+                                    made = providers::openai::responses::response_id(&t.body);
+                                }
                                 t.body
                             }
                             Err(e) => {
@@ -343,6 +356,18 @@ impl HttpFilter {
             config.secrets.scrub(&mut out);
             host.replace_response_body(body_size, &out);
             return Action::Continue;
+        }
+        if let (Some(id), Some(d)) = (made, d) {
+            routed.response_remembered = true;
+            let held = sticky::Held {
+                id,
+                deployment: d.id.clone(),
+                alias: routed.ctx.model.clone(),
+                at: host.now_ms() / 1000,
+            };
+            if !sticky::remember(host.store(), held) {
+                log::warn!("tollgate: could not remember which deployment holds a response");
+            }
         }
         let usage = usage.filter(|u| {
             let (Some(d), Some(ask)) = (d, &routed.ask) else {

@@ -76,6 +76,9 @@ pub(super) struct Routed {
     /// The client's `anthropic-beta` flags its deployment takes in the body, read in the headers
     /// phase (see [`super::upstream::client_betas`]).
     pub(super) anthropic_beta: u32,
+    /// The Responses API response this request made was remembered as its deployment's (see
+    /// [`crate::router::sticky`]).
+    pub(super) response_remembered: bool,
 }
 
 /// The deployment a request is served by: one of the configuration's, or a copy of a model
@@ -213,6 +216,7 @@ impl HttpFilter {
             fleet: None,
             deferred_key: None,
             anthropic_beta: 0,
+            response_remembered: false,
         }
     }
 }

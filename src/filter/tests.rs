@@ -289,6 +289,35 @@ fn classify_paths() {
         Endpoint::Unknown
     );
     assert_eq!(classify("PUT", "/v1/models"), Endpoint::WrongMethod("GET"));
+    assert_eq!(
+        classify("GET", "/v1/responses/resp_1?include[]=x"),
+        Endpoint::StoredResponse("resp_1", "")
+    );
+    assert_eq!(
+        classify("DELETE", "/v1/responses/resp_1"),
+        Endpoint::StoredResponse("resp_1", "")
+    );
+    assert_eq!(
+        classify("GET", "/responses/resp_1/input_items"),
+        Endpoint::StoredResponse("resp_1", "/input_items")
+    );
+    assert_eq!(
+        classify("DELETE", "/v1/responses/resp_1/input_items"),
+        Endpoint::WrongMethod("GET")
+    );
+    assert_eq!(
+        classify("PUT", "/v1/responses/resp_1"),
+        Endpoint::WrongMethod("GET or DELETE")
+    );
+    assert_eq!(
+        classify("POST", "/v1/responses/resp_1/cancel"),
+        Endpoint::Unknown
+    );
+    assert_eq!(
+        classify("GET", "/v1/responses//input_items"),
+        Endpoint::Unknown
+    );
+    assert_eq!(classify("POST", "/v1/responses"), Endpoint::Responses);
     // A model id with a slash, as the SDKs send it.
     assert_eq!(
         path_decode("anthropic%2Fclaude-haiku-4-5"),
@@ -977,4 +1006,113 @@ fn output_caps() {
         accounting::cap_output(&both[..1], &two, 10 + 2 * 2 * 100),
         Some(100)
     );
+}
+
+fn duo() -> Arc<Config> {
+    let d = |port: u16| {
+        json!({"model_name": "duo", "litellm_params": {"model": "openai/gpt-4.1", "api_key": "sk-provider-secret",
+               "api_base": format!("http://127.0.0.1:{port}/v1")}, "model_info": {"id": format!("duo-{port}")}})
+    };
+    let doc = json!({
+        "model_list": [d(9001), d(9002)],
+        "general_settings": {"master_key": "sk-master"}
+    });
+    let r = load(&doc, &HashMap::<String, String>::new(), Strictness::Serve);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    Arc::new(r.config.unwrap())
+}
+
+fn responses_host(previous: Option<&str>) -> MockHost {
+    let mut h = MockHost::request(
+        "POST",
+        "/v1/responses",
+        &[
+            ("authorization", "Bearer sk-master"),
+            ("content-type", "application/json"),
+        ],
+    )
+    .metadata("model", b"duo");
+    if let Some(id) = previous {
+        h = h.metadata("previous_response_id", id.as_bytes());
+    }
+    h
+}
+
+#[test]
+fn a_remembered_previous_response_id_routes_to_its_holder() {
+    use crate::router::sticky::{self, Held};
+    let config = duo();
+    let store = crate::store::MemoryStore::default();
+    let now = 1_700_000_000;
+    let held = |id: &str, d: &str| Held {
+        id: id.into(),
+        deployment: d.into(),
+        alias: "duo".into(),
+        at: now,
+    };
+    assert!(sticky::remember(&store, held("resp_b", "duo-9002")));
+    assert!(sticky::remember(&store, held("resp_gone", "not-a-member")));
+    // Remembered, in the group: directly to its deployment, no attempt listener.
+    let mut h = responses_host(Some("resp_b"));
+    h.store = store.clone();
+    let mut f = HttpFilter::new(Arc::clone(&config), Role::Gateway);
+    assert_eq!(f.on_request_headers(&mut h, false), Action::Continue);
+    assert!(h.reply.is_none());
+    assert_eq!(
+        h.header(CLUSTER_HEADER).as_deref(),
+        Some("tollgate_127.0.0.1_9002")
+    );
+    assert_eq!(h.header(":path").as_deref(), Some("/v1/responses"));
+    assert!(h.header(ATTEMPT_HEADER).is_none());
+    // Unknown, or held by a deployment the group lacks: balanced as any request.
+    for previous in [Some("resp_unknown"), Some("resp_gone"), None] {
+        let mut h = responses_host(previous);
+        h.store = store.clone();
+        let mut f = HttpFilter::new(Arc::clone(&config), Role::Gateway);
+        assert_eq!(f.on_request_headers(&mut h, false), Action::Continue);
+        assert!(h.header(ATTEMPT_HEADER).is_some(), "{previous:?}");
+    }
+    // GET and DELETE go to the holder, the path its own.
+    for (method, path, want) in [
+        (
+            "GET",
+            "/v1/responses/resp_b?include[]=x",
+            "/v1/responses/resp_b?include[]=x",
+        ),
+        (
+            "GET",
+            "/v1/responses/resp_b/input_items",
+            "/v1/responses/resp_b/input_items",
+        ),
+        ("DELETE", "/v1/responses/resp_b", "/v1/responses/resp_b"),
+    ] {
+        let mut h = MockHost::request(method, path, &[("authorization", "Bearer sk-master")]);
+        h.store = store.clone();
+        let mut f = HttpFilter::new(Arc::clone(&config), Role::Gateway);
+        assert_eq!(f.on_request_headers(&mut h, true), Action::Continue);
+        assert!(h.reply.is_none(), "{path}");
+        assert_eq!(
+            h.header(CLUSTER_HEADER).as_deref(),
+            Some("tollgate_127.0.0.1_9002")
+        );
+        assert_eq!(h.header(":path").as_deref(), Some(want));
+        assert_eq!(
+            h.header("authorization").as_deref(),
+            Some("Bearer sk-provider-secret")
+        );
+    }
+    // An id the gateway does not hold: OpenAI's 404, answered here.
+    for path in ["/v1/responses/resp_unknown", "/v1/responses/resp_gone"] {
+        let mut h = MockHost::request("GET", path, &[("authorization", "Bearer sk-master")]);
+        h.store = store.clone();
+        let mut f = HttpFilter::new(Arc::clone(&config), Role::Gateway);
+        f.on_request_headers(&mut h, true);
+        assert_eq!(h.reply.as_ref().unwrap().0, 404);
+        let id = path.rsplit('/').next().unwrap();
+        assert_eq!(
+            h.reply_json(),
+            json!({"error": {"message": format!("Response with id '{id}' not found."),
+                             "type": "invalid_request_error", "param": null, "code": null}})
+        );
+    }
 }

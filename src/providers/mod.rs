@@ -182,6 +182,11 @@ pub trait StreamTranslator {
     fn final_usage(&self) -> Option<Usage>;
     /// The provider's answer completed normally, whether or not it reported usage.
     fn completed(&self) -> bool;
+    /// The id of the response the provider made, once seen, where the provider keeps responses
+    /// (OpenAI's Responses API relayed as it is): a later request may name it.
+    fn response_id(&self) -> Option<&str> {
+        None
+    }
 }
 
 pub trait Provider: Sync {

@@ -47,6 +47,13 @@ pub fn classify(s: &Seen) -> Class {
     match s.status {
         429 => Class::RateLimit,
         401 | 403 => Class::Auth,
+        // A Responses turn naming a response the deployment does not hold: the request's id is
+        // wrong (or made elsewhere), not the deployment, which stays in service.
+        404 if code == "previous_response_not_found"
+            || message.starts_with("previous response with id") =>
+        {
+            Class::BadRequest
+        }
         404 => Class::NotFound,
         400..=499 => {
             if code == "context_length_exceeded" || is_context_overflow(&message) {
@@ -158,6 +165,19 @@ mod tests {
         );
         assert_eq!(classify(&seen(401, None, None)), Class::Auth);
         assert_eq!(classify(&seen(404, None, None)), Class::NotFound);
+        // An unknown previous_response_id is the request's error, not the deployment's.
+        assert_eq!(
+            classify(&seen(404, Some("previous_response_not_found"), None)),
+            Class::BadRequest
+        );
+        assert_eq!(
+            classify(&seen(
+                404,
+                None,
+                Some("Previous response with id 'resp_1' not found.")
+            )),
+            Class::BadRequest
+        );
         assert_eq!(
             classify(&seen(400, Some("context_length_exceeded"), None)),
             Class::ContextWindow

@@ -4,6 +4,7 @@
 pub mod attempts;
 pub mod classify;
 pub mod health;
+pub mod sticky;
 
 use crate::config::router::Strategy;
 use crate::config::{Config, Deployment, Mode};

@@ -124,6 +124,20 @@ pub fn response(provider: &str, body: &[u8], ctx: &ResponseCtx) -> Result<Transl
     })
 }
 
+/// A stored response read back (`GET /v1/responses/{id}`), relayed with the alias it was made
+/// under as its model; `None` when the body is not a JSON object (relayed as it is).
+pub fn stored(body: &[u8], alias: &str) -> Option<Vec<u8>> {
+    let fields = json::split_object(body).ok()?;
+    json::get(&fields, "model")?;
+    Some(rewrite(&fields, alias, None, body.len()))
+}
+
+/// The `id` of a response object (a whole body as relayed).
+pub fn response_id(body: &[u8]) -> Option<String> {
+    let fields = json::split_object(body).ok()?;
+    serde_json::from_str(json::get(&fields, "id")?.get()).ok()
+}
+
 /// Relays a Responses event stream: events re-framed one by one, the `response` object of
 /// lifecycle events with the alias as its model, usage read from the terminal event.
 pub struct PassthroughStream {
@@ -291,6 +305,10 @@ impl StreamTranslator for PassthroughStream {
 
     fn completed(&self) -> bool {
         self.state.completed
+    }
+
+    fn response_id(&self) -> Option<&str> {
+        self.state.response_id.as_deref()
     }
 }
 

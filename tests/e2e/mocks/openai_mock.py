@@ -1,6 +1,7 @@
 """OpenAI's Chat Completions and Embeddings APIs, as api.openai.com speaks them."""
 
 import json
+import secrets
 import math
 import struct
 import base64
@@ -90,6 +91,8 @@ class OpenAIMock(MockProvider):
         if req.headers.get("authorization") != f"Bearer {self.key}":
             return openai_error(401, "Incorrect API key provided: sk-abc***xyz. You can find your API key at https://platform.openai.com/account/api-keys.",
                                 code="invalid_api_key")
+        if "/responses/" in req.path:
+            return self.stored_response(req)
         try:
             body = req.json
         except ValueError:
@@ -99,7 +102,8 @@ class OpenAIMock(MockProvider):
         if req.path.endswith("/embeddings"):
             return self.embeddings(body)
         if req.path.endswith("/responses"):
-            return self.responses(body)
+            # Each api_base path is a deployment of its own, holding its own responses.
+            return self.responses(body, prefix=req.path[:-len("/responses")])
         return openai_error(404, f"Invalid URL ({req.method} {req.path})")
 
     def chat(self, body, extra=None):
@@ -206,11 +210,36 @@ class OpenAIMock(MockProvider):
 
     # The Responses API (POST /v1/responses), as the API reference shows its objects and events.
 
-    def responses(self, body):
+    def held(self):
+        """The responses this server keeps, by (api_base path, id), as OpenAI keeps stored ones."""
+        return self.__dict__.setdefault("stored_responses", {})
+
+    def stored_response(self, req):
+        # GET .../responses/{id}, GET .../responses/{id}/input_items, DELETE .../responses/{id}
+        prefix, _, rest = req.path.partition("/responses/")
+        rid, _, tail = rest.partition("/")
+        found = self.held().get((prefix, rid))
+        if found is None or tail not in ("", "input_items") or (tail and req.method != "GET"):
+            return openai_error(404, f"Response with id '{rid}' not found.")
+        response, items = found
+        if req.method == "DELETE":
+            del self.held()[(prefix, rid)]
+            return Json({"id": rid, "object": "response", "deleted": True})
+        if tail == "input_items":
+            return Json({"object": "list", "data": items, "first_id": items[0]["id"] if items else None,
+                         "last_id": items[-1]["id"] if items else None, "has_more": False})
+        return Json(response)
+
+    def responses(self, body, prefix=""):
         for required in ("model", "input"):
             if required not in body:
                 return openai_error(400, f"Missing required parameter: '{required}'.", param=required,
                                     code="missing_required_parameter")
+        previous = body.get("previous_response_id")
+        held = OpenAIMock.held(self)
+        if previous is not None and (prefix, previous) not in held:
+            return openai_error(404, f"Previous response with id '{previous}' not found.",
+                                param="previous_response_id", code="previous_response_not_found")
         items = body["input"] if isinstance(body["input"], list) else [{"role": "user", "content": body["input"]}]
         text = ""
         for item in reversed(items):
@@ -236,8 +265,9 @@ class OpenAIMock(MockProvider):
             output = [{"type": "message", "id": "msg_67ccd2bf17f0819081ff3bb2cf6508e6", "status": "completed",
                        "role": "assistant", "content": [{"type": "output_text", "text": content, "annotations": []}]}]
             output_tokens = len(content.split())
+        rid = "resp_" + secrets.token_hex(24)
         response = {
-            "id": "resp_67ccd2bed1ec8190b14f964abc054267", "object": "response", "created_at": 1741476542,
+            "id": rid, "object": "response", "created_at": 1741476542,
             "status": "completed", "error": None, "incomplete_details": None,
             "instructions": body.get("instructions"), "max_output_tokens": body.get("max_output_tokens"),
             "model": "gpt-4.1-2025-04-14", "output": output, "parallel_tool_calls": True,
@@ -250,6 +280,11 @@ class OpenAIMock(MockProvider):
                       "total_tokens": prompt_tokens + output_tokens},
             "user": None, "metadata": body.get("metadata") or {},
         }
+        if body.get("store", True):
+            inputs = [dict(i, id=f"msg_{secrets.token_hex(8)}", type=i.get("type", "message"),
+                           **({"content": [{"type": "input_text", "text": i["content"]}]}
+                              if isinstance(i.get("content"), str) else {})) for i in items]
+            held[(prefix, rid)] = (response, inputs)
         if not body.get("stream"):
             return Json(response, headers={"openai-organization": "org-secret-123", "x-request-id": "req_abc"})
         return Stream(sse(OpenAIMock.responses_events(response)))
