@@ -771,7 +771,8 @@ def run_criterion():
     return out
 
 
-WHOLE_FILTER = ["filter/passthrough", "filter/anthropic_virtual_key", "filter/anthropic_virtual_key_module"]
+WHOLE_FILTER = ["filter/passthrough", "filter/anthropic_virtual_key", "filter/anthropic_virtual_key_module",
+                "filter/messages_passthrough"]
 
 
 def count_instructions(cargo_stderr):
@@ -963,6 +964,7 @@ def criterion_table(micro):
         "filter/passthrough": "whole filter, every callback, in-memory host: (3) pass-through with the virtual key",
         "filter/anthropic_virtual_key": "whole filter, every callback, in-memory host: (4) Anthropic with the virtual key",
         "filter/anthropic_virtual_key_module": "the same, with the body scans the dynamic module does in place of `json_to_metadata`: (4m)",
+        "filter/messages_passthrough": "whole filter, every callback, in-memory host: (7) Messages API pass-through with the virtual key",
     }
     lines = ["| micro-benchmark (native, criterion median) | time | instructions per request (callgrind) |",
              "|---|---|---|"]
@@ -1059,6 +1061,15 @@ def goals(rows, facts, micro):
         ev = micro["stream/anthropic_chunk_per_event"] / STREAM_EVENTS / 1000
         check("(5) per-event translation, native micro-benchmark, one chunk per event", f"{ev:.2f} µs", "< 5 µs",
               ev < 5)
+    if "7" in by and "3" in by:
+        # Issue 15: the Messages pass-through costs no more than the OpenAI one.
+        s7, s3 = by["7"]["sat"]["cpu_per_1k"], by["3"]["sat"]["cpu_per_1k"]
+        check("(7) Messages pass-through, CPU s/1k req saturated, against (3) the OpenAI pass-through",
+              f"{s7:.3f} (3: {s3:.3f})", "≤ (3)", s7 <= s3)
+    i7, i3 = micro.get("instr/filter/messages_passthrough"), micro.get("instr/filter/passthrough")
+    if i7 and i3:
+        check("(7) Messages pass-through, instructions per request (callgrind), against (3)'s",
+              f"{i7:,.0f} (3: {i3:,.0f})", "≤ (3)", i7 <= i3)
     t2 = by["2s"]["first_byte"]["p50"]
     for five in ("5", "5m"):
         t5 = by[five]["first_byte"]["p50"]

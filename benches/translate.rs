@@ -370,12 +370,14 @@ enum Metadata {
     FromBodies,
 }
 
-/// One whole request through the filter's callbacks, as Envoy drives them for targets (3) and (4).
+/// One whole request through the filter's callbacks, as Envoy drives them for targets (3), (4)
+/// and (7): `path` says which API the client speaks.
 #[allow(clippy::too_many_arguments)]
 fn whole_request(
     config: &Arc<Config>,
     store: &tollgate::store::MemoryStore,
     metrics: &mut MetricCache,
+    path: &str,
     alias: &str,
     body: &[u8],
     answer: &[u8],
@@ -414,15 +416,16 @@ fn whole_request(
             ));
         }
     }
+    let content_length = body.len().to_string();
     let mut host = BenchHost {
         request_headers: owned(&[
             (":authority", "127.0.0.1:4000"),
-            (":path", "/v1/chat/completions"),
+            (":path", path),
             (":method", "POST"),
             (":scheme", "http"),
             ("content-type", "application/json"),
             ("authorization", "Bearer sk-bench-virtual-Hn4c8Rw"),
-            ("content-length", "991"),
+            ("content-length", &content_length),
             ("x-forwarded-proto", "http"),
             ("x-request-id", "3f1c2a9e-5b7d-4e2f-9a10-6c8d7e5f4a3b"),
         ]),
@@ -484,6 +487,7 @@ fn whole(c: &mut Criterion) {
                 &config,
                 &store,
                 &mut metrics,
+                CHAT_PATH,
                 "gpt-bench",
                 &openai_body,
                 OPENAI_RESPONSE,
@@ -512,6 +516,7 @@ fn whole(c: &mut Criterion) {
                     &config,
                     &store,
                     &mut metrics,
+                    CHAT_PATH,
                     "claude-bench",
                     &anthropic_body,
                     ANTHROPIC_RESPONSE,
@@ -521,7 +526,48 @@ fn whole(c: &mut Criterion) {
             })
         });
     }
+    // Target (7): the same conversation in Anthropic's Messages API, to the Anthropic deployment
+    // (pass-through), with the virtual key.
+    let messages_body = messages_request("claude-bench");
+    g.bench_function("messages_passthrough", |b| {
+        b.iter(|| {
+            whole_request(
+                &config,
+                &store,
+                &mut metrics,
+                "/v1/messages",
+                "claude-bench",
+                &messages_body,
+                ANTHROPIC_RESPONSE,
+                &anthropic_usage,
+                Metadata::Given,
+            )
+        })
+    });
     g.finish();
+}
+
+const CHAT_PATH: &str = "/v1/chat/completions";
+
+/// The fixture's conversation as Anthropic's Messages API has it, as `bench/run.py` sends it to
+/// target (7).
+fn messages_request(alias: &str) -> Vec<u8> {
+    let chat: serde_json::Value = serde_json::from_slice(CHAT_REQUEST).expect("fixture");
+    let field = |name: &str| chat.get(name).cloned().expect("fixture field");
+    let messages = field("messages");
+    let (system, turns) = messages
+        .as_array()
+        .and_then(|m| m.split_first())
+        .expect("fixture messages");
+    let body = json!({
+        "model": alias,
+        "max_tokens": field("max_tokens"),
+        "temperature": field("temperature"),
+        "system": system.get("content"),
+        "messages": turns,
+        "metadata": {"user_id": field("user")},
+    });
+    serde_json::to_vec(&body).expect("serializes")
 }
 
 criterion_group! {

@@ -56,32 +56,11 @@ pub(super) struct BudgetCtx {
     pub now_ms: u64,
 }
 
-/// A chat request's bounds (its prompt estimated from its text, its output cap) and its worst
-/// case over the deployments that may serve it (any of the group's, handed off). Near the end of
-/// a budget the output is capped to what is left: `req.output_cap` is set, and the caller writes
-/// it into the body that goes on.
+/// A chat request's bounds (`ask`: its prompt estimated from its text, its output cap) and its
+/// worst case over the deployments that may serve it (any of the group's, handed off), with the
+/// output cap the gateway sets: near the end of a budget the output is capped to what is left,
+/// and the caller writes the cap into the body that goes on.
 pub(super) fn chat_ask(
-    host: &dyn HttpHost,
-    config: &Config,
-    routed: &mut Routed,
-    req: &mut openai::ChatRequest,
-    body_len: usize,
-    d: Option<&Deployment>,
-    b: &BudgetCtx,
-) -> Result<Estimate, ApiError> {
-    let ask = accounting::Ask::chat(body_len, req.max_output_tokens(), req.choices())
-        .with_prompt(&req.prompt_text());
-    let (estimate, cap) = budget_ask(host, config, routed, ask, d, b)?;
-    if cap.is_some() {
-        req.output_cap = cap;
-    }
-    Ok(estimate)
-}
-
-/// A request's worst case over the deployments that may serve it (any of the group's, handed
-/// off), for its bounds `ask`; and, near the end of a budget, the output cap that what is left
-/// can pay for.
-fn budget_ask(
     host: &dyn HttpHost,
     config: &Config,
     routed: &mut Routed,
@@ -89,23 +68,23 @@ fn budget_ask(
     d: Option<&Deployment>,
     b: &BudgetCtx,
 ) -> Result<(Estimate, Option<u64>), ApiError> {
-    let mut capped = None;
     let ds = match (b.handed_off, d) {
         (true, _) => accounting::reachable(config, &routed.ctx.model),
         (false, Some(d)) => vec![std::borrow::Cow::Borrowed(d)],
         (false, None) => return Err(ApiError::server("no deployment chosen")),
     };
+    let mut cap = None;
     if b.role == Role::Gateway {
         let room =
             accounting::budget_room(host, config, &routed.principal, b.lease_max_age, b.now_ms);
-        if let Some(cap) = room.and_then(|room| accounting::cap_output(&ds, &ask, room)) {
-            capped = Some(cap);
-            ask.max_output = Some(cap);
-            routed.output_capped = Some(cap);
+        if let Some(c) = room.and_then(|room| accounting::cap_output(&ds, &ask, room)) {
+            cap = Some(c);
+            ask.max_output = Some(c);
+            routed.output_capped = Some(c);
         }
     }
     routed.ask = Some(ask);
-    Ok((accounting::estimate_worst(&ds, &ask), capped))
+    Ok((accounting::estimate_worst(&ds, &ask), cap))
 }
 
 /// A Responses API request made the deployment's. One that serves the API itself (OpenAI,
@@ -142,7 +121,7 @@ pub(super) fn responses_request(
         let r = crate::ingress::responses::request::read_native(body)?;
         check(r.model.as_str(), r.stream)?;
         let ask = accounting::Ask::chat(body.len(), r.max_output_tokens, 1).with_prompt(&r.prompt);
-        let (estimate, cap) = budget_ask(host, config, routed, ask, d, b)?;
+        let (estimate, cap) = chat_ask(host, config, routed, ask, d, b)?;
         let request = |model: &str| providers::openai::responses::request(body, model, cap);
         return match (b.handed_off, d) {
             (true, _) => Ok((
@@ -156,7 +135,10 @@ pub(super) fn responses_request(
     let r = crate::ingress::responses::parse(body)?;
     check(r.model.as_str(), r.stream)?;
     let mut req = openai::parse_chat(&r.chat)?;
-    let estimate = chat_ask(host, config, routed, &mut req, body.len(), d, b)?;
+    let ask = accounting::Ask::chat(body.len(), req.max_output_tokens(), req.choices())
+        .with_prompt(&req.prompt_text());
+    let (estimate, cap) = chat_ask(host, config, routed, ask, d, b)?;
+    req.output_cap = cap;
     match d {
         Some(d) => Ok((Some(provider_request(d, &req, 0)?), estimate)),
         None => Err(ApiError::server("no deployment chosen")),
@@ -164,11 +146,12 @@ pub(super) fn responses_request(
 }
 
 /// A Messages API request read (errors name its fields as Anthropic's API does) and made the
-/// deployment's: an Anthropic deployment gets the client's body with its model (and `max_tokens`
-/// lowered to a budget's cap); any other the chat completions form
+/// deployment's. An Anthropic deployment gets the client's body with its model (and `max_tokens`
+/// lowered to a budget's cap), and so does the attempt listener, whose attempts each do this for
+/// their own deployment: read for its bounds alone ([`crate::ingress::anthropic::read_native`]),
+/// not translated. Any other deployment gets the chat completions form
 /// ([`crate::ingress::anthropic::request`]) translated as for an OpenAI client, bounded and capped
-/// the same way. Behind the attempt listener each attempt does this for its own deployment; the
-/// gateway hands on the client's body (capped if need be).
+/// the same way.
 pub(super) fn messages_request(
     host: &dyn HttpHost,
     body: &[u8],
@@ -177,37 +160,52 @@ pub(super) fn messages_request(
     config: &Config,
     b: &BudgetCtx,
 ) -> Result<(Option<Vec<u8>>, Estimate), ApiError> {
-    let m = crate::ingress::anthropic::parse(body)?;
-    if m.model.as_str() != routed.ctx.model {
-        return Err(ApiError::invalid_param(
-            "model",
-            "model: Input should be a valid string",
-        ));
-    }
-    if m.stream != routed.stream {
-        return Err(ApiError::invalid_param(
-            "stream",
-            "stream: Input should be a valid boolean",
-        ));
-    }
-    let mut req = openai::parse_chat(&m.chat)?;
-    let estimate = chat_ask(host, config, routed, &mut req, body.len(), d, b)?;
-    let cap = req.output_cap;
-    let passthrough = |model: &str| providers::anthropic::passthrough::request(body, model, cap);
-    match (b.handed_off, d) {
-        (true, _) => Ok((
-            cap.map(|_| passthrough(&routed.ctx.model)).transpose()?,
-            estimate,
-        )),
-        (false, Some(d)) if d.provider.name() == "anthropic" => {
-            Ok((Some(passthrough(&d.target.model)?), estimate))
+    let check = |model: &str, stream: bool, routed: &Routed| {
+        if model != routed.ctx.model {
+            return Err(ApiError::invalid_param(
+                "model",
+                "model: Input should be a valid string",
+            ));
         }
-        (false, Some(d)) => Ok((
-            Some(provider_request(d, &req, routed.anthropic_beta)?),
-            estimate,
-        )),
-        (false, None) => Err(ApiError::server("no deployment chosen")),
-    }
+        if stream != routed.stream {
+            return Err(ApiError::invalid_param(
+                "stream",
+                "stream: Input should be a valid boolean",
+            ));
+        }
+        Ok(())
+    };
+    let native = match (b.handed_off, d) {
+        (true, _) => None,
+        (false, Some(d)) if d.provider.name() == "anthropic" => Some(d.target.model.as_str()),
+        (false, Some(d)) => {
+            let m = crate::ingress::anthropic::parse(body)?;
+            check(m.model.as_str(), m.stream, routed)?;
+            let mut req = openai::parse_chat(&m.chat)?;
+            let ask = accounting::Ask::chat(body.len(), req.max_output_tokens(), req.choices())
+                .with_prompt(&req.prompt_text());
+            let (estimate, cap) = chat_ask(host, config, routed, ask, Some(d), b)?;
+            req.output_cap = cap;
+            return Ok((
+                Some(provider_request(d, &req, routed.anthropic_beta)?),
+                estimate,
+            ));
+        }
+        (false, None) => return Err(ApiError::server("no deployment chosen")),
+    };
+    // The body goes as it came: read, not translated.
+    let m = crate::ingress::anthropic::read_native(body)?;
+    check(m.model.as_str(), m.stream, routed)?;
+    let ask = accounting::Ask::chat(body.len(), Some(m.max_tokens), 1).with_prompt(&m.prompt);
+    let (estimate, cap) = chat_ask(host, config, routed, ask, d, b)?;
+    let out = |model: &str| {
+        providers::anthropic::passthrough::request_from(&m.fields, model, cap, body.len())
+    };
+    Ok(match native {
+        Some(model) => (Some(out(model)), estimate),
+        // Handed off: the client's body goes on as it is, with the cap if there is one.
+        None => (cap.map(|_| out(&routed.ctx.model)), estimate),
+    })
 }
 
 /// The client's headers of its own API that go to a deployment of the same API.
@@ -335,7 +333,10 @@ pub(super) fn translate_body(
                 if b.role == Role::Gateway {
                     routed.ctx.include_usage = req.include_usage;
                 }
-                let estimate = chat_ask(host, config, routed, &mut req, body.len(), d, b)?;
+                let ask = accounting::Ask::chat(body.len(), req.max_output_tokens(), req.choices())
+                    .with_prompt(&req.prompt_text());
+                let (estimate, cap) = chat_ask(host, config, routed, ask, d, b)?;
+                req.output_cap = cap;
                 match (b.handed_off, d) {
                     // The client's body goes on as it is, with the cap if there is one.
                     (true, _) => Ok((

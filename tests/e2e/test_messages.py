@@ -53,6 +53,21 @@ def test_pass_through_to_anthropic(claude, mocks):
     assert not any(k.startswith("x-stainless") for k in got.headers)
 
 
+def test_what_only_anthropic_serves_passes_through(claude, mocks):
+    """A pass-through is read for its bounds, not translated: server tools (and blocks only
+    Anthropic serves) reach the Anthropic deployment as they came, where a translated backend
+    refuses them by name."""
+    tools = [{"type": "web_search_20250305", "name": "web_search", "max_uses": 2}] + TOOLS
+    m = claude.messages.create(model="claude", max_tokens=100, tools=tools, tool_choice={"type": "none"},
+                               messages=[{"role": "user", "content": "news today"}])
+    assert text_of(m) == "echo: news today"
+    assert mocks["anthropic"].last().json["tools"] == tools
+    with pytest.raises(anthropic.BadRequestError) as e:
+        claude.messages.create(model="gpt", max_tokens=100, tools=tools,
+                               messages=[{"role": "user", "content": "news today"}])
+    assert "tools.0.type" in e.value.body["error"]["message"]
+
+
 def test_bearer_auth_token_works_too(gateway, mocks):
     # ANTHROPIC_AUTH_TOKEN: the SDK sends `Authorization: Bearer`.
     c = anthropic.Anthropic(base_url=gateway.base_url, auth_token=MASTER_KEY, max_retries=0, timeout=20)

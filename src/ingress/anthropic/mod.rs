@@ -10,7 +10,7 @@ pub mod stream;
 pub mod testing;
 
 pub use error::{error_json, error_type};
-pub use request::{parse, MessagesRequest};
+pub use request::{parse, read_native, MessagesRequest, NativeRequest};
 pub use response::message_json;
 pub use stream::EventWriter;
 

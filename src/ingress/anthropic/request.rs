@@ -13,6 +13,7 @@ use serde_json::value::RawValue;
 
 use crate::error::ApiError;
 use crate::json::{self, Text};
+use crate::openai::request::PromptText;
 
 /// The parts of a Messages request that decide routing and cost, read once.
 #[derive(Debug)]
@@ -22,6 +23,20 @@ pub struct MessagesRequest<'a> {
     pub stream: bool,
     /// The client's body as chat completions (see the module's doc).
     pub chat: Vec<u8>,
+}
+
+/// What the gateway needs of a request that goes as it came to an Anthropic deployment (or on to
+/// the attempt listener, where each attempt reads it for its own deployment): its routing fields
+/// and its bounds, read without translating it, and its top-level fields, for the body that goes
+/// on ([`crate::providers::anthropic::passthrough::request_from`]).
+#[derive(Debug)]
+pub struct NativeRequest<'a> {
+    pub model: Text<'a>,
+    pub max_tokens: u64,
+    pub stream: bool,
+    /// The prompt's text, for its estimate (see `accounting::prompt_tokens`).
+    pub prompt: PromptText,
+    pub fields: json::Fields<'a>,
 }
 
 fn invalid(field: &str, problem: impl std::fmt::Display) -> ApiError {
@@ -495,6 +510,206 @@ pub fn parse(body: &[u8]) -> Result<MessagesRequest<'_>, ApiError> {
         stream,
         chat,
     })
+}
+
+/// Reads a request for a deployment that serves the Messages API itself: see [`NativeRequest`].
+/// `model`, `max_tokens`, `messages` and `stream` are refused as [`parse`] refuses them (the same
+/// errors); what only a translation checks (roles, blocks, tools, sampling parameters) is left to
+/// the deployment, which answers for its own API.
+///
+/// The prompt is counted as [`parse`]'s chat completions form counts it
+/// (`openai::ChatRequest::prompt_text`): the text of the system prompt, of text blocks, of tool
+/// results (and their ids) and of text documents, tool calls' names and inputs, tool
+/// definitions' names, descriptions and schemas, and any top-level field that may carry prompt
+/// (`thinking`, `top_k`, fields of newer API versions) by its JSON's length; one message per
+/// turn, the system prompt and each tool result; an image a fixed count; a PDF or URL document
+/// makes the prompt opaque (bounded by the body). Where the translation writes text of its own it
+/// counts a few bytes more: `Error: ` before an `is_error` result, the empty schema of a tool
+/// without one, the `response_format` that `output_config` becomes (counted here as the
+/// `output_config` it came as). What the translation refuses counts too: a server tool its name,
+/// a block of a type only Anthropic serves its text and name, and its input and content by their
+/// JSON's length.
+pub fn read_native(body: &[u8]) -> Result<NativeRequest<'_>, ApiError> {
+    let fields = json::split_object(body).map_err(json::body_error)?;
+    let mut model = None;
+    let mut max_tokens = None;
+    let mut messages: Option<Vec<MessageIn>> = None;
+    let mut stream = false;
+    let mut prompt = PromptText::default();
+    for (key, raw) in &fields {
+        let raw: &RawValue = raw;
+        if json::is_null(raw) {
+            continue;
+        }
+        match key.as_str() {
+            "model" => {
+                model = Some(
+                    serde_json::from_str::<Text>(raw.get())
+                        .map_err(|_| invalid("model", "Input should be a valid string"))?,
+                )
+            }
+            "max_tokens" => {
+                max_tokens = Some(
+                    serde_json::from_str::<u64>(raw.get())
+                        .ok()
+                        .filter(|n| *n >= 1)
+                        .ok_or_else(|| {
+                            invalid("max_tokens", "Input should be an integer of at least 1")
+                        })?,
+                )
+            }
+            "messages" => {
+                messages = Some(serde_json::from_str(raw.get()).map_err(|_| {
+                    invalid(
+                        "messages",
+                        "Input should be a list of objects with `role` and `content`",
+                    )
+                })?)
+            }
+            "stream" => {
+                stream = serde_json::from_str(raw.get())
+                    .map_err(|_| invalid("stream", "Input should be a valid boolean"))?
+            }
+            "system" => {
+                prompt.messages += 1;
+                count_content(raw, &mut prompt);
+            }
+            "tools" => count_tools(raw, &mut prompt),
+            "output_config" => prompt.bytes += raw.get().len() as u64,
+            // Fields that steer generation or serving, no prompt.
+            "temperature" | "top_p" | "stop_sequences" | "metadata" | "tool_choice"
+            | "cache_control" | "service_tier" | "speed" | "inference_geo" | "diagnostics"
+            | "user_profile_id" | "workspace_id" => {}
+            _ => prompt.bytes += raw.get().len() as u64,
+        }
+    }
+    let model = match model {
+        Some(m) if !m.is_empty() => m,
+        _ => return Err(invalid("model", "Field required")),
+    };
+    let max_tokens = max_tokens.ok_or_else(|| invalid("max_tokens", "Field required"))?;
+    let messages = messages.ok_or_else(|| invalid("messages", "Field required"))?;
+    if messages.is_empty() {
+        return Err(invalid("messages", "at least one message is required"));
+    }
+    for m in &messages {
+        count_message(m, &mut prompt);
+    }
+    Ok(NativeRequest {
+        model,
+        max_tokens,
+        stream,
+        prompt,
+        fields,
+    })
+}
+
+/// A content block as [`read_native`] reads it: the fields that carry prompt, whatever its type
+/// (a document's `source` read only for a document).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct NativeBlock<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Text<'a>,
+    #[serde(borrow)]
+    text: Option<Text<'a>>,
+    #[serde(borrow)]
+    name: Option<Text<'a>>,
+    #[serde(borrow)]
+    input: Option<&'a RawValue>,
+    #[serde(borrow)]
+    tool_use_id: Option<Text<'a>>,
+    #[serde(borrow)]
+    content: Option<&'a RawValue>,
+    #[serde(borrow)]
+    source: Option<&'a RawValue>,
+}
+
+/// A turn's prompt: one message, or (a user turn) one per tool result and one for the rest, if
+/// there is any, as the translation splits it.
+fn count_message(m: &MessageIn, prompt: &mut PromptText) {
+    let Ok(blocks) = blocks(m.content, prompt) else {
+        prompt.messages += 1;
+        return;
+    };
+    let (mut parts, mut results) = (0u64, 0u64);
+    for b in &blocks {
+        match b.kind.as_str() {
+            "tool_result" => {
+                results += 1;
+                prompt.bytes += b.tool_use_id.as_ref().map_or(0, |t| t.len() as u64);
+                if let Some(c) = b.content {
+                    count_content(c, prompt);
+                }
+            }
+            "tool_use" => {
+                prompt.bytes += b.name.as_ref().map_or(0, |t| t.len() as u64);
+                prompt.bytes += b.input.map_or(0, |i| i.get().len() as u64);
+            }
+            "thinking" | "redacted_thinking" => {}
+            _ => {
+                parts += 1;
+                count_block(b, prompt);
+            }
+        }
+    }
+    prompt.messages += results + u64::from(parts > 0 || m.role.as_str() != "user");
+}
+
+/// Content (a string, a list of blocks) whose text counts; `Err` when it was a string or not a
+/// list of blocks (counted whole).
+fn blocks<'a>(raw: &'a RawValue, prompt: &mut PromptText) -> Result<Vec<NativeBlock<'a>>, ()> {
+    if let Ok(text) = serde_json::from_str::<Text>(raw.get()) {
+        prompt.bytes += text.len() as u64;
+        return Err(());
+    }
+    serde_json::from_str::<Vec<NativeBlock>>(raw.get()).map_err(|_| {
+        if !json::is_null(raw) {
+            prompt.bytes += raw.get().len() as u64;
+        }
+    })
+}
+
+/// The system prompt, or a tool result's content: text, images, documents.
+fn count_content(raw: &RawValue, prompt: &mut PromptText) {
+    if let Ok(blocks) = blocks(raw, prompt) {
+        for b in &blocks {
+            count_block(b, prompt);
+        }
+    }
+}
+
+/// A block of content that is not a turn's tool call or result.
+fn count_block(b: &NativeBlock, prompt: &mut PromptText) {
+    let len = |t: &Option<Text>| t.as_ref().map_or(0, |t| t.len() as u64);
+    match b.kind.as_str() {
+        "text" => prompt.bytes += len(&b.text),
+        "image" => prompt.images += 1,
+        "document" => match b.source.map(|s| serde_json::from_str::<SourceIn>(s.get())) {
+            Some(Ok(s)) if s.kind.as_str() == "text" => prompt.bytes += len(&s.data),
+            // A PDF's tokens are not its bytes', a URL's not known here.
+            _ => prompt.opaque = true,
+        },
+        _ => {
+            prompt.bytes += len(&b.text) + len(&b.name);
+            prompt.bytes += b.input.map_or(0, |i| i.get().len() as u64);
+            prompt.bytes += b.content.map_or(0, |c| c.get().len() as u64);
+        }
+    }
+}
+
+/// Tool definitions: each one's name, description and schema (a server tool has only its name);
+/// tools that are not a list of named objects count by their JSON's length.
+fn count_tools(raw: &RawValue, prompt: &mut PromptText) {
+    let Ok(tools) = serde_json::from_str::<Vec<ToolIn>>(raw.get()) else {
+        prompt.bytes += raw.get().len() as u64;
+        return;
+    };
+    for t in tools {
+        prompt.bytes += t.name.len() as u64;
+        prompt.bytes += t.description.map_or(0, |d| d.len() as u64);
+        prompt.bytes += t.input_schema.map_or(0, |s| s.get().len() as u64);
+    }
 }
 
 /// `output_config`: `effort` becomes `reasoning_effort`, a `json_schema` `format` the

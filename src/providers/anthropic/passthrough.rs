@@ -84,7 +84,12 @@ fn with_model_and_cap(
 /// and its `max_tokens` lowered to `cap` (what a budget can still pay) when there is one.
 pub fn request(body: &[u8], model: &str, cap: Option<u64>) -> Result<Vec<u8>, ApiError> {
     let fields = json::split_object(body).map_err(json::body_error)?;
-    Ok(with_model_and_cap(&fields, model, cap, &[], body.len()))
+    Ok(request_from(&fields, model, cap, body.len()))
+}
+
+/// [`request`] from the body's fields, already split (`size`: the body's length).
+pub fn request_from(fields: &json::Fields, model: &str, cap: Option<u64>, size: usize) -> Vec<u8> {
+    with_model_and_cap(fields, model, cap, &[], size)
 }
 
 /// A whole `message`, relayed with the alias as its model.

@@ -18,6 +18,9 @@ TOP_LEVEL = {
     "container", "mcp_servers", "context_management",
 }
 BLOCK_TYPES = {"text", "image", "document", "tool_use", "tool_result", "thinking", "redacted_thinking"}
+# Server tools (run on Anthropic's side), each type with the name the API requires of it.
+SERVER_TOOLS = {"web_search_20250305": "web_search", "web_fetch_20250910": "web_fetch",
+                "code_execution_20250825": "code_execution", "bash_20250124": "bash"}
 IMAGE_TYPES = {"image/jpeg", "image/png", "image/gif", "image/webp"}
 
 
@@ -61,6 +64,13 @@ def validate(body):
         return invalid("messages: at least one message is required")
     tool_names = set()
     for i, tool in enumerate(body.get("tools") or []):
+        kind = tool.get("type")
+        if kind not in (None, "custom"):
+            if kind not in SERVER_TOOLS:
+                return invalid(f"tools.{i}: Input tag '{kind}' found using 'type' does not match any of the expected tags")
+            if tool.get("name") != SERVER_TOOLS[kind]:
+                return invalid(f"tools.{i}.{kind}.name: Input should be '{SERVER_TOOLS[kind]}'")
+            continue
         if "name" not in tool:
             return invalid(f"tools.{i}.custom.name: Field required")
         if not isinstance(tool.get("input_schema"), dict) or tool["input_schema"].get("type") != "object":
@@ -225,7 +235,8 @@ class AnthropicMock(MockProvider):
             text = "result: " + "; ".join(said)
         else:
             text = "echo: " + " ".join(b["text"] for b in turn if b.get("type") == "text")
-        tools = body.get("tools") or []
+        # Server tools run on Anthropic's side, not as the client's calls.
+        tools = [t for t in body.get("tools") or [] if t.get("type") in (None, "custom")]
         choice = body.get("tool_choice") or {"type": "auto"}
         tool = None
         if tools and choice["type"] != "none":
