@@ -228,7 +228,6 @@ mod tests {
                     },
                 ],
                 finish_reason: Some(FinishReason::ToolCalls),
-                ..Default::default()
             },
             Usage {
                 prompt_tokens: 100,
