@@ -39,6 +39,9 @@ pub struct ChatRequest<'a> {
     /// client's request arrives with them): `top_k`, and `thinking` as Anthropic has it.
     pub top_k: Option<u64>,
     pub thinking: Option<Thinking>,
+    /// OpenAI's `reasoning_effort`, checked against its documented values; OpenAI-shaped
+    /// upstreams get it from `fields`, others map it (Anthropic: a thinking budget).
+    pub reasoning_effort: Option<Text<'a>>,
     /// An output cap the gateway imposes (what the budget left can pay), below the client's own
     /// if it set one: [`ChatRequest::max_output_tokens`] and the OpenAI-shaped bodies written
     /// from `fields` honour it.
@@ -421,6 +424,10 @@ pub fn parse_chat_known(body: &[u8], known: json::Known) -> Result<ChatRequest<'
             "parallel_tool_calls" => req.parallel_tool_calls = params::boolean(name, raw)?,
             "top_k" => req.top_k = params::integer(name, raw, 0, i64::MAX)?.map(i64::unsigned_abs),
             "thinking" => req.thinking = thinking(raw)?,
+            "reasoning_effort" => {
+                check_documented(name, raw)?;
+                req.reasoning_effort = params::string(name, raw)?;
+            }
             "response_format" => {
                 req.response_format =
                     parse_field::<Option<ResponseFormat>>("response_format", raw, "an object")?

@@ -17,7 +17,8 @@ use crate::error::{is_context_overflow, ApiError};
 use crate::ingress::{ChatSink, ClientApi};
 use crate::json::{self, Text};
 use crate::openai::request::{
-    media_type_from_url, parse_data_url, Content, Message, Part, ResponseFormat, Role, ToolChoice,
+    media_type_from_url, parse_data_url, Content, Message, Part, ResponseFormat, Role, Thinking,
+    ToolChoice,
 };
 use crate::openai::{
     usage_object, ChatRequest, Choice, Completion, Count, FinishReason, ResponseCtx, ToolCallOut,
@@ -43,11 +44,30 @@ const NO_PARAMETERS: &str = r#"{"type":"object","properties":{}}"#;
 /// `input_schema` of the JSON-mode tool for `json_object`: any object.
 const ANY_OBJECT: &str = r#"{"type":"object","additionalProperties":true,"properties":{}}"#;
 
+/// Thinking budgets for OpenAI's `reasoning_effort`, LiteLLM's (`_map_reasoning_effort` for
+/// Anthropic, its `DEFAULT_REASONING_EFFORT_*_THINKING_BUDGET` defaults): `low`, `medium`,
+/// `high`; `xhigh` and `max` take `high`'s. `none` and `minimal` ask for no thinking (LiteLLM's
+/// 128 for `minimal` is below Anthropic's smallest budget).
+const EFFORT_BUDGETS: [(&str, u64); 5] = [
+    ("low", 1024),
+    ("medium", 2048),
+    ("high", 4096),
+    ("xhigh", 4096),
+    ("max", 4096),
+];
+/// Anthropic's smallest `thinking.budget_tokens`.
+const MIN_THINKING_BUDGET: u64 = 1024;
+
 /// Client parameters this translator maps (besides model, messages, stream, stream_options).
 /// `temperature` passes through unchanged: Anthropic accepts 0..1 where OpenAI accepts 0..2, and
 /// a value above 1 gets Anthropic's own 400 rather than a silent clamp that changes sampling.
-const SUPPORTED: [&str; 10] = [
+/// With thinking on, Anthropic refuses a temperature other than 1; LiteLLM passes it through
+/// and so does the gateway: Anthropic's 400 names it.
+const SUPPORTED: [&str; 13] = [
     "temperature",
+    "thinking",
+    "top_k",
+    "reasoning_effort",
     "top_p",
     "max_tokens",
     "max_completion_tokens",
@@ -152,6 +172,10 @@ struct MessagesRequest<'r> {
     temperature: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     top_p: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_k: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thinking: Option<ThinkingOut>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     stop_sequences: Vec<&'r str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -162,6 +186,14 @@ struct MessagesRequest<'r> {
     tools: Vec<ToolDef<'r>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tool_choice: Option<ToolChoiceOut<'r>>,
+}
+
+#[derive(Serialize)]
+struct ThinkingOut {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    budget_tokens: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -196,6 +228,13 @@ enum Block<'r> {
         tool_use_id: &'r str,
         #[serde(skip_serializing_if = "Option::is_none")]
         content: Option<ToolResultContent<'r>>,
+    },
+    Thinking {
+        thinking: &'r str,
+        signature: &'r str,
+    },
+    RedactedThinking {
+        data: &'r str,
     },
 }
 
@@ -258,14 +297,20 @@ fn translate_request(
         Some(ResponseFormat::JsonObject | ResponseFormat::JsonSchema { .. })
     );
     let (tools, tool_choice) = translate_tools(req, json_mode)?;
+    let max_tokens = req.max_output_tokens().unwrap_or(DEFAULT_MAX_TOKENS);
 
     let body = MessagesRequest {
         model,
-        max_tokens: req.max_output_tokens().unwrap_or(DEFAULT_MAX_TOKENS),
+        max_tokens,
         system,
         messages,
         temperature: req.temperature,
         top_p: req.top_p,
+        top_k: req.top_k,
+        thinking: claude_thinking(req, Some(max_tokens)).map(|t| ThinkingOut {
+            kind: t.mode,
+            budget_tokens: t.budget_tokens,
+        }),
         stop_sequences: req.stop_sequences().iter().map(|s| s.as_str()).collect(),
         metadata: req.user.as_ref().map(|u| Metadata {
             user_id: u.as_str(),
@@ -275,6 +320,73 @@ fn translate_request(
         tool_choice,
     };
     Ok(json::to_vec_sized(&body, req.body_size()))
+}
+
+/// The thinking a chat request asks of Claude: its `thinking` (LiteLLM's extension) as given,
+/// else its `reasoning_effort` as a budget ([`EFFORT_BUDGETS`]). `max_tokens` is the output cap
+/// the request carries upstream, which is what the gateway's budget reservation counted.
+///
+/// Anthropic wants `max_tokens` above `budget_tokens`. LiteLLM sends `budget + 4096` as
+/// `max_tokens` when the client set none; the gateway keeps the cap its reservation counted
+/// (Anthropic's default 4096 here, or the gateway's own lower cap near the end of a budget) and
+/// fits the thinking inside it instead: the budget becomes `max_tokens - 1`, and thinking is left
+/// out when that is below Anthropic's minimum (1024). So the output stays bounded by what was
+/// reserved; a client that wants a larger budget sets `max_tokens` above it. A client whose own
+/// `max_tokens` is not above its own `thinking.budget_tokens` gets Anthropic's 400, as with
+/// LiteLLM.
+pub(crate) fn claude_thinking(req: &ChatRequest, max_tokens: Option<u64>) -> Option<Thinking> {
+    let (thinking, derived) = match req.thinking {
+        // A budget only goes with `enabled`.
+        Some(t) if t.mode != "enabled" => {
+            return Some(Thinking {
+                budget_tokens: None,
+                ..t
+            })
+        }
+        Some(t) => (t, false),
+        None => {
+            let effort = req.reasoning_effort.as_deref()?;
+            let (_, budget) = EFFORT_BUDGETS.iter().find(|(e, _)| *e == effort)?;
+            let t = Thinking {
+                mode: "enabled",
+                budget_tokens: Some(*budget),
+            };
+            (t, true)
+        }
+    };
+    let (Some(budget), Some(cap)) = (thinking.budget_tokens, max_tokens) else {
+        return Some(thinking);
+    };
+    let client_cap = req.max_completion_tokens.or(req.max_tokens);
+    let clients_own = !derived && client_cap.is_some_and(|c| c <= budget);
+    if budget < cap || clients_own {
+        return Some(thinking);
+    }
+    let fitted = cap.saturating_sub(1);
+    (fitted >= MIN_THINKING_BUDGET).then_some(Thinking {
+        mode: "enabled",
+        budget_tokens: Some(fitted),
+    })
+}
+
+/// An assistant turn's reasoning as Anthropic takes it back, ahead of its text and tool calls
+/// (Anthropic requires it there when thinking is on and the turn used tools). A thinking block
+/// without its signature is left out: Anthropic refuses one it cannot verify.
+fn thinking_blocks<'r>(m: &'r Message<'_>) -> Vec<Block<'r>> {
+    let mut blocks = Vec::new();
+    for t in m.thinking_blocks.iter().flatten() {
+        match (t.kind.as_str(), &t.signature, &t.data) {
+            ("thinking", Some(sig), _) if !sig.is_empty() => blocks.push(Block::Thinking {
+                thinking: t.thinking.as_deref().unwrap_or(""),
+                signature: sig.as_str(),
+            }),
+            ("redacted_thinking", _, Some(data)) => blocks.push(Block::RedactedThinking {
+                data: data.as_str(),
+            }),
+            _ => {}
+        }
+    }
+    blocks
 }
 
 /// Splits OpenAI messages into Anthropic's `system` blocks and alternating user/assistant turns.
@@ -288,7 +400,8 @@ fn translate_messages<'r>(
             Role::System | Role::Developer => system.extend(text_blocks(&m.content, i)?),
             Role::User => push_turn(&mut turns, "user", user_blocks(&m.content, i)?),
             Role::Assistant => {
-                let mut blocks = text_blocks(&m.content, i)?;
+                let mut blocks = thinking_blocks(m);
+                blocks.extend(text_blocks(&m.content, i)?);
                 for (j, call) in m.tool_calls.iter().flatten().enumerate() {
                     blocks.push(Block::ToolUse {
                         id: call.id.as_str(),
@@ -1412,6 +1525,102 @@ mod tests {
     }
 
     #[test]
+    fn thinking_top_k_and_reasoning_effort_are_written() {
+        let base = || json!({"model": "claude", "messages": [{"role": "user", "content": "hi"}]});
+        let with = |extra: Value| {
+            let mut body = base();
+            for (k, v) in extra.as_object().unwrap() {
+                body[k] = v.clone();
+            }
+            request(body)
+        };
+        let got = with(json!({"thinking": {"type": "enabled", "budget_tokens": 2000}, "top_k": 5}));
+        assert_eq!(
+            got["thinking"],
+            json!({"type": "enabled", "budget_tokens": 2000})
+        );
+        assert_eq!(got["top_k"], 5);
+        assert_eq!(got["max_tokens"], 4096);
+        let got = with(json!({"thinking": {"type": "adaptive", "budget_tokens": 2000}}));
+        assert_eq!(got["thinking"], json!({"type": "adaptive"}));
+        let got = with(json!({"thinking": {"type": "disabled"}}));
+        assert_eq!(got["thinking"], json!({"type": "disabled"}));
+        // LiteLLM's budgets for OpenAI's effort; none and minimal think not at all.
+        for (effort, budget) in [("low", 1024), ("medium", 2048), ("xhigh", 4095)] {
+            let got = with(json!({"reasoning_effort": effort}));
+            assert_eq!(
+                got["thinking"],
+                json!({"type": "enabled", "budget_tokens": budget}),
+                "{effort}"
+            );
+            assert_eq!(got["max_tokens"], 4096, "{effort}: the cap reserved");
+        }
+        let got = with(json!({"reasoning_effort": "high", "max_tokens": 10000}));
+        assert_eq!(
+            got["thinking"],
+            json!({"type": "enabled", "budget_tokens": 4096})
+        );
+        for effort in ["none", "minimal"] {
+            assert!(with(json!({"reasoning_effort": effort}))
+                .get("thinking")
+                .is_none());
+        }
+        // `thinking` wins over `reasoning_effort`.
+        let got = with(json!({"reasoning_effort": "high", "thinking": {"type": "disabled"}}));
+        assert_eq!(got["thinking"], json!({"type": "disabled"}));
+        // A cap the budget does not fit under: the effort's budget shrinks to fit, or goes.
+        let got = with(json!({"reasoning_effort": "medium", "max_completion_tokens": 1500}));
+        assert_eq!(got["max_tokens"], 1500);
+        assert_eq!(got["thinking"]["budget_tokens"], 1499);
+        let got = with(json!({"reasoning_effort": "low", "max_tokens": 600}));
+        assert!(got.get("thinking").is_none());
+        // The client's own budget over its own cap is Anthropic's 400, as with LiteLLM.
+        let got = with(
+            json!({"thinking": {"type": "enabled", "budget_tokens": 3000}, "max_tokens": 2000}),
+        );
+        assert_eq!(got["thinking"]["budget_tokens"], 3000);
+        assert_eq!(got["max_tokens"], 2000);
+        // The gateway's own cap (near a budget's end) is never exceeded: thinking fits under it.
+        let bytes = serde_json::to_vec(
+            &json!({"model": "claude", "messages": [{"role": "user", "content": "hi"}],
+            "thinking": {"type": "enabled", "budget_tokens": 3000}, "max_tokens": 8000}),
+        )
+        .unwrap();
+        let mut req = parse_chat(&bytes).unwrap();
+        req.output_cap = Some(2500);
+        let out = translate_request(&req, "claude-sonnet-4-5", RequestOptions::default()).unwrap();
+        let got: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(got["max_tokens"], 2500);
+        assert_eq!(got["thinking"]["budget_tokens"], 2499);
+        // Temperature passes through (Anthropic's 400 names it with thinking on).
+        let got = with(json!({"reasoning_effort": "low", "temperature": 0.2}));
+        assert_eq!(got["temperature"], 0.2);
+    }
+
+    #[test]
+    fn thinking_blocks_go_first_in_their_assistant_turn() {
+        let got = request(json!({"model": "claude", "messages": [
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": "Checking.",
+             "thinking_blocks": [
+                {"type": "thinking", "thinking": "Need a tool.", "signature": "sig1"},
+                {"type": "redacted_thinking", "data": "EmwK"},
+                {"type": "thinking", "thinking": "unsigned"}],
+             "tool_calls": [{"id": "toolu_1", "type": "function", "function": {"name": "w", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "toolu_1", "content": "sunny"}],
+            "reasoning_effort": "low"}));
+        assert_eq!(
+            got["messages"][1]["content"],
+            json!([
+                {"type": "thinking", "thinking": "Need a tool.", "signature": "sig1"},
+                {"type": "redacted_thinking", "data": "EmwK"},
+                {"type": "text", "text": "Checking."},
+                {"type": "tool_use", "id": "toolu_1", "name": "w", "input": {}}
+            ])
+        );
+    }
+
+    #[test]
     fn unsupported_params_are_refused_or_dropped() {
         let base = || json!({"model": "claude", "messages": [{"role": "user", "content": "hi"}]});
         for (field, value) in [
@@ -1422,7 +1631,6 @@ mod tests {
             ("frequency_penalty", json!(0.5)),
             ("presence_penalty", json!(0.5)),
             ("n", json!(2)),
-            ("reasoning_effort", json!("low")),
             ("some_future_field", json!({"x": 1})),
         ] {
             let mut body = base();

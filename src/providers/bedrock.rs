@@ -28,6 +28,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use super::anthropic::claude_thinking;
 use super::{
     check_params, error_json, opaque_error, redact, unsupported_or_dropped, AwsCredentials,
     Endpoint, Operation, Params, Provider, RequestOptions, Signing, StreamTranslator, Target,
@@ -187,8 +188,9 @@ impl Provider for Bedrock {
         t: &Target,
         opts: RequestOptions,
     ) -> Result<Vec<u8>, ApiError> {
-        check_bedrock_params(req, is_claude(&t.model), opts)?;
-        let mut body = build_request(req)?;
+        let claude = is_claude(&t.model);
+        check_bedrock_params(req, claude, opts)?;
+        let mut body = build_request(req, claude)?;
         if let Some(accepted) = self.anthropic_betas(&t.model) {
             body.additional.anthropic_beta = super::beta_flags(accepted, opts.anthropic_beta);
         }
@@ -365,7 +367,7 @@ fn check_bedrock_params(
 ) -> Result<(), ApiError> {
     let mut supported = SUPPORTED.to_vec();
     if claude {
-        supported.extend(["top_k", "thinking"]);
+        supported.extend(["top_k", "thinking", "reasoning_effort"]);
     }
     // With drop_params forced on, check_params only lists what Bedrock cannot take.
     let mut unsupported = check_params(
@@ -1119,7 +1121,10 @@ fn metadata_value(s: &str) -> String {
         .collect()
 }
 
-fn build_request<'r>(req: &'r ChatRequest) -> Result<ConverseRequest<'r>, ApiError> {
+/// `claude`: the model takes Claude's own `thinking` (with `reasoning_effort` mapped to it as for
+/// Anthropic's API, [`claude_thinking`]) and `top_k`; other models get neither, even where
+/// `drop_params` let them through.
+fn build_request<'r>(req: &'r ChatRequest, claude: bool) -> Result<ConverseRequest<'r>, ApiError> {
     let marks = CacheMarks::read(req);
     let c = conversation(&req.messages, &marks)?;
     let tool_config = tool_config(req, &c, &marks)?;
@@ -1146,11 +1151,14 @@ fn build_request<'r>(req: &'r ChatRequest) -> Result<ConverseRequest<'r>, ApiErr
                 user: metadata_value(u),
             }),
         additional: Additional {
-            thinking: req.thinking.map(|t| ThinkingOut {
-                kind: t.mode,
-                budget_tokens: t.budget_tokens.filter(|_| t.mode == "enabled"),
-            }),
-            top_k: req.top_k,
+            thinking: claude
+                .then(|| claude_thinking(req, req.max_output_tokens()))
+                .flatten()
+                .map(|t| ThinkingOut {
+                    kind: t.mode,
+                    budget_tokens: t.budget_tokens,
+                }),
+            top_k: req.top_k.filter(|_| claude),
             anthropic_beta: Vec::new(),
         },
     })

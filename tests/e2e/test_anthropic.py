@@ -284,7 +284,6 @@ def test_temperature_above_anthropic_range_is_anthropics_400(client, mocks):
     ({"frequency_penalty": 0.5}, "frequency_penalty"),
     ({"presence_penalty": 0.5}, "presence_penalty"),
     ({"logprobs": True}, "logprobs"),
-    ({"extra_body": {"top_k": 5}}, "top_k"),
 ])
 def test_unsupported_parameter(client, mocks, kwargs, param):
     with pytest.raises(openai.BadRequestError) as e:
@@ -310,6 +309,32 @@ def test_drop_params(dropping_client, mocks):
     assert r.choices[0].message.content == "echo: hi"
     got = mocks["anthropic"].last().json
     assert set(got) == {"model", "max_tokens", "messages"}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_reasoning_effort_asks_for_thinking(client, mocks, stream):
+    """OpenAI's reasoning_effort to Claude: LiteLLM's thinking budget, inside the max_tokens the
+    budget reservation counted; the thinking comes back as reasoning_content."""
+    args = dict(model="claude", messages=user("why is the sky blue"), reasoning_effort="low")
+    if stream:
+        chunks = list(client.chat.completions.create(**args, stream=True))
+        reasoning = "".join(getattr(c.choices[0].delta, "reasoning_content", None) or ""
+                            for c in chunks if c.choices)
+        content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    else:
+        r = client.chat.completions.create(**args)
+        reasoning, content = r.choices[0].message.reasoning_content, r.choices[0].message.content
+    assert reasoning == "Thinking about: why is the sky blue"
+    assert content == "echo: why is the sky blue"
+    sent = mocks["anthropic"].last().json
+    assert sent["thinking"] == {"type": "enabled", "budget_tokens": 1024} and sent["max_tokens"] == 4096
+    # A cap below the effort's budget: the budget fits under it.
+    client.chat.completions.create(**dict(args, reasoning_effort="medium"), max_tokens=1500)
+    assert mocks["anthropic"].last().json["thinking"] == {"type": "enabled", "budget_tokens": 1499}
+    # `thinking` (LiteLLM's extension) and top_k as Anthropic has them; thinking wins.
+    client.chat.completions.create(**args, extra_body={"thinking": {"type": "disabled"}, "top_k": 5})
+    sent = mocks["anthropic"].last().json
+    assert sent["thinking"] == {"type": "disabled"} and sent["top_k"] == 5
 
 
 def test_cached_usage_and_reasoning(client, mocks):

@@ -547,3 +547,19 @@ def test_assume_role_renders_envoys_assume_role_provider(mocks, bare_aws_env):
         clusters = urllib.request.urlopen(f"http://127.0.0.1:{gw.admin_port}/clusters", timeout=5).read().decode()
         assert "sts_token_service_internal-us-east-1::" in clusters
         assert "sts_token_service_internal-us-west-2::" in clusters
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_reasoning_effort_is_claudes_thinking(client, mocks, stream):
+    """OpenAI's reasoning_effort to Claude on Bedrock: LiteLLM's budget in Claude's own
+    `thinking`, the signed reasoning back as reasoning_content."""
+    args = dict(model="bedrock-claude", messages=user("why so"), reasoning_effort="low")
+    if stream:
+        chunks = list(client.chat.completions.create(**args, stream=True))
+        reasoning = "".join(getattr(c.choices[0].delta, "reasoning_content", None) or ""
+                            for c in chunks if c.choices)
+    else:
+        reasoning = client.chat.completions.create(**args).choices[0].message.reasoning_content
+    assert reasoning == "Thinking about: why so"
+    sent = mocks["bedrock"].last().json
+    assert sent["additionalModelRequestFields"] == {"thinking": {"type": "enabled", "budget_tokens": 1024}}

@@ -8,6 +8,7 @@ import openai
 import pytest
 
 from conftest import MASTER_KEY
+from mocks.anthropic_mock import thinking_signature
 from mocks.openai_mock import OPENAI_KEY
 
 FUNCTION = {"type": "function", "name": "get_weather", "description": "Current weather for a city",
@@ -105,6 +106,45 @@ def test_function_tool_round_trip(client, mocks, alias):
     assert follow.status == "completed" and follow.output_text
     sent = json.dumps(mocks[MOCK_OF[alias]].last().json)
     assert "18C, sunny" in sent and "get_weather" in sent
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_claude_reasoning_round_trips_with_a_tool(client, mocks, stream):
+    """Reasoning effort and a tool to Claude: turn 1 answers a reasoning item whose
+    encrypted_content is Claude's signature, and a function call; turn 2 sends the output items
+    back with the call's output, and Anthropic gets the signed thinking first in the assistant
+    turn, which it requires with thinking on (the mock refuses the turn without it)."""
+    args = dict(model="claude", tools=[FUNCTION], reasoning={"effort": "low"})
+
+    def create(**kw):
+        if stream:
+            with client.responses.stream(**args, **kw) as s:
+                return s.get_final_response()
+        return client.responses.create(**args, **kw)
+
+    r = create(input="Weather in Paris?")
+    sent = mocks["anthropic"].last().json
+    assert sent["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+    assert sent["max_tokens"] == 4096 and "reasoning_effort" not in sent
+    assert [o.type for o in r.output] == ["reasoning", "function_call"]
+    reasoning, call = r.output
+    assert reasoning.summary[0].text == "Thinking about: Weather in Paris?"
+    assert reasoning.encrypted_content == thinking_signature(reasoning.summary[0].text)
+    history = [{"role": "user", "content": "Weather in Paris?"},
+               *[o.model_dump(exclude_none=True) for o in r.output],
+               {"type": "function_call_output", "call_id": call.call_id, "output": "18C, sunny"}]
+    follow = create(input=history)
+    assert follow.status == "completed" and "18C, sunny" in follow.output_text
+    assert follow.output[0].type == "reasoning" and follow.output[0].encrypted_content
+    turn = mocks["anthropic"].last().json["messages"][1]
+    assert turn["role"] == "assistant"
+    assert turn["content"][0] == {"type": "thinking", "thinking": reasoning.summary[0].text,
+                                  "signature": reasoning.encrypted_content}
+    assert turn["content"][1]["type"] == "tool_use" and turn["content"][1]["id"] == call.call_id
+    # Without its reasoning item the turn is Anthropic's 400, as the client's error.
+    with pytest.raises(openai.BadRequestError) as e:
+        client.responses.create(**args, input=[h for h in history if h.get("type") != "reasoning"])
+    assert "thinking" in e.value.message
 
 
 @pytest.mark.parametrize("alias", ["gpt", "claude", "bedrock-claude", "gemini"])

@@ -6,8 +6,13 @@
 //! `message` (roles user, assistant, system, developer; `input_text`, `output_text`, `refusal`,
 //! `input_image` and `input_file` parts), `function_call` items the assistant turn's `tool_calls`
 //! (consecutive calls join one turn, after its text), `function_call_output` a `tool` message.
-//! `reasoning` items are OpenAI's own (their summary is not the reasoning, their encrypted
-//! content only OpenAI can read): they are dropped, not sent. Function `tools`, `tool_choice`,
+//! A `reasoning` item with `encrypted_content` is one this gateway wrote for a provider that signs
+//! its reasoning (Anthropic, Claude on Bedrock): it becomes a `thinking_blocks` entry of the next
+//! assistant message the items make (summary texts joined as `thinking`, the encrypted content as
+//! `signature`; [`REDACTED_PREFIX`] content as a `redacted_thinking` block's `data`), so Claude
+//! gets its reasoning back where it requires it. Other `reasoning` items are OpenAI's own (their
+//! summary is not the reasoning, their encrypted content only OpenAI can read): they are
+//! dropped, not sent. Function `tools`, `tool_choice`,
 //! `parallel_tool_calls`, `text.format` (as `response_format`), `max_output_tokens`,
 //! `temperature`, `top_p`, `reasoning.effort` (as `reasoning_effort`) and `user` have their chat
 //! completions counterparts. What only OpenAI runs (its built-in tools, stored prompts and
@@ -19,10 +24,19 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 
 use crate::error::ApiError;
 use crate::json::{self, Text};
 use crate::openai::request::PromptText;
+
+/// What starts a reasoning item's `encrypted_content` that carries Anthropic's redacted thinking
+/// (its `data`) rather than a signature, so the gateway tells them apart on the way back.
+pub const REDACTED_PREFIX: &str = "redacted:";
+/// How OpenAI's own encrypted reasoning starts: a Fernet token (version byte 0x80 and a
+/// timestamp, base64url). Such an item, from a conversation begun with an OpenAI model, is
+/// dropped like one without encrypted content; a Claude signature never starts so.
+const OPENAI_ENCRYPTED: &str = "gAAAA";
 
 /// The parts of a Responses request that decide routing and cost, read once.
 #[derive(Debug)]
@@ -98,6 +112,18 @@ struct ItemIn<'a> {
     // function_call_output
     #[serde(borrow)]
     output: Option<&'a RawValue>,
+    // reasoning
+    #[serde(borrow)]
+    summary: Option<&'a RawValue>,
+    #[serde(borrow)]
+    encrypted_content: Option<Text<'a>>,
+}
+
+/// A reasoning item's summary part.
+#[derive(Deserialize)]
+struct SummaryIn<'a> {
+    #[serde(default, borrow)]
+    text: Option<Text<'a>>,
 }
 
 /// A content part, flat.
@@ -235,6 +261,21 @@ struct ChatMessage<'a> {
     tool_calls: Vec<ToolCallOut<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tool_call_id: Option<Text<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    thinking_blocks: Vec<ThinkingBlockOut<'a>>,
+}
+
+/// LiteLLM's `thinking_blocks` entry: signed reasoning, or redacted.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ThinkingBlockOut<'a> {
+    Thinking {
+        thinking: String,
+        signature: Cow<'a, str>,
+    },
+    RedactedThinking {
+        data: Cow<'a, str>,
+    },
 }
 
 #[derive(Serialize)]
@@ -468,6 +509,7 @@ pub fn parse(body: &[u8]) -> Result<ResponsesRequest<'_>, ApiError> {
             content: ContentOut::Text(text),
             tool_calls: Vec::new(),
             tool_call_id: None,
+            thinking_blocks: Vec::new(),
         });
     }
     let input = input.ok_or_else(|| missing("input"))?;
@@ -477,12 +519,15 @@ pub fn parse(body: &[u8]) -> Result<ResponsesRequest<'_>, ApiError> {
             content: ContentOut::Text(text),
             tool_calls: Vec::new(),
             tool_call_id: None,
+            thinking_blocks: Vec::new(),
         }),
         Err(_) => {
             let items: Vec<ItemIn> = serde_json::from_str(input.get())
                 .map_err(|_| wrong_type("input", "a string or an array of input items"))?;
+            // Reasoning waiting for the next assistant message.
+            let mut reasoning = Vec::new();
             for (i, item) in items.into_iter().enumerate() {
-                translate_item(item, i, &mut out.messages)?;
+                translate_item(item, i, &mut out.messages, &mut reasoning)?;
             }
         }
     }
@@ -690,11 +735,13 @@ fn response_format(f: FormatIn<'_>) -> Result<Option<ResponseFormatOut<'_>>, Api
     }
 }
 
-/// One input item as chat messages (see the module's doc).
+/// One input item as chat messages (see the module's doc). `reasoning` holds the thinking
+/// blocks of reasoning items read so far, for the next assistant message.
 fn translate_item<'a>(
     item: ItemIn<'a>,
     i: usize,
     out: &mut Vec<ChatMessage<'a>>,
+    reasoning: &mut Vec<ThinkingBlockOut<'a>>,
 ) -> Result<(), ApiError> {
     let at = |field: &str| format!("input[{i}].{field}");
     let kind = item.kind.as_ref().map_or("message", |k| k.as_str());
@@ -715,11 +762,17 @@ fn translate_item<'a>(
             };
             let raw = item.content.ok_or_else(|| missing(&at("content")))?;
             let content = content(raw, &at("content"))?;
+            let thinking_blocks = if role == "assistant" {
+                std::mem::take(reasoning)
+            } else {
+                Vec::new()
+            };
             out.push(ChatMessage {
                 role,
                 content,
                 tool_calls: Vec::new(),
                 tool_call_id: None,
+                thinking_blocks,
             });
         }
         "function_call" => {
@@ -733,12 +786,16 @@ fn translate_item<'a>(
             };
             // Calls join the assistant turn just before them (its text, or earlier calls).
             match out.last_mut() {
-                Some(m) if m.role == "assistant" => m.tool_calls.push(call),
+                Some(m) if m.role == "assistant" => {
+                    m.tool_calls.push(call);
+                    m.thinking_blocks.append(reasoning);
+                }
                 _ => out.push(ChatMessage {
                     role: "assistant",
                     content: ContentOut::Null(None),
                     tool_calls: vec![call],
                     tool_call_id: None,
+                    thinking_blocks: std::mem::take(reasoning),
                 }),
             }
         }
@@ -750,10 +807,16 @@ fn translate_item<'a>(
                 content: content(raw, &at("output"))?,
                 tool_calls: Vec::new(),
                 tool_call_id: Some(id),
+                thinking_blocks: Vec::new(),
             });
         }
-        // OpenAI's own reasoning: dropped (see the module's doc).
-        "reasoning" => {}
+        // Reasoning a provider signed goes back with the next assistant turn; OpenAI's own is
+        // dropped (see the module's doc).
+        "reasoning" => {
+            if let Some(block) = thinking_block(item) {
+                reasoning.push(block);
+            }
+        }
         "item_reference" => {
             return Err(openai_only(
                 &at("type"),
@@ -768,6 +831,31 @@ fn translate_item<'a>(
         }
     }
     Ok(())
+}
+
+/// A reasoning item with encrypted content as the thinking block it came from; `None` without,
+/// or with OpenAI's own ([`OPENAI_ENCRYPTED`]).
+fn thinking_block(item: ItemIn<'_>) -> Option<ThinkingBlockOut<'_>> {
+    let encrypted = item
+        .encrypted_content
+        .filter(|e| !e.is_empty() && !e.starts_with(OPENAI_ENCRYPTED))?
+        .0;
+    if let Some(data) = encrypted.strip_prefix(REDACTED_PREFIX) {
+        let data = match encrypted {
+            Cow::Borrowed(b) => Cow::Borrowed(&b[REDACTED_PREFIX.len()..]),
+            Cow::Owned(_) => Cow::Owned(data.to_string()),
+        };
+        return Some(ThinkingBlockOut::RedactedThinking { data });
+    }
+    let parts: Vec<SummaryIn> = item
+        .summary
+        .and_then(|raw| serde_json::from_str(raw.get()).ok())
+        .unwrap_or_default();
+    let thinking = parts.iter().filter_map(|p| p.text.as_deref()).collect();
+    Some(ThinkingBlockOut::Thinking {
+        thinking,
+        signature: encrypted,
+    })
 }
 
 /// A message's content (or a function call's output): a string, or a list of parts.

@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use super::request::REDACTED_PREFIX;
 use super::{call_id, item_id, status, Echo, UsageOut, ECHO};
 use crate::openai::{Completion, ResponseCtx};
 
@@ -36,9 +37,13 @@ pub(crate) struct Incomplete {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub(crate) enum ItemOut<'a> {
+    /// `encrypted_content`: the provider's signature of the reasoning, or its redacted reasoning
+    /// after [`REDACTED_PREFIX`], for the client to send back (see `request.rs`).
     Reasoning {
         id: &'a str,
         summary: Vec<SummaryOut<'a>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        encrypted_content: Option<&'a str>,
     },
     Message {
         id: &'a str,
@@ -108,15 +113,42 @@ pub fn response_json(c: &Completion, ctx: &ResponseCtx) -> Vec<u8> {
                 .collect()
         })
         .unwrap_or_default();
+    // Redacted reasoning, one item each after the reasoning item (`rs_..._1` on).
+    let redacted: Vec<(String, String)> = choice
+        .map(|ch| {
+            ch.redacted_reasoning
+                .iter()
+                .enumerate()
+                .map(|(i, data)| {
+                    let id = item_id(&ctx.id, "rs", i.saturating_add(1));
+                    (id, format!("{REDACTED_PREFIX}{data}"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let mut output = Vec::new();
     let mut size = 1024usize;
     if let Some(ch) = choice {
-        if let Some(r) = ch.reasoning.as_deref().filter(|r| !r.is_empty()) {
+        let signature = ch.reasoning_signature.as_deref().filter(|s| !s.is_empty());
+        let reasoning = ch.reasoning.as_deref().filter(|r| !r.is_empty());
+        if reasoning.is_some() || signature.is_some() {
+            let r = reasoning.unwrap_or_default();
             output.push(ItemOut::Reasoning {
                 id: &rs_id,
                 summary: vec![SummaryOut::new(r)],
+                encrypted_content: signature,
             });
-            size = size.saturating_add(r.len());
+            size = size
+                .saturating_add(r.len())
+                .saturating_add(signature.map_or(0, str::len));
+        }
+        for (id, data) in &redacted {
+            output.push(ItemOut::Reasoning {
+                id,
+                summary: Vec::new(),
+                encrypted_content: Some(data),
+            });
+            size = size.saturating_add(data.len());
         }
         match ch.content.as_deref() {
             Some(text) if !text.is_empty() || ch.tool_calls.is_empty() => {
@@ -182,6 +214,7 @@ mod tests {
                 content: Some("Checking.".into()),
                 reasoning: Some("The user wants weather.".into()),
                 reasoning_signature: Some("sig".into()),
+                redacted_reasoning: vec!["EmwK".into()],
                 tool_calls: vec![
                     ToolCallOut {
                         id: "toolu_1".into(),
@@ -195,7 +228,6 @@ mod tests {
                     },
                 ],
                 finish_reason: Some(FinishReason::ToolCalls),
-                ..Default::default()
             },
             Usage {
                 prompt_tokens: 100,
@@ -215,8 +247,10 @@ mod tests {
         assert_eq!(
             v["output"],
             json!([
-                {"type": "reasoning", "id": "rs_abc0",
+                {"type": "reasoning", "id": "rs_abc0", "encrypted_content": "sig",
                  "summary": [{"type": "summary_text", "text": "The user wants weather."}]},
+                {"type": "reasoning", "id": "rs_abc1", "summary": [],
+                 "encrypted_content": "redacted:EmwK"},
                 {"type": "message", "id": "msg_abc0", "status": "completed", "role": "assistant",
                  "content": [{"type": "output_text", "text": "Checking.", "annotations": [], "logprobs": []}]},
                 {"type": "function_call", "id": "fc_abc0", "call_id": "toolu_1", "name": "get_weather",

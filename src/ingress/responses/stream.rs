@@ -18,6 +18,7 @@
 
 use serde::Serialize;
 
+use super::request::REDACTED_PREFIX;
 use super::response::{ErrorOut, Incomplete, ItemOut, ResponseOut, SummaryOut, TextPart};
 use super::{call_id, item_id, status, UsageOut, ECHO};
 use crate::error::ApiError;
@@ -30,6 +31,8 @@ const MAX_CALLS: usize = 256;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Reasoning,
+    /// Anthropic's redacted thinking: a reasoning item with no summary, whole when added.
+    Redacted,
     Message,
     Call(usize),
 }
@@ -42,6 +45,8 @@ struct Item {
     text: String,
     call_id: String,
     name: String,
+    /// A reasoning item's `encrypted_content` (see `response.rs`).
+    encrypted: Option<String>,
     done: bool,
 }
 
@@ -56,6 +61,12 @@ impl Item {
                 } else {
                     Vec::new()
                 },
+                encrypted_content: self.encrypted.as_deref().filter(|_| self.done),
+            },
+            Kind::Redacted => ItemOut::Reasoning {
+                id: &self.id,
+                summary: Vec::new(),
+                encrypted_content: self.encrypted.as_deref().filter(|_| self.done),
             },
             Kind::Message => ItemOut::Message {
                 id: &self.id,
@@ -276,7 +287,7 @@ impl EventWriter {
         self.ensure_started(out);
         let index = self.items.len();
         let prefix = match kind {
-            Kind::Reasoning => "rs",
+            Kind::Reasoning | Kind::Redacted => "rs",
             Kind::Message => "msg",
             Kind::Call(_) => "fc",
         };
@@ -286,6 +297,7 @@ impl EventWriter {
             text: String::new(),
             call_id,
             name: name.to_string(),
+            encrypted: None,
             done: false,
         });
         let Some(item) = self.items.last() else {
@@ -337,7 +349,7 @@ impl EventWriter {
                     },
                 );
             }
-            Kind::Call(_) => {}
+            Kind::Call(_) | Kind::Redacted => {}
         }
         index
     }
@@ -398,6 +410,7 @@ impl EventWriter {
                     },
                 );
             }
+            Kind::Redacted => {}
             Kind::Call(_) => {
                 let mut ev =
                     TextEvent::new("response.function_call_arguments.done", &item.id, index);
@@ -452,7 +465,7 @@ impl EventWriter {
                 ev.logprobs = Some([]);
             }
             Kind::Reasoning => ev.summary_index = Some(0),
-            Kind::Call(_) => {}
+            Kind::Call(_) | Kind::Redacted => {}
         }
         ev.delta = Some(text);
         ev.sequence_number = self.seq;
@@ -503,6 +516,34 @@ impl ChatSink for EventWriter {
         }
         let at = self.open(out, Kind::Reasoning);
         self.delta(out, at, "response.reasoning_summary_text.delta", text);
+    }
+
+    /// Kept on the open reasoning item (opened if the reasoning had no text): its
+    /// `output_item.done` and the completed response carry it as `encrypted_content`.
+    fn reasoning_signature(&mut self, out: &mut Vec<u8>, index: usize, signature: &str) {
+        if !self.live(index) || signature.is_empty() {
+            return;
+        }
+        let at = self.open(out, Kind::Reasoning);
+        if let Some(item) = self.items.get_mut(at) {
+            item.encrypted
+                .get_or_insert_with(String::new)
+                .push_str(signature);
+        }
+    }
+
+    /// A reasoning item of its own, with no summary and the data after `REDACTED_PREFIX` as its
+    /// `encrypted_content`.
+    fn redacted_reasoning(&mut self, out: &mut Vec<u8>, index: usize, data: &str) {
+        if !self.live(index) || self.items.len() >= MAX_CALLS {
+            return;
+        }
+        self.close_open(out);
+        let at = self.add(out, Kind::Redacted, String::new(), "");
+        if let Some(item) = self.items.get_mut(at) {
+            item.encrypted = Some(format!("{REDACTED_PREFIX}{data}"));
+        }
+        self.end_item(out, at);
     }
 
     fn tool_call_start(

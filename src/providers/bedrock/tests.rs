@@ -1581,3 +1581,50 @@ fn thinking_top_k_and_signed_reasoning_go_to_claude() {
         .unwrap_err();
     assert_eq!(e.param.as_deref(), Some("top_k"));
 }
+
+#[test]
+fn reasoning_effort_is_claudes_thinking_budget() {
+    let msgs = json!([{"role": "user", "content": "hi"}]);
+    let got =
+        translate(json!({"model": "m", "messages": msgs, "reasoning_effort": "medium"})).unwrap();
+    assert_eq!(
+        got["additionalModelRequestFields"],
+        json!({"thinking": {"type": "enabled", "budget_tokens": 2048}})
+    );
+    // The cap the client set bounds the budget too; `thinking` wins over the effort.
+    let got = translate(
+        json!({"model": "m", "messages": msgs, "reasoning_effort": "high", "max_tokens": 3000}),
+    )
+    .unwrap();
+    assert_eq!(
+        got["additionalModelRequestFields"]["thinking"]["budget_tokens"],
+        2999
+    );
+    let got = translate(
+        json!({"model": "m", "messages": msgs, "reasoning_effort": "high",
+        "thinking": {"type": "disabled"}}),
+    )
+    .unwrap();
+    assert_eq!(
+        got["additionalModelRequestFields"],
+        json!({"thinking": {"type": "disabled"}})
+    );
+    // Other Bedrock models take no thinking: refused, or dropped from the body with drop_params.
+    let bytes = serde_json::to_vec(
+        &json!({"model": "m", "messages": msgs, "reasoning_effort": "low", "top_k": 3}),
+    )
+    .unwrap();
+    let req = parse_chat(&bytes).unwrap();
+    let nova = target("amazon.nova-lite-v1:0");
+    let e = BEDROCK
+        .chat_request(&req, &nova, RequestOptions::default())
+        .unwrap_err();
+    assert_eq!(e.status, 400);
+    let opts = RequestOptions {
+        drop_params: true,
+        ..Default::default()
+    };
+    let out: Value =
+        serde_json::from_slice(&BEDROCK.chat_request(&req, &nova, opts).unwrap()).unwrap();
+    assert!(out.get("additionalModelRequestFields").is_none(), "{out}");
+}

@@ -2,6 +2,9 @@
 anthropic-version headers, strict request validation with Anthropic's error shapes, JSON answers
 and named SSE events (message_start, content_block_*, ping, message_delta, message_stop)."""
 
+import base64
+import hashlib
+import hmac
 import json
 
 from .base import Json, MockProvider, Stream, sse
@@ -31,6 +34,56 @@ def anthropic_error(status, type_, message):
 
 def invalid(message):
     return anthropic_error(400, "invalid_request_error", message)
+
+
+THINKING_DOCS = "Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
+
+
+def thinking_signature(text):
+    """The signature Claude puts on its thinking (here: a MAC the mock checks when it comes back)."""
+    return base64.b64encode(hmac.new(b"anthropic-thinking", text.encode(), hashlib.sha256).digest()).decode()
+
+
+def thinking_budget(body):
+    """`thinking.budget_tokens` when thinking is enabled, else None."""
+    t = body.get("thinking") or {}
+    return t.get("budget_tokens") if t.get("type") == "enabled" else None
+
+
+def validate_thinking(body):
+    """Anthropic's rules for extended thinking, with its messages; None when they hold."""
+    t = body.get("thinking")
+    if t is None:
+        return None
+    if not isinstance(t, dict) or t.get("type") not in ("enabled", "disabled", "adaptive"):
+        return invalid("thinking: Input tag does not match any of the expected tags: 'enabled', 'disabled', 'adaptive'")
+    if t["type"] != "enabled":
+        if "budget_tokens" in t:
+            return invalid(f"thinking.{t['type']}.budget_tokens: Extra inputs are not permitted")
+        return None
+    budget = t.get("budget_tokens")
+    if not isinstance(budget, int) or budget < 1024:
+        return invalid("thinking.enabled.budget_tokens: Input should be greater than or equal to 1024")
+    if body["max_tokens"] <= budget:
+        return invalid(f"`max_tokens` must be greater than `thinking.budget_tokens`. {THINKING_DOCS}")
+    if body.get("temperature") is not None and body["temperature"] != 1:
+        return invalid(f"`temperature` may only be set to 1 when thinking is enabled. {THINKING_DOCS}")
+    if (body.get("tool_choice") or {}).get("type") in ("any", "tool"):
+        return invalid("Thinking may not be enabled when tool_choice forces tool use.")
+    # The assistant turn before the last tool results must start with its thinking.
+    messages = body["messages"]
+    last = messages[-1]
+    if last.get("role") == "user" and any(b.get("type") == "tool_result" for b in _blocks(last["content"])) \
+            and len(messages) >= 2:
+        k = len(messages) - 2
+        first = (_blocks(messages[k]["content"]) or [{}])[0].get("type")
+        if first not in ("thinking", "redacted_thinking"):
+            return invalid(
+                f"messages.{k}.content.0.type: Expected `thinking` or `redacted_thinking`, but found `{first}`. "
+                "When `thinking` is enabled, a final `assistant` message must start with a thinking block "
+                "(preceeding the lastmost set of `tool_use` and `tool_result` blocks). We recommend you include "
+                f"thinking blocks from previous turns. To avoid this requirement, disable `thinking`. {THINKING_DOCS}")
+    return None
 
 
 def _blocks(content):
@@ -105,6 +158,12 @@ def validate(body):
                 return invalid(f"messages.{i}.content.{j}.type: Input tag '{kind}' found using 'type' does not match any of the expected tags")
             if kind == "text" and not b.get("text"):
                 return invalid("messages: text content blocks must be non-empty")
+            if kind in ("thinking", "redacted_thinking") and role != "assistant":
+                return invalid(f"messages.{i}.content.{j}: {kind} blocks are only allowed in assistant messages")
+            if kind == "thinking" and b.get("signature") != thinking_signature(b.get("thinking", "")):
+                return invalid(f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block")
+            if kind == "redacted_thinking" and not b.get("data"):
+                return invalid(f"messages.{i}.content.{j}.redacted_thinking.data: Field required")
             if kind in ("image", "document"):
                 src = b.get("source") or {}
                 if src.get("type") == "base64":
@@ -137,7 +196,7 @@ def validate(body):
                            f"{', '.join(sorted(pending_tool_uses - results))}. Each `tool_use` block must have a corresponding "
                            "`tool_result` block in the next message.")
         pending_tool_uses = {b["id"] for b in content if b.get("type") == "tool_use"} if role == "assistant" else set()
-    return None
+    return validate_thinking(body)
 
 
 def _words(text):
@@ -245,6 +304,10 @@ class AnthropicMock(MockProvider):
             elif choice["type"] == "any" or not results:
                 tool = next((t for t in tools if t["name"] != "json_tool_call"), tools[0])
         blocks = []
+        if thinking_budget(body) is not None:
+            # Thinking on: the answer starts with the model's signed thinking.
+            reasoning = "Thinking about: " + text.removeprefix("echo: ")
+            blocks.append({"type": "thinking", "thinking": reasoning, "signature": thinking_signature(reasoning)})
         stop_reason, stop_sequence = "end_turn", None
         if tool is not None:
             user_text = text.removeprefix("echo: ")
@@ -267,7 +330,8 @@ class AnthropicMock(MockProvider):
                 text, stop_reason = " ".join(words[:body["max_tokens"]]), "max_tokens"
             blocks.append({"type": "text", "text": text})
         input_tokens = 10 + _words(request_text(body))
-        output_tokens = sum(_words(b.get("text", "")) or 1 if b["type"] == "text" else 12 for b in blocks)
+        output_tokens = sum(_words(b.get("text", "") or b.get("thinking", "")) or 1 if b["type"] in ("text", "thinking")
+                            else 12 for b in blocks)
         usage = {"input_tokens": input_tokens, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
                  "output_tokens": output_tokens, "service_tier": "standard"}
         if body.get("stream"):
@@ -297,6 +361,14 @@ class AnthropicMock(MockProvider):
                     if piece:
                         events.append(("content_block_delta", {"type": "content_block_delta", "index": i,
                                                                "delta": {"type": "text_delta", "text": piece}}))
+            elif b["type"] == "thinking":
+                events.append(("content_block_start", {"type": "content_block_start", "index": i,
+                                                       "content_block": {"type": "thinking", "thinking": "", "signature": ""}}))
+                for k in range(0, len(b["thinking"]), 7):
+                    events.append(("content_block_delta", {"type": "content_block_delta", "index": i,
+                                                           "delta": {"type": "thinking_delta", "thinking": b["thinking"][k:k + 7]}}))
+                events.append(("content_block_delta", {"type": "content_block_delta", "index": i,
+                                                       "delta": {"type": "signature_delta", "signature": b["signature"]}}))
             elif b["type"] == "tool_use":
                 events.append(("content_block_start", {"type": "content_block_start", "index": i, "content_block": {
                     "type": "tool_use", "id": b["id"], "name": b["name"], "input": {}}}))

@@ -41,7 +41,7 @@ fn items_with_a_function_call_round_trip() {
             {"role": "user", "content": [
                 {"type": "input_text", "text": "What's the weather in Paris?"},
                 {"type": "input_image", "image_url": "data:image/png;base64,iVBOR", "detail": "low"}]},
-            {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAA"},
+            {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAAAABoXz"},
             {"type": "message", "role": "assistant", "content": [
                 {"type": "output_text", "text": "Let me check.", "annotations": []}]},
             {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "get_weather",
@@ -378,4 +378,41 @@ fn a_native_request_is_read_without_refusing_what_openai_serves() {
             .status,
         400
     );
+}
+
+/// Reasoning a Claude deployment signed goes back as `thinking_blocks` of the next assistant
+/// message: signed text, and redacted data after its prefix; OpenAI's own or unsigned is dropped.
+#[test]
+fn signed_reasoning_goes_back_as_thinking_blocks() {
+    let v = chat(json!({
+        "model": "m",
+        "input": [
+            {"role": "user", "content": "Weather in Paris?"},
+            {"type": "reasoning", "id": "rs_1", "encrypted_content": "EqQBCkYI",
+             "summary": [{"type": "summary_text", "text": "Need "}, {"type": "summary_text", "text": "the tool."}]},
+            {"type": "reasoning", "id": "rs_2", "summary": [], "encrypted_content": "redacted:EmwKAhgB"},
+            {"type": "reasoning", "id": "rs_3", "summary": [{"type": "summary_text", "text": "OpenAI's"}]},
+            {"type": "reasoning", "id": "rs_4", "summary": [], "encrypted_content": "gAAAAABoXz"},
+            {"type": "function_call", "call_id": "toolu_1", "name": "get_weather", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "toolu_1", "output": "sunny"},
+            {"type": "reasoning", "id": "rs_5", "summary": [{"type": "summary_text", "text": "Done."}],
+             "encrypted_content": "ErcB"},
+            {"type": "message", "role": "assistant", "content": "Sunny."},
+            {"role": "user", "content": "Thanks"},
+        ],
+    }));
+    assert_eq!(
+        v["messages"][1],
+        json!({"role": "assistant", "content": null,
+               "tool_calls": [{"id": "toolu_1", "type": "function",
+                               "function": {"name": "get_weather", "arguments": "{}"}}],
+               "thinking_blocks": [
+                   {"type": "thinking", "thinking": "Need the tool.", "signature": "EqQBCkYI"},
+                   {"type": "redacted_thinking", "data": "EmwKAhgB"}]})
+    );
+    assert_eq!(
+        v["messages"][3]["thinking_blocks"],
+        json!([{"type": "thinking", "thinking": "Done.", "signature": "ErcB"}])
+    );
+    assert!(v["messages"][4].get("thinking_blocks").is_none());
 }

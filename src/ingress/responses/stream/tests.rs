@@ -349,3 +349,44 @@ proptest! {
         }
     }
 }
+
+/// The signature rides on its reasoning item, redacted thinking is an item of its own: both in
+/// their `output_item.done` and in the completed response, as `encrypted_content`.
+#[test]
+fn signatures_and_redacted_reasoning_are_encrypted_content() {
+    let evs = write(|w, out| {
+        w.reasoning(out, 0, "Need the tool.");
+        w.reasoning_signature(out, 0, "EqQB");
+        w.reasoning_signature(out, 0, "CkYI");
+        w.redacted_reasoning(out, 0, "EmwK");
+        w.tool_call_start(out, 0, 0, "toolu_1", "weather");
+        w.tool_call_args(out, 0, 0, "{}");
+        // A signature with no reasoning text still gets its item.
+        w.reasoning_signature(out, 0, "ErcB");
+        w.finish(out, 0, FinishReason::ToolCalls);
+        w.done(out);
+    });
+    let (_, last) = accumulate(&evs);
+    let done: Vec<&Value> = evs
+        .iter()
+        .filter(|(n, _)| n == "response.output_item.done")
+        .map(|(_, d)| &d["item"])
+        .collect();
+    let added = evs
+        .iter()
+        .find(|(n, _)| n == "response.output_item.added")
+        .map(|(_, d)| &d["item"])
+        .unwrap();
+    assert!(added.get("encrypted_content").is_none());
+    assert_eq!(done[0]["encrypted_content"], "EqQBCkYI");
+    assert_eq!(done[0]["summary"][0]["text"], "Need the tool.");
+    assert_eq!(
+        *done[1],
+        json!({"type": "reasoning", "id": "rs_0a1b1", "summary": [], "encrypted_content": "redacted:EmwK"})
+    );
+    assert_eq!(last["output"][0], *done[0]);
+    assert_eq!(last["output"][1], *done[1]);
+    assert_eq!(last["output"][2]["type"], "function_call");
+    assert_eq!(last["output"][3]["type"], "reasoning");
+    assert_eq!(last["output"][3]["encrypted_content"], "ErcB");
+}
