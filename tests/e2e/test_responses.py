@@ -297,7 +297,11 @@ def test_a_failing_openai_deployment_falls_back_to_anthropic(fallback_gw, mocks,
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_balanced_group_answers_in_the_responses_shape(fallback_gw, mocks, stream):
     c = openai.OpenAI(base_url=f"{fallback_gw.base_url}/v1", api_key=MASTER_KEY, max_retries=0, timeout=30)
-    for _ in range(6):
+    # Until both deployments have answered (the balancer picks at random: 30 tries all on one
+    # side would be a 1 in 500 million chance).
+    for _ in range(30):
+        if mocks["openai"].count() > 0 and mocks["bedrock"].count() > 0:
+            break
         args = dict(model="mixed", input="Weather?", tools=[FUNCTION], tool_choice="required")
         if stream:
             with c.responses.stream(**args) as s:
