@@ -5,6 +5,7 @@
 //! Anthropic's Messages API, [`responses::EventWriter`] for OpenAI's Responses API.
 
 pub mod anthropic;
+pub(crate) mod chat_out;
 pub mod responses;
 
 use crate::error::ApiError;

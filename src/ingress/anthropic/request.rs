@@ -8,10 +8,15 @@
 //! they came), `cache_control` on a content part. Any other top-level field is kept under its own
 //! name: a backend that cannot take it refuses it by name (or drops it, with `drop_params`).
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::error::ApiError;
+use crate::ingress::chat_out::{
+    ChatMessage, ChatOut, ContentOut, FileOut, FunctionDefOut, FunctionOut, ImageUrl,
+    JsonSchemaOut, PartOut, ResponseFormatOut, StreamOptions, ThinkingOut, ToolCallOut,
+    ToolChoiceOut, ToolOut,
+};
 use crate::json::{self, Text};
 use crate::openai::request::PromptText;
 
@@ -132,198 +137,6 @@ struct MetadataIn<'a> {
     user_id: Option<Text<'a>>,
 }
 
-// ---------------------------------------------------------------------------------------------
-// What is written: a chat completions body.
-
-#[derive(Serialize)]
-struct ChatOut<'a> {
-    model: &'a str,
-    messages: Vec<ChatMessage<'a>>,
-    max_tokens: u64,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    stream: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stream_options: Option<StreamOptions>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    temperature: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    top_p: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    top_k: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    stop: Vec<Text<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    user: Option<Text<'a>>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    tools: Vec<ToolOut<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tool_choice: Option<ToolChoiceOut<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    parallel_tool_calls: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    thinking: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reasoning_effort: Option<Text<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    response_format: Option<ResponseFormatOut<'a>>,
-    #[serde(flatten)]
-    other: Other<'a>,
-}
-
-#[derive(Serialize)]
-struct ResponseFormatOut<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    json_schema: JsonSchemaOut<'a>,
-}
-
-#[derive(Serialize)]
-struct JsonSchemaOut<'a> {
-    name: &'static str,
-    schema: &'a RawValue,
-}
-
-/// Top-level fields kept under their own names.
-struct Other<'a>(Vec<(&'a str, &'a RawValue)>);
-
-impl Serialize for Other<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut m = s.serialize_map(Some(self.0.len()))?;
-        for (k, v) in &self.0 {
-            m.serialize_entry(k, v)?;
-        }
-        m.end()
-    }
-}
-
-#[derive(Serialize)]
-struct StreamOptions {
-    include_usage: bool,
-}
-
-#[derive(Serialize)]
-struct ChatMessage<'a> {
-    role: &'static str,
-    content: ContentOut<'a>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    tool_calls: Vec<ToolCallOut<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tool_call_id: Option<Text<'a>>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    thinking_blocks: Vec<ThinkingOut<'a>>,
-    /// A `tool_result` block's `cache_control`, on the `tool` message it becomes (LiteLLM's
-    /// message-level `cache_control`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cache_control: Option<&'a RawValue>,
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum ContentOut<'a> {
-    Null(Option<()>),
-    Text(Text<'a>),
-    Parts(Vec<PartOut<'a>>),
-}
-
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum PartOut<'a> {
-    Text {
-        text: Text<'a>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        cache_control: Option<&'a RawValue>,
-    },
-    ImageUrl {
-        image_url: ImageUrl<'a>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        cache_control: Option<&'a RawValue>,
-    },
-    File {
-        file: FileOut<'a>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        cache_control: Option<&'a RawValue>,
-    },
-}
-
-#[derive(Serialize)]
-struct ImageUrl<'a> {
-    url: std::borrow::Cow<'a, str>,
-}
-
-#[derive(Serialize)]
-struct FileOut<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    file_data: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    file_url: Option<Text<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    filename: Option<Text<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    format: Option<Text<'a>>,
-}
-
-#[derive(Serialize)]
-struct ToolCallOut<'a> {
-    id: Text<'a>,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    function: FunctionOut<'a>,
-}
-
-#[derive(Serialize)]
-struct FunctionOut<'a> {
-    name: Text<'a>,
-    /// The input object's JSON text, as chat completions carries arguments.
-    arguments: &'a str,
-}
-
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum ThinkingOut<'a> {
-    Thinking {
-        thinking: Text<'a>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        signature: Option<Text<'a>>,
-    },
-    RedactedThinking {
-        data: Text<'a>,
-    },
-}
-
-#[derive(Serialize)]
-struct ToolOut<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    function: FunctionDefOut<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cache_control: Option<&'a RawValue>,
-}
-
-#[derive(Serialize)]
-struct FunctionDefOut<'a> {
-    name: Text<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    description: Option<Text<'a>>,
-    parameters: &'a RawValue,
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum ToolChoiceOut<'a> {
-    Mode(&'static str),
-    Function {
-        #[serde(rename = "type")]
-        kind: &'static str,
-        function: NameOut<'a>,
-    },
-}
-
-#[derive(Serialize)]
-struct NameOut<'a> {
-    name: Text<'a>,
-}
-
 const EMPTY_SCHEMA: &str = r#"{"type":"object","properties":{}}"#;
 
 fn empty_schema() -> &'static RawValue {
@@ -334,6 +147,27 @@ fn empty_schema() -> &'static RawValue {
     }
 }
 
+fn read_model(raw: &RawValue) -> Result<Text<'_>, ApiError> {
+    serde_json::from_str::<Text>(raw.get())
+        .map_err(|_| invalid("model", "Input should be a valid string"))
+}
+
+fn read_max_tokens(raw: &RawValue) -> Result<u64, ApiError> {
+    serde_json::from_str::<u64>(raw.get())
+        .ok()
+        .filter(|n| *n >= 1)
+        .ok_or_else(|| invalid("max_tokens", "Input should be an integer of at least 1"))
+}
+
+fn read_messages(raw: &RawValue) -> Result<Vec<MessageIn<'_>>, ApiError> {
+    serde_json::from_str(raw.get()).map_err(|_| {
+        invalid(
+            "messages",
+            "Input should be a list of objects with `role` and `content`",
+        )
+    })
+}
+
 /// Reads a Messages request and writes it as chat completions. Errors name the field, in the
 /// way Anthropic's API does (`messages.1.content: ...`).
 pub fn parse(body: &[u8]) -> Result<MessagesRequest<'_>, ApiError> {
@@ -342,25 +176,7 @@ pub fn parse(body: &[u8]) -> Result<MessagesRequest<'_>, ApiError> {
     let mut max_tokens = None;
     let mut messages: Option<Vec<MessageIn>> = None;
     let mut system = None;
-    let mut out = ChatOut {
-        model: "",
-        messages: Vec::new(),
-        max_tokens: 0,
-        stream: false,
-        stream_options: None,
-        temperature: None,
-        top_p: None,
-        top_k: None,
-        stop: Vec::new(),
-        user: None,
-        tools: Vec::new(),
-        tool_choice: None,
-        parallel_tool_calls: None,
-        thinking: None,
-        reasoning_effort: None,
-        response_format: None,
-        other: Other(Vec::new()),
-    };
+    let mut out = ChatOut::empty();
     for (key, raw) in &fields {
         let raw: &RawValue = raw;
         if json::is_null(raw) {
@@ -375,30 +191,9 @@ pub fn parse(body: &[u8]) -> Result<MessagesRequest<'_>, ApiError> {
             }
         };
         match name {
-            "model" => {
-                model = Some(
-                    serde_json::from_str::<Text>(raw.get())
-                        .map_err(|_| invalid("model", "Input should be a valid string"))?,
-                )
-            }
-            "max_tokens" => {
-                max_tokens = Some(
-                    serde_json::from_str::<u64>(raw.get())
-                        .ok()
-                        .filter(|n| *n >= 1)
-                        .ok_or_else(|| {
-                            invalid("max_tokens", "Input should be an integer of at least 1")
-                        })?,
-                )
-            }
-            "messages" => {
-                messages = Some(serde_json::from_str(raw.get()).map_err(|_| {
-                    invalid(
-                        "messages",
-                        "Input should be a list of objects with `role` and `content`",
-                    )
-                })?)
-            }
+            "model" => model = Some(read_model(raw)?),
+            "max_tokens" => max_tokens = Some(read_max_tokens(raw)?),
+            "messages" => messages = Some(read_messages(raw)?),
             "system" => system = Some(raw),
             "stream" => {
                 out.stream = serde_json::from_str(raw.get())
@@ -443,12 +238,7 @@ pub fn parse(body: &[u8]) -> Result<MessagesRequest<'_>, ApiError> {
                     "auto" => ToolChoiceOut::Mode("auto"),
                     "any" => ToolChoiceOut::Mode("required"),
                     "none" => ToolChoiceOut::Mode("none"),
-                    "tool" => ToolChoiceOut::Function {
-                        kind: "function",
-                        function: NameOut {
-                            name: c.name.ok_or_else(|| invalid("tool_choice.name", "Field required"))?,
-                        },
-                    },
+                    "tool" => ToolChoiceOut::function(c.name.ok_or_else(|| invalid("tool_choice.name", "Field required"))?),
                     other => {
                         return Err(invalid(
                             "tool_choice.type",
@@ -493,7 +283,7 @@ pub fn parse(body: &[u8]) -> Result<MessagesRequest<'_>, ApiError> {
             include_usage: true,
         });
     }
-    out.max_tokens = max_tokens;
+    out.max_tokens = Some(max_tokens);
     let stream = out.stream;
     let size = body.len().saturating_add(256);
     let chat = {
@@ -542,30 +332,9 @@ pub fn read_native(body: &[u8]) -> Result<NativeRequest<'_>, ApiError> {
             continue;
         }
         match key.as_str() {
-            "model" => {
-                model = Some(
-                    serde_json::from_str::<Text>(raw.get())
-                        .map_err(|_| invalid("model", "Input should be a valid string"))?,
-                )
-            }
-            "max_tokens" => {
-                max_tokens = Some(
-                    serde_json::from_str::<u64>(raw.get())
-                        .ok()
-                        .filter(|n| *n >= 1)
-                        .ok_or_else(|| {
-                            invalid("max_tokens", "Input should be an integer of at least 1")
-                        })?,
-                )
-            }
-            "messages" => {
-                messages = Some(serde_json::from_str(raw.get()).map_err(|_| {
-                    invalid(
-                        "messages",
-                        "Input should be a list of objects with `role` and `content`",
-                    )
-                })?)
-            }
+            "model" => model = Some(read_model(raw)?),
+            "max_tokens" => max_tokens = Some(read_max_tokens(raw)?),
+            "messages" => messages = Some(read_messages(raw)?),
             "stream" => {
                 stream = serde_json::from_str(raw.get())
                     .map_err(|_| invalid("stream", "Input should be a valid boolean"))?
@@ -741,10 +510,12 @@ fn output_config<'a>(raw: &'a RawValue, out: &mut ChatOut<'a>) -> Result<(), Api
             ("json_schema", Some(schema)) => {
                 out.response_format = Some(ResponseFormatOut {
                     kind: "json_schema",
-                    json_schema: JsonSchemaOut {
-                        name: "output",
+                    json_schema: Some(JsonSchemaOut {
+                        name: "output".into(),
+                        description: None,
                         schema,
-                    },
+                        strict: None,
+                    }),
                 })
             }
             ("json_schema", None) => {
@@ -805,7 +576,8 @@ fn tool<'a>(t: ToolIn<'a>, i: usize) -> Result<ToolOut<'a>, ApiError> {
         function: FunctionDefOut {
             name: t.name,
             description: t.description,
-            parameters: t.input_schema.unwrap_or(empty_schema()),
+            parameters: Some(t.input_schema.unwrap_or(empty_schema())),
+            strict: None,
         },
         cache_control: t.cache_control,
     })
@@ -920,7 +692,7 @@ fn translate_message<'a>(
                         name: b
                             .name
                             .ok_or_else(|| invalid(&at("name"), "Field required"))?,
-                        arguments: input.get(),
+                        arguments: input.get().into(),
                     },
                 });
             }
@@ -1041,7 +813,7 @@ fn image<'a>(b: BlockIn<'a>, path: &str) -> Result<PartOut<'a>, ApiError> {
         }
     };
     Ok(PartOut::ImageUrl {
-        image_url: ImageUrl { url },
+        image_url: ImageUrl { url, detail: None },
         cache_control: b.cache_control,
     })
 }
@@ -1057,7 +829,7 @@ fn document<'a>(b: BlockIn<'a>, path: &str) -> Result<PartOut<'a>, ApiError> {
                 .data
                 .ok_or_else(|| invalid(&format!("{path}.data"), "Field required"))?;
             FileOut {
-                file_data: Some(format!("data:{};base64,{}", media.as_str(), data.as_str())),
+                file_data: Some(format!("data:{};base64,{}", media.as_str(), data.as_str()).into()),
                 file_url: None,
                 filename: b.title,
                 format: Some(media),

@@ -22,11 +22,16 @@
 //!
 //! Errors are OpenAI's: `param` names the field as the API does (`input[2].content[0].type`).
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 
 use crate::error::ApiError;
+use crate::ingress::chat_out::{
+    ChatMessage, ChatOut, ContentOut, FileOut, FunctionDefOut, FunctionOut, ImageUrl,
+    JsonSchemaOut, PartOut, ResponseFormatOut, StreamOptions, ThinkingOut, ToolCallOut,
+    ToolChoiceOut, ToolOut,
+};
 use crate::json::{self, Text};
 use crate::openai::request::PromptText;
 
@@ -202,182 +207,21 @@ struct ReasoningIn<'a> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// What is written: a chat completions body.
 
-#[derive(Serialize)]
-struct ChatOut<'a> {
-    model: &'a str,
-    messages: Vec<ChatMessage<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_tokens: Option<u64>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    stream: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stream_options: Option<StreamOptions>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    temperature: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    top_p: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    user: Option<Text<'a>>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    tools: Vec<ToolOut<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tool_choice: Option<ToolChoiceOut<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    parallel_tool_calls: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reasoning_effort: Option<Text<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    response_format: Option<ResponseFormatOut<'a>>,
-    #[serde(flatten)]
-    other: Other<'a>,
+fn read_text<'a>(name: &str, raw: &'a RawValue) -> Result<Text<'a>, ApiError> {
+    serde_json::from_str::<Text>(raw.get()).map_err(|_| wrong_type(name, "a string"))
 }
 
-/// Top-level fields kept under their own names.
-struct Other<'a>(Vec<(&'a str, &'a RawValue)>);
-
-impl Serialize for Other<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut m = s.serialize_map(Some(self.0.len()))?;
-        for (k, v) in &self.0 {
-            m.serialize_entry(k, v)?;
-        }
-        m.end()
-    }
+fn read_stream(raw: &RawValue) -> Result<bool, ApiError> {
+    serde_json::from_str(raw.get()).map_err(|_| wrong_type("stream", "a boolean"))
 }
 
-#[derive(Serialize)]
-struct StreamOptions {
-    include_usage: bool,
+fn read_max_output_tokens(raw: &RawValue) -> Result<u64, ApiError> {
+    serde_json::from_str::<u64>(raw.get())
+        .ok()
+        .filter(|n| *n >= 1)
+        .ok_or_else(|| wrong_type("max_output_tokens", "a positive integer"))
 }
-
-#[derive(Serialize)]
-struct ChatMessage<'a> {
-    role: &'static str,
-    content: ContentOut<'a>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    tool_calls: Vec<ToolCallOut<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tool_call_id: Option<Text<'a>>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    thinking_blocks: Vec<ThinkingBlockOut<'a>>,
-}
-
-/// LiteLLM's `thinking_blocks` entry: signed reasoning, or redacted.
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum ThinkingBlockOut<'a> {
-    Thinking {
-        thinking: String,
-        signature: Cow<'a, str>,
-    },
-    RedactedThinking {
-        data: Cow<'a, str>,
-    },
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum ContentOut<'a> {
-    Null(Option<()>),
-    Text(Text<'a>),
-    Parts(Vec<PartOut<'a>>),
-}
-
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum PartOut<'a> {
-    Text { text: Text<'a> },
-    ImageUrl { image_url: ImageUrl<'a> },
-    File { file: FileOut<'a> },
-}
-
-#[derive(Serialize)]
-struct ImageUrl<'a> {
-    url: Text<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    detail: Option<Text<'a>>,
-}
-
-#[derive(Serialize)]
-struct FileOut<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    file_data: Option<Text<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    file_url: Option<Text<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    filename: Option<Text<'a>>,
-}
-
-#[derive(Serialize)]
-struct ToolCallOut<'a> {
-    id: Text<'a>,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    function: FunctionOut<'a>,
-}
-
-#[derive(Serialize)]
-struct FunctionOut<'a> {
-    name: Text<'a>,
-    arguments: Text<'a>,
-}
-
-#[derive(Serialize)]
-struct ToolOut<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    function: FunctionDefOut<'a>,
-}
-
-#[derive(Serialize)]
-struct FunctionDefOut<'a> {
-    name: Text<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    description: Option<Text<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    parameters: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    strict: Option<bool>,
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum ToolChoiceOut<'a> {
-    Mode(&'static str),
-    Function {
-        #[serde(rename = "type")]
-        kind: &'static str,
-        function: NameOut<'a>,
-    },
-}
-
-#[derive(Serialize)]
-struct NameOut<'a> {
-    name: Text<'a>,
-}
-
-#[derive(Serialize)]
-struct ResponseFormatOut<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    json_schema: Option<JsonSchemaOut<'a>>,
-}
-
-#[derive(Serialize)]
-struct JsonSchemaOut<'a> {
-    name: Text<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    description: Option<Text<'a>>,
-    schema: &'a RawValue,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    strict: Option<bool>,
-}
-
-// ---------------------------------------------------------------------------------------------
 
 /// Reads a Responses request and writes it as chat completions.
 pub fn parse(body: &[u8]) -> Result<ResponsesRequest<'_>, ApiError> {
@@ -385,22 +229,7 @@ pub fn parse(body: &[u8]) -> Result<ResponsesRequest<'_>, ApiError> {
     let mut model = None;
     let mut input = None;
     let mut instructions = None;
-    let mut out = ChatOut {
-        model: "",
-        messages: Vec::new(),
-        max_tokens: None,
-        stream: false,
-        stream_options: None,
-        temperature: None,
-        top_p: None,
-        user: None,
-        tools: Vec::new(),
-        tool_choice: None,
-        parallel_tool_calls: None,
-        reasoning_effort: None,
-        response_format: None,
-        other: Other(Vec::new()),
-    };
+    let mut out = ChatOut::empty();
     for (key, raw) in &fields {
         let raw: &RawValue = raw;
         if json::is_null(raw) {
@@ -418,30 +247,14 @@ pub fn parse(body: &[u8]) -> Result<ResponsesRequest<'_>, ApiError> {
             }
         };
         match name {
-            "model" => {
-                model = Some(
-                    serde_json::from_str::<Text>(raw.get())
-                        .map_err(|_| wrong_type("model", "a string"))?,
-                )
-            }
+            "model" => model = Some(read_text("model", raw)?),
             "input" => input = Some(raw),
-            "instructions" => {
-                instructions = Some(
-                    serde_json::from_str::<Text>(raw.get())
-                        .map_err(|_| wrong_type("instructions", "a string"))?,
-                )
-            }
+            "instructions" => instructions = Some(read_text("instructions", raw)?),
             "stream" => {
-                out.stream = serde_json::from_str(raw.get())
-                    .map_err(|_| wrong_type("stream", "a boolean"))?
+                out.stream = read_stream(raw)?
             }
             "max_output_tokens" => {
-                out.max_tokens = Some(
-                    serde_json::from_str::<u64>(raw.get())
-                        .ok()
-                        .filter(|n| *n >= 1)
-                        .ok_or_else(|| wrong_type("max_output_tokens", "a positive integer"))?,
-                )
+                out.max_tokens = Some(read_max_output_tokens(raw)?)
             }
             "temperature" => out.temperature = Some(number(0.0, 2.0)?),
             "top_p" => out.top_p = Some(number(0.0, 1.0)?),
@@ -504,23 +317,14 @@ pub fn parse(body: &[u8]) -> Result<ResponsesRequest<'_>, ApiError> {
         _ => return Err(missing("model")),
     };
     if let Some(text) = instructions {
-        out.messages.push(ChatMessage {
-            role: "system",
-            content: ContentOut::Text(text),
-            tool_calls: Vec::new(),
-            tool_call_id: None,
-            thinking_blocks: Vec::new(),
-        });
+        out.messages
+            .push(ChatMessage::plain("system", ContentOut::Text(text)));
     }
     let input = input.ok_or_else(|| missing("input"))?;
     match serde_json::from_str::<Text>(input.get()) {
-        Ok(text) => out.messages.push(ChatMessage {
-            role: "user",
-            content: ContentOut::Text(text),
-            tool_calls: Vec::new(),
-            tool_call_id: None,
-            thinking_blocks: Vec::new(),
-        }),
+        Ok(text) => out
+            .messages
+            .push(ChatMessage::plain("user", ContentOut::Text(text))),
         Err(_) => {
             let items: Vec<ItemIn> = serde_json::from_str(input.get())
                 .map_err(|_| wrong_type("input", "a string or an array of input items"))?;
@@ -573,24 +377,9 @@ pub fn read_native(body: &[u8]) -> Result<NativeRequest<'_>, ApiError> {
             continue;
         }
         match key.as_str() {
-            "model" => {
-                model = Some(
-                    serde_json::from_str::<Text>(raw.get())
-                        .map_err(|_| wrong_type("model", "a string"))?,
-                )
-            }
-            "stream" => {
-                stream = serde_json::from_str(raw.get())
-                    .map_err(|_| wrong_type("stream", "a boolean"))?
-            }
-            "max_output_tokens" => {
-                max_output_tokens = Some(
-                    serde_json::from_str::<u64>(raw.get())
-                        .ok()
-                        .filter(|n| *n >= 1)
-                        .ok_or_else(|| wrong_type("max_output_tokens", "a positive integer"))?,
-                )
-            }
+            "model" => model = Some(read_text("model", raw)?),
+            "stream" => stream = read_stream(raw)?,
+            "max_output_tokens" => max_output_tokens = Some(read_max_output_tokens(raw)?),
             "input" => match serde_json::from_str::<Text>(raw.get()) {
                 Ok(text) => {
                     prompt.bytes += text.len() as u64;
@@ -680,6 +469,7 @@ fn tool<'a>(t: ToolIn<'a>, i: usize) -> Result<ToolOut<'a>, ApiError> {
             parameters: t.parameters,
             strict: t.strict,
         },
+        cache_control: None,
     })
 }
 
@@ -698,12 +488,9 @@ fn tool_choice(raw: &RawValue) -> Result<ToolChoiceOut<'_>, ApiError> {
     let c: ToolChoiceIn = serde_json::from_str(raw.get())
         .map_err(|_| wrong_type("tool_choice", "a string or an object with a `type`"))?;
     match c.kind.as_str() {
-        "function" => Ok(ToolChoiceOut::Function {
-            kind: "function",
-            function: NameOut {
-                name: c.name.ok_or_else(|| missing("tool_choice.name"))?,
-            },
-        }),
+        "function" => Ok(ToolChoiceOut::function(
+            c.name.ok_or_else(|| missing("tool_choice.name"))?,
+        )),
         other => Err(openai_only(
             "tool_choice.type",
             &format!("A tool choice of type '{other}'"),
@@ -741,7 +528,7 @@ fn translate_item<'a>(
     item: ItemIn<'a>,
     i: usize,
     out: &mut Vec<ChatMessage<'a>>,
-    reasoning: &mut Vec<ThinkingBlockOut<'a>>,
+    reasoning: &mut Vec<ThinkingOut<'a>>,
 ) -> Result<(), ApiError> {
     let at = |field: &str| format!("input[{i}].{field}");
     let kind = item.kind.as_ref().map_or("message", |k| k.as_str());
@@ -768,11 +555,8 @@ fn translate_item<'a>(
                 Vec::new()
             };
             out.push(ChatMessage {
-                role,
-                content,
-                tool_calls: Vec::new(),
-                tool_call_id: None,
                 thinking_blocks,
+                ..ChatMessage::plain(role, content)
             });
         }
         "function_call" => {
@@ -791,11 +575,9 @@ fn translate_item<'a>(
                     m.thinking_blocks.append(reasoning);
                 }
                 _ => out.push(ChatMessage {
-                    role: "assistant",
-                    content: ContentOut::Null(None),
                     tool_calls: vec![call],
-                    tool_call_id: None,
                     thinking_blocks: std::mem::take(reasoning),
+                    ..ChatMessage::plain("assistant", ContentOut::Null(None))
                 }),
             }
         }
@@ -803,11 +585,8 @@ fn translate_item<'a>(
             let id = item.call_id.ok_or_else(|| missing(&at("call_id")))?;
             let raw = item.output.ok_or_else(|| missing(&at("output")))?;
             out.push(ChatMessage {
-                role: "tool",
-                content: content(raw, &at("output"))?,
-                tool_calls: Vec::new(),
                 tool_call_id: Some(id),
-                thinking_blocks: Vec::new(),
+                ..ChatMessage::plain("tool", content(raw, &at("output"))?)
             });
         }
         // Reasoning a provider signed goes back with the next assistant turn; OpenAI's own is
@@ -835,7 +614,7 @@ fn translate_item<'a>(
 
 /// A reasoning item with encrypted content as the thinking block it came from; `None` without,
 /// or with OpenAI's own ([`OPENAI_ENCRYPTED`]).
-fn thinking_block(item: ItemIn<'_>) -> Option<ThinkingBlockOut<'_>> {
+fn thinking_block(item: ItemIn<'_>) -> Option<ThinkingOut<'_>> {
     let encrypted = item
         .encrypted_content
         .filter(|e| !e.is_empty() && !e.starts_with(OPENAI_ENCRYPTED))?
@@ -845,16 +624,16 @@ fn thinking_block(item: ItemIn<'_>) -> Option<ThinkingBlockOut<'_>> {
             Cow::Borrowed(b) => Cow::Borrowed(&b[REDACTED_PREFIX.len()..]),
             Cow::Owned(_) => Cow::Owned(data.to_string()),
         };
-        return Some(ThinkingBlockOut::RedactedThinking { data });
+        return Some(ThinkingOut::RedactedThinking { data: Text(data) });
     }
     let parts: Vec<SummaryIn> = item
         .summary
         .and_then(|raw| serde_json::from_str(raw.get()).ok())
         .unwrap_or_default();
-    let thinking = parts.iter().filter_map(|p| p.text.as_deref()).collect();
-    Some(ThinkingBlockOut::Thinking {
-        thinking,
-        signature: encrypted,
+    let thinking: String = parts.iter().filter_map(|p| p.text.as_deref()).collect();
+    Some(ThinkingOut::Thinking {
+        thinking: Text(Cow::Owned(thinking)),
+        signature: Some(Text(encrypted)),
     })
 }
 
@@ -871,16 +650,19 @@ fn content<'a>(raw: &'a RawValue, path: &str) -> Result<ContentOut<'a>, ApiError
         out.push(match p.kind.as_str() {
             "input_text" | "output_text" => PartOut::Text {
                 text: p.text.ok_or_else(|| missing(&at("text")))?,
+                cache_control: None,
             },
             "refusal" => PartOut::Text {
                 text: p.refusal.ok_or_else(|| missing(&at("refusal")))?,
+                cache_control: None,
             },
             "input_image" => match (p.image_url, p.file_id) {
                 (Some(url), _) => PartOut::ImageUrl {
                     image_url: ImageUrl {
-                        url,
+                        url: url.0,
                         detail: p.detail.filter(|d| d.as_str() != "auto"),
                     },
+                    cache_control: None,
                 },
                 (None, Some(_)) => {
                     return Err(openai_only(&at("file_id"), "An uploaded file (`file_id`)"))
@@ -896,10 +678,12 @@ fn content<'a>(raw: &'a RawValue, path: &str) -> Result<ContentOut<'a>, ApiError
                 }
                 PartOut::File {
                     file: FileOut {
-                        file_data: p.file_data,
+                        file_data: p.file_data.map(|d| d.0),
                         file_url: p.file_url,
                         filename: p.filename,
+                        format: None,
                     },
+                    cache_control: None,
                 }
             }
             other => {
