@@ -276,59 +276,31 @@ fn is_claude(model: &str) -> bool {
 
 // The `anthropic_beta` flags Bedrock takes for Claude (AWS's Claude Messages request reference;
 // the versions and families each needs as LiteLLM's Bedrock filter has them), by model tier.
-const CLAUDE_3_BETAS: &[&str] = &[
+/// Every tier takes the flags of the tiers before it, so each tier's list is a prefix of this
+/// one (in this order: a flag's index is its bit in `RequestOptions::anthropic_beta`).
+const CLAUDE_BETAS: &[&str] = &[
     "computer-use-2024-10-22",
     "computer-use-2025-01-24",
     "token-efficient-tools-2025-02-19",
     "output-128k-2025-02-19",
-];
-const CLAUDE_4_BETAS: &[&str] = &[
-    "computer-use-2024-10-22",
-    "computer-use-2025-01-24",
-    "token-efficient-tools-2025-02-19",
-    "output-128k-2025-02-19",
+    // Claude 4
     "interleaved-thinking-2025-05-14",
     "dev-full-thinking-2025-05-14",
     "context-1m-2025-08-07",
-];
-const CLAUDE_45_HAIKU_BETAS: &[&str] = &[
-    "computer-use-2024-10-22",
-    "computer-use-2025-01-24",
-    "token-efficient-tools-2025-02-19",
-    "output-128k-2025-02-19",
-    "interleaved-thinking-2025-05-14",
-    "dev-full-thinking-2025-05-14",
-    "context-1m-2025-08-07",
+    // Claude 4.5 Haiku
     "context-management-2025-06-27",
     "computer-use-2025-11-24",
-];
-const CLAUDE_45_SONNET_BETAS: &[&str] = &[
-    "computer-use-2024-10-22",
-    "computer-use-2025-01-24",
-    "token-efficient-tools-2025-02-19",
-    "output-128k-2025-02-19",
-    "interleaved-thinking-2025-05-14",
-    "dev-full-thinking-2025-05-14",
-    "context-1m-2025-08-07",
-    "context-management-2025-06-27",
-    "computer-use-2025-11-24",
+    // Claude 4.5 Sonnet
     "tool-search-tool-2025-10-19",
     "tool-examples-2025-10-29",
-];
-const CLAUDE_45_OPUS_BETAS: &[&str] = &[
-    "computer-use-2024-10-22",
-    "computer-use-2025-01-24",
-    "token-efficient-tools-2025-02-19",
-    "output-128k-2025-02-19",
-    "interleaved-thinking-2025-05-14",
-    "dev-full-thinking-2025-05-14",
-    "context-1m-2025-08-07",
-    "context-management-2025-06-27",
-    "computer-use-2025-11-24",
-    "tool-search-tool-2025-10-19",
-    "tool-examples-2025-10-29",
+    // Claude 4.5 Opus
     "effort-2025-11-24",
 ];
+const CLAUDE_3_BETAS: &[&str] = CLAUDE_BETAS.split_at(4).0;
+const CLAUDE_4_BETAS: &[&str] = CLAUDE_BETAS.split_at(7).0;
+const CLAUDE_45_HAIKU_BETAS: &[&str] = CLAUDE_BETAS.split_at(9).0;
+const CLAUDE_45_SONNET_BETAS: &[&str] = CLAUDE_BETAS.split_at(11).0;
+const CLAUDE_45_OPUS_BETAS: &[&str] = CLAUDE_BETAS;
 
 /// The Claude version of a Bedrock model id, as (major, minor): `claude-3-5-sonnet-...` and
 /// `claude-sonnet-4-5-...` alike. `None` when it names none.
