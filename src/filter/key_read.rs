@@ -142,7 +142,8 @@ impl HttpFilter {
     pub(super) fn key_to_read(&self, host: &dyn HttpHost) -> Option<String> {
         // An open gateway (no master key, no keys) has no keys to read: the API cannot make any.
         let open = self.config.master_key.is_none() && self.config.keys.is_empty();
-        if self.config.store.is_none() || self.keys.done || open {
+        let done = self.gateway().is_none_or(|g| g.keys.done);
+        if self.config.store.is_none() || done || open {
             return None;
         }
         let presented = auth::presented_key(host)?;
@@ -158,11 +159,9 @@ impl HttpFilter {
     /// first.
     pub(super) fn token_to_read(&self, host: &dyn HttpHost, token: String) -> Option<String> {
         let team = token.starts_with(keys::TEAM_TOKEN_PREFIX);
-        let done = if team {
-            self.keys.team_done
-        } else {
-            self.keys.done
-        };
+        let done = self
+            .gateway()
+            .is_none_or(|g| if team { g.keys.team_done } else { g.keys.done });
         if self.config.store.is_none() || done {
             return None;
         }
@@ -190,7 +189,9 @@ impl HttpFilter {
         } else {
             get_call(&token, timeout)
         };
-        self.keys.waiting = Some(KeyRead { token, started });
+        if let Some(g) = self.gateway_mut() {
+            g.keys.waiting = Some(KeyRead { token, started });
+        }
         match exchange {
             Some(e) => self.wait_for_store(host, e, then),
             None => self.key_answered(host, then, Err(CallError::NotSent("store down".into()))),
@@ -204,12 +205,15 @@ impl HttpFilter {
         then: Then,
         result: Result<Value, CallError>,
     ) -> Action {
-        if let Some(read) = self.keys.waiting.take() {
+        let read = self.gateway_mut().and_then(|g| g.keys.waiting.take());
+        if let Some(read) = read {
             let team = read.token.starts_with(keys::TEAM_TOKEN_PREFIX);
-            if team {
-                self.keys.team_done = true;
-            } else {
-                self.keys.done = true;
+            if let Some(g) = self.gateway_mut() {
+                if team {
+                    g.keys.team_done = true;
+                } else {
+                    g.keys.done = true;
+                }
             }
             let installed = match &result {
                 Ok(Value::String(text)) if team => fleet::install_team(
@@ -235,7 +239,9 @@ impl HttpFilter {
             };
             if let Err(why) = installed {
                 log::warn!("tollgate: could not read a key from the store: {why}");
-                self.keys.failed = true;
+                if let Some(g) = self.gateway_mut() {
+                    g.keys.failed = true;
+                }
             }
         }
         match then {
@@ -249,7 +255,8 @@ impl HttpFilter {
     /// A key error, as the request should see it: a key unknown here while the store could not
     /// be read may exist, so the client is told to try again rather than that its key is invalid.
     pub(super) fn key_error(&self, e: ApiError) -> ApiError {
-        if self.keys.failed && e.code.as_deref() == Some("invalid_api_key") {
+        let failed = self.gateway().is_some_and(|g| g.keys.failed);
+        if failed && e.code.as_deref() == Some("invalid_api_key") {
             ApiError::new(
                 503,
                 "api_error",
@@ -354,7 +361,9 @@ impl HttpFilter {
             return Action::Pause;
         };
         if let Some(token) = flow.reads.pop() {
-            self.keys.done = false;
+            if let Some(g) = self.gateway_mut() {
+                g.keys.done = false;
+            }
             return self.read_key(host, token, Then::AdminRead);
         }
         if flow.puts.is_none() {

@@ -88,19 +88,37 @@ pub enum Role {
 
 pub struct HttpFilter {
     config: Arc<Config>,
-    role: Role,
+    /// The role this filter plays, with what only that role keeps across the stream's callbacks.
+    role: RoleState,
     state: State,
-    /// An attempt answered locally still owes its deployment's health record an end.
-    unfinished_attempt: Option<(Box<AttemptCtx>, Option<usize>)>,
+    /// The API the client speaks (from the path; behind the attempt listener, from the
+    /// gateway's routing header): what answers and errors are rendered in.
+    api: ClientApi,
+}
+
+/// A filter's role and its own state: the gateway's (`filter/gateway.rs`: key reads, store
+/// calls the stream waits for) or an attempt's (`filter/attempt.rs`).
+enum RoleState {
+    Gateway(Box<Gateway>),
+    Attempt(Attempt),
+}
+
+/// What the gateway role keeps across a stream's callbacks.
+#[derive(Default)]
+struct Gateway {
     /// A store call the stream waits for (see `store_call`).
     waiting: Option<Box<store_call::Waiting>>,
     /// The master key asked the body phase to wait for the store first (`store_call::PROBE_HEADER`).
     store_probe: bool,
     /// Keys read from the store for this stream (see `key_read`).
     keys: key_read::KeyState,
-    /// The API the client speaks (from the path; behind the attempt listener, from the
-    /// gateway's routing header): what answers and errors are rendered in.
-    api: ClientApi,
+}
+
+/// What the attempt role keeps across a stream's callbacks.
+#[derive(Default)]
+struct Attempt {
+    /// An attempt answered locally still owes its deployment's health record an end.
+    unfinished: Option<(Box<AttemptCtx>, Option<usize>)>,
 }
 
 enum State {
@@ -131,12 +149,11 @@ impl HttpFilter {
     pub fn new(config: Arc<Config>, role: Role) -> Self {
         HttpFilter {
             config,
-            role,
+            role: match role {
+                Role::Gateway => RoleState::Gateway(Box::default()),
+                Role::Attempt => RoleState::Attempt(Attempt::default()),
+            },
             state: State::Start,
-            unfinished_attempt: None,
-            waiting: None,
-            store_probe: false,
-            keys: key_read::KeyState::default(),
             api: ClientApi::Chat,
         }
     }
@@ -144,13 +161,13 @@ impl HttpFilter {
     pub fn on_request_headers(&mut self, host: &mut dyn HttpHost, end_of_stream: bool) -> Action {
         // Read before routing removes the client's headers.
         let probe = self.probe_asked(host);
-        self.api = match self.role {
+        self.api = match self.role() {
             Role::Gateway => ClientApi::of_path(&host.request_header(":path").unwrap_or_default()),
             Role::Attempt => {
                 ClientApi::from_name(&host.request_header(attempt::CLIENT_API).unwrap_or_default())
             }
         };
-        let next = match self.role {
+        let next = match self.role() {
             Role::Gateway => self
                 .route_gateway(host, end_of_stream)
                 .map_err(|e| (e, None)),
@@ -225,11 +242,40 @@ impl HttpFilter {
     /// its reservation, never zero; an error response is charged nothing. An attempt records how
     /// its deployment did and, when it was the request's last, frees the request's routing state.
     pub fn on_done(&mut self, host: &mut dyn HttpHost) {
-        if let Some((a, deployment)) = self.unfinished_attempt.take() {
+        let unfinished = match &mut self.role {
+            RoleState::Attempt(a) => a.unfinished.take(),
+            RoleState::Gateway(_) => None,
+        };
+        if let Some((a, deployment)) = unfinished {
             finish_attempt(&self.config, host, &a, deployment, None);
             return;
         }
         self.settle(host);
+    }
+}
+
+impl HttpFilter {
+    /// The role this filter plays.
+    fn role(&self) -> Role {
+        match self.role {
+            RoleState::Gateway(_) => Role::Gateway,
+            RoleState::Attempt(_) => Role::Attempt,
+        }
+    }
+
+    /// The gateway role's own state; `None` in the attempt listener, which keeps none of it.
+    fn gateway(&self) -> Option<&Gateway> {
+        match &self.role {
+            RoleState::Gateway(g) => Some(g),
+            RoleState::Attempt(_) => None,
+        }
+    }
+
+    fn gateway_mut(&mut self) -> Option<&mut Gateway> {
+        match &mut self.role {
+            RoleState::Gateway(g) => Some(g),
+            RoleState::Attempt(_) => None,
+        }
     }
 }
 
@@ -244,7 +290,9 @@ impl HttpFilter {
     ) -> Action {
         match next {
             Ok(Next::Routed(routed)) => {
-                self.store_probe = probe && routed.principal == Principal::Master;
+                if let RoleState::Gateway(g) = &mut self.role {
+                    g.store_probe = probe && routed.principal == Principal::Master;
+                }
                 self.state = State::Routed(routed);
                 Action::Continue
             }

@@ -18,7 +18,7 @@ use crate::stats;
 
 use super::attempt::{self, attempt_headers, local_failure};
 use super::routed::{ResponsePlan, Via};
-use super::{accounting, body_metadata};
+use super::{accounting, body_metadata, RoleState};
 use super::{HttpFilter, Role, State, ERROR_NAMESPACE, USAGE_NAMESPACE};
 
 impl HttpFilter {
@@ -30,7 +30,7 @@ impl HttpFilter {
         end_of_stream: bool,
     ) -> Action {
         let config = Arc::clone(&self.config);
-        let role = self.role;
+        let role = self.role();
         let State::Routed(routed) = &mut self.state else {
             return Action::Continue;
         };
@@ -231,7 +231,7 @@ impl HttpFilter {
         end_of_stream: bool,
     ) -> Action {
         let config = Arc::clone(&self.config);
-        let role = self.role;
+        let role = self.role();
         let State::Routed(routed) = &mut self.state else {
             return Action::Continue;
         };
@@ -564,7 +564,7 @@ impl HttpFilter {
         err: &ApiError,
         extra: &[(&str, String)],
     ) -> Action {
-        if self.role == Role::Gateway {
+        if self.role() == Role::Gateway {
             let labels = match &self.state {
                 // Labels name the provider only: a template's is its filled copy's.
                 State::Routed(r) => r.labels(r.deployment.and_then(|i| self.config.deployment(i))),
@@ -589,8 +589,8 @@ impl HttpFilter {
                     Charge::default(),
                 );
             }
-            if let Via::Attempt(a) = r.via {
-                self.unfinished_attempt = Some((a, r.deployment));
+            if let (Via::Attempt(a), RoleState::Attempt(attempt)) = (r.via, &mut self.role) {
+                attempt.unfinished = Some((a, r.deployment));
             }
         }
         send_error(host, &self.config.secrets, err, extra, self.api);

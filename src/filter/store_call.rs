@@ -91,7 +91,7 @@ impl HttpFilter {
     /// Whether the client asked for the store probe (it counts only for the master key). Read
     /// only when a store is configured.
     pub(super) fn probe_asked(&self, host: &dyn HttpHost) -> bool {
-        self.role == super::Role::Gateway
+        self.role() == super::Role::Gateway
             && self.config.store.is_some()
             && host.request_header(PROBE_HEADER).is_some()
     }
@@ -114,10 +114,20 @@ impl HttpFilter {
             return self.store_answered(host, then, Err(CallError::NotSent("no store".into())));
         };
         match send_request(&endpoint, exchange.request(), |c| host.dispatch_call(c)) {
-            Ok(()) => {
-                self.waiting = Some(Box::new(Waiting { exchange, then }));
-                Action::Pause
-            }
+            Ok(()) => match self.gateway_mut() {
+                Some(g) => {
+                    g.waiting = Some(Box::new(Waiting { exchange, then }));
+                    Action::Pause
+                }
+                // Only the gateway waits for the store; an attempt never asks it.
+                None => self.store_answered(
+                    host,
+                    then,
+                    Err(CallError::NotSent(
+                        "an attempt does not wait for the store".into(),
+                    )),
+                ),
+            },
             Err(e) => {
                 log::warn!("tollgate: could not send {}: {e}", exchange.request().what);
                 account(host, exchange.request().what, Err(&e));
@@ -130,7 +140,7 @@ impl HttpFilter {
     /// module's callout hook). `Continue`: the request goes on; `Pause`: it was answered here, or
     /// waits for another call.
     pub fn on_http_call_done(&mut self, host: &mut dyn HttpHost, answer: Answer) -> Action {
-        let Some(mut waiting) = self.waiting.take() else {
+        let Some(mut waiting) = self.gateway_mut().and_then(|g| g.waiting.take()) else {
             log::warn!("tollgate: an HTTP call answered a stream that waits for none");
             return Action::Pause;
         };
@@ -151,7 +161,7 @@ impl HttpFilter {
 
     /// Whether the stream waits for a store call.
     pub fn waits_for_store(&self) -> bool {
-        self.waiting.is_some()
+        self.gateway().is_some_and(|g| g.waiting.is_some())
     }
 
     fn store_answered(

@@ -387,14 +387,18 @@ impl HttpFilter {
     /// `key_read`), then translated for its deployment and (the gateway) admitted.
     pub(super) fn routed_body(&mut self, host: &mut dyn HttpHost, body_size: usize) -> Action {
         let config = Arc::clone(&self.config);
-        let role = self.role;
+        let role = self.role();
         let State::Routed(routed) = &mut self.state else {
             return Action::Continue;
         };
         if routed.deferred_key.is_some() {
             return self.authenticate_in_body(host, body_size);
         }
-        if std::mem::take(&mut self.store_probe) {
+        let probe = match &mut self.role {
+            super::RoleState::Gateway(g) => std::mem::take(&mut g.store_probe),
+            super::RoleState::Attempt(_) => false,
+        };
+        if probe {
             return self.probe_store(host, body_size);
         }
         let body = host.request_body(body_size).unwrap_or_default();
