@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::auth::Principal;
 use crate::config::{Config, Deployment};
+use crate::error::ApiError;
 use crate::host::HttpHost;
 use crate::ingress::ClientApi;
 use crate::openai::{ResponseCtx, Usage};
@@ -123,6 +124,34 @@ impl Routed {
                 .and_then(|i| config.deployment(i))
                 .map(Served::Config),
         }
+    }
+
+    /// The body's `model` and `stream` (where the operation has one) must be what Envoy read
+    /// from it in the headers phase, which routing followed: a body the two readers disagree on
+    /// is refused, in the words of the client's API.
+    pub(super) fn check_body(&self, model: &str, stream: Option<bool>) -> Result<(), ApiError> {
+        let messages = self.ctx.api == ClientApi::Messages;
+        if model != self.ctx.model {
+            return Err(ApiError::invalid_param(
+                "model",
+                if messages {
+                    "model: Input should be a valid string"
+                } else {
+                    "Invalid type for 'model': expected a string."
+                },
+            ));
+        }
+        if stream.is_some_and(|s| s != self.stream) {
+            return Err(ApiError::invalid_param(
+                "stream",
+                if messages {
+                    "stream: Input should be a valid boolean"
+                } else {
+                    "Invalid type for 'stream': expected a boolean."
+                },
+            ));
+        }
+        Ok(())
     }
 
     /// Serves the request with deployment `index`, filled from `name` when it is a template.

@@ -101,25 +101,10 @@ pub(super) fn responses_request(
     config: &Config,
     b: &BudgetCtx,
 ) -> Result<(Option<Vec<u8>>, Estimate), ApiError> {
-    let check = |model: &str, stream: bool| {
-        if model != routed.ctx.model {
-            return Err(ApiError::invalid_param(
-                "model",
-                "Invalid type for 'model': expected a string.",
-            ));
-        }
-        if stream != routed.stream {
-            return Err(ApiError::invalid_param(
-                "stream",
-                "Invalid type for 'stream': expected a boolean.",
-            ));
-        }
-        Ok(())
-    };
     let native = d.is_some_and(|d| d.provider.responses_path(&d.target).is_some());
     if b.handed_off || native {
         let r = crate::ingress::responses::request::read_native(body)?;
-        check(r.model.as_str(), r.stream)?;
+        routed.check_body(r.model.as_str(), Some(r.stream))?;
         let ask = accounting::Ask::chat(body.len(), r.max_output_tokens, 1).with_prompt(&r.prompt);
         let (estimate, cap) = chat_ask(host, config, routed, ask, d, b)?;
         let request = |model: &str| providers::openai::responses::request(body, model, cap);
@@ -133,7 +118,7 @@ pub(super) fn responses_request(
         };
     }
     let r = crate::ingress::responses::parse(body)?;
-    check(r.model.as_str(), r.stream)?;
+    routed.check_body(r.model.as_str(), Some(r.stream))?;
     let mut req = openai::parse_chat(&r.chat)?;
     let ask = accounting::Ask::chat(body.len(), req.max_output_tokens(), req.choices())
         .with_prompt(&req.prompt_text());
@@ -160,27 +145,12 @@ pub(super) fn messages_request(
     config: &Config,
     b: &BudgetCtx,
 ) -> Result<(Option<Vec<u8>>, Estimate), ApiError> {
-    let check = |model: &str, stream: bool, routed: &Routed| {
-        if model != routed.ctx.model {
-            return Err(ApiError::invalid_param(
-                "model",
-                "model: Input should be a valid string",
-            ));
-        }
-        if stream != routed.stream {
-            return Err(ApiError::invalid_param(
-                "stream",
-                "stream: Input should be a valid boolean",
-            ));
-        }
-        Ok(())
-    };
     let native = match (b.handed_off, d) {
         (true, _) => None,
         (false, Some(d)) if d.provider.name() == "anthropic" => Some(d.target.model.as_str()),
         (false, Some(d)) => {
             let m = crate::ingress::anthropic::parse(body)?;
-            check(m.model.as_str(), m.stream, routed)?;
+            routed.check_body(m.model.as_str(), Some(m.stream))?;
             let mut req = openai::parse_chat(&m.chat)?;
             let ask = accounting::Ask::chat(body.len(), req.max_output_tokens(), req.choices())
                 .with_prompt(&req.prompt_text());
@@ -195,7 +165,7 @@ pub(super) fn messages_request(
     };
     // The body goes as it came: read, not translated.
     let m = crate::ingress::anthropic::read_native(body)?;
-    check(m.model.as_str(), m.stream, routed)?;
+    routed.check_body(m.model.as_str(), Some(m.stream))?;
     let ask = accounting::Ask::chat(body.len(), Some(m.max_tokens), 1).with_prompt(&m.prompt);
     let (estimate, cap) = chat_ask(host, config, routed, ask, d, b)?;
     let out = |model: &str| {
@@ -318,18 +288,7 @@ pub(super) fn translate_body(
         // checks by the same rules).
         Operation::Chat => {
             openai::request::parse_chat_known(body, Known::EnvoyJson).and_then(|mut req| {
-                if req.model.as_str() != routed.ctx.model {
-                    return Err(ApiError::invalid_param(
-                        "model",
-                        "Invalid type for 'model': expected a string.",
-                    ));
-                }
-                if req.stream != routed.stream {
-                    return Err(ApiError::invalid_param(
-                        "stream",
-                        "Invalid type for 'stream': expected a boolean.",
-                    ));
-                }
+                routed.check_body(req.model.as_str(), Some(req.stream))?;
                 if b.role == Role::Gateway {
                     routed.ctx.include_usage = req.include_usage;
                 }
@@ -358,12 +317,7 @@ pub(super) fn translate_body(
         }
         Operation::Embeddings => openai::embeddings::parse_embeddings_known(body, Known::EnvoyJson)
             .and_then(|req| {
-                if req.model.as_str() != routed.ctx.model {
-                    return Err(ApiError::invalid_param(
-                        "model",
-                        "Invalid type for 'model': expected a string.",
-                    ));
-                }
+                routed.check_body(req.model.as_str(), None)?;
                 routed.embeddings_base64 = req.base64;
                 let ask = accounting::Ask::embeddings(body.len());
                 routed.ask = Some(ask);
