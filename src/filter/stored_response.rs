@@ -2,12 +2,13 @@
 //! deployment made and keeps (the Responses API passed through to OpenAI or Azure) is asked of
 //! that deployment, with its credentials, and its answer relayed under the alias the response was
 //! made for. An id the gateway does not remember (see [`crate::router::sticky`]), or one made for
-//! a model the caller's key may not use, is OpenAI's 404. No spend.
+//! a model the caller's key may not use, is OpenAI's 404. No spend. A response read back as its
+//! event stream (`?stream=true`) is relayed event by event, under the alias too.
 
 use crate::auth;
 use crate::error::ApiError;
 use crate::host::{Action, HttpHost};
-use crate::providers::{self, openai::responses};
+use crate::providers::{self, openai::responses, StreamTranslator};
 use crate::router::sticky;
 
 use super::endpoint::path_decode;
@@ -19,11 +20,22 @@ use super::{HttpFilter, Next, State, CLUSTER_HEADER};
 pub(super) struct Stored {
     id: String,
     alias: String,
+    /// The holding deployment's provider, named in an error event of a replay it broke.
+    provider: &'static str,
     delete: bool,
-    /// The answer is JSON: buffered, scrubbed and (a 2xx) relayed under the alias. Anything
-    /// else (a retrieved response's event stream) goes on chunk by chunk.
-    json: bool,
+    answer: Answer,
     status: u16,
+}
+
+/// How the answer's body goes on, decided from its headers.
+enum Answer {
+    /// JSON: buffered, scrubbed and (a 2xx) relayed under the alias.
+    Json,
+    /// A retrieved response's event stream (a 2xx `text/event-stream`): relayed event by event
+    /// as it comes, each lifecycle event's response under the alias, each event scrubbed whole.
+    Events(Box<responses::PassthroughStream>),
+    /// Anything else: chunk by chunk, scrubbed.
+    Raw,
 }
 
 impl HttpFilter {
@@ -85,8 +97,9 @@ impl HttpFilter {
         Ok(Next::StoredResponse(Box::new(Stored {
             id: held.id,
             alias: held.alias,
+            provider: d.provider.name(),
             delete,
-            json: false,
+            answer: Answer::Raw,
             status: 0,
         })))
     }
@@ -108,9 +121,17 @@ impl HttpFilter {
             return self.reply_error(host, &err);
         }
         s.status = status;
-        s.json = host
-            .response_header("content-type")
-            .is_some_and(|ct| ct.starts_with("application/json"));
+        let content_type = host.response_header("content-type").unwrap_or_default();
+        s.answer = if content_type.starts_with("application/json") {
+            Answer::Json
+        } else if content_type.starts_with("text/event-stream") && (200..300).contains(&status) {
+            let alias = s.alias.clone();
+            Answer::Events(Box::new(responses::PassthroughStream::replay(
+                s.provider, alias,
+            )))
+        } else {
+            Answer::Raw
+        };
         if (200..300).contains(&status) && s.delete {
             sticky::forget(host.store(), &s.id);
         }
@@ -129,18 +150,29 @@ impl HttpFilter {
         body_size: usize,
         end_of_stream: bool,
     ) -> Action {
-        let State::StoredResponse(s) = &self.state else {
+        let State::StoredResponse(s) = &mut self.state else {
             return Action::Continue;
         };
-        if s.json && !end_of_stream {
+        if matches!(s.answer, Answer::Json) && !end_of_stream {
             return Action::Pause;
         }
         let body = host.response_body(body_size).unwrap_or_default();
-        let mut out = match s.json && (200..300).contains(&s.status) && !s.delete {
-            true => responses::stored(&body, &s.alias).unwrap_or(body),
-            false => body,
+        let mut out = match &mut s.answer {
+            Answer::Json if (200..300).contains(&s.status) && !s.delete => {
+                responses::stored(&body, &s.alias).unwrap_or(body)
+            }
+            Answer::Events(events) => {
+                let mut out = Vec::with_capacity(body.len().saturating_add(64));
+                events.feed(&body, &mut out);
+                if end_of_stream {
+                    events.finish(&mut out);
+                }
+                out
+            }
+            _ => body,
         };
-        // Whatever the provider put in its answer (an error echoing a key), no secret goes on.
+        // Whatever the provider put in its answer (an error echoing a key), no secret goes on;
+        // events are whole in `out`, so none is split across chunks there.
         self.config.secrets.scrub(&mut out);
         host.replace_response_body(body_size, &out);
         Action::Continue

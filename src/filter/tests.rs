@@ -1116,3 +1116,88 @@ fn a_remembered_previous_response_id_routes_to_its_holder() {
         );
     }
 }
+
+/// A stored response read back as its event stream (`?stream=true`): relayed as it comes, in any
+/// pieces, each lifecycle event's `response.model` the alias, no secret on, an error as it came.
+#[test]
+fn a_stored_responses_event_stream_is_relayed_under_its_alias() {
+    use crate::router::sticky::{self, Held};
+    let config = duo();
+    let store = crate::store::MemoryStore::default();
+    let held = Held {
+        id: "resp_b".into(),
+        deployment: "duo-9002".into(),
+        alias: "duo".into(),
+        at: 1_700_000_000,
+    };
+    assert!(sticky::remember(&store, held));
+    let created = r#"{"type":"response.created","sequence_number":0,"response":{"id":"resp_b","object":"response","status":"in_progress","model":"gpt-4.1-2025-04-14","output":[]}}"#;
+    let delta = r#"{"type":"response.output_text.delta","sequence_number":1,"item_id":"msg_1","output_index":0,"content_index":0,"delta":"key sk-provider-secret","logprobs":[]}"#;
+    let done = r#"{"type":"response.completed","sequence_number":2,"response":{"id":"resp_b","object":"response","status":"completed","model":"gpt-4.1-2025-04-14","output":[]}}"#;
+    let upstream = format!(
+        "event: response.created\ndata: {created}\n\nevent: response.output_text.delta\ndata: {delta}\n\nevent: response.completed\ndata: {done}\n\n"
+    );
+    let want = upstream
+        .replace("gpt-4.1-2025-04-14", "duo")
+        .replace("sk-provider-secret", "[redacted]");
+    let get = |status: &str| {
+        let mut h = MockHost::request(
+            "GET",
+            "/v1/responses/resp_b?stream=true",
+            &[("authorization", "Bearer sk-master")],
+        );
+        h.store = store.clone();
+        h.now_ms = 1_700_000_000_000;
+        let mut f = HttpFilter::new(Arc::clone(&config), Role::Gateway);
+        assert_eq!(f.on_request_headers(&mut h, true), Action::Continue);
+        assert!(h.reply.is_none());
+        assert_eq!(
+            h.header(":path").as_deref(),
+            Some("/v1/responses/resp_b?stream=true")
+        );
+        h.response_headers = vec![
+            (":status".into(), status.into()),
+            (
+                "content-type".into(),
+                "text/event-stream; charset=utf-8".into(),
+            ),
+        ];
+        h.properties
+            .insert("response.code_details".into(), b"via_upstream".to_vec());
+        assert_eq!(f.on_response_headers(&mut h, false), Action::Continue);
+        (f, h)
+    };
+    // Pieces cut inside the model name and inside the secret.
+    let bytes = upstream.as_bytes();
+    let cuts = [
+        0,
+        upstream.find("4.1-2025").unwrap(),
+        upstream.find("provider-secret").unwrap(),
+        upstream.find("event: response.completed").unwrap() + 3,
+        bytes.len(),
+    ];
+    let (mut f, mut h) = get("200");
+    let mut out = Vec::new();
+    for w in cuts.windows(2) {
+        h.response_body = bytes[w[0]..w[1]].to_vec();
+        let n = h.response_body.len();
+        assert_eq!(f.on_response_body(&mut h, n, false), Action::Continue);
+        out.extend_from_slice(&h.response_body);
+    }
+    h.response_body.clear();
+    assert_eq!(f.on_response_body(&mut h, 0, true), Action::Continue);
+    out.extend_from_slice(&h.response_body);
+    assert_eq!(String::from_utf8(out).unwrap(), want);
+
+    // Not a 2xx: as it came, but for secrets.
+    let (mut f, mut h) = get("500");
+    h.response_body = bytes.to_vec();
+    assert_eq!(
+        f.on_response_body(&mut h, bytes.len(), true),
+        Action::Continue
+    );
+    assert_eq!(
+        String::from_utf8(h.response_body.clone()).unwrap(),
+        upstream.replace("sk-provider-secret", "[redacted]")
+    );
+}

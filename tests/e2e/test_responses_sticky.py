@@ -1,8 +1,8 @@
 """Responses the gateway passed through to OpenAI deployments, found again through the real Envoy
 with the official `openai` SDK: a `previous_response_id` turn goes to the deployment holding the
-earlier response (sticky routing by response id), and `client.responses.retrieve`/`.delete`/
-`.input_items.list` reach that deployment; an id the gateway does not know, or one made for a
-model the caller's key may not use, is OpenAI's 404."""
+earlier response (sticky routing by response id), and `client.responses.retrieve` (also as an
+event stream, under the alias)/`.delete`/`.input_items.list` reach that deployment; an id the
+gateway does not know, or one made for a model the caller's key may not use, is OpenAI's 404."""
 
 import json
 
@@ -111,6 +111,37 @@ def test_retrieve_input_items_and_delete_reach_the_holder(gw, mock):
         with pytest.raises(openai.NotFoundError):
             client.responses.retrieve(made.id)
         assert mock.count() == n
+
+
+def test_a_retrieved_event_stream_names_the_alias(gw, mock):
+    # `retrieve(stream=True)` replays the response's events from the deployment holding it; each
+    # lifecycle event's `response.model` is the alias, never the deployment's model.
+    client = sdk(gw)
+    made = client.responses.create(model="duo", input="replay me", background=True)
+    side = side_of(mock.last().path)
+    events = list(client.responses.retrieve(made.id, stream=True))
+    asked = mock.last()
+    assert (asked.method, asked.path, asked.query) == ("GET", f"/{side}/v1/responses/{made.id}", {"stream": "true"})
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    lifecycle = [e for e in events if e.type.startswith("response.") and hasattr(e, "response")]
+    assert [e.type for e in lifecycle] == ["response.created", "response.in_progress", "response.completed"]
+    assert all(e.response.model == "duo" and e.response.id == made.id for e in lifecycle)
+    deltas = [e for e in events if e.type == "response.output_text.delta"]
+    assert "".join(e.delta for e in deltas) == "echo: replay me"
+    assert all(e.obfuscation for e in deltas), "the other events' fields as OpenAI sent them"
+    # Resumed after an event: the rest, still under the alias.
+    rest = list(client.responses.retrieve(made.id, stream=True, starting_after=3))
+    assert mock.last().query == {"stream": "true", "starting_after": "3"}
+    assert [e.sequence_number for e in rest] == list(range(4, len(events)))
+    assert rest[-1].type == "response.completed" and rest[-1].response.model == "duo"
+    # On the wire: no trace of the deployment's model, events framed as OpenAI frames them.
+    status, headers, body = http("GET", f"{gw.base_url}/v1/responses/{made.id}?stream=true",
+                                 headers={"authorization": f"Bearer {MASTER_KEY}"})
+    assert status == 200 and headers["content-type"].startswith("text/event-stream"), body
+    text = body.decode()
+    assert "gpt-4.1" not in text and text.count('"model":"duo"') == 3, text
+    assert text.startswith('event: response.created\ndata: {"type":"response.created","sequence_number":0,')
+    assert text.count("\n\n") == len(events) and text.endswith("}\n\n")
 
 
 def test_an_unknown_id_is_openais_404(gw, mock):

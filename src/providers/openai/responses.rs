@@ -139,7 +139,8 @@ pub fn response_id(body: &[u8]) -> Option<String> {
 }
 
 /// Relays a Responses event stream: events re-framed one by one, the `response` object of
-/// lifecycle events with the alias as its model, usage read from the terminal event.
+/// lifecycle events with the alias as its model, usage read from the terminal event. The same
+/// relay serves a stored response's events read back ([`PassthroughStream::replay`]).
 pub struct PassthroughStream {
     sse: SseDecoder,
     state: State,
@@ -154,6 +155,9 @@ struct State {
     response_id: Option<String>,
     done: bool,
     completed: bool,
+    /// Events of a stored response read back, not a response being made (see
+    /// [`PassthroughStream::replay`]).
+    replay: bool,
 }
 
 fn frame(out: &mut Vec<u8>, name: &str, data: &[u8]) {
@@ -166,35 +170,54 @@ fn frame(out: &mut Vec<u8>, name: &str, data: &[u8]) {
 
 impl PassthroughStream {
     pub fn new(provider: &'static str, ctx: ResponseCtx) -> Self {
+        Self::relay(provider, ctx.model, false)
+    }
+
+    /// A stored response's events read back (`GET /v1/responses/{id}?stream=true`), relayed
+    /// under the alias the response was made for. The holder replays what it has (after
+    /// `starting_after`, possibly nothing), so a stream that ends before a terminal event ends as
+    /// the holder ended it; one the gateway cannot relay ends with an `error` event alone, never
+    /// a `response.failed` that would misstate the stored response.
+    pub fn replay(provider: &'static str, alias: String) -> Self {
+        Self::relay(provider, alias, true)
+    }
+
+    fn relay(provider: &'static str, alias: String, replay: bool) -> Self {
         PassthroughStream {
             sse: SseDecoder::default(),
             state: State {
                 provider,
-                alias: ctx.model,
+                alias,
                 usage: None,
                 next_seq: 0,
                 response_id: None,
                 done: false,
                 completed: false,
+                replay,
             },
         }
     }
 }
 
 impl State {
-    /// Ends the stream as failed: `response.failed`, then an `error` event.
+    /// Ends the stream as failed: `response.failed` (not for a replay: the stored response did
+    /// not fail), then an `error` event.
     fn fail(&mut self, out: &mut Vec<u8>, err: &ApiError) {
         self.done = true;
         let code = err.code.as_deref().unwrap_or(err.kind);
-        let id = self.response_id.as_deref().unwrap_or("");
-        let failed = serde_json::json!({
-            "type": "response.failed", "sequence_number": self.next_seq,
-            "response": {"id": id, "object": "response", "status": "failed", "model": self.alias,
-                         "output": [], "error": {"code": code, "message": err.message}},
-        });
-        frame(out, "response.failed", &json::to_vec_sized(&failed, 256));
+        let mut seq = self.next_seq;
+        if !self.replay {
+            let id = self.response_id.as_deref().unwrap_or("");
+            let failed = serde_json::json!({
+                "type": "response.failed", "sequence_number": seq,
+                "response": {"id": id, "object": "response", "status": "failed", "model": self.alias,
+                             "output": [], "error": {"code": code, "message": err.message}},
+            });
+            frame(out, "response.failed", &json::to_vec_sized(&failed, 256));
+            seq = seq.saturating_add(1);
+        }
         let error = serde_json::json!({
-            "type": "error", "sequence_number": self.next_seq.saturating_add(1),
+            "type": "error", "sequence_number": seq,
             "code": code, "message": err.message, "param": err.param,
             "error": {"type": err.kind, "code": code, "message": err.message, "param": err.param},
         });
@@ -290,7 +313,7 @@ impl StreamTranslator for PassthroughStream {
         if !state.done {
             sse.finish(|ev| state.on_event(ev.data, out));
         }
-        if !state.done {
+        if !state.done && !state.replay {
             let err = ApiError::bad_gateway(format!(
                 "the {} stream ended before the response was complete",
                 state.provider

@@ -228,7 +228,26 @@ class OpenAIMock(MockProvider):
         if tail == "input_items":
             return Json({"object": "list", "data": items, "first_id": items[0]["id"] if items else None,
                          "last_id": items[-1]["id"] if items else None, "has_more": False})
+        if req.query.get("stream") == "true":
+            return OpenAIMock.replay(response, req.query)
         return Json(response)
+
+    @staticmethod
+    def replay(response, query):
+        """`GET /v1/responses/{id}?stream=true`: the response's events again, those after
+        `starting_after` when given, as OpenAI sends them: one `event:`/`data:` frame each, compact
+        JSON, and an `obfuscation` field on deltas unless `include_obfuscation=false`. (OpenAI
+        replays only responses made with `background: true`; this mock replays any it keeps.)"""
+        after = int(query.get("starting_after", -1))
+        obfuscate = query.get("include_obfuscation") != "false"
+        frames = []
+        for name, data in OpenAIMock.responses_events(response):
+            if data["sequence_number"] <= after:
+                continue
+            if obfuscate and name.endswith(".delta"):
+                data = dict(data, obfuscation=secrets.token_urlsafe(9))
+            frames.append(f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode())
+        return Stream(frames)
 
     def responses(self, body, prefix=""):
         for required in ("model", "input"):

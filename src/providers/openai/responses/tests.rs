@@ -194,3 +194,71 @@ fn an_upstream_error_event_ends_the_stream_as_it_came() {
     assert_eq!(evs[0].1["message"], "boom");
     assert!(!s.completed());
 }
+
+/// `upstream`'s events as the gateway should relay them under `alias`: each lifecycle event's
+/// `response.model` the alias, every other byte as it came.
+fn under_alias(upstream: &str, alias: &str) -> String {
+    upstream
+        .split_terminator("\n\n")
+        .map(|e| {
+            let (name, data) = e.split_once("\ndata: ").unwrap();
+            let mut v: Value = serde_json::from_str(data).unwrap();
+            if v.get("response").is_some() {
+                v["response"]["model"] = json!(alias);
+            }
+            format!("{name}\ndata: {v}\n\n")
+        })
+        .collect()
+}
+
+fn replay(pieces: &[&[u8]]) -> String {
+    let mut s = PassthroughStream::replay("openai", "my-gpt".into());
+    let mut out = Vec::new();
+    for piece in pieces {
+        s.feed(piece, &mut out);
+    }
+    s.finish(&mut out);
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn a_replayed_stream_is_relayed_at_any_split_under_the_alias_and_otherwise_as_it_came() {
+    let upstream = reference_stream();
+    assert_eq!(
+        upstream.matches("\"model\":\"gpt-4.1-2025-04-14\"").count(),
+        3
+    );
+    let want = under_alias(&upstream, "my-gpt");
+    assert_eq!(want.matches("\"model\":\"my-gpt\"").count(), 3);
+    assert!(!want.contains("gpt-4.1"));
+    let bytes = upstream.as_bytes();
+    for split in 0..=bytes.len() {
+        let (a, b) = bytes.split_at(split);
+        assert_eq!(replay(&[a, b]), want, "split at {split}");
+    }
+    let singles: Vec<&[u8]> = bytes.chunks(1).collect();
+    assert_eq!(replay(&singles), want);
+}
+
+#[test]
+fn a_replay_ends_as_the_holder_ends_it() {
+    let upstream = reference_stream();
+    // After `starting_after`: the events that follow, nothing added.
+    let tail = &upstream[upstream.find("event: response.output_text.delta").unwrap()..];
+    assert_eq!(replay(&[tail.as_bytes()]), under_alias(tail, "my-gpt"));
+    // Nothing after the last one; and a stream ended before its terminal event is not said to
+    // have failed (the stored response did not).
+    assert_eq!(replay(&[]), "");
+    let head = &upstream[..upstream.find("event: response.output_text.done").unwrap()];
+    assert_eq!(replay(&[head.as_bytes()]), under_alias(head, "my-gpt"));
+    // An event the gateway cannot read ends it with an `error` event alone.
+    let got = replay(&[b"event: response.created\ndata: {not json\n\n"]);
+    let (name, data) = got.trim_end().split_once('\n').unwrap();
+    assert_eq!(name, "event: error");
+    let data: Value = serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(data["type"], "error");
+    assert!(data["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("could not read"));
+}
