@@ -313,6 +313,8 @@ extern "C" {
     ) -> u32;
     /// Lets a request whose hook returned StopIteration go on.
     pub fn envoy_dynamic_module_callback_http_filter_continue_decoding(filter: FilterEnvoyPtr);
+    /// Lets a response whose hook returned StopIteration go on.
+    pub fn envoy_dynamic_module_callback_http_filter_continue_encoding(filter: FilterEnvoyPtr);
 
     /// A scheduler for the config's main-thread events (`on_http_filter_config_scheduled`).
     pub fn envoy_dynamic_module_callback_http_filter_config_scheduler_new(

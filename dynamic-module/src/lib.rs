@@ -65,9 +65,9 @@ struct Stream {
     /// `tollgate_settings.max_request_body_bytes`: the stream's buffer limit while the gateway
     /// holds a request.
     request_limit: u64,
-    /// A held request waits for a store call: once it goes on, its body's length is written
-    /// (what `run_held` does for a request that goes on at once).
-    waiting_held: bool,
+    /// A held request (or response) waits for a store call: once it goes on, its body's length
+    /// is written (what `run_held` does for one that goes on at once).
+    waiting_held: Option<Side>,
 }
 
 fn hook(side: Side) -> Hook {
@@ -321,7 +321,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
             filter,
             held: [false; 2],
             request_limit,
-            waiting_held: false,
+            waiting_held: None,
         },
         poisoned: false,
     }))
@@ -495,9 +495,9 @@ fn run_held(s: &mut Stream, host: &mut NativeHost, side: Side) -> Action {
         Action::Pause => Action::Pause,
     };
     host.length_follows = None;
-    if side == Side::Request && action == Action::Pause && s.filter.waits_for_store() {
+    if action == Action::Pause && s.filter.waits_for_store() {
         // Its length is written when it goes on (see the callout hook).
-        s.waiting_held = true;
+        s.waiting_held = Some(side);
     }
     if action == Action::Continue {
         let length = host.body_len(side).to_string();
@@ -610,20 +610,42 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
 
 fn stream_callout_done(envoy: FilterEnvoyPtr, module: FilterModulePtr, callout: &Callout) {
     let answer = callout.answer();
-    let resume = with_filter(envoy, module, Hook::Request, false, |s, host, _| {
+    // A call made from the response phase (a Responses turn kept) holds the response.
+    let side = with_filter(envoy, module, Hook::Done, Side::Request, |s, _, _| match s
+        .filter
+        .resumes_response()
+    {
+        true => Side::Response,
+        false => Side::Request,
+    });
+    let resume = with_filter(envoy, module, hook(side), false, |s, host, _| {
         if s.filter.on_http_call_done(host, answer) != Action::Continue {
-            s.waiting_held &= s.filter.waits_for_store();
+            if !s.filter.waits_for_store() {
+                s.waiting_held = None;
+            }
             return false;
         }
-        if std::mem::take(&mut s.waiting_held) {
-            let length = host.body_len(Side::Request).to_string();
-            host.set_request_header("content-length", &length);
+        if s.waiting_held.take() == Some(side) {
+            let length = host.body_len(side).to_string();
+            match side {
+                Side::Request => host.set_request_header("content-length", &length),
+                Side::Response => host.set_response_header("content-length", &length),
+            }
         }
         true
     });
     if resume {
         // SAFETY: `envoy` is the stream Envoy handed to this hook.
-        unsafe { abi::envoy_dynamic_module_callback_http_filter_continue_decoding(envoy) }
+        unsafe {
+            match side {
+                Side::Request => {
+                    abi::envoy_dynamic_module_callback_http_filter_continue_decoding(envoy)
+                }
+                Side::Response => {
+                    abi::envoy_dynamic_module_callback_http_filter_continue_encoding(envoy)
+                }
+            }
+        }
     }
 }
 

@@ -20,6 +20,8 @@ pub const FIELDS: &[&str] = &[
     "call_timeout_ms",
     "replica_ttl_ms",
     "spend_log_keep",
+    "response_ttl_s",
+    "response_max_bytes",
 ];
 
 /// What the gateway does for virtual-key traffic while the store does not answer.
@@ -53,6 +55,11 @@ pub struct StoreSettings {
     pub replica_ttl_ms: u64,
     /// Spend log records kept in Redis (the newest; `XADD MAXLEN ~`).
     pub spend_log_keep: u64,
+    /// How long a Responses API response is kept after the newest turn of its conversation.
+    pub response_ttl_s: u64,
+    /// The most a conversation read back for `previous_response_id` may hold (its turns' input
+    /// items and response objects, in bytes).
+    pub response_max_bytes: u64,
 }
 
 impl StoreSettings {
@@ -69,6 +76,8 @@ pub const DEFAULT_SYNC_TIMEOUT_MS: u64 = 1000;
 pub const DEFAULT_CALL_TIMEOUT_MS: u64 = 200;
 pub const DEFAULT_REPLICA_TTL_MS: u64 = 3000;
 pub const DEFAULT_SPEND_LOG_KEEP: u64 = 100_000;
+pub const DEFAULT_RESPONSE_TTL_S: u64 = 7 * 24 * 3600;
+pub const DEFAULT_RESPONSE_MAX_BYTES: u64 = 4 << 20;
 
 /// The Redis a LiteLLM config names (`router_settings` or `general_settings`: `redis_host`,
 /// `redis_port`, `redis_password`), for `tollgate webdis-config`.
@@ -194,6 +203,22 @@ fn store(w: &mut Walker, m: &Map<String, Value>) -> Option<StoreSettings> {
         100_000_000,
         DEFAULT_SPEND_LOG_KEEP,
     );
+    let response_ttl_s = millis(
+        w,
+        m,
+        "response_ttl_s",
+        1,
+        30 * 24 * 3600,
+        DEFAULT_RESPONSE_TTL_S,
+    );
+    let response_max_bytes = millis(
+        w,
+        m,
+        "response_max_bytes",
+        1024,
+        64 << 20,
+        DEFAULT_RESPONSE_MAX_BYTES,
+    );
     // A live replica must not look dead while one sync is slow: its heartbeat must outlast a
     // period plus the longest sync.
     if replica_ttl_ms <= tick_ms.saturating_add(sync_timeout_ms) {
@@ -215,6 +240,8 @@ fn store(w: &mut Walker, m: &Map<String, Value>) -> Option<StoreSettings> {
         call_timeout_ms,
         replica_ttl_ms,
         spend_log_keep,
+        response_ttl_s,
+        response_max_bytes,
     })
 }
 

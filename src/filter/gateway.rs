@@ -15,6 +15,7 @@ use crate::router::{self, sticky};
 use crate::stats;
 
 use super::endpoint::{body_refusal, classify, json_model, op_name, path_decode, Endpoint, Unread};
+use super::kept_responses::Keeping;
 use super::response::json_reply;
 use super::routed::Via;
 use super::upstream::{
@@ -131,12 +132,24 @@ impl HttpFilter {
 
         // A Responses turn continuing one a deployment of the group holds goes there, and only
         // there: no other deployment has the conversation.
-        let sticky = match self.api {
-            ClientApi::Responses => meta(host, "previous_response_id")
-                .and_then(|id| String::from_utf8(id).ok())
-                .and_then(|id| self.holder(host, &id, &members, now)),
+        let previous = match self.api {
+            ClientApi::Responses => {
+                meta(host, "previous_response_id").and_then(|id| String::from_utf8(id).ok())
+            }
             _ => None,
         };
+        let sticky = previous
+            .as_deref()
+            .and_then(|id| self.holder(host, id, &members, now));
+        // With a store, the turn is kept there, and a conversation this replica cannot route to
+        // its holder is read back from it (see `kept_responses`).
+        let keeping =
+            (self.api == ClientApi::Responses && self.config.store.is_some()).then(|| {
+                Box::new(Keeping {
+                    continues: previous.filter(|_| sticky.is_none()),
+                    ..Keeping::default()
+                })
+            });
         let (via, deployment, betas) =
             if sticky.is_none() && self.config.router.needs_attempts(&alias, members.len()) {
                 self.hand_off(host, &alias, op, stream);
@@ -160,6 +173,7 @@ impl HttpFilter {
             routed.serve_with(&self.config, index, &name);
         }
         routed.deferred_key = deferred_key;
+        routed.keeping = keeping;
         Ok(Next::Routed(Box::new(routed)))
     }
 

@@ -21,6 +21,7 @@ mod count_tokens;
 mod endpoint;
 mod fleet_admit;
 mod gateway;
+pub mod kept_responses;
 mod key_read;
 mod management;
 mod response;
@@ -112,6 +113,8 @@ struct Gateway {
     store_probe: bool,
     /// Keys read from the store for this stream (see `key_read`).
     keys: key_read::KeyState,
+    /// The stream's store call was made from its response phase (see `kept_responses`).
+    response_waits: bool,
 }
 
 /// What the attempt role keeps across a stream's callbacks.
@@ -317,6 +320,10 @@ impl HttpFilter {
                 self.state = State::StoredResponse(s);
                 Action::Continue
             }
+            Ok(Next::KeptResponse(call)) => {
+                self.state = State::Done;
+                self.ask_kept(host, call)
+            }
             Ok(Next::CountTokensUpstream(model)) => {
                 self.state = State::CountTokensUpstream(model);
                 Action::Continue
@@ -359,6 +366,8 @@ enum Next {
     CountTokensUpstream(String),
     /// See [`State::StoredResponse`].
     StoredResponse(Box<stored_response::Stored>),
+    /// A response the store keeps (see `kept_responses`): read, then answered.
+    KeptResponse(Box<kept_responses::KeptCall>),
 }
 
 #[cfg(test)]

@@ -284,6 +284,12 @@ impl HttpFilter {
                 // Whatever the provider put in its events (an error echoing a key), no secret
                 // reaches the client. Events are whole in `out`, so no secret is split here.
                 config.secrets.scrub(&mut out);
+                // A kept turn's response: the one its last lifecycle event carries.
+                if let Some(k) = routed.keeping.as_mut() {
+                    if k.turn.is_some() && k.response.is_none() {
+                        k.response = crate::ingress::responses::kept::final_response(&out);
+                    }
+                }
                 if out != chunk {
                     host.replace_response_body(body_size, &out);
                 }
@@ -331,6 +337,11 @@ impl HttpFilter {
                 };
                 if no_answer.is_none() {
                     config.secrets.scrub(&mut out);
+                    if let Some(k) = routed.keeping.as_mut() {
+                        if k.turn.is_some() && upstream_error.is_none() {
+                            k.response = Some(out.clone());
+                        }
+                    }
                     host.replace_response_body(body_size, &out);
                 }
                 Action::Continue
@@ -385,6 +396,11 @@ impl HttpFilter {
                         host.increment_counter(&metric, n);
                     }
                 }
+            }
+        }
+        if end_of_stream && role == Role::Gateway {
+            if let Some(a) = self.keep_response(host) {
+                return a;
             }
         }
         action

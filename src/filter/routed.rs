@@ -80,6 +80,8 @@ pub(super) struct Routed {
     /// The Responses API response this request made was remembered as its deployment's (see
     /// [`crate::router::sticky`]).
     pub(super) response_remembered: bool,
+    /// A Responses request the shared store keeps (see `kept_responses`).
+    pub(super) keeping: Option<Box<super::kept_responses::Keeping>>,
 }
 
 /// The deployment a request is served by: one of the configuration's, or a copy of a model
@@ -246,6 +248,7 @@ impl HttpFilter {
             deferred_key: None,
             anthropic_beta: 0,
             response_remembered: false,
+            keeping: None,
         }
     }
 }

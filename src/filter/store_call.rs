@@ -29,7 +29,7 @@ pub const PROBE_HEADER: &str = "x-tollgate-store-probe";
 pub const LIBRARY_NAME: &str = "tollgate";
 
 /// What a store answer is for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Then {
     /// `GET /tollgate/store/health`: answered with the store's state.
     Health { started_ms: u64 },
@@ -51,6 +51,16 @@ pub enum Then {
     KeyInfo { query: String },
     /// `GET /team/info` (its query): answered with the team and the fleet's spend.
     TeamInfo { query: String },
+    /// A Responses request's conversation (`tg_response_chain`): its body phase goes on with it.
+    Conversation { body_size: usize, id: String },
+    /// A Responses turn written (`tg_response_put`): the response goes on.
+    KeptResponse,
+    /// A kept response read (`tg_response_get`): answered with it, or deleted.
+    KeptRead(Box<super::kept_responses::KeptCall>),
+    /// A kept response deleted (`tg_response_delete`, its id): answered.
+    KeptDeleted(String),
+    /// The store's copy of a response its deployment deleted, deleted: the response goes on.
+    KeptForgotten,
 }
 
 /// The stream's call in flight.
@@ -205,6 +215,31 @@ impl HttpFilter {
             Then::SpendLogs => self.spend_logs_answered(host, result),
             Then::KeyInfo { query } => self.key_info_answered(host, &query, result),
             Then::TeamInfo { query } => self.team_info_answered(host, &query, result),
+            Then::Conversation { body_size, id } => {
+                self.conversation_read(host, body_size, &id, result)
+            }
+            Then::KeptRead(call) => self.kept_read(host, &call, result),
+            Then::KeptDeleted(id) => self.kept_deleted(host, &id, result),
+            Then::KeptForgotten => {
+                if let Err(e) = &result {
+                    log::warn!("tollgate: a deleted response stays in the store: {e}");
+                }
+                Action::Continue
+            }
+            Then::KeptResponse => {
+                let written = match &result {
+                    Ok(Value::String(text)) => text.starts_with(r#"{"ok":true"#),
+                    _ => false,
+                };
+                if !written {
+                    let why = match &result {
+                        Ok(v) => v.to_string(),
+                        Err(e) => e.to_string(),
+                    };
+                    log::warn!("tollgate: a Responses API turn was not kept: {why}");
+                }
+                Action::Continue
+            }
         }
     }
 }

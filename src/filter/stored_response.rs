@@ -12,6 +12,7 @@ use crate::providers::{self, openai::responses, StreamTranslator};
 use crate::router::sticky;
 
 use super::endpoint::path_decode;
+use super::kept_responses::KeptCall;
 use super::response::{envoy_error, keep_allowed_response_headers};
 use super::upstream::strip_client_headers;
 use super::{HttpFilter, Next, State, CLUSTER_HEADER};
@@ -55,8 +56,27 @@ impl HttpFilter {
         let principal = self.authenticate(host, now)?;
         let id = path_decode(id);
         let not_found = || ApiError::not_found(format!("Response with id '{id}' not found."));
+        let delete = host.request_header(":method").as_deref() == Some("DELETE");
+        let Some(held) = sticky::recall(host.store(), &id, now) else {
+            // Not one this replica passed through: the store may keep it (a request without a
+            // body can wait for it here).
+            if self.config.store.is_some() && end_of_stream {
+                let path = host.request_header(":path").unwrap_or_default();
+                return Ok(Next::KeptResponse(Box::new(KeptCall {
+                    id,
+                    delete,
+                    items: !tail.is_empty(),
+                    query: path
+                        .split_once('?')
+                        .map(|(_, q)| q.to_string())
+                        .unwrap_or_default(),
+                    principal,
+                })));
+            }
+            return Err(not_found());
+        };
         // A key sees only responses made for models it may use; the others do not exist for it.
-        let held = sticky::recall(host.store(), &id, now)
+        let held = Some(held)
             .filter(|h| auth::check_model(&principal, &h.alias).is_ok())
             .ok_or_else(not_found)?;
         let d = self
@@ -93,7 +113,6 @@ impl HttpFilter {
         for (name, value) in &d.headers {
             host.set_request_header(name, value);
         }
-        let delete = host.request_header(":method").as_deref() == Some("DELETE");
         Ok(Next::StoredResponse(Box::new(Stored {
             id: held.id,
             alias: held.alias,
@@ -175,6 +194,12 @@ impl HttpFilter {
         // events are whole in `out`, so none is split across chunks there.
         self.config.secrets.scrub(&mut out);
         host.replace_response_body(body_size, &out);
-        Action::Continue
+        let forget =
+            (s.delete && end_of_stream && (200..300).contains(&s.status)).then(|| s.id.clone());
+        match forget {
+            // The store's copy goes too, before the client hears it is deleted.
+            Some(id) => self.forget_kept(host, &id),
+            None => Action::Continue,
+        }
     }
 }

@@ -355,6 +355,14 @@ impl HttpFilter {
         if probe {
             return self.probe_store(host, body_size);
         }
+        if role == Role::Gateway {
+            if let Some(a) = self.read_conversation(host, body_size) {
+                return a;
+            }
+        }
+        let State::Routed(routed) = &mut self.state else {
+            return Action::Continue;
+        };
         let body = host.request_body(body_size).unwrap_or_default();
         let b = BudgetCtx {
             role,

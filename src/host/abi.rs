@@ -16,6 +16,7 @@ pub const HTTP_CALL_RESPONSE_HEADERS: u32 = 6;
 pub const HTTP_CALL_RESPONSE_BODY: u32 = 4;
 /// `proxy_continue_stream`'s stream: the request.
 const STREAM_REQUEST: u32 = 0;
+const STREAM_RESPONSE: u32 = 1;
 
 const OK: u32 = 0;
 
@@ -101,6 +102,15 @@ extern "C" {
 pub fn resume_request() -> Result<(), u32> {
     // SAFETY: a plain value.
     match unsafe { proxy_continue_stream(STREAM_REQUEST) } {
+        OK => Ok(()),
+        other => Err(other),
+    }
+}
+
+/// Lets a response that waited (a `Pause`) go on.
+pub fn resume_response() -> Result<(), u32> {
+    // SAFETY: a plain value.
+    match unsafe { proxy_continue_stream(STREAM_RESPONSE) } {
         OK => Ok(()),
         other => Err(other),
     }

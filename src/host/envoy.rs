@@ -164,8 +164,12 @@ impl Context for Http {
         let action = f.on_http_call_done(&mut self.host, call_answer(body_size));
         self.host.end_callback();
         if action == Action::Continue {
-            if let Err(s) = abi::resume_request() {
-                log::warn!("tollgate: could not resume the request (host status {s})");
+            let (resumed, side) = match f.resumes_response() {
+                true => (abi::resume_response(), "response"),
+                false => (abi::resume_request(), "request"),
+            };
+            if let Err(s) = resumed {
+                log::warn!("tollgate: could not resume the {side} (host status {s})");
             }
         }
     }

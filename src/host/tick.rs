@@ -316,6 +316,8 @@ pub(crate) mod tests {
             call_timeout_ms: 200,
             replica_ttl_ms: 3000,
             spend_log_keep: 100_000,
+            response_ttl_s: 3600,
+            response_max_bytes: 1 << 20,
         }
     }
 

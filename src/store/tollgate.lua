@@ -48,6 +48,11 @@ Key layout (all under `tg:`; `{party}` and `{replica}` are hash tags):
                            key_alias it holds, absent if none)
   tg:alias:<alias>  STRING token of the key that holds the alias
   tg:t:<team_id>    STRING a config team's record (JSON, byte for byte)
+  tg:resp:<id>      HASH   a Responses API response the gateway keeps: alias (the model name
+                           it was made for), input (this turn's input items, a JSON array),
+                           response (the response object), prev (the response it continued,
+                           absent if none); expires ttl seconds after the newest turn of its
+                           chain was written
 
 Leases move by deltas only. A replica's lease grows by what tg_sync and tg_admit grant (each
 reply says what it granted, never the lease: the replica adds it, so replies that cross on the
@@ -141,6 +146,19 @@ Functions (as in the store design of issue 14, with these precisions):
     id, id#n or null}; `next` set when more may match.
   tg_party_get(party, limits): a party's fields as tg_sync's reply has them (its windows rolled
     by `limits`, as tg_sync takes them; nothing written), and `known` (whether Redis has it).
+  tg_response_put(id, prev, alias, ttl, record): record (a PUT body) is `<n> <input><response>`:
+    this turn's input items (a JSON array's text of n bytes) and the response object's text,
+    stored as they are, never parsed. prev is "-" or the response this one continues: the turns of its chain
+    (at most 1024 back) expire no sooner than this one. Reply {"ok": true}.
+  tg_response_get(id): {"found": false} or {"found": true, "alias", "response": the object,
+    "input": the turn's input items}.
+  tg_response_chain(id, max_bytes): the conversation that ends with response id, oldest turn
+    first: {"found": true, "alias" (the newest turn's), "turns": [{"input", "response"}]};
+    {"found": false} when id is not kept; {"found": true, "refused": "missing", "missing": id}
+    when a turn it continues has expired or was deleted, "too_large" past max_bytes of inputs
+    and responses, "too_long" past 1024 turns.
+  tg_response_delete(id): {"deleted": whether it was kept}. Later turns that continue it can no
+    longer be read as a chain ("missing").
   tg_version(): {"version": VERSION}.
 
 Per-call bounds (measured on a 2-core machine, AOF fsync always, through RESP): tg_sync takes
@@ -152,7 +170,7 @@ the next calls). tg_admit takes at most 16 parties. tg_spend_logs reads at most 
 (~30 ms) and returns at most 1000 (`next` continues). No function walks the keyspace.
 ]]
 
-local VERSION = '8'
+local VERSION = '9'
 
 local MAX_PARTIES = 1024
 local MAX_ADMIT_PARTIES = 16
@@ -1491,6 +1509,133 @@ local function tg_party_get(_, args)
   return encode(out)
 end
 
+---------------------------------------------------------------------------------------------------
+-- Responses API responses the gateway keeps (tg:resp:<id>), so that `previous_response_id` works
+-- for every provider and on every replica. Each turn holds only its own input and response; a
+-- chain is read by following `prev` back.
+
+local RESPONSE_TTL_MAX = 2592000
+local RESPONSE_CHAIN_MAX = 1024
+local RESPONSE_BYTES_MAX = 67108864
+
+local function response_key(id)
+  return 'tg:resp:' .. id
+end
+
+-- A response id as the gateway and OpenAI make them: 1-256 of [A-Za-z0-9_.-], first a letter or digit.
+local function is_response_id(v)
+  return type(v) == 'string' and #v > 0 and #v <= 256 and string.find(v, '^[A-Za-z0-9][A-Za-z0-9_.%-]*$') ~= nil
+end
+
+local function tg_response_put(_, args)
+  local id, prev, alias, ttl, tail = args[1], args[2], args[3], tonumber(args[4]), args[5]
+  if not is_response_id(id) then
+    return fail('id must be a response id')
+  end
+  -- webdis cannot carry an empty argument: `-` is none.
+  if prev == '-' then
+    prev = ''
+  elseif not is_response_id(prev) then
+    return fail('prev must be a response id or -')
+  end
+  if not is_name(alias, 256) then
+    return fail('alias must be a non-empty string of at most 256 bytes')
+  end
+  if not ttl or ttl < 1 or ttl > RESPONSE_TTL_MAX or ttl ~= math.floor(ttl) then
+    return fail('ttl must be a whole number of seconds from 1 to ' .. RESPONSE_TTL_MAX)
+  end
+  if type(tail) ~= 'string' or #tail > RESPONSE_BYTES_MAX then
+    return fail('the record must be at most ' .. RESPONSE_BYTES_MAX .. ' bytes')
+  end
+  -- `<n> <input><response>`: n the input's length in bytes.
+  local space = string.find(tail, ' ', 1, true)
+  local n = space and space <= 10 and tonumber(string.sub(tail, 1, space - 1))
+  local input = n and string.sub(tail, space + 1, space + n)
+  local response = n and string.sub(tail, space + n + 1)
+  local shaped = input and #input == n and string.sub(input, 1, 1) == '[' and string.sub(input, -1) == ']'
+    and string.sub(response, 1, 1) == '{' and string.sub(response, -1) == '}'
+  if not shaped then
+    return fail('the record must be the input\'s length, a space, the input (a JSON array) and the response (a JSON object)')
+  end
+  local key = response_key(id)
+  redis.call('DEL', key)
+  if prev ~= '' then
+    redis.call('HSET', key, 'alias', alias, 'input', input, 'response', response, 'prev', prev)
+  else
+    redis.call('HSET', key, 'alias', alias, 'input', input, 'response', response)
+  end
+  redis.call('EXPIRE', key, ttl)
+  -- The turns this one continues live as long as it does.
+  local at, n = prev, 0
+  while at ~= '' and at and n < RESPONSE_CHAIN_MAX do
+    local k = response_key(at)
+    if redis.call('TTL', k) < ttl then
+      if redis.call('EXPIRE', k, ttl) == 0 then
+        break
+      end
+    end
+    at = redis.call('HGET', k, 'prev') or ''
+    n = n + 1
+  end
+  return encode({ ok = true })
+end
+
+local function tg_response_get(_, args)
+  local id = args[1]
+  if not is_response_id(id) then
+    return fail('id must be a response id')
+  end
+  local h = redis.call('HMGET', response_key(id), 'alias', 'response', 'input')
+  if not h[1] or not h[2] or not h[3] then
+    return encode({ found = false })
+  end
+  return encode({ found = true, alias = h[1], response = raw(h[2]), input = raw(h[3]) })
+end
+
+local function tg_response_chain(_, args)
+  local id, max_bytes = args[1], tonumber(args[2])
+  if not is_response_id(id) then
+    return fail('id must be a response id')
+  end
+  if not max_bytes or max_bytes < 1 or max_bytes > RESPONSE_BYTES_MAX then
+    return fail('max_bytes must be from 1 to ' .. RESPONSE_BYTES_MAX)
+  end
+  local turns, alias, bytes, at = {}, nil, 0, id
+  while at ~= '' do
+    if #turns >= RESPONSE_CHAIN_MAX then
+      return encode({ found = true, refused = 'too_long', turns = #turns })
+    end
+    local h = redis.call('HMGET', response_key(at), 'alias', 'input', 'response', 'prev')
+    if not h[1] or not h[2] or not h[3] then
+      if #turns == 0 then
+        return encode({ found = false })
+      end
+      return encode({ found = true, refused = 'missing', missing = at })
+    end
+    alias = alias or h[1]
+    bytes = bytes + #h[2] + #h[3]
+    if bytes > max_bytes then
+      return encode({ found = true, refused = 'too_large', bytes = bytes })
+    end
+    turns[#turns + 1] = { input = raw(h[2]), response = raw(h[3]) }
+    at = h[4] or ''
+  end
+  -- Oldest first.
+  local ordered = arr()
+  for i = #turns, 1, -1 do
+    ordered[#ordered + 1] = turns[i]
+  end
+  return encode({ found = true, alias = alias, turns = ordered })
+end
+
+local function tg_response_delete(_, args)
+  local id = args[1]
+  if not is_response_id(id) then
+    return fail('id must be a response id')
+  end
+  return encode({ deleted = redis.call('DEL', response_key(id)) == 1 })
+end
+
 local function tg_version()
   return encode({ version = VERSION })
 end
@@ -1501,4 +1646,8 @@ redis.register_function('tg_key_put', tg_key_put)
 redis.register_function{ function_name = 'tg_key_get', callback = tg_key_get, flags = { 'no-writes' } }
 redis.register_function{ function_name = 'tg_spend_logs', callback = tg_spend_logs, flags = { 'no-writes' } }
 redis.register_function{ function_name = 'tg_party_get', callback = tg_party_get, flags = { 'no-writes' } }
+redis.register_function('tg_response_put', tg_response_put)
+redis.register_function('tg_response_delete', tg_response_delete)
+redis.register_function{ function_name = 'tg_response_get', callback = tg_response_get, flags = { 'no-writes' } }
+redis.register_function{ function_name = 'tg_response_chain', callback = tg_response_chain, flags = { 'no-writes' } }
 redis.register_function{ function_name = 'tg_version', callback = tg_version, flags = { 'no-writes' } }

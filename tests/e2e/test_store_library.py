@@ -35,6 +35,7 @@ LIBRARY_SHA256 = {
     "6": "645a30ae8dab0f3d31c6eb9781b5cbfdf88d656b079848d15d5695a807bf748e",
     "7": "f3927d1703d7a0062ac8b77f700a48753fb1e939ac089a2a5544a8ac48b953c1",
     "8": "4c021dde36f95d41bda64d6a399c40dafe6a0cade83972e87a45705a3d5d084a",
+    "9": "8c9d59f84e39e3f5ffff3c396da3e8333d6fd6aac7c64b6af48ab1be41599300",
 }
 
 # A party's fleet-wide fields in a reply (tg_sync adds granted, m and reset; tg_admit granted).
@@ -1089,3 +1090,57 @@ def test_a_caller_with_a_newer_library_is_refused_so_it_loads_its_own(lib):
     for v in (VERSION, "1"):
         out = lib.sync("rv", 1 if v == VERSION else 2, {"library": v, "parties": []})
         assert "error" not in out, out
+
+
+# ---------------------------------------------------------------------------------------------
+# Responses API responses the gateway keeps
+
+
+def put_response(lib, rid, prev, input_items, response, alias="claude", ttl=3600):
+    """tg_response_put as the filter sends it: `<n> <input><response>` as the PUT body."""
+    inp = json.dumps(input_items)
+    return lib.call("tg_response_put", rid, prev or "-", alias, ttl,
+                    tail=f"{len(inp.encode())} {inp}{json.dumps(response)}")
+
+
+def test_a_kept_conversation_is_read_back_oldest_turn_first(lib):
+    r1 = {"id": "resp_1", "output": [{"type": "message", "content": "one"}]}
+    r2 = {"id": "resp_2", "output": []}
+    assert put_response(lib, "resp_1", None, [{"role": "user", "content": "a"}], r1) == {"ok": True}
+    assert put_response(lib, "resp_2", "resp_1", [{"role": "user", "content": "b"}], r2, alias="gpt") == {"ok": True}
+    got = lib.call("tg_response_chain", "resp_2", 1 << 20)
+    assert got == {"found": True, "alias": "gpt", "turns": [
+        {"input": [{"role": "user", "content": "a"}], "response": r1},
+        {"input": [{"role": "user", "content": "b"}], "response": r2}]}
+    assert lib.call("tg_response_get", "resp_1") == {"found": True, "alias": "claude", "response": r1,
+                                                     "input": [{"role": "user", "content": "a"}]}
+    assert lib.call("tg_response_get", "resp_9") == {"found": False}
+    assert lib.call("tg_response_chain", "resp_9", 100) == {"found": False}
+    # Bounded: the reader says how much it would have had to read.
+    assert lib.call("tg_response_chain", "resp_2", 60)["refused"] == "too_large"
+
+
+def test_a_new_turn_keeps_its_chain_alive_and_a_deleted_turn_breaks_it(lib):
+    put_response(lib, "resp_a", None, [], {"id": "resp_a"}, ttl=5)
+    put_response(lib, "resp_b", "resp_a", [], {"id": "resp_b"}, ttl=500)
+    assert 400 < lib.redis("TTL", "tg:resp:resp_a") <= 500
+    assert lib.call("tg_response_delete", "resp_a") == {"deleted": True}
+    assert lib.call("tg_response_delete", "resp_a") == {"deleted": False}
+    assert lib.call("tg_response_chain", "resp_b", 1000) == {"found": True, "refused": "missing", "missing": "resp_a"}
+
+
+def test_bad_response_calls_write_nothing(lib):
+    bad = [
+        ("tg_response_put", ("bad id!", "-", "a", 10), "2 []{}"),
+        ("tg_response_put", ("resp_1", "bad id!", "a", 10), "2 []{}"),
+        ("tg_response_put", ("resp_1", "-", "a", 0), "2 []{}"),
+        ("tg_response_put", ("resp_1", "-", "a", 2592001), "2 []{}"),
+        ("tg_response_put", ("resp_1", "-", "a", 10), "3 []{}"),
+        ("tg_response_put", ("resp_1", "-", "a", 10), "2 {}[]"),
+        ("tg_response_put", ("resp_1", "-", "a", 10), "[]{}"),
+        ("tg_response_chain", ("resp_1", 0), None),
+        ("tg_response_get", ("../x",), None),
+    ]
+    for function, args, tail in bad:
+        assert "error" in lib.call(function, *args, tail=tail), (function, args, tail)
+    assert lib.redis("KEYS", "tg:resp:*") == []

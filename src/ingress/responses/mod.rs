@@ -6,6 +6,7 @@
 //! OpenAI and Azure deployments serve this API themselves: their requests pass through (model
 //! replaced) and their answers are relayed; this module is for every other provider.
 
+pub mod kept;
 pub mod request;
 pub mod response;
 pub mod stream;

@@ -293,7 +293,7 @@ pub fn parse(body: &[u8]) -> Result<ResponsesRequest<'_>, ApiError> {
             "previous_response_id" => {
                 return Err(invalid(
                     "previous_response_id",
-                    "previous_response_id is served only by OpenAI and Azure OpenAI deployments, which keep the conversation; send the whole conversation in `input` instead.",
+                    "previous_response_id needs the conversation kept: OpenAI and Azure OpenAI deployments keep their own, and for other providers the gateway keeps it when a shared store is configured (tollgate_settings.store); send the whole conversation in `input` instead.",
                 )
                 .with_code("unsupported_parameter"))
             }

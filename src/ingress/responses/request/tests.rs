@@ -183,7 +183,11 @@ fn what_only_openai_serves_is_refused_by_name() {
     for (body, param) in cases {
         let e = refused(body.clone());
         assert_eq!((e.status, e.param.as_deref()), (400, Some(param)), "{body}");
-        assert!(e.message.contains("only by OpenAI"), "{}", e.message);
+        let what = match param {
+            "previous_response_id" => "shared store",
+            _ => "only by OpenAI",
+        };
+        assert!(e.message.contains(what), "{}", e.message);
     }
 }
 
