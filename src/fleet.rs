@@ -198,6 +198,12 @@ struct Payload<'a> {
     /// Cooldowns this replica started since its last sync (the fleet's clock).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     cooldowns: Vec<crate::router::health::FleetCooldown>,
+    /// Responses API responses relayed here since the last sync, and which deployment holds each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    responses: Vec<crate::router::sticky::Held>,
+    /// The fleet's responses stream's cursor (none before the first answer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    responses_after: Option<String>,
     /// How many spend records Redis keeps (the records since the last sync follow the payload,
     /// one per line: see `spend_log::Taken::append_to`).
     spend_log_keep: u64,
@@ -305,6 +311,8 @@ pub fn next_sync(
         parties: out,
         changes_after: crate::keys::fleet::cursor(store),
         cooldowns: crate::router::health::take_shared(store),
+        responses: crate::router::sticky::take_shared(store),
+        responses_after: crate::router::sticky::cursor(store),
         spend_log_keep,
     })
     .ok()?;
@@ -343,6 +351,11 @@ pub struct Reply {
     /// The fleet's cooldowns now.
     #[serde(default)]
     pub cooldowns: Vec<crate::router::health::FleetCooldown>,
+    /// Responses other replicas relayed since the cursor sent, and the cursor after them.
+    #[serde(default)]
+    pub responses: Vec<crate::router::sticky::Held>,
+    #[serde(default)]
+    pub responses_cursor: Option<String>,
     /// Spend records the store could not read (not `<key> <JSON object>` lines): skipped.
     #[serde(default)]
     pub spend_logs_refused: u64,
@@ -601,7 +614,7 @@ impl Ticker for FleetSync {
             // No answer: the same sync goes again on the next tick.
             return;
         };
-        let reply: Reply = match serde_json::from_str(text) {
+        let mut reply: Reply = match serde_json::from_str(text) {
             Ok(r) => r,
             Err(_) => {
                 log::warn!(
@@ -639,6 +652,11 @@ impl Ticker for FleetSync {
             ) {
                 log::warn!("tollgate: deployment '{d}' cools down: another replica cooled it down");
             }
+            crate::router::sticky::apply_fleet(
+                ctx.store,
+                std::mem::take(&mut reply.responses),
+                reply.responses_cursor.as_deref(),
+            );
         }
     }
 

@@ -376,6 +376,10 @@ impl HttpFilter {
                 alias: routed.ctx.model.clone(),
                 at: host.now_ms() / 1000,
             };
+            if config.store.is_some() {
+                // The other replicas learn it on the next sync.
+                sticky::share(host.store(), &held);
+            }
             if !sticky::remember(host.store(), held) {
                 log::warn!("tollgate: could not remember which deployment holds a response");
             }

@@ -213,3 +213,120 @@ mod tests {
         }
     }
 }
+
+/// Responses relayed here since the last sync, for the fleet (a store configured): `tg_sync`
+/// carries them to every replica (see `store/tollgate.lua`'s `tg:responses`).
+const SHARE: &str = "tollgate.response.share";
+/// The most a sync carries; a burst beyond it is not shared (another replica then reads the
+/// conversation from the store instead of routing to the holder).
+const SHARE_MAX: usize = 1024;
+/// The cursor of the fleet's `tg:responses` stream this replica has read up to.
+const CURSOR: &str = "tollgate.response.cursor";
+
+/// Whether the store takes `held` in a sync (`tg_sync` refuses a payload with an entry it does
+/// not take, so none is sent).
+fn shareable(held: &Held) -> bool {
+    valid_id(&held.id)
+        && (1..=512).contains(&held.deployment.len())
+        && (1..=256).contains(&held.alias.len())
+}
+
+/// Queues `held` for the next sync.
+pub fn share(store: &dyn Store, held: &Held) {
+    if !shareable(held) {
+        return;
+    }
+    let _ = update::<(), ()>(store, SHARE, |bytes| {
+        let mut list: Vec<Held> = serde_json::from_slice(bytes).unwrap_or_default();
+        if list.len() >= SHARE_MAX {
+            return Err(());
+        }
+        list.push(held.clone());
+        Ok((serde_json::to_vec(&list).unwrap_or_default(), ()))
+    });
+}
+
+/// The responses queued for the fleet since the last sync; taken: the sync that carries them
+/// is sent until it is answered.
+pub fn take_shared(store: &dyn Store) -> Vec<Held> {
+    update::<Vec<Held>, ()>(store, SHARE, |bytes| {
+        let list: Vec<Held> = serde_json::from_slice(bytes).unwrap_or_default();
+        if list.is_empty() {
+            return Err(());
+        }
+        Ok((b"[]".to_vec(), list))
+    })
+    .unwrap_or_default()
+}
+
+/// Where this replica has read the fleet's responses up to (none before its first sync).
+pub fn cursor(store: &dyn Store) -> Option<String> {
+    store
+        .get(CURSOR)
+        .and_then(|v| String::from_utf8(v.value).ok())
+        .filter(|c| !c.is_empty())
+}
+
+/// Responses other replicas relayed, from a sync's answer: remembered here too, and the cursor
+/// moved past them.
+pub fn apply_fleet(store: &dyn Store, held: Vec<Held>, cursor: Option<&str>) {
+    for h in held {
+        remember(store, h);
+    }
+    if let Some(c) = cursor {
+        let _ = store.set(CURSOR, c.as_bytes(), None);
+    }
+}
+
+#[cfg(test)]
+mod fleet_tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    fn held(id: &str, d: &str, a: &str) -> Held {
+        Held {
+            id: id.into(),
+            deployment: d.into(),
+            alias: a.into(),
+            at: 100,
+        }
+    }
+
+    #[test]
+    fn shared_responses_are_taken_once_and_only_those_the_store_takes() {
+        let s = MemoryStore::default();
+        share(&s, &held("resp_1", "d1", "gpt"));
+        share(&s, &held("bad id", "d1", "gpt"));
+        share(&s, &held("resp_2", "", "gpt"));
+        share(&s, &held("resp_3", "d1", &"a".repeat(257)));
+        share(&s, &held("resp_4", &"d".repeat(512), "gpt"));
+        let taken = take_shared(&s);
+        assert_eq!(
+            taken.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(),
+            ["resp_1", "resp_4"]
+        );
+        assert!(take_shared(&s).is_empty());
+        for i in 0..SHARE_MAX + 5 {
+            share(&s, &held(&format!("resp_{i}"), "d", "a"));
+        }
+        assert_eq!(take_shared(&s).len(), SHARE_MAX);
+    }
+
+    #[test]
+    fn the_fleets_responses_are_remembered_and_the_cursor_moves() {
+        let s = MemoryStore::default();
+        assert_eq!(cursor(&s), None);
+        apply_fleet(&s, vec![held("resp_x", "d2", "gpt")], Some("5-0"));
+        assert_eq!(cursor(&s).as_deref(), Some("5-0"));
+        assert_eq!(
+            recall(&s, "resp_x", 200).map(|h| h.deployment),
+            Some("d2".into())
+        );
+        // Wire form: what tg_sync takes and answers.
+        let wire = serde_json::to_value(held("resp_x", "d2", "gpt")).unwrap();
+        assert_eq!(
+            wire,
+            serde_json::json!({"i": "resp_x", "d": "d2", "a": "gpt", "t": 100})
+        );
+    }
+}

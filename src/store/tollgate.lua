@@ -48,6 +48,9 @@ Key layout (all under `tg:`; `{party}` and `{replica}` are hash tags):
                            key_alias it holds, absent if none)
   tg:alias:<alias>  STRING token of the key that holds the alias
   tg:t:<team_id>    STRING a config team's record (JSON, byte for byte)
+  tg:responses      STREAM which deployment holds each Responses API response a replica relayed
+                           to a deployment serving the API itself: j (JSON {"i": id, "d":
+                           deployment, "a": alias, "t": unix s}); MAXLEN ~ 65536
   tg:resp:<id>      HASH   a Responses API response the gateway keeps: alias (the model name
                            it was made for), input (this turn's input items, a JSON array),
                            response (the response object), prev (the response it continued,
@@ -116,6 +119,11 @@ Functions (as in the store design of issue 14, with these precisions):
     objects in the payload's `spend_logs` (`key_hash`, else `api_key`, filtered on; re-encoded by
     cjson), is still taken from older replicas during a rolling deploy. Top-level reply fields besides the design's:
     `changes_lost` (changes after the cursor were trimmed away: drop the key cache);
+    `responses` and `responses_cursor`: payload.responses (at most 1024 entries {"i", "d",
+    "a", "t"}: responses this replica relayed since its last sync, and where they are held)
+    are appended to tg:responses, and the entries after payload.responses_after come back (at
+    most 1000; none and the latest entry's id for a replica without a cursor), so every
+    replica routes a later turn to the deployment holding the response;
     `reclaimed` (the parties' `reset`).
   tg_admit(replica, parties, estimate): parties is a JSON array of 1 to 16 {"id", "limits",
     "have", "extra"} (the key's party, then its team's; one object is taken as an array of one;
@@ -170,7 +178,7 @@ the next calls). tg_admit takes at most 16 parties. tg_spend_logs reads at most 
 (~30 ms) and returns at most 1000 (`next` continues). No function walks the keyspace.
 ]]
 
-local VERSION = '9'
+local VERSION = '10'
 
 local MAX_PARTIES = 1024
 local MAX_ADMIT_PARTIES = 16
@@ -181,6 +189,9 @@ local MAX_ID_LEN = 512
 local MAX_RECORD_LEN = 65536
 local CHANGES_KEEP = 10000
 local CHANGES_PER_REPLY = 1000
+local MAX_RESPONSES = 1024
+local RESPONSES_KEEP = 65536
+local RESPONSES_PER_REPLY = 1000
 local SPEND_KEEP = 100000
 local SPEND_KEEP_MAX = 100000000
 local SPEND_SCAN = 10000
@@ -386,6 +397,11 @@ local function parse_limits(v, where)
     out.duration = nil
   end
   return out
+end
+
+-- A response id as the gateway and OpenAI make them: 1-256 of [A-Za-z0-9_.-], first a letter or digit.
+local function is_response_id(v)
+  return type(v) == 'string' and #v > 0 and #v <= 256 and string.find(v, '^[A-Za-z0-9][A-Za-z0-9_.%-]*$') ~= nil
 end
 
 local function parse_stream_id(v)
@@ -771,6 +787,27 @@ local function append_spend(blocks, keep)
   redis.call('SET', 'tg:spend:n', count)
 end
 
+-- Which deployment holds each response another replica relayed (tg:responses), after `cursor`
+-- (exclusive), at most RESPONSES_PER_REPLY. No cursor: none, and the latest entry's id. Entries
+-- trimmed away before a replica read them are only missed: that replica reads the conversation
+-- from tg:resp:<id> instead.
+local function read_responses(cursor)
+  local held = arr()
+  if not cursor then
+    local last = redis.call('XREVRANGE', 'tg:responses', '+', '-', 'COUNT', 1)
+    return held, (last[1] and last[1][1]) or '0-0'
+  end
+  local next_cursor = cursor
+  for _, e in ipairs(redis.call('XRANGE', 'tg:responses', '(' .. cursor, '+', 'COUNT', RESPONSES_PER_REPLY)) do
+    local f = fields_of(e[2])
+    if f.j then
+      held[#held + 1] = raw(f.j)
+    end
+    next_cursor = e[1]
+  end
+  return held, next_cursor
+end
+
 -- Changes after `cursor` (exclusive), at most CHANGES_PER_REPLY. No cursor: none, and the cursor
 -- of the latest change (a new replica starts from now). `lost`: changes after the cursor were
 -- trimmed away before this reader saw them (it must forget what it cached).
@@ -1015,6 +1052,28 @@ local function parse_sync(args)
     s.cooldowns[i] = c
   end
 
+  local responses = absent(payload.responses) and {} or payload.responses
+  if not is_array(responses) then
+    return nil, 'responses must be an array'
+  end
+  if #responses > MAX_RESPONSES then
+    return nil, 'responses has more than ' .. MAX_RESPONSES .. ' entries'
+  end
+  s.responses = {}
+  for i, r in ipairs(responses) do
+    if not is_object(r) or not is_response_id(r.i) or not is_name(r.d) or not is_name(r.a, 256)
+      or not is_count(r.t) then
+      return nil, 'responses[' .. i .. '] must be {"i": a response id, "d": a deployment, "a": a model name, "t": unix seconds}'
+    end
+    s.responses[i] = r
+  end
+  if not absent(payload.responses_after) and payload.responses_after ~= '' then
+    if not parse_stream_id(payload.responses_after) then
+      return nil, 'responses_after must be a stream id (ms-seq)'
+    end
+    s.responses_after = payload.responses_after
+  end
+
   local logs = absent(payload.spend_logs) and {} or payload.spend_logs
   if not is_array(logs) then
     return nil, 'spend_logs must be an array'
@@ -1162,6 +1221,12 @@ local function tg_sync(_, args)
 
   local changes, cursor, lost = read_changes(s.changes_after)
 
+  for _, r in ipairs(s.responses) do
+    local entry = encode({ i = r.i, d = r.d, a = r.a, t = r.t })
+    redis.call('XADD', 'tg:responses', 'MAXLEN', '~', RESPONSES_KEEP, '*', 'j', entry)
+  end
+  local held, held_cursor = read_responses(s.responses_after)
+
   local reply = encode({
     seq = s.seq,
     now_ms = now_ms,
@@ -1170,6 +1235,8 @@ local function tg_sync(_, args)
     changes = changes,
     changes_cursor = cursor,
     changes_lost = lost,
+    responses = held,
+    responses_cursor = held_cursor,
     dead = dead,
     reclaimed = reclaimed,
     spend_logs_refused = s.spend_logs_refused > 0 and s.spend_logs_refused or nil,
@@ -1520,11 +1587,6 @@ local RESPONSE_BYTES_MAX = 67108864
 
 local function response_key(id)
   return 'tg:resp:' .. id
-end
-
--- A response id as the gateway and OpenAI make them: 1-256 of [A-Za-z0-9_.-], first a letter or digit.
-local function is_response_id(v)
-  return type(v) == 'string' and #v > 0 and #v <= 256 and string.find(v, '^[A-Za-z0-9][A-Za-z0-9_.%-]*$') ~= nil
 end
 
 local function tg_response_put(_, args)

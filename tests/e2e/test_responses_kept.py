@@ -7,6 +7,7 @@ errors; `GET`/`DELETE /v1/responses/{id}` find a kept response on any replica. R
 TOLLGATE_FILTER names."""
 
 import json
+import time
 
 import openai
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from conftest import MASTER_KEY, gateway_config, gateway_env
 from fleet_common import stack, started  # noqa: F401 (fixtures)
 from harness import Envoy, http
+from mocks.openai_mock import OPENAI_KEY, OpenAIMock
 
 FUNCTION = {"type": "function", "name": "get_weather", "description": "Current weather for a city",
             "parameters": {"type": "object", "properties": {"location": {"type": "string"}},
@@ -58,6 +60,11 @@ def test_a_conversation_goes_on_across_replicas(fleet, mocks, alias, stream):
     assert second.status == "completed" and "beta words" in second.output_text and second.model == alias
     got = mocks[MOCK_OF[alias]].last()
     body = json.dumps(got.json)
+    if alias == "gpt" and "previous_response_id" in got.json:
+        # OpenAI holds its own responses: replica b may already have learnt (from its sync) where
+        # the first is held, and sent the link as it came.
+        assert got.json["previous_response_id"] == first.id and got.json["input"] == "beta words"
+        return
     # The provider got the whole conversation: the first turn's input and answer, then the new input.
     assert body.index("alpha words") < body.index(first.output_text) < body.index("beta words"), body
     # The instructions are the request's own (none here), as OpenAI does.
@@ -65,6 +72,8 @@ def test_a_conversation_goes_on_across_replicas(fleet, mocks, alias, stream):
     assert "previous_response_id" not in got.json
     third = make(a, stream, model=alias, input="gamma words", previous_response_id=second.id)
     assert "gamma words" in third.output_text
+    if alias == "gpt":
+        return
     body = sent(mocks, alias)
     assert body.index("alpha words") < body.index("beta words") < body.index("gamma words")
 
@@ -124,3 +133,43 @@ def test_retrieve_and_delete_on_any_replica(fleet, mocks):
         a.responses.create(model="claude", input="more", previous_response_id=second.id)
     assert e.value.body["param"] == "previous_response_id"
     assert made.id in e.value.body["message"]
+
+
+@pytest.fixture(scope="module")
+def duo_fleet(stack):  # noqa: F811
+    """Two replicas over a group of two OpenAI deployments (`/east/v1`, `/west/v1` of one mock:
+    each holds only its own responses, as two OpenAI projects do)."""
+    mock = OpenAIMock().start()
+    config = {
+        "model_list": [{"model_name": "duo", "model_info": {"id": f"duo-{side}"}, "litellm_params": {
+            "model": "openai/gpt-4.1", "api_base": f"{mock.base_url}/{side}/v1",
+            "api_key": "os.environ/OPENAI_API_KEY"}} for side in ("east", "west")],
+        "router_settings": {"routing_strategy": "simple-shuffle", "num_retries": 2},
+        "general_settings": {"master_key": "os.environ/TOLLGATE_MASTER_KEY"},
+        "tollgate_settings": {"store": {"url": stack.webdis.url, "auth": "os.environ/TOLLGATE_STORE_AUTH",
+                                        "tick_ms": 100}},
+    }
+    env = {"TOLLGATE_MASTER_KEY": MASTER_KEY, "OPENAI_API_KEY": OPENAI_KEY,
+           "TOLLGATE_STORE_AUTH": stack.webdis.auth}
+    envoys = [Envoy(config, env=env, concurrency=2) for _ in range(2)]
+    try:
+        with started(envoys):
+            yield envoys, mock
+    finally:
+        mock.stop()
+
+
+def test_a_later_turn_on_another_replica_goes_to_the_deployment_holding_the_earlier(duo_fleet):
+    fleet, mock = duo_fleet
+    a, b = (sdk(gw) for gw in fleet)
+    for i in range(6):
+        first = a.responses.create(model="duo", input=f"first {i}")
+        side = mock.last().path.split("/")[1]
+        # The replicas learn where it is held from their next syncs (tick_ms 100).
+        time.sleep(0.6)
+        second = b.responses.create(model="duo", input=f"second {i}", previous_response_id=first.id)
+        got = mock.last()
+        assert got.path.split("/")[1] == side, f"turn 2 of chain {i} left {side}"
+        # Routed to the holder: the link goes as it came, not the conversation.
+        assert got.json["previous_response_id"] == first.id and got.json["input"] == f"second {i}"
+        assert second.output_text == f"echo: second {i}" and second.model == "duo"

@@ -36,6 +36,7 @@ LIBRARY_SHA256 = {
     "7": "f3927d1703d7a0062ac8b77f700a48753fb1e939ac089a2a5544a8ac48b953c1",
     "8": "4c021dde36f95d41bda64d6a399c40dafe6a0cade83972e87a45705a3d5d084a",
     "9": "8c9d59f84e39e3f5ffff3c396da3e8333d6fd6aac7c64b6af48ab1be41599300",
+    "10": "18fd3c7340be051edeaa61282fb9059fb2d1ebac5c07b829b0f17d1def65d3e5",
 }
 
 # A party's fleet-wide fields in a reply (tg_sync adds granted, m and reset; tg_admit granted).
@@ -1144,3 +1145,23 @@ def test_bad_response_calls_write_nothing(lib):
     for function, args, tail in bad:
         assert "error" in lib.call(function, *args, tail=tail), (function, args, tail)
     assert lib.redis("KEYS", "tg:resp:*") == []
+
+
+def test_syncs_tell_every_replica_which_deployment_holds_a_response(lib):
+    # A replica without a cursor gets none of the past, and the cursor to read from.
+    first = lib.sync("r1", 1, {"library": VERSION, "ttl_ms": 3000, "parties": []})
+    assert first["responses"] == []
+    cursor = first["responses_cursor"]
+    held = {"i": "resp_abc", "d": "gpt-east", "a": "gpt", "t": 1700000000}
+    lib.sync("r2", 1, {"library": VERSION, "ttl_ms": 3000, "parties": [], "responses": [held]})
+    got = lib.sync("r1", 2, {"library": VERSION, "ttl_ms": 3000, "parties": [], "responses_after": cursor})
+    assert got["responses"] == [held]
+    again = lib.sync("r1", 3, {"library": VERSION, "ttl_ms": 3000, "parties": [],
+                               "responses_after": got["responses_cursor"]})
+    assert again["responses"] == []
+    # An entry the store does not take refuses the sync whole, and writes nothing.
+    for bad in ({"i": "bad id", "d": "x", "a": "y", "t": 1}, {"i": "resp_1", "d": "", "a": "y", "t": 1},
+                {"i": "resp_1", "d": "x", "a": "y", "t": -1}, "resp_1"):
+        out = lib.sync("r3", 1, {"library": VERSION, "ttl_ms": 3000, "parties": [], "responses": [bad]})
+        assert "error" in out, bad
+    assert lib.redis("XLEN", "tg:responses") == 1
