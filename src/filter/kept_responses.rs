@@ -386,7 +386,157 @@ fn input_items(input: &str, response_id: &str, query: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::input_items;
+    use crate::config::{load, Strictness};
+    use crate::filter::{HttpFilter, Role};
+    use crate::host::mock::MockHost;
+    use crate::host::Action;
+    use crate::store::remote::Answer;
+    use hashbrown::HashMap;
     use serde_json::{json, Value};
+    use std::sync::Arc;
+
+    fn filter() -> HttpFilter {
+        let doc = json!({
+            "model_list": [{"model_name": "claude", "litellm_params": {
+                "model": "anthropic/claude-sonnet-4-5", "api_key": "sk-ant-secret",
+                "api_base": "http://127.0.0.1:9002"}}],
+            "general_settings": {"master_key": "sk-master"},
+            "tollgate_settings": {"store": {"url": "http://127.0.0.1:7379"}}
+        });
+        let r = load(&doc, &HashMap::new(), Strictness::Serve);
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        HttpFilter::new(Arc::new(r.config.unwrap()), Role::Gateway)
+    }
+
+    fn turn_two() -> MockHost {
+        let mut h = MockHost::request(
+            "POST",
+            "/v1/responses",
+            &[
+                ("authorization", "Bearer sk-master"),
+                ("content-type", "application/json"),
+            ],
+        )
+        .metadata("model", b"claude")
+        .metadata("previous_response_id", b"resp_first");
+        h.request_body =
+            br#"{"model":"claude","input":"beta words","previous_response_id":"resp_first"}"#
+                .to_vec();
+        h
+    }
+
+    /// webdis's answer to an `FCALL` whose function answered `reply`.
+    fn fcall(reply: &str) -> Answer {
+        Answer::Response {
+            status: 200,
+            body: json!({ "FCALL": reply }).to_string().into_bytes(),
+        }
+    }
+
+    fn call_body(h: &MockHost, i: usize) -> String {
+        String::from_utf8_lossy(&h.calls[i].body).into_owned()
+    }
+
+    /// Turn two: its conversation is read in the body phase and sent whole; its answer waits for
+    /// the store's write, then goes on.
+    #[test]
+    fn a_turn_reads_its_conversation_and_is_written_before_its_end() {
+        let mut f = filter();
+        let mut h = turn_two();
+        assert_eq!(f.on_request_headers(&mut h, false), Action::Continue);
+        let n = h.request_body.len();
+        assert_eq!(f.on_request_body(&mut h, n, true), Action::Pause);
+        assert_eq!(h.calls.len(), 1);
+        assert!(call_body(&h, 0).contains("tg_response_chain/0/resp_first/"));
+        let chain = json!({"found": true, "alias": "claude", "turns": [
+            {"input": [{"role": "user", "content": "alpha words"}],
+             "response": {"id": "resp_first", "output": [{"type": "message", "role": "assistant",
+                 "content": [{"type": "output_text", "text": "echo: alpha words"}]}]}}]});
+        assert_eq!(
+            f.on_http_call_done(&mut h, fcall(&chain.to_string())),
+            Action::Continue
+        );
+        assert!(h.reply.is_none(), "{:?}", h.reply);
+        let sent: Value = serde_json::from_slice(&h.request_body).unwrap();
+        let text = sent["messages"].to_string();
+        assert!(
+            text.find("alpha words") < text.find("echo: alpha words"),
+            "{sent}"
+        );
+        assert!(
+            text.find("echo: alpha words") < text.find("beta words"),
+            "{sent}"
+        );
+
+        h.response_headers = vec![
+            (":status".into(), "200".into()),
+            ("content-type".into(), "application/json".into()),
+        ];
+        h.properties
+            .insert("response.code_details".into(), b"via_upstream".to_vec());
+        let answer = br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"echo: beta words"}],"stop_reason":"end_turn","usage":{"input_tokens":9,"output_tokens":3}}"#;
+        assert_eq!(f.on_response_headers(&mut h, false), Action::Continue);
+        h.response_body = answer.to_vec();
+        let n = h.response_body.len();
+        assert_eq!(f.on_response_body(&mut h, n, true), Action::Pause);
+        assert!(f.resumes_response());
+        assert_eq!(h.calls.len(), 2);
+        let put = call_body(&h, 1);
+        let path = h.calls[1]
+            .headers
+            .iter()
+            .find(|(k, _)| k == ":path")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        assert!(path.contains("tg_response_put/0/resp_"), "{path}");
+        assert!(path.contains("/resp_first/claude/"), "{path}");
+        assert!(
+            put.starts_with(r#"40 [{"content":"beta words","role":"user"}]{"id":"resp_"#),
+            "{put}"
+        );
+        assert_eq!(
+            f.on_http_call_done(&mut h, fcall(r#"{"ok":true}"#)),
+            Action::Continue
+        );
+        let got: Value = serde_json::from_slice(&h.response_body).unwrap();
+        assert_eq!(got["output"][0]["content"][0]["text"], "echo: beta words");
+    }
+
+    /// What the store answers decides: nothing kept is OpenAI's 404; garbage, an error or no
+    /// answer is a 503; a key that may not use the conversation's model does not see it.
+    #[test]
+    fn store_answers_that_are_not_a_conversation_are_refused_in_openais_shape() {
+        let cases = [
+            (
+                fcall(r#"{"found":false}"#),
+                404,
+                "previous_response_not_found",
+            ),
+            (fcall("garbage"), 503, "store_unavailable"),
+            (
+                fcall(r#"{"error":"id must be a response id"}"#),
+                503,
+                "store_unavailable",
+            ),
+            (Answer::Unanswered, 503, "store_unavailable"),
+            (
+                fcall(r#"{"found":true,"refused":"missing","missing":"resp_0"}"#),
+                400,
+                "previous_response_not_found",
+            ),
+        ];
+        for (answer, status, code) in cases {
+            let mut f = filter();
+            let mut h = turn_two();
+            f.on_request_headers(&mut h, false);
+            let n = h.request_body.len();
+            assert_eq!(f.on_request_body(&mut h, n, true), Action::Pause);
+            f.on_http_call_done(&mut h, answer);
+            let (got, _, _) = h.reply.as_ref().expect("answered");
+            assert_eq!(*got, status);
+            assert_eq!(h.reply_json()["error"]["code"], code);
+        }
+    }
 
     #[test]
     fn input_items_are_listed_as_openai_lists_them() {
