@@ -26,6 +26,9 @@ pub const STREAM: &str = "x-tollgate-stream";
 pub const OPERATION: &str = "x-tollgate-op";
 /// The API the client speaks (`chat`, `messages`): what the attempt renders its answer in.
 pub const CLIENT_API: &str = "x-tollgate-client-api";
+/// The name of the response the attempt makes, when it makes one (Responses API clients): chosen
+/// by the gateway, so that every attempt's answer has the same.
+pub const RESPONSE_ID: &str = "x-tollgate-response-id";
 /// The client body's length, for the attempt's context check: the body handed off goes without
 /// `content-length` (the gateway may rewrite it, capping its output).
 pub const BODY_BYTES: &str = "x-tollgate-body-bytes";
@@ -321,6 +324,9 @@ impl HttpFilter {
                 a.attempt_id
             );
         }
+        let response_id = host
+            .request_header(RESPONSE_ID)
+            .filter(|id| crate::router::sticky::valid_id(id));
         // The forwarded request carries the gateway's routing headers: drop them with the rest.
         let betas = client_betas(host, self.api, &d);
         prepare_upstream_headers(host, &d, op, stream, config, self.api);
@@ -336,6 +342,9 @@ impl HttpFilter {
         );
         routed.serve_with(config, index, &group);
         routed.anthropic_beta = betas;
+        if let Some(id) = response_id {
+            routed.ctx.id = id;
+        }
         // The gateway accounts from the usage chunk, whether or not its client asked for one.
         routed.ctx.include_usage = true;
         Ok(super::Next::Routed(Box::new(routed)))

@@ -150,9 +150,22 @@ impl HttpFilter {
                     ..Keeping::default()
                 })
             });
+        // A response the gateway makes (any provider but OpenAI's and Azure's, which make their
+        // own) is named at random, not from the request id a client may choose: the store keeps
+        // responses by name.
+        let response_id = (self.api == ClientApi::Responses).then(|| {
+            let random = host.random_bytes();
+            format!(
+                "resp_{}",
+                crate::hex::encode(random.iter().take(24).copied())
+            )
+        });
         let (via, deployment, betas) =
             if sticky.is_none() && self.config.router.needs_attempts(&alias, members.len()) {
                 self.hand_off(host, &alias, op, stream);
+                if let Some(id) = &response_id {
+                    host.set_request_header(attempt::RESPONSE_ID, id);
+                }
                 (Via::Attempts, None, 0)
             } else {
                 let index = sticky
@@ -168,6 +181,9 @@ impl HttpFilter {
             };
         let mut routed = self.new_routed(host, op, via, None, principal, alias, stream);
         routed.anthropic_beta = betas;
+        if let Some(id) = response_id {
+            routed.ctx.id = id;
+        }
         if let Some(index) = deployment {
             let name = routed.ctx.model.clone();
             routed.serve_with(&self.config, index, &name);
