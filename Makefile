@@ -16,7 +16,7 @@ OHA_VERSION := 1.16.0
 LITELLM_VERSION := 1.106.2
 BENCH_VENV := .venv-bench
 
-.PHONY: all setup build wasm module cli run run-module demo check render render-module examples test lint unit wasm-unit e2e e2e-module clean bench bench-clock bench-prepare bench-decompose
+.PHONY: all setup build wasm module cli run run-module demo check render render-module examples test lint unit wasm-unit e2e e2e-module clean bench bench-clock bench-prepare bench-decompose bench-instructions
 
 all: build
 
@@ -129,6 +129,16 @@ bench-prepare: build $(BENCH_VENV)/.installed
 bench-decompose: bench-prepare
 	cargo build --quiet --release --features work --target-dir bench/noop-module/target/work --manifest-path bench/noop-module/Cargo.toml
 	$(PY) bench/decompose.py
+
+# Targets compared by the Envoy process's instructions per request under callgrind (a count the
+# machine's load does not move) and by paired saturated slices of its CPU time (bench/instructions.py;
+# about 6 minutes, not part of `make bench`). Default (3) against (7); BENCH_TARGETS=3,7,7L adds
+# (7) with an answer as long as (3)'s.
+BENCH_TARGETS ?= 3,7
+bench-instructions: build
+	@command -v wrk >/dev/null || { echo "installing wrk (apt)"; apt-get install -y -qq wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }; }
+	@command -v valgrind >/dev/null || { echo "installing valgrind (apt)"; apt-get install -y -qq valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }; }
+	$(PY) bench/instructions.py --targets $(BENCH_TARGETS) --breakdown
 
 $(BENCH_VENV)/.installed:
 	python3 -m venv $(BENCH_VENV)

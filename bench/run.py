@@ -624,8 +624,8 @@ def fleet_comparison(targets, workdir):
 def measure(targets, mock, workdir):
     """Saturation, then latency at a fixed rate, for all `targets`, slice by slice in turn; CPU
     over each slice; RSS after. Returns one row per target."""
-    acc = {t["id"]: {"sat_requests": 0, "sat_errors": 0, "sat_cpu": 0.0, "lat_errors": 0, "lat_cpu": 0.0,
-                     "mock_cpu": 0.0, "mock_rq": 0, "measured_admits": 0,
+    acc = {t["id"]: {"sat_requests": 0, "sat_errors": 0, "sat_cpu": 0.0, "sat_slices": [],
+                     "lat_errors": 0, "lat_cpu": 0.0, "mock_cpu": 0.0, "mock_rq": 0, "measured_admits": 0,
                      "raw": os.path.join(workdir, f"latency-{t['id']}.txt")}
            for t in targets}
     for t in targets:
@@ -638,8 +638,10 @@ def measure(targets, mock, workdir):
             a = acc[t["id"]]
             cpu0 = cpu_seconds(t["pid"])
             w = run_wrk(t["url"], t["script"], slice_secs, record=rnd == 0)
-            a["sat_cpu"] += cpu_seconds(t["pid"]) - cpu0
+            cpu = cpu_seconds(t["pid"]) - cpu0
+            a["sat_cpu"] += cpu
             a["sat_requests"] += w["requests"]
+            a["sat_slices"].append(cpu * 1000 / max(w["requests"], 1))
             a["sat_errors"] += w["errors"]
     latency_rounds(targets, acc, ROUNDS, LATENCY_SECS / ROUNDS, mock)
     rows = []
@@ -652,7 +654,8 @@ def measure(targets, mock, workdir):
         rows.append(dict(
             t, rate=rate,
             sat={"rps": a["sat_requests"] / SATURATION_SECS, "errors": a["sat_errors"],
-                 "cpu_per_1k": a["sat_cpu"] * 1000 / max(a["sat_requests"], 1)},
+                 "cpu_per_1k": a["sat_cpu"] * 1000 / max(a["sat_requests"], 1),
+                 "slices_cpu_per_1k": a["sat_slices"]},
             lat=dict(percentiles([s[1] for s in samples]), requests=len(samples), errors=a["lat_errors"],
                      cpu_per_1k=a["lat_cpu"] * 1000 / max(sent, 1)),
             first_byte=percentiles([s[0] for s in samples]),
@@ -1037,12 +1040,19 @@ def goals(rows, facts, micro):
           f"{facts['module_start_ms']:,.0f} ms", "< 100 ms", facts["module_start_ms"] < 100)
     check("plugin start: configuration alone (plugin's own log, slowest VM)", f"{facts['configure_ms']:.3f} ms",
           "< 100 ms", facts["configure_ms"] < 100)
-    # Issue 15: Anthropic's Messages API passed through costs no more than OpenAI's.
-    if "7" in by:
-        sat_cpu = lambda i: by[i]["sat"]["cpu_per_1k"]
-        d = sat_cpu("7") / max(sat_cpu("3"), 1e-9) - 1
-        check("(7) Messages pass-through CPU per request, saturated, vs (3) the OpenAI pass-through",
-              f"{d:+.1%}", "≤ +0%", d <= 0)
+    # Issue 15: Anthropic's Messages API passed through costs no more than OpenAI's. One saturated
+    # slice of (7) against (3)'s next to it reads anywhere from -15% to +9% on this machine
+    # (`make bench-instructions`, 20 pairs a run), so the row gives the median of the rounds'
+    # ratios and their range beside the pooled figures; `make bench-instructions` counts the
+    # whole process's instructions, which the machine's load does not move.
+    if "7" in by and "3" in by:
+        s7, s3 = by["7"]["sat"]["cpu_per_1k"], by["3"]["sat"]["cpu_per_1k"]
+        rounds = [x / max(y, 1e-9) - 1 for x, y in zip(by["7"]["sat"]["slices_cpu_per_1k"],
+                                                        by["3"]["sat"]["slices_cpu_per_1k"])]
+        d = sorted(rounds)[len(rounds) // 2]
+        check("(7) Messages pass-through CPU per request, saturated, vs (3) the OpenAI pass-through: median "
+              f"of the {len(rounds)} rounds' ratios (their range; pooled s/1k req)",
+              f"{d:+.1%} ({min(rounds):+.1%} to {max(rounds):+.1%}; {s7:.3f} vs {s3:.3f})", "≤ +0%", d <= 0)
     for fleet, base in (("4f", "4"), ("4fm", "4m")):
         pair = by.get(fleet, {}).get("pair")
         if pair:
@@ -1061,11 +1071,6 @@ def goals(rows, facts, micro):
         ev = micro["stream/anthropic_chunk_per_event"] / STREAM_EVENTS / 1000
         check("(5) per-event translation, native micro-benchmark, one chunk per event", f"{ev:.2f} µs", "< 5 µs",
               ev < 5)
-    if "7" in by and "3" in by:
-        # Issue 15: the Messages pass-through costs no more than the OpenAI one.
-        s7, s3 = by["7"]["sat"]["cpu_per_1k"], by["3"]["sat"]["cpu_per_1k"]
-        check("(7) Messages pass-through, CPU s/1k req saturated, against (3) the OpenAI pass-through",
-              f"{s7:.3f} (3: {s3:.3f})", "≤ (3)", s7 <= s3)
     i7, i3 = micro.get("instr/filter/messages_passthrough"), micro.get("instr/filter/passthrough")
     if i7 and i3:
         check("(7) Messages pass-through, instructions per request (callgrind), against (3)'s",
