@@ -16,7 +16,7 @@ OHA_VERSION := 1.16.0
 LITELLM_VERSION := 1.106.2
 BENCH_VENV := .venv-bench
 
-.PHONY: all setup build wasm module cli run run-module demo check render render-module examples test lint unit wasm-unit e2e e2e-module clean bench bench-clock bench-prepare bench-decompose bench-instructions
+.PHONY: all setup build wasm module cli run run-module demo check render render-module examples test lint unit wasm-unit e2e e2e-module clean bench bench-clock bench-prepare bench-decompose bench-instructions bench-fleet-probe
 
 all: build
 
@@ -139,6 +139,13 @@ bench-instructions: build
 	@command -v wrk >/dev/null || { echo "installing wrk (apt)"; apt-get install -y -qq wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }; }
 	@command -v valgrind >/dev/null || { echo "installing valgrind (apt)"; apt-get install -y -qq valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }; }
 	$(PY) bench/instructions.py --targets $(BENCH_TARGETS) --breakdown
+
+# Issue 14's tail placed in the store's sync period: (4)/(4f) (and (4m)/(4fm)) in alternating
+# slices, Envoy and Redis+webdis CPU per request, and where the fleet rows' slow requests fall in
+# the tick (bench/fleet_probe.py; about 2 minutes, not part of `make bench`).
+bench-fleet-probe: setup build
+	cargo build --quiet --release --manifest-path bench/loadgen/Cargo.toml
+	$(PY) bench/fleet_probe.py --rounds 8 --module
 
 $(BENCH_VENV)/.installed:
 	python3 -m venv $(BENCH_VENV)
