@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::config::Deployment;
 use crate::error::ApiError;
 use crate::host::{Action, HttpHost};
+use crate::ingress::responses::kept;
 use crate::ingress::ClientApi;
 use crate::providers::{self, Operation, Provider};
 use crate::quota::Charge;
@@ -284,10 +285,17 @@ impl HttpFilter {
                 // Whatever the provider put in its events (an error echoing a key), no secret
                 // reaches the client. Events are whole in `out`, so no secret is split here.
                 config.secrets.scrub(&mut out);
-                // A kept turn's response: the one its last lifecycle event carries.
+                // A kept turn's response says so; the one its last lifecycle event carries is
+                // what the store keeps.
                 if let Some(k) = routed.keeping.as_mut() {
-                    if k.turn.is_some() && k.response.is_none() {
-                        k.response = crate::ingress::responses::kept::final_response(&out);
+                    if let Some(turn) = &k.turn {
+                        let previous = turn.prev.as_deref();
+                        if let Some(e) = kept::echoed_events(&out, previous) {
+                            out = e;
+                        }
+                        if k.response.is_none() {
+                            k.response = kept::final_response(&out);
+                        }
                     }
                 }
                 if out != chunk {
@@ -338,7 +346,10 @@ impl HttpFilter {
                 if no_answer.is_none() {
                     config.secrets.scrub(&mut out);
                     if let Some(k) = routed.keeping.as_mut() {
-                        if k.turn.is_some() && upstream_error.is_none() {
+                        if let Some(turn) = k.turn.as_ref().filter(|_| upstream_error.is_none()) {
+                            if let Some(e) = kept::echoed(&out, turn.prev.as_deref()) {
+                                out = e;
+                            }
                             k.response = Some(out.clone());
                         }
                     }

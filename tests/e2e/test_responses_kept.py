@@ -56,8 +56,11 @@ def test_a_conversation_goes_on_across_replicas(fleet, mocks, alias, stream):
     a, b = (sdk(gw) for gw in fleet)
     first = make(a, stream, model=alias, instructions="Be brief.", input="alpha words")
     assert first.status == "completed" and "alpha words" in first.output_text
+    assert first.store is True and first.previous_response_id is None
     second = make(b, stream, model=alias, input="beta words", previous_response_id=first.id)
     assert second.status == "completed" and "beta words" in second.output_text and second.model == alias
+    # As OpenAI says of a kept response: stored, and the turn it continues.
+    assert second.store is True and second.previous_response_id == first.id
     got = mocks[MOCK_OF[alias]].last()
     body = json.dumps(got.json)
     if alias == "gpt" and "previous_response_id" in got.json:
@@ -94,6 +97,7 @@ def test_a_tool_round_trip_continues_on_the_other_replica(fleet, mocks, alias):
 def test_errors_are_openais(fleet, mocks):
     a, b = (sdk(gw) for gw in fleet)
     unkept = a.responses.create(model="claude", input="not kept", store=False)
+    assert unkept.store is False
     for rid in (unkept.id, "resp_0123456789abcdef"):
         n = mocks["anthropic"].count()
         with pytest.raises(openai.NotFoundError) as e:
@@ -122,6 +126,8 @@ def test_retrieve_and_delete_on_any_replica(fleet, mocks):
     made = a.responses.create(model="claude", input="keep me")
     got = b.responses.retrieve(made.id)
     assert got.id == made.id and got.model == "claude" and got.output_text == made.output_text
+    items = b.responses.input_items.list(made.id)
+    assert [(i.type, i.role, i.content[0].text) for i in items.data] == [("message", "user", "keep me")]
     second = b.responses.create(model="claude", input="and me", previous_response_id=made.id)
     b.responses.delete(made.id)
     with pytest.raises(openai.NotFoundError):

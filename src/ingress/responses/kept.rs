@@ -83,6 +83,99 @@ pub fn final_response(events: &[u8]) -> Option<Vec<u8>> {
     Some(json::get(&fields, "response")?.get().as_bytes().to_vec())
 }
 
+/// A response object as the client sees it when the gateway keeps it: `store` true and
+/// `previous_response_id` the turn it continues (what OpenAI echoes; a translated response, or
+/// one OpenAI made from the conversation read back, would say otherwise). `None`: not an object.
+pub fn echoed(response: &[u8], previous: Option<&str>) -> Option<Vec<u8>> {
+    let fields = json::split_object(response).ok()?;
+    let mut out = Vec::with_capacity(response.len() + 64);
+    out.push(b'{');
+    let put = |out: &mut Vec<u8>, key: &str, value: &[u8]| {
+        if out.len() > 1 {
+            out.push(b',');
+        }
+        json::write_str(out, key);
+        out.push(b':');
+        out.extend_from_slice(value);
+    };
+    let previous = match previous {
+        Some(p) => json::to_vec(p),
+        None => b"null".to_vec(),
+    };
+    let (mut store_seen, mut previous_seen) = (false, false);
+    for (key, value) in &fields {
+        match key.as_str() {
+            "store" => {
+                store_seen = true;
+                put(&mut out, "store", b"true");
+            }
+            "previous_response_id" => {
+                previous_seen = true;
+                put(&mut out, "previous_response_id", &previous);
+            }
+            k => put(&mut out, k, value.get().as_bytes()),
+        }
+    }
+    if !store_seen {
+        put(&mut out, "store", b"true");
+    }
+    if !previous_seen {
+        put(&mut out, "previous_response_id", &previous);
+    }
+    out.push(b'}');
+    Some(out)
+}
+
+/// Whole SSE events (as the gateway writes them to the client) with each lifecycle event's
+/// `response` [`echoed`]; `None` when none has one (nothing to change).
+pub fn echoed_events(events: &[u8], previous: Option<&str>) -> Option<Vec<u8>> {
+    const DATA: &[u8] = b"data: ";
+    if !events.windows(12).any(|w| w == b"\"response\":{") {
+        return None;
+    }
+    let mut out = Vec::with_capacity(events.len() + 128);
+    let mut changed = false;
+    for event in events.split_inclusive(|&b| b == b'\n') {
+        // An event is `event: <name>\ndata: <json>\n\n`: only data lines change.
+        let Some(data) = event.strip_prefix(DATA) else {
+            out.extend_from_slice(event);
+            continue;
+        };
+        let body = data.strip_suffix(b"\n").unwrap_or(data);
+        let rewritten = json::split_object(body).ok().and_then(|fields| {
+            let response = json::get(&fields, "response")?;
+            let r = echoed(response.get().as_bytes(), previous)?;
+            let mut ev = Vec::with_capacity(body.len() + 64);
+            ev.push(b'{');
+            for (key, value) in &fields {
+                if ev.len() > 1 {
+                    ev.push(b',');
+                }
+                json::write_str(&mut ev, key.as_str());
+                ev.push(b':');
+                match key.as_str() {
+                    "response" => ev.extend_from_slice(&r),
+                    _ => ev.extend_from_slice(value.get().as_bytes()),
+                }
+            }
+            ev.push(b'}');
+            Some(ev)
+        });
+        match rewritten {
+            Some(ev) => {
+                changed = true;
+                out.extend_from_slice(DATA);
+                out.extend_from_slice(&ev);
+                if body.len() < data.len() {
+                    out.push(b'\n');
+                }
+            }
+            None => out.extend_from_slice(event),
+        }
+    }
+    changed.then_some(out)
+}
+
 /// A response object's `id`.
 pub fn response_id(response: &[u8]) -> Option<String> {
     let fields = json::split_object(response).ok()?;
@@ -256,6 +349,30 @@ mod tests {
         assert!(final_response(b"event: response.created\ndata: {}\n\n").is_none());
         let incomplete = b"event: response.incomplete\ndata: {\"response\":{\"id\":\"r\"}}\n\n";
         assert_eq!(final_response(incomplete).unwrap(), br#"{"id":"r"}"#);
+    }
+
+    #[test]
+    fn a_kept_response_says_it_is_stored_and_what_it_continues() {
+        let r = br#"{"id":"resp_2","store":false,"previous_response_id":null,"output":[]}"#;
+        let v: Value = serde_json::from_slice(&echoed(r, Some("resp_1")).unwrap()).unwrap();
+        assert_eq!(
+            v,
+            json!({"id": "resp_2", "store": true, "previous_response_id": "resp_1", "output": []})
+        );
+        let v: Value = serde_json::from_slice(&echoed(br#"{"id":"r"}"#, None).unwrap()).unwrap();
+        assert_eq!(
+            v,
+            json!({"id": "r", "store": true, "previous_response_id": null})
+        );
+        assert!(echoed(b"[]", None).is_none());
+        let events = b"event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"r\",\"store\":false}}\n\nevent: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"x\"}\n\n";
+        let out = echoed_events(events, Some("p")).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"r\",\"store\":true,\"previous_response_id\":\"p\"}}\n\nevent: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"x\"}\n\n"
+        );
+        assert!(echoed_events(b"event: a\ndata: {\"delta\":\"x\"}\n\n", None).is_none());
     }
 
     fn chain_reply(turns: Value) -> String {
