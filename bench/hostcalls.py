@@ -30,6 +30,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--wasm", default=B.WASM, help="the .wasm to load (default: the release build)")
     ap.add_argument("--verbose", action="store_true", help="print the last request's calls in order")
+    ap.add_argument("--fleet", action="store_true",
+                    help="with the shared store configured (Redis + webdis, as target (4f) of the fleet probe)")
     args = ap.parse_args()
     import atexit
     atexit.register(B.stop_all)
@@ -37,6 +39,14 @@ def main():
     mock_port = B.free_port()
     B.Envoy("mock", B.mock_bootstrap(mock_port, B.free_port()), workdir).start()
     key, doc = B.gateway_doc(f"http://127.0.0.1:{mock_port}")
+    if args.fleet:
+        sys.path.insert(0, os.path.join(B.ROOT, "tests", "e2e"))
+        from redis_stack import Stack  # noqa: E402
+        stack = Stack().start()
+        atexit.register(stack.close)
+        os.environ["TOLLGATE_STORE_AUTH"] = stack.webdis.auth
+        doc.setdefault("tollgate_settings", {})["store"] = {
+            "url": stack.webdis.url, "auth": "os.environ/TOLLGATE_STORE_AUTH"}
     port = B.free_port()
     rendered = B.tollgate_bootstrap(doc, port, B.free_port(), workdir)
     for f in B.hcm_of(rendered)["http_filters"]:
@@ -53,6 +63,12 @@ def main():
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
     auth = {"Authorization": f"Bearer {key}"}
     rows = []
+    if args.fleet:
+        # Until the first syncs granted the parties' leases, a request asks the store to admit it.
+        body = B.write_body(workdir, "body-warmup", TARGETS[0][1], False)
+        for _ in range(8):
+            B.post(url, body, auth)
+            time.sleep(0.3)
     for target, alias, stream in TARGETS:
         body = B.write_body(workdir, f"body-{target}", alias, stream)
         for _ in range(3):

@@ -128,8 +128,13 @@ fn parties_gen(store: &dyn Store) -> u64 {
 /// worker already saw it covered and no party left since: every request but a party's first on
 /// this worker (or after a limit changed, or a party went idle).
 pub fn track(store: &dyn Store, party: &str, limits: &Limits) -> bool {
+    track_at(store, parties_gen(store), party, limits)
+}
+
+/// [`track`] with the list's generation already read (`gen`, by [`parties_gen`]): a request's
+/// parties are tracked against one read of it, as if tracked at that moment.
+fn track_at(store: &dyn Store, gen: u64, party: &str, limits: &Limits) -> bool {
     let wanted = StoredLimits::from(limits);
-    let gen = parties_gen(store);
     let seen = TRACKED.with(|t| {
         let t = t.borrow();
         t.0 == gen && t.1.get(party) == Some(&wanted)
@@ -446,8 +451,9 @@ pub fn admit(
     let mut ask = Vec::new();
     let mut have = Vec::new();
     let mut extra = Vec::new();
+    let gen = parties_gen(store);
     for (i, p) in parties.iter().enumerate() {
-        track(store, party_id(p.key), p.limits);
+        track_at(store, gen, party_id(p.key), p.limits);
         let step = ledger_update(store, p, |g| {
             g.admit(p.limits, p.scope, now_ms, est, lease_max_age_ms)
         });
@@ -541,12 +547,16 @@ pub fn settle(
     cost: u64,
     tokens: u64,
 ) -> Vec<Option<Ledger>> {
+    if parties.is_empty() {
+        return Vec::new();
+    }
+    let gen = parties_gen(store);
     parties
         .iter()
         .map(|(p, minute)| {
             // A sync that found the party idle between its admission's `track` and now has
             // dropped it: what this settles must still reach the store.
-            track(store, party_id(p.key), p.limits);
+            track_at(store, gen, party_id(p.key), p.limits);
             ledger_update(store, p, |g| {
                 g.settle(*minute, est, cost, tokens);
                 *g

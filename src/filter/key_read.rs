@@ -151,13 +151,25 @@ impl HttpFilter {
             return None;
         }
         let token = keys::hash_key(&presented);
-        self.token_to_read(host, token.clone())
-            .or_else(|| self.team_to_read(host, &token))
+        let mut marks = None;
+        self.token_to_read_in(host, token.clone(), &mut marks)
+            .or_else(|| self.team_to_read(host, &token, &mut marks))
     }
 
     /// `token` (a key's, or a team's `team:<id>`), when this replica must read it from the store
     /// first.
     pub(super) fn token_to_read(&self, host: &dyn HttpHost, token: String) -> Option<String> {
+        self.token_to_read_in(host, token, &mut None)
+    }
+
+    /// [`Self::token_to_read`] with the store's key marks read once for the request's checks
+    /// (`marks`: read by the first that needs them).
+    fn token_to_read_in(
+        &self,
+        host: &dyn HttpHost,
+        token: String,
+        marks: &mut Option<fleet::Marks>,
+    ) -> Option<String> {
         let team = token.starts_with(keys::TEAM_TOKEN_PREFIX);
         let done = self
             .gateway()
@@ -165,14 +177,20 @@ impl HttpFilter {
         if self.config.store.is_none() || done {
             return None;
         }
-        fleet::needs_read(host.store(), &token, host.now_ms()).then_some(token)
+        let marks = marks.get_or_insert_with(|| fleet::Marks::read(host.store()));
+        fleet::needs_read_with(host.store(), marks, &token, host.now_ms()).then_some(token)
     }
 
     /// The team of the key `token` as this replica knows it, when it must be read from the store
     /// first (a team made, changed or deleted through another replica).
-    fn team_to_read(&self, host: &dyn HttpHost, token: &str) -> Option<String> {
+    fn team_to_read(
+        &self,
+        host: &dyn HttpHost,
+        token: &str,
+        marks: &mut Option<fleet::Marks>,
+    ) -> Option<String> {
         let def = keys::find(&self.config.keys, host.store(), token)?;
-        self.token_to_read(host, keys::team_token(def.team_id.as_deref()?))
+        self.token_to_read_in(host, keys::team_token(def.team_id.as_deref()?), marks)
     }
 
     /// Reads `token` from the store and waits; `then` says what happens next.
@@ -289,9 +307,10 @@ impl HttpFilter {
         let Some(token) = routed.deferred_key.clone() else {
             return self.on_request_body(host, body_size, true);
         };
+        let mut marks = None;
         let next = self
-            .token_to_read(host, token.clone())
-            .or_else(|| self.team_to_read(host, &token));
+            .token_to_read_in(host, token.clone(), &mut marks)
+            .or_else(|| self.team_to_read(host, &token, &mut marks));
         if let Some(next) = next {
             return self.read_key(host, next, Then::KeyBody { body_size });
         }

@@ -247,3 +247,89 @@ fn a_worker_reads_the_parties_list_again_only_when_it_changed() {
     assert!(track(&other, "key.idle", &l));
     assert_eq!(read_parties(&other.get(PARTIES).unwrap().value).len(), 1);
 }
+
+/// A store that counts the calls made to it, as the .wasm pays for each (a copy across the VM).
+#[derive(Default)]
+struct Counting {
+    inner: MemoryStore,
+    calls: std::cell::RefCell<Vec<String>>,
+}
+
+impl Store for Counting {
+    fn get(&self, key: &str) -> Option<crate::store::Versioned> {
+        self.calls.borrow_mut().push(format!("get {key}"));
+        self.inner.get(key)
+    }
+    fn set(
+        &self,
+        key: &str,
+        value: &[u8],
+        cas: Option<u32>,
+    ) -> Result<(), crate::store::StoreError> {
+        self.calls.borrow_mut().push(format!("set {key}"));
+        self.inner.set(key, value, cas)
+    }
+}
+
+#[test]
+fn a_leased_request_reads_the_parties_generation_once_per_phase() {
+    let store = Counting::default();
+    let (key_limits, team_limits) = (limits(), limits());
+    let key = Party {
+        scope: Scope::Key,
+        key: "tollgate.usage.key.k9",
+        limits: &key_limits,
+    };
+    let team = Party {
+        scope: Scope::Team,
+        key: "tollgate.usage.team.t9",
+        limits: &team_limits,
+    };
+    for id in ["key.k9", "team.t9"] {
+        update::<_, ()>(&store, &ledger_key(id), |b| {
+            let mut g = Ledger::decode(b);
+            g.lease.b = 5_000;
+            Ok((g.encode(), ()))
+        })
+        .unwrap();
+    }
+    let est = Estimate {
+        cost: 100,
+        tokens: 1,
+    };
+    let parties = [&key, &team];
+    // The first request on this worker tracks both parties (reads and writes the list).
+    let Admitted::Local(snaps) = admit(&store, &parties, NOW, est, AGE).unwrap() else {
+        panic!("both leases hold it");
+    };
+    let admitted: Vec<(&Party, u64)> = parties
+        .iter()
+        .copied()
+        .zip(snaps.iter().map(|s| s.minute))
+        .collect();
+    settle(&store, &admitted, est, 80, 1);
+    // The next: one read of the generation, then each ledger's read and write.
+    let count = |s: &Counting| {
+        let calls = std::mem::take(&mut *s.calls.borrow_mut());
+        let gens = calls
+            .iter()
+            .filter(|c| *c == &format!("get {PARTIES_GEN}"))
+            .count();
+        (gens, calls.len())
+    };
+    count(&store);
+    let Admitted::Local(snaps) = admit(&store, &parties, NOW, est, AGE).unwrap() else {
+        panic!("both leases hold it");
+    };
+    assert_eq!(count(&store), (1, 5));
+    let admitted: Vec<(&Party, u64)> = parties
+        .iter()
+        .copied()
+        .zip(snaps.iter().map(|s| s.minute))
+        .collect();
+    let after = settle(&store, &admitted, est, 80, 1);
+    assert_eq!(count(&store), (1, 5));
+    assert!(after
+        .iter()
+        .all(|l| l.is_some_and(|l| l.known_spend() >= 160)));
+}

@@ -78,6 +78,32 @@ pub fn seen(store: &dyn Store, token: &str) -> bool {
     !v.value.is_empty() && v.value == read_u64(store, EPOCH).to_string().into_bytes()
 }
 
+/// What [`seen`] compares a key's mark with (whether the change log has a cursor, and the
+/// epoch), read once for the keys one request checks (its key and its team): each check then
+/// reads only its key's mark. As if the checks ran at the moment these were read.
+#[derive(Debug, Clone)]
+pub struct Marks {
+    epoch: Option<Vec<u8>>,
+}
+
+impl Marks {
+    pub fn read(store: &dyn Store) -> Marks {
+        Marks {
+            epoch: cursor(store).map(|_| read_u64(store, EPOCH).to_string().into_bytes()),
+        }
+    }
+}
+
+/// [`needs_read`] against marks already read.
+pub fn needs_read_with(store: &dyn Store, marks: &Marks, token: &str, now_ms: u64) -> bool {
+    let seen = marks.epoch.as_ref().is_some_and(|epoch| {
+        store
+            .get(&seen_key(token))
+            .is_some_and(|v| !v.value.is_empty() && v.value == *epoch)
+    });
+    !seen && !known_absent(store, token, now_ms)
+}
+
 thread_local! {
     /// This worker's keys the store said it does not have: token -> (changes applied then, until).
     static ABSENT: RefCell<HashMap<String, (u64, u64)>> = RefCell::new(HashMap::new());
@@ -351,20 +377,27 @@ mod tests {
 
     const T: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 
+    /// [`needs_read`], checked against [`needs_read_with`] (the marks read once for a request).
+    fn read_needed(s: &MemoryStore, token: &str) -> bool {
+        let alone = needs_read(s, token, 0);
+        assert_eq!(needs_read_with(s, &Marks::read(s), token, 0), alone);
+        alone
+    }
+
     #[test]
     fn a_key_is_read_until_seen_and_again_after_a_change() {
         let s = MemoryStore::default();
         let none = hashbrown::HashMap::new();
-        assert!(needs_read(&s, T, 0));
+        assert!(read_needed(&s, T));
         // Before the first sync answered, what is read is installed but not trusted.
         let started = read_started(&s);
         let answer = format!(r#"{{"key":{}}}"#, record(T, false));
         install(&s, &none, T, &answer, started, 0).unwrap();
         assert!(super::super::find(&none, &s, T).is_some());
-        assert!(needs_read(&s, T, 0));
+        assert!(read_needed(&s, T));
         apply_changes(&s, &[], Some("5-0"), false);
         install(&s, &none, T, &answer, read_started(&s), 0).unwrap();
-        assert!(!needs_read(&s, T, 0));
+        assert!(!read_needed(&s, T));
         // A change to it: read again; a read that crossed the change is not trusted.
         let started = read_started(&s);
         apply_changes(
@@ -377,16 +410,16 @@ mod tests {
             Some("6-0"),
             false,
         );
-        assert!(needs_read(&s, T, 0));
+        assert!(read_needed(&s, T));
         install(&s, &none, T, &answer, started, 0).unwrap();
-        assert!(needs_read(&s, T, 0));
+        assert!(read_needed(&s, T));
         let blocked = format!(r#"{{"key":{}}}"#, record(T, true));
         install(&s, &none, T, &blocked, read_started(&s), 0).unwrap();
-        assert!(!needs_read(&s, T, 0));
+        assert!(!read_needed(&s, T));
         assert!(super::super::find(&none, &s, T).unwrap().blocked);
         // Lost changes: every key is read again.
         apply_changes(&s, &[], Some("9-0"), true);
-        assert!(needs_read(&s, T, 0));
+        assert!(read_needed(&s, T));
         assert_eq!(cursor(&s).as_deref(), Some("9-0"));
     }
 
