@@ -428,6 +428,26 @@ fn strip_position(msg: &str) -> &str {
     }
 }
 
+/// The object `fields` with field `name`'s value replaced by the JSON text `value`, every other
+/// field as it came, in its order.
+pub fn with_field(fields: &Fields, name: &str, value: &[u8], size: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(size.saturating_add(value.len()));
+    out.push(b'{');
+    for (key, raw) in fields {
+        if out.len() > 1 {
+            out.push(b',');
+        }
+        write_str(&mut out, key.as_str());
+        out.push(b':');
+        match key.as_str() == name {
+            true => out.extend_from_slice(value),
+            false => out.extend_from_slice(raw.get().as_bytes()),
+        }
+    }
+    out.push(b'}');
+    out
+}
+
 /// Appends `s` as a JSON string literal.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
     write::append_str(out, s);

@@ -145,21 +145,7 @@ pub fn echoed_events(events: &[u8], previous: Option<&str>) -> Option<Vec<u8>> {
         let rewritten = json::split_object(body).ok().and_then(|fields| {
             let response = json::get(&fields, "response")?;
             let r = echoed(response.get().as_bytes(), previous)?;
-            let mut ev = Vec::with_capacity(body.len() + 64);
-            ev.push(b'{');
-            for (key, value) in &fields {
-                if ev.len() > 1 {
-                    ev.push(b',');
-                }
-                json::write_str(&mut ev, key.as_str());
-                ev.push(b':');
-                match key.as_str() {
-                    "response" => ev.extend_from_slice(&r),
-                    _ => ev.extend_from_slice(value.get().as_bytes()),
-                }
-            }
-            ev.push(b'}');
-            Some(ev)
+            Some(json::with_field(&fields, "response", &r, body.len()))
         });
         match rewritten {
             Some(ev) => {

@@ -274,21 +274,9 @@ impl State {
             _ => {}
         }
         // The event with its response's model replaced, every other field as it came.
-        let mut ev = Vec::with_capacity(data.len().saturating_add(self.alias.len()));
-        ev.push(b'{');
-        for (key, value) in &fields {
-            if ev.len() > 1 {
-                ev.push(b',');
-            }
-            json::write_str(&mut ev, key.as_str());
-            ev.push(b':');
-            if key.as_str() == "response" {
-                ev.extend_from_slice(&rewrite(&response, &self.alias, None, value.get().len()));
-            } else {
-                ev.extend_from_slice(value.get().as_bytes());
-            }
-        }
-        ev.push(b'}');
+        let size = json::get(&fields, "response").map_or(0, |r| r.get().len());
+        let r = rewrite(&response, &self.alias, None, size);
+        let ev = json::with_field(&fields, "response", &r, data.len());
         frame(out, kind, &ev);
     }
 }
