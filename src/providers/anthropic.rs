@@ -188,12 +188,14 @@ struct MessagesRequest<'r> {
     tool_choice: Option<ToolChoiceOut<'r>>,
 }
 
+/// Claude's `thinking` as it goes in a request body (Anthropic's, and Claude's on Bedrock in
+/// `additionalModelRequestFields`).
 #[derive(Serialize)]
-struct ThinkingOut {
+pub(crate) struct ThinkingOut {
     #[serde(rename = "type")]
-    kind: &'static str,
+    pub kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    budget_tokens: Option<u64>,
+    pub budget_tokens: Option<u64>,
 }
 
 #[derive(Serialize)]

@@ -28,7 +28,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::anthropic::claude_thinking;
+use super::anthropic::{claude_thinking, ThinkingOut};
 use super::{
     check_params, error_json, opaque_error, redact, unsupported_or_dropped, AwsCredentials,
     Endpoint, Operation, Params, Provider, RequestOptions, Signing, StreamTranslator, Target,
@@ -394,14 +394,6 @@ impl Additional {
     fn is_empty(&self) -> bool {
         self.thinking.is_none() && self.top_k.is_none() && self.anthropic_beta.is_empty()
     }
-}
-
-#[derive(Serialize)]
-struct ThinkingOut {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    budget_tokens: Option<u64>,
 }
 
 #[derive(Serialize)]

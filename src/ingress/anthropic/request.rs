@@ -637,14 +637,7 @@ fn translate_message<'a>(
             ))
         }
     };
-    let plain = |content| ChatMessage {
-        role,
-        content,
-        tool_calls: Vec::new(),
-        tool_call_id: None,
-        thinking_blocks: Vec::new(),
-        cache_control: None,
-    };
+    let plain = |content| ChatMessage::plain(role, content);
     if let Ok(text) = serde_json::from_str::<Text>(m.content.get()) {
         out.push(plain(ContentOut::Text(text)));
         return Ok(());
