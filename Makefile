@@ -133,12 +133,15 @@ bench-decompose: bench-prepare
 # Targets compared by the Envoy process's instructions per request under callgrind (a count the
 # machine's load does not move) and by paired saturated slices of its CPU time (bench/instructions.py;
 # about 6 minutes, not part of `make bench`). Default (3) against (7); BENCH_TARGETS=3,7,7L adds
-# (7) with an answer as long as (3)'s.
+# (7) with an answer as long as (3)'s; BENCH_TARGETS=4,4f BENCH_ARGS=--tick-ms=10000 is issue 14's
+# fleet cost (a second gateway with the store, Redis and webdis; the long tick puts as many
+# requests in a sync period under callgrind as 1,000 req/s do natively).
 BENCH_TARGETS ?= 3,7
-bench-instructions: build
+BENCH_ARGS ?=
+bench-instructions: setup build
 	@command -v wrk >/dev/null || { echo "installing wrk (apt)"; apt-get install -y -qq wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }; }
 	@command -v valgrind >/dev/null || { echo "installing valgrind (apt)"; apt-get install -y -qq valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }; }
-	$(PY) bench/instructions.py --targets $(BENCH_TARGETS) --breakdown
+	$(PY) bench/instructions.py --targets $(BENCH_TARGETS) --breakdown $(BENCH_ARGS)
 
 # Issue 14's tail placed in the store's sync period: (4)/(4f) (and (4m)/(4fm)) in alternating
 # slices, Envoy and Redis+webdis CPU per request, and where the fleet rows' slow requests fall in

@@ -14,6 +14,7 @@ import copy
 import os
 import sys
 import tempfile
+import threading
 
 sys.path.insert(0, os.path.dirname(__file__))
 import run as bench  # noqa: E402
@@ -73,13 +74,23 @@ def main():
     cpu = {t["id"]: 0.0 for t in targets}
     store_cpu = {t["id"]: 0.0 for t in targets}
     store_pids = [p for p in (getattr(stack.redis, "proc", None), getattr(stack.webdis, "proc", None)) if p]
+    admits = {t["id"]: 0 for t in targets}
     for rnd in range(args.rounds):
         bench.log(f"round {rnd + 1} of {args.rounds}")
         for t in targets:
             raw = os.path.join(workdir, f"raw-{t['id']}-{rnd}.txt")
             c0 = bench.cpu_seconds(t["envoy"].pid)
             s0 = sum(bench.cpu_seconds(p.pid) for p in store_pids)
+            # The store admissions of the slice's measured part (after its warm-up).
+            at_warmup = {}
+            timer = None
+            if t["fleet"]:
+                timer = threading.Timer(t["warmup"], lambda t=t: at_warmup.update(bench.store_calls(t["envoy"])))
+                timer.start()
             bench.run_loadgen(t["url"], t["body"], auth, bench.RATE, args.secs, raw, record=False, warmup=t["warmup"])
+            if timer:
+                timer.join()
+                admits[t["id"]] += bench.store_calls(t["envoy"]).get("tg_admit", 0) - at_warmup.get("tg_admit", 0)
             cpu[t["id"]] += bench.cpu_seconds(t["envoy"].pid) - c0
             store_cpu[t["id"]] += sum(bench.cpu_seconds(p.pid) for p in store_pids) - s0
             samples[t["id"]].append(slice_samples(raw))
@@ -90,7 +101,8 @@ def main():
         p = bench.percentiles(lat)
         sent = bench.RATE * (args.secs + t["warmup"]) * args.rounds
         print(f"({t['id']}) n={len(lat)} p50={p['p50']} p90={p['p90']} p99={p['p99']} max={p['max']}; "
-              f"Envoy CPU {cpu[t['id']] * 1e6 / sent:.0f} µs/request, Redis+webdis {store_cpu[t['id']] * 1e6 / sent:.1f}")
+              f"Envoy CPU {cpu[t['id']] * 1e6 / sent:.0f} µs/request, Redis+webdis {store_cpu[t['id']] * 1e6 / sent:.1f}"
+              + (f"; {admits[t['id']]} store admissions (tg_admit) in the measured parts" if t["fleet"] else ""))
     def phases(slices, bar):
         """Requests slower than `bar`: how many, and their share in each tenth of the period, per
         slice ordered busiest first (the phase is the slice's own: loadgen and Envoy share no

@@ -23,7 +23,8 @@ Targets are those of `make bench` (bench/run.py: same bench.yaml, bodies, header
   3  OpenAI's chat completions in, to the OpenAI deployment (pass-through), virtual key
   7  Anthropic's Messages API in, to the Anthropic deployment (pass-through), virtual key
 
-and on request (4), (8), and (7L): (7) with the mock's Anthropic answer lengthened to the OpenAI
+and on request (4), (4f): (4) with the shared store configured (a second gateway, Redis 7 and
+webdis; issue 14's fleet cost), (8), and (7L): (7) with the mock's Anthropic answer lengthened to the OpenAI
 answer's 866 bytes (the same text and token counts; see long_anthropic_answer). Not part of `make bench` (the gateway under callgrind takes minutes to
 start); prints the tables, and with --breakdown where the instructions of the first two differ.
 
@@ -206,6 +207,7 @@ class Callgrind:
         with open(path, "w") as f:
             json.dump(bootstrap, f)
         admin = bootstrap["admin"]["address"]["socket_address"]["port_value"]
+        self.admin = admin
         self.cmd = ["valgrind", "--tool=callgrind", "--smc-check=all", "--dump-instr=no",
                     f"--callgrind-out-file={self.out}", ENVOY_BIN, "-c", path, "--concurrency", "1",
                     "--use-dynamic-base-id", "-l", "warning"]
@@ -279,17 +281,18 @@ def perf_counts(p):
     return out
 
 
-def cpu_slices(targets, envoy, rounds, secs):
+def cpu_slices(targets, rounds, secs):
     """`rounds` saturated slices per target (wrk as `make bench` runs it), in turn, the order
     reversed every other round; each slice's Envoy CPU per request."""
     out = {t["id"]: [] for t in targets}
     for rnd in range(rounds):
         order = targets if rnd % 2 == 0 else list(reversed(targets))
         for t in order:
-            perf = perf_stat(envoy.pid)
-            u0, s0 = utime_stime(envoy.pid)
+            pid = t["envoy"].pid
+            perf = perf_stat(pid)
+            u0, s0 = utime_stime(pid)
             w = B.run_wrk(t["url"], t["script"], secs, record=rnd == 0)
-            u1, s1 = utime_stime(envoy.pid)
+            u1, s1 = utime_stime(pid)
             counts = perf_counts(perf)
             if w["errors"]:
                 raise RuntimeError(f"({t['id']}): {w['errors']} errors")
@@ -305,12 +308,15 @@ def cpu_slices(targets, envoy, rounds, secs):
 # ---------------------------------------------------------------- main
 
 # The targets of `make bench` this compares (bench/run.py's ids, paths, aliases and bodies).
+# A target marked fleet runs on a second gateway, the same config with `tollgate_settings.store` set
+# (a real Redis 7 and webdis, as `make bench`'s (4f)): its own Envoy, under callgrind beside the first.
 TARGETS = {
-    "3": ("/v1/chat/completions", "gpt-bench", "chat"),
-    "4": ("/v1/chat/completions", "claude-bench", "chat"),
-    "7": ("/v1/messages", "claude-bench", "messages"),
-    "8": ("/v1/messages", "gpt-bench", "messages"),
-    "7L": ("/v1/messages", "claude-bench-long", "messages"),
+    "3": ("/v1/chat/completions", "gpt-bench", "chat", False),
+    "4": ("/v1/chat/completions", "claude-bench", "chat", False),
+    "4f": ("/v1/chat/completions", "claude-bench", "chat", True),
+    "7": ("/v1/messages", "claude-bench", "messages", False),
+    "8": ("/v1/messages", "gpt-bench", "messages", False),
+    "7L": ("/v1/messages", "claude-bench-long", "messages", False),
 }
 
 
@@ -357,6 +363,9 @@ def main():
     ap.add_argument("--cpu-rounds", type=int, default=20, help="saturated slices per target (default 20)")
     ap.add_argument("--cpu-secs", type=float, default=2, help="seconds per saturated slice (default 2, as "
                     "`make bench`)")
+    ap.add_argument("--tick-ms", type=int, default=0, help="the fleet gateway's tick_ms (default: the "
+                    "config's default, 250); under callgrind a request takes ~40 times longer, so a tick falls on "
+                    "~40 times fewer requests than at 1,000 req/s: 10000 puts as many requests in a period")
     ap.add_argument("--no-cpu", action="store_true", help="skip the CPU-time measurement")
     ap.add_argument("--no-callgrind", action="store_true", help="skip the instruction count")
     ap.add_argument("--breakdown", action="store_true", help="also where the instructions ran, and the "
@@ -381,52 +390,89 @@ def main():
     long["litellm_params"]["api_base"] = f"http://127.0.0.1:{mock_port}/anthropic-long"
     doc["model_list"].append(long)
     auth = {"Authorization": f"Bearer {key}"}
+    docs = {False: doc}
+    if any(TARGETS[i][3] for i in ids):
+        sys.path.insert(0, os.path.join(B.ROOT, "tests", "e2e"))
+        from redis_stack import Stack  # noqa: E402 (the tests' harness: real redis-server and webdis)
+        stack = Stack().start()
+        atexit.register(stack.close)
+        os.environ["TOLLGATE_STORE_AUTH"] = stack.webdis.auth
+        docs[True] = json.loads(json.dumps(doc))
+        docs[True].setdefault("tollgate_settings", {})["store"] = {
+            "url": stack.webdis.url, "auth": "os.environ/TOLLGATE_STORE_AUTH"}
+        if args.tick_ms:
+            docs[True]["tollgate_settings"]["store"].update(tick_ms=args.tick_ms,
+                                                            replica_ttl_ms=3 * args.tick_ms + 10000)
+    fleets = sorted({TARGETS[i][3] for i in ids})
 
-    def targets_for(port):
+    def targets_for(ports):
         out = []
         for i in ids:
-            path, alias, api = TARGETS[i]
+            path, alias, api, fleet = TARGETS[i]
+            port = ports[fleet]
             body_path = B.write_body(workdir, f"body-{i}", alias, False, api)
             url = f"http://127.0.0.1:{port}{path}"
             B.check_answer(f"({i})", url, body_path, auth, "openai" if api == "chat" else "anthropic")
             out.append({"id": i, "port": port, "path": path, "url": url, "body": B.read(body_path, "rb"),
-                        "headers": auth, "script": B.wrk_script(workdir, f"wrk-{i}", body_path, auth)})
+                        "headers": auth, "fleet": fleet,
+                        "script": B.wrk_script(workdir, f"wrk-{i}", body_path, auth)})
         return out
 
     results = {}
     if not args.no_callgrind:
-        port = B.free_port()
-        cg = Callgrind(workdir, B.tollgate_bootstrap(doc, port, B.free_port(), workdir, name="callgrind"))
-        targets = targets_for(port)
+        ports = {f: B.free_port() for f in fleets}
+        cgs = {f: Callgrind(workdir, B.tollgate_bootstrap(docs[f], ports[f], B.free_port(), workdir,
+                                                          name="callgrind-fleet" if f else "callgrind"))
+               for f in fleets}
+        targets = targets_for(ports)
         for t in targets:
             if send(t, 50):
                 raise RuntimeError(f"({t['id']}): answers not 200")
         per = {t["id"]: [] for t in targets}
         places = {t["id"]: collections.Counter() for t in targets}
-        idle, secs = [], []
+        idle = {f: [] for f in fleets}
+        idle_places = {f: collections.Counter() for f in fleets}  # instructions per second, summed over rounds
+        secs = {t["id"]: [] for t in targets}
+        admits = {t["id"]: 0 for t in targets}
         for rnd in range(args.rounds):
             order = targets if rnd % 2 == 0 else list(reversed(targets))
             for t in order:
+                cg = cgs[t["fleet"]]
+                before = B.store_calls(cg).get("tg_admit", 0) if t["fleet"] else 0
                 total, cost, s = cg.slice(lambda: send(t, args.requests))
+                if t["fleet"]:
+                    admits[t["id"]] += B.store_calls(cg).get("tg_admit", 0) - before
                 per[t["id"]].append(total)
                 places[t["id"]].update(cost)
-                secs.append(s)
-            total, _, s = cg.slice(lambda: time.sleep(statistics.mean(secs[-len(order):])))
-            idle.append(total / s)
+                secs[t["id"]].append(s)
+            for f, cg in cgs.items():
+                length = statistics.mean(secs[t["id"]][-1] for t in targets if t["fleet"] == f)
+                total, cost, s = cg.slice(lambda: time.sleep(length))
+                idle[f].append(total / s)
+                idle_places[f].update({k: v / s for k, v in cost.items()})
             B.log(f"callgrind, round {rnd + 1} of {args.rounds}: " +
                   ", ".join(f"({i}) {v[-1] / args.requests:,.0f}" for i, v in per.items()) +
-                  f" instructions per request; idle {idle[-1]:,.0f} per second")
-        results["callgrind"] = {"per": per, "places": places, "idle": idle, "secs": secs}
-        B.stop(cg.proc)
+                  " instructions per request; idle " +
+                  ", ".join(f"{'fleet' if f else 'plain'} {v[-1]:,.0f}" for f, v in idle.items()) + " per second")
+        results["callgrind"] = {"per": per, "places": places, "idle": idle, "idle_places": idle_places,
+                                "secs": secs, "admits": admits,
+                                "fleet": {t["id"]: t["fleet"] for t in targets}}
+        for cg in cgs.values():
+            B.stop(cg.proc)
 
     if not args.no_cpu:
-        port = B.free_port()
-        envoy = B.Envoy("cpu", B.tollgate_bootstrap(doc, port, B.free_port(), workdir, name="cpu"), workdir).start()
-        targets = targets_for(port)
+        ports = {f: B.free_port() for f in fleets}
+        envoys = {f: B.Envoy("cpu-fleet" if f else "cpu",
+                             B.tollgate_bootstrap(docs[f], ports[f], B.free_port(), workdir,
+                                                  name="cpu-fleet" if f else "cpu"), workdir).start()
+                  for f in fleets}
+        targets = targets_for(ports)
         for t in targets:
+            t["envoy"] = envoys[t["fleet"]]
             B.run_wrk(t["url"], t["script"], B.WARMUP_SECS, record=False)
-        results["cpu"] = cpu_slices(targets, envoy, args.cpu_rounds, args.cpu_secs)
-        B.stop(envoy.proc)
+        results["cpu"] = cpu_slices(targets, args.cpu_rounds, args.cpu_secs)
+        for e in envoys.values():
+            B.stop(e.proc)
 
     print(report(results, ids, args))
 
@@ -436,12 +482,16 @@ def report(results, ids, args):
     first = ids[0]
     cg = results.get("callgrind")
     if cg:
-        idle = statistics.median(cg["idle"])
-        secs = statistics.mean(cg["secs"])
-        per = {i: [(x - idle * secs) / args.requests for x in cg["per"][i]] for i in ids}
+        idle = {f: statistics.median(v) for f, v in cg["idle"].items()}
+        per = {i: [(x - idle[cg["fleet"][i]] * s) / args.requests for x, s in zip(cg["per"][i], cg["secs"][i])]
+               for i in ids}
+        idle_text = " and ".join(f"{v:,.0f}" + (" (fleet)" if f else "") for f, v in idle.items())
+        admits = "".join(f"; ({i}) asked the store to admit {n} of its {args.requests * args.rounds} requests"
+                         for i, n in cg["admits"].items() if cg["fleet"][i])
         lines += [f"Whole-process instructions per request (callgrind; Envoy with one worker; {args.requests} "
                   f"requests per slice, one after the other on one connection; {args.rounds} slices per target "
-                  f"in turn; the idle process's {idle:,.0f} instructions per second over a slice taken off); "
+                  f"in turn; the idle process's {idle_text} instructions per second over a slice taken off"
+                  f"{admits}); "
                   "median (min–max), and each slice against the first target's slice of the same round:", "",
                   f"| target | instructions per request | against ({first}), same round |", "|---|---|---|"]
         for i in ids:
@@ -455,21 +505,41 @@ def report(results, ids, args):
             for i in ids:
                 for (ob, _), c in cg["places"][i].items():
                     by_place[i][where(ob)] += c
-            lines += ["", "By where it ran, per request (all slices pooled, idle not taken off):", "",
+                # The idle process's instructions over the slices' time, by place, taken off.
+                busy = sum(cg["secs"][i]) / args.rounds
+                for (ob, _), c in cg["idle_places"][cg["fleet"][i]].items():
+                    by_place[i][where(ob)] -= c * busy
+            idle_rows = ""
+            if cg["idle_places"]:
+                rows = []
+                for f, places in cg["idle_places"].items():
+                    per_place = collections.Counter()
+                    for (ob, _), c in places.items():
+                        per_place[where(ob)] += c / args.rounds
+                    rows += [f"| {'fleet' if f else 'plain'} | {place} | {c:,.0f} |"
+                             for place, c in per_place.most_common()]
+                idle_rows = "\n".join(["", "The idle process, instructions per second by where they ran:", "",
+                                       "| gateway | where | per second |", "|---|---|---|", *rows])
+            lines += [idle_rows, "", "By where it ran, per request (all slices pooled, the idle process's share by "
+                      "place taken off):", "",
                       "| where | " + " | ".join(f"({i})" for i in ids) + " | " +
                       " | ".join(f"({i}) − ({a})" for i in ids[1:]) + " |", "|---|" + "---|" * (2 * len(ids) - 1)]
             for place in sorted(set().union(*by_place.values()), key=lambda p: -by_place[a][p]):
                 v = {i: by_place[i][place] / n for i in ids}
                 lines.append(f"| {place} | " + " | ".join(f"{v[i]:,.0f}" for i in ids) + " | " +
                              " | ".join(f"{v[i] - v[a]:+,.0f}" for i in ids[1:]) + " |")
-            diff = collections.Counter(cg["places"][b])
-            diff.subtract(cg["places"][a])
-            top = sorted(diff.items(), key=lambda kv: -abs(kv[1]))[:15]
-            lines += ["", f"Functions that differ most, per request, ({b}) − ({a}) (Envoy's binary is stripped, "
-                      "and JIT code has no names: addresses):", "", "| object | function | difference |",
-                      "|---|---|---|"]
-            for (ob, fn), c in top:
-                lines.append(f"| {os.path.basename(ob)} | {fn} | {c / n:+,.0f} |")
+            if cg["fleet"][a] != cg["fleet"][b]:
+                lines += ["", f"({a}) and ({b}) ran in two Envoy processes, whose JIT code lies at different "
+                          "addresses: no function-by-function difference."]
+            else:
+                diff = collections.Counter(cg["places"][b])
+                diff.subtract(cg["places"][a])
+                top = sorted(diff.items(), key=lambda kv: -abs(kv[1]))[:15]
+                lines += ["", f"Functions that differ most, per request, ({b}) − ({a}) (Envoy's binary is stripped, "
+                          "and JIT code has no names: addresses):", "", "| object | function | difference |",
+                          "|---|---|---|"]
+                for (ob, fn), c in top:
+                    lines.append(f"| {os.path.basename(ob)} | {fn} | {c / n:+,.0f} |")
     cpu = results.get("cpu")
     if cpu:
         lines += ["", f"Envoy's CPU time per request, saturated as `make bench` does (wrk -t1 -c{B.CONNECTIONS}, "

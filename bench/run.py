@@ -775,7 +775,7 @@ def run_criterion():
 
 
 WHOLE_FILTER = ["filter/passthrough", "filter/anthropic_virtual_key", "filter/anthropic_virtual_key_module",
-                "filter/messages_passthrough"]
+                "filter/messages_passthrough", "filter/anthropic_virtual_key_fleet"]
 
 
 def count_instructions(cargo_stderr):
@@ -791,7 +791,7 @@ def count_instructions(cargo_stderr):
         with tempfile.TemporaryDirectory(prefix="callgrind-") as tmp:
             data = os.path.join(tmp, "callgrind.out")
             cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={data}",
-                   "--toggle-collect=translate::whole_request", binary, "--bench", "--profile-time", "1", bench]
+                   "--toggle-collect=translate::whole_request", binary, "--bench", "--profile-time", "1", "--exact", bench]
             COMMANDS.append(quoted(cmd).replace(binary, os.path.relpath(binary, ROOT)))
             r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
             if r.returncode != 0 or not os.path.exists(data):
@@ -968,6 +968,8 @@ def criterion_table(micro):
         "filter/anthropic_virtual_key": "whole filter, every callback, in-memory host: (4) Anthropic with the virtual key",
         "filter/anthropic_virtual_key_module": "the same, with the body scans the dynamic module does in place of `json_to_metadata`: (4m)",
         "filter/messages_passthrough": "whole filter, every callback, in-memory host: (7) Messages API pass-through with the virtual key",
+        "filter/anthropic_virtual_key_fleet": "whole filter, every callback, in-memory host: (4f), the store configured, "
+                                              "the key's and team's leases holding the request (steady state)",
     }
     lines = ["| micro-benchmark (native, criterion median) | time | instructions per request (callgrind) |",
              "|---|---|---|"]

@@ -241,11 +241,26 @@ fn admission(c: &mut Criterion) {
 /// `bench/bench.yaml`'s gateway, the file `make bench` renders for targets (3) to (5), with the
 /// mock's address at an unused port (nothing here connects).
 fn bench_gateway() -> Config {
+    gateway_config(false)
+}
+
+/// [`bench_gateway`], with `tollgate_settings.store` set when `fleet` (as `make bench`'s (4f)):
+/// budgets and limits admitted against the replica's leases.
+fn gateway_config(fleet: bool) -> Config {
     let spec: serde_json::Value = serde_yaml_ng::from_str(include_str!("../bench/bench.yaml"))
         .unwrap_or_else(|e| panic!("bench/bench.yaml: {e}"));
-    let gateway = spec
+    let mut gateway = spec
         .get("gateway")
+        .cloned()
         .unwrap_or_else(|| panic!("bench/bench.yaml: no gateway"));
+    if fleet {
+        if let Some(g) = gateway.as_object_mut() {
+            g.insert(
+                "tollgate_settings".into(),
+                json!({"store": {"url": "http://127.0.0.1:9"}}),
+            );
+        }
+    }
     let text = gateway.to_string().replace("MOCK", "http://127.0.0.1:9");
     let env: HashMap<String, String> = HashMap::new();
     let report = config::load_json(text.as_bytes(), &env, Strictness::Serve);
@@ -349,6 +364,13 @@ impl HttpHost for BenchHost {
     fn store(&self) -> &dyn tollgate::store::Store {
         &self.store
     }
+    // As the `.wasm`'s host keeps them: gathered by the worker, written to the ring in batches.
+    fn keep_spend_record(&mut self, record: &tollgate::spend_log::Record) -> bool {
+        if tollgate::spend_log::buffer(record) {
+            return tollgate::spend_log::flush_local(&self.store) == 0;
+        }
+        true
+    }
     fn random_bytes(&mut self) -> [u8; 32] {
         [7; 32]
     }
@@ -424,7 +446,7 @@ fn whole_request(
             (":method", "POST"),
             (":scheme", "http"),
             ("content-type", "application/json"),
-            ("authorization", "Bearer sk-bench-virtual-Hn4c8Rw"),
+            ("authorization", &format!("Bearer {BENCH_KEY}")),
             ("content-length", &content_length),
             ("x-forwarded-proto", "http"),
             ("x-request-id", "3f1c2a9e-5b7d-4e2f-9a10-6c8d7e5f4a3b"),
@@ -544,8 +566,95 @@ fn whole(c: &mut Criterion) {
             )
         })
     });
+    // Target (4f): (4) with the shared store configured, in the steady state: the key's and the
+    // team's leases hold every request, so no request waits on the store.
+    let fleet_config = Arc::new(gateway_config(true));
+    let fleet_store = tollgate::store::MemoryStore::default();
+    lease_all(&fleet_config, &fleet_store);
+    g.bench_function("anthropic_virtual_key_fleet", |b| {
+        b.iter(|| {
+            whole_request(
+                &fleet_config,
+                &fleet_store,
+                &mut metrics,
+                CHAT_PATH,
+                "claude-bench",
+                &anthropic_body,
+                ANTHROPIC_RESPONSE,
+                &anthropic_usage,
+                Metadata::Given,
+            )
+        })
+    });
     g.finish();
 }
+
+/// Gives the bench key's and team's ledgers leases larger than any run spends, as the store's
+/// replies to a replica's syncs do: its parties tracked by one admission, then a sync whose reply
+/// grants each of them.
+fn lease_all(config: &Config, store: &tollgate::store::MemoryStore) {
+    use tollgate::auth::{authenticate_token, Principal};
+    use tollgate::fleet;
+    use tollgate::quota::fleet::{Amounts, FleetGrant};
+    const NOW_MS: u64 = 1_790_000_000_000;
+    let token = tollgate::keys::hash_key(BENCH_KEY);
+    // The replica's first sync answered (the change log's cursor), then the key and its team
+    // read from the store (which overrides neither): both seen, so no request reads them again.
+    use tollgate::keys::fleet as key_fleet;
+    key_fleet::apply_changes(store, &[], Some("1-0"), false);
+    let none = r#"{"key":null}"#;
+    let started = key_fleet::read_started(store);
+    key_fleet::install(store, &config.keys, &token, none, started, NOW_MS).expect("key read");
+    for team in config.teams.keys() {
+        let team_token = format!("{}{team}", tollgate::keys::TEAM_TOKEN_PREFIX);
+        key_fleet::install_team(store, &config.teams, &team_token, none, started, NOW_MS)
+            .expect("team read");
+    }
+    assert!(
+        !key_fleet::needs_read(store, &token, NOW_MS),
+        "the bench key is seen"
+    );
+    let principal = authenticate_token(config, store, &token, NOW_MS / 1000).expect("bench key");
+    let Principal::Key(k) = &principal else {
+        panic!("the bench key is not a virtual key")
+    };
+    let parties: Vec<quota::Party> = std::iter::once(k.key_party())
+        .chain(k.team_party())
+        .collect();
+    let list: Vec<&quota::Party> = parties.iter().collect();
+    let est = quota::Estimate { cost: 1, tokens: 1 };
+    let plenty = u64::MAX / 8;
+    // No lease yet: the admission asks the store (`tg_admit`), whose answer grants each party a
+    // lease; then the next admission is held by the leases alone.
+    let Ok(fleet::Admitted::Ask { ask, .. }) = fleet::admit(store, &list, NOW_MS, est, u64::MAX)
+    else {
+        panic!("a first admission without leases does not ask the store")
+    };
+    for party in ask.iter().filter_map(|&i| list.get(i)) {
+        let granted = Amounts {
+            b: plenty,
+            r: plenty,
+            t: plenty,
+            p: plenty,
+        };
+        let grant = FleetGrant {
+            have: 0,
+            granted: Some(granted),
+            minute: NOW_MS / 60_000,
+            fleet: None,
+        };
+        fleet::admitted_by_fleet(store, party, NOW_MS, est, grant, u64::MAX).expect("admitted");
+    }
+    assert!(
+        matches!(
+            fleet::admit(store, &list, NOW_MS, est, u64::MAX),
+            Ok(fleet::Admitted::Local(_))
+        ),
+        "the bench key's leases hold a request"
+    );
+}
+
+const BENCH_KEY: &str = "sk-bench-virtual-Hn4c8Rw";
 
 const CHAT_PATH: &str = "/v1/chat/completions";
 

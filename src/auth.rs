@@ -122,20 +122,62 @@ pub fn authenticate(
     host: &dyn HttpHost,
     now_secs: u64,
 ) -> Result<Principal, ApiError> {
-    let Some(presented) = presented_key(host) else {
-        return match config.master_key {
+    authenticate_credential(config, store, &credential(config, host), None, now_secs)
+}
+
+/// The key a request presents, read from its headers once: none, the master key, or a virtual
+/// key by its hash (only hashes are kept: lookups compare digests, which reveal nothing about
+/// near misses).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    None,
+    Master,
+    Token(String),
+}
+
+impl Credential {
+    /// The virtual key's hash, if one was presented.
+    pub fn token(&self) -> Option<&str> {
+        match self {
+            Credential::Token(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+pub fn credential(config: &Config, host: &dyn HttpHost) -> Credential {
+    match presented_key(host) {
+        None => Credential::None,
+        Some(p) if is_master(config, &p) => Credential::Master,
+        Some(p) => Credential::Token(keys::hash_key(&p)),
+    }
+}
+
+/// [`authenticate`] from the credential already read; `found`: the key's definition if the
+/// caller looked it up in this callback already (else it is looked up here).
+pub fn authenticate_credential(
+    config: &Config,
+    store: &dyn Store,
+    credential: &Credential,
+    found: Option<KeyDef>,
+    now_secs: u64,
+) -> Result<Principal, ApiError> {
+    match credential {
+        Credential::None => match config.master_key {
             None => Ok(Principal::Anonymous),
             Some(_) => Err(ApiError::authentication(
                 "Missing API key. Send it as 'Authorization: Bearer <key>' (or the 'api-key' header).",
             )
             .with_code("missing_api_key")),
-        };
-    };
-    if is_master(config, &presented) {
-        return Ok(Principal::Master);
+        },
+        Credential::Master => Ok(Principal::Master),
+        Credential::Token(token) => {
+            let def = found
+                .filter(|d| d.token == *token)
+                .or_else(|| keys::find(&config.keys, store, token));
+            authenticate_def(config, store, def, now_secs)
+        }
     }
-    // Only hashes are kept: the lookup compares digests, which reveal nothing about near misses.
-    authenticate_token(config, store, &keys::hash_key(&presented), now_secs)
 }
 
 /// Whether the presented key is the master key.
@@ -153,7 +195,22 @@ pub fn authenticate_token(
     token: &str,
     now_secs: u64,
 ) -> Result<Principal, ApiError> {
-    let Some(def) = keys::find(&config.keys, store, token) else {
+    authenticate_def(
+        config,
+        store,
+        keys::find(&config.keys, store, token),
+        now_secs,
+    )
+}
+
+/// A virtual key's current definition (`None`: no such key), checked.
+fn authenticate_def(
+    config: &Config,
+    store: &dyn Store,
+    def: Option<KeyDef>,
+    now_secs: u64,
+) -> Result<Principal, ApiError> {
+    let Some(def) = def else {
         return if config.master_key.is_none() && config.keys.is_empty() {
             Ok(Principal::Anonymous)
         } else {

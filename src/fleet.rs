@@ -18,10 +18,10 @@ use crate::quota::fleet::{Ledger, PartyReply, PartySync, WireLimits};
 use crate::quota::Limits;
 use crate::store::{update, Store};
 
+/// The parties the next sync reports. A party leaves it when a sync finds it idle, and marks its
+/// ledger `untracked` first, so that a worker's memory of what it saw tracked stays true without
+/// reading the list: the ledger each request reads anyway says when it no longer is.
 pub const PARTIES: &str = "tollgate.fleet.parties";
-/// Bumped each time parties leave [`PARTIES`], so that a worker's memory of what it saw tracked
-/// stays true without reading the list.
-const PARTIES_GEN: &str = "tollgate.fleet.parties.gen";
 pub const SYNC: &str = "tollgate.fleet.sync";
 /// The payload of the sync on its way, as sent (kept apart from [`SYNC`]: written once, never
 /// escaped into another JSON document; it holds the spend records and may be large).
@@ -34,7 +34,7 @@ pub const MAX_PARTIES: usize = 10_000;
 
 /// The store key of a party's ledger.
 pub fn ledger_key(party: &str) -> String {
-    format!("{LEDGER_PREFIX}{party}")
+    [LEDGER_PREFIX, party].concat()
 }
 
 /// The fleet's id of a party: its local usage record's name without the common prefix
@@ -97,57 +97,32 @@ fn read_parties(bytes: &[u8]) -> Vec<PartyEntry> {
 }
 
 thread_local! {
-    /// Parties this worker saw in [`PARTIES`] (with these limits) at a generation of it: the
-    /// list is read (and parsed) only when a party or its limits are new to the worker, or
-    /// after parties left it.
+    /// Parties this worker saw in [`PARTIES`] (with these limits): the list is read (and parsed)
+    /// only when a party or its limits are new to the worker, or its ledger says a sync dropped it.
     static TRACKED: std::cell::RefCell<(u64, std::collections::HashMap<String, StoredLimits>)> =
         std::cell::RefCell::new((0, std::collections::HashMap::new()));
 }
 
-/// The generation of [`PARTIES`]; created when absent with a value of this process's own, so
-/// that a worker's memory of another store (a test's) never matches it.
-fn parties_gen(store: &dyn Store) -> u64 {
-    if let Some(gen) = store
-        .get(PARTIES_GEN)
-        .and_then(|v| <[u8; 8]>::try_from(v.value.as_slice()).ok())
-    {
-        return u64::from_le_bytes(gen);
-    }
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    let fresh = NEXT
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    update::<_, ()>(store, PARTIES_GEN, |bytes| {
-        let gen = <[u8; 8]>::try_from(bytes).map_or(fresh, u64::from_le_bytes);
-        Ok((gen.to_le_bytes().to_vec(), gen))
-    })
-    .unwrap_or(fresh)
-}
-
-/// Makes sure the next sync covers `party` (with its current limits). One small read when this
-/// worker already saw it covered and no party left since: every request but a party's first on
-/// this worker (or after a limit changed, or a party went idle).
-pub fn track(store: &dyn Store, party: &str, limits: &Limits) -> bool {
-    track_at(store, parties_gen(store), party, limits)
-}
-
-/// [`track`] with the list's generation already read (`gen`, by [`parties_gen`]): a request's
-/// parties are tracked against one read of it, as if tracked at that moment.
-fn track_at(store: &dyn Store, gen: u64, party: &str, limits: &Limits) -> bool {
+/// Makes sure the next sync covers `party` (with its current limits). Nothing read when this
+/// worker already saw it covered: every request but a party's first on this worker (or after a
+/// limit changed), unless `dropped` (its ledger's `untracked` mark, which the caller took).
+pub fn track(store: &dyn Store, party: &str, limits: &Limits, dropped: bool) -> bool {
     let wanted = StoredLimits::from(limits);
-    let seen = TRACKED.with(|t| {
-        let t = t.borrow();
-        t.0 == gen && t.1.get(party) == Some(&wanted)
-    });
+    let store_id = store.identity();
+    let seen = !dropped
+        && TRACKED.with(|t| {
+            let t = t.borrow();
+            t.0 == store_id && t.1.get(party) == Some(&wanted)
+        });
     if seen {
         return true;
     }
-    let tracked = track_in_list(store, party, &wanted);
+    let tracked = track_in_list(store, party, &wanted, dropped);
     if tracked {
         TRACKED.with(|t| {
             let mut t = t.borrow_mut();
-            if t.0 != gen || t.1.len() >= MAX_PARTIES {
-                *t = (gen, std::collections::HashMap::new());
+            if t.0 != store_id || t.1.len() >= MAX_PARTIES {
+                *t = (store_id, std::collections::HashMap::new());
             }
             t.1.insert(party.to_string(), wanted);
         });
@@ -155,8 +130,18 @@ fn track_at(store: &dyn Store, gen: u64, party: &str, limits: &Limits) -> bool {
     tracked
 }
 
-fn track_in_list(store: &dyn Store, party: &str, wanted: &StoredLimits) -> bool {
-    if let Some(v) = store.get(PARTIES) {
+/// Whether `party`'s ledger still carries the mark of a sync that found it idle.
+fn still_untracked(store: &dyn Store, party: &str) -> bool {
+    store
+        .get(&ledger_key(party))
+        .is_none_or(|v| Ledger::decode(&v.value).untracked)
+}
+
+/// Puts `party` in the list. `rewrite`: written even when it is there, so that a sync dropping
+/// it meanwhile (it read the list, and the party's mark, before the caller took the mark) finds
+/// its write conflicting, and reads both again.
+fn track_in_list(store: &dyn Store, party: &str, wanted: &StoredLimits, rewrite: bool) -> bool {
+    if let Some(v) = store.get(PARTIES).filter(|_| !rewrite) {
         if read_parties(&v.value)
             .iter()
             .any(|p| p.id == party && p.limits == *wanted)
@@ -278,6 +263,9 @@ pub fn next_sync(
             let mut ledger = Ledger::decode(bytes);
             let active = ledger.active();
             let s = ledger.sync(&limits, now_ms);
+            // Idle: marked in the same write, so that a request that touches the ledger after
+            // it tracks the party again.
+            ledger.untracked = !active && s.is_empty();
             Ok((ledger.encode(), (s, active)))
         });
         match sync {
@@ -295,18 +283,13 @@ pub fn next_sync(
         }
     }
     if !idle.is_empty() {
+        // Only parties still marked: one a request touched since took the mark, and either
+        // found itself in the list (and stays) or adds itself back after this write (a write
+        // between this read and this write makes it conflict, and the list is read again).
         let _ = update::<_, ()>(store, PARTIES, |bytes| {
             let mut parties = read_parties(bytes);
-            parties.retain(|p| !idle.contains(&p.id));
+            parties.retain(|p| !(idle.contains(&p.id) && still_untracked(store, &p.id)));
             Ok((serde_json::to_vec(&parties).unwrap_or_default(), ()))
-        });
-        // Then the generation: a worker that saw a party tracked before reads the list again
-        // (a request admitted just as its party went idle re-tracks it when it settles).
-        let _ = update::<_, ()>(store, PARTIES_GEN, |bytes| {
-            let gen = <[u8; 8]>::try_from(bytes)
-                .map_or(0, u64::from_le_bytes)
-                .wrapping_add(1);
-            Ok((gen.to_le_bytes().to_vec(), ()))
         });
     }
     let taken = crate::spend_log::take(store, crate::spend_log::PER_SYNC);
@@ -451,11 +434,17 @@ pub fn admit(
     let mut ask = Vec::new();
     let mut have = Vec::new();
     let mut extra = Vec::new();
-    let gen = parties_gen(store);
     for (i, p) in parties.iter().enumerate() {
-        track_at(store, gen, party_id(p.key), p.limits);
         let step = ledger_update(store, p, |g| {
-            g.admit(p.limits, p.scope, now_ms, est, lease_max_age_ms)
+            let dropped = std::mem::take(&mut g.untracked);
+            (
+                dropped,
+                g.admit(p.limits, p.scope, now_ms, est, lease_max_age_ms),
+            )
+        })
+        .map(|(dropped, step)| {
+            track(store, party_id(p.key), p.limits, dropped);
+            step
         });
         match step {
             Some(Ok(snap)) => local.push(Some(snap)),
@@ -550,16 +539,22 @@ pub fn settle(
     if parties.is_empty() {
         return Vec::new();
     }
-    let gen = parties_gen(store);
     parties
         .iter()
         .map(|(p, minute)| {
-            // A sync that found the party idle between its admission's `track` and now has
-            // dropped it: what this settles must still reach the store.
-            track_at(store, gen, party_id(p.key), p.limits);
-            ledger_update(store, p, |g| {
+            let ledger = ledger_update(store, p, |g| {
+                let dropped = std::mem::take(&mut g.untracked);
                 g.settle(*minute, est, cost, tokens);
-                *g
+                (dropped, *g)
+            });
+            // A sync that found the party idle between its admission and now has dropped it:
+            // what this settles must still reach the store. Else the admission tracked it and it
+            // still is (a drop would have left the mark).
+            ledger.map(|(dropped, g)| {
+                if dropped {
+                    track(store, party_id(p.key), p.limits, true);
+                }
+                g
             })
         })
         .collect()

@@ -35,6 +35,12 @@ pub trait Store {
     /// Writes `value` if the key is still at version `cas` (`None`: only if the key is absent
     /// or unconditionally, as the host defines; callers pass the version they read).
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError>;
+    /// Which data this store holds, for a worker's memory of what it found there: every view of
+    /// the same data says the same (the host's one shared data says 0); each other in-memory
+    /// store (a test's) its own.
+    fn identity(&self) -> u64 {
+        0
+    }
 }
 
 /// How many times a read-modify-write is retried under contention before giving up. Each try is
@@ -106,14 +112,17 @@ pub fn decode_u64s<const N: usize>(version: u8, bytes: &[u8]) -> [u64; N] {
 #[derive(Debug)]
 pub struct ProcessStore {
     shards: [Mutex<HashMap<String, Versioned>>; SHARDS],
+    id: u64,
 }
 
 const SHARDS: usize = 16;
 
 impl Default for ProcessStore {
     fn default() -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         ProcessStore {
             shards: std::array::from_fn(|_| Mutex::default()),
+            id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
 }
@@ -178,6 +187,10 @@ pub struct MemoryStore {
 impl Store for MemoryStore {
     fn get(&self, key: &str) -> Option<Versioned> {
         self.inner.get(key)
+    }
+
+    fn identity(&self) -> u64 {
+        self.inner.id
     }
 
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {

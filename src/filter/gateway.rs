@@ -56,10 +56,16 @@ impl HttpFilter {
         };
         // A key this replica has not seen since it last changed is read from the store in the
         // body phase, and the request authenticated there.
-        let deferred_key = self.key_to_defer(host);
+        // The key is read from the headers and hashed once, and looked up once.
+        let credential = auth::credential(&self.config, host);
+        let mut found = None;
+        let deferred_key = self.key_to_defer(host, &credential, &mut found);
         let principal = match &deferred_key {
             Some(_) => Principal::Anonymous,
-            None => self.authenticate(host, now)?,
+            None => {
+                auth::authenticate_credential(&self.config, host.store(), &credential, found, now)
+                    .map_err(|e| self.key_error(e))?
+            }
         };
 
         let meta = |host: &dyn HttpHost, key: &str| {

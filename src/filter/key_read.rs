@@ -11,11 +11,11 @@ use serde_json::Value;
 
 use super::store_call::Then;
 use super::{json_reply, HttpFilter, State};
-use crate::auth;
+use crate::auth::{self, Credential};
 use crate::error::ApiError;
 use crate::host::{Action, HttpHost};
 use crate::keys::admin::{self, AdminCtx, AdminOp};
-use crate::keys::{self, fleet};
+use crate::keys::{self, fleet, KeyDef};
 use crate::store::remote::{self, CallError, Exchange};
 
 /// The key read the stream waits for.
@@ -140,20 +140,28 @@ impl HttpFilter {
     /// The hash of the virtual key the request presents, when this replica must read it from the
     /// store before trusting its copy.
     pub(super) fn key_to_read(&self, host: &dyn HttpHost) -> Option<String> {
+        let credential = auth::credential(&self.config, host);
+        self.key_to_read_for(host, &credential, &mut None)
+    }
+
+    /// [`Self::key_to_read`] for the credential the request presents; the key's definition, if
+    /// this looked it up, is left in `found` for the authentication that follows.
+    pub(super) fn key_to_read_for(
+        &self,
+        host: &dyn HttpHost,
+        credential: &Credential,
+        found: &mut Option<KeyDef>,
+    ) -> Option<String> {
         // An open gateway (no master key, no keys) has no keys to read: the API cannot make any.
         let open = self.config.master_key.is_none() && self.config.keys.is_empty();
         let done = self.gateway().is_none_or(|g| g.keys.done);
         if self.config.store.is_none() || done || open {
             return None;
         }
-        let presented = auth::presented_key(host)?;
-        if auth::is_master(&self.config, &presented) {
-            return None;
-        }
-        let token = keys::hash_key(&presented);
+        let token = credential.token()?;
         let mut marks = None;
-        self.token_to_read_in(host, token.clone(), &mut marks)
-            .or_else(|| self.team_to_read(host, &token, &mut marks))
+        self.token_to_read_in(host, token.to_string(), &mut marks)
+            .or_else(|| self.team_to_read(host, token, &mut marks, found))
     }
 
     /// `token` (a key's, or a team's `team:<id>`), when this replica must read it from the store
@@ -188,9 +196,11 @@ impl HttpFilter {
         host: &dyn HttpHost,
         token: &str,
         marks: &mut Option<fleet::Marks>,
+        found: &mut Option<KeyDef>,
     ) -> Option<String> {
-        let def = keys::find(&self.config.keys, host.store(), token)?;
-        self.token_to_read_in(host, keys::team_token(def.team_id.as_deref()?), marks)
+        let def = found.insert(keys::find(&self.config.keys, host.store(), token)?);
+        let team = keys::team_token(def.team_id.as_deref()?);
+        self.token_to_read_in(host, team, marks)
     }
 
     /// Reads `token` from the store and waits; `then` says what happens next.
@@ -288,9 +298,14 @@ impl HttpFilter {
 
     /// The hash of the presented key, when the request must wait for a store read (of the key,
     /// or of its team) before it is authenticated.
-    pub(super) fn key_to_defer(&self, host: &dyn HttpHost) -> Option<String> {
-        self.key_to_read(host)?;
-        auth::presented_key(host).map(|p| keys::hash_key(&p))
+    pub(super) fn key_to_defer(
+        &self,
+        host: &dyn HttpHost,
+        credential: &Credential,
+        found: &mut Option<KeyDef>,
+    ) -> Option<String> {
+        self.key_to_read_for(host, credential, found)?;
+        credential.token().map(str::to_string)
     }
 
     /// The body phase of a request whose key is read there: its key, then its team, are read if
@@ -310,7 +325,7 @@ impl HttpFilter {
         let mut marks = None;
         let next = self
             .token_to_read_in(host, token.clone(), &mut marks)
-            .or_else(|| self.team_to_read(host, &token, &mut marks));
+            .or_else(|| self.team_to_read(host, &token, &mut marks, &mut None));
         if let Some(next) = next {
             return self.read_key(host, next, Then::KeyBody { body_size });
         }

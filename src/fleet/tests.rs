@@ -19,7 +19,7 @@ fn admit_locally(
     l: &Limits,
     est: Estimate,
 ) -> Result<(), Shortfall> {
-    track(store, party, l);
+    track(store, party, l, false);
     update(store, &ledger_key(party), |bytes| {
         let mut g = Ledger::decode(bytes);
         let r = g.admit(l, Scope::Key, NOW, est, AGE).map(|_| ());
@@ -35,8 +35,8 @@ fn admit_locally(
 fn a_sync_is_sent_until_its_reply_comes_then_the_next_one() {
     let store = MemoryStore::default();
     let l = limits();
-    assert!(track(&store, "key.abc", &l));
-    assert!(track(&store, "key.abc", &l), "tracked once");
+    assert!(track(&store, "key.abc", &l, false));
+    assert!(track(&store, "key.abc", &l, false), "tracked once");
     // Give the ledger something to report.
     update::<_, ()>(&store, &ledger_key("key.abc"), |bytes| {
         let mut g = Ledger::decode(bytes);
@@ -133,7 +133,7 @@ fn parties_are_bounded_and_garbage_reads_as_nothing() {
     let store = MemoryStore::default();
     store.set(PARTIES, b"not json", None).unwrap();
     store.set(SYNC, b"\xff", None).unwrap();
-    assert!(track(&store, "team.a", &limits()));
+    assert!(track(&store, "team.a", &limits(), false));
     assert_eq!(read_parties(&store.get(PARTIES).unwrap().value).len(), 1);
     let (seq, _) = next_sync(&store, 3000, NOW, 100_000).unwrap();
     assert_eq!(seq, 1);
@@ -222,30 +222,117 @@ fn a_request_is_admitted_in_every_party_or_none() {
 fn a_worker_reads_the_parties_list_again_only_when_it_changed() {
     let store = MemoryStore::default();
     let l = limits();
-    assert!(track(&store, "key.idle", &l));
+    assert!(track(&store, "key.idle", &l, false));
     // Remembered: a list the worker cannot read no longer matters to it...
     let list = store.get(PARTIES).unwrap().value;
     store.set(PARTIES, b"[]", None).unwrap();
-    assert!(track(&store, "key.idle", &l));
+    assert!(track(&store, "key.idle", &l, false));
     assert_eq!(store.get(PARTIES).unwrap().value, b"[]");
     // ...but new limits, or another party, are looked up.
     let more = Limits {
         max_budget: Some(20_000),
         ..Default::default()
     };
-    assert!(track(&store, "key.idle", &more));
+    assert!(track(&store, "key.idle", &more, false));
     assert_eq!(read_parties(&store.get(PARTIES).unwrap().value).len(), 1);
     store.set(PARTIES, &list, None).unwrap();
-    assert!(track(&store, "key.idle", &l));
-    // The sync drops the idle party and moves the generation: the next request tracks it again.
+    assert!(track(&store, "key.idle", &l, false));
+    // The sync drops the idle party and marks its ledger: the next request that touches the
+    // ledger takes the mark and tracks the party again.
     next_sync(&store, 3000, NOW, 100_000).unwrap();
     assert!(read_parties(&store.get(PARTIES).unwrap().value).is_empty());
-    assert!(track(&store, "key.idle", &l));
+    let ledger = || Ledger::decode(&store.get(&ledger_key("key.idle")).unwrap().value);
+    assert!(ledger().untracked);
+    let party = Party {
+        scope: Scope::Key,
+        key: "tollgate.usage.key.idle",
+        limits: &l,
+    };
+    let est = Estimate {
+        cost: 10,
+        tokens: 1,
+    };
+    let _ = admit(&store, &[&party], NOW, est, AGE);
     assert_eq!(read_parties(&store.get(PARTIES).unwrap().value).len(), 1);
-    // Another store (a test's, a new process's) never matches this worker's memory.
+    assert!(!ledger().untracked);
+    // Another store (a test's) never matches this worker's memory.
     let other = MemoryStore::default();
-    assert!(track(&other, "key.idle", &l));
+    assert!(track(&other, "key.idle", &l, false));
     assert_eq!(read_parties(&other.get(PARTIES).unwrap().value).len(), 1);
+}
+
+/// What [`Interleaved`] runs: another worker's step, on the same data.
+type Hook = Box<dyn FnOnce(&MemoryStore)>;
+
+/// A store that runs `hook` once, just before the first write of `key` (a request on another
+/// worker getting in between a read-modify-write's read and its write).
+struct Interleaved {
+    inner: MemoryStore,
+    key: &'static str,
+    hook: std::cell::RefCell<Option<Hook>>,
+}
+
+impl Store for Interleaved {
+    fn get(&self, key: &str) -> Option<crate::store::Versioned> {
+        self.inner.get(key)
+    }
+    fn set(
+        &self,
+        key: &str,
+        value: &[u8],
+        cas: Option<u32>,
+    ) -> Result<(), crate::store::StoreError> {
+        if key == self.key {
+            let hook = self.hook.borrow_mut().take();
+            if let Some(hook) = hook {
+                hook(&self.inner);
+            }
+        }
+        self.inner.set(key, value, cas)
+    }
+    fn identity(&self) -> u64 {
+        self.inner.identity()
+    }
+}
+
+#[test]
+fn a_party_a_request_touches_while_a_sync_drops_it_stays_tracked() {
+    let l = limits();
+    let store = Interleaved {
+        inner: MemoryStore::default(),
+        key: PARTIES,
+        hook: std::cell::RefCell::new(None),
+    };
+    assert!(track(&store, "key.race", &l, false));
+    // The sync marks the idle party, reads the list to drop it, and, before its write, a request
+    // on another worker admits it: it takes the mark and writes the list (the party is there).
+    *store.hook.borrow_mut() = Some(Box::new(|inner: &MemoryStore| {
+        let l = limits();
+        let party = Party {
+            scope: Scope::Key,
+            key: "tollgate.usage.key.race",
+            limits: &l,
+        };
+        let est = Estimate {
+            cost: 10,
+            tokens: 1,
+        };
+        let _ = admit(inner, &[&party], NOW, est, AGE);
+    }));
+    let (seq, _) = next_sync(&store, 3000, NOW, 100_000).unwrap();
+    // The sync's write conflicted; read again, the mark is gone and the party stays.
+    assert!(store.hook.borrow().is_none(), "the request ran");
+    assert!(!Ledger::decode(&store.get(&ledger_key("key.race")).unwrap().value).untracked);
+    assert_eq!(read_parties(&store.get(PARTIES).unwrap().value).len(), 1);
+    // Without the request, the next sync drops it (and marks it).
+    let reply = Reply {
+        seq,
+        ..Default::default()
+    };
+    assert!(synced(&store, seq, &reply, NOW));
+    next_sync(&store, 3000, NOW, 100_000).unwrap();
+    assert!(read_parties(&store.get(PARTIES).unwrap().value).is_empty());
+    assert!(Ledger::decode(&store.get(&ledger_key("key.race")).unwrap().value).untracked);
 }
 
 /// A store that counts the calls made to it, as the .wasm pays for each (a copy across the VM).
@@ -269,10 +356,13 @@ impl Store for Counting {
         self.calls.borrow_mut().push(format!("set {key}"));
         self.inner.set(key, value, cas)
     }
+    fn identity(&self) -> u64 {
+        self.inner.identity()
+    }
 }
 
 #[test]
-fn a_leased_request_reads_the_parties_generation_once_per_phase() {
+fn a_leased_request_reads_and_writes_only_its_ledgers() {
     let store = Counting::default();
     let (key_limits, team_limits) = (limits(), limits());
     let key = Party {
@@ -308,27 +398,24 @@ fn a_leased_request_reads_the_parties_generation_once_per_phase() {
         .zip(snaps.iter().map(|s| s.minute))
         .collect();
     settle(&store, &admitted, est, 80, 1);
-    // The next: one read of the generation, then each ledger's read and write.
+    // The next: each ledger's read and write, nothing else.
     let count = |s: &Counting| {
         let calls = std::mem::take(&mut *s.calls.borrow_mut());
-        let gens = calls
-            .iter()
-            .filter(|c| *c == &format!("get {PARTIES_GEN}"))
-            .count();
-        (gens, calls.len())
+        let ledgers = calls.iter().filter(|c| c.contains(LEDGER_PREFIX)).count();
+        (ledgers, calls.len())
     };
     count(&store);
     let Admitted::Local(snaps) = admit(&store, &parties, NOW, est, AGE).unwrap() else {
         panic!("both leases hold it");
     };
-    assert_eq!(count(&store), (1, 5));
+    assert_eq!(count(&store), (4, 4));
     let admitted: Vec<(&Party, u64)> = parties
         .iter()
         .copied()
         .zip(snaps.iter().map(|s| s.minute))
         .collect();
     let after = settle(&store, &admitted, est, 80, 1);
-    assert_eq!(count(&store), (1, 5));
+    assert_eq!(count(&store), (4, 4));
     assert!(after
         .iter()
         .all(|l| l.is_some_and(|l| l.known_spend() >= 160)));

@@ -39,7 +39,7 @@ pub const ABSENT_TTL_MS: u64 = 10_000;
 const ABSENT_MAX: usize = 4096;
 
 fn seen_key(token: &str) -> String {
-    format!("{SEEN_PREFIX}{token}")
+    [SEEN_PREFIX, token].concat()
 }
 
 fn read_u64(store: &dyn Store, key: &str) -> u64 {
@@ -78,29 +78,95 @@ pub fn seen(store: &dyn Store, token: &str) -> bool {
     !v.value.is_empty() && v.value == read_u64(store, EPOCH).to_string().into_bytes()
 }
 
-/// What [`seen`] compares a key's mark with (whether the change log has a cursor, and the
-/// epoch), read once for the keys one request checks (its key and its team): each check then
-/// reads only its key's mark. As if the checks ran at the moment these were read.
+/// What [`seen`] compares a key's mark with, read once for the keys one request checks (its key
+/// and its team), as if the checks ran at the moment the first was read: the count of change
+/// batches applied, then (only for a key this worker has not found seen at that count) whether
+/// the change log has a cursor, and the epoch.
 #[derive(Debug, Clone)]
 pub struct Marks {
-    epoch: Option<Vec<u8>>,
+    changed: u64,
+    /// `None` until needed; then `Some(None)` before the first sync answered.
+    epoch: Option<Option<Vec<u8>>>,
 }
 
 impl Marks {
     pub fn read(store: &dyn Store) -> Marks {
         Marks {
-            epoch: cursor(store).map(|_| read_u64(store, EPOCH).to_string().into_bytes()),
+            changed: changed_count(store),
+            epoch: None,
         }
+    }
+
+    fn epoch(&mut self, store: &dyn Store) -> Option<&[u8]> {
+        self.epoch
+            .get_or_insert_with(|| {
+                cursor(store).map(|_| read_u64(store, EPOCH).to_string().into_bytes())
+            })
+            .as_deref()
     }
 }
 
+/// [`CHANGED`], created when absent with a value of this process's own, so that a worker's
+/// memory of another store (a test's) never matches it.
+fn changed_count(store: &dyn Store) -> u64 {
+    if let Some(v) = store.get(CHANGED) {
+        if let Some(n) = std::str::from_utf8(&v.value)
+            .ok()
+            .and_then(|t| t.parse().ok())
+        {
+            return n;
+        }
+    }
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let fresh = NEXT
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        >> 1;
+    crate::store::update::<_, ()>(store, CHANGED, |bytes| {
+        let n = std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(fresh);
+        Ok((n.to_string().into_bytes(), n))
+    })
+    .unwrap_or(fresh)
+}
+
+thread_local! {
+    /// Keys (and teams) this worker found seen, at a count of change batches applied. A key
+    /// becomes unseen only by a batch of changes, which clears its mark and then bumps the
+    /// count: while the count is the same, a key found seen is still seen, and its request
+    /// reads one record (the count) instead of the cursor, the epoch and its mark.
+    static SEEN: RefCell<(u64, hashbrown::HashSet<String>)> =
+        RefCell::new((0, hashbrown::HashSet::new()));
+}
+
+/// The most keys a worker remembers as seen; past it the memory starts over.
+const SEEN_MAX: usize = 4096;
+
 /// [`needs_read`] against marks already read.
-pub fn needs_read_with(store: &dyn Store, marks: &Marks, token: &str, now_ms: u64) -> bool {
-    let seen = marks.epoch.as_ref().is_some_and(|epoch| {
+pub fn needs_read_with(store: &dyn Store, marks: &mut Marks, token: &str, now_ms: u64) -> bool {
+    let remembered = SEEN.with(|s| {
+        let s = s.borrow();
+        s.0 == marks.changed && s.1.contains(token)
+    });
+    if remembered {
+        return false;
+    }
+    let seen = marks.epoch(store).is_some_and(|epoch| {
         store
             .get(&seen_key(token))
-            .is_some_and(|v| !v.value.is_empty() && v.value == *epoch)
+            .is_some_and(|v| !v.value.is_empty() && v.value == epoch)
     });
+    if seen {
+        SEEN.with(|s| {
+            let mut s = s.borrow_mut();
+            if s.0 != marks.changed || s.1.len() >= SEEN_MAX {
+                *s = (marks.changed, hashbrown::HashSet::new());
+            }
+            s.1.insert(token.to_string());
+        });
+    }
     !seen && !known_absent(store, token, now_ms)
 }
 
@@ -110,7 +176,7 @@ thread_local! {
 }
 
 fn known_absent(store: &dyn Store, token: &str, now_ms: u64) -> bool {
-    let changed = read_u64(store, CHANGED);
+    let changed = changed_count(store);
     ABSENT.with(|a| {
         a.borrow()
             .get(token)
@@ -138,7 +204,7 @@ pub fn needs_read(store: &dyn Store, token: &str, now_ms: u64) -> bool {
 
 /// What to remember when a read starts: how many batches of changes were applied by then.
 pub fn read_started(store: &dyn Store) -> u64 {
-    read_u64(store, CHANGED)
+    changed_count(store)
 }
 
 /// Why an answer could not be installed.
@@ -245,7 +311,7 @@ fn install_record(
             in_config
         }
     };
-    if known && cursor(store).is_some() && read_u64(store, CHANGED) == started {
+    if known && cursor(store).is_some() && changed_count(store) == started {
         let epoch = read_u64(store, EPOCH).to_string();
         let _ = store.set(&seen_key(token), epoch.as_bytes(), None);
     }
@@ -358,6 +424,9 @@ impl Store for Overlay<'_> {
             .insert(key.to_string(), (value.to_vec(), next));
         Ok(())
     }
+    fn identity(&self) -> u64 {
+        self.base.identity()
+    }
 }
 
 #[cfg(test)]
@@ -377,10 +446,12 @@ mod tests {
 
     const T: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 
-    /// [`needs_read`], checked against [`needs_read_with`] (the marks read once for a request).
+    /// [`needs_read`], checked against [`needs_read_with`] (the marks read once for a request),
+    /// twice: the second time a seen key is remembered by the worker.
     fn read_needed(s: &MemoryStore, token: &str) -> bool {
         let alone = needs_read(s, token, 0);
-        assert_eq!(needs_read_with(s, &Marks::read(s), token, 0), alone);
+        assert_eq!(needs_read_with(s, &mut Marks::read(s), token, 0), alone);
+        assert_eq!(needs_read_with(s, &mut Marks::read(s), token, 0), alone);
         alone
     }
 

@@ -420,7 +420,7 @@ pub fn apply_team_fields(def: &mut TeamDef, m: &Map<String, Value>) -> Vec<Field
 
 /// Store key of a key's definition written through the admin API (it overrides the config).
 pub fn def_store_key(token: &str) -> String {
-    format!("tollgate.key.{token}")
+    ["tollgate.key.", token].concat()
 }
 
 /// Store key of the index of keys whose definition the admin API wrote: `[token, alias]` pairs
@@ -442,7 +442,7 @@ pub const TEAM_TOKEN_PREFIX: &str = "team:";
 
 /// The store token of a team.
 pub fn team_token(team_id: &str) -> String {
-    format!("{TEAM_TOKEN_PREFIX}{team_id}")
+    [TEAM_TOKEN_PREFIX, team_id].concat()
 }
 
 /// Whether a team id can be a store token (what `/team/new` accepts): 1 to 200 of
@@ -457,7 +457,7 @@ pub fn is_team_id(id: &str) -> bool {
 
 /// Store key of a team's definition written through the admin API (it overrides the config).
 pub fn team_store_key(team_id: &str) -> String {
-    format!("tollgate.team.{team_id}")
+    ["tollgate.team.", team_id].concat()
 }
 
 /// Store key of the index of teams whose definition the admin API wrote (a JSON list of ids).

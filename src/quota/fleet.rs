@@ -88,10 +88,16 @@ pub struct Ledger {
     pub confirmed_ms: u64,
     /// Budget of the lease held for requests waiting for the store (see [`Shortfall::AskFleet`]).
     pub held: u64,
+    /// A sync found the party idle and is dropping it from the parties it reports (see
+    /// `fleet::next_sync`): the next admission or settlement takes the mark and tracks the
+    /// party again. Only the ledger tells a worker: no request reads anything more for it.
+    pub untracked: bool,
 }
 
 const VERSION: u8 = 1;
-const FIELDS: usize = 35;
+/// Fields of a ledger record. `untracked`, the last, was added without a new version: a record
+/// written before it decodes with the field at zero.
+const FIELDS: usize = 36;
 
 /// What an admission needs when the lease cannot hold it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,6 +178,7 @@ impl Ledger {
                 self.refused_until_ms,
                 self.confirmed_ms,
                 self.held,
+                u64::from(self.untracked),
             ],
         )
     }
@@ -179,7 +186,7 @@ impl Ledger {
     /// Decodes a ledger; an absent or unreadable one is a party this replica holds nothing of.
     pub fn decode(bytes: &[u8]) -> Ledger {
         let v = crate::store::decode_u64s::<FIELDS>(VERSION, bytes);
-        let [b, r, t, p, m, refused, spend, lifetime, window_start, leased, minute, requests, tokens, replicas, offset, reserved, tokens_reserved, in_flight, local_minute, requests_used, tokens_used, unsynced_spend, unsynced_tokens, frozen_spend, frozen_tokens, demand_b, demand_r, demand_t, peak_p, smooth_b, smooth_r, smooth_t, refused_until_ms, confirmed_ms, held] =
+        let [b, r, t, p, m, refused, spend, lifetime, window_start, leased, minute, requests, tokens, replicas, offset, reserved, tokens_reserved, in_flight, local_minute, requests_used, tokens_used, unsynced_spend, unsynced_tokens, frozen_spend, frozen_tokens, demand_b, demand_r, demand_t, peak_p, smooth_b, smooth_r, smooth_t, refused_until_ms, confirmed_ms, held, untracked] =
             v;
         Ledger {
             lease: Lease { b, r, t, p, m },
@@ -215,6 +222,7 @@ impl Ledger {
             refused,
             confirmed_ms,
             held,
+            untracked: untracked != 0,
         }
     }
 

@@ -335,7 +335,7 @@ pub fn settle(
 
 /// Store key of a scope's counters.
 pub fn record_key(scope: Scope, id: &str) -> String {
-    format!("tollgate.usage.{}.{id}", scope.name())
+    ["tollgate.usage.", scope.name(), ".", id].concat()
 }
 
 /// One scope taking part in an admission: its store key and limits.
