@@ -528,15 +528,31 @@ fn whole(c: &mut Criterion) {
         ("cache_read_input_tokens", 0.0),
         ("cache_creation_input_tokens", 0.0),
     ];
-    for (name, metadata) in [
-        ("anthropic_virtual_key", Metadata::Given),
-        ("anthropic_virtual_key_module", Metadata::FromBodies),
+    // Target (4f): (4) with the shared store configured, in the steady state: the key's and the
+    // team's leases hold every request, so no request waits on the store.
+    let fleet_config = Arc::new(gateway_config(true));
+    let fleet_store = tollgate::store::MemoryStore::default();
+    lease_all(&fleet_config, &fleet_store);
+    for (name, metadata, config, store) in [
+        ("anthropic_virtual_key", Metadata::Given, &config, &store),
+        (
+            "anthropic_virtual_key_module",
+            Metadata::FromBodies,
+            &config,
+            &store,
+        ),
+        (
+            "anthropic_virtual_key_fleet",
+            Metadata::Given,
+            &fleet_config,
+            &fleet_store,
+        ),
     ] {
         g.bench_function(name, |b| {
             b.iter(|| {
                 whole_request(
-                    &config,
-                    &store,
+                    config,
+                    store,
                     &mut metrics,
                     CHAT_PATH,
                     "claude-bench",
@@ -566,32 +582,12 @@ fn whole(c: &mut Criterion) {
             )
         })
     });
-    // Target (4f): (4) with the shared store configured, in the steady state: the key's and the
-    // team's leases hold every request, so no request waits on the store.
-    let fleet_config = Arc::new(gateway_config(true));
-    let fleet_store = tollgate::store::MemoryStore::default();
-    lease_all(&fleet_config, &fleet_store);
-    g.bench_function("anthropic_virtual_key_fleet", |b| {
-        b.iter(|| {
-            whole_request(
-                &fleet_config,
-                &fleet_store,
-                &mut metrics,
-                CHAT_PATH,
-                "claude-bench",
-                &anthropic_body,
-                ANTHROPIC_RESPONSE,
-                &anthropic_usage,
-                Metadata::Given,
-            )
-        })
-    });
     g.finish();
 }
 
 /// Gives the bench key's and team's ledgers leases larger than any run spends, as the store's
-/// replies to a replica's syncs do: its parties tracked by one admission, then a sync whose reply
-/// grants each of them.
+/// answer to an admission that asked it (`tg_admit`) does, after the replica's first sync and its
+/// read of the key: the key seen, its parties tracked and leased.
 fn lease_all(config: &Config, store: &tollgate::store::MemoryStore) {
     use tollgate::auth::{authenticate_token, Principal};
     use tollgate::fleet;

@@ -13,6 +13,22 @@ fn limits() -> Limits {
     }
 }
 
+fn key_party<'a>(record: &'a str, limits: &'a Limits) -> Party<'a> {
+    Party {
+        scope: Scope::Key,
+        key: record,
+        limits,
+    }
+}
+
+/// A request's estimate: ten micro-dollars, one token.
+fn ten() -> Estimate {
+    Estimate {
+        cost: 10,
+        tokens: 1,
+    }
+}
+
 fn admit_locally(
     store: &MemoryStore,
     party: &str,
@@ -243,16 +259,8 @@ fn a_worker_reads_the_parties_list_again_only_when_it_changed() {
     assert!(read_parties(&store.get(PARTIES).unwrap().value).is_empty());
     let ledger = || Ledger::decode(&store.get(&ledger_key("key.idle")).unwrap().value);
     assert!(ledger().untracked);
-    let party = Party {
-        scope: Scope::Key,
-        key: "tollgate.usage.key.idle",
-        limits: &l,
-    };
-    let est = Estimate {
-        cost: 10,
-        tokens: 1,
-    };
-    let _ = admit(&store, &[&party], NOW, est, AGE);
+    let party = key_party("tollgate.usage.key.idle", &l);
+    let _ = admit(&store, &[&party], NOW, ten(), AGE);
     assert_eq!(read_parties(&store.get(PARTIES).unwrap().value).len(), 1);
     assert!(!ledger().untracked);
     // Another store (a test's) never matches this worker's memory.
@@ -261,63 +269,20 @@ fn a_worker_reads_the_parties_list_again_only_when_it_changed() {
     assert_eq!(read_parties(&other.get(PARTIES).unwrap().value).len(), 1);
 }
 
-/// What [`Interleaved`] runs: another worker's step, on the same data.
-type Hook = Box<dyn FnOnce(&MemoryStore)>;
-
-/// A store that runs `hook` once, just before the first write of `key` (a request on another
-/// worker getting in between a read-modify-write's read and its write).
-struct Interleaved {
-    inner: MemoryStore,
-    key: &'static str,
-    hook: std::cell::RefCell<Option<Hook>>,
-}
-
-impl Store for Interleaved {
-    fn get(&self, key: &str) -> Option<crate::store::Versioned> {
-        self.inner.get(key)
-    }
-    fn set(
-        &self,
-        key: &str,
-        value: &[u8],
-        cas: Option<u32>,
-    ) -> Result<(), crate::store::StoreError> {
-        if key == self.key {
-            let hook = self.hook.borrow_mut().take();
-            if let Some(hook) = hook {
-                hook(&self.inner);
-            }
-        }
-        self.inner.set(key, value, cas)
-    }
-    fn identity(&self) -> u64 {
-        self.inner.identity()
-    }
-}
-
 #[test]
 fn a_party_a_request_touches_while_a_sync_drops_it_stays_tracked() {
     let l = limits();
-    let store = Interleaved {
-        inner: MemoryStore::default(),
-        key: PARTIES,
-        hook: std::cell::RefCell::new(None),
+    let store = Spy {
+        hook_key: PARTIES,
+        ..Default::default()
     };
     assert!(track(&store, "key.race", &l, false));
     // The sync marks the idle party, reads the list to drop it, and, before its write, a request
     // on another worker admits it: it takes the mark and writes the list (the party is there).
     *store.hook.borrow_mut() = Some(Box::new(|inner: &MemoryStore| {
         let l = limits();
-        let party = Party {
-            scope: Scope::Key,
-            key: "tollgate.usage.key.race",
-            limits: &l,
-        };
-        let est = Estimate {
-            cost: 10,
-            tokens: 1,
-        };
-        let _ = admit(inner, &[&party], NOW, est, AGE);
+        let party = key_party("tollgate.usage.key.race", &l);
+        let _ = admit(inner, &[&party], NOW, ten(), AGE);
     }));
     let (seq, _) = next_sync(&store, 3000, NOW, 100_000).unwrap();
     // The sync's write conflicted; read again, the mark is gone and the party stays.
@@ -335,14 +300,21 @@ fn a_party_a_request_touches_while_a_sync_drops_it_stays_tracked() {
     assert!(Ledger::decode(&store.get(&ledger_key("key.race")).unwrap().value).untracked);
 }
 
-/// A store that counts the calls made to it, as the .wasm pays for each (a copy across the VM).
+/// What [`Spy`] runs: another worker's step, on the same data.
+type Hook = Box<dyn FnOnce(&MemoryStore)>;
+
+/// A store that counts the calls made to it, as the .wasm pays for each (a copy across the VM),
+/// and runs `hook` once just before the first write of `hook_key` (a request on another worker
+/// getting in between a read-modify-write's read and its write).
 #[derive(Default)]
-struct Counting {
+struct Spy {
     inner: MemoryStore,
     calls: std::cell::RefCell<Vec<String>>,
+    hook_key: &'static str,
+    hook: std::cell::RefCell<Option<Hook>>,
 }
 
-impl Store for Counting {
+impl Store for Spy {
     fn get(&self, key: &str) -> Option<crate::store::Versioned> {
         self.calls.borrow_mut().push(format!("get {key}"));
         self.inner.get(key)
@@ -354,6 +326,12 @@ impl Store for Counting {
         cas: Option<u32>,
     ) -> Result<(), crate::store::StoreError> {
         self.calls.borrow_mut().push(format!("set {key}"));
+        if key == self.hook_key {
+            let hook = self.hook.borrow_mut().take();
+            if let Some(hook) = hook {
+                hook(&self.inner);
+            }
+        }
         self.inner.set(key, value, cas)
     }
     fn identity(&self) -> u64 {
@@ -363,7 +341,7 @@ impl Store for Counting {
 
 #[test]
 fn a_leased_request_reads_and_writes_only_its_ledgers() {
-    let store = Counting::default();
+    let store = Spy::default();
     let (key_limits, team_limits) = (limits(), limits());
     let key = Party {
         scope: Scope::Key,
@@ -399,7 +377,7 @@ fn a_leased_request_reads_and_writes_only_its_ledgers() {
         .collect();
     settle(&store, &admitted, est, 80, 1);
     // The next: each ledger's read and write, nothing else.
-    let count = |s: &Counting| {
+    let count = |s: &Spy| {
         let calls = std::mem::take(&mut *s.calls.borrow_mut());
         let ledgers = calls.iter().filter(|c| c.contains(LEDGER_PREFIX)).count();
         (ledgers, calls.len())
