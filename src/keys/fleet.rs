@@ -84,7 +84,8 @@ pub fn seen(store: &dyn Store, token: &str) -> bool {
 /// the change log has a cursor, and the epoch.
 #[derive(Debug, Clone)]
 pub struct Marks {
-    changed: u64,
+    /// The store's identity and its count of change batches applied.
+    changed: (u64, u64),
     /// `None` until needed; then `Some(None)` before the first sync answered.
     epoch: Option<Option<Vec<u8>>>,
 }
@@ -92,7 +93,7 @@ pub struct Marks {
 impl Marks {
     pub fn read(store: &dyn Store) -> Marks {
         Marks {
-            changed: changed_count(store),
+            changed: (store.identity(), changed_count(store)),
             epoch: None,
         }
     }
@@ -106,39 +107,19 @@ impl Marks {
     }
 }
 
-/// [`CHANGED`], created when absent with a value of this process's own, so that a worker's
-/// memory of another store (a test's) never matches it.
+/// [`CHANGED`]: the count of change batches applied (0 before the first).
 fn changed_count(store: &dyn Store) -> u64 {
-    if let Some(v) = store.get(CHANGED) {
-        if let Some(n) = std::str::from_utf8(&v.value)
-            .ok()
-            .and_then(|t| t.parse().ok())
-        {
-            return n;
-        }
-    }
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    let fresh = NEXT
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        >> 1;
-    crate::store::update::<_, ()>(store, CHANGED, |bytes| {
-        let n = std::str::from_utf8(bytes)
-            .ok()
-            .and_then(|t| t.parse().ok())
-            .unwrap_or(fresh);
-        Ok((n.to_string().into_bytes(), n))
-    })
-    .unwrap_or(fresh)
+    read_u64(store, CHANGED)
 }
 
 thread_local! {
-    /// Keys (and teams) this worker found seen, at a count of change batches applied. A key
+    /// Keys (and teams) this worker found seen, in a store at a count of change batches applied
+    /// (a worker's memory of one store, a test's, never matches another's). A key
     /// becomes unseen only by a batch of changes, which clears its mark and then bumps the
     /// count: while the count is the same, a key found seen is still seen, and its request
     /// reads one record (the count) instead of the cursor, the epoch and its mark.
-    static SEEN: RefCell<(u64, hashbrown::HashSet<String>)> =
-        RefCell::new((0, hashbrown::HashSet::new()));
+    static SEEN: RefCell<((u64, u64), hashbrown::HashSet<String>)> =
+        RefCell::new(((0, 0), hashbrown::HashSet::new()));
 }
 
 /// The most keys a worker remembers as seen; past it the memory starts over.
