@@ -4,9 +4,12 @@ placed in the period of the store's sync (`tick_ms`): a tail made by the tick's 
 few phases of the period, one made by steady extra work does not.
 
     .venv/bin/python bench/fleet_probe.py [--tick-ms 250] [--rounds 10] [--secs 2] [--module]
+        [--appendfsync always|everysec|no] [--interleave [--rate 500]]
 
 Needs what `make bench` builds (bench/run.py checks). Prints p50/p99 per target and, per fleet
 target, the share of its requests slower than the plain target's p99 in each tenth of the period.
+With --interleave, runs `make bench`'s paired comparison instead (each pair loaded at once, its
+requests interleaved) and prints pooled and per-slice differences.
 """
 
 import argparse
@@ -36,6 +39,11 @@ def main():
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--secs", type=float, default=2.0)
     ap.add_argument("--module", action="store_true", help="the dynamic module's pair too")
+    ap.add_argument("--appendfsync", choices=("always", "everysec", "no"), default="always",
+                    help="Redis's AOF fsync policy (the tests' Stack uses always)")
+    ap.add_argument("--interleave", action="store_true",
+                    help="load each pair at once, requests interleaved, instead of slice after slice")
+    ap.add_argument("--rate", type=int, default=bench.FLEET_PAIR_RATE, help="requests per second per target")
     args = ap.parse_args()
     import atexit
     atexit.register(bench.stop_all)
@@ -48,10 +56,13 @@ def main():
     from redis_stack import Stack  # noqa: E402
     stack = Stack().start()
     atexit.register(stack.close)
+    stack.redis.command("CONFIG", "SET", "appendfsync", args.appendfsync)
     os.environ["TOLLGATE_STORE_AUTH"] = stack.webdis.auth
     fleet_doc = copy.deepcopy(doc)
     fleet_doc.setdefault("tollgate_settings", {})["store"] = {
         "url": stack.webdis.url, "auth": "os.environ/TOLLGATE_STORE_AUTH", "tick_ms": args.tick_ms}
+    if args.tick_ms > 1000:  # the default replica TTL must outlast a tick and a sync
+        fleet_doc["tollgate_settings"]["store"]["replica_ttl_ms"] = 4 * args.tick_ms
     forms = [False, True] if args.module else [False]
     targets = []
     for module in forms:
@@ -70,6 +81,8 @@ def main():
                                 warmup=bench.FLEET_SLICE_WARMUP_SECS if fleet else bench.SLICE_WARMUP_SECS))
     for t in targets:
         bench.run_loadgen(t["url"], t["body"], auth, bench.RATE, 3, os.devnull, record=False, warmup=0.5)
+    if args.interleave:
+        return interleaved(targets, auth, workdir, args)
     samples = {t["id"]: [] for t in targets}
     cpu = {t["id"]: 0.0 for t in targets}
     store_cpu = {t["id"]: 0.0 for t in targets}
@@ -129,6 +142,27 @@ def main():
             slow, total, ranked = phases(samples[id_], bar)
             print(f"({id_}) slower than (4{suffix})'s p99 ({bar} µs): {slow} of {total} "
                   f"({100 * slow / max(total, 1):.2f}%); by tenth of the period, busiest first: {ranked}")
+
+
+def interleaved(targets, auth, workdir, args):
+    """`make bench`'s pairs (bench/run.py fleet_comparison): each pair loaded at once by one
+    loadgen, requests alternating, so what stalls the machine delays both sides alike."""
+    bench.FLEET_ROUNDS, bench.FLEET_LATENCY_SECS = args.rounds, args.rounds * args.secs
+    bench.FLEET_PAIR_RATE = args.rate
+    for t in targets:
+        t["headers"] = auth
+    out = bench.fleet_comparison(targets, workdir)
+    print(f"interleaved pairs, {args.rounds} slices of {args.secs} s at {args.rate} req/s per target")
+    for plain, fleet in (("4", "4f"), ("4m", "4fm")):
+        if plain not in out:
+            continue
+        a, b = out[plain], out[fleet]
+        print(f"({plain}) p50={a['p50']} p99={a['p99']}  ({fleet}) p50={b['p50']} p99={b['p99']}  "
+              f"pooled: p50 {b['p50'] / a['p50'] - 1:+.1%} p99 {b['p99'] / a['p99'] - 1:+.1%}; "
+              f"{b['measured_admits']} tg_admit calls in the measured parts")
+        for q in ("p50", "p99"):
+            r = bench.slice_ratios(b, a, q)
+            print(f"  per-slice {q} differences: median {r[len(r) // 2]:+.1%}, range {r[0]:+.0%} .. {r[-1]:+.0%}")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,11 @@
 //! Prints one JSON summary (microseconds) and, with `--raw FILE`, appends one line per measured
 //! response (`first_byte_us last_byte_us due_us`, the last from the start of the schedule) so that
 //! runs split into slices can be pooled.
+//!
+//! `--url` given T times loads T servers at once, each at `--rate` over its own `--connections`,
+//! their requests interleaved in one schedule (A, B, A, B, ...): a stall of the machine delays
+//! requests of every server alike, so their latencies can be compared request by request. Raw
+//! lines then carry a fourth column, the server's index, and the summary one entry per server.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -16,9 +21,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-struct Args {
+struct Target {
     host_port: String,
     request: Vec<u8>,
+}
+
+struct Args {
+    targets: Vec<Target>,
     rate: f64,
     connections: u32,
     duration: Duration,
@@ -27,7 +36,7 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut url = None;
+    let mut urls = Vec::new();
     let mut body = None;
     let mut headers = Vec::new();
     let mut rate: f64 = 200.0;
@@ -39,7 +48,7 @@ fn parse_args() -> Result<Args, String> {
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
-            "--url" => url = Some(value()?),
+            "--url" => urls.push(value()?),
             "--body" => {
                 let path = value()?;
                 body = Some(std::fs::read(&path).map_err(|e| format!("{path}: {e}"))?);
@@ -57,7 +66,29 @@ fn parse_args() -> Result<Args, String> {
             other => return Err(format!("unknown option {other}")),
         }
     }
-    let url = url.ok_or("--url is required")?;
+    if urls.is_empty() {
+        return Err("--url is required".into());
+    }
+    if rate.is_nan() || rate <= 0.0 || connections == 0 {
+        return Err("--rate and --connections must be positive".into());
+    }
+    let body = body.ok_or("--body is required")?;
+    let targets = urls
+        .iter()
+        .map(|url| target(url, &body, &headers))
+        .collect::<Result<_, _>>()?;
+    Ok(Args {
+        targets,
+        rate,
+        connections,
+        duration: Duration::from_secs_f64(duration),
+        warmup: Duration::from_secs_f64(warmup),
+        raw,
+    })
+}
+
+/// One server's request: its `host:port` and the bytes of the POST.
+fn target(url: &str, body: &[u8], headers: &[String]) -> Result<Target, String> {
     let rest = url
         .strip_prefix("http://")
         .ok_or("only http:// URLs are supported")?;
@@ -65,30 +96,18 @@ fn parse_args() -> Result<Args, String> {
         Some(i) => (rest[..i].to_string(), rest[i..].to_string()),
         None => (rest.to_string(), "/".to_string()),
     };
-    if rate.is_nan() || rate <= 0.0 || connections == 0 {
-        return Err("--rate and --connections must be positive".into());
-    }
-    let body = body.ok_or("--body is required")?;
     let mut head = format!(
         "POST {path} HTTP/1.1\r\nhost: {host_port}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
         body.len()
     );
-    for h in &headers {
+    for h in headers {
         head.push_str(h);
         head.push_str("\r\n");
     }
     head.push_str("\r\n");
     let mut request = head.into_bytes();
-    request.extend_from_slice(&body);
-    Ok(Args {
-        host_port,
-        request,
-        rate,
-        connections,
-        duration: Duration::from_secs_f64(duration),
-        warmup: Duration::from_secs_f64(warmup),
-        raw,
-    })
+    request.extend_from_slice(body);
+    Ok(Target { host_port, request })
 }
 
 struct Response {
@@ -189,20 +208,26 @@ struct Outcome {
     errors: u64,
 }
 
-/// One connection's share of the schedule: requests `k`, `k + n`, `k + 2n`, ...
+/// One connection's share of server `t`'s schedule: its requests `k`, `k + n`, `k + 2n`, ...,
+/// each at its place in the interleaved schedule of all T servers (request i of server t is the
+/// schedule's request i * T + t).
 fn connection(
     a: Arc<Args>,
+    t: usize,
     k: u32,
     begin: Instant,
     measure_from: Instant,
     end: Instant,
 ) -> Result<Outcome, String> {
-    let mut conn = connect(&a.host_port).map_err(|e| format!("connect {}: {e}", a.host_port))?;
-    let interval = Duration::from_secs_f64(1.0 / a.rate);
+    let target = a.targets.get(t).ok_or("no such target")?;
+    let host_port = &target.host_port;
+    let mut conn = connect(host_port).map_err(|e| format!("connect {host_port}: {e}"))?;
+    let servers = a.targets.len() as u32;
+    let interval = Duration::from_secs_f64(1.0 / (a.rate * f64::from(servers)));
     let mut out = Outcome::default();
     let mut i = k;
     loop {
-        let due = begin + interval * i;
+        let due = begin + interval * (i * servers + t as u32);
         i += a.connections;
         if due >= end {
             return Ok(out);
@@ -210,7 +235,7 @@ fn connection(
         wait_until(due);
         let result = conn
             .get_mut()
-            .write_all(&a.request)
+            .write_all(&target.request)
             .and_then(|()| read_response(&mut conn));
         let measured = due >= measure_from;
         let reconnect = match result {
@@ -218,7 +243,8 @@ fn connection(
                 if r.status != 200 {
                     out.errors += u64::from(measured);
                 } else if measured {
-                    out.samples.push((r.first_byte - due, due.elapsed(), due - begin));
+                    out.samples
+                        .push((r.first_byte - due, due.elapsed(), due - begin));
                 }
                 r.close
             }
@@ -228,7 +254,7 @@ fn connection(
             }
         };
         if reconnect {
-            conn = connect(&a.host_port).map_err(|e| format!("reconnect {}: {e}", a.host_port))?;
+            conn = connect(host_port).map_err(|e| format!("reconnect {host_port}: {e}"))?;
         }
     }
 }
@@ -249,27 +275,38 @@ fn run(a: Args) -> Result<String, String> {
     let begin = Instant::now() + Duration::from_millis(20);
     let measure_from = begin + a.warmup;
     let end = measure_from + a.duration;
-    let threads: Vec<_> = (0..a.connections)
-        .map(|k| {
+    let threads: Vec<_> = (0..a.targets.len())
+        .flat_map(|t| (0..a.connections).map(move |k| (t, k)))
+        .map(|(t, k)| {
             let a = Arc::clone(&a);
-            std::thread::spawn(move || connection(a, k, begin, measure_from, end))
+            let h = std::thread::spawn(move || connection(a, t, k, begin, measure_from, end));
+            (t, h)
         })
         .collect();
-    let mut all = Outcome::default();
-    for t in threads {
-        let o = t.join().map_err(|_| "a connection thread panicked")??;
-        all.samples.extend(o.samples);
-        all.errors += o.errors;
+    let mut each: Vec<Outcome> = a.targets.iter().map(|_| Outcome::default()).collect();
+    for (t, h) in threads {
+        let o = h.join().map_err(|_| "a connection thread panicked")??;
+        if let Some(all) = each.get_mut(t) {
+            all.samples.extend(o.samples);
+            all.errors += o.errors;
+        }
     }
+    let several = each.len() > 1;
     if let Some(path) = &a.raw {
         let mut lines = String::new();
-        for (first, last, at) in &all.samples {
-            lines.push_str(&format!(
-                "{} {} {}\n",
-                first.as_micros(),
-                last.as_micros(),
-                at.as_micros()
-            ));
+        for (t, all) in each.iter().enumerate() {
+            for (first, last, at) in &all.samples {
+                lines.push_str(&format!(
+                    "{} {} {}",
+                    first.as_micros(),
+                    last.as_micros(),
+                    at.as_micros()
+                ));
+                if several {
+                    lines.push_str(&format!(" {t}"));
+                }
+                lines.push('\n');
+            }
         }
         let mut f = std::fs::OpenOptions::new()
             .create(true)
@@ -279,6 +316,16 @@ fn run(a: Args) -> Result<String, String> {
         f.write_all(lines.as_bytes())
             .map_err(|e| format!("{path}: {e}"))?;
     }
+    let summaries: Vec<String> = each.iter().map(|o| summary(o, &a)).collect();
+    Ok(if several {
+        format!("{{\"targets\":[{}]}}", summaries.join(","))
+    } else {
+        summaries.concat()
+    })
+}
+
+/// One server's JSON summary.
+fn summary(all: &Outcome, a: &Args) -> String {
     let mut first: Vec<Duration> = all.samples.iter().map(|s| s.0).collect();
     let mut last: Vec<Duration> = all.samples.iter().map(|s| s.1).collect();
     first.sort();
@@ -292,7 +339,7 @@ fn run(a: Args) -> Result<String, String> {
             percentile(v, 1.0)
         )
     };
-    Ok(format!(
+    format!(
         "{{\"requests\":{},\"errors\":{},\"rate\":{},\"connections\":{},\"first_byte_us\":{},\"last_byte_us\":{}}}",
         all.samples.len(),
         all.errors,
@@ -300,7 +347,7 @@ fn run(a: Args) -> Result<String, String> {
         a.connections,
         stats(&first),
         stats(&last)
-    ))
+    )
 }
 
 fn main() -> ExitCode {
