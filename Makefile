@@ -146,6 +146,7 @@ bench-instructions: setup build
 # Issue 14's tail placed in the store's sync period: (4)/(4f) (and (4m)/(4fm)) in alternating
 # slices, Envoy and Redis+webdis CPU per request, and where the fleet rows' slow requests fall in
 # the tick (bench/fleet_probe.py; about 2 minutes, not part of `make bench`).
+# `bench/fleet_probe.py --module --interleave --rounds 30` runs `make bench`'s paired comparison alone.
 bench-fleet-probe: setup build
 	cargo build --quiet --release --manifest-path bench/loadgen/Cargo.toml
 	$(PY) bench/fleet_probe.py --rounds 8 --module
