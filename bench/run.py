@@ -87,8 +87,8 @@ LATENCY_SECS = 10  # per target, in ROUNDS slices
 # Issue 14's comparison (fleet rows against the same path without the store), measured apart: more
 # samples, both sides of a pair loaded at once with their requests interleaved, so that a p99
 # difference of 10% stands out of the machine's noise (fleet_comparison).
-# 30 slices: with 15, the pooled p99 difference of one pair read -2% to +10% over four runs of
-# the same build, its per-slice median +2% to +6%.
+# 30 slices: with 15, the pooled p99 difference of (4f) and (4) read -2.1% to +10.0% over three
+# runs of the same build, the median of its slices' differences -0.1% to +2.9%.
 FLEET_ROUNDS = 30
 FLEET_LATENCY_SECS = 60  # per target, in FLEET_ROUNDS slices
 # Each side of a pair at half of RATE: the machine serves RATE in all, as in the main latency rows.
@@ -619,19 +619,20 @@ def latency_rounds(targets, acc, rounds, slice_secs, mock=None):
 def fleet_comparison(targets, workdir):
     """Issue 14's target, measured on its own: each fleet row and the same path without the store
     loaded at once by one loadgen, their requests interleaved (4, 4f, 4, 4f, ...), each at
-    FLEET_PAIR_RATE,
-    in FLEET_ROUNDS slices ((4) with (4f), then (4m) with (4fm), in turn). On this 2-core machine
-    the p99 of slices taken one after the other is set by a few stalls of the machine, which
-    differ from slice to slice by more than 10%; loaded at once, both sides of a pair meet the
-    same stalls, and the difference left is the store's. Per slice too, for the spread."""
+    FLEET_PAIR_RATE, in FLEET_ROUNDS slices ((4) with (4f), then (4m) with (4fm), in turn). On this
+    2-core machine the p99 of slices taken one after the other is set by a few stalls of the
+    machine, which differ from slice to slice by more than 10%; loaded at once, both sides of a
+    pair meet the same stalls, and the difference left is the store's. Per slice too, for the
+    spread."""
     by = {t["id"]: t for t in targets}
     pairs = [(by[a], by[b]) for a, b in (("4", "4f"), ("4m", "4fm")) if a in by and b in by]
+    for plain, fleet in pairs:
+        if read(plain["body"]) != read(fleet["body"]):
+            raise RuntimeError(f"({plain['id']}) and ({fleet['id']}) must send the same body")
     acc = {t["id"]: {"samples": [], "slices": [], "errors": 0, "measured_admits": 0} for p in pairs for t in p}
     for rnd in range(FLEET_ROUNDS):
         log(f"fleet pairs, interleaved, round {rnd + 1} of {FLEET_ROUNDS}")
         for plain, fleet in pairs:
-            if read(plain["body"]) != read(fleet["body"]):
-                raise RuntimeError(f"({plain['id']}) and ({fleet['id']}) must send the same body")
             raw = os.path.join(workdir, f"pair-{plain['id']}-{rnd}.txt")
             envoy, at_warmup = fleet["envoy"], {}
             timer = threading.Timer(FLEET_SLICE_WARMUP_SECS, lambda: at_warmup.update(store_calls(envoy)))
